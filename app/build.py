@@ -1,0 +1,117 @@
+"""Build the demo app into one file with PyInstaller, reproducibly and with a cache.
+
+``python app/build.py --version 1.2.0 --manifest-url URL --public-key FILE.pub [--out dist]``
+writes ``dist/app-1.2.0-<os>-<arch>[.exe]`` and prints its path. Two builds of the same inputs
+are byte-identical (``PYTHONHASHSEED=0``, fixed work paths), so the result is cached under
+``.gupper/build-cache/<hash of every input>/`` and re-used.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import platform
+import shutil
+import subprocess
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from updater.platforms import current_platform  # noqa: E402
+
+APP_NAME = "app"
+DEFAULT_CACHE = ROOT / ".gupper" / "build-cache"
+
+
+def _inputs_digest(config_text: str) -> str:
+    """Hash of everything that goes into a build: sources, config, tool versions."""
+    import PyInstaller
+
+    h = hashlib.sha256()
+    files = [ROOT / "app" / "main.py", *sorted((ROOT / "updater").glob("*.py"))]
+    for path in files:
+        h.update(path.relative_to(ROOT).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
+    h.update(config_text.encode())
+    h.update(f"{PyInstaller.__version__}|{sys.version}|{platform.platform()}".encode())
+    return h.hexdigest()[:32]
+
+
+def config_module(version: str, manifest_url: str, public_keys: Sequence[str], channel: str) -> str:
+    """Source of the ``_build_config`` module baked into the binary."""
+    return (
+        '"""Written by app/build.py: what this build of the app trusts and where it looks."""\n'
+        f"APP = {APP_NAME!r}\nVERSION = {version!r}\nCHANNEL = {channel!r}\n"
+        f"MANIFEST_URL = {manifest_url!r}\nPUBLIC_KEYS = {list(public_keys)!r}\n"
+    )
+
+
+def build_app(
+    version: str,
+    manifest_url: str,
+    public_keys: Sequence[str],
+    out_dir: Path,
+    *,
+    channel: str = "stable",
+    cache_dir: Path = DEFAULT_CACHE,
+    use_cache: bool = True,
+    main_source: Path | None = None,
+) -> Path:
+    """Build (or take from the cache) the one-file app and copy it into ``out_dir``."""
+    plat = current_platform()
+    name = f"{APP_NAME}-{version}-{plat.key}"
+    config_text = config_module(version, manifest_url, public_keys, channel)
+    src = main_source or ROOT / "app" / "main.py"
+    digest = _inputs_digest(config_text + src.read_text())
+    cached = cache_dir / digest / (name + plat.exe_suffix)
+    if not (use_cache and cached.is_file()):
+        work = cache_dir / "work" / digest  # fixed per input: build paths never make two builds differ
+        shutil.rmtree(work, ignore_errors=True)
+        (work / "src").mkdir(parents=True)
+        shutil.copyfile(src, work / "src" / "main.py")
+        (work / "src" / "_build_config.py").write_text(config_text)
+        env = dict(os.environ, PYTHONHASHSEED="0", SOURCE_DATE_EPOCH="1700000000")
+        cmd = [
+            sys.executable, "-m", "PyInstaller", "--onefile", "--noconfirm", "--clean", "--log-level", "WARN",
+            "--name", name, "--paths", str(ROOT), "--paths", str(work / "src"),
+            "--hidden-import", "_build_config",
+            "--distpath", str(work / "dist"), "--workpath", str(work / "build"), "--specpath", str(work),
+            str(work / "src" / "main.py"),
+        ]  # fmt: skip
+        proc = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
+        if proc.returncode != 0:
+            raise RuntimeError(f"PyInstaller failed for {name}:\n{proc.stderr[-4000:]}")
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cached.with_name(cached.name + ".tmp")
+        shutil.copyfile(work / "dist" / (name + plat.exe_suffix), tmp)
+        tmp.chmod(0o755)
+        os.replace(tmp, cached)
+        shutil.rmtree(work, ignore_errors=True)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    dest = out_dir / cached.name
+    shutil.copyfile(cached, dest)
+    dest.chmod(0o755)
+    return dest
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Command line: build one version."""
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--version", required=True, help="PEP 440 version to bake in")
+    p.add_argument("--manifest-url", required=True, help="https URL of the channel's latest.json")
+    p.add_argument("--public-key", action="append", required=True, type=Path, help="a .pub file from gupper-publish keygen")
+    p.add_argument("--channel", default="stable")
+    p.add_argument("--out", type=Path, default=ROOT / "dist")
+    p.add_argument("--no-cache", action="store_true")
+    args = p.parse_args(argv)
+    keys = [k.read_text().strip() for k in args.public_key]
+    path = build_app(args.version, args.manifest_url, keys, args.out, channel=args.channel, use_cache=not args.no_cache)
+    print(path)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

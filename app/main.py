@@ -1,0 +1,73 @@
+"""Gupper's demo app: checks for an update at start-up, then does its (tiny) job.
+
+``--version`` prints the version without checking; ``--no-update`` skips the check. Build it
+with ``python app/build.py``, which bakes the version, manifest URL and public key into
+``_build_config``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any
+
+try:
+    import _build_config as build  # type: ignore[import-not-found]  # written by app/build.py
+except ImportError:  # run from source: updates stay off
+    build = None
+
+from updater import Updater, UpdaterConfig
+
+VERSION: str = build.VERSION if build else "0.0.0.dev0"
+
+
+def _progress_bar() -> Callable[[int, int], None] | None:
+    """A tqdm bar on a terminal, nothing otherwise (logs and pipes stay clean)."""
+    if not sys.stderr.isatty():
+        return None
+    from tqdm import tqdm
+
+    bar: list[Any] = []  # the tqdm, made on the first call when the total is known
+
+    def progress(done: int, total: int) -> None:
+        if not bar:
+            bar.append(tqdm(total=total, unit="B", unit_scale=True, desc="downloading update", file=sys.stderr, leave=False))
+        bar[0].update(done - bar[0].n)
+        if done >= total:
+            bar[0].close()
+
+    return progress
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the demo app."""
+    parser = argparse.ArgumentParser(prog="app", description="Gupper demo app")
+    parser.add_argument("--version", action="store_true", help="print the version and exit (no update check)")
+    parser.add_argument("--no-update", action="store_true", help="skip the update check")
+    args = parser.parse_args(argv)
+    if args.version:
+        print(VERSION)
+        return 0
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    logging.getLogger("urllib3").setLevel(logging.ERROR)  # its retry chatter; gupper logs the outcome once
+    if os.environ.get("GUPPER_DEMO_DEBUG"):
+        print(f"debug: pid={os.getpid()} meipass={getattr(sys, '_MEIPASS', '')}", file=sys.stderr, flush=True)
+    if build is not None and not args.no_update:
+        config = UpdaterConfig(
+            app=build.APP,
+            current_version=VERSION,
+            manifest_url=build.MANIFEST_URL,
+            public_keys=tuple(build.PUBLIC_KEYS),
+            channel=build.CHANNEL,
+        )
+        # Never raises for update problems: it logs one line and we carry on with this version.
+        Updater(config).run(progress=_progress_bar())
+    print(f"Hello from the Gupper demo app, version {VERSION}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,88 @@
+"""Artifact file names and their store keys. Pure."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import quote
+
+from packaging.version import InvalidVersion, Version
+
+from updater.manifest import valid_app_name
+from updater.platforms import Platform, normalize_arch, normalize_os
+
+from .errors import BadArtifactName
+
+PATTERN_HELP = (
+    "<app>-<version>-<os>-<arch>[.exe], e.g. app-1.2.0-linux-amd64 or app-1.2.0-windows-amd64.exe (os: linux, darwin/macos, windows; arch: amd64/x86_64, arm64/aarch64)"
+)
+
+
+@dataclass(frozen=True)
+class ArtifactName:
+    """The parts of an artifact file name."""
+
+    app: str
+    version: Version
+    platform: Platform
+    filename: str
+
+    @property
+    def key(self) -> str:
+        """The immutable store key, relative to the store prefix."""
+        return f"{self.app}/{self.version}/{self.filename}"
+
+
+def parse_artifact_name(filename: str) -> ArtifactName:
+    """Parse ``app-1.2.0-linux-amd64`` (fields are read from the right, so app names may hold ``-``).
+
+    Raises BadArtifactName with the expected pattern for a name that does not parse.
+    """
+    if "/" in filename or "\\" in filename or filename in {"", ".", ".."}:
+        raise BadArtifactName(f"{filename!r} is not a plain file name; expected {PATTERN_HELP}")
+    stem = filename[:-4] if filename.lower().endswith(".exe") else filename
+    parts = stem.rsplit("-", 3)
+    if len(parts) != 4:
+        raise BadArtifactName(f"cannot parse artifact name {filename!r}; expected {PATTERN_HELP}")
+    app, version_text, os_text, arch_text = parts
+    os_name, arch = normalize_os(os_text), normalize_arch(arch_text)
+    if not valid_app_name(app):
+        raise BadArtifactName(f"{filename!r}: app name {app!r} must be letters, digits, '.', '_' or '-'; expected {PATTERN_HELP}")
+    if os_name is None or arch is None:
+        raise BadArtifactName(f"{filename!r}: unknown os/arch {os_text!r}/{arch_text!r}; expected {PATTERN_HELP}")
+    try:
+        version = Version(version_text)
+    except InvalidVersion as e:
+        raise BadArtifactName(f"{filename!r}: {version_text!r} is not a PEP 440 version; expected {PATTERN_HELP}") from e
+    platform = Platform(os_name, arch)
+    if (os_name == "windows") != filename.lower().endswith(".exe"):
+        raise BadArtifactName(f"{filename!r}: Windows builds, and only they, end in .exe; expected {PATTERN_HELP}")
+    # Store the canonical spelling so aliases (x86_64, macos) never make two names for one build.
+    canonical = f"{app}-{version}-{platform.key}{platform.exe_suffix}"
+    return ArtifactName(app, version, platform, canonical)
+
+
+def manifest_key(app: str, channel: str) -> str:
+    """Where an app channel's manifest lives, relative to the store prefix."""
+    return f"{app}/{channel}/latest.json"
+
+
+def relative_url(from_manifest_key: str, artifact_key: str) -> str:
+    """The artifact's URL relative to the manifest, so mirrors and CDNs work unchanged."""
+    depth = from_manifest_key.count("/")
+    up = "../" * (depth - 1)
+    app_prefix = from_manifest_key.split("/", 1)[0] + "/"
+    rest = artifact_key[len(app_prefix) :] if artifact_key.startswith(app_prefix) else artifact_key
+    return up + quote(rest, safe="/")
+
+
+def hash_file(path: Path, chunk: int = 1 << 20) -> tuple[str, int]:
+    """sha256 hex digest and size of a file, read in chunks."""
+    digest = hashlib.sha256()
+    size = 0
+    with path.open("rb") as f:
+        while block := f.read(chunk):
+            digest.update(block)
+            size += len(block)
+    return digest.hexdigest(), size

@@ -1,0 +1,95 @@
+"""Version selection and the signed payload: what a channel's manifest should say. Pure."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from updater.manifest import MANIFEST_TYPE, SCHEMA_VERSION, format_time
+from updater.platforms import Platform
+
+from .artifacts import ArtifactName, parse_artifact_name, relative_url
+from .errors import BadArtifactName
+from .stores import ObjectInfo
+
+
+@dataclass(frozen=True)
+class Release:
+    """One published artifact as found in the store."""
+
+    name: ArtifactName
+    size: int
+
+    @property
+    def key(self) -> str:
+        """Its store key."""
+        return self.name.key
+
+
+def releases_in(objects: Iterable[ObjectInfo], app: str) -> list[Release]:
+    """The artifacts of ``app`` among a store listing; anything else (manifests, strays) is ignored."""
+    out = []
+    for obj in objects:
+        parts = obj.key.split("/")
+        if len(parts) != 3 or parts[0] != app:
+            continue
+        try:
+            name = parse_artifact_name(parts[2])
+        except BadArtifactName:
+            continue
+        # Only a file at its own canonical key counts: a stray copy elsewhere is not a release.
+        if name.app == app and name.key == obj.key:
+            out.append(Release(name, obj.size))
+    return out
+
+
+def select_latest(releases: Iterable[Release], *, include_prereleases: bool) -> dict[Platform, Release]:
+    """For every platform, the highest version (pre-releases only when asked for)."""
+    best: dict[Platform, Release] = {}
+    for rel in releases:
+        if rel.name.version.is_prerelease and not include_prereleases:
+            continue
+        cur = best.get(rel.name.platform)
+        if cur is None or rel.name.version > cur.name.version:
+            best[rel.name.platform] = rel
+    return best
+
+
+def channel_takes_prereleases(channel: str) -> bool:
+    """``stable`` carries final releases only; any other channel carries pre-releases too."""
+    return channel != "stable"
+
+
+def build_signed(
+    *,
+    app: str,
+    channel: str,
+    serial: int,
+    now: datetime,
+    expires_in: timedelta,
+    platforms: Mapping[str, Mapping[str, Any]],
+) -> dict[str, Any]:
+    """The ``signed`` object of a manifest."""
+    return {
+        "_type": MANIFEST_TYPE,
+        "schema": SCHEMA_VERSION,
+        "app": app,
+        "channel": channel,
+        "serial": serial,
+        "created": format_time(now),
+        "expires": format_time(now + expires_in),
+        "platforms": {key: dict(platforms[key]) for key in sorted(platforms)},
+    }
+
+
+def entry_json(release: Release, sha256: str, manifest_key: str) -> dict[str, Any]:
+    """A manifest entry for ``release``."""
+    return {
+        "version": str(release.name.version),
+        "type": "binary",
+        "url": relative_url(manifest_key, release.key),
+        "size": release.size,
+        "sha256": sha256,
+    }

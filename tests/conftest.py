@@ -1,0 +1,68 @@
+"""Shared fixtures: signing keys in tmp dirs, manifest factories."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from publisher.selection import build_signed
+from publisher.signing import keygen, load_signing_key, public_key_of, sign_manifest
+from updater.keys import TrustedKeys
+
+NOW = datetime(2026, 11, 28, 12, 0, 0, tzinfo=UTC)
+
+
+@pytest.fixture(scope="session")
+def keypair(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Ed25519PrivateKey, str]:
+    """A signing key written by keygen (path, key, public text); lives in a tmp dir."""
+    key_path, _pub, public = keygen(tmp_path_factory.mktemp("keys") / "signing")
+    return key_path, load_signing_key(key_path), public.to_text()
+
+
+@pytest.fixture
+def trusted(keypair: tuple[Path, Ed25519PrivateKey, str]) -> TrustedKeys:
+    return TrustedKeys.from_texts([keypair[2]])
+
+
+def entry(version: str = "2.0.0", *, size: int = 10, sha: str = "ab" * 32, url: str = "../2.0.0/app-2.0.0-linux-amd64") -> dict[str, Any]:
+    return {"version": version, "type": "binary", "url": url, "size": size, "sha256": sha}
+
+
+MakeManifest = Callable[..., bytes]
+
+
+@pytest.fixture
+def make_manifest(keypair: tuple[Path, Ed25519PrivateKey, str]) -> MakeManifest:
+    """Build and sign a manifest; keyword overrides for any payload field."""
+
+    def make(
+        *,
+        keys: list[Ed25519PrivateKey] | None = None,
+        serial: int = 1,
+        now: datetime = NOW,
+        expires_in: timedelta = timedelta(days=30),
+        platforms: dict[str, Any] | None = None,
+        app: str = "app",
+        channel: str = "stable",
+        **overrides: Any,
+    ) -> bytes:
+        signed = build_signed(
+            app=app,
+            channel=channel,
+            serial=serial,
+            now=now,
+            expires_in=expires_in,
+            platforms=platforms if platforms is not None else {"linux-amd64": entry()},
+        )
+        signed.update(overrides)
+        return sign_manifest(signed, keys if keys is not None else [keypair[1]])
+
+    return make
+
+
+__all__ = ["NOW", "MakeManifest", "entry", "public_key_of"]

@@ -1,0 +1,75 @@
+"""Pure core: artifact names, store keys, relative URLs and version selection."""
+
+from __future__ import annotations
+
+import pytest
+from packaging.version import Version
+
+from publisher.artifacts import manifest_key, parse_artifact_name, relative_url
+from publisher.errors import BadArtifactName
+from publisher.selection import releases_in, select_latest
+from publisher.stores import ObjectInfo
+from updater.platforms import Platform, current_platform, parse_platform_key
+
+
+@pytest.mark.parametrize(
+    ("filename", "app", "version", "plat", "canonical"),
+    [
+        ("app-1.2.0-linux-amd64", "app", "1.2.0", "linux-amd64", "app-1.2.0-linux-amd64"),
+        ("app-1.2.0-windows-amd64.exe", "app", "1.2.0", "windows-amd64", "app-1.2.0-windows-amd64.exe"),
+        ("my-tool-2.0rc1-macos-aarch64", "my-tool", "2.0rc1", "darwin-arm64", "my-tool-2.0rc1-darwin-arm64"),
+        ("app-1.0-linux-x86_64", "app", "1.0", "linux-amd64", "app-1.0-linux-amd64"),
+    ],
+)
+def test_artifact_names_parse_and_canonicalise(filename: str, app: str, version: str, plat: str, canonical: str) -> None:
+    name = parse_artifact_name(filename)
+    assert (name.app, str(name.version), name.platform.key, name.filename) == (app, version, plat, canonical)
+    assert name.key == f"{app}/{version}/{canonical}"
+
+
+@pytest.mark.parametrize(
+    "filename",
+    ["app", "app-1.2.0-linux", "app-banana-linux-amd64", "app-1.2.0-plan9-amd64", "app-1.2.0-linux-mips", "app-1.2.0-linux-amd64.exe",
+     "app-1.2.0-windows-amd64", "../app-1.2.0-linux-amd64", "..-1.0-linux-amd64", "-1.0-linux-amd64"],
+)  # fmt: skip
+def test_bad_names_are_refused_with_the_pattern(filename: str) -> None:
+    with pytest.raises(BadArtifactName, match=r"<app>-<version>-<os>-<arch>"):
+        parse_artifact_name(filename)
+
+
+def test_relative_url_points_from_manifest_to_artifact() -> None:
+    assert relative_url(manifest_key("app", "stable"), "app/1.2.0/app-1.2.0-linux-amd64") == "../1.2.0/app-1.2.0-linux-amd64"
+    assert relative_url("app/stable/latest.json", "app/1.0+local/app-1.0+local-linux-amd64") == "../1.0%2Blocal/app-1.0%2Blocal-linux-amd64"
+
+
+def _objs(*keys: str) -> list[ObjectInfo]:
+    return [ObjectInfo(k, 100) for k in keys]
+
+
+def test_selection_takes_the_highest_version_per_platform_by_pep440_not_by_string() -> None:
+    rels = releases_in(
+        _objs(
+            "app/1.9.0/app-1.9.0-linux-amd64",
+            "app/1.10.0/app-1.10.0-linux-amd64",
+            "app/2.0.0rc1/app-2.0.0rc1-linux-amd64",
+            "app/1.0.0/app-1.0.0-windows-amd64.exe",
+            "app/stable/latest.json",
+            "other/9.0/other-9.0-linux-amd64",
+            "app/3.0/app-1.0-linux-amd64",  # misplaced: not at its canonical key
+        ),
+        "app",
+    )
+    stable = select_latest(rels, include_prereleases=False)
+    assert {p.key: str(r.name.version) for p, r in stable.items()} == {"linux-amd64": "1.10.0", "windows-amd64": "1.0.0"}
+    beta = select_latest(rels, include_prereleases=True)
+    assert beta[Platform("linux", "amd64")].name.version == Version("2.0.0rc1")
+
+
+def test_current_platform_normalises_and_refuses_unknown() -> None:
+    assert current_platform("darwin", "arm64") == Platform("darwin", "arm64")
+    assert current_platform("win32", "AMD64") == Platform("windows", "amd64")
+    assert current_platform("linux", "aarch64").key == "linux-arm64"
+    with pytest.raises(ValueError, match="unsupported platform"):
+        current_platform("sunos5", "sparc")
+    assert parse_platform_key("macos-x86_64") == Platform("darwin", "amd64")
+    assert parse_platform_key("linux") is None

@@ -1,0 +1,65 @@
+"""Gupper's client: keep a frozen Python app up to date from a signed static manifest.
+
+Typical start-up use::
+
+    from updater import Updater, UpdaterConfig
+    Updater(UpdaterConfig(app="app", current_version=__version__,
+                          manifest_url="https://cdn.example.com/app/stable/latest.json",
+                          public_keys=("ed25519:...",))).run()
+"""
+
+from __future__ import annotations
+
+from .client import Result, Status, Update, Updater, UpdaterConfig
+from .errors import (
+    BadSignature,
+    ConfigError,
+    DownloadError,
+    Expired,
+    HTTPError,
+    InstallError,
+    IntegrityError,
+    Malformed,
+    ManifestError,
+    Rollback,
+    Timeout,
+    TooLarge,
+    UpdateError,
+    WrongTarget,
+)
+from .fetch import Progress
+from .keys import PublicKey, TrustedKeys
+from .manifest import Entry, Manifest, verify_manifest
+from .platforms import Platform, current_platform
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "BadSignature",
+    "ConfigError",
+    "DownloadError",
+    "Entry",
+    "Expired",
+    "HTTPError",
+    "InstallError",
+    "IntegrityError",
+    "Malformed",
+    "Manifest",
+    "ManifestError",
+    "Platform",
+    "Progress",
+    "PublicKey",
+    "Result",
+    "Rollback",
+    "Status",
+    "Timeout",
+    "TooLarge",
+    "TrustedKeys",
+    "Update",
+    "UpdateError",
+    "Updater",
+    "UpdaterConfig",
+    "WrongTarget",
+    "current_platform",
+    "verify_manifest",
+]

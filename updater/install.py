@@ -1,0 +1,157 @@
+"""Putting a verified file in place of the running executable, one function per OS.
+
+POSIX (Linux, macOS): the new file already sits beside the target (same filesystem), so
+``rename`` swaps it in atomically; the running process keeps its old inode. Windows cannot
+replace or delete a running ``.exe`` but can rename it, so the running file is moved aside to
+``<name>.old`` first and removed on the next start. Filesystem calls go through :class:`FileOps`
+so the Windows semantics can be injected and tested on Linux.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import secrets
+import stat
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import InstallError
+
+log = logging.getLogger("gupper")
+
+TEMP_TAG = ".gupper-"
+OLD_SUFFIX = ".old"
+RENAME_ATTEMPTS = 8
+
+
+def _fsync_dir(path: str) -> None:
+    if os.name != "posix":
+        return  # Windows has no directory fsync; NTFS journals the rename.
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+@dataclass
+class FileOps:
+    """The filesystem primitives the installer uses; tests swap in other semantics."""
+
+    replace: Callable[[str, str], None] = os.replace
+    rename: Callable[[str, str], None] = os.rename
+    unlink: Callable[[str], None] = os.unlink
+    sleep: Callable[[float], None] = time.sleep
+    fsync_dir: Callable[[str], None] = _fsync_dir
+
+
+def resolve_target(executable: str) -> Path:
+    """The real file to replace: a symlinked executable has its target replaced, not the link."""
+    return Path(os.path.realpath(executable))
+
+
+def temp_path_for(target: Path) -> Path:
+    """A fresh temp name beside ``target`` (same directory, so the final rename cannot cross devices)."""
+    return target.with_name(f".{target.name}{TEMP_TAG}{secrets.token_hex(6)}.tmp")
+
+
+def check_writable(target: Path) -> None:
+    """Fail early, before any download, if the install directory cannot take a new file."""
+    directory = target.parent
+    if not os.access(directory, os.W_OK | os.X_OK):
+        raise InstallError(
+            f"cannot update {target}: no write permission on {directory}; reinstall the app in a folder you own or run the update with rights to that folder"
+        )
+
+
+def copy_mode(source: Path, dest: Path) -> None:
+    """Give ``dest`` the permission bits (and, when we may, the owner) of ``source``."""
+    st = source.stat()
+    os.chmod(dest, stat.S_IMODE(st.st_mode) | stat.S_IXUSR)
+    if hasattr(os, "chown") and os.name == "posix":
+        # Only root may give files away; same-user installs keep the owner anyway.
+        with contextlib.suppress(PermissionError):
+            os.chown(dest, st.st_uid, st.st_gid)
+
+
+def _retry(op: Callable[[], None], ops: FileOps, what: str) -> None:
+    # Antivirus scanners hold freshly written files for a moment on Windows; back off and retry.
+    delay = 0.05
+    for attempt in range(RENAME_ATTEMPTS):
+        try:
+            op()
+            return
+        except PermissionError:
+            if attempt == RENAME_ATTEMPTS - 1:
+                raise
+            log.debug("%s: access denied, retrying in %.2fs", what, delay)
+            ops.sleep(delay)
+            delay = min(delay * 2, 1.0)
+
+
+def apply_posix(new: Path, target: Path, ops: FileOps) -> None:
+    """Atomically rename ``new`` over ``target`` and make the rename durable."""
+    ops.replace(str(new), str(target))
+    ops.fsync_dir(str(target.parent))
+
+
+def apply_windows(new: Path, target: Path, ops: FileOps) -> None:
+    """Move the running ``target`` aside, move ``new`` in; undo the first move if the second fails."""
+    old = target.with_name(target.name + OLD_SUFFIX)
+    try:
+        ops.unlink(str(old))  # a leftover from an earlier update, no longer running
+    except FileNotFoundError:
+        pass
+    except PermissionError:
+        old = target.with_name(f"{target.name}.{secrets.token_hex(4)}{OLD_SUFFIX}")
+    _retry(lambda: ops.rename(str(target), str(old)), ops, f"moving {target.name} aside")
+    try:
+        _retry(lambda: ops.rename(str(new), str(target)), ops, f"moving the new {target.name} in")
+    except OSError:
+        ops.rename(str(old), str(target))
+        raise
+
+
+APPLIERS: dict[str, Callable[[Path, Path, FileOps], None]] = {
+    "linux": apply_posix,
+    "darwin": apply_posix,
+    "windows": apply_windows,
+}
+
+
+def apply(new: Path, target: Path, os_name: str, ops: FileOps | None = None) -> None:
+    """Install ``new`` (verified, fsynced, beside ``target``) as ``target`` using ``os_name``'s method."""
+    ops = ops or FileOps()
+    try:
+        applier = APPLIERS[os_name]
+    except KeyError as e:
+        raise InstallError(f"no install method for OS {os_name!r}") from e
+    try:
+        applier(new, target, ops)
+    except OSError as e:
+        raise InstallError(f"could not replace {target}: {e.strerror or e}; the installed version was left as it was") from e
+
+
+def cleanup_leftovers(target: Path, ops: FileOps | None = None) -> list[Path]:
+    """Remove temp files and ``.old`` executables that an earlier run left beside ``target``."""
+    ops = ops or FileOps()
+    removed: list[Path] = []
+    try:
+        siblings = list(target.parent.iterdir())
+    except OSError:
+        return removed
+    for path in siblings:
+        name = path.name
+        ours = (name.startswith(f".{target.name}{TEMP_TAG}") and name.endswith(".tmp")) or (name.startswith(target.name + ".") and name.endswith(OLD_SUFFIX))
+        if not ours:
+            continue
+        try:
+            ops.unlink(str(path))
+            removed.append(path)
+        except OSError:
+            pass  # still running (Windows) or not ours to remove; try again next start
+    return removed
