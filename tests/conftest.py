@@ -14,6 +14,8 @@ from publisher.selection import build_signed
 from publisher.signing import keygen, load_signing_key, public_key_of, sign_manifest
 from updater.keys import TrustedKeys
 
+from .e2e_support import e2e  # noqa: F401  (the session fixture, shared by the e2e modules)
+
 NOW = datetime(2026, 11, 28, 12, 0, 0, tzinfo=UTC)
 
 

@@ -1,0 +1,394 @@
+"""A local S3-compatible store for the Gupper demo and tests.
+
+Run ``python -m infra.localstore --state-dir DIR``. One process serves moto's S3
+backend over HTTPS on two ports:
+
+* the S3 API endpoint (full S3 API, any credentials), for the publisher;
+* the public front (the CDN's role): anonymous GET/HEAD of ``/<bucket>/<key>``
+  only, see :class:`infra.front.PublicFront`.
+
+When both ports answer, it writes ``DIR/store.json`` and prints one line,
+``GUPPER-STORE-READY <json>``, on stdout. It runs until SIGTERM or SIGINT.
+Objects live in memory only: a restarted store is empty, but keeps its CA.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import http.client
+import json
+import os
+import signal
+import ssl
+import sys
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from types import FrameType
+from typing import Any
+from wsgiref.types import WSGIApplication
+
+from moto.moto_server.werkzeug_app import (
+    DomainDispatcherApplication,
+    MotoRequestHandler,
+    create_backend_app,
+)
+from werkzeug.serving import ThreadedWSGIServer, WSGIRequestHandler
+
+from infra import (
+    ACCESS_KEY,
+    DEFAULT_BUCKET,
+    READY_PREFIX,
+    REGION,
+    SECRET_KEY,
+    STORE_INFO_FILE,
+)
+from infra.front import AccessLog, PublicFront
+from infra.policy import render_public_read_policy, validate_bucket_name
+from infra.tls import (
+    DEFAULT_IDENTITIES,
+    TLSFiles,
+    ensure_tls_material,
+    normalize_identity,
+    server_ssl_context,
+    write_file_atomic,
+)
+
+# Per-connection socket timeout (handshake, reads, each write): a stalled client
+# then frees its thread instead of holding it forever.
+CONNECTION_TIMEOUT = 60.0
+SELF_CHECK_TIMEOUT = 10.0
+
+
+def _verbose(handler: WSGIRequestHandler) -> bool:
+    return bool(getattr(handler.server, "verbose", False))
+
+
+def _handshake(handler: WSGIRequestHandler) -> bool:
+    conn = handler.connection
+    if not isinstance(conn, ssl.SSLSocket):
+        return True
+    try:
+        conn.do_handshake()
+    except OSError as exc:  # ssl.SSLError included; e.g. a client that distrusts the CA
+        if _verbose(handler):
+            handler.log_error("TLS handshake failed: %s", exc)
+        return False
+    return True
+
+
+class _S3Handler(MotoRequestHandler):
+    """moto's handler, with the TLS handshake in the request thread and quiet logs."""
+
+    timeout = CONNECTION_TIMEOUT
+
+    def handle(self) -> None:
+        if _handshake(self):
+            super().handle()
+
+    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+        if _verbose(self):
+            super().log_request(code, size)
+
+    def log_error(self, format: str, *args: Any) -> None:
+        if _verbose(self) or not format.startswith("SSL error"):
+            super().log_error(format, *args)
+
+
+class _PublicHandler(WSGIRequestHandler):
+    """Plain werkzeug handler: unlike moto's, it drops headers spelled with
+    underscores, which a public endpoint has no use for."""
+
+    timeout = CONNECTION_TIMEOUT
+
+    def handle(self) -> None:
+        if _handshake(self):
+            super().handle()
+
+    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+        if _verbose(self):
+            super().log_request(code, size)
+
+    def log_error(self, format: str, *args: Any) -> None:
+        if _verbose(self) or not format.startswith("SSL error"):
+            super().log_error(format, *args)
+
+
+class _TLSServer(ThreadedWSGIServer):
+    """werkzeug's threaded server, with TLS set up so the handshake does not run
+    in the accept loop (werkzeug's own ``ssl_context=`` handshakes in ``accept()``,
+    so one client stalling mid-handshake would block every other connection)."""
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        app: WSGIApplication,
+        handler: type[WSGIRequestHandler],
+        ssl_context: ssl.SSLContext,
+        *,
+        verbose: bool,
+    ) -> None:
+        super().__init__(host, port, app, handler=handler)
+        self.socket = ssl_context.wrap_socket(self.socket, server_side=True, do_handshake_on_connect=False)
+        self.ssl_context = ssl_context
+        self.verbose = verbose
+
+
+def _moto_s3_app(dispatcher: DomainDispatcherApplication) -> WSGIApplication:
+    # The front must reach moto's S3 app directly: the dispatcher guesses the
+    # service from the request, and an anonymous GET of a key ending in
+    # "/.well-known/jwks.json" would be routed to Cognito. Sharing the
+    # dispatcher's instance keeps one S3 app for both ports.
+    with dispatcher.lock:
+        app = dispatcher.app_instances.get("s3")
+        if app is None:
+            app = dispatcher.create_app("s3")
+            dispatcher.app_instances["s3"] = app
+    return app
+
+
+class StoreServers:
+    """The two HTTPS servers over one moto backend, each on its own thread."""
+
+    def __init__(
+        self,
+        *,
+        host: str,
+        s3_port: int,
+        public_port: int,
+        bucket: str,
+        ssl_context: ssl.SSLContext,
+        verbose: bool = False,
+    ) -> None:
+        # moto 5.2's DomainDispatcherApplication has no service= argument; requests
+        # signed for S3 (and unsigned ones) are dispatched to S3 anyway.
+        self.dispatcher = DomainDispatcherApplication(create_backend_app)
+        self.front = PublicFront(_moto_s3_app(self.dispatcher), bucket)
+        self.s3_server = _TLSServer(host, s3_port, self.dispatcher, _S3Handler, ssl_context, verbose=verbose)
+        self.public_server = _TLSServer(host, public_port, self.front, _PublicHandler, ssl_context, verbose=verbose)
+        self._threads: list[threading.Thread] = []
+
+    @property
+    def s3_port(self) -> int:
+        """The S3 API port actually bound."""
+        return self.s3_server.port
+
+    @property
+    def public_port(self) -> int:
+        """The public front's port actually bound."""
+        return self.public_server.port
+
+    def start(self) -> None:
+        """Serve both ports on daemon threads; both already accept connections."""
+        for name, server in (("s3", self.s3_server), ("public", self.public_server)):
+            thread = threading.Thread(
+                target=server.serve_forever,
+                kwargs={"poll_interval": 0.1},
+                name=f"localstore-{name}",
+                daemon=True,
+            )
+            thread.start()
+            self._threads.append(thread)
+
+    def shutdown(self) -> None:
+        """Stop both accept loops and close the listening sockets."""
+        if not self._threads:
+            self.s3_server.server_close()
+            self.public_server.server_close()
+            return
+        for server in (self.s3_server, self.public_server):
+            server.shutdown()  # serve_forever closes its socket on the way out
+        for thread in self._threads:
+            thread.join(timeout=5.0)
+        self._threads.clear()
+
+
+def create_bucket_with_public_read(bucket: str) -> None:
+    """Create ``bucket`` in moto (if missing) and apply the public-read policy.
+
+    This talks to moto's backend in-process: no credentials, proxies or AWS
+    config files of the environment can get in the way at start-up.
+    """
+    from moto.core.models import DEFAULT_ACCOUNT_ID
+    from moto.s3.exceptions import BucketAlreadyExists
+    from moto.s3.models import s3_backends
+
+    # Requests resolve their account the same way (MOTO_ACCOUNT_ID wins).
+    account = os.environ.get("MOTO_ACCOUNT_ID", DEFAULT_ACCOUNT_ID)
+    backend = s3_backends[account]["aws"]
+    with contextlib.suppress(BucketAlreadyExists):
+        backend.create_bucket(bucket, REGION)
+    backend.put_bucket_policy(bucket, render_public_read_policy(bucket).encode())
+
+
+def _https_status(host: str, port: int, ca: Path, method: str, path: str) -> int:
+    ctx = ssl.create_default_context(cafile=str(ca))
+    conn = http.client.HTTPSConnection(host.strip("[]"), port, context=ctx, timeout=SELF_CHECK_TIMEOUT)
+    try:
+        conn.request(method, path)
+        response = conn.getresponse()
+        response.read()
+        return response.status
+    finally:
+        conn.close()
+
+
+def self_check(host: str, servers: StoreServers, ca: Path, bucket: str) -> None:
+    """Make one real HTTPS request to each port, verifying the certificate.
+
+    Raises ``RuntimeError`` unless both answer without a server error, so the
+    READY line is only printed for a store that works end to end.
+    """
+    probes = (
+        ("S3 API", servers.s3_port, "HEAD", f"/{bucket}"),
+        ("public front", servers.public_port, "HEAD", f"/{bucket}/.gupper-self-check"),
+    )
+    for label, port, method, path in probes:
+        status = _https_status(host, port, ca, method, path)
+        if status >= 500:
+            raise RuntimeError(f"self-check of the {label} failed: HTTP {status}")
+
+
+def advertised_host(host: str) -> str:
+    """The host to put in URLs for a bind address (wildcards become loopback)."""
+    if host in ("", "0.0.0.0"):
+        return "127.0.0.1"
+    if host == "::":
+        return "[::1]"
+    if ":" in host and not host.startswith("["):
+        return f"[{host}]"
+    return host
+
+
+def certificate_identities(host: str, extra_names: Sequence[str]) -> list[str]:
+    """Names and addresses the server certificate must cover."""
+    identities = list(DEFAULT_IDENTITIES)
+    for name in (advertised_host(host), *extra_names):
+        if normalize_identity(name) not in {normalize_identity(i) for i in identities}:
+            identities.append(name.strip("[]"))
+    return identities
+
+
+class _StopSignal:
+    """Self-pipe: signal handlers and the stdin watcher only write one byte,
+    which is safe at any point, and the main thread blocks on the read."""
+
+    def __init__(self) -> None:
+        self._read_fd, self._write_fd = os.pipe()
+        os.set_blocking(self._write_fd, False)
+
+    def trigger(self, *_: object) -> None:
+        with contextlib.suppress(BlockingIOError):
+            os.write(self._write_fd, b"x")
+
+    def wait(self) -> None:
+        os.read(self._read_fd, 1)
+
+
+def _watch_stdin(stop: _StopSignal) -> None:
+    # The parent holds our stdin pipe open; EOF means it died or let go of us.
+    # os.read on the raw fd, not sys.stdin: a daemon thread blocked inside the
+    # buffered reader holds its lock, and interpreter shutdown then aborts.
+    with contextlib.suppress(OSError):
+        while os.read(0, 65536):
+            pass
+    stop.trigger()
+
+
+def _bucket_arg(value: str) -> str:
+    try:
+        return validate_bucket_name(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """Parse the command line of ``python -m infra.localstore``."""
+    parser = argparse.ArgumentParser(
+        prog="python -m infra.localstore",
+        description="Local S3-compatible store (moto) with an HTTPS public front.",
+    )
+    parser.add_argument("--state-dir", type=Path, required=True, help="directory for ca.pem, keys, certificates and store.json")
+    parser.add_argument("--bucket", type=_bucket_arg, default=DEFAULT_BUCKET)
+    parser.add_argument("--host", default="127.0.0.1", help="bind address")
+    parser.add_argument("--s3-port", type=int, default=0, help="S3 API port (0: pick a free one)")
+    parser.add_argument("--public-port", type=int, default=0, help="public front port (0: pick a free one)")
+    parser.add_argument("--access-log", type=Path, default=None, help="append one JSON line per public-front request here")
+    parser.add_argument("--verbose", action="store_true", help="log every request and TLS failure to stderr")
+    parser.add_argument(
+        "--extra-name", action="append", default=[], help="another host name or IP for the server certificate (repeatable), e.g. 'minio' for the compose set-up"
+    )
+    parser.add_argument("--tls-only", action="store_true", help="create or refresh the CA and server certificate, print their paths as JSON, and exit")
+    parser.add_argument("--exit-on-stdin-eof", action="store_true", help="also stop when stdin reaches EOF (used by infra.client so a store never outlives its parent)")
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the store until SIGTERM/SIGINT (or stdin EOF); return the exit code."""
+    args = parse_args(argv)
+    stop = _StopSignal()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        stop.trigger()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+
+    state_dir: Path = args.state_dir.resolve()
+    bucket: str = args.bucket
+    host = advertised_host(args.host)
+    tls: TLSFiles = ensure_tls_material(state_dir, certificate_identities(args.host, args.extra_name))
+    if args.tls_only:
+        print(json.dumps({k: str(v) for k, v in vars(tls).items()}), flush=True)
+        return 0
+
+    servers = StoreServers(
+        host=args.host,
+        s3_port=args.s3_port,
+        public_port=args.public_port,
+        bucket=bucket,
+        ssl_context=server_ssl_context(tls),
+        verbose=args.verbose,
+    )
+    access_log = AccessLog(args.access_log.resolve()) if args.access_log else None
+    info_path = state_dir / STORE_INFO_FILE
+    servers.start()
+    try:
+        create_bucket_with_public_read(bucket)
+        self_check(host, servers, tls.ca_cert, bucket)
+        # Attached after the self-check so the log holds only clients' requests.
+        servers.front.access_log = access_log
+        info = {
+            "s3_endpoint": f"https://{host}:{servers.s3_port}",
+            "public_base": f"https://{host}:{servers.public_port}/{bucket}",
+            "bucket": bucket,
+            "ca": str(tls.ca_cert),
+            "region": REGION,
+            "access_key": ACCESS_KEY,
+            "secret_key": SECRET_KEY,
+            "pid": os.getpid(),
+        }
+        write_file_atomic(info_path, (json.dumps(info, indent=2) + "\n").encode(), 0o644)
+        print(READY_PREFIX + json.dumps(info), flush=True)
+        if args.exit_on_stdin_eof:
+            threading.Thread(target=_watch_stdin, args=(stop,), name="stdin-watch", daemon=True).start()
+        stop.wait()
+    finally:
+        servers.shutdown()
+        _remove_own_info(info_path)
+        if access_log is not None:
+            access_log.close()
+    return 0
+
+
+def _remove_own_info(info_path: Path) -> None:
+    # Leave the file alone if another store on this state dir has replaced it.
+    with contextlib.suppress(OSError, ValueError):
+        if json.loads(info_path.read_text(encoding="utf-8")).get("pid") == os.getpid():
+            info_path.unlink()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,129 @@
+"""Session-wide real parts for end-to-end tests: the local S3 store process, a release key,
+and real one-file PyInstaller builds of the demo app that trust that key and store."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from app.build import build_app
+from infra.client import LocalStore, start_local_store
+from publisher.signing import keygen, load_signing_key
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass
+class ReleaseKey:
+    path: Path
+    private: Ed25519PrivateKey
+    public: str
+
+
+@dataclass
+class E2E:
+    """The store, the key, the builds, and helpers to drive them like a user would."""
+
+    store: LocalStore
+    key: ReleaseKey
+    access_log: Path
+    build_dir: Path
+    builds: dict[str, Path] = field(default_factory=dict)
+
+    @property
+    def manifest_url(self) -> str:
+        return self.store.url("app/stable/latest.json")
+
+    def s3(self) -> Any:
+        import boto3
+
+        return boto3.client("s3", **self.store.boto3_kwargs())
+
+    def build(self, *versions: str) -> list[Path]:
+        """Build (once per session) the demo app at each version, in parallel."""
+        missing = [v for v in versions if v not in self.builds]
+        with ThreadPoolExecutor(2) as pool:
+            done = pool.map(lambda v: build_app(v, self.manifest_url, [self.key.public], self.build_dir / "dist", cache_dir=self.build_dir / "cache"), missing)
+            self.builds.update(zip(missing, done, strict=True))
+        return [self.builds[v] for v in versions]
+
+    def publish(self, *files: Path, key: Path | None = None) -> subprocess.CompletedProcess[str]:
+        cmd = [sys.executable, "-m", "publisher", "--store", f"s3://{self.store.bucket}", "--key", str(key or self.key.path), *map(str, files)]
+        proc = subprocess.run(cmd, env=dict(os.environ, **self.store.s3_env()), text=True, capture_output=True, timeout=120, check=False)
+        assert proc.returncode == 0, proc.stderr
+        return proc
+
+    def clear(self) -> None:
+        """Empty the bucket so each test sets up exactly the store it needs."""
+        s3 = self.s3()
+        for obj in s3.list_objects_v2(Bucket=self.store.bucket).get("Contents", []):
+            s3.delete_object(Bucket=self.store.bucket, Key=obj["Key"])
+        self.access_log.write_text("")
+
+    def install(self, tmp: Path, version: str) -> Path:
+        """Copy a build into a fresh install dir as ``app``, as an installer would."""
+        (exe,) = self.build(version)
+        d = tmp / "install"
+        d.mkdir()
+        target = d / "app"
+        shutil.copyfile(exe, target)
+        target.chmod(0o755)
+        return target
+
+    def run_app(self, exe: Path, tmp: Path, *args: str, env: dict[str, str] | None = None, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+        """Run the installed app with its own TMPDIR, so leftover ``_MEI*`` dirs can be seen."""
+        tmpdir = tmp / "tmpdir"
+        tmpdir.mkdir(exist_ok=True)
+        run_env = {k: v for k, v in os.environ.items() if not k.startswith(("_PYI_", "PYINSTALLER_"))}
+        run_env.update(REQUESTS_CA_BUNDLE=self.store.ca, TMPDIR=str(tmpdir), GUPPER_DEMO_DEBUG="1", NO_PROXY="127.0.0.1,localhost")
+        run_env.update(env or {})
+        return subprocess.run([str(exe), *args], env=run_env, text=True, capture_output=True, timeout=timeout, check=False)
+
+    def served(self) -> list[dict[str, Any]]:
+        """Requests the public front served, from its access log."""
+        return [json.loads(line) for line in self.access_log.read_text().splitlines() if line.strip()]
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def gupper_lines(stderr: str) -> list[str]:
+    """What the app logged, less the test-only debug lines."""
+    return [line for line in stderr.splitlines() if not line.startswith("debug:")]
+
+
+def meipass_dirs(stderr: str) -> list[str]:
+    return [line.split("meipass=", 1)[1] for line in stderr.splitlines() if line.startswith("debug:")]
+
+
+@pytest.fixture(scope="session")
+def e2e(tmp_path_factory: pytest.TempPathFactory) -> Iterator[E2E]:
+    if shutil.which("ldd") is None and sys.platform.startswith("linux"):
+        pytest.fail("PyInstaller needs ldd (package libc-bin); install it to run the end-to-end tests")
+    base = tmp_path_factory.mktemp("e2e")
+    key_path, _pub, public = keygen(base / "keys" / "release")
+    access_log = base / "access.log"
+    store = start_local_store(base / "store", access_log=access_log)
+    try:
+        yield E2E(store, ReleaseKey(key_path, load_signing_key(key_path), public.to_text()), access_log, base / "builds")
+    finally:
+        store.stop()
+
+
+def no_leftovers(install_dir: Path, tmp: Path, expected: Sequence[str] = ("app",)) -> None:
+    assert sorted(p.name for p in install_dir.iterdir()) == list(expected)
+    tmpdir = tmp / "tmpdir"
+    assert not [p.name for p in tmpdir.iterdir()] if tmpdir.exists() else True
