@@ -46,6 +46,14 @@ class E2E:
     def manifest_url(self) -> str:
         return self.store.url("app/stable/latest.json")
 
+    def restart_store(self) -> None:
+        """Start a fresh (empty) store on the same ports, after a test stopped it."""
+        from urllib.parse import urlsplit
+
+        self.store.stop()
+        ports = [str(urlsplit(u).port) for u in (self.store.s3_endpoint, self.store.public_base)]
+        self.store = start_local_store(self.store.state_dir, access_log=self.access_log, extra_args=["--s3-port", ports[0], "--public-port", ports[1]])
+
     def s3(self) -> Any:
         import boto3
 

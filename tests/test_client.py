@@ -78,6 +78,7 @@ def beside(exe: Path) -> list[str]:
     return sorted(p.name for p in exe.parent.iterdir())
 
 
+@pytest.mark.posix
 def test_update_is_downloaded_verified_and_installed(sim: Sim, installed: Path, make_manifest: MakeManifest, keypair: tuple[Path, object, str]) -> None:
     publish_release(sim, make_manifest)
     seen: list[tuple[int, int]] = []

@@ -111,13 +111,39 @@ def test_attacks_are_refused_and_the_installed_binary_still_runs(env: E2E, tmp_p
     assert env.run_app(exe, tmp_path, "--version").stdout.strip() == "1.0.0"
 
 
+def test_store_serves_artifacts_immutable_and_the_manifest_revalidated(env: E2E) -> None:
+    import requests
+
+    (v1,) = env.build("1.0.0")
+    env.publish(v1)
+    art = requests.head(env.store.url("app/1.0.0/app-1.0.0-linux-amd64"), verify=env.store.ca, timeout=10)
+    man = requests.get(env.manifest_url, verify=env.store.ca, timeout=10)
+    assert art.status_code == 200 and int(art.headers["Content-Length"]) == v1.stat().st_size
+    assert art.headers["Cache-Control"] == "public, max-age=31536000, immutable"
+    assert art.headers["Content-Type"] == "application/octet-stream"
+    assert man.headers["Cache-Control"] == "no-cache" and man.headers["Content-Type"] == "application/json"
+    again = requests.get(env.manifest_url, verify=env.store.ca, timeout=10, headers={"If-None-Match": man.headers["ETag"]})
+    assert again.status_code == 304 and again.content == b""
+
+
+def test_builds_are_reproducible_byte_for_byte(env: E2E, tmp_path: Path) -> None:
+    from app.build import build_app
+
+    (cached,) = env.build("1.0.0")
+    fresh = build_app("1.0.0", env.manifest_url, [env.key.public], tmp_path / "out", cache_dir=tmp_path / "cache", use_cache=False)
+    assert fresh.read_bytes() == cached.read_bytes()
+
+
 def test_store_down_runs_v1_with_one_warning(env: E2E, tmp_path: Path) -> None:
-    # Runs last in this module: it stops the session's store for good.
     exe = env.install(tmp_path, "1.0.0")
     env.store.stop()
-    proc = env.run_app(exe, tmp_path)
+    try:
+        proc = env.run_app(exe, tmp_path)
+    finally:
+        env.restart_store()
     assert proc.returncode == 0
     assert proc.stdout.splitlines() == ["Hello from the Gupper demo app, version 1.0.0"]
     (line,) = gupper_lines(proc.stderr)
     assert "update failed, carrying on with 1.0.0" in line and "connection refused" in line
     no_leftovers(exe.parent, tmp_path)
+    assert env.run_app(exe, tmp_path).returncode == 0  # the restarted store serves again (empty: no update)

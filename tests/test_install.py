@@ -14,6 +14,7 @@ from updater.install import FileOps, apply, check_writable, cleanup_leftovers, c
 from updater.restart import RESTARTED_ENV, child_environment, restart_windows
 
 
+@pytest.mark.posix
 def test_posix_apply_replaces_atomically_and_keeps_the_mode(tmp_path: Path) -> None:
     target = tmp_path / "app"
     target.write_bytes(b"old")
@@ -29,6 +30,7 @@ def test_posix_apply_replaces_atomically_and_keeps_the_mode(tmp_path: Path) -> N
     assert not new.exists()
 
 
+@pytest.mark.posix
 def test_symlinked_executable_has_its_target_replaced_not_the_link(tmp_path: Path) -> None:
     real = tmp_path / "opt" / "app"
     real.parent.mkdir()
