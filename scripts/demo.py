@@ -67,6 +67,8 @@ def main() -> int:
         print(f"  manifest URL: {manifest_url}\n  test CA:      {store.ca}")
         env = dict(os.environ, **store.s3_env())
         env["REQUESTS_CA_BUNDLE"] = store.ca  # the app trusts the store's local CA, as it would a corporate one
+        env["XDG_STATE_HOME"] = str(DEMO / "state")  # the app's updater state stays inside the demo folder
+        shutil.rmtree(DEMO / "state", ignore_errors=True)  # the demo's store starts empty: so does its memory of serials
 
         step("Building the demo app as v1.0.0 and v2.0.0 (PyInstaller one-file; cached by source hash)")
         dist = DEMO / "dist"

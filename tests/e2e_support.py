@@ -95,7 +95,13 @@ class E2E:
         tmpdir = tmp / "tmpdir"
         tmpdir.mkdir(exist_ok=True)
         run_env = {k: v for k, v in os.environ.items() if not k.startswith(("_PYI_", "PYINSTALLER_"))}
-        run_env.update(REQUESTS_CA_BUNDLE=self.store.ca, TMPDIR=str(tmpdir), GUPPER_DEMO_DEBUG="1", NO_PROXY="127.0.0.1,localhost")
+        run_env.update(
+            REQUESTS_CA_BUNDLE=self.store.ca,
+            TMPDIR=str(tmpdir),
+            XDG_STATE_HOME=str(tmp / "state"),  # the updater's state (serials, keys) per test, never the user's
+            GUPPER_DEMO_DEBUG="1",
+            NO_PROXY="127.0.0.1,localhost",
+        )
         run_env.update(env or {})
         return subprocess.run([str(exe), *args], env=run_env, text=True, capture_output=True, timeout=timeout, check=False)
 

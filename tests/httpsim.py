@@ -9,7 +9,7 @@ from __future__ import annotations
 import ssl
 import threading
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -77,6 +77,152 @@ def serve(tmp: Path, ca: trustme.CA | None = None) -> Iterator[Sim]:
     thread.start()
     try:
         yield sim
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+
+
+# --- Attack behaviours: each returns a route handler. Every loop is bounded. ---
+
+ENDLESS_CAP = 64 << 20  # an "endless" body still stops here, so a broken client cannot hang a test
+
+
+def status(code: int, headers: dict[str, str] | None = None) -> Handler:
+    """Answer with ``code`` and an empty body."""
+
+    def handle(h: BaseHTTPRequestHandler) -> None:
+        h.send_response(code)
+        for k, v in (headers or {}).items():
+            h.send_header(k, v)
+        h.send_header("Content-Length", "0")
+        h.end_headers()
+
+    return handle
+
+
+def redirect(location: str, code: int = 302) -> Handler:
+    """Redirect to ``location``."""
+    return status(code, {"Location": location})
+
+
+def endless(chunk: bytes = b"A" * 65536) -> Handler:
+    """A body with no length that never ends (until the client hangs up or the cap)."""
+
+    def handle(h: BaseHTTPRequestHandler) -> None:
+        h.send_response(200)
+        h.send_header("Connection", "close")
+        h.end_headers()
+        h.close_connection = True
+        sent = 0
+        try:
+            while sent < ENDLESS_CAP:
+                h.wfile.write(chunk)
+                sent += len(chunk)
+        except OSError:
+            pass  # the client stopped reading: that is the point
+
+    return handle
+
+
+def trickle(data: bytes, delay: float) -> Handler:
+    """Send ``data`` one byte every ``delay`` seconds (slow retrieval)."""
+    import time
+
+    def handle(h: BaseHTTPRequestHandler) -> None:
+        h.send_response(200)
+        h.send_header("Content-Length", str(len(data)))
+        h.end_headers()
+        h.close_connection = True
+        try:
+            for i in range(len(data)):
+                h.wfile.write(data[i : i + 1])
+                h.wfile.flush()
+                time.sleep(delay)  # the attack itself, not synchronisation
+        except OSError:
+            pass
+
+    return handle
+
+
+def lying_length(data: bytes, declared: int) -> Handler:
+    """Declare ``declared`` bytes, send ``data``, close."""
+
+    def handle(h: BaseHTTPRequestHandler) -> None:
+        h.send_response(200)
+        h.send_header("Content-Length", str(declared))
+        h.end_headers()
+        h.close_connection = True
+        with suppress(OSError):
+            h.wfile.write(data)
+
+    return handle
+
+
+def reset_after(data: bytes, n: int) -> Handler:
+    """Send the headers and ``n`` bytes of ``data``, then reset the TCP connection."""
+    import socket
+    import struct
+
+    def handle(h: BaseHTTPRequestHandler) -> None:
+        h.send_response(200)
+        h.send_header("Content-Length", str(len(data)))
+        h.end_headers()
+        h.wfile.write(data[:n])
+        h.wfile.flush()
+        h.close_connection = True
+        raw = h.connection
+        raw.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))  # close → RST
+
+    return handle
+
+
+@contextmanager
+def connect_proxy() -> Iterator[tuple[str, list[str]]]:
+    """A real HTTP CONNECT proxy on 127.0.0.1; yields (proxy URL, list of CONNECT targets seen)."""
+    import select
+    import socket
+    import socketserver
+
+    seen: list[str] = []
+
+    class Tunnel(socketserver.BaseRequestHandler):
+        def handle(self) -> None:
+            client: socket.socket = self.request
+            client.settimeout(10)
+            head = b""
+            while b"\r\n\r\n" not in head and len(head) < 8192:
+                part = client.recv(1024)
+                if not part:
+                    return
+                head += part
+            method, target, _ = head.split(b"\r\n", 1)[0].decode().split(" ", 2)
+            if method != "CONNECT":
+                client.sendall(b"HTTP/1.1 405 Method Not Allowed\r\nContent-Length: 0\r\n\r\n")
+                return
+            seen.append(target)
+            host, port = target.rsplit(":", 1)
+            with socket.create_connection((host, int(port)), timeout=10) as upstream:
+                client.sendall(b"HTTP/1.1 200 Connection established\r\n\r\n")
+                for _ in range(100_000):  # bounded relay
+                    ready, _, _ = select.select([client, upstream], [], [], 10)
+                    if not ready:
+                        return
+                    for src in ready:
+                        data = src.recv(65536)
+                        if not data:
+                            return
+                        (upstream if src is client else client).sendall(data)
+
+    class Server(socketserver.ThreadingTCPServer):
+        daemon_threads = True
+        allow_reuse_address = True
+
+    server = Server(("127.0.0.1", 0), Tunnel)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", seen
     finally:
         server.shutdown()
         server.server_close()

@@ -64,6 +64,7 @@ def make_updater(sim: Sim, exe: Path, public_key: str, **kw: object) -> Updater:
         platform=Platform("linux", "amd64"),
         retries=0,
         read_timeout=2,
+        state_dir=str(exe.parent.parent / "state"),
     )
     return Updater(replace(cfg, **kw), clock=lambda: NOW, environ={}, argv=["app"])  # type: ignore[arg-type]
 

@@ -28,6 +28,8 @@ from .keys import TrustedKeys
 from .manifest import MAX_MANIFEST_BYTES, Entry, Manifest, verify_manifest
 from .platforms import Platform, current_platform
 from .policy import choose_update
+from .state import ClientState, StateFile, default_state_dir
+from .trust import ChannelRecord, check_fresh, digest_of, rotated_keys
 
 log = logging.getLogger("gupper")
 
@@ -38,6 +40,8 @@ class UpdaterConfig:
 
     ``executable`` defaults to the running frozen binary; an app run from source (not frozen)
     has updates off unless it names an executable, so a developer's Python is never replaced.
+    ``state_dir`` defaults to the user's state directory (``~/.local/state/gupper/<app>`` on
+    Linux); it holds the highest manifest serial seen and any adopted key rotation.
     """
 
     app: str
@@ -56,6 +60,7 @@ class UpdaterConfig:
     retries: int = 2
     executable: str | None = None
     platform: Platform | None = None
+    state_dir: str | None = None
 
 
 @dataclass(frozen=True)
@@ -114,6 +119,7 @@ class Updater:
         except InvalidVersion as e:
             raise ConfigError(f"current_version {cfg.current_version!r} is not a PEP 440 version") from e
         check_url(cfg.manifest_url, cfg.allow_insecure_loopback)
+        self.state_file = StateFile(Path(cfg.state_dir) if cfg.state_dir else default_state_dir(cfg.app))
         self.platform = cfg.platform or current_platform()
         self.fetch_config = FetchConfig(
             connect_timeout=cfg.connect_timeout,
@@ -134,17 +140,31 @@ class Updater:
 
     def check(self) -> Update | None:
         """Fetch and verify the manifest; return the update for this platform, if newer."""
+        return self._check()[0]
+
+    def _check(self) -> tuple[Update | None, str]:
         with Fetcher(self.fetch_config) as fetcher:
             fetched = fetcher.get_small(self.config.manifest_url, max_bytes=self.config.max_manifest_bytes, timeout=self.config.manifest_timeout)
         assert fetched is not None  # no ETag sent, so no 304
-        manifest = verify_manifest(fetched.body, self.trusted, app=self.config.app, channel=self.config.channel, now=self.clock())
-        decision = choose_update(manifest, self.platform.key, self.current)
-        log.debug("%s", decision.reason)
+        state = self.state_file.load()
+        trusted = state.trusted(self.trusted)
+        manifest = verify_manifest(fetched.body, trusted, app=self.config.app, channel=self.config.channel, now=self.clock())
+        seen = state.channels.get(self.config.channel, ChannelRecord())
+        check_fresh(manifest, seen)
+        new_keys = rotated_keys(manifest, trusted)
+        if new_keys is not None:
+            state.adopt(new_keys, self.trusted)
+            log.info("gupper: key rotation: now trusting %d key(s), threshold %d", len(new_keys.keys), new_keys.threshold)
+        if new_keys is not None or manifest.serial > seen.serial:
+            state.channels[self.config.channel] = ChannelRecord(manifest.serial, digest_of(manifest))
+            self._save_state(state)
+        decision = choose_update(manifest, self.platform.key, self.current, state.install_id)
+        log.debug("gupper: %s", decision.reason)
         if decision.entry is None:
-            return None
+            return None, decision.reason
         url = urljoin(self.config.manifest_url, decision.entry.url)
         check_url(url, self.config.allow_insecure_loopback)
-        return Update(self.current, decision.entry, url, manifest)
+        return Update(self.current, decision.entry, url, manifest), decision.reason
 
     def download(self, update: Update, progress: Progress | None = None) -> Path:
         """Download and verify ``update`` into a temp file beside the executable; return its path.
@@ -215,9 +235,9 @@ class Updater:
             return Result(Status.JUST_UPDATED, f"updated to {restarted_as}", version=restarted_as)
         _install.cleanup_leftovers(target, self.file_ops)
         try:
-            update = self.check()
+            update, reason = self._check()
             if update is None:
-                return Result(Status.UP_TO_DATE, f"{self.config.app} {self.current} is up to date", version=str(self.current))
+                return Result(Status.UP_TO_DATE, reason, version=str(self.current))
             log.info("gupper: updating %s %s -> %s (%d bytes)", self.config.app, self.current, update.entry.version, update.entry.size)
             staged = self.download(update, progress)
             self.install(staged)
@@ -229,6 +249,13 @@ class Updater:
             log.info("gupper: installed %s, restarting", new_version)
             self.restart(new_version)
         return Result(Status.INSTALLED, f"installed {new_version}; it runs from the next start", version=new_version)
+
+    def _save_state(self, state: ClientState) -> None:
+        try:
+            self.state_file.save(state)
+        except OSError as e:
+            # Not fatal: this check is verified; only the memory for later rollback checks is lost.
+            log.warning("gupper: cannot save %s (%s); rollback protection restarts from this manifest", self.state_file.path, e.strerror or e)
 
     def _require_target(self) -> Path:
         target = self.target

@@ -18,6 +18,7 @@ from typing import BinaryIO
 from urllib.parse import urljoin, urlsplit
 
 import requests
+import urllib3
 from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
@@ -167,18 +168,25 @@ class Fetcher:
         raise HTTPError(f"{url}: more than {MAX_REDIRECTS} redirects; check the server configuration")
 
     def _chunks(self, resp: requests.Response, url: str, deadline: float) -> Iterator[bytes]:
+        """The body as it arrives, checking the total deadline between reads.
+
+        ``read1`` returns whatever has arrived (up to CHUNK) instead of waiting for a full chunk:
+        with ``iter_content`` a server trickling one byte a second would never reach a deadline
+        check, since each byte arrives well inside the read timeout.
+        """
+        raw = resp.raw
         try:
-            for chunk in resp.iter_content(CHUNK):
+            while True:
                 if time.monotonic() > deadline:
                     raise Timeout(f"download of {url} exceeded its deadline; the server or network is too slow")
+                chunk = raw.read1(CHUNK, decode_content=False)
+                if not chunk:
+                    return
                 yield chunk
-        except requests.exceptions.ConnectionError as e:
-            # requests reports a read timeout mid-body as a ConnectionError.
-            if "timed out" in str(e).lower():
-                raise Timeout(f"read from {url} timed out; check the network or try later") from e
-            raise DownloadError(f"connection to {url} broke mid-transfer; it will be retried next time") from e
-        except requests.exceptions.RequestException as e:
-            raise DownloadError(f"transfer from {url} failed: {type(e).__name__}; it will be retried next time") from e
+        except (urllib3.exceptions.ReadTimeoutError, TimeoutError) as e:
+            raise Timeout(f"read from {url} timed out; check the network or try later") from e
+        except (urllib3.exceptions.HTTPError, OSError) as e:
+            raise DownloadError(f"connection to {url} broke mid-transfer ({_reason(e)}); it will be retried next time") from e
 
     def get_small(self, url: str, *, max_bytes: int, timeout: float, etag: str | None = None) -> Fetched | None:
         """GET a small document whole; returns None on 304 (when ``etag`` was sent)."""

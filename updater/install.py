@@ -19,6 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from ._fsutil import fsync_dir
 from .errors import InstallError
 
 log = logging.getLogger("gupper")
@@ -26,16 +27,6 @@ log = logging.getLogger("gupper")
 TEMP_TAG = ".gupper-"
 OLD_SUFFIX = ".old"
 RENAME_ATTEMPTS = 8
-
-
-def _fsync_dir(path: str) -> None:
-    if os.name != "posix":
-        return  # Windows has no directory fsync; NTFS journals the rename.
-    fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 @dataclass
@@ -46,7 +37,7 @@ class FileOps:
     rename: Callable[[str, str], None] = os.rename
     unlink: Callable[[str], None] = os.unlink
     sleep: Callable[[float], None] = time.sleep
-    fsync_dir: Callable[[str], None] = _fsync_dir
+    fsync_dir: Callable[[str], None] = fsync_dir
 
 
 def resolve_target(executable: str) -> Path:

@@ -14,13 +14,13 @@ import binascii
 import json
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
 from packaging.version import InvalidVersion, Version
 
-from .errors import BadSignature, Expired, Malformed, WrongTarget
+from .errors import BadSignature, ConfigError, Expired, Malformed, WrongTarget
 from .keys import TrustedKeys
 
 MANIFEST_TYPE = "gupper-manifest"
@@ -104,6 +104,9 @@ class Manifest:
     expires: datetime
     entries: Mapping[str, Entry]
     signed_bytes: bytes
+    signatures: tuple[Any, ...] = ()
+    keys: TrustedKeys | None = None
+    yanked: frozenset[Version] = frozenset()
 
     def entry_for(self, platform_key: str) -> Entry | None:
         """The entry for ``linux-amd64`` etc., or None: never another platform's file."""
@@ -119,7 +122,8 @@ def _require(obj: Mapping[str, Any], key: str, kind: type | tuple[type, ...], wh
     return value
 
 
-def _parse_entry(platform_key: str, raw: Any) -> Entry:
+def parse_entry(platform_key: str, raw: Any) -> Entry:
+    """Parse one platform entry (or a rollout fallback) of a verified manifest."""
     where = f"entry {platform_key[:40]!r}"
     if not isinstance(raw, dict):
         raise Malformed(f"manifest {where} is not an object")
@@ -159,8 +163,30 @@ def parse_signed(signed: Any, signed_bytes: bytes) -> Manifest:
     created = parse_time(signed.get("created"), "created")
     expires = parse_time(signed.get("expires"), "expires")
     raw_entries = _require(signed, "platforms", dict, "payload")
-    entries = {key: _parse_entry(key, raw) for key, raw in raw_entries.items()}
-    return Manifest(app, channel, serial, created, expires, entries, signed_bytes)
+    entries = {key: parse_entry(key, raw) for key, raw in raw_entries.items()}
+    return Manifest(app, channel, serial, created, expires, entries, signed_bytes, keys=_parse_keys(signed), yanked=_parse_yanked(signed))
+
+
+def _parse_keys(signed: Mapping[str, Any]) -> TrustedKeys | None:
+    raw = signed.get("keys")
+    if raw is None:
+        return None
+    if not isinstance(raw, dict) or not isinstance(raw.get("keys"), list) or not isinstance(raw.get("threshold"), int):
+        raise Malformed("manifest field 'keys' must be {'keys': [...], 'threshold': n}")
+    try:
+        return TrustedKeys.from_texts([str(k) for k in raw["keys"]], raw["threshold"])
+    except ConfigError as e:
+        raise Malformed(f"manifest announces an unusable key set: {e}") from e
+
+
+def _parse_yanked(signed: Mapping[str, Any]) -> frozenset[Version]:
+    raw = signed.get("yanked", [])
+    if not isinstance(raw, list) or not all(isinstance(v, str) for v in raw):
+        raise Malformed("manifest field 'yanked' must be a list of version strings")
+    try:
+        return frozenset(Version(v) for v in raw)
+    except InvalidVersion as e:
+        raise Malformed("manifest field 'yanked' holds a version that is not PEP 440") from e
 
 
 def load_envelope(data: bytes) -> tuple[dict[str, Any], list[Any]]:
@@ -218,7 +244,7 @@ def verify_manifest(data: bytes, trusted: TrustedKeys, *, app: str, channel: str
             f"manifest has {valid} valid signature(s) from trusted keys, {trusted.threshold} needed: "
             "it was not signed with this app's key (or was altered); re-publish with the right key"
         )
-    manifest = parse_signed(signed, signed_bytes)
+    manifest = replace(parse_signed(signed, signed_bytes), signatures=tuple(signatures))
     if manifest.app != app or manifest.channel != channel:
         raise WrongTarget(f"manifest is for app {manifest.app!r} channel {manifest.channel!r}, not {app!r} channel {channel!r}; check the manifest URL")
     if now >= manifest.expires:

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
+from typing import Any
 
 from packaging.version import Version
 
-from .manifest import Entry, Manifest
+from .errors import Malformed
+from .manifest import Entry, Manifest, parse_entry
 
 INSTALLABLE_TYPES = ("binary",)
 
@@ -19,17 +22,53 @@ class Decision:
     reason: str
 
 
-def choose_update(manifest: Manifest, platform_key: str, current: Version) -> Decision:
-    """Pick this platform's entry if it is newer than ``current``.
+def in_rollout(install_id: str, app: str, rollout_id: str, percent: int) -> bool:
+    """Whether this install is in a staged rollout of ``percent`` %.
 
-    A platform with no entry means no update (never another platform's file); an entry of a type
-    this client cannot install is skipped with a reason rather than guessed at.
+    A stable hash of install id, app and release: raising the percentage only adds installs, and
+    different releases sample different installs.
     """
-    entry = manifest.entry_for(platform_key)
-    if entry is None:
+    bucket = int(hashlib.sha256(f"{install_id}:{app}:{rollout_id}".encode()).hexdigest()[:8], 16) % 10000
+    return bucket < percent * 100
+
+
+def _staged(entry: Entry, app: str, install_id: str) -> tuple[Entry | None, str]:
+    """Resolve a staged rollout: the entry itself, its fallback, or nothing."""
+    rollout: Any = entry.extra.get("rollout")
+    if rollout is None:
+        return entry, ""
+    if not isinstance(rollout, dict) or not isinstance(rollout.get("percent"), int) or not isinstance(rollout.get("id"), str):
+        raise Malformed(f"manifest entry {entry.platform!r} has a malformed 'rollout'; regenerate it with gupper-publish")
+    percent = rollout["percent"]
+    if not 0 <= percent <= 100:
+        raise Malformed(f"manifest entry {entry.platform!r} has rollout percent {percent}, outside 0..100")
+    if in_rollout(install_id, app, rollout["id"], percent):
+        return entry, f" (in the {percent}% rollout)"
+    fallback = entry.extra.get("fallback")
+    if fallback is None:
+        return None, f" (not in the {percent}% rollout of {entry.version})"
+    offered = parse_entry(entry.platform, fallback)
+    return offered, f" (not in the {percent}% rollout of {entry.version}; offered {offered.version})"
+
+
+def choose_update(manifest: Manifest, platform_key: str, current: Version, install_id: str = "") -> Decision:
+    """Pick this platform's entry if this install should move to it.
+
+    A platform with no entry means no update (never another platform's file). A lower version
+    is only ever chosen when the running version is in the signed ``yanked`` list. An entry of a
+    type this client cannot install is skipped with a reason rather than guessed at.
+    """
+    listed = manifest.entry_for(platform_key)
+    if listed is None:
         return Decision(None, f"no release for {platform_key} in the manifest")
-    if entry.version <= current:
-        return Decision(None, f"up to date ({current}; latest for {platform_key} is {entry.version})")
+    entry, note = _staged(listed, manifest.app, install_id)
+    if entry is None:
+        return Decision(None, f"no update{note}")
+    yanked = current in manifest.yanked
+    if entry.version == current or (entry.version < current and not yanked):
+        return Decision(None, f"up to date ({current}; latest for {platform_key} is {entry.version}{note})")
     if entry.type not in INSTALLABLE_TYPES:
         return Decision(None, f"release {entry.version} is a {entry.type!r} artifact, which this version cannot install; update by hand")
-    return Decision(entry, f"update available: {current} -> {entry.version}")
+    if entry.version < current:
+        return Decision(entry, f"{current} was withdrawn (yanked): going back to {entry.version}")
+    return Decision(entry, f"update available: {current} -> {entry.version}{note}")

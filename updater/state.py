@@ -1,0 +1,110 @@
+"""The client's small persistent state, one JSON file per app in the user's state directory.
+
+It holds what must survive restarts for the security checks (highest manifest serial seen per
+channel, the adopted key set) and later features (install id for rollouts). Written atomically
+(temp file, fsync, rename) so a crash never leaves half a file; a missing or unreadable file
+means "first run", which only weakens rollback protection back to what a fresh install has.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import secrets
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ._fsutil import atomic_write
+from .keys import TrustedKeys
+from .trust import ChannelRecord, fingerprint
+
+log = logging.getLogger("gupper")
+
+STATE_VERSION = 1
+
+
+@dataclass
+class ClientState:
+    """Everything the updater remembers between runs."""
+
+    install_id: str = field(default_factory=lambda: secrets.token_hex(16))
+    channels: dict[str, ChannelRecord] = field(default_factory=dict)
+    trusted_keys: list[str] | None = None
+    trusted_threshold: int = 1
+    builtin_fingerprint: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def trusted(self, builtin: TrustedKeys) -> TrustedKeys:
+        """The key set to verify with: an adopted rotation, unless this build ships other keys."""
+        if self.trusted_keys and self.builtin_fingerprint == fingerprint(builtin):
+            return TrustedKeys.from_texts(self.trusted_keys, self.trusted_threshold)
+        return builtin
+
+    def adopt(self, keys: TrustedKeys, builtin: TrustedKeys) -> None:
+        """Trust ``keys`` from now on (after a verified rotation)."""
+        self.trusted_keys = [k.to_text() for k in keys.keys]
+        self.trusted_threshold = keys.threshold
+        self.builtin_fingerprint = fingerprint(builtin)
+
+    def to_json(self) -> dict[str, Any]:
+        """Serialisable form."""
+        return {
+            "version": STATE_VERSION,
+            "install_id": self.install_id,
+            "channels": {name: {"serial": r.serial, "digest": r.digest} for name, r in sorted(self.channels.items())},
+            "trusted_keys": self.trusted_keys,
+            "trusted_threshold": self.trusted_threshold,
+            "builtin_fingerprint": self.builtin_fingerprint,
+            "extra": self.extra,
+        }
+
+    @classmethod
+    def from_json(cls, doc: Any) -> ClientState:
+        """Parse; raises ValueError/TypeError/KeyError on anything unexpected."""
+        if not isinstance(doc, dict) or doc.get("version") != STATE_VERSION:
+            raise ValueError("unknown state version")
+        channels = {str(k): ChannelRecord(int(v["serial"]), str(v["digest"])) for k, v in dict(doc["channels"]).items()}
+        keys = doc.get("trusted_keys")
+        return cls(
+            install_id=str(doc["install_id"]),
+            channels=channels,
+            trusted_keys=[str(k) for k in keys] if keys else None,
+            trusted_threshold=int(doc.get("trusted_threshold", 1)),
+            builtin_fingerprint=str(doc.get("builtin_fingerprint", "")),
+            extra=dict(doc.get("extra", {})),
+        )
+
+
+def default_state_dir(app: str) -> Path:
+    """``~/.local/state/gupper/<app>`` on Linux, the platform's equivalent elsewhere."""
+    import platformdirs
+
+    return Path(platformdirs.user_state_dir("gupper", appauthor=False)) / app
+
+
+class StateFile:
+    """Load and save :class:`ClientState` at one path."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.path = directory / "state.json"
+
+    def load(self) -> ClientState:
+        """The saved state, or a fresh one (logged) if there is none or it is unreadable."""
+        try:
+            raw = self.path.read_bytes()
+        except FileNotFoundError:
+            return ClientState()
+        except OSError as e:
+            log.warning("gupper: cannot read %s (%s); starting from a fresh state", self.path, e.strerror)
+            return ClientState()
+        try:
+            return ClientState.from_json(json.loads(raw))
+        except (ValueError, TypeError, KeyError) as e:
+            log.warning("gupper: %s is unreadable (%s); starting from a fresh state", self.path, type(e).__name__)
+            return ClientState()
+
+    def save(self, state: ClientState) -> None:
+        """Write atomically: temp file in the same directory, fsync, rename, fsync the directory."""
+        atomic_write(self.path, (json.dumps(state.to_json(), indent=1, sort_keys=True) + "\n").encode())
