@@ -40,12 +40,17 @@ def _inputs_digest(config_text: str) -> str:
     return h.hexdigest()[:32]
 
 
-def config_module(version: str, manifest_url: str, public_keys: Sequence[str], channel: str) -> str:
+FAULTS = ("", "crash-on-start", "crash-after-update-check")
+
+
+def config_module(version: str, manifest_url: str, public_keys: Sequence[str], channel: str, fault: str = "") -> str:
     """Source of the ``_build_config`` module baked into the binary."""
+    if fault not in FAULTS:
+        raise ValueError(f"unknown fault {fault!r}; choose from {FAULTS}")
     return (
         '"""Written by app/build.py: what this build of the app trusts and where it looks."""\n'
         f"APP = {APP_NAME!r}\nVERSION = {version!r}\nCHANNEL = {channel!r}\n"
-        f"MANIFEST_URL = {manifest_url!r}\nPUBLIC_KEYS = {list(public_keys)!r}\n"
+        f"MANIFEST_URL = {manifest_url!r}\nPUBLIC_KEYS = {list(public_keys)!r}\n" + (f"FAULT = {fault!r}\n" if fault else "")
     )
 
 
@@ -59,11 +64,12 @@ def build_app(
     cache_dir: Path = DEFAULT_CACHE,
     use_cache: bool = True,
     main_source: Path | None = None,
+    fault: str = "",
 ) -> Path:
     """Build (or take from the cache) the one-file app and copy it into ``out_dir``."""
     plat = current_platform()
     name = f"{APP_NAME}-{version}-{plat.key}"
-    config_text = config_module(version, manifest_url, public_keys, channel)
+    config_text = config_module(version, manifest_url, public_keys, channel, fault)
     src = main_source or ROOT / "app" / "main.py"
     digest = _inputs_digest(config_text + src.read_text())
     cached = cache_dir / digest / (name + plat.exe_suffix)
@@ -106,9 +112,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--channel", default="stable")
     p.add_argument("--out", type=Path, default=ROOT / "dist")
     p.add_argument("--no-cache", action="store_true")
+    p.add_argument("--fault", default="", choices=FAULTS, help="bake in a start-up crash (to see rollback and pre-flight at work)")
     args = p.parse_args(argv)
     keys = [k.read_text().strip() for k in args.public_key]
-    path = build_app(args.version, args.manifest_url, keys, args.out, channel=args.channel, use_cache=not args.no_cache)
+    path = build_app(args.version, args.manifest_url, keys, args.out, channel=args.channel, use_cache=not args.no_cache, fault=args.fault)
     print(path)
     return 0
 

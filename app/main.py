@@ -42,6 +42,28 @@ def _progress_bar() -> Callable[[int, int], None] | None:
     return progress
 
 
+def _demo_fault(where: str) -> None:
+    """A fault baked into this build (``app/build.py --fault``) for the rollback tests and demos."""
+    if build is not None and getattr(build, "FAULT", "") == where:
+        print(f"demo fault: crashing at {where}", file=sys.stderr, flush=True)
+        os._exit(3)
+
+
+def _fault_injection() -> Callable[[str], None] | None:
+    """Test hook: ``GUPPER_DEMO_KILL_AT=<step>`` makes the updater SIGKILL this process at that step."""
+    kill_at = os.environ.get("GUPPER_DEMO_KILL_AT")
+    if not kill_at:
+        return None
+
+    def checkpoint(step: str) -> None:
+        if step == kill_at:
+            import signal
+
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    return checkpoint
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the demo app."""
     parser = argparse.ArgumentParser(prog="app", description="Gupper demo app")
@@ -53,6 +75,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     logging.getLogger("urllib3").setLevel(logging.ERROR)  # its retry chatter; gupper logs the outcome once
+    _demo_fault("crash-on-start")
     if os.environ.get("GUPPER_DEMO_DEBUG"):
         print(f"debug: pid={os.getpid()} meipass={getattr(sys, '_MEIPASS', '')}", file=sys.stderr, flush=True)
     if build is not None and not args.no_update:
@@ -63,9 +86,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             public_keys=tuple(build.PUBLIC_KEYS),
             channel=build.CHANNEL,
         )
+        updater = Updater(config, checkpoint=_fault_injection())
         # Never raises for update problems: it logs one line and we carry on with this version.
-        Updater(config).run(progress=_progress_bar())
+        updater.run(progress=_progress_bar())
+    _demo_fault("crash-after-update-check")
     print(f"Hello from the Gupper demo app, version {VERSION}")
+    if build is not None and not args.no_update:
+        updater.confirm()  # start-up went fine: end this version's trial run
     return 0
 
 

@@ -40,7 +40,7 @@ class E2E:
     key: ReleaseKey
     access_log: Path
     build_dir: Path
-    builds: dict[str, Path] = field(default_factory=dict)
+    builds: dict[tuple[str, str], Path] = field(default_factory=dict)
 
     @property
     def manifest_url(self) -> str:
@@ -59,13 +59,17 @@ class E2E:
 
         return boto3.client("s3", **self.store.boto3_kwargs())
 
-    def build(self, *versions: str) -> list[Path]:
-        """Build (once per session) the demo app at each version, in parallel."""
-        missing = [v for v in versions if v not in self.builds]
+    def build(self, *versions: str, fault: str = "") -> list[Path]:
+        """Build (once per session) the demo app at each version, in parallel; ``fault`` bakes in a crash."""
+        missing = [v for v in versions if (v, fault) not in self.builds]
+        out = self.build_dir / (f"dist-{fault}" if fault else "dist")
+
+        def one(version: str) -> Path:
+            return build_app(version, self.manifest_url, [self.key.public], out, cache_dir=self.build_dir / "cache", fault=fault)
+
         with ThreadPoolExecutor(2) as pool:
-            done = pool.map(lambda v: build_app(v, self.manifest_url, [self.key.public], self.build_dir / "dist", cache_dir=self.build_dir / "cache"), missing)
-            self.builds.update(zip(missing, done, strict=True))
-        return [self.builds[v] for v in versions]
+            self.builds.update(zip([(v, fault) for v in missing], pool.map(one, missing), strict=True))
+        return [self.builds[v, fault] for v in versions]
 
     def publish(self, *files: Path, key: Path | None = None) -> subprocess.CompletedProcess[str]:
         cmd = [sys.executable, "-m", "publisher", "--store", f"s3://{self.store.bucket}", "--key", str(key or self.key.path), *map(str, files)]
@@ -84,16 +88,16 @@ class E2E:
         """Copy a build into a fresh install dir as ``app``, as an installer would."""
         (exe,) = self.build(version)
         d = tmp / "install"
-        d.mkdir()
+        d.mkdir(parents=True)
         target = d / "app"
         shutil.copyfile(exe, target)
         target.chmod(0o755)
         return target
 
-    def run_app(self, exe: Path, tmp: Path, *args: str, env: dict[str, str] | None = None, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-        """Run the installed app with its own TMPDIR, so leftover ``_MEI*`` dirs can be seen."""
+    def app_env(self, tmp: Path, env: dict[str, str] | None = None) -> dict[str, str]:
+        """The environment the installed app runs with: its own TMPDIR and state dir under ``tmp``."""
         tmpdir = tmp / "tmpdir"
-        tmpdir.mkdir(exist_ok=True)
+        tmpdir.mkdir(exist_ok=True, parents=True)
         run_env = {k: v for k, v in os.environ.items() if not k.startswith(("_PYI_", "PYINSTALLER_"))}
         run_env.update(
             REQUESTS_CA_BUNDLE=self.store.ca,
@@ -103,7 +107,15 @@ class E2E:
             NO_PROXY="127.0.0.1,localhost",
         )
         run_env.update(env or {})
-        return subprocess.run([str(exe), *args], env=run_env, text=True, capture_output=True, timeout=timeout, check=False)
+        return run_env
+
+    def run_app(self, exe: Path, tmp: Path, *args: str, env: dict[str, str] | None = None, timeout: float = 120, **kw: Any) -> subprocess.CompletedProcess[str]:
+        """Run the installed app with its own TMPDIR, so leftover ``_MEI*`` dirs can be seen."""
+        return subprocess.run([str(exe), *args], env=self.app_env(tmp, env), text=True, capture_output=True, timeout=timeout, check=False, **kw)
+
+    def artifact_gets(self) -> list[dict[str, Any]]:
+        """GETs of release binaries the public front served (not manifests)."""
+        return [r for r in self.served() if r["method"] == "GET" and not r["path"].endswith("latest.json")]
 
     def served(self) -> list[dict[str, Any]]:
         """Requests the public front served, from its access log."""

@@ -28,10 +28,10 @@ from updater import (
     UpdaterConfig,
 )
 
-from .conftest import NOW, MakeManifest, entry
+from .conftest import NOW, MakeManifest, entry, fake_app
 from .httpsim import Sim, serve
 
-NEW = b"#!/bin/sh\necho new\n" * 100
+NEW = fake_app("2.0.0")
 OLD = b"#!/bin/sh\necho old\n"
 MANIFEST = "/app/stable/latest.json"
 ARTIFACT = "/app/2.0.0/app-2.0.0-linux-amd64"
@@ -63,6 +63,7 @@ def make_updater(sim: Sim, exe: Path, public_key: str, **kw: object) -> Updater:
         executable=str(exe),
         platform=Platform("linux", "amd64"),
         retries=0,
+        download_attempts=1,
         read_timeout=2,
         state_dir=str(exe.parent.parent / "state"),
     )
@@ -86,8 +87,11 @@ def test_update_is_downloaded_verified_and_installed(sim: Sim, installed: Path, 
     result = make_updater(sim, installed, keypair[2]).run(restart=False, progress=lambda d, t: seen.append((d, t)))
     assert result.status is Status.INSTALLED and result.version == "2.0.0"
     assert installed.read_bytes() == NEW and installed.stat().st_mode & 0o777 == 0o755
-    assert beside(installed) == ["app"]
+    assert beside(installed) == [".app.gupper-previous", "app"]  # the old version, kept until the new one confirms
+    assert (installed.parent / ".app.gupper-previous").read_bytes() == OLD
     assert seen[-1] == (len(NEW), len(NEW))
+    make_updater(sim, installed, keypair[2], current_version="2.0.0").confirm()
+    assert beside(installed) == ["app"]
 
 
 def test_up_to_date_downloads_nothing(sim: Sim, installed: Path, make_manifest: MakeManifest, keypair: tuple[Path, object, str]) -> None:

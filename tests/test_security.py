@@ -44,7 +44,7 @@ from updater import (
 from updater.state import StateFile
 
 from . import httpsim
-from .conftest import NOW
+from .conftest import NOW, fake_app
 from .httpsim import Sim
 
 pytestmark = pytest.mark.posix  # the fake installed app is a shell script
@@ -54,7 +54,7 @@ OLD_SCRIPT = b"#!/bin/sh\necho old\n"
 
 
 def script(version: str) -> bytes:
-    return f"#!/bin/sh\necho {version}\n".encode() + b"#" * 2000 + b"\n"
+    return fake_app(version)
 
 
 @dataclass
@@ -92,6 +92,7 @@ class Lab:
             app="app", current_version="1.0.0", manifest_url=self.sim.url(MANIFEST), public_keys=public_keys or (self.public,),
             threshold=threshold, ca_bundle=self.sim.ca_path, executable=str(self.exe), platform=Platform("linux", "amd64"),
             state_dir=str(self.root / "state"), retries=0, connect_timeout=2, read_timeout=2, manifest_timeout=3, download_timeout=3,
+            download_attempts=1,
         )  # fmt: skip
         return Updater(replace(config, **cfg), clock=lambda: clock, environ={}, argv=["app"])
 
@@ -124,9 +125,18 @@ def refused(lab: Lab, error: type[Exception], message: str, **kw: Any) -> Result
     assert isinstance(result.error, error), repr(result.error)
     assert message in result.message, result.message
     assert "\n" not in result.message
-    assert lab.snapshot() == before
+    unchanged_or_resumable(before, lab.snapshot())
     assert lab.runs_old()
     return result
+
+
+PARTIAL = ".app.gupper-partial"
+
+
+def unchanged_or_resumable(before: dict[str, bytes], after: dict[str, bytes]) -> None:
+    """Nothing that was there changed; the only new file allowed is the resumable partial download."""
+    assert {k: v for k, v in after.items() if k != PARTIAL} == before
+    assert set(after) - set(before) <= {PARTIAL}
 
 
 def not_installed(lab: Lab, **kw: Any) -> Result:

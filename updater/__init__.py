@@ -10,7 +10,7 @@ Typical start-up use::
 
 from __future__ import annotations
 
-from .client import Result, Status, Update, Updater, UpdaterConfig
+from .client import Checkpoint, Result, Status, Update, Updater, UpdaterConfig
 from .errors import (
     BadSignature,
     ConfigError,
@@ -21,6 +21,7 @@ from .errors import (
     IntegrityError,
     Malformed,
     ManifestError,
+    PreflightFailed,
     Rollback,
     Timeout,
     TooLarge,
@@ -36,6 +37,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "BadSignature",
+    "Checkpoint",
     "ConfigError",
     "DownloadError",
     "Entry",
@@ -47,6 +49,7 @@ __all__ = [
     "Manifest",
     "ManifestError",
     "Platform",
+    "PreflightFailed",
     "Progress",
     "PublicKey",
     "Result",

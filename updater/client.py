@@ -1,37 +1,50 @@
-"""The updater an app embeds: check, download, install, restart.
+"""The updater an app embeds: check, download, verify, pre-flight, install, restart, confirm.
 
-I/O lives here; the decisions are made by the pure functions in :mod:`updater.manifest` and
-:mod:`updater.policy`. :meth:`Updater.run` is the one-call start-up hook: it never raises an
-:class:`~updater.errors.UpdateError`, it logs one line and lets the app carry on.
+I/O lives here; decisions are made by the pure functions in :mod:`updater.manifest`,
+:mod:`updater.policy` and :mod:`updater.trust`. :meth:`Updater.run` is the one-call start-up
+hook: it never raises an :class:`~updater.errors.UpdateError`; it logs one line and lets the app
+carry on. The invariant at every instant, whatever kills the process: the installed path holds a
+complete, verified binary (the old one or the new one).
 """
 
 from __future__ import annotations
 
+import contextlib
 import enum
+import hashlib
 import logging
 import os
+import random
 import sys
-from collections.abc import Callable, MutableMapping, Sequence
+import time
+from collections.abc import Callable, Iterator, MutableMapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import NoReturn
 from urllib.parse import urljoin
 
+from filelock import FileLock
+from filelock import Timeout as LockTimeout
 from packaging.version import InvalidVersion, Version
 
 from . import install as _install
 from . import restart as _restart
-from .errors import ConfigError, InstallError, UpdateError
-from .fetch import FetchConfig, Fetcher, Progress, check_url
+from .bspatch import PatchError, apply_patch
+from .errors import ConfigError, DownloadError, HTTPError, InstallError, IntegrityError, PreflightFailed, TooLarge, UpdateError
+from .fetch import FetchConfig, Fetcher, Progress, Resume, check_url
 from .keys import TrustedKeys
 from .manifest import MAX_MANIFEST_BYTES, Entry, Manifest, verify_manifest
 from .platforms import Platform, current_platform
 from .policy import choose_update
-from .state import ClientState, StateFile, default_state_dir
+from .selftest import answer_self_test, preflight
+from .state import ClientState, PartialDownload, StateFile, Trial, default_state_dir
 from .trust import ChannelRecord, check_fresh, digest_of, rotated_keys
 
 log = logging.getLogger("gupper")
+
+Checkpoint = Callable[[str], None]
+"""Called with the name of each step boundary; a test hook for fault injection."""
 
 
 @dataclass(frozen=True)
@@ -41,7 +54,8 @@ class UpdaterConfig:
     ``executable`` defaults to the running frozen binary; an app run from source (not frozen)
     has updates off unless it names an executable, so a developer's Python is never replaced.
     ``state_dir`` defaults to the user's state directory (``~/.local/state/gupper/<app>`` on
-    Linux); it holds the highest manifest serial seen and any adopted key rotation.
+    Linux); it holds the highest manifest serial seen, any adopted key rotation, a pending trial
+    run and versions marked bad.
     """
 
     app: str
@@ -56,11 +70,23 @@ class UpdaterConfig:
     read_timeout: float = 15.0
     manifest_timeout: float = 20.0
     download_timeout: float = 900.0
+    download_attempts: int = 3
     max_manifest_bytes: int = MAX_MANIFEST_BYTES
     retries: int = 2
+    preflight_timeout: float = 60.0
+    trial_starts: int = 2
     executable: str | None = None
     platform: Platform | None = None
     state_dir: str | None = None
+
+
+@dataclass(frozen=True)
+class _Blob:
+    """Something to fetch and verify: a full artifact or a patch."""
+
+    url: str
+    size: int
+    sha256: str
 
 
 @dataclass(frozen=True)
@@ -79,6 +105,8 @@ class Status(enum.Enum):
     UP_TO_DATE = "up-to-date"
     JUST_UPDATED = "just-updated"
     INSTALLED = "installed"
+    ROLLED_BACK = "rolled-back"
+    BUSY = "busy"
     DISABLED = "disabled"
     FAILED = "failed"
 
@@ -101,8 +129,8 @@ def _utcnow() -> datetime:
 class Updater:
     """Checks for, downloads and installs updates for one app.
 
-    ``clock``, ``environ``, ``argv`` and ``file_ops`` are injection points for tests; the
-    defaults are the real ones.
+    ``clock``, ``environ``, ``argv``, ``file_ops`` and ``checkpoint`` are injection points for
+    tests; the defaults are the real ones.
     """
 
     config: UpdaterConfig
@@ -110,6 +138,7 @@ class Updater:
     environ: MutableMapping[str, str] = field(default_factory=lambda: os.environ)
     argv: Sequence[str] = field(default_factory=lambda: list(sys.argv))
     file_ops: _install.FileOps | None = None
+    checkpoint: Checkpoint | None = None
 
     def __post_init__(self) -> None:
         cfg = self.config
@@ -129,18 +158,217 @@ class Updater:
             retries=cfg.retries,
             user_agent=f"gupper-updater ({cfg.app}/{cfg.current_version}; {self.platform.key})",
         )
+        # Resolved once: after a Windows rename-aside, sys.executable must not lead us to the .old file.
+        exe = cfg.executable or (sys.executable if getattr(sys, "frozen", False) else None)
+        self.target: Path | None = _install.resolve_target(exe) if exe else None
 
-    @property
-    def target(self) -> Path | None:
-        """The installed executable this updater replaces, or None when updates are off."""
-        exe = self.config.executable
-        if exe is None and getattr(sys, "frozen", False):
-            exe = sys.executable
-        return _install.resolve_target(exe) if exe else None
+    # --- public steps -------------------------------------------------------------------------
 
     def check(self) -> Update | None:
-        """Fetch and verify the manifest; return the update for this platform, if newer."""
+        """Fetch and verify the manifest; return the update for this platform, if it applies."""
         return self._check()[0]
+
+    def download(self, update: Update, progress: Progress | None = None) -> Path:
+        """Download and verify ``update`` beside the executable; return the verified file.
+
+        With a signed patch from the exact sha256 of the installed binary, only the patch is
+        fetched and applied (any failure falls back to the full file, with one log line). The
+        bytes go to a partial file next to the executable (same filesystem, so the final rename
+        cannot cross devices). A network failure keeps it and records its ETag, and the next
+        attempt (in this run, after a jittered back-off, or in a later run) resumes with
+        Range/If-Range. Size and sha256 decide, never the transfer.
+        """
+        target = self._require_target()
+        _install.check_writable(target)
+        partial = _install.partial_path_for(target, self.platform.os)
+        full = _Blob(update.url, update.entry.size, update.entry.sha256)
+        patch = self._pick_patch(update, target)
+        done = False
+        if patch is not None:
+            try:
+                self._download_delta(full, patch, target, partial, progress)
+                done = True
+            except InstallError:
+                raise
+            except (UpdateError, PatchError) as e:
+                _unlink_quietly(partial)
+                log.warning("gupper: delta update failed (%s); downloading the full file", e)
+        if not done:
+            self._fetch_verified(full, partial, progress)
+        try:
+            _install.copy_mode(target, partial)
+        except OSError as e:
+            self._drop_partial(partial)
+            raise InstallError(f"cannot set permissions on the update in {target.parent} ({e.strerror or e})") from e
+        self._checkpoint("downloaded")
+        return partial
+
+    def _pick_patch(self, update: Update, target: Path) -> _Blob | None:
+        """A usable bsdiff4 patch from exactly the installed binary, smaller than the full file."""
+        patches = update.entry.extra.get("patches")
+        if not isinstance(patches, list) or not patches:
+            return None
+        installed = _sha256_file(target)
+        for p in patches:
+            if not isinstance(p, dict) or p.get("format") != "bsdiff4" or p.get("from_sha256") != installed:
+                continue
+            size, digest, url = p.get("size"), p.get("sha256"), p.get("url")
+            if not (isinstance(size, int) and 0 < size < update.entry.size and isinstance(digest, str) and len(digest) == 64 and isinstance(url, str)):
+                continue
+            resolved = urljoin(self.config.manifest_url, url)
+            try:
+                check_url(resolved, self.config.allow_insecure_loopback)
+            except ConfigError:
+                continue
+            return _Blob(resolved, size, digest)
+        return None
+
+    def _download_delta(self, full: _Blob, patch: _Blob, target: Path, partial: Path, progress: Progress | None) -> None:
+        patch_file = _install.patch_path_for(target)
+        self._fetch_verified(patch, patch_file, progress)
+        try:
+            fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_BINARY", 0), 0o600)
+            with os.fdopen(fd, "wb") as out:
+                digest = apply_patch(target, patch_file, out, full.size)
+                out.flush()
+                os.fsync(out.fileno())
+        except OSError as e:
+            _unlink_quietly(partial)
+            raise InstallError(f"cannot write the update beside {target} ({e.strerror or e}); free some disk space or check the folder's permissions") from e
+        finally:
+            _unlink_quietly(patch_file)
+        if digest != full.sha256:
+            raise IntegrityError("the patched file does not match the signed sha256")
+        log.info("gupper: applied a %d-byte patch instead of downloading %d bytes", patch.size, full.size)
+
+    def _fetch_verified(self, blob: _Blob, dest: Path, progress: Progress | None) -> None:
+        """Fetch ``blob`` into ``dest`` with bounded retries, resuming a kept partial; verified on return."""
+        target = self._require_target()
+        resume = self._resume_point(self.state_file.load(), blob, dest)
+        attempts = max(1, self.config.download_attempts)
+        for attempt in range(attempts):
+            try:
+                self._fetch_into(dest, blob, resume, progress)
+                break
+            except (IntegrityError, TooLarge, HTTPError) as e:
+                self._drop_partial(dest)
+                if isinstance(e, HTTPError) and e.status == 416:  # our partial no longer fits: start again
+                    resume = Resume()
+                    continue
+                raise
+            except DownloadError:
+                self._remember_partial(blob, dest, resume)
+                if attempt == attempts - 1:
+                    raise
+                delay = min(8.0, 0.5 * 2**attempt) * random.uniform(0.5, 1.5)  # exponential back-off with jitter
+                log.debug("gupper: download interrupted at %d bytes, resuming in %.1fs", resume.offset, delay)
+                time.sleep(delay)
+            except OSError as e:
+                self._drop_partial(dest)
+                raise InstallError(f"cannot write the update beside {target} ({e.strerror or e}); free some disk space or check the folder's permissions") from e
+            except BaseException:
+                self._drop_partial(dest)  # refused (e.g. a redirect to http): nothing worth resuming
+                raise
+        self._forget_partial()
+
+    def install(self, staged: Path, version: str) -> None:
+        """Pre-flight ``staged``, keep a backup of the running binary, swap ``staged`` in, start a trial."""
+        target = self._require_target()
+        try:
+            preflight(staged, version, _restart.child_environment(self.environ, version), self.config.preflight_timeout)
+            self._checkpoint("preflight-passed")
+            backup = _install.backup_path_for(target)
+            _install.make_backup(target, backup)
+            self._checkpoint("backed-up")
+            _install.apply(staged, target, self.platform.os, self.file_ops)
+            self._checkpoint("swapped")
+        except PreflightFailed as e:
+            self._mark_bad(version, str(e))
+            raise
+        finally:
+            _unlink_quietly(staged)  # gone already after a successful rename
+        state = self.state_file.load()
+        state.trial = Trial(version=version, previous_version=str(self.current), target=str(target), backup=str(backup))
+        self._save_state(state)
+        self._checkpoint("trial-started")
+
+    def restart(self, version: str) -> NoReturn:
+        """Run the installed executable in place of this process (it will report ``version``)."""
+        target = self._require_target()
+        env = _restart.child_environment(self.environ, version)
+        self._checkpoint("restarting")
+        _restart.restart(str(target), list(self.argv[1:]), env, self.platform.os)
+
+    def confirm(self) -> None:
+        """Tell the updater this version started fine: end its trial and drop the backup.
+
+        Call it once the app's start-up has succeeded; until then a crash counts towards an
+        automatic rollback.
+        """
+        state = self.state_file.load()
+        trial = state.trial
+        if trial is None or trial.version != self.config.current_version:
+            return
+        state.trial = None
+        self._save_state(state)
+        _unlink_quietly(Path(trial.backup))
+        log.debug("gupper: %s confirmed healthy", trial.version)
+
+    def run(self, *, restart: bool = True, progress: Progress | None = None) -> Result:
+        """The start-up hook: self-test answer, trial bookkeeping, then check/download/install/restart.
+
+        Never raises UpdateError: any failure is logged as one warning line and reported in the
+        result; the installed executable is then exactly what it was before.
+        """
+        answer_self_test(self.environ, self.config.current_version)
+        target = self.target
+        if target is None:
+            return Result(Status.DISABLED, "updates are off: not running as a frozen app and no executable configured")
+        restarted_as = self.environ.pop(_restart.RESTARTED_ENV, None)
+        try:
+            rolled = self._trial_start(target, restart)
+        except UpdateError as e:
+            log.warning("gupper: %s", e)
+            return Result(Status.FAILED, str(e), error=e, version=str(self.current))
+        if rolled is not None:
+            return rolled
+        if restarted_as is not None:
+            # We were just exec'd by an update: don't check again in this run (no loops).
+            if restarted_as != self.config.current_version:
+                msg = f"the release installed as {restarted_as} reports version {self.config.current_version}; republish it with a matching version"
+                log.warning("gupper: %s", msg)
+                return Result(Status.FAILED, msg, version=self.config.current_version)
+            log.info("gupper: now running %s", restarted_as)
+            return Result(Status.JUST_UPDATED, f"updated to {restarted_as}", version=restarted_as)
+        _install.cleanup_leftovers(target, self.file_ops)
+        try:
+            return self._update(target, restart, progress)
+        except UpdateError as e:
+            log.warning("gupper: update failed, carrying on with %s: %s", self.current, e)
+            return Result(Status.FAILED, str(e), error=e, version=str(self.current))
+
+    def _update(self, target: Path, restart: bool, progress: Progress | None) -> Result:
+        with self._lock() as locked:
+            if not locked:
+                log.info("gupper: another instance is updating %s; carrying on with %s", self.config.app, self.current)
+                return Result(Status.BUSY, "another instance is updating", version=str(self.current))
+            update, reason = self._check()
+            if update is None:
+                return Result(Status.UP_TO_DATE, reason, version=str(self.current))
+            new_version = str(update.entry.version)
+            if _sha256_file(target) == update.entry.sha256:
+                # Another instance installed it after we started: run it rather than fetch it again.
+                log.info("gupper: %s was installed by another instance", new_version)
+            else:
+                log.info("gupper: updating %s %s -> %s (%d bytes)", self.config.app, self.current, new_version, update.entry.size)
+                staged = self.download(update, progress)
+                self.install(staged, new_version)
+        if restart:
+            log.info("gupper: installed %s, restarting", new_version)
+            self.restart(new_version)
+        return Result(Status.INSTALLED, f"installed {new_version}; it runs from the next start", version=new_version)
+
+    # --- internals ----------------------------------------------------------------------------
 
     def _check(self) -> tuple[Update | None, str]:
         with Fetcher(self.fetch_config) as fetcher:
@@ -158,110 +386,156 @@ class Updater:
         if new_keys is not None or manifest.serial > seen.serial:
             state.channels[self.config.channel] = ChannelRecord(manifest.serial, digest_of(manifest))
             self._save_state(state)
+        self._checkpoint("checked")
         decision = choose_update(manifest, self.platform.key, self.current, state.install_id)
         log.debug("gupper: %s", decision.reason)
         if decision.entry is None:
             return None, decision.reason
+        bad = state.bad_versions.get(str(decision.entry.version))
+        if bad is not None:
+            return None, f"skipping {decision.entry.version}, marked bad ({bad}); waiting for a newer release"
         url = urljoin(self.config.manifest_url, decision.entry.url)
         check_url(url, self.config.allow_insecure_loopback)
         return Update(self.current, decision.entry, url, manifest), decision.reason
 
-    def download(self, update: Update, progress: Progress | None = None) -> Path:
-        """Download and verify ``update`` into a temp file beside the executable; return its path.
-
-        The temp file is removed on any failure; on success it is fsynced and carries the
-        installed file's mode, ready for :meth:`install`.
-        """
-        target = self._require_target()
-        _install.check_writable(target)
-        temp = _install.temp_path_for(target)
+    def _trial_start(self, target: Path, restart: bool) -> Result | None:
+        """Count this start against a pending trial; roll back when it has failed too often."""
+        state = self.state_file.load()
+        trial = state.trial
+        if trial is None or trial.target != str(target):
+            # A backup no trial refers to (killed between swap and saving the trial): not needed.
+            _unlink_quietly(_install.backup_path_for(target))
+            return None
+        if trial.version != self.config.current_version:
+            state.trial = None  # the trial version is not what runs (swap never happened, or undone by hand)
+            self._save_state(state)
+            return None
+        trial.starts += 1
+        if trial.starts <= self.config.trial_starts:
+            self._save_state(state)
+            return None
+        reason = f"started {trial.starts - 1} times without confirming it runs"
+        backup = Path(trial.backup)
+        if not backup.is_file():
+            state.trial = None
+            state.bad_versions[trial.version] = reason
+            self._save_state(state)
+            raise InstallError(f"{trial.version} {reason}, but the backup of {trial.previous_version} is gone; reinstall the app")
+        staged = _install.temp_path_for(target, self.platform.os)
         try:
-            fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o600)
-        except OSError as e:
-            raise InstallError(f"cannot create a file in {target.parent} ({e.strerror}); reinstall the app in a folder you own") from e
-        try:
-            with os.fdopen(fd, "wb") as out:
-                with Fetcher(self.fetch_config) as fetcher:
-                    fetcher.download(
-                        update.url,
-                        out,
-                        size=update.entry.size,
-                        sha256=update.entry.sha256,
-                        timeout=self.config.download_timeout,
-                        progress=progress,
-                    )
-                out.flush()
-                os.fsync(out.fileno())
-            _install.copy_mode(target, temp)
-        except OSError as e:
-            _unlink_quietly(temp)
-            raise InstallError(f"cannot write the update beside {target} ({e.strerror or e}); free some disk space or check the folder's permissions") from e
-        except BaseException:
-            _unlink_quietly(temp)
-            raise
-        return temp
-
-    def install(self, staged: Path) -> None:
-        """Swap the verified ``staged`` file in as the executable (atomic on POSIX)."""
-        target = self._require_target()
-        try:
+            _install.make_backup(backup, staged)  # a copy: the backup stays until the swap back is done
             _install.apply(staged, target, self.platform.os, self.file_ops)
         finally:
-            _unlink_quietly(staged)  # gone already after a successful rename
-
-    def restart(self, installed_version: str) -> NoReturn:
-        """Run the newly installed executable in place of this process."""
-        target = self._require_target()
-        env = _restart.child_environment(self.environ, installed_version)
-        _restart.restart(str(target), list(self.argv[1:]), env, self.platform.os)
-
-    def run(self, *, restart: bool = True, progress: Progress | None = None) -> Result:
-        """Check, download, install and (by default) restart; never raises UpdateError.
-
-        Any failure is logged as one warning line and reported in the result; the installed
-        executable is then exactly what it was before, and the app carries on.
-        """
-        target = self.target
-        if target is None:
-            return Result(Status.DISABLED, "updates are off: not running as a frozen app and no executable configured")
-        restarted_as = self.environ.pop(_restart.RESTARTED_ENV, None)
-        if restarted_as is not None:
-            # We were just exec'd by an update: don't check again in this run (no loops).
-            if restarted_as != self.config.current_version:
-                msg = f"the release published as {restarted_as} reports version {self.config.current_version}; republish it with a matching version"
-                log.warning("gupper: %s", msg)
-                return Result(Status.FAILED, msg, version=self.config.current_version)
-            log.info("gupper: now running %s", restarted_as)
-            return Result(Status.JUST_UPDATED, f"updated to {restarted_as}", version=restarted_as)
-        _install.cleanup_leftovers(target, self.file_ops)
-        try:
-            update, reason = self._check()
-            if update is None:
-                return Result(Status.UP_TO_DATE, reason, version=str(self.current))
-            log.info("gupper: updating %s %s -> %s (%d bytes)", self.config.app, self.current, update.entry.version, update.entry.size)
-            staged = self.download(update, progress)
-            self.install(staged)
-        except UpdateError as e:
-            log.warning("gupper: update failed, carrying on with %s: %s", self.current, e)
-            return Result(Status.FAILED, str(e), error=e, version=str(self.current))
-        new_version = str(update.entry.version)
+            _unlink_quietly(staged)
+        state.trial = None
+        state.bad_versions[trial.version] = reason
+        self._save_state(state)
+        _unlink_quietly(backup)
+        log.warning("gupper: %s %s; rolled back to %s", trial.version, reason, trial.previous_version)
         if restart:
-            log.info("gupper: installed %s, restarting", new_version)
-            self.restart(new_version)
-        return Result(Status.INSTALLED, f"installed {new_version}; it runs from the next start", version=new_version)
+            self.restart(trial.previous_version)
+        return Result(Status.ROLLED_BACK, f"rolled back to {trial.previous_version}", version=trial.previous_version)
+
+    @contextlib.contextmanager
+    def _lock(self) -> Iterator[bool]:
+        """One updater per app and user at a time; the others carry on without waiting."""
+        lock = FileLock(str(self.state_file.directory / "update.lock"))
+        try:
+            self.state_file.directory.mkdir(parents=True, exist_ok=True)
+            lock.acquire(timeout=0)
+        except LockTimeout:
+            yield False
+            return
+        except OSError as e:
+            raise InstallError(
+                f"cannot use the updater's state folder {self.state_file.directory} ({e.strerror or e}); make it writable or set UpdaterConfig.state_dir"
+            ) from e
+        try:
+            yield True
+        finally:
+            lock.release()
+
+    def _resume_point(self, state: ClientState, blob: _Blob, partial: Path) -> Resume:
+        kept = state.partial
+        if kept and kept.sha256 == blob.sha256 and kept.path == str(partial) and partial.is_file():
+            size = partial.stat().st_size
+            if 0 < size < blob.size and kept.etag:
+                digest = hashlib.sha256()
+                with partial.open("rb") as f:
+                    for block in iter(lambda: f.read(1 << 20), b""):
+                        digest.update(block)
+                log.info("gupper: resuming the download at %d of %d bytes", size, blob.size)
+                return Resume(size, kept.etag, digest)
+        self._drop_partial(partial)
+        return Resume()
+
+    def _fetch_into(self, partial: Path, blob: _Blob, resume: Resume, progress: Progress | None) -> None:
+        half = blob.size // 2
+
+        def report(done: int, total: int) -> None:
+            if done >= half > done - 65536 * 2:
+                self._checkpoint("download-half")
+            if progress is not None:
+                progress(done, total)
+
+        fd = os.open(partial, os.O_WRONLY | os.O_CREAT | getattr(os, "O_BINARY", 0), 0o600)
+        with os.fdopen(fd, "r+b") as out:
+            out.seek(resume.offset)
+            out.truncate()
+            self._checkpoint("download-started")
+            try:
+                with Fetcher(self.fetch_config) as fetcher:
+                    fetcher.download(
+                        blob.url, out, size=blob.size, sha256=blob.sha256, timeout=self.config.download_timeout,
+                        progress=report, resume=resume,
+                    )  # fmt: skip
+            finally:
+                out.flush()
+                os.fsync(out.fileno())
+
+    def _remember_partial(self, blob: _Blob, partial: Path, resume: Resume) -> None:
+        state = self.state_file.load()
+        state.partial = PartialDownload(blob.url, blob.sha256, blob.size, resume.etag, str(partial))
+        self._save_state(state)
+
+    def _forget_partial(self) -> None:
+        state = self.state_file.load()
+        if state.partial is not None:
+            state.partial = None
+            self._save_state(state)
+
+    def _drop_partial(self, partial: Path) -> None:
+        _unlink_quietly(partial)
+        self._forget_partial()
+
+    def _mark_bad(self, version: str, reason: str) -> None:
+        state = self.state_file.load()
+        state.bad_versions[version] = reason
+        self._save_state(state)
 
     def _save_state(self, state: ClientState) -> None:
         try:
             self.state_file.save(state)
         except OSError as e:
-            # Not fatal: this check is verified; only the memory for later rollback checks is lost.
+            # Not fatal: the update itself is verified; only memory across runs is lost.
             log.warning("gupper: cannot save %s (%s); rollback protection restarts from this manifest", self.state_file.path, e.strerror or e)
 
+    def _checkpoint(self, name: str) -> None:
+        if self.checkpoint is not None:
+            self.checkpoint(name)
+
     def _require_target(self) -> Path:
-        target = self.target
-        if target is None:
+        if self.target is None:
             raise ConfigError("no executable to update: not a frozen app; set UpdaterConfig.executable")
-        return target
+        return self.target
+
+
+def _sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with contextlib.suppress(OSError), path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def _unlink_quietly(path: Path) -> None:
@@ -271,3 +545,6 @@ def _unlink_quietly(path: Path) -> None:
         pass
     except OSError as e:
         log.debug("could not remove %s: %s", path, e)
+
+
+__all__ = ["Checkpoint", "Result", "Status", "Update", "Updater", "UpdaterConfig"]

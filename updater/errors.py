@@ -77,9 +77,14 @@ __all__ = [
     "IntegrityError",
     "Malformed",
     "ManifestError",
+    "PreflightFailed",
     "Rollback",
     "Timeout",
     "TooLarge",
     "UpdateError",
     "WrongTarget",
 ]
+
+
+class PreflightFailed(InstallError):
+    """The downloaded binary did not start and answer its self-test; it was not installed."""

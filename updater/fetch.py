@@ -13,8 +13,8 @@ import ipaddress
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
-from typing import BinaryIO
+from dataclasses import dataclass, field
+from typing import Any, BinaryIO
 from urllib.parse import urljoin, urlsplit
 
 import requests
@@ -214,23 +214,51 @@ class Fetcher:
         sha256: str,
         timeout: float,
         progress: Progress | None = None,
+        resume: Resume | None = None,
     ) -> None:
-        """Stream ``url`` into ``out``, never past ``size`` bytes, then check size and sha256."""
+        """Stream ``url`` into ``out``, never past ``size`` bytes, then check size and sha256.
+
+        With ``resume`` (``out`` already holds ``resume.offset`` bytes whose hash is in
+        ``resume.digest``), ask only for the rest with Range and If-Range, so a changed file on the
+        server restarts from zero instead of being spliced. ``resume.etag`` is updated from the
+        response, so a caller can resume again after a failure.
+        """
         deadline = time.monotonic() + timeout
-        digest = hashlib.sha256()
-        done = 0
-        with self._open(url, deadline) as resp:
-            if resp.status_code != 200:
-                raise HTTPError(f"{url} answered HTTP {resp.status_code} to a plain GET", resp.status_code)
+        resume = resume or Resume()
+        digest = resume.digest
+        headers = None
+        if resume.offset and resume.etag:
+            headers = {"Range": f"bytes={resume.offset}-", "If-Range": resume.etag}
+        with self._open(url, deadline, headers) as resp:
+            if resp.status_code == 206 and headers and resp.headers.get("Content-Range", "").startswith(f"bytes {resume.offset}-"):
+                done = resume.offset
+            elif resp.status_code == 200:
+                out.seek(0)
+                out.truncate()
+                digest = resume.digest = hashlib.sha256()  # stored back: a retry in this run resumes from it
+                done = resume.offset = 0
+            else:
+                raise HTTPError(f"{url} answered HTTP {resp.status_code} to a download request", resp.status_code)
+            resume.etag = resp.headers.get("ETag") or resume.etag
             for chunk in self._chunks(resp, url, deadline):
                 if done + len(chunk) > size:
                     raise TooLarge(f"{url} sent more than the {size} bytes the manifest signed for; the store holds a different file")
                 out.write(chunk)
                 digest.update(chunk)
                 done += len(chunk)
+                resume.offset = done
                 if progress is not None:
                     progress(done, size)
         if done != size:
             raise IntegrityError(f"{url} ended after {done} of {size} bytes; the download was cut short and will be retried next time")
         if digest.hexdigest() != sha256:
             raise IntegrityError(f"{url} does not match the signed sha256; the store holds a different or corrupted file, nothing was installed")
+
+
+@dataclass
+class Resume:
+    """Where an interrupted download stands: bytes kept, their running hash, the server's ETag."""
+
+    offset: int = 0
+    etag: str | None = None
+    digest: Any = field(default_factory=hashlib.sha256)

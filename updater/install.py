@@ -13,6 +13,7 @@ import contextlib
 import logging
 import os
 import secrets
+import shutil
 import stat
 import time
 from collections.abc import Callable
@@ -45,9 +46,49 @@ def resolve_target(executable: str) -> Path:
     return Path(os.path.realpath(executable))
 
 
-def temp_path_for(target: Path) -> Path:
-    """A fresh temp name beside ``target`` (same directory, so the final rename cannot cross devices)."""
-    return target.with_name(f".{target.name}{TEMP_TAG}{secrets.token_hex(6)}.tmp")
+def temp_path_for(target: Path, os_name: str = "linux") -> Path:
+    """A fresh temp name beside ``target`` (same directory, so the final rename cannot cross devices).
+
+    On Windows it ends in ``.exe`` so that the pre-flight can start it.
+    """
+    suffix = ".tmp.exe" if os_name == "windows" else ".tmp"
+    return target.with_name(f".{target.name}{TEMP_TAG}{secrets.token_hex(6)}{suffix}")
+
+
+def partial_path_for(target: Path, os_name: str = "linux") -> Path:
+    """Where a download in progress lives; kept across runs so it can be resumed."""
+    return target.with_name(f".{target.name}{TEMP_TAG}partial" + (".exe" if os_name == "windows" else ""))
+
+
+def patch_path_for(target: Path) -> Path:
+    """Where a downloaded delta patch waits to be applied (a temp name: cleaned on the next start)."""
+    return target.with_name(f".{target.name}{TEMP_TAG}patch.tmp")
+
+
+def backup_path_for(target: Path) -> Path:
+    """Where the previous version waits until the new one confirms it runs."""
+    return target.with_name(f".{target.name}{TEMP_TAG}previous")
+
+
+def make_backup(source: Path, dest: Path) -> None:
+    """Atomically make ``dest`` a copy of ``source``: a hard link when possible, else a full copy.
+
+    Either way ``dest`` appears complete or not at all (temp name, fsync, rename).
+    """
+    temp = dest.with_name(f"{dest.name}.{secrets.token_hex(4)}.tmp")
+    try:
+        try:
+            os.link(source, temp)
+        except OSError:
+            shutil.copy2(source, temp)  # filesystems without hard links (FAT, some network shares)
+            with open(temp, "rb+") as f:
+                os.fsync(f.fileno())
+        os.replace(temp, dest)
+        fsync_dir(str(dest.parent))
+    except OSError as e:
+        with contextlib.suppress(OSError):
+            temp.unlink()
+        raise InstallError(f"cannot keep a backup of {source.name} in {dest.parent} ({e.strerror or e}); free some disk space") from e
 
 
 def check_writable(target: Path) -> None:
@@ -128,7 +169,10 @@ def apply(new: Path, target: Path, os_name: str, ops: FileOps | None = None) -> 
 
 
 def cleanup_leftovers(target: Path, ops: FileOps | None = None) -> list[Path]:
-    """Remove temp files and ``.old`` executables that an earlier run left beside ``target``."""
+    """Remove temp files and ``.old`` executables that an earlier run left beside ``target``.
+
+    A partial download (resumable) and the backup of a version on trial are kept.
+    """
     ops = ops or FileOps()
     removed: list[Path] = []
     try:

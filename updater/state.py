@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import secrets
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +25,28 @@ STATE_VERSION = 1
 
 
 @dataclass
+class Trial:
+    """A freshly installed version on probation until it confirms it runs."""
+
+    version: str
+    previous_version: str
+    target: str
+    backup: str
+    starts: int = 0
+
+
+@dataclass
+class PartialDownload:
+    """What a kept partial download is, so the next attempt can resume it with Range/If-Range."""
+
+    url: str
+    sha256: str
+    size: int
+    etag: str | None
+    path: str
+
+
+@dataclass
 class ClientState:
     """Everything the updater remembers between runs."""
 
@@ -33,6 +55,9 @@ class ClientState:
     trusted_keys: list[str] | None = None
     trusted_threshold: int = 1
     builtin_fingerprint: str = ""
+    trial: Trial | None = None
+    bad_versions: dict[str, str] = field(default_factory=dict)
+    partial: PartialDownload | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     def trusted(self, builtin: TrustedKeys) -> TrustedKeys:
@@ -56,6 +81,9 @@ class ClientState:
             "trusted_keys": self.trusted_keys,
             "trusted_threshold": self.trusted_threshold,
             "builtin_fingerprint": self.builtin_fingerprint,
+            "trial": asdict(self.trial) if self.trial else None,
+            "bad_versions": dict(sorted(self.bad_versions.items())),
+            "partial": asdict(self.partial) if self.partial else None,
             "extra": self.extra,
         }
 
@@ -72,6 +100,9 @@ class ClientState:
             trusted_keys=[str(k) for k in keys] if keys else None,
             trusted_threshold=int(doc.get("trusted_threshold", 1)),
             builtin_fingerprint=str(doc.get("builtin_fingerprint", "")),
+            trial=Trial(**doc["trial"]) if doc.get("trial") else None,
+            bad_versions={str(k): str(v) for k, v in dict(doc.get("bad_versions", {})).items()},
+            partial=PartialDownload(**doc["partial"]) if doc.get("partial") else None,
             extra=dict(doc.get("extra", {})),
         )
 

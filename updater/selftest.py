@@ -1,0 +1,52 @@
+"""Pre-flight: run a freshly downloaded binary in self-test mode before it may replace the app.
+
+The new binary is started with ``GUPPER_SELF_TEST=<nonce>``; its :meth:`Updater.run` (called at
+the app's start-up, after the app's own imports) answers with one line naming the nonce and its
+version, and exits. A binary that crashes on start, hangs, is for another CPU, or reports another
+version never gets installed.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import subprocess
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+
+from .errors import PreflightFailed
+
+SELF_TEST_ENV = "GUPPER_SELF_TEST"
+_ANSWER = "gupper-self-test"
+
+
+def answer_self_test(environ: Mapping[str, str], version: str) -> None:
+    """If this process was started as a self-test, say so with our version and exit at once."""
+    nonce = environ.get(SELF_TEST_ENV)
+    if not nonce:
+        return
+    sys.stdout.write(f"{_ANSWER} {nonce} {version}\n")
+    sys.stdout.flush()
+    os._exit(0)  # a self-test must not run the app, touch state, or update anything
+
+
+def preflight(path: Path, expected_version: str, env: Mapping[str, str], timeout: float) -> None:
+    """Run ``path`` in self-test mode; raise PreflightFailed unless it answers correctly in time."""
+    nonce = secrets.token_hex(8)
+    run_env = dict(env)
+    run_env[SELF_TEST_ENV] = nonce
+    try:
+        proc = subprocess.run([str(path)], env=run_env, stdin=subprocess.DEVNULL, capture_output=True, timeout=timeout, check=False)
+    except subprocess.TimeoutExpired as e:
+        raise PreflightFailed(f"the new version {expected_version} did not answer its self-test within {timeout:g} s; not installed") from e
+    except OSError as e:
+        raise PreflightFailed(f"the new version {expected_version} cannot be started here ({e.strerror or e}); not installed") from e
+    expected = f"{_ANSWER} {nonce} {expected_version}"
+    lines = proc.stdout.decode("utf-8", "replace").splitlines()
+    if proc.returncode == 0 and expected in lines:
+        return
+    answered = next((line for line in lines if line.startswith(f"{_ANSWER} {nonce} ")), None)
+    if answered is not None:
+        raise PreflightFailed(f"the release published as {expected_version} reports version {answered.split()[-1]}; not installed")
+    raise PreflightFailed(f"the new version {expected_version} failed its self-test (exit code {proc.returncode}); not installed")
