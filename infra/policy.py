@@ -1,7 +1,8 @@
 """Bucket and IAM policy templates shared by the local store and the publisher.
 
-The JSON files next to this module hold ``${BUCKET}`` (and, for the IAM policy,
-``${PREFIX}``) placeholders, so one template serves the local store, MinIO and AWS.
+The JSON files next to this module hold ``${BUCKET}`` and ``${PREFIX}`` placeholders, so one
+template serves the local store, MinIO and AWS (``gupper-publish init`` applies the public-read
+one for its store prefix).
 """
 
 from __future__ import annotations
@@ -39,19 +40,26 @@ def render_policy(template: Path, **values: str) -> str:
     return rendered
 
 
-def render_public_read_policy(bucket: str) -> str:
-    """Bucket policy allowing anonymous ``s3:GetObject`` on every key of ``bucket``.
+def validate_prefix(prefix: str) -> str:
+    """Return ``prefix`` if it can be spliced into an ARN pattern, else raise ``ValueError``."""
+    if any(c in prefix for c in "*?") or any(ord(c) < 0x20 for c in prefix):
+        raise ValueError(f"invalid key prefix: {prefix!r}")
+    return prefix
 
-    It grants no ``s3:ListBucket``: the public can fetch a key it knows, not list keys.
+
+def render_public_read_policy(bucket: str, prefix: str = "") -> str:
+    """Bucket policy allowing anonymous ``s3:GetObject`` on the keys under ``prefix`` (all of ``bucket`` by default).
+
+    It grants no ``s3:ListBucket``: the public can fetch a key it knows, not list keys. The
+    prefix is a folder (``releases`` covers ``releases/...``, never ``releases-old/...``).
     """
-    return render_policy(PUBLIC_READ_POLICY, BUCKET=validate_bucket_name(bucket))
+    folder = validate_prefix(prefix).strip("/")
+    return render_policy(PUBLIC_READ_POLICY, BUCKET=validate_bucket_name(bucket), PREFIX=f"{folder}/" if folder else "")
 
 
 def render_publisher_iam_policy(bucket: str, prefix: str = "") -> str:
     """IAM policy for the publisher: read, write, delete and list under ``prefix``."""
-    if any(c in prefix for c in "*?") or any(ord(c) < 0x20 for c in prefix):
-        raise ValueError(f"invalid key prefix: {prefix!r}")
-    return render_policy(PUBLISHER_IAM_POLICY, BUCKET=validate_bucket_name(bucket), PREFIX=prefix)
+    return render_policy(PUBLISHER_IAM_POLICY, BUCKET=validate_bucket_name(bucket), PREFIX=validate_prefix(prefix))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -61,10 +69,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m infra.policy", description="Print a Gupper policy rendered for a bucket.")
     parser.add_argument("kind", choices=["public-read", "publisher-iam"])
     parser.add_argument("bucket")
-    parser.add_argument("--prefix", default="", help="key prefix the publisher may write (publisher-iam only)")
+    parser.add_argument("--prefix", default="", help="key prefix: the folder anyone may read (public-read) or the publisher may write (publisher-iam)")
     args = parser.parse_args(argv)
     try:
-        text = render_public_read_policy(args.bucket) if args.kind == "public-read" else render_publisher_iam_policy(args.bucket, args.prefix)
+        text = render_public_read_policy(args.bucket, args.prefix) if args.kind == "public-read" else render_publisher_iam_policy(args.bucket, args.prefix)
     except ValueError as exc:
         parser.error(str(exc))
     print(text, end="")

@@ -68,6 +68,11 @@ def manifest_key(app: str, channel: str) -> str:
     return f"{app}/{channel}/latest.json"
 
 
+def state_key(app: str, channel: str) -> str:
+    """Where an app channel's state (the publisher's record of its releases) lives, beside its manifest."""
+    return f"{app}/{channel}/channel.json"
+
+
 def relative_url(from_manifest_key: str, artifact_key: str) -> str:
     """The artifact's URL relative to the manifest, so mirrors and CDNs work unchanged."""
     depth = from_manifest_key.count("/")

@@ -31,4 +31,12 @@ class PreconditionFailed(StoreError):
     """A compare-and-swap write lost a race with another publisher."""
 
 
-__all__ = ["AlreadyExists", "BadArtifactName", "ImmutableConflict", "PreconditionFailed", "PublishError", "SigningKeyError", "StoreError"]
+class StoreBusy(PublishError):
+    """Compare-and-swap kept losing to other publishers; retrying later is the fix."""
+
+
+class NotFound(PublishError):
+    """The app, channel or release a command names is not in the store."""
+
+
+__all__ = ["AlreadyExists", "BadArtifactName", "ImmutableConflict", "NotFound", "PreconditionFailed", "PublishError", "SigningKeyError", "StoreBusy", "StoreError"]

@@ -1,8 +1,14 @@
-"""Publishing: upload immutable artifacts, then regenerate each channel manifest last.
+"""Publishing: upload immutable artifacts, record them in the channel state, write the manifest last.
 
-The order is the safety argument: a manifest is only written after every object it names is
-in the store, so a client never sees a manifest pointing at a missing file; and it is written
-with compare-and-swap, so two publishers racing never lose each other's release.
+The order is the safety argument: artifacts first (create-only), then the channel state
+(compare-and-swap), then the manifest derived from that state (compare-and-swap). A client never
+sees a manifest naming a missing file, and two publishers racing never lose each other's release.
+
+Serials: the state carries the serial of the manifest it implies and bumps it by exactly one when
+a change alters the manifest's content (or on re-signing). The manifest is then written from the
+newest state, unless a manifest with that serial or a higher one is already there, which was
+derived from a state including this change. So N content-changing publishes raise the serial by
+exactly N however they interleave, and it never goes down.
 """
 
 from __future__ import annotations
@@ -11,26 +17,47 @@ import json
 import logging
 import random
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from packaging.version import Version
 
-from updater.manifest import valid_app_name
+from updater.keys import TrustedKeys
+from updater.manifest import format_time, valid_app_name
 
-from .artifacts import ArtifactName, hash_file, manifest_key, parse_artifact_name
-from .errors import AlreadyExists, ImmutableConflict, PreconditionFailed, PublishError
-from .selection import build_signed, channel_takes_prereleases, entry_json, releases_in, select_latest
-from .signing import sign_manifest
-from .stores import ARTIFACT_CACHE_CONTROL, ARTIFACT_CONTENT_TYPE, MANIFEST_CACHE_CONTROL, MANIFEST_CONTENT_TYPE, Store
+from .artifacts import ArtifactName, hash_file, manifest_key, parse_artifact_name, state_key
+from .channels import (
+    ArtifactRecord,
+    ChannelState,
+    PatchRecord,
+    add_release,
+    check_channel_name,
+    check_percent,
+    derive,
+    describe,
+    payload_of,
+    seed_from_manifest,
+    state_from_json,
+    state_to_json,
+)
+from .delta import DEFAULT_PATCHES, make_patches, previous_files
+from .errors import AlreadyExists, ImmutableConflict, NotFound, PreconditionFailed, PublishError, SigningKeyError, StoreBusy
+from .selection import DEFAULT_CHANNEL, build_signed
+from .signing import public_key_of, sign_manifest
+from .stores import ARTIFACT_CACHE_CONTROL, ARTIFACT_CONTENT_TYPE, MANIFEST_CACHE_CONTROL, MANIFEST_CONTENT_TYPE, Progress, Store
 
 log = logging.getLogger("gupper.publish")
 
 DEFAULT_EXPIRY = timedelta(days=30)
 CAS_ATTEMPTS = 12
+
+ProgressFactory = Callable[[str, int], AbstractContextManager[Progress | None]]
+"""Given a file name and its size, a context yielding a byte-count callback (or None for no display)."""
 
 
 @dataclass(frozen=True)
@@ -38,7 +65,7 @@ class PublishOptions:
     """How to publish: channel, signing keys, manifest lifetime, clock."""
 
     keys: Sequence[Ed25519PrivateKey]
-    channel: str = "stable"
+    channel: str = DEFAULT_CHANNEL
     expires_in: timedelta = DEFAULT_EXPIRY
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
 
@@ -55,7 +82,7 @@ class Uploaded:
 
 @dataclass(frozen=True)
 class ManifestResult:
-    """A manifest after regeneration."""
+    """A manifest after a command: its key, serial, whether this call wrote it, and per platform what it serves."""
 
     key: str
     serial: int
@@ -78,7 +105,23 @@ class PublishReport:
         }
 
 
-def _prepare(paths: Sequence[Path]) -> list[tuple[Path, ArtifactName, str, int]]:
+# --- artifacts ---
+
+
+@dataclass(frozen=True)
+class _Prepared:
+    path: Path
+    name: ArtifactName
+    sha256: str
+    size: int
+    patches: tuple[PatchRecord, ...] = ()
+
+    @property
+    def record(self) -> ArtifactRecord:
+        return ArtifactRecord(self.name.filename, self.size, self.sha256, self.patches)
+
+
+def _prepare(paths: Sequence[Path]) -> list[_Prepared]:
     prepared = []
     for path in paths:
         if not path.is_file():
@@ -87,38 +130,44 @@ def _prepare(paths: Sequence[Path]) -> list[tuple[Path, ArtifactName, str, int]]
         digest, size = hash_file(path)
         if size == 0:
             raise PublishError(f"{path} is empty; rebuild it")
-        prepared.append((path, name, digest, size))
+        prepared.append(_Prepared(path, name, digest, size))
     return prepared
 
 
-def upload_artifacts(store: Store, paths: Sequence[Path]) -> list[Uploaded]:
+def upload_artifacts(store: Store, paths: Sequence[Path], progress: ProgressFactory | None = None) -> list[Uploaded]:
     """Upload each artifact to its immutable key; identical re-uploads are no-ops.
 
     Every name is checked before anything is uploaded, so one bad file fails the whole call
     without leaving the others half-published.
     """
-    prepared = _prepare(paths)
+    return _upload(store, _prepare(paths), progress)
+
+
+def _upload(store: Store, prepared: Sequence[_Prepared], progress: ProgressFactory | None) -> list[Uploaded]:
     plan = []
-    for path, name, digest, size in prepared:
-        existing = store.head(name.key)
+    for p in prepared:
+        existing = store.head(p.name.key)
         if existing is not None:
-            _check_same(store, name.key, existing.size, digest, size)
-            plan.append((path, name, digest, size, False))
-        else:
-            plan.append((path, name, digest, size, True))
+            _check_same(store, p.name.key, existing.size, p.sha256, p.size)
+        plan.append((p, existing is None))
     done = []
-    for path, name, digest, size, needed in plan:
+    for p, needed in plan:
         status = "unchanged"
         if needed:
             try:
-                store.create_file(name.key, path, sha256=digest, content_type=ARTIFACT_CONTENT_TYPE, cache_control=ARTIFACT_CACHE_CONTROL)
+                with (progress or _no_progress)(p.name.filename, p.size) as callback:
+                    store.create_file(p.name.key, p.path, sha256=p.sha256, content_type=ARTIFACT_CONTENT_TYPE, cache_control=ARTIFACT_CACHE_CONTROL, progress=callback)
                 status = "uploaded"
             except AlreadyExists:
                 # Another publisher created it between our HEAD and PUT: fine if it is the same file.
-                info = store.head(name.key)
-                _check_same(store, name.key, info.size if info else -1, digest, size)
-        done.append(Uploaded(name.key, size, digest, status))
+                info = store.head(p.name.key)
+                _check_same(store, p.name.key, info.size if info else -1, p.sha256, p.size)
+        done.append(Uploaded(p.name.key, p.size, p.sha256, status))
     return done
+
+
+def _no_progress(name: str, size: int) -> AbstractContextManager[Progress | None]:
+    return nullcontext(None)
 
 
 def _check_same(store: Store, key: str, existing_size: int, digest: str, size: int) -> None:
@@ -126,62 +175,227 @@ def _check_same(store: Store, key: str, existing_size: int, digest: str, size: i
         raise ImmutableConflict(f"{key} is already published with different content; releases are immutable, so bump the version and publish again")
 
 
-def _previous(store: Store, key: str) -> tuple[dict[str, Any] | None, str | None]:
+# --- channel state and manifest: the compare-and-swap engine ---
+
+
+@dataclass(frozen=True)
+class ChannelSnapshot:
+    """A channel as read: its state (seeded from the manifest if there is none yet) and manifest, with ETags."""
+
+    state: ChannelState
+    state_etag: str | None
+    manifest: dict[str, Any] | None  # the manifest's ``signed`` object
+    manifest_etag: str | None
+
+    @property
+    def manifest_serial(self) -> int:
+        """The manifest's serial, 0 when there is none."""
+        return int(self.manifest["serial"]) if self.manifest else 0
+
+
+Mutation = Callable[[ChannelState], ChannelState]
+
+
+def _read_signed(store: Store, key: str) -> tuple[dict[str, Any] | None, str | None]:
     stored = store.read(key)
     if stored is None:
         return None, None
     try:
-        doc = json.loads(stored.data)
-        signed = doc["signed"]
+        signed = json.loads(stored.data)["signed"]
         int(signed["serial"])
     except (ValueError, KeyError, TypeError) as e:
         raise PublishError(f"the existing manifest {key} is unreadable; inspect it, and delete it to start again at serial 1") from e
     return signed, stored.etag
 
 
-def regenerate_manifest(store: Store, app: str, options: PublishOptions, *, force: bool = False) -> ManifestResult:
-    """Rebuild ``app``'s channel manifest from what the store holds (compare-and-swap loop).
+def load_channel(store: Store, app: str, channel: str) -> ChannelSnapshot:
+    """Read a channel's manifest, then its state.
 
-    ``force`` writes a new serial and expiry even when no entry changed (re-signing).
+    In that order: the state read second is at least as new as the one the manifest came from.
+    A channel whose manifest predates channel state gets a state seeded from that manifest.
     """
-    if not valid_app_name(app) or not valid_app_name(options.channel):
-        raise PublishError(f"invalid app {app!r} or channel {options.channel!r}: use letters, digits, '.', '_' or '-'")
-    key = manifest_key(app, options.channel)
-    for attempt in range(CAS_ATTEMPTS):
-        previous, etag = _previous(store, key)
-        winners = select_latest(releases_in(store.list(app), app), include_prereleases=channel_takes_prereleases(options.channel))
-        old_platforms: dict[str, Any] = dict(previous["platforms"]) if previous else {}
-        platforms: dict[str, dict[str, Any]] = {}
-        for platform, release in winners.items():
-            old = old_platforms.get(platform.key)
-            if isinstance(old, dict) and old.get("version") == str(release.name.version) and old.get("size") == release.size:
-                sha = str(old["sha256"])  # already signed for; save re-reading the object
-            else:
-                sha = store.sha256_of(release.key)
-            platforms[platform.key] = entry_json(release, sha, key)
-        summary = {p: str(v["version"]) for p, v in sorted(platforms.items())}
-        if previous is not None and previous.get("platforms") == platforms and not force:
-            return ManifestResult(key, int(previous["serial"]), False, summary)
-        serial = int(previous["serial"]) + 1 if previous else 1
-        signed = build_signed(app=app, channel=options.channel, serial=serial, now=options.clock(), expires_in=options.expires_in, platforms=platforms)
-        body = sign_manifest(signed, options.keys)
-        try:
-            store.swap(key, body, expect_etag=etag, content_type=MANIFEST_CONTENT_TYPE, cache_control=MANIFEST_CACHE_CONTROL)
-        except PreconditionFailed:
-            # Lost a race with another publisher: back off with jitter, re-read, rebuild.
-            time.sleep(min(2.0, 0.05 * 2**attempt) * random.uniform(0.5, 1.5))
+    if not valid_app_name(app):
+        raise PublishError(f"invalid app {app!r}: use letters, digits, '.', '_' or '-'")
+    check_channel_name(channel)
+    mkey, skey = manifest_key(app, channel), state_key(app, channel)
+    manifest, manifest_etag = _read_signed(store, mkey)
+    stored = store.read(skey)
+    if stored is not None:
+        state = state_from_json(stored.data, app=app, channel=channel, where=f"{store.url}/{skey}")
+    elif manifest is not None:
+        state = seed_from_manifest(app, channel, manifest, f"{store.url}/{mkey}")
+    else:
+        state = ChannelState(app, channel)
+    return ChannelSnapshot(state, stored.etag if stored else None, manifest, manifest_etag)
+
+
+def _backoff(attempt: int) -> None:
+    # Lost a race with another publisher: wait a jittered, growing moment before re-reading.
+    time.sleep(min(1.0, 0.02 * 2**attempt) * random.uniform(0.5, 1.5))
+
+
+def check_signers(state: ChannelState, signers: Sequence[Ed25519PrivateKey], previous: ChannelState | None = None) -> None:
+    """Refuse to sign a manifest its clients would reject: when the channel announces a key set
+    (``keys``, from ``rotate-keys``), the signing keys must reach its threshold, and during a
+    rotation also the threshold of the set before it."""
+    have = {public_key_of(k).keyid for k in signers}
+    sets = [state.keys] + ([previous.keys] if previous is not None and previous.keys != state.keys else [])
+    for keys in sets:
+        if keys is None:
             continue
-        return ManifestResult(key, serial, True, summary)
-    raise PublishError(f"{key} kept changing under us ({CAS_ATTEMPTS} attempts); another publisher is busy, try again")
+        trusted = TrustedKeys.from_texts(keys["keys"], keys["threshold"])
+        good = len(have & set(trusted.by_id()))
+        if good < trusted.threshold:
+            raise SigningKeyError(
+                f"{state.app}/{state.channel} trusts {len(trusted.keys)} key(s) with threshold {trusted.threshold}, and only {good} of the "
+                "given signing keys are among them; pass --key for enough of the keys named by rotate-keys"
+            )
 
 
-def publish(store: Store, paths: Sequence[Path], options: PublishOptions) -> PublishReport:
-    """Upload ``paths`` and regenerate the manifest of every app they belong to."""
+def change_channel(store: Store, app: str, channel: str, mutate: Mutation, *, signers: Sequence[Ed25519PrivateKey] | None, force: bool = False) -> ChannelState:
+    """Apply ``mutate`` to the channel state with compare-and-swap and return the state written.
+
+    The serial goes up by one when the derived manifest content changes, or always with
+    ``force`` (re-signing). ``signers`` (None: this change never needs signing) are checked
+    against the channel's key set before anything is written.
+    """
+    key, mkey = state_key(app, channel), manifest_key(app, channel)
+    for attempt in range(CAS_ATTEMPTS):
+        snap = load_channel(store, app, channel)
+        new = mutate(snap.state)
+        if force or derive(new, mkey) != derive(snap.state, mkey):
+            new = replace(new, serial=max(snap.state.serial, snap.manifest_serial) + 1)
+        if signers is not None and new.serial != snap.state.serial:
+            check_signers(new, signers, snap.state)
+        if new == snap.state:
+            return new  # nothing to record (a seeded state is only written once something changes)
+        try:
+            store.swap(key, state_to_json(new), expect_etag=snap.state_etag, content_type=MANIFEST_CONTENT_TYPE, cache_control=MANIFEST_CACHE_CONTROL)
+        except PreconditionFailed:
+            _backoff(attempt)
+            continue
+        return new
+    raise StoreBusy(f"{store.url}/{key} kept changing under us ({CAS_ATTEMPTS} attempts); another publisher is busy, run the command again")
+
+
+def sync_manifest(store: Store, app: str, channel: str, options: PublishOptions) -> ManifestResult:
+    """Make the channel's manifest say what its state says (compare-and-swap), and return it.
+
+    A manifest already at the state's serial with the same content is left alone; one that
+    differs (written by hand or by an older publisher) is replaced with the next serial.
+    """
+    mkey = manifest_key(app, channel)
+    for attempt in range(CAS_ATTEMPTS):
+        snap = load_channel(store, app, channel)
+        payload = derive(snap.state, mkey)
+        if snap.manifest is not None and snap.manifest_serial >= snap.state.serial:
+            if payload_of(snap.manifest) == payload:
+                return ManifestResult(mkey, snap.manifest_serial, False, describe(snap.manifest["platforms"]))
+            change_channel(store, app, channel, lambda s: s, signers=options.keys, force=True)
+            continue
+        if snap.state.serial == 0:
+            raise NotFound(f"{app}/{channel} has no releases yet; publish one with --channel {channel}")
+        check_signers(snap.state, options.keys)
+        signed = build_signed(
+            app=app,
+            channel=channel,
+            serial=snap.state.serial,
+            now=options.clock(),
+            expires_in=options.expires_in,
+            platforms=payload["platforms"],
+            yanked=payload.get("yanked", ()),
+            keys=payload.get("keys"),
+        )
+        try:
+            store.swap(
+                mkey, sign_manifest(signed, options.keys), expect_etag=snap.manifest_etag, content_type=MANIFEST_CONTENT_TYPE, cache_control=MANIFEST_CACHE_CONTROL
+            )
+        except PreconditionFailed:
+            _backoff(attempt)
+            continue
+        return ManifestResult(mkey, snap.state.serial, True, describe(payload["platforms"]))
+    raise StoreBusy(f"{store.url}/{mkey} kept changing under us ({CAS_ATTEMPTS} attempts); another publisher is busy, run the command again")
+
+
+def update_channel(store: Store, app: str, channel: str, mutate: Mutation, options: PublishOptions, *, force: bool = False) -> ManifestResult:
+    """Change a channel's state, then write the manifest it implies: the one path every command takes."""
+    if not options.keys:
+        raise SigningKeyError("no signing key; pass --key or set GUPPER_SIGNING_KEY")
+    change_channel(store, app, channel, mutate, signers=options.keys, force=force)
+    return sync_manifest(store, app, channel, options)
+
+
+def regenerate_manifest(store: Store, app: str, options: PublishOptions, *, force: bool = False) -> ManifestResult:
+    """Write ``app``'s channel manifest from its state if it is behind; ``force`` re-signs it with
+    the next serial and a fresh expiry even when nothing changed (``resign``)."""
+    snap = load_channel(store, app, options.channel)
+    if snap.manifest is None and snap.state_etag is None:
+        raise NotFound(f"{app}/{options.channel} has no manifest in {store.url}; publish a release to it first")
+    return update_channel(store, app, options.channel, lambda s: s, options, force=force)
+
+
+# --- publish ---
+
+
+def _with_patches(store: Store, prepared: Sequence[_Prepared], channel: str, k: int) -> list[_Prepared]:
+    """The same artifacts, each carrying patches from the channel's previous ``k`` releases of its platform."""
+    out = []
+    for p in prepared:
+        state = load_channel(store, p.name.app, channel).state
+        previous = previous_files(state, p.name.platform.key, p.name.version, k)
+        made = make_patches(store, p.name.app, p.name.version, p.path, p.record, previous)
+        out.append(replace(p, patches=made))
+    return out
+
+
+def _group(prepared: Sequence[_Prepared]) -> dict[str, dict[Version, dict[str, ArtifactRecord]]]:
+    apps: dict[str, dict[Version, dict[str, ArtifactRecord]]] = {}
+    for p in prepared:
+        apps.setdefault(p.name.app, {}).setdefault(p.name.version, {})[p.name.platform.key] = p.record
+    return apps
+
+
+def _adding(releases: Mapping[Version, Mapping[str, ArtifactRecord]], rollout: int | None, added: str) -> Mutation:
+    def mutate(state: ChannelState) -> ChannelState:
+        for version, artifacts in sorted(releases.items()):
+            state = add_release(state, version, artifacts, rollout=rollout, added=added)
+        return state
+
+    return mutate
+
+
+def publish(
+    store: Store,
+    paths: Sequence[Path],
+    options: PublishOptions,
+    *,
+    rollout: int | None = None,
+    progress: ProgressFactory | None = None,
+    patches: int = DEFAULT_PATCHES,
+) -> PublishReport:
+    """Upload ``paths`` into ``options.channel`` of every app they belong to, then write those manifests.
+
+    ``rollout`` (0..100) stages the new releases for that percentage of installs; ``patches``
+    is how many earlier releases of each platform get a binary patch to the new one (0: none).
+    """
     if not paths:
         raise PublishError("nothing to publish; pass one or more built artifacts")
     if not options.keys:
-        raise PublishError("no signing key; pass --key or set GUPPER_SIGNING_KEY")
-    uploaded = upload_artifacts(store, paths)
-    apps = sorted({u.key.split("/", 1)[0] for u in uploaded})
-    manifests = [regenerate_manifest(store, app, options) for app in apps]
+        raise SigningKeyError("no signing key; pass --key or set GUPPER_SIGNING_KEY")
+    check_channel_name(options.channel)
+    if rollout is not None:
+        check_percent(rollout)
+    prepared = _prepare(paths)
+    apps = _group(prepared)
+    added = format_time(options.clock())
+    # Try each change on the current state first, so a refusal (a yanked version, a pre-release
+    # for stable, a rotated key set) comes before any upload rather than after.
+    for app, releases in apps.items():
+        snap = load_channel(store, app, options.channel)
+        dry = _adding(releases, rollout, added)(snap.state)
+        check_signers(dry, options.keys, snap.state)
+    uploaded = _upload(store, prepared, progress)
+    if patches > 0:
+        apps = _group(_with_patches(store, prepared, options.channel, patches))
+    manifests = [update_channel(store, app, options.channel, _adding(apps[app], rollout, added), options) for app in sorted(apps)]
     return PublishReport(uploaded, manifests)

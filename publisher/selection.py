@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -57,9 +57,12 @@ def select_latest(releases: Iterable[Release], *, include_prereleases: bool) -> 
     return best
 
 
+DEFAULT_CHANNEL = "stable"
+
+
 def channel_takes_prereleases(channel: str) -> bool:
     """``stable`` carries final releases only; any other channel carries pre-releases too."""
-    return channel != "stable"
+    return channel != DEFAULT_CHANNEL
 
 
 def build_signed(
@@ -70,9 +73,11 @@ def build_signed(
     now: datetime,
     expires_in: timedelta,
     platforms: Mapping[str, Mapping[str, Any]],
+    yanked: Sequence[str] = (),
+    keys: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The ``signed`` object of a manifest."""
-    return {
+    """The ``signed`` object of a manifest; ``yanked`` and ``keys`` only when set (docs/schema-extensions.md)."""
+    signed: dict[str, Any] = {
         "_type": MANIFEST_TYPE,
         "schema": SCHEMA_VERSION,
         "app": app,
@@ -82,6 +87,11 @@ def build_signed(
         "expires": format_time(now + expires_in),
         "platforms": {key: dict(platforms[key]) for key in sorted(platforms)},
     }
+    if yanked:
+        signed["yanked"] = list(yanked)
+    if keys is not None:
+        signed["keys"] = dict(keys)
+    return signed
 
 
 def entry_json(release: Release, sha256: str, manifest_key: str) -> dict[str, Any]:

@@ -12,6 +12,7 @@ import contextlib
 import hashlib
 import os
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -26,6 +27,13 @@ ARTIFACT_CACHE_CONTROL = "public, max-age=31536000, immutable"
 MANIFEST_CACHE_CONTROL = "no-cache"
 MANIFEST_CONTENT_TYPE = "application/json"
 ARTIFACT_CONTENT_TYPE = "application/octet-stream"
+# Builds of 20-30 MB go up in a few parallel parts; below the threshold one PUT is cheaper.
+MULTIPART_THRESHOLD = 16 << 20
+MULTIPART_CHUNKSIZE = 8 << 20
+MULTIPART_CONCURRENCY = 8
+
+Progress = Callable[[int], None]
+"""Called with the number of bytes just sent (boto3's ``Callback`` convention)."""
 
 
 @dataclass(frozen=True)
@@ -67,8 +75,11 @@ class Store(Protocol):
         """A small object's bytes and ETag, or None if absent."""
         ...
 
-    def create_file(self, key: str, path: Path, *, sha256: str, content_type: str, cache_control: str) -> None:
-        """Upload ``path`` to ``key`` only if ``key`` is absent; raises AlreadyExists otherwise."""
+    def create_file(self, key: str, path: Path, *, sha256: str, content_type: str, cache_control: str, progress: Progress | None = None) -> None:
+        """Upload ``path`` to ``key`` only if ``key`` is absent; raises AlreadyExists otherwise.
+
+        ``progress`` is called with byte counts as they are sent.
+        """
         ...
 
     def swap(self, key: str, data: bytes, *, expect_etag: str | None, content_type: str, cache_control: str) -> str:
@@ -138,7 +149,7 @@ class LocalStore:
             return None
         return Stored(data, hashlib.sha256(data).hexdigest())
 
-    def _write_temp(self, path: Path, data: bytes | None, source: Path | None) -> Path:
+    def _write_temp(self, path: Path, data: bytes | None, source: Path | None, progress: Progress | None = None) -> Path:
         path.parent.mkdir(parents=True, exist_ok=True)
         temp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
         with temp.open("xb") as out:
@@ -146,6 +157,8 @@ class LocalStore:
                 with source.open("rb") as f:
                     while block := f.read(1 << 20):
                         out.write(block)
+                        if progress is not None:
+                            progress(len(block))
             elif data is not None:
                 out.write(data)
             out.flush()
@@ -153,9 +166,9 @@ class LocalStore:
         temp.chmod(0o644)
         return temp
 
-    def create_file(self, key: str, path: Path, *, sha256: str, content_type: str, cache_control: str) -> None:
+    def create_file(self, key: str, path: Path, *, sha256: str, content_type: str, cache_control: str, progress: Progress | None = None) -> None:
         dest = self._path(key)
-        temp = self._write_temp(dest, None, path)
+        temp = self._write_temp(dest, None, path, progress)
         try:
             os.link(temp, dest)
         except FileExistsError as e:
@@ -177,8 +190,17 @@ class LocalStore:
         return hashlib.sha256(data).hexdigest()
 
     def delete(self, key: str) -> None:
+        path = self._path(key)
         with contextlib.suppress(FileNotFoundError):
-            self._path(key).unlink()
+            path.unlink()
+        # A pruned release leaves empty <app>/<version>/[patches/] behind; a static host would list them.
+        parent = path.parent
+        while parent != self.root and self.root in parent.parents:
+            try:
+                parent.rmdir()
+            except OSError:
+                break  # not empty: something else still lives there
+            parent = parent.parent
 
 
 def _client_error_code(e: Exception) -> str:
@@ -193,8 +215,21 @@ class S3Store:
     roles, ``AWS_CA_BUNDLE``); the endpoint from ``endpoint_url`` or ``AWS_ENDPOINT_URL``.
     """
 
-    def __init__(self, bucket: str, prefix: str = "", endpoint_url: str | None = None, client: S3Client | None = None) -> None:
+    def __init__(
+        self,
+        bucket: str,
+        prefix: str = "",
+        endpoint_url: str | None = None,
+        client: S3Client | None = None,
+        *,
+        multipart_threshold: int = MULTIPART_THRESHOLD,
+        multipart_chunksize: int = MULTIPART_CHUNKSIZE,
+        max_concurrency: int = MULTIPART_CONCURRENCY,
+    ) -> None:
         self.bucket = bucket
+        self.multipart_threshold = multipart_threshold
+        self.multipart_chunksize = multipart_chunksize
+        self.max_concurrency = max_concurrency
         self.prefix = prefix.strip("/")
         self.url = f"s3://{bucket}/{self.prefix}".rstrip("/")
         if client is None:
@@ -210,23 +245,29 @@ class S3Store:
         return f"{self.prefix}/{key}" if self.prefix else key
 
     def _call(self, what: str, fn: Any, **kwargs: Any) -> Any:
-        from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
+        from botocore.exceptions import BotoCoreError, ClientError
 
         try:
             return fn(Bucket=self.bucket, **kwargs)
-        except NoCredentialsError as e:
-            raise StoreError(f"no credentials for {self.url}: set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or AWS_PROFILE") from e
-        except ClientError as e:
+        except (BotoCoreError, ClientError) as e:
+            raise self._translate(what, e) from e
+
+    def _translate(self, what: str, e: Exception) -> StoreError:
+        """One StoreError (with what to do) for a botocore exception."""
+        from botocore.exceptions import ClientError, NoCredentialsError
+
+        if isinstance(e, NoCredentialsError):
+            return StoreError(f"no credentials for {self.url}: set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or AWS_PROFILE")
+        if isinstance(e, ClientError):
             code = _client_error_code(e)
             if code in {"PreconditionFailed", "412"}:
-                raise PreconditionFailed(f"{what}: changed or created by another writer") from e
+                return PreconditionFailed(f"{what}: changed or created by another writer")
             if code in {"NoSuchBucket"}:
-                raise StoreError(f"bucket {self.bucket!r} does not exist at this endpoint; create it or check --endpoint-url") from e
+                return StoreError(f"bucket {self.bucket!r} does not exist at this endpoint; run 'gupper-publish init {self.url}' or check --endpoint-url")
             if code in {"AccessDenied", "403", "InvalidAccessKeyId", "SignatureDoesNotMatch"}:
-                raise StoreError(f"{what}: access denied ({code}); check the credentials and the bucket policy") from e
-            raise StoreError(f"{what}: S3 error {code}: {e}") from e
-        except BotoCoreError as e:
-            raise StoreError(f"{what}: {e}; check --endpoint-url/AWS_ENDPOINT_URL and that the store is up") from e
+                return StoreError(f"{what}: access denied ({code}); check the credentials and the bucket policy")
+            return StoreError(f"{what}: S3 error {code}: {e}")
+        return StoreError(f"{what}: {e}; check --endpoint-url/AWS_ENDPOINT_URL and that the store is up")
 
     def list(self, prefix: str) -> list[ObjectInfo]:
         out: list[ObjectInfo] = []
@@ -245,14 +286,16 @@ class S3Store:
             token = page.get("NextContinuationToken")
 
     def head(self, key: str) -> ObjectInfo | None:
-        from botocore.exceptions import ClientError
+        from botocore.exceptions import BotoCoreError, ClientError
 
         try:
             meta = self.client.head_object(Bucket=self.bucket, Key=self._key(key))
         except ClientError as e:
             if _client_error_code(e) in {"404", "NoSuchKey", "NotFound"}:
-                return None
-            raise StoreError(f"head {key}: S3 error {_client_error_code(e)}") from e
+                return None  # a missing bucket looks the same to a HEAD; read() (a GET) tells them apart
+            raise self._translate(f"head {key}", e) from e
+        except BotoCoreError as e:
+            raise self._translate(f"head {key}", e) from e
         return ObjectInfo(key, int(meta["ContentLength"]), meta.get("ETag"), meta.get("Metadata", {}).get("sha256"))
 
     def sha256_of(self, key: str) -> str:
@@ -266,17 +309,24 @@ class S3Store:
         return digest.hexdigest()
 
     def read(self, key: str) -> Stored | None:
-        from botocore.exceptions import ClientError
+        from botocore.exceptions import BotoCoreError, ClientError
 
         try:
             obj = self.client.get_object(Bucket=self.bucket, Key=self._key(key))
         except ClientError as e:
-            if _client_error_code(e) in {"404", "NoSuchKey", "NotFound"}:
+            if _client_error_code(e) in {"NoSuchKey", "404", "NotFound"}:
                 return None
-            raise StoreError(f"get {key}: S3 error {_client_error_code(e)}") from e
+            raise self._translate(f"get {key}", e) from e
+        except BotoCoreError as e:
+            raise self._translate(f"get {key}", e) from e
         return Stored(obj["Body"].read(), obj["ETag"])
 
-    def create_file(self, key: str, path: Path, *, sha256: str, content_type: str, cache_control: str) -> None:
+    def create_file(self, key: str, path: Path, *, sha256: str, content_type: str, cache_control: str, progress: Progress | None = None) -> None:
+        size = path.stat().st_size
+        if size >= self.multipart_threshold:
+            self._create_multipart(key, path, sha256=sha256, content_type=content_type, cache_control=cache_control, progress=progress)
+            return
+        # One PUT with the whole file's SHA256: the store recomputes it and refuses a mismatch.
         checksum = base64.b64encode(bytes.fromhex(sha256)).decode("ascii")
         try:
             with path.open("rb") as body:
@@ -289,10 +339,99 @@ class S3Store:
                     ContentType=content_type,
                     CacheControl=cache_control,
                     Metadata={"sha256": sha256},
+                    ChecksumAlgorithm="SHA256",
                     ChecksumSHA256=checksum,
                 )
         except PreconditionFailed as e:
             raise AlreadyExists(f"{key} already exists in {self.url}") from e
+        if progress is not None:
+            progress(size)
+
+    def _create_multipart(self, key: str, path: Path, *, sha256: str, content_type: str, cache_control: str, progress: Progress | None) -> None:
+        """Parallel multipart upload through boto3's transfer manager, still create-only.
+
+        Each part carries its SHA256, which the store checks (S3 offers SHA256 only per part, as a
+        composite checksum, for multipart objects; the whole file's digest goes in the metadata).
+        The transfer manager takes no ``IfNoneMatch``, so a one-off event hook adds it to the
+        CompleteMultipartUpload of this key: that is the request that makes the object appear,
+        and with the condition a concurrent upload of the same name cannot replace it. A refused
+        complete makes the transfer manager abort the upload, so no parts are left behind.
+        """
+        from boto3.exceptions import S3UploadFailedError
+        from boto3.s3.transfer import TransferConfig
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        full_key = self._key(key)
+
+        def create_only(params: dict[str, Any], **_: Any) -> None:
+            if params.get("Bucket") == self.bucket and params.get("Key") == full_key:
+                params["IfNoneMatch"] = "*"
+
+        event, hook_id = "before-parameter-build.s3.CompleteMultipartUpload", f"gupper-create-only-{secrets.token_hex(8)}"
+        config = TransferConfig(
+            multipart_threshold=self.multipart_threshold,
+            multipart_chunksize=self.multipart_chunksize,
+            max_concurrency=self.max_concurrency,
+            use_threads=True,
+            preferred_transfer_client="classic",  # the hook above is for the classic (botocore) client
+        )
+        extra = {"ContentType": content_type, "CacheControl": cache_control, "Metadata": {"sha256": sha256}, "ChecksumAlgorithm": "SHA256"}
+        self.client.meta.events.register(event, create_only, unique_id=hook_id)
+        try:
+            self.client.upload_file(str(path), self.bucket, full_key, ExtraArgs=extra, Config=config, Callback=progress)
+        except S3UploadFailedError as e:
+            # boto3 wraps the ClientError without chaining it explicitly; it is the context.
+            cause = e.__context__ if isinstance(e.__context__, ClientError) else e
+            error = self._translate(f"upload {key}", cause)
+            if isinstance(error, PreconditionFailed):
+                raise AlreadyExists(f"{key} already exists in {self.url}") from e
+            raise error from e
+        except (BotoCoreError, ClientError) as e:
+            raise self._translate(f"upload {key}", e) from e
+        finally:
+            self.client.meta.events.unregister(event, unique_id=hook_id)
+
+    def ensure_bucket(self) -> bool:
+        """Create the bucket in the client's region if it is missing; True if this call created it."""
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            self.client.head_bucket(Bucket=self.bucket)
+            return False
+        except ClientError as e:
+            code = _client_error_code(e)
+            if code not in {"404", "NoSuchBucket", "NotFound"}:
+                raise StoreError(f"bucket {self.bucket!r} exists but these credentials cannot use it ({code}); pick another name or fix the credentials") from e
+        except BotoCoreError as e:
+            raise self._translate(f"look up bucket {self.bucket}", e) from e
+        region = self.client.meta.region_name
+        # us-east-1 is the one region that refuses an explicit LocationConstraint.
+        where: dict[str, Any] = {} if region in (None, "us-east-1") else {"CreateBucketConfiguration": {"LocationConstraint": region}}
+        try:
+            self.client.create_bucket(Bucket=self.bucket, **where)
+        except ClientError as e:
+            if _client_error_code(e) == "BucketAlreadyOwnedByYou":  # a concurrent init got there first
+                return False
+            raise self._translate(f"create bucket {self.bucket}", e) from e
+        except BotoCoreError as e:
+            raise self._translate(f"create bucket {self.bucket}", e) from e
+        return True
+
+    def put_bucket_policy(self, policy: str) -> None:
+        """Replace the bucket policy with ``policy`` (JSON text)."""
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            self.client.put_bucket_policy(Bucket=self.bucket, Policy=policy)
+        except ClientError as e:
+            if _client_error_code(e) in {"AccessDenied", "403"}:
+                raise StoreError(
+                    f"bucket {self.bucket!r} refused a public-read policy: on AWS turn off BlockPublicPolicy and RestrictPublicBuckets for it "
+                    "(or serve through CloudFront with an Origin Access Control, see infra/README.md)"
+                ) from e
+            raise self._translate(f"put the policy of bucket {self.bucket}", e) from e
+        except BotoCoreError as e:
+            raise self._translate(f"put the policy of bucket {self.bucket}", e) from e
 
     def swap(self, key: str, data: bytes, *, expect_etag: str | None, content_type: str, cache_control: str) -> str:
         condition = {"IfMatch": expect_etag} if expect_etag else {"IfNoneMatch": "*"}

@@ -1,0 +1,380 @@
+"""Channel state: which releases a channel carries, their rollout, the yanks and the key set. Pure.
+
+Each app channel has one small JSON object in the store, ``<app>/<channel>/channel.json`` (see
+docs/release-management.md). It is the publisher's own record; the signed manifest beside it is a
+pure function of it (:func:`derive`), so every command is "change the state with compare-and-swap,
+then write the manifest it implies". Keeping size and sha256 of every artifact in the state means
+a manifest can be rebuilt without listing or reading the store, and that ``promote`` copies a
+release between channels without touching its bytes.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any
+from urllib.parse import unquote
+
+from packaging.version import InvalidVersion, Version
+
+from updater.keys import TrustedKeys
+from updater.manifest import valid_app_name
+from updater.platforms import parse_platform_key
+
+from .artifacts import parse_artifact_name, relative_url
+from .errors import BadArtifactName, ImmutableConflict, NotFound, PublishError
+from .selection import channel_takes_prereleases
+
+STATE_TYPE = "gupper-channel-state"
+STATE_SCHEMA = 1
+
+
+@dataclass(frozen=True)
+class PatchRecord:
+    """A bsdiff4 patch from an earlier release's file to this one, at ``<app>/<version>/patches/<file>``."""
+
+    from_version: str
+    from_sha256: str
+    file: str
+    size: int
+    sha256: str
+
+
+@dataclass(frozen=True)
+class ArtifactRecord:
+    """One platform's file of a release, as uploaded: name within ``<app>/<version>/``, size, digest."""
+
+    file: str
+    size: int
+    sha256: str
+    patches: tuple[PatchRecord, ...] = ()
+
+    def same_file(self, other: ArtifactRecord) -> bool:
+        """The same bytes (patches are derived data and may be added later)."""
+        return (self.file, self.size, self.sha256) == (other.file, other.size, other.sha256)
+
+
+@dataclass(frozen=True)
+class ReleaseRecord:
+    """A release (one version, one file per platform) as a member of a channel."""
+
+    version: Version
+    artifacts: Mapping[str, ArtifactRecord]
+    rollout: int | None = None  # percent of installs (0..99) while staged; None once complete
+    added: str = ""
+
+    @property
+    def status(self) -> str:
+        """``complete``, ``halted`` (rollout 0) or ``rollout``."""
+        if self.rollout is None:
+            return "complete"
+        return "halted" if self.rollout == 0 else "rollout"
+
+
+@dataclass(frozen=True)
+class ChannelState:
+    """Everything a channel's manifest is derived from, plus the serial of that manifest."""
+
+    app: str
+    channel: str
+    serial: int = 0  # serial of the manifest derived from this state; 0 = none written yet
+    releases: Mapping[str, ReleaseRecord] = field(default_factory=dict)  # str(version) -> record
+    yanked: tuple[str, ...] = ()
+    keys: Mapping[str, Any] | None = None
+
+    def find(self, version: Version) -> ReleaseRecord | None:
+        """The member release equal to ``version`` (``1.0`` finds ``1.0.0``), or None."""
+        return next((r for r in self.releases.values() if r.version == version), None)
+
+    def is_yanked(self, version: Version) -> bool:
+        """True if ``version`` was yanked from this channel."""
+        return any(Version(v) == version for v in self.yanked)
+
+
+def check_channel_name(channel: str) -> str:
+    """Return ``channel`` if it can name a channel; a version-like name would share a folder with a release."""
+    if not valid_app_name(channel):
+        raise PublishError(f"invalid channel {channel!r}: use letters, digits, '.', '_' or '-' (e.g. stable, beta)")
+    try:
+        Version(channel)
+    except InvalidVersion:
+        return channel
+    raise PublishError(f"channel {channel!r} looks like a version and would share {channel}/ with a release; choose a name such as beta")
+
+
+def check_percent(percent: int) -> int:
+    """A rollout percentage: an integer 0..100."""
+    if not 0 <= percent <= 100:
+        raise PublishError(f"rollout percent must be 0..100, not {percent}")
+    return percent
+
+
+# --- mutations: each returns a new state, or raises PublishError saying what to do instead ---
+
+
+def add_release(state: ChannelState, version: Version, artifacts: Mapping[str, ArtifactRecord], *, rollout: int | None, added: str) -> ChannelState:
+    """Make ``version`` (with these platform files) a member of the channel.
+
+    ``rollout`` None keeps an existing member's rollout and makes a new member complete; a number
+    sets it (100 completes). Files already recorded for a platform must be the same file.
+    """
+    if version.is_prerelease and not channel_takes_prereleases(state.channel):
+        raise PublishError(f"{version} is a pre-release and {state.channel} carries final releases only; use --channel beta (or another channel)")
+    if state.is_yanked(version):
+        raise PublishError(f"{version} was yanked from {state.app}/{state.channel} and stays withdrawn; bump the version and publish that")
+    existing = state.find(version)
+    if existing is not None and str(existing.version) != str(version):
+        raise PublishError(f"{version} and {existing.version} are the same version spelled twice; publish it as {existing.version}")
+    merged = dict(existing.artifacts) if existing else {}
+    for platform, art in artifacts.items():
+        old = merged.get(platform)
+        if old is not None and not old.same_file(art):
+            raise ImmutableConflict(f"{state.app}/{state.channel} already carries a different {platform} file for {version}; releases are immutable, so bump the version")
+        merged[platform] = art if art.patches or old is None else old
+    new_rollout = existing.rollout if existing else None  # not given: keep a member's, a new one is complete
+    if rollout is not None:
+        new_rollout = None if check_percent(rollout) == 100 else rollout
+    record = ReleaseRecord(version, merged, new_rollout, existing.added if existing else added)
+    return replace(state, releases={**state.releases, str(version): record})
+
+
+def set_rollout(state: ChannelState, version: Version, percent: int) -> ChannelState:
+    """Set a member release's rollout: 0 halts it, 100 completes it."""
+    record = _member(state, version)
+    new = replace(record, rollout=None if check_percent(percent) == 100 else percent)
+    return replace(state, releases={**state.releases, str(record.version): new})
+
+
+def yank(state: ChannelState, version: Version) -> ChannelState:
+    """Withdraw a member release: it leaves the manifest and joins the signed ``yanked`` list."""
+    if state.is_yanked(version):
+        return state
+    record = _member(state, version)
+    return replace(state, yanked=sort_versions({*state.yanked, str(record.version)}))
+
+
+def remove_releases(state: ChannelState, versions: Iterable[Version]) -> ChannelState:
+    """Forget member releases (their files are about to be deleted); yanks are kept."""
+    gone = set(versions)
+    return replace(state, releases={k: r for k, r in state.releases.items() if r.version not in gone})
+
+
+def set_keys(state: ChannelState, keys: Iterable[str], threshold: int) -> ChannelState:
+    """Announce a new trusted key set (``ed25519:...`` lines) in the manifest's ``keys`` field."""
+    texts = list(keys)
+    try:
+        TrustedKeys.from_texts(texts, threshold)
+    except Exception as e:  # updater.errors.ConfigError: duplicate, malformed key or bad threshold
+        raise PublishError(f"unusable new key set: {e}") from e
+    return replace(state, keys={"keys": texts, "threshold": threshold})
+
+
+def _member(state: ChannelState, version: Version) -> ReleaseRecord:
+    record = state.find(version)
+    if record is None:
+        raise NotFound(f"{version} is not in {state.app}/{state.channel}; see 'gupper-publish list {state.app}'")
+    if state.is_yanked(version):
+        raise PublishError(f"{version} was yanked from {state.app}/{state.channel}; yanked releases stay withdrawn")
+    return record
+
+
+def sort_versions(versions: Iterable[str]) -> tuple[str, ...]:
+    """Version strings in ascending PEP 440 order."""
+    return tuple(sorted(versions, key=Version))
+
+
+# --- the manifest a state implies ---
+
+
+def entry_for(app: str, record: ReleaseRecord, platform: str, manifest_key: str) -> dict[str, Any]:
+    """The manifest entry for ``record``'s file on ``platform``."""
+    art = record.artifacts[platform]
+    entry: dict[str, Any] = {
+        "version": str(record.version),
+        "type": "binary",
+        "url": relative_url(manifest_key, f"{app}/{record.version}/{art.file}"),
+        "size": art.size,
+        "sha256": art.sha256,
+    }
+    if art.patches:
+        entry["patches"] = [
+            {"from_version": p.from_version, "from_sha256": p.from_sha256, "format": "bsdiff4",
+             "url": relative_url(manifest_key, f"{app}/{record.version}/patches/{p.file}"), "size": p.size, "sha256": p.sha256}
+            for p in art.patches
+        ]  # fmt: skip
+    return entry
+
+
+def derive(state: ChannelState, manifest_key: str) -> dict[str, Any]:
+    """The manifest fields the state implies: ``platforms`` and, when set, ``yanked`` and ``keys``.
+
+    Per platform: the highest complete release is the entry; a staged release above it becomes
+    the entry instead, with ``rollout`` ``{percent, id}`` and that complete release as
+    ``fallback`` (for installs outside the cohort). Yanked releases are left out, and ``stable``
+    never serves a pre-release.
+    """
+    live = [r for r in state.releases.values() if not state.is_yanked(r.version) and (channel_takes_prereleases(state.channel) or not r.version.is_prerelease)]
+    platforms: dict[str, dict[str, Any]] = {}
+    for platform in sorted({p for r in live for p in r.artifacts}):
+        having = [r for r in live if platform in r.artifacts]
+        complete = max((r for r in having if r.rollout is None), key=lambda r: r.version, default=None)
+        staged = max(
+            (r for r in having if r.rollout is not None and (complete is None or r.version > complete.version)),
+            key=lambda r: r.version,
+            default=None,
+        )
+        if staged is not None:
+            entry = entry_for(state.app, staged, platform, manifest_key)
+            # The id is the version: raising 10 -> 50 keeps every earlier install in (same salt),
+            # and another release samples other installs.
+            entry["rollout"] = {"percent": staged.rollout, "id": str(staged.version)}
+            if complete is not None:
+                entry["fallback"] = entry_for(state.app, complete, platform, manifest_key)
+            platforms[platform] = entry
+        elif complete is not None:
+            platforms[platform] = entry_for(state.app, complete, platform, manifest_key)
+    out: dict[str, Any] = {"platforms": platforms}
+    if state.yanked:
+        out["yanked"] = list(sort_versions(state.yanked))
+    if state.keys is not None:
+        out["keys"] = {"keys": list(state.keys["keys"]), "threshold": state.keys["threshold"]}
+    return out
+
+
+DERIVED_FIELDS = ("platforms", "yanked", "keys")
+
+
+def payload_of(signed: Mapping[str, Any]) -> dict[str, Any]:
+    """The derived fields as they appear in a manifest's ``signed`` object (for comparison with :func:`derive`)."""
+    return {k: signed[k] for k in DERIVED_FIELDS if k in signed}
+
+
+def referenced_versions(platforms: Mapping[str, Any]) -> set[Version]:
+    """Every version a manifest's ``platforms`` names, as entry or as fallback."""
+    out: set[Version] = set()
+    for entry in platforms.values():
+        for e in (entry, entry.get("fallback")) if isinstance(entry, dict) else ():
+            if isinstance(e, dict) and isinstance(e.get("version"), str):
+                out.add(Version(e["version"]))
+    return out
+
+
+def describe(platforms: Mapping[str, Any]) -> dict[str, str]:
+    """One short line per platform for people: ``2.0.0`` or ``2.0.0 at 10% (others 1.9.0)``."""
+    out = {}
+    for platform, entry in sorted(platforms.items()):
+        text = str(entry["version"])
+        rollout = entry.get("rollout")
+        if isinstance(rollout, dict):
+            fallback = entry.get("fallback")
+            others = f"others {fallback['version']}" if isinstance(fallback, dict) else "others stay"
+            text += f" at {rollout['percent']}% ({others})"
+        out[platform] = text
+    return out
+
+
+# --- JSON ---
+
+
+def state_to_json(state: ChannelState) -> bytes:
+    """The stored form: pretty, sorted JSON (people read it when something looks wrong)."""
+    doc: dict[str, Any] = {
+        "_type": STATE_TYPE,
+        "schema": STATE_SCHEMA,
+        "app": state.app,
+        "channel": state.channel,
+        "serial": state.serial,
+        "releases": {
+            key: {
+                "version": str(r.version),
+                "added": r.added,
+                "rollout": r.rollout,
+                "artifacts": {p: _artifact_to_json(a) for p, a in sorted(r.artifacts.items())},
+            }
+            for key, r in sorted(state.releases.items(), key=lambda kv: kv[1].version)
+        },
+        "yanked": list(state.yanked),
+        "keys": dict(state.keys) if state.keys is not None else None,
+    }
+    return (json.dumps(doc, indent=2, sort_keys=True) + "\n").encode("utf-8")
+
+
+def state_from_json(data: bytes, *, app: str, channel: str, where: str) -> ChannelState:
+    """Parse a stored state; anything unexpected is refused (it would become signed content)."""
+    try:
+        doc = json.loads(data)
+        if doc.get("_type") != STATE_TYPE or doc.get("schema") != STATE_SCHEMA:
+            raise ValueError("not a schema 1 channel state")
+        if doc["app"] != app or doc["channel"] != channel:
+            raise ValueError(f"it belongs to {doc['app']}/{doc['channel']}")
+        serial = doc["serial"]
+        if not isinstance(serial, int) or isinstance(serial, bool) or serial < 0:
+            raise ValueError("bad serial")
+        releases = {}
+        for key, raw in doc["releases"].items():
+            version = Version(raw["version"])
+            if str(version) != key:
+                raise ValueError(f"release {key!r} holds version {raw['version']!r}")
+            rollout = raw["rollout"]
+            if rollout is not None and (not isinstance(rollout, int) or not 0 <= rollout < 100):
+                raise ValueError(f"release {key} has rollout {rollout!r}")
+            arts = {p: _artifact_from_json(p, a) for p, a in raw["artifacts"].items()}
+            releases[key] = ReleaseRecord(version, arts, rollout, str(raw.get("added", "")))
+        yanked = tuple(str(Version(v)) for v in doc["yanked"])
+        keys = doc.get("keys")
+        if keys is not None:
+            TrustedKeys.from_texts(keys["keys"], keys["threshold"])
+    except Exception as e:  # any shape error: one message, pointing at the object
+        raise PublishError(f"channel state {where} is unreadable ({e}); fix or delete it (it is rebuilt from the manifest)") from e
+    return ChannelState(app, channel, serial, releases, yanked, keys)
+
+
+def _artifact_to_json(a: ArtifactRecord) -> dict[str, Any]:
+    out: dict[str, Any] = {"file": a.file, "size": a.size, "sha256": a.sha256}
+    if a.patches:
+        out["patches"] = [vars(p) for p in a.patches]
+    return out
+
+
+def _artifact_from_json(platform: str, raw: Any) -> ArtifactRecord:
+    parsed = parse_platform_key(platform)
+    if parsed is None or parsed.key != platform:
+        raise ValueError(f"unknown platform {platform!r}")
+    file, size, sha = raw["file"], raw["size"], raw["sha256"]
+    if not isinstance(file, str) or not isinstance(size, int) or not isinstance(sha, str) or len(sha) != 64 or size <= 0:
+        raise ValueError(f"bad artifact record for {platform}")
+    patches = tuple(PatchRecord(str(p["from_version"]), str(p["from_sha256"]), str(p["file"]), int(p["size"]), str(p["sha256"])) for p in raw.get("patches", []))
+    if any("/" in p.file or p.file.startswith(".") for p in patches):
+        raise ValueError(f"bad patch file name for {platform}")
+    return ArtifactRecord(file, size, sha, patches)
+
+
+def seed_from_manifest(app: str, channel: str, signed: Mapping[str, Any], where: str) -> ChannelState:
+    """The state a manifest written before channel state existed implies (its entries, yanks, keys, serial).
+
+    Only entries at their canonical ``../<version>/<file>`` URL are understood; anything else is
+    refused rather than silently dropped from the next manifest.
+    """
+    state = ChannelState(app, channel, int(signed.get("serial", 0)))
+    yanked = signed.get("yanked") or []
+    for platform, entry in sorted(dict(signed.get("platforms") or {}).items()):
+        staged = entry.get("rollout")
+        for e, rollout in ((entry, staged["percent"] if isinstance(staged, dict) else None), (entry.get("fallback"), None)):
+            if not isinstance(e, dict):
+                continue
+            try:
+                name = parse_artifact_name(unquote(str(e["url"]).rsplit("/", 1)[-1]))
+                ok = name.app == app and name.platform.key == platform and str(name.version) == e["version"] and e["url"].endswith(f"{name.version}/{name.filename}")
+            except (BadArtifactName, KeyError) as err:
+                raise PublishError(f"{where} names {e.get('url')!r} for {platform}, which is not a release of {app}; fix or delete the manifest") from err
+            if not ok:
+                raise PublishError(f"{where} names {e['url']!r} for {platform}, not its canonical key; fix or delete the manifest")
+            record = ArtifactRecord(name.filename, int(e["size"]), str(e["sha256"]))
+            state = add_release(state, name.version, {platform: record}, rollout=rollout, added="")
+    keys = signed.get("keys")
+    return replace(
+        state,
+        yanked=sort_versions(str(Version(v)) for v in yanked),
+        keys={"keys": list(keys["keys"]), "threshold": keys["threshold"]} if isinstance(keys, dict) else None,
+    )

@@ -1,0 +1,135 @@
+"""``list`` / ``status``: what the store holds per app, channel and platform, as JSON or a table.
+
+The JSON shape is documented in docs/release-management.md; keep the two in step.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from packaging.version import Version
+
+from updater.manifest import parse_time
+
+from . import channels as ch
+from .artifacts import manifest_key, state_key
+from .errors import NotFound, PublishError
+from .publish import load_channel
+from .release import discover
+from .stores import Store
+
+STATUS_SCHEMA = 1
+
+
+def _manifest_json(key: str, signed: dict[str, Any] | None, now: datetime) -> dict[str, Any] | None:
+    if signed is None:
+        return None
+    try:
+        expires = parse_time(signed.get("expires"), "expires")
+    except Exception as e:  # updater.errors.Malformed
+        raise PublishError(f"manifest {key} has an unreadable expiry; run 'gupper-publish resign'") from e
+    return {"key": key, "serial": int(signed["serial"]), "created": signed.get("created"), "expires": signed.get("expires"), "expired": now >= expires}
+
+
+def _served(platforms: dict[str, Any]) -> dict[str, Any]:
+    out = {}
+    for platform, entry in sorted(platforms.items()):
+        fallback = entry.get("fallback")
+        out[platform] = {
+            "version": entry["version"],
+            "rollout": entry.get("rollout"),
+            "fallback": fallback["version"] if isinstance(fallback, dict) else None,
+        }
+    return out
+
+
+def _channel_json(store: Store, app: str, channel: str, now: datetime) -> dict[str, Any]:
+    snap = load_channel(store, app, channel)
+    mkey = manifest_key(app, channel)
+    platforms = dict(snap.manifest.get("platforms", {})) if snap.manifest else {}
+    in_sync = snap.manifest is not None and snap.manifest_serial >= snap.state.serial and ch.payload_of(snap.manifest) == ch.derive(snap.state, mkey)
+    releases = [
+        {
+            "version": str(r.version),
+            "status": "yanked" if snap.state.is_yanked(r.version) else r.status,
+            "rollout": r.rollout,
+            "added": r.added or None,
+            "platforms": sorted(r.artifacts),
+        }
+        for r in sorted(snap.state.releases.values(), key=lambda r: r.version, reverse=True)
+    ]
+    return {
+        "manifest": _manifest_json(mkey, snap.manifest, now),
+        "state": {"key": state_key(app, channel), "serial": snap.state.serial, "stored": snap.state_etag is not None},
+        "in_sync": in_sync,
+        "platforms": _served(platforms),
+        "releases": releases,
+        "yanked": list(snap.state.yanked),
+        "keys": dict(snap.state.keys) if snap.state.keys is not None else None,
+    }
+
+
+def status(store: Store, now: datetime, app: str | None = None, channel: str | None = None) -> dict[str, Any]:
+    """The store's apps, channels, releases and manifests as plain data (``list --json``)."""
+    found = discover(store, app)
+    if app is not None and app not in found:
+        raise NotFound(f"no app {app!r} in {store.url}; see 'gupper-publish list'")
+    apps: dict[str, Any] = {}
+    for name, listing in found.items():
+        names = [c for c in listing.channels if channel is None or c == channel]
+        if channel is not None and not names and app is not None:
+            raise NotFound(f"{name} has no channel {channel!r}; it has {', '.join(listing.channels) or 'none'}")
+        channels = {c: _channel_json(store, name, c, now) for c in names}
+        members: dict[Version, list[str]] = {}
+        referenced: set[Version] = set()
+        for c, info in channels.items():
+            for r in info["releases"]:
+                members.setdefault(Version(r["version"]), []).append(c)
+            for p in info["platforms"].values():
+                referenced.update(Version(v) for v in (p["version"], p["fallback"]) if v)
+        stored: dict[Version, dict[str, Any]] = {}
+        for r in listing.releases:
+            stored.setdefault(r.name.version, {})[r.name.platform.key] = {"key": r.key, "size": r.size}
+        apps[name] = {
+            "channels": channels,
+            "releases": [
+                {"version": str(v), "platforms": dict(sorted(stored[v].items())), "channels": members.get(v, []), "referenced": v in referenced}
+                for v in sorted(stored, reverse=True)
+            ],
+        }
+    return {"schema": STATUS_SCHEMA, "store": store.url, "apps": apps}
+
+
+def _table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+    widths = [max(len(str(x)) for x in col) for col in zip(headers, *rows, strict=False)]
+    return ["  ".join(str(x).ljust(w) for x, w in zip(row, widths, strict=True)).rstrip() for row in (headers, *rows)]
+
+
+def render_table(doc: dict[str, Any]) -> str:
+    """The ``list`` table for people: one row per app, channel, platform and release, then the manifests."""
+    rows: list[list[str]] = []
+    manifests: list[list[str]] = []
+    for app, info in doc["apps"].items():
+        for channel, c in info["channels"].items():
+            for r in c["releases"]:
+                state = f"rollout {r['rollout']}%" if r["status"] == "rollout" else r["status"]
+                for platform in r["platforms"]:
+                    served = c["platforms"].get(platform, {})
+                    role = "entry" if served.get("version") == r["version"] else "fallback" if served.get("fallback") == r["version"] else "-"
+                    rows.append([app, channel, platform, r["version"], state, role])
+            m, s = c["manifest"], c["state"]
+            note = "" if c["in_sync"] else f"behind its state (serial {s['serial']}): run 'gupper-publish resign {app} --channel {channel}'"
+            if m is not None and m["expired"]:
+                note = "EXPIRED: run 'gupper-publish resign'"
+            manifests.append([m["key"] if m else f"{app}/{channel}/latest.json", str(m["serial"]) if m else "-", m["expires"] if m else "-", note])
+        for r in info["releases"]:
+            if not r["channels"]:
+                rows.extend([app, "-", platform, r["version"], "in no channel", "-"] for platform in r["platforms"])
+    if not rows and not manifests:
+        return f"{doc['store']}: no releases"
+    lines = _table(["APP", "CHANNEL", "PLATFORM", "VERSION", "STATE", "SERVED"], rows)
+    if manifests:
+        lines += ["", *_table(["MANIFEST", "SERIAL", "EXPIRES", "NOTE"], manifests)]
+    return "\n".join(lines)
