@@ -1,0 +1,155 @@
+"""Shared pieces of the benchmarks: demo-app builds in two flavours, keys, timing helpers.
+
+Nothing here touches the network. Builds are cached under ``.gupper/bench/`` so a second run
+of a benchmark does not spend a minute in PyInstaller.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from app.build import APP_NAME, build_app, config_module  # noqa: E402
+from publisher.signing import keygen  # noqa: E402
+from updater.platforms import current_platform  # noqa: E402
+
+CACHE = ROOT / ".gupper" / "bench"
+BUILD_CACHE = CACHE / "build-cache"
+
+
+def bench_key(name: str = "bench") -> tuple[Path, str]:
+    """A signing key kept under the bench cache (so cached builds stay valid); (key path, public text)."""
+    prefix = CACHE / "keys" / name
+    key_path, pub_path = prefix.with_name(name + ".key"), prefix.with_name(name + ".pub")
+    if not key_path.is_file():
+        keygen(prefix)
+    return key_path, pub_path.read_text().strip()
+
+
+def build_reproducible(version: str, manifest_url: str, public_keys: Sequence[str], out_dir: Path) -> Path:
+    """The project's own build: ``PYTHONHASHSEED=0``, fixed work paths, cached."""
+    return build_app(version, manifest_url, public_keys, out_dir, cache_dir=BUILD_CACHE)
+
+
+def build_default(version: str, manifest_url: str, public_keys: Sequence[str], out_dir: Path, *, rebuild: bool = False) -> Path:
+    """The same PyInstaller call as ``app/build.py`` but as a user gets it by default.
+
+    ``PYTHONHASHSEED`` and ``SOURCE_DATE_EPOCH`` are removed from the environment, so each build
+    gets a random hash seed (frozen sets and dicts of strings are marshalled in a random order).
+    Work paths stay fixed per input as in ``build_app``: only the hash seed differs. Cached under
+    ``default-build-cache`` (each cached file is one random draw; ``rebuild`` draws again).
+    """
+    plat = current_platform()
+    name = f"{APP_NAME}-{version}-{plat.key}"
+    config_text = config_module(version, manifest_url, public_keys, "stable")
+    src = ROOT / "app" / "main.py"
+    h = hashlib.sha256(b"default-flavour\0" + config_text.encode() + src.read_bytes())
+    for path in sorted((ROOT / "updater").glob("*.py")):
+        h.update(path.read_bytes())
+    digest = h.hexdigest()[:32]
+    cache_dir = CACHE / "default-build-cache"
+    cached = cache_dir / digest / (name + plat.exe_suffix)
+    if rebuild or not cached.is_file():
+        work = cache_dir / "work" / digest
+        shutil.rmtree(work, ignore_errors=True)
+        (work / "src").mkdir(parents=True)
+        shutil.copyfile(src, work / "src" / "main.py")
+        (work / "src" / "_build_config.py").write_text(config_text)
+        env = {k: v for k, v in os.environ.items() if k not in {"PYTHONHASHSEED", "SOURCE_DATE_EPOCH"}}
+        cmd = [
+            sys.executable, "-m", "PyInstaller", "--onefile", "--noconfirm", "--clean", "--log-level", "WARN",
+            "--name", name, "--paths", str(ROOT), "--paths", str(work / "src"),
+            "--hidden-import", "_build_config",
+            "--distpath", str(work / "dist"), "--workpath", str(work / "build"), "--specpath", str(work),
+            str(work / "src" / "main.py"),
+        ]  # fmt: skip
+        proc = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
+        if proc.returncode != 0:
+            raise RuntimeError(f"PyInstaller failed for {name}:\n{proc.stderr[-4000:]}")
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(work / "dist" / (name + plat.exe_suffix), cached)
+        cached.chmod(0o755)
+        shutil.rmtree(work, ignore_errors=True)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    dest = out_dir / cached.name
+    shutil.copyfile(cached, dest)
+    dest.chmod(0o755)
+    return dest
+
+
+def differing_bytes(a: bytes, b: bytes) -> int:
+    """Bytes that differ position by position, plus the length difference (like ``cmp -l | wc -l``)."""
+    n = min(len(a), len(b))
+    block = 1 << 20
+    count = 0
+    for start in range(0, n, block):
+        x, y = a[start : start + block], b[start : start + block]
+        if x != y:
+            count += sum(1 for i, j in zip(x, y, strict=True) if i != j)
+    return count + abs(len(a) - len(b))
+
+
+def median(values: Sequence[float]) -> float:
+    """Median, or NaN for no values."""
+    return statistics.median(values) if values else float("nan")
+
+
+def package_version(name: str) -> str:
+    """Installed version of a distribution in this interpreter, or ``-``."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(name)
+    except PackageNotFoundError:
+        return "-"
+
+
+def machine_summary() -> str:
+    """One line: CPUs, memory, OS, Python."""
+    mem = ""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as f:
+            kib = int(f.readline().split()[1])
+        mem = f", {kib / 1024 / 1024:.1f} GiB RAM"
+    except (OSError, ValueError, IndexError):
+        pass
+    nproc = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else "?"
+    return f"{os.cpu_count()} CPUs (nproc {nproc}){mem}, {platform.platform()}, Python {platform.python_version()}"
+
+
+def ensure_venv(path: Path, requirements: Path, *, extra: Sequence[str] = ()) -> Path:
+    """Create ``path`` as a venv and install ``requirements`` into it once; return its python.
+
+    Re-installs only when the requirements file (or ``extra``) changed since the last install.
+    Uses the base interpreter of this one, so the venv has the same Python version.
+    """
+    python = path / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
+    stamp = path / ".bench-requirements"
+    wanted = hashlib.sha256(requirements.read_bytes() + "\0".join(extra).encode()).hexdigest()
+    if python.is_file() and stamp.is_file() and stamp.read_text() == wanted:
+        return python
+    base = getattr(sys, "_base_executable", sys.executable)
+    if not python.is_file():
+        subprocess.run([base, "-m", "venv", str(path)], check=True)
+    cmd = [str(python), "-m", "pip", "install", "--disable-pip-version-check", "-q", "-r", str(requirements), *extra]
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False, timeout=900)
+    if proc.returncode != 0:
+        raise RuntimeError(f"pip install into {path} failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-4000:]}")
+    stamp.write_text(wanted)
+    return python
+
+
+def tools_python() -> Path:
+    """The venv holding the bench-only tools (bench/requirements.txt), kept apart from the build venv."""
+    return ensure_venv(CACHE / "tools-venv", ROOT / "bench" / "requirements.txt")
