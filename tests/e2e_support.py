@@ -71,10 +71,21 @@ class E2E:
             self.builds.update(zip([(v, fault) for v in missing], pool.map(one, missing), strict=True))
         return [self.builds[v, fault] for v in versions]
 
-    def publish(self, *files: Path, key: Path | None = None) -> subprocess.CompletedProcess[str]:
-        cmd = [sys.executable, "-m", "publisher", "--store", f"s3://{self.store.bucket}", "--key", str(key or self.key.path), *map(str, files)]
+    def publish(self, *files: Path, key: Path | None = None, patches: int = 0, extra: Sequence[str] = ()) -> subprocess.CompletedProcess[str]:
+        """``gupper-publish`` through its CLI; no delta patches unless asked (making one takes ~14 s)."""
+        cmd = [sys.executable, "-m", "publisher", "--store", f"s3://{self.store.bucket}", "--key", str(key or self.key.path)]
+        cmd += ["--patches", str(patches), *extra, *map(str, files)]
         proc = subprocess.run(cmd, env=dict(os.environ, **self.store.s3_env()), text=True, capture_output=True, timeout=120, check=False)
         assert proc.returncode == 0, proc.stderr
+        return proc
+
+    def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        """Any ``gupper-publish`` command against the session's store, signed with its key."""
+        cmd = [sys.executable, "-m", "publisher", *args, "--store", f"s3://{self.store.bucket}"]
+        if args and args[0] not in ("list", "status", "prune", "init"):
+            cmd += ["--key", str(self.key.path)]
+        proc = subprocess.run(cmd, env=dict(os.environ, **self.store.s3_env()), text=True, capture_output=True, timeout=120, check=False)
+        assert not check or proc.returncode == 0, proc.stderr
         return proc
 
     def clear(self) -> None:

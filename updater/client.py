@@ -16,6 +16,7 @@ import logging
 import os
 import random
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator, MutableMapping, Sequence
 from dataclasses import dataclass, field
@@ -30,6 +31,7 @@ from packaging.version import InvalidVersion, Version
 
 from . import install as _install
 from . import restart as _restart
+from ._fsutil import atomic_write
 from .bspatch import PatchError, apply_patch
 from .errors import ConfigError, DownloadError, HTTPError, InstallError, IntegrityError, PreflightFailed, TooLarge, UpdateError
 from .fetch import FetchConfig, Fetcher, Progress, Resume, check_url
@@ -368,22 +370,60 @@ class Updater:
             self.restart(new_version)
         return Result(Status.INSTALLED, f"installed {new_version}; it runs from the next start", version=new_version)
 
+    def check_periodically(self, interval: float, on_result: Callable[[Result], None], *, jitter: float = 0.2) -> PeriodicCheck:
+        """For long-running apps: check, download and install in a background thread every
+        ``interval`` seconds (± ``jitter`` of it, so a fleet does not poll in lockstep).
+
+        Installs never restart the app: ``on_result`` gets each :class:`Result` (``INSTALLED``
+        means the new version runs from the next start; ask the user, or call
+        :meth:`restart`). Returns a handle whose ``stop()`` ends the thread.
+        """
+        if interval <= 0 or not 0 <= jitter < 1:
+            raise ConfigError("check_periodically needs interval > 0 and 0 <= jitter < 1")
+        checker = PeriodicCheck(self, interval, jitter, on_result)
+        checker.start()
+        return checker
+
     # --- internals ----------------------------------------------------------------------------
 
-    def _check(self) -> tuple[Update | None, str]:
+    def _fetch_manifest(self, state: ClientState) -> bytes:
+        """The manifest's bytes; ``If-None-Match`` with the last ETag, and a 304 answered from the
+        signed copy kept in the state dir (it is verified again like a fresh one)."""
+        cache = self.state_file.directory / f"{self.config.channel}.latest.json"
+        etag = state.etags.get(self.config.channel)
+        cached: bytes | None = None
+        if etag:
+            try:
+                cached = cache.read_bytes()
+            except OSError:
+                etag = None
         with Fetcher(self.fetch_config) as fetcher:
-            fetched = fetcher.get_small(self.config.manifest_url, max_bytes=self.config.max_manifest_bytes, timeout=self.config.manifest_timeout)
-        assert fetched is not None  # no ETag sent, so no 304
+            fetched = fetcher.get_small(self.config.manifest_url, max_bytes=self.config.max_manifest_bytes, timeout=self.config.manifest_timeout, etag=etag)
+        if fetched is None:
+            assert cached is not None  # a 304 only answers an ETag we sent
+            log.debug("gupper: manifest not modified (304)")
+            return cached
+        if fetched.etag and fetched.etag != etag:
+            try:
+                atomic_write(cache, fetched.body)
+                state.etags[self.config.channel] = fetched.etag
+            except OSError as e:
+                log.debug("gupper: cannot cache the manifest (%s); polling without ETag", e)
+        return fetched.body
+
+    def _check(self) -> tuple[Update | None, str]:
         state = self.state_file.load()
+        etags_before = dict(state.etags)
+        body = self._fetch_manifest(state)
         trusted = state.trusted(self.trusted)
-        manifest = verify_manifest(fetched.body, trusted, app=self.config.app, channel=self.config.channel, now=self.clock())
+        manifest = verify_manifest(body, trusted, app=self.config.app, channel=self.config.channel, now=self.clock())
         seen = state.channels.get(self.config.channel, ChannelRecord())
         check_fresh(manifest, seen)
         new_keys = rotated_keys(manifest, trusted)
         if new_keys is not None:
             state.adopt(new_keys, self.trusted)
             log.info("gupper: key rotation: now trusting %d key(s), threshold %d", len(new_keys.keys), new_keys.threshold)
-        if new_keys is not None or manifest.serial > seen.serial:
+        if new_keys is not None or manifest.serial > seen.serial or state.etags != etags_before:
             state.channels[self.config.channel] = ChannelRecord(manifest.serial, digest_of(manifest))
             self._save_state(state)
         self._checkpoint("checked")
@@ -528,6 +568,38 @@ class Updater:
         if self.target is None:
             raise ConfigError("no executable to update: not a frozen app; set UpdaterConfig.executable")
         return self.target
+
+
+class PeriodicCheck:
+    """A stoppable background update checker (see :meth:`Updater.check_periodically`)."""
+
+    def __init__(self, updater: Updater, interval: float, jitter: float, on_result: Callable[[Result], None]) -> None:
+        self._updater, self._interval, self._jitter, self._on_result = updater, interval, jitter, on_result
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="gupper-periodic-check", daemon=True)
+        self.installed: str | None = None
+
+    def start(self) -> None:
+        """Start the thread (done by check_periodically)."""
+        self._thread.start()
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Ask the thread to stop and wait up to ``timeout`` s for a check in progress to end."""
+        self._stop.set()
+        if self._thread is not threading.current_thread():
+            self._thread.join(timeout)
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self._interval * random.uniform(1 - self._jitter, 1 + self._jitter)):
+            if self.installed is not None:
+                return  # installed: the next start runs it; nothing more to do in this process
+            result = self._updater.run(restart=False)
+            if result.status is Status.INSTALLED:
+                self.installed = result.version
+            try:
+                self._on_result(result)
+            except Exception:  # the app's callback must not kill the checker
+                log.exception("gupper: the periodic check's callback failed")
 
 
 def _sha256_file(path: Path) -> str:

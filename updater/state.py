@@ -58,6 +58,7 @@ class ClientState:
     trial: Trial | None = None
     bad_versions: dict[str, str] = field(default_factory=dict)
     partial: PartialDownload | None = None
+    etags: dict[str, str] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
 
     def trusted(self, builtin: TrustedKeys) -> TrustedKeys:
@@ -84,6 +85,7 @@ class ClientState:
             "trial": asdict(self.trial) if self.trial else None,
             "bad_versions": dict(sorted(self.bad_versions.items())),
             "partial": asdict(self.partial) if self.partial else None,
+            "etags": dict(sorted(self.etags.items())),
             "extra": self.extra,
         }
 
@@ -103,6 +105,7 @@ class ClientState:
             trial=Trial(**doc["trial"]) if doc.get("trial") else None,
             bad_versions={str(k): str(v) for k, v in dict(doc.get("bad_versions", {})).items()},
             partial=PartialDownload(**doc["partial"]) if doc.get("partial") else None,
+            etags={str(k): str(v) for k, v in dict(doc.get("etags", {})).items()},
             extra=dict(doc.get("extra", {})),
         )
 
