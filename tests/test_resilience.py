@@ -246,3 +246,34 @@ def test_disk_full_is_one_clear_line_and_leaves_nothing(sim: Sim, exe: Path) -> 
     (line,) = proc.stderr.strip().splitlines()
     assert line.startswith("gupper: update failed, carrying on with 1.0.0: cannot write the update beside") and "free some disk space" in line
     assert names(exe) == ["app"] and exe.read_bytes() == OLD
+
+
+# --- Long-running apps ----------------------------------------------------------------------
+
+
+def test_check_periodically_installs_in_the_background_and_stops(sim: Sim, exe: Path) -> None:
+    import threading
+
+    publish(sim, NEW)
+    results: list[Any] = []
+    got = threading.Event()
+
+    def on_result(result: Any) -> None:
+        results.append(result)
+        got.set()
+
+    checker = updater(sim, exe).check_periodically(0.05, on_result)
+    try:
+        assert got.wait(timeout=30), "no check within 30 s"
+    finally:
+        checker.stop()
+    assert results[0].status is Status.INSTALLED and checker.installed == "2.0.0" and exe.read_bytes() == NEW
+    assert not checker._thread.is_alive()
+    assert [p for _, p, _ in sim.requests].count(ARTIFACT) == 1  # installed once; it stops checking after that
+
+
+def test_check_periodically_refuses_nonsense_intervals(sim: Sim, exe: Path) -> None:
+    from updater import ConfigError
+
+    with pytest.raises(ConfigError):
+        updater(sim, exe).check_periodically(0, lambda r: None)
