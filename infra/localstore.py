@@ -78,41 +78,32 @@ def _handshake(handler: WSGIRequestHandler) -> bool:
     return True
 
 
-class _S3Handler(MotoRequestHandler):
-    """moto's handler, with the TLS handshake in the request thread and quiet logs."""
+class _QuietTLSHandling:
+    """TLS handshake in the request's own thread (one stalled client must not block the accept
+    loop) and request logs only with --verbose; mixed into both servers' handlers."""
 
-    timeout = CONNECTION_TIMEOUT
+    timeout: float | None = CONNECTION_TIMEOUT
 
     def handle(self) -> None:
-        if _handshake(self):
-            super().handle()
+        if _handshake(self):  # type: ignore[arg-type]
+            super().handle()  # type: ignore[misc]
 
     def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
-        if _verbose(self):
-            super().log_request(code, size)
+        if _verbose(self):  # type: ignore[arg-type]
+            super().log_request(code, size)  # type: ignore[misc]
 
     def log_error(self, format: str, *args: Any) -> None:
-        if _verbose(self) or not format.startswith("SSL error"):
-            super().log_error(format, *args)
+        if _verbose(self) or not format.startswith("SSL error"):  # type: ignore[arg-type]
+            super().log_error(format, *args)  # type: ignore[misc]
 
 
-class _PublicHandler(WSGIRequestHandler):
+class _S3Handler(_QuietTLSHandling, MotoRequestHandler):
+    """moto's handler."""
+
+
+class _PublicHandler(_QuietTLSHandling, WSGIRequestHandler):
     """Plain werkzeug handler: unlike moto's, it drops headers spelled with
     underscores, which a public endpoint has no use for."""
-
-    timeout = CONNECTION_TIMEOUT
-
-    def handle(self) -> None:
-        if _handshake(self):
-            super().handle()
-
-    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
-        if _verbose(self):
-            super().log_request(code, size)
-
-    def log_error(self, format: str, *args: Any) -> None:
-        if _verbose(self) or not format.startswith("SSL error"):
-            super().log_error(format, *args)
 
 
 class _TLSServer(ThreadedWSGIServer):

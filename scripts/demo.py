@@ -91,10 +91,10 @@ def main() -> int:
         step(f"Installing v1.0.0 as {app.relative_to(ROOT)} and running it: nothing newer yet")
         run([str(app)], env)
 
-        step("Publishing v2.0.0")
+        step("Publishing v2.0.0 (gupper-publish also makes a bsdiff4 patch from v1.0.0)")
         run([*publish, str(builds["2.0.0"])], env)
 
-        step("Running the installed app again: v1.0.0 finds v2.0.0, verifies it, swaps itself and re-executes")
+        step("Running the installed app again: v1.0.0 finds v2.0.0, fetches the patch, verifies, pre-flights, swaps itself and re-executes")
         out = run([str(app)], env)
         step("Running it once more: it is v2.0.0 now and up to date")
         run([str(app)], env)
