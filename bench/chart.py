@@ -18,7 +18,8 @@ def main(data: Path, png: Path) -> int:
         return 0
     fig, axes = plt.subplots(len(rows), 1, figsize=(9, 0.9 * len(rows) + 1), squeeze=False)
     for ax, r in zip(axes[:, 0], rows, strict=True):
-        labels, values, colors = ["Gupper"], [r["gupper"]], ["#2b7bba"]
+        first = "reference" if r["metric"].startswith("reference:") else "Gupper"
+        labels, values, colors = [first], [r["gupper"]], ["#2b7bba" if first == "Gupper" else "#999999"]
         if r["tufup"] is not None:
             labels.append("tufup 0.10")
             values.append(r["tufup"])

@@ -124,116 +124,15 @@ def _apply_zstd_stream(old_path: Path, patch_path: Path, out_path: Path) -> str:
     return digest.hexdigest()
 
 
-class _Bz2Reader:
-    """Reads exactly n decompressed bytes at a time from one bz2 stream inside the patch file."""
-
-    def __init__(self, path: Path, offset: int, length: int) -> None:
-        import bz2
-
-        self.f = path.open("rb")
-        self.f.seek(offset)
-        self.left = length
-        self.dec = bz2.BZ2Decompressor()
-        self.buf = b""
-
-    def read(self, n: int) -> bytes:
-        out = [self.buf[:n]]
-        have = len(out[0])
-        self.buf = self.buf[n:]
-        for _ in range(1 << 30):  # bounded by the stream's length
-            if have >= n:
-                break
-            data = b""
-            if self.dec.needs_input:
-                if self.left <= 0:
-                    raise ValueError("truncated bsdiff4 patch")
-                data = self.f.read(min(CHUNK, self.left))
-                self.left -= len(data)
-            piece = self.dec.decompress(data, n - have)
-            out.append(piece)
-            have += len(piece)
-        return b"".join(out)
-
-    def close(self) -> None:
-        self.f.close()
-
-
-_MASKS: dict[int, tuple[int, int]] = {}
-
-
-def _add_bytes(a: bytes, b: bytes) -> bytes:
-    """Byte-wise (a + b) mod 256, as whole-chunk integer arithmetic (no per-byte Python loop)."""
-    n = len(a)
-    if n not in _MASKS:
-        _MASKS[n] = (int.from_bytes(b"\x7f" * n, "little"), int.from_bytes(b"\x80" * n, "little"))
-    lo, hi = _MASKS[n]
-    x, y = int.from_bytes(a, "little"), int.from_bytes(b, "little")
-    return (((x & lo) + (y & lo)) ^ ((x ^ y) & hi)).to_bytes(n, "little")
-
-
-def _offtin(b: bytes) -> int:
-    v = int.from_bytes(b[:8], "little")
-    return -(v & ~(1 << 63)) if v >> 63 else v
-
-
 def _apply_bsdiff4_stream(old_path: Path, patch_path: Path, out_path: Path) -> str:
-    """Apply a BSDIFF40 patch with the standard library only, in 1 MiB pieces (bounded memory).
+    """The client's own applier (updater/bspatch.py: standard library, 1 MiB pieces)."""
+    sys.path.insert(0, str(ROOT))  # the worker runs in the tools venv, where the project is not installed
+    from updater.bspatch import apply_patch
 
-    Format: magic, then int64 lengths of the bz2 control block, the bz2 diff block and the new
-    file; then the three bz2 streams. Control: triples (add x bytes of diff + old, copy y bytes
-    of extra, move the old position by z).
-    """
     with patch_path.open("rb") as f:
-        head = f.read(32)
-    if head[:7] != b"BSDIFF4":
-        raise ValueError("not a bsdiff4 patch")
-    len_ctrl, len_diff, len_new = _offtin(head[8:16]), _offtin(head[16:24]), _offtin(head[24:32])
-    size = patch_path.stat().st_size
-    ctrl = _Bz2Reader(patch_path, 32, len_ctrl)
-    diff = _Bz2Reader(patch_path, 32 + len_ctrl, len_diff)
-    extra = _Bz2Reader(patch_path, 32 + len_ctrl + len_diff, size - 32 - len_ctrl - len_diff)
-    digest = hashlib.sha256()
-    old_size = old_path.stat().st_size
-    oldpos = newpos = 0
-    try:
-        with old_path.open("rb") as old, out_path.open("wb") as out:
-            for _ in range(len_new + 1):  # each triple writes >= 0 bytes; bounded by the file size
-                if newpos >= len_new:
-                    break
-                triple = ctrl.read(24)
-                if len(triple) != 24:
-                    raise ValueError("truncated control block")
-                x, y, z = _offtin(triple[0:8]), _offtin(triple[8:16]), _offtin(triple[16:24])
-                if x < 0 or y < 0 or newpos + x + y > len_new:
-                    raise ValueError("corrupt bsdiff4 patch")
-                done = 0
-                while done < x:
-                    k = min(CHUNK, x - done)
-                    d = diff.read(k)
-                    start = oldpos + done
-                    lo, hi = max(0, start), min(old_size, start + k)
-                    if lo < hi:
-                        old.seek(lo)
-                        o = bytes(lo - start) + old.read(hi - lo) + bytes(start + k - hi)
-                    else:
-                        o = bytes(k)
-                    piece = o if d.count(0) == k else _add_bytes(d, o)
-                    out.write(piece)
-                    digest.update(piece)
-                    done += k
-                done = 0
-                while done < y:
-                    k = min(CHUNK, y - done)
-                    piece = extra.read(k)
-                    out.write(piece)
-                    digest.update(piece)
-                    done += k
-                newpos += x + y
-                oldpos += x + z
-    finally:
-        for r in (ctrl, diff, extra):
-            r.close()
-    return digest.hexdigest()
+        new_size = int.from_bytes(f.read(32)[24:32], "little")
+    with out_path.open("wb") as out:
+        return apply_patch(old_path, patch_path, out, new_size)
 
 
 @dataclass(frozen=True)

@@ -10,8 +10,13 @@ never one with the bench tools in it, see bench/requirements.txt). It:
   ports (so the cached builds, which bake the manifest URL in, stay valid) and builds v1/v2;
 - serves Gupper's files and tufup's repository from the same public front, and counts requests
   and bytes from its access log;
-- measures items 1, 2, 4, 5, 6, 7 of issue 7 (item 3, delta, comes later) and writes
-  ``bench/results.md`` and ``bench/results.png``.
+- measures items 1-7 of issue 7, checks the issue's targets and writes ``bench/results.md`` and
+  ``bench/results.png``.
+
+Publishes that must measure a full download (or must not spend minutes in bsdiff4: items 2, 4, 6)
+pass ``--patches 0``; item 3 publishes v2 again with ``--patches 1``, which adds the v1 -> v2 patch.
+Every Gupper client gets a state dir of its own, so "first check" (no ETag yet: 200) and "warm
+check" (If-None-Match: 304, answered from the kept signed copy) are measured apart.
 
 Every network action is loopback only; every loop is bounded.
 """
@@ -19,6 +24,7 @@ Every network action is loopback only; every loop is bounded.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import http.server
 import json
 import os
@@ -36,6 +42,7 @@ from dataclasses import asdict, dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
@@ -84,6 +91,8 @@ class Bench:
     tufup_python: Path | None
     tufup_why_not: str = ""
     rows: list[Row] = field(default_factory=list)
+    metrics: dict[str, float] = field(default_factory=dict)  # named figures for the targets and the notes
+    load: list[float] = field(default_factory=list)  # 1-minute load average, sampled during the run
 
     @property
     def manifest_url(self) -> str:
@@ -135,9 +144,9 @@ def app_env(store: LocalStore, tmpdir: Path) -> dict[str, str]:
     return env
 
 
-def publish(b: Bench, store_arg: str, *files: Path, env: dict[str, str] | None = None) -> float:
-    """``python -m publisher`` as a user runs it; returns its wall time in seconds."""
-    cmd = [sys.executable, "-m", "publisher", "--store", store_arg, "--key", str(b.key_path), *map(str, files)]
+def publish(b: Bench, store_arg: str, *files: Path, patches: int, env: dict[str, str] | None = None) -> float:
+    """``python -m publisher --patches N`` as a user runs it; returns its wall time in seconds."""
+    cmd = [sys.executable, "-m", "publisher", "--store", store_arg, "--key", str(b.key_path), "--patches", str(patches), *map(str, files)]
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, cwd=ROOT, env=dict(os.environ, **(env or {})), capture_output=True, text=True, timeout=900, check=False)
     seconds = time.perf_counter() - t0
@@ -182,52 +191,173 @@ def pct(values: list[float], q: float) -> float:
 # --- item 1: a check with no update available -------------------------------------------------
 
 
-def gupper_config(b: Bench, version: str) -> Any:
+def gupper_config(b: Bench, version: str, state_dir: Path) -> Any:
     from updater import UpdaterConfig
 
-    return UpdaterConfig(app="app", current_version=version, manifest_url=b.manifest_url, public_keys=(b.public_key,), ca_bundle=b.store.ca)
+    return UpdaterConfig(app="app", current_version=version, manifest_url=b.manifest_url, public_keys=(b.public_key,), ca_bundle=b.store.ca, state_dir=str(state_dir))
+
+
+Window = tuple[float, float, float]  # epoch start, epoch end, wall ms
+
+
+def window_counts(b: Bench, windows: list[Window], prefix: str) -> tuple[list[int], list[int], list[dict[str, Any]]]:
+    """Requests and body bytes per window, from the access log; and the entries of the last window."""
+    wait_for_log(b.access_log, 1)
+    entries = log_entries(b.access_log)
+    served = [in_window(entries, s, e, prefix) for s, e, _ in windows]
+    return [len(x) for x in served], [sum(e["bytes_sent"] for e in x) for x in served], served[-1] if served else []
+
+
+def wire_bytes(url: str, ca: str, etag: str | None = None) -> dict[str, int]:
+    """One GET over a fresh TLS connection, counted at the TCP level (what a CDN carries and bills).
+
+    The TLS engine runs over memory BIOs, so every byte in either direction is counted: handshake
+    (certificate chain included), request, response headers and body. Bounded by a socket timeout
+    and a cap on round trips.
+    """
+    u = urlsplit(url)
+    host, port = u.hostname or "127.0.0.1", u.port or 443
+    ctx = ssl.create_default_context(cafile=ca)
+    inc, out = ssl.MemoryBIO(), ssl.MemoryBIO()
+    tls = ctx.wrap_bio(inc, out, server_hostname=host)
+    count = {"sent": 0, "received": 0}
+    with socket.create_connection((host, port), timeout=10) as sock:
+
+        def flush() -> None:
+            data = out.read()
+            if data:
+                sock.sendall(data)
+                count["sent"] += len(data)
+
+        def pump() -> bool:
+            data = sock.recv(1 << 16)
+            if not data:
+                inc.write_eof()
+                return False
+            count["received"] += len(data)
+            inc.write(data)
+            return True
+
+        for _ in range(100):
+            try:
+                tls.do_handshake()
+                break
+            except ssl.SSLWantReadError:
+                flush()
+                if not pump():
+                    raise ConnectionError("closed during the TLS handshake") from None
+        flush()
+        handshake = count["sent"] + count["received"]
+        path = u.path + (f"?{u.query}" if u.query else "")
+        lines = [f"GET {path} HTTP/1.1", f"Host: {u.netloc}", "User-Agent: gupper-bench", "Accept-Encoding: identity", "Connection: close"]
+        if etag:
+            lines.append(f"If-None-Match: {etag}")
+        tls.write(("\r\n".join(lines) + "\r\n\r\n").encode())
+        flush()
+        response = bytearray()
+        for _ in range(1 << 16):
+            try:
+                chunk = tls.read(1 << 16)
+            except ssl.SSLWantReadError:
+                flush()
+                if not pump():
+                    break
+                continue
+            except (ssl.SSLZeroReturnError, ssl.SSLEOFError):
+                break
+            if not chunk:
+                break
+            response += chunk
+    head, _, body = bytes(response).partition(b"\r\n\r\n")
+    status = int(head.split(b" ", 2)[1]) if head.startswith(b"HTTP/") else 0
+    return {"status": status, "total": count["sent"] + count["received"], "handshake": handshake, "headers": len(head) + 4, "body": len(body)}
+
+
+def replay_on_wire(b: Bench, served: list[dict[str, Any]]) -> int:
+    """Replay the logged requests of one check, each over a fresh TLS connection (as the front has no
+    keep-alive, each was one), and add up their bytes on the wire."""
+    base = urlsplit(b.store.public_base)
+    total = 0
+    for e in served:
+        url = f"{base.scheme}://{base.netloc}{e['path']}" + (f"?{e['query']}" if e.get("query") else "")
+        total += wire_bytes(url, b.store.ca, e.get("if_none_match"))["total"]
+    return total
 
 
 def item1_check(b: Bench, tufup_urls: tuple[str, str, Path] | None) -> None:
     from updater import Updater
 
     n = max(5, b.reps * 2)
-    windows: list[tuple[float, float, float]] = []
-    Updater(gupper_config(b, "1.0.0")).check()  # warm the imports, as tufup's cold run does
-    for _ in range(n):
+    base = RUN / "check"
+    Updater(gupper_config(b, "1.0.0", base / "imports")).check()  # warm the imports, as the tufup side does
+
+    def timed(state_dir: Path) -> Window:
         start = time.time()
         t0 = time.perf_counter()
-        found = Updater(gupper_config(b, "1.0.0")).check()
-        windows.append((start, time.time(), (time.perf_counter() - t0) * 1000))
+        found = Updater(gupper_config(b, "1.0.0", state_dir)).check()
+        window = (start, time.time(), (time.perf_counter() - t0) * 1000)
         assert found is None, "the store should hold v1 only here"
-        time.sleep(0.1)
-    wait_for_log(b.access_log, 1)
-    entries = log_entries(b.access_log)
-    g_req = [len(in_window(entries, s, e, "/gupper/app/")) for s, e, _ in windows]
-    g_bytes = [sum(x["bytes_sent"] for x in in_window(entries, s, e, "/gupper/app/")) for s, e, _ in windows]
-    g_ms = [ms for _, _, ms in windows]
+        time.sleep(0.1)  # a gap, so the checks are apart in the access log
+        return window
 
-    t_ms = t_req = t_bytes = None
-    note = ""
+    first = [timed(base / f"first-{i}") for i in range(n)]  # a fresh install each time: no ETag, no kept copy
+    timed(base / "warm")  # keeps the signed manifest and its ETag
+    warm = [timed(base / "warm") for _ in range(n)]
+    g: dict[str, tuple[float, float, float, int]] = {}
+    for kind, windows, status in (("first", first, 200), ("warm", warm, 304)):
+        reqs, nbytes, last = window_counts(b, windows, "/gupper/app/")
+        assert [e["status"] for e in last] == [status], f"Gupper's {kind} check: {last}"
+        g[kind] = (median([ms for _, _, ms in windows]), median(reqs), median(nbytes), replay_on_wire(b, last))
+    manifest_200 = wire_bytes(b.manifest_url, b.store.ca)
+    etag = json.loads((base / "warm" / "state.json").read_text()).get("etags", {}).get("stable")
+    manifest_304 = wire_bytes(b.manifest_url, b.store.ca, etag)
+    assert manifest_200["status"] == 200 and manifest_304["status"] == 304, (manifest_200, manifest_304)
+    b.metrics.update(
+        manifest_body=manifest_200["body"],
+        manifest_200_headers=manifest_200["headers"],
+        manifest_304_headers=manifest_304["headers"],
+        manifest_200_wire=manifest_200["total"],
+        manifest_304_wire=manifest_304["total"],
+        tls_handshake=manifest_200["handshake"],
+    )
+
+    t: dict[str, tuple[float, float, float, int] | None] = {"first": None, "warm": None}
     if tufup_urls is not None and b.tufup_python is not None:
         meta_url, targets_url, root = tufup_urls
-        out = run_tufup(b, "check", meta_url, targets_url, str(root), str(RUN / "tufup-client"), "1.0.0", str(n))
-        result = json.loads(out)
-        assert result["found"] is None, f"tufup found an update: {result}"
-        entries = log_entries(b.access_log)
-        warm = result["warm"]
-        t_ms = median([r["ms"] for r in warm])
-        t_req = median([len(in_window(entries, r["start"], r["end"], "/gupper/tufup/")) for r in warm])
-        t_bytes = median([sum(x["bytes_sent"] for x in in_window(entries, r["start"], r["end"], "/gupper/tufup/")) for r in warm])
-        cold = result["cold"]
-        cold_req = in_window(entries, cold["start"], cold["end"], "/gupper/tufup/")
-        note = (
-            f"tufup warm (metadata kept from the previous start); its first check on a fresh install: {cold['ms']:.0f} ms, "
-            f"{len(cold_req)} requests, {sum(x['bytes_sent'] for x in cold_req):,} B"
+        result = json.loads(run_tufup(b, "check", meta_url, targets_url, str(root), str(RUN / "tufup-client"), "1.0.0", str(n), str(n)))
+        assert result["found"] == [None], f"tufup found an update: {result}"
+        for kind, key in (("first", "cold"), ("warm", "warm")):
+            windows = [(r["start"], r["end"], r["ms"]) for r in result[key]]
+            reqs, nbytes, last = window_counts(b, windows, "/gupper/tufup/")
+            t[kind] = (median([ms for _, _, ms in windows]), median(reqs), median(nbytes), replay_on_wire(b, last))
+    labels = {
+        "first": (
+            "no-update check, first on a fresh install",
+            "Gupper: GET latest.json (200), verify, keep it + its ETag; tufup: only the shipped root.json, fetches root N+1 (404), timestamp, snapshot, targets",
+        ),
+        "warm": (
+            "no-update check, warm (every later start)",
+            "Gupper: If-None-Match -> 304, verify the kept signed copy again; tufup: metadata kept, fetches root N+1 (404) and timestamp.json",
+        ),
+    }
+    for kind, (label, note) in labels.items():
+        gv, tv = g[kind], t[kind]
+        b.add(Row("1", f"{label}: wall time (in-process, new client object each time)", "ms", gv[0], tv[0] if tv else None, note))
+        b.add(Row("1", f"{label}: requests", "requests", gv[1], tv[1] if tv else None))
+        b.add(Row("1", f"{label}: bytes transferred (bodies)", "bytes", gv[2], tv[2] if tv else None))
+        b.add(
+            Row(
+                "1",
+                f"{label}: bytes on the wire (TLS handshake + headers + bodies, both ways)",
+                "bytes",
+                gv[3],
+                tv[3] if tv else None,
+                "each request replayed over a fresh TLS 1.3 connection and counted at the TCP level (loopback CA: a 1-certificate chain)",
+            )
         )
-    b.add(Row("1", "no-update check: wall time (in-process, new client object each time)", "ms", median(g_ms), t_ms, note))
-    b.add(Row("1", "no-update check: requests", "requests", median(g_req), t_req))
-    b.add(Row("1", "no-update check: bytes transferred (bodies)", "bytes", median(g_bytes), t_bytes))
+        b.metrics[f"g_{kind}_ms"], b.metrics[f"g_{kind}_req"] = gv[0], gv[1]
+        if tv:
+            b.metrics[f"t_{kind}_ms"], b.metrics[f"t_{kind}_req"] = tv[0], tv[1]
 
 
 def run_tufup(b: Bench, *args: str, timeout: float = 300) -> str:
@@ -260,64 +390,135 @@ def run_timed(cmd: list[str], env: dict[str, str], timeout: float = 300) -> tupl
 def item5_startup(b: Bench) -> None:
     exe = install_copy(b.v1, RUN / "startup" / "install")
     env = app_env(b.store, RUN / "startup" / "tmp")
+    env["XDG_STATE_HOME"] = str(RUN / "startup" / "state")
     on: list[float] = []
     off: list[float] = []
     run_timed([str(exe), "--no-update"], env)  # page cache warm-up
+    run_timed([str(exe)], env)  # the first check keeps the manifest and its ETag: from here on every start gets a 304
     for _ in range(max(5, b.reps * 2)):
         for args, sink in (([], on), (["--no-update"], off)):
             ms, proc = run_timed([str(exe), *args], env)
             if "version 1.0.0" not in proc.stdout:
                 raise RuntimeError(f"demo app did not run: {proc.stdout}{proc.stderr}")
             sink.append(ms)
-    b.add(Row("5", "demo app start to exit, update check on (up to date)", "ms", median(on)))
+    b.add(Row("5", "demo app start to exit, update check on (up to date: 304)", "ms", median(on)))
     b.add(Row("5", "demo app start to exit, --no-update", "ms", median(off)))
     b.add(Row("5", "added start-up time of the update check", "ms", median(on) - median(off), note="one-file binary; the difference of the two medians"))
 
 
-# --- item 2: full update v1 -> v2 -------------------------------------------------------------
+# --- items 2 and 3: full and delta update v1 -> v2 --------------------------------------------
+
+Run = tuple[float, list[dict[str, Any]], str]  # wall ms, the requests it made, its stderr
 
 
-def item2_update(b: Bench, tufup_urls: tuple[str, str, Path] | None) -> None:
-    g_ms: list[float] = []
-    g_bytes: list[int] = []
+def gupper_updates(b: Bench, tag: str) -> list[Run]:
+    """``reps`` times: install the real one-file v1 with a fresh state dir, run it, time until v2 greets."""
+    runs: list[Run] = []
     for i in range(b.reps):
-        exe = install_copy(b.v1, RUN / "update" / f"g{i}")
-        env = app_env(b.store, RUN / "update" / f"g{i}-tmp")
-        env["XDG_STATE_HOME"] = str(RUN / "update" / f"g{i}-state")  # a fresh install: no state yet
+        exe = install_copy(b.v1, RUN / tag / f"g{i}")
+        env = app_env(b.store, RUN / tag / f"g{i}-tmp")
+        env["XDG_STATE_HOME"] = str(RUN / tag / f"g{i}-state")  # a fresh install: no state yet
         start = time.time()
         ms, proc = run_timed([str(exe)], env)
         end = time.time()
         if "version 2.0.0" not in proc.stdout:
             raise RuntimeError(f"Gupper update did not reach v2: {proc.stdout}\n{proc.stderr}")
         time.sleep(0.2)
-        g_ms.append(ms)
-        g_bytes.append(sum(x["bytes_sent"] for x in in_window(log_entries(b.access_log), start, end, "/gupper/app/")))
-    t_ms: float | None = None
-    t_bytes: float | None = None
-    note = "Gupper: the installed one-file v1 starts, checks, downloads, verifies, swaps, execs v2 (2 PyInstaller extractions)"
-    if tufup_urls is not None and b.tufup_python is not None:
-        meta_url, targets_url, _ = tufup_urls
-        tt: list[float] = []
-        tb: list[int] = []
-        for i in range(b.reps):
-            client = RUN / "update" / f"t{i}-client"
-            shutil.rmtree(client, ignore_errors=True)
-            shutil.copytree(RUN / "tufup-client", client)  # metadata as the up-to-date v1 left it
-            install_copy(b.v1, RUN / "update" / f"t{i}")
-            env = app_env(b.store, RUN / "update" / f"t{i}-tmp")
-            cmd = [str(b.tufup_python), str(ROOT / "bench" / "tufup_side.py"), "update", meta_url, targets_url, str(client), str(RUN / "update" / f"t{i}"), "1.0.0"]
-            start = time.time()
-            ms, proc = run_timed(cmd, env)
-            end = time.time()
-            if "version 2.0.0" not in proc.stdout:
-                raise RuntimeError(f"tufup update did not reach v2: {proc.stdout}\n{proc.stderr[-3000:]}")
-            time.sleep(0.2)
-            tt.append(ms)
-            tb.append(sum(x["bytes_sent"] for x in in_window(log_entries(b.access_log), start, end, "/gupper/tufup/")))
-        t_ms, t_bytes = median(tt), median(tb)
-        note += "; tufup: a Python script (no PyInstaller extraction for the old version) checks, downloads the .tar.gz, extracts, replaces, execs v2 --no-update"
-    b.add(Row("2", "full update v1 -> v2: wall time to the new version running", "ms", median(g_ms), t_ms, note))
-    b.add(Row("2", "full update v1 -> v2: bytes transferred", "bytes", median(g_bytes), t_bytes))
+        runs.append((ms, in_window(log_entries(b.access_log), start, end, "/gupper/app/"), proc.stderr))
+    return runs
+
+
+def tufup_updates(b: Bench, tufup_urls: tuple[str, str, Path], tag: str, mode: str, current_archive: Path | None = None) -> list[Run]:
+    """``reps`` times: a v1 client (metadata as the up-to-date v1 left it) updates to v2 and execs it."""
+    meta_url, targets_url, _ = tufup_urls
+    runs: list[Run] = []
+    for i in range(b.reps):
+        client = RUN / tag / f"t{i}-client"
+        shutil.rmtree(client, ignore_errors=True)
+        shutil.copytree(RUN / "tufup-client", client)
+        if current_archive is not None:  # tufup patches the archive it installed from, kept in its targets dir
+            shutil.copyfile(current_archive, client / "targets" / current_archive.name)
+        install_copy(b.v1, RUN / tag / f"t{i}")
+        env = app_env(b.store, RUN / tag / f"t{i}-tmp")
+        cmd = [str(b.tufup_python), str(ROOT / "bench" / "tufup_side.py"), "update", meta_url, targets_url, str(client), str(RUN / tag / f"t{i}"), "1.0.0", mode]
+        start = time.time()
+        ms, proc = run_timed(cmd, env)
+        end = time.time()
+        if "version 2.0.0" not in proc.stdout:
+            raise RuntimeError(f"tufup update did not reach v2: {proc.stdout}\n{proc.stderr[-3000:]}")
+        time.sleep(0.2)
+        runs.append((ms, in_window(log_entries(b.access_log), start, end, "/gupper/tufup/"), proc.stderr))
+    return runs
+
+
+def total_bytes(run: Run, suffix: str = "") -> int:
+    return sum(e["bytes_sent"] for e in run[1] if e["path"].endswith(suffix))
+
+
+GUPPER_RUN_NOTE = "Gupper: the installed one-file v1 starts, checks, downloads, verifies, pre-flights v2, swaps, execs v2 (3 PyInstaller extractions)"
+TUFUP_RUN_NOTE = "tufup: a Python script (no PyInstaller extraction for the old version) checks, downloads, extracts, replaces, execs v2 --no-update"
+
+
+def item2_update(b: Bench, tufup_urls: tuple[str, str, Path] | None) -> None:
+    g = gupper_updates(b, "update")
+    t = tufup_updates(b, tufup_urls, "update", "full") if tufup_urls is not None and b.tufup_python is not None else []
+    note = GUPPER_RUN_NOTE + "; " + TUFUP_RUN_NOTE.replace("downloads,", "downloads the .tar.gz,") + "; both published with no patch"
+    b.add(Row("2", "full update v1 -> v2: wall time to the new version running", "ms", median([r[0] for r in g]), median([r[0] for r in t]) if t else None, note))
+    b.add(Row("2", "full update v1 -> v2: bytes transferred", "bytes", median([total_bytes(r) for r in g]), median([total_bytes(r) for r in t]) if t else None))
+    b.metrics["full_bytes"] = median([total_bytes(r, "-linux-amd64") for r in g])
+
+
+def item3_delta(b: Bench, tufup_urls: tuple[str, str, Path] | None, states: dict[str, Any]) -> None:
+    # v2 is in the store already (item 2, no patch); publishing it again with --patches 1 adds the
+    # v1 -> v2 patch to its manifest entry (the upload itself is skipped: same file).
+    g_publish = publish(b, f"s3://{b.store.bucket}", b.v2, patches=1, env=b.store.s3_env())
+    g = gupper_updates(b, "delta")
+    for _, served, stderr in g:
+        if "gupper: applied a" not in stderr or not any(e["path"].endswith(".bsdiff4") for e in served):
+            raise RuntimeError(f"Gupper did not update through the patch: {stderr[-2000:]}")
+    t: list[Run] = []
+    if tufup_urls is not None and b.tufup_python is not None and states:
+        upload_tree(b, Path(states["v2p"]), "tufup")
+        t = tufup_updates(b, tufup_urls, "delta", "patch", Path(states["v1"]) / "targets" / "app-1.0.0.tar.gz")
+        for _, served, stderr in t:
+            if "tufup: downloading patch" not in stderr or not any(e["path"].endswith(".patch") for e in served):
+                raise RuntimeError(f"tufup did not update through its patch: {stderr[-2000:]}")
+
+    def med(runs: list[Run], fn: Callable[[Run], float]) -> float | None:
+        return median([fn(r) for r in runs]) if runs else None
+
+    note = (
+        GUPPER_RUN_NOTE.replace("downloads,", "downloads the bsdiff4 patch of the binary, applies it (streaming, stdlib bz2),")
+        + "; "
+        + TUFUP_RUN_NOTE.replace("downloads,", "downloads the bsdiff4 patch of the uncompressed .tar, gunzips v1's kept .tar.gz, patches in memory, gzips the result,")
+    )
+    g_patch, t_patch = med(g, lambda r: total_bytes(r, ".bsdiff4")), med(t, lambda r: total_bytes(r, ".patch"))
+    g_total, t_total = med(g, total_bytes), med(t, total_bytes)
+    b.add(Row("3", "delta update v1 -> v2: wall time to the new version running", "ms", med(g, lambda r: r[0]), med(t, lambda r: r[0]), note))
+    b.add(Row("3", "delta update v1 -> v2: patch bytes", "bytes", g_patch, t_patch, "Gupper: one binary; tufup: the .tar of the bundle dir (the same one binary)"))
+    b.add(Row("3", "delta update v1 -> v2: bytes transferred (patch + metadata)", "bytes", g_total, t_total))
+    b.add(Row("3", "delta update v1 -> v2: requests", "requests", med(g, lambda r: len(r[1])), med(t, lambda r: len(r[1]))))
+    b.add(
+        Row(
+            "3",
+            "publish v2 with a v1 -> v2 patch: wall time",
+            "s",
+            g_publish,
+            float(states["publish_patch_s"]) if t else None,
+            "Gupper: the CLI (Python start-up, bsdiff4 of the 26 MB binaries, S3 PUT of the patch, signed manifest; v2 itself already uploaded); "
+            f"tufup: add_bundle + publish_changes in-process, local files only (gzip the bundle, bsdiff4 of the .tar, sign; "
+            f"{float(states.get('publish_full_s', 0)):.1f} s with skip_patch=True), upload not included",
+        )
+    )
+    if g_patch is not None:
+        b.metrics["g_patch"] = g_patch
+        b.metrics["manifest_with_patch"] = median([total_bytes(r, "latest.json") for r in g])
+    if t_patch is not None:
+        b.metrics["t_patch"] = t_patch
+    if g_total is not None:
+        b.metrics["g_delta_total"] = g_total
+    if t_total is not None:
+        b.metrics["t_delta_total"] = t_total
 
 
 # --- item 6: publish a 100 MB artifact to the S3 server ---------------------------------------
@@ -331,9 +532,17 @@ def item6_publish(b: Bench) -> None:
         f = RUN / "publish" / f"bigapp-{stamp}.{i}.0-linux-amd64"
         f.unlink(missing_ok=True)
         os.link(src, f)
-        times.append(publish(b, f"s3://{b.store.bucket}", f, env=b.store.s3_env()))
+        times.append(publish(b, f"s3://{b.store.bucket}", f, patches=0, env=b.store.s3_env()))  # no bsdiff4 of 100 MB files
         f.unlink()
-    b.add(Row("6", "publish a 100 MB artifact to the S3 server (CLI, incl. Python start-up and manifest)", "s", median(times), note=f"{100 / median(times):.0f} MB/s"))
+    b.add(
+        Row(
+            "6",
+            "publish a 100 MB artifact to the S3 server (CLI, incl. Python start-up and manifest)",
+            "s",
+            median(times),
+            note=f"{100 / median(times):.0f} MB/s; --patches 0 (with patches, each earlier release adds a bsdiff4 run: about 14 s per 26 MB)",
+        )
+    )
 
 
 # --- item 7: many installs checking at once ---------------------------------------------------
@@ -341,35 +550,33 @@ def item6_publish(b: Bench) -> None:
 
 def item7_concurrency(b: Bench) -> None:
     from updater import Updater
-    from updater.fetch import FetchConfig, Fetcher
 
     total, workers = 1000, 50
-    etag_holder: list[str] = []
+    base = RUN / "concurrency"
+    warm_dir = base / "warm"
+    Updater(gupper_config(b, "2.0.0", warm_dir)).check()  # keeps the signed manifest and its ETag
 
-    def full_check(_: int) -> tuple[float, str | None]:
+    def first(i: int) -> tuple[float, str | None]:
         t0 = time.perf_counter()
         try:
-            Updater(gupper_config(b, "2.0.0")).check()
+            Updater(gupper_config(b, "2.0.0", base / f"first-{i}")).check()  # a fresh install: 200 + verify + keep it
         except Exception as e:
             return (time.perf_counter() - t0) * 1000, type(e).__name__
         return (time.perf_counter() - t0) * 1000, None
 
-    cfg = FetchConfig(ca_bundle=b.store.ca)
-    with Fetcher(cfg) as f:
-        fetched = f.get_small(b.manifest_url, max_bytes=1 << 20, timeout=20)
-    assert fetched is not None and fetched.etag
-    etag_holder.append(fetched.etag)
-
-    def conditional(_: int) -> tuple[float, str | None]:
+    def warm(_: int) -> tuple[float, str | None]:
         t0 = time.perf_counter()
         try:
-            with Fetcher(cfg) as fetcher:
-                got = fetcher.get_small(b.manifest_url, max_bytes=1 << 20, timeout=20, etag=etag_holder[0])
+            Updater(gupper_config(b, "2.0.0", warm_dir)).check()  # If-None-Match -> 304, verify the kept copy; nothing written
         except Exception as e:
             return (time.perf_counter() - t0) * 1000, type(e).__name__
-        return (time.perf_counter() - t0) * 1000, None if got is None else "not-304"
+        return (time.perf_counter() - t0) * 1000, None
 
-    for label, fn in (("first fetch + verify (Updater.check)", full_check), ("conditional GET, If-None-Match -> 304", conditional)):
+    labels: list[tuple[str, Callable[[int], tuple[float, str | None]]]] = [
+        ("first check on a fresh install: 200 + verify (Updater.check)", first),
+        ("warm check: If-None-Match -> 304 + verify the kept copy (Updater.check)", warm),
+    ]
+    for label, fn in labels:
         start = time.time()
         t0 = time.perf_counter()
         with ThreadPoolExecutor(workers) as pool:
@@ -424,8 +631,8 @@ from updater import Updater, UpdaterConfig
 def hwm_kib():  # VmHWM, not ru_maxrss: Linux carries the parent's high-water mark across fork + exec
     with open("/proc/self/status", encoding="ascii") as f:
         return next(int(line.split()[1]) for line in f if line.startswith("VmHWM:"))
-url, key, ca, exe = sys.argv[1:5]
-u = Updater(UpdaterConfig(app="huge", current_version="1.0.0", manifest_url=url, public_keys=(key,), ca_bundle=ca, executable=exe))
+url, key, ca, exe, state = sys.argv[1:6]
+u = Updater(UpdaterConfig(app="huge", current_version="1.0.0", manifest_url=url, public_keys=(key,), ca_bundle=ca, executable=exe, state_dir=state))
 t0 = time.perf_counter()
 update = u.check()
 t1 = time.perf_counter()
@@ -439,13 +646,56 @@ print(json.dumps({"check_s": t1 - t0, "download_s": t2 - t1, "bytes": size, "rss
 """
 
 
+def sha256_rate(seconds: float = 2.0) -> float:
+    """SHA-256 throughput of this CPU in MiB/s: hashlib (OpenSSL) over an in-memory buffer in 1 MiB
+    blocks, as the client feeds it; the best of a few passes of at least ``seconds``."""
+    block = os.urandom(MIB)
+    best = 0.0
+    for _ in range(3):
+        digest = hashlib.sha256()
+        n = 0
+        t0 = time.perf_counter()
+        while (elapsed := time.perf_counter() - t0) < seconds / 3 or n < 64:
+            digest.update(block)
+            n += 1
+        best = max(best, n / elapsed)
+    return best
+
+
+def curl_rate(url: str, ca: str, size: int, out: Path | None, expect_sha256: str = "") -> float:
+    """curl from the same server in MiB/s: into a file (``out``), or piped through ``sha256sum``."""
+    if out is not None:
+        cmd = ["curl", "-sS", "--cacert", ca, "-o", str(out), "-w", "%{size_download}", url]
+    else:
+        cmd = ["bash", "-o", "pipefail", "-c", 'curl -sS --cacert "$1" "$2" | sha256sum', "curl-sha256", ca, url]
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900, check=False)
+    seconds = time.perf_counter() - t0
+    if proc.returncode != 0:
+        raise RuntimeError(f"curl failed: {proc.stderr}")
+    if out is not None:
+        assert int(proc.stdout) == size == out.stat().st_size
+        out.unlink()
+    else:
+        assert proc.stdout.split()[0] == expect_sha256, proc.stdout
+    return size / MIB / seconds
+
+
 def item4_big(b: Bench) -> None:
     size = GIB
     work = RUN / "big"
     site = work / "site"
     shutil.rmtree(site, ignore_errors=True)
     artifact = random_file(work / "huge-2.0.0-linux-amd64", size)
-    publish(b, str(site), artifact)
+    publish(b, str(site), artifact, patches=0)
+    sha_rate = sha256_rate()
+    b.metrics["sha256_mib_s"] = sha_rate
+    print(f"  SHA-256 on this CPU (hashlib, {ssl.OPENSSL_VERSION}): {sha_rate:.0f} MiB/s", file=sys.stderr, flush=True)
+    digest = hashlib.sha256()
+    with artifact.open("rb") as f:
+        for chunk in iter(lambda: f.read(MIB), b""):
+            digest.update(chunk)
+    artifact_sha = digest.hexdigest()
     (work / "install").mkdir(parents=True, exist_ok=True)
     exe = work / "install" / "huge"
     exe.write_bytes(b"v1")
@@ -455,13 +705,17 @@ def item4_big(b: Bench) -> None:
     g_base: list[float] = []
     g_tp: list[float] = []
     c_tp: list[float] = []
+    cs_tp: list[float] = []
     with static_https(site, state / "server.pem", state / "server-key.pem") as base:
         url = f"{base}/huge/stable/latest.json"
         art_url = f"{base}/huge/2.0.0/{artifact.name}"
         for _ in range(reps):
+            state_dir = work / f"state-{len(g_rss)}"
+            shutil.rmtree(state_dir, ignore_errors=True)
             proc = subprocess.run(
-                [sys.executable, "-c", BIG_CLIENT, url, b.public_key, b.store.ca, str(exe)], cwd=ROOT, capture_output=True, text=True, timeout=900, check=False
-            )
+                [sys.executable, "-c", BIG_CLIENT, url, b.public_key, b.store.ca, str(exe), str(state_dir)],
+                cwd=ROOT, capture_output=True, text=True, timeout=900, check=False,
+            )  # fmt: skip
             if proc.returncode != 0:
                 raise RuntimeError(f"1 GiB client failed: {proc.stderr[-3000:]}")
             r = json.loads(proc.stdout.strip().splitlines()[-1])
@@ -469,17 +723,8 @@ def item4_big(b: Bench) -> None:
             g_rss.append(r["peak_rss_kib"] / 1024)
             g_base.append(r["rss_after_check_kib"] / 1024)
             g_tp.append(size / MIB / r["download_s"])
-            out = work / "curl.out"
-            cp = subprocess.run(
-                ["curl", "-sS", "--cacert", b.store.ca, "-o", str(out), "-w", "%{size_download} %{time_total}", art_url],
-                capture_output=True, text=True, timeout=900, check=False,
-            )  # fmt: skip
-            if cp.returncode != 0:
-                raise RuntimeError(f"curl failed: {cp.stderr}")
-            got, seconds = cp.stdout.split()
-            assert int(got) == size
-            c_tp.append(size / MIB / float(seconds))
-            out.unlink()
+            c_tp.append(curl_rate(art_url, b.store.ca, size, work / "curl.out"))
+            cs_tp.append(curl_rate(art_url, b.store.ca, size, None, artifact_sha))
     b.add(
         Row(
             "4",
@@ -489,14 +734,28 @@ def item4_big(b: Bench) -> None:
             note=f"target <= 40 MiB; peak before the download (imports + check): {median(g_base):.0f} MiB",
         )
     )
+    gt, ct, cst = median(g_tp), median(c_tp), median(cs_tp)
+    bound = 1 / (1 / ct + 1 / sha_rate)  # one thread that receives, then hashes, each piece
+    b.metrics.update(g_tp=gt, curl_tp=ct, curl_sha_tp=cst, serial_bound=bound, rss=median(g_rss))
+    b.add(Row("4", "1 GiB artifact: Gupper download+verify throughput", "MiB/s", gt, note=f"Gupper/curl = {gt / ct:.2f} (target >= 0.9); stdlib threaded HTTPS server"))
+    b.add(Row("4", "reference: curl -o file (plain transfer, no hash)", "MiB/s", ct, note="curl from the same server; not a Gupper figure"))
     b.add(
         Row(
             "4",
-            "1 GiB artifact: Gupper download+verify throughput",
+            "reference: curl | sha256sum (transfer + hash in two processes)",
             "MiB/s",
-            median(g_tp),
-            note=f"curl -o file from the same server: {median(c_tp):.0f} MiB/s; Gupper/curl = {median(g_tp) / median(c_tp):.2f} (target >= 0.9); "
-            "stdlib threaded HTTPS server",
+            cst,
+            note=f"Gupper/(curl | sha256sum) = {gt / cst:.2f}; not a Gupper figure",
+        )
+    )
+    b.add(
+        Row(
+            "4",
+            "reference: SHA-256 on this CPU (hashlib, in memory)",
+            "MiB/s",
+            sha_rate,
+            note=f"{ssl.OPENSSL_VERSION}; receive-then-hash in one thread can reach at most 1/(1/curl + 1/sha256) = {bound:.0f} MiB/s; "
+            f"Gupper reaches {gt / bound:.2f} of that",
         )
     )
 
@@ -524,10 +783,12 @@ def write_results(b: Bench, out: Path, started: float, command: str) -> None:
         f"Machine: {machine_summary()}; Gupper from the source tree, requests {package_version('requests')}, urllib3 {package_version('urllib3')}, "
         f"PyInstaller {package_version('pyinstaller')}; tufup venv: {tufup_versions(b)}.",
         "",
+        *load_note(b),
         "Everything runs on loopback: the local store (moto behind the public HTTPS front, werkzeug's threaded dev server, no keep-alive) serves both "
         "Gupper's `latest.json` + artifacts and tufup's TUF repository; requests and bytes are counted from the front's access log (body bytes). "
         "Item 4 uses a stdlib threaded HTTPS static server over a `LocalStore` folder instead (moto holds objects in memory). "
-        "Item 3 (delta updates) is not measured yet.",
+        "Every Gupper client gets a fresh state dir unless the row says warm; items 2, 4 and 6 publish with `--patches 0`, item 3 publishes v2 "
+        "again with `--patches 1`. Builds are reproducible (`PYTHONHASHSEED=0`), which is what keeps patches small (see docs/delta.md).",
         "",
     ]
     if b.tufup_python is None:
@@ -535,13 +796,112 @@ def write_results(b: Bench, out: Path, started: float, command: str) -> None:
     lines += ["| item | metric | Gupper | tufup 0.10 | unit | Gupper/tufup | notes |", "| --- | --- | ---: | ---: | --- | ---: | --- |"]
     for r in b.rows:
         ratio = "-" if r.ratio is None else f"{r.ratio:.2f}"
-        lines.append(f"| {r.item} | {r.metric} | {fmt(r.gupper, r.unit)} | {fmt(r.tufup, r.unit)} | {r.unit} | {ratio} | {r.note} |")
-    lines += ["", "![chart](results.png)", ""]
+        metric, note = (x.replace("|", "\\|") for x in (r.metric, r.note))  # a literal pipe would end the cell
+        lines.append(f"| {r.item} | {metric} | {fmt(r.gupper, r.unit)} | {fmt(r.tufup, r.unit)} | {r.unit} | {ratio} | {note} |")
+    lines += ["", *targets_section(b), "", "![chart](results.png)", ""]
     out.write_text("\n".join(lines))
     data = out.with_suffix(".json")
     data.write_text(json.dumps([asdict(r) for r in b.rows], indent=1))
     chart(data, out.with_suffix(".png"))
     data.unlink()
+
+
+def targets_section(b: Bench) -> list[str]:
+    """The issue's targets, each met or missed, with the figures and (when missed) the reason."""
+    m = b.metrics
+    rows: list[tuple[str, bool | None, str]] = []
+
+    def ratio(a: str, t: str) -> float | None:
+        return m[a] / m[t] if a in m and m.get(t) else None
+
+    for kind, label in (("warm", "warm (every later start)"), ("first", "first (fresh install)")):
+        r = ratio(f"g_{kind}_ms", f"t_{kind}_ms")
+        if r is not None:
+            why = ""
+            if r > 0.5:
+                why = (
+                    f". Why: on loopback both are bound by per-connection set-up and fixed client work, not by bytes. Gupper's {m[f'g_{kind}_ms']:.0f} ms is one new "
+                    "TLS connection (the front has no keep-alive) plus building the client, reading the state file and verifying the Ed25519 signature; "
+                    f"tufup's is {m[f't_{kind}_req']:g} such requests. Half of tufup's time means Gupper's one request plus its fixed work may cost no more "
+                    "than one of tufup's requests; with 1 request against 2 the ratio sits near 0.5, and run-to-run noise on a shared machine decides the side."
+                )
+            rows.append((f"no-update check, {label}: wall time <= 1/2 of tufup's", r <= 0.5, f"{m[f'g_{kind}_ms']:.1f} vs {m[f't_{kind}_ms']:.1f} ms = {r:.2f}{why}"))
+        r = ratio(f"g_{kind}_req", f"t_{kind}_req")
+        if r is not None:
+            rows.append((f"no-update check, {label}: requests <= 1/2 of tufup's", r <= 0.5, f"{m[f'g_{kind}_req']:g} vs {m[f't_{kind}_req']:g} = {r:.2f}"))
+    if "g_patch" in m and "t_patch" in m:
+        ok = m["g_patch"] <= m["t_patch"]
+        total = f"; with the metadata {m['g_delta_total']:,.0f} vs {m['t_delta_total']:,.0f} B" if "g_delta_total" in m and "t_delta_total" in m else ""
+        why = "" if ok else ". Why: both are bsdiff4; tufup diffs the uncompressed .tar (file + tar header), Gupper the binary itself."
+        rows.append(("delta bytes <= tufup's patch bytes", ok, f"patch {m['g_patch']:,.0f} vs {m['t_patch']:,.0f} B{total}{why}"))
+    if "rss" in m:
+        rows.append(("peak RSS <= 40 MiB updating a 1 GiB artifact", m["rss"] <= 40, f"{m['rss']:.1f} MiB, flat: the file streams through 1 MiB pieces"))
+    if "g_tp" in m:
+        r = m["g_tp"] / m["curl_tp"]
+        why = ""
+        if r < 0.9:
+            than = "slower than" if m["sha256_mib_s"] < m["curl_tp"] * 0.9 else "about as fast as"
+            why = (
+                f". Why: SHA-256 runs at {m['sha256_mib_s']:.0f} MiB/s on this CPU (no SHA extensions), {than} curl's plain transfer "
+                f"({m['curl_tp']:.0f} MiB/s), so no download that also verifies can keep up with a transfer that does not. The client receives "
+                f"and hashes each piece in one thread, which caps it at 1/(1/curl + 1/sha256) = {m['serial_bound']:.0f} MiB/s; it reaches "
+                f"{m['g_tp'] / m['serial_bound']:.2f} of that. curl | sha256sum (two processes, two cores) does {m['curl_sha_tp']:.0f} MiB/s: "
+                f"Gupper/(curl | sha256sum) = {m['g_tp'] / m['curl_sha_tp']:.2f}. On a CPU with SHA extensions (SHA-NI, ARMv8 SHA2; about 1.5-2 GiB/s) "
+                "the hash stops being the limit; below about 1 Gbit/s (120 MiB/s) the network is the limit, not the hash."
+            )
+        rows.append(("download+verify throughput >= 0.9x curl", r >= 0.9, f"{m['g_tp']:.0f} vs {m['curl_tp']:.0f} MiB/s = {r:.2f}{why}"))
+    if not rows:
+        return []
+    out = ["## Targets (issue 7)", "", "| target | result | measured |", "| --- | --- | --- |"]
+    out += [f"| {name} | {'met' if ok else '**missed**'} | {detail.replace('|', chr(92) + '|')} |" for name, ok, detail in rows]
+    return [*out, "", *sizes_note(b)]
+
+
+def sizes_note(b: Bench) -> list[str]:
+    """The measured sizes the README's scale estimate starts from."""
+    m = b.metrics
+    parts = []
+    if "manifest_body" in m:
+        parts += [
+            f"`latest.json` body {m['manifest_body']:,.0f} B (one platform, no patches)",
+            f"response headers {m['manifest_200_headers']:,.0f} B (200) / {m['manifest_304_headers']:,.0f} B (304)",
+            f"one check on a new TLS 1.3 connection, both directions: {m['manifest_200_wire']:,.0f} B (200) / {m['manifest_304_wire']:,.0f} B (304), "
+            f"of which {m['tls_handshake']:,.0f} B handshake (loopback CA: one certificate; a public CDN's chain adds about 2-4 kB)",
+        ]
+    if "manifest_with_patch" in m:
+        parts.append(f"`latest.json` with v2 and one patch listed {m['manifest_with_patch']:,.0f} B")
+    if "full_bytes" in m and "g_patch" in m:
+        parts.append(f"full download {m['full_bytes']:,.0f} B vs patch {m['g_patch']:,.0f} B")
+    return [f'Sizes measured for the scale estimate (README, "Scale"): {"; ".join(parts)}.'] if parts else []
+
+
+@contextmanager
+def sample_load(b: Bench, every: float = 5.0) -> Iterator[None]:
+    """Sample the 1-minute load average in a background thread while the measurements run."""
+    stop = threading.Event()
+
+    def loop() -> None:
+        while True:
+            b.load.append(os.getloadavg()[0])
+            if stop.wait(every):
+                return
+
+    thread = threading.Thread(target=loop, name="load-sampler", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(timeout=every + 1)
+
+
+def load_note(b: Bench) -> list[str]:
+    if not b.load:
+        return []
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    lo, mid, hi = min(b.load), median(b.load), max(b.load)
+    busy = " Other work shared the machine during the run (load above the CPU count): wall times carry that noise." if mid > cpus else ""
+    return [f"1-minute load average during the run: min {lo:.1f}, median {mid:.1f}, max {hi:.1f} on {cpus} CPUs.{busy}", ""]
 
 
 def tufup_versions(b: Bench) -> str:
@@ -580,15 +940,15 @@ def step(name: str, fn: Callable[[], None], failures: list[str]) -> None:
         print(f"!! {name} failed: {e}", file=sys.stderr, flush=True)
 
 
-def setup_tufup_repo(b: Bench) -> tuple[tuple[str, str, Path] | None, dict[str, str]]:
-    """Make tufup's repository (v1 state uploaded now, v2 state kept for item 2); (urls, states)."""
+def setup_tufup_repo(b: Bench) -> tuple[tuple[str, str, Path] | None, dict[str, Any]]:
+    """Make tufup's repository (v1 state uploaded now, v2 states kept for items 2 and 3); (urls, states)."""
     if b.tufup_python is None:
         return None, {}
     try:
         for v, exe in (("v1", b.v1), ("v2", b.v2)):
             install_copy(exe, RUN / "bundles" / v)
         out = run_tufup(b, "repo", str(RUN / "tufup-repo"), str(RUN / "bundles" / "v1"), str(RUN / "bundles" / "v2"), timeout=600)
-        states: dict[str, str] = json.loads(out.strip().splitlines()[-1])
+        states: dict[str, Any] = json.loads(out.strip().splitlines()[-1])
         upload_tree(b, Path(states["v1"]), "tufup")
         return (b.store.url("tufup/metadata/"), b.store.url("tufup/targets/"), Path(states["v1"]) / "metadata" / "root.json"), states
     except Exception as e:
@@ -609,12 +969,37 @@ def fresh_run_dir() -> None:
     os.environ["XDG_STATE_HOME"] = str(RUN / "xdg-state")
 
 
+def run_items(b: Bench, skip: set[str], failures: list[str]) -> None:
+    """The measurements in an order that needs each store state once: v1 only (1, 5), v2 without a
+    patch (2), v2 with one (3), then the ones that do not care (7, 6, 4)."""
+    bucket, env = f"s3://{b.store.bucket}", b.store.s3_env()
+    publish(b, bucket, b.v1, patches=0, env=env)
+    tufup_urls, states = setup_tufup_repo(b)
+    if "1" not in skip:
+        step("item 1: check, no update", lambda: item1_check(b, tufup_urls), failures)
+    if "5" not in skip:
+        step("item 5: start-up overhead", lambda: item5_startup(b), failures)
+    if "2" not in skip:
+        publish(b, bucket, b.v2, patches=0, env=env)  # a full download: no patch listed
+        if states:
+            upload_tree(b, Path(states["v2"]), "tufup")
+        step("item 2: full update", lambda: item2_update(b, tufup_urls), failures)
+    if "3" not in skip:
+        step("item 3: delta update", lambda: item3_delta(b, tufup_urls, states), failures)
+    if "7" not in skip:
+        step("item 7: 1,000 checks, 50 workers", lambda: item7_concurrency(b), failures)
+    if "6" not in skip:
+        step("item 6: publish 100 MB", lambda: item6_publish(b), failures)
+    if "4" not in skip:
+        step("item 4: 1 GiB artifact", lambda: item4_big(b), failures)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     p.add_argument("--quick", action="store_true", help="2 repetitions and one 1 GiB download (a few minutes)")
     p.add_argument("--reps", type=int, default=None, help="repetitions per measurement (default 5, --quick 2)")
     p.add_argument("--ports", type=int, nargs=2, default=DEFAULT_PORTS, metavar=("S3", "PUBLIC"), help="loopback ports of the local store")
-    p.add_argument("--skip", action="append", default=[], choices=["1", "2", "4", "5", "6", "7"], help="skip an item (repeatable)")
+    p.add_argument("--skip", action="append", default=[], choices=["1", "2", "3", "4", "5", "6", "7"], help="skip an item (repeatable)")
     p.add_argument("--out", type=Path, default=ROOT / "bench" / "results.md")
     args = p.parse_args(argv)
     reps = args.reps or (2 if args.quick else 5)
@@ -637,23 +1022,8 @@ def main(argv: list[str] | None = None) -> int:
         with ThreadPoolExecutor(2) as pool:
             v1, v2 = pool.map(lambda v: build_reproducible(v, url, [public], RUN / "dist"), ["1.0.0", "2.0.0"])
         b = Bench(args.quick, reps, store, access_log, key_path, public, v1, v2, tufup_python, why_not)
-        publish(b, f"s3://{store.bucket}", v1, env=store.s3_env())
-        tufup_urls, states = setup_tufup_repo(b)
-        if "1" not in args.skip:
-            step("item 1: check, no update", lambda: item1_check(b, tufup_urls), failures)
-        if "5" not in args.skip:
-            step("item 5: start-up overhead", lambda: item5_startup(b), failures)
-        if "2" not in args.skip:
-            publish(b, f"s3://{store.bucket}", v2, env=store.s3_env())
-            if states:
-                upload_tree(b, Path(states["v2"]), "tufup")
-            step("item 2: full update", lambda: item2_update(b, tufup_urls), failures)
-        if "7" not in args.skip:
-            step("item 7: 1,000 checks, 50 workers", lambda: item7_concurrency(b), failures)
-        if "6" not in args.skip:
-            step("item 6: publish 100 MB", lambda: item6_publish(b), failures)
-        if "4" not in args.skip:
-            step("item 4: 1 GiB artifact", lambda: item4_big(b), failures)
+        with sample_load(b):
+            run_items(b, set(args.skip), failures)
     finally:
         store.stop()
     for failure in failures:

@@ -2,16 +2,22 @@
 
 Imports only the standard library and tufup (never Gupper's code). ``bench/run.py`` calls it:
 
-- ``repo WORK BUNDLE_V1 BUNDLE_V2``: make a tufup repository (keys, root, the v1 archive), copy
-  it to ``WORK/state-v1``, add v2 (full archive only: no patch, delta comes later) and copy it
-  to ``WORK/state-v2``. Prints ``{"v1": dir, "v2": dir}``.
-- ``check META_URL TARGETS_URL ROOT CLIENT_DIR VERSION REPS``: one check with a fresh client
-  dir (cold), then ``REPS`` checks each with a new ``Client`` on the kept metadata (warm: what an
-  installed app does at every start). Prints JSON with wall times and epoch stamps, which the
-  driver matches against the store's access log to count requests and bytes.
-- ``update META_URL TARGETS_URL CLIENT_DIR INSTALL_DIR VERSION``: act as app v1 does at start-up:
-  check, download the full archive, extract, move the new binary over the installed one
-  (``os.replace``, as Gupper does) and exec it with ``--no-update``.
+- ``repo WORK BUNDLE_V1 BUNDLE_V2``: make a tufup repository (keys, root, the v1 archive) and
+  copy it to ``WORK/state-v1``; add v2 as a full archive only (``skip_patch=True``) and copy it to
+  ``WORK/state-v2``; then start again from ``state-v1`` (same keys) and add v2 the way tufup does
+  by default, archive **and** bsdiff4 patch, into ``WORK/state-v2p``. Prints JSON with the three
+  dirs, the wall time of each v2 ``add_bundle`` + ``publish_changes`` and the patch's size.
+- ``check META_URL TARGETS_URL ROOT CLIENT_DIR VERSION COLD WARM``: ``COLD`` checks each with a
+  fresh client dir (a new install: only the shipped root.json), then ``WARM`` checks each with a
+  new ``Client`` on the metadata the last one kept (what an installed app does at every start).
+  tufup is imported before the first timed check (as the driver warms Gupper's imports). Prints
+  JSON with wall times and epoch stamps, which the driver matches against the store's access log
+  to count requests and bytes.
+- ``update META_URL TARGETS_URL CLIENT_DIR INSTALL_DIR VERSION full|patch``: act as app v1 does
+  at start-up: check, download the full archive (``full``) or the patch (``patch``: tufup then
+  needs the current archive in its targets dir, which the driver puts there, and rebuilds the
+  new .tar.gz from it), extract, move the new binary over the installed one (``os.replace``, as
+  Gupper does) and exec it with ``--no-update``.
 """
 
 from __future__ import annotations
@@ -28,23 +34,43 @@ from typing import Any
 APP = "app"
 
 
-def make_repo(work: Path, bundle_v1: Path, bundle_v2: Path) -> dict[str, str]:
+def make_repo(work: Path, bundle_v1: Path, bundle_v2: Path) -> dict[str, Any]:
     from tufup.repo import Repository  # type: ignore[import-not-found,unused-ignore]
 
     if work.exists():
         shutil.rmtree(work)
     work.mkdir(parents=True)
     os.chdir(work)  # tufup writes its config file into the working directory
-    repo = Repository(app_name=APP, repo_dir=work / "repo", keys_dir=work / "keys")
+    keys = work / "keys"
+
+    def add(repo: Any, version: str, bundle: Path, *, skip_patch: bool, state: str) -> float:
+        t0 = time.perf_counter()
+        repo.add_bundle(new_bundle_dir=bundle, new_version=version, skip_patch=skip_patch)
+        repo.publish_changes(private_key_dirs=[keys])
+        seconds = time.perf_counter() - t0
+        shutil.copytree(work / "repo", work / state)
+        return seconds
+
+    repo = Repository(app_name=APP, repo_dir=work / "repo", keys_dir=keys)
     repo.initialize()
-    states = {}
-    for version, bundle in (("1.0.0", bundle_v1), ("2.0.0", bundle_v2)):
-        repo.add_bundle(new_bundle_dir=bundle, new_version=version, skip_patch=True)
-        repo.publish_changes(private_key_dirs=[work / "keys"])
-        state = work / f"state-v{version[0]}"
-        shutil.copytree(work / "repo", state)
-        states[f"v{version[0]}"] = str(state)
-    return states
+    add(repo, "1.0.0", bundle_v1, skip_patch=True, state="state-v1")
+    full_s = add(repo, "2.0.0", bundle_v2, skip_patch=True, state="state-v2")
+    # Back to the v1 state with the same keys, then v2 as tufup adds it by default: archive + patch.
+    shutil.rmtree(work / "repo")
+    shutil.copytree(work / "state-v1", work / "repo")
+    repo = Repository(app_name=APP, repo_dir=work / "repo", keys_dir=keys)
+    repo._load_keys_and_roles()  # initialize() would ask on stdin whether to overwrite the existing keys
+    patch_s = add(repo, "2.0.0", bundle_v2, skip_patch=False, state="state-v2p")
+    patches = sorted((work / "state-v2p" / "targets").glob("*.patch"))
+    return {
+        "v1": str(work / "state-v1"),
+        "v2": str(work / "state-v2"),
+        "v2p": str(work / "state-v2p"),
+        "publish_full_s": full_s,
+        "publish_patch_s": patch_s,
+        "patch_bytes": sum(p.stat().st_size for p in patches),
+        "patches": [p.name for p in patches],
+    }
 
 
 def _client(meta_url: str, targets_url: str, client_dir: Path, version: str, install_dir: Path | None = None) -> Any:
@@ -62,30 +88,40 @@ def _client(meta_url: str, targets_url: str, client_dir: Path, version: str, ins
     )
 
 
-def check(meta_url: str, targets_url: str, root: Path, client_dir: Path, version: str, reps: int) -> dict[str, Any]:
+def fresh_client_dir(client_dir: Path, root: Path) -> None:
+    """A new install: empty dirs and the root.json an installer ships."""
     shutil.rmtree(client_dir, ignore_errors=True)
     for sub in ("metadata", "targets", "extract"):
         (client_dir / sub).mkdir(parents=True)
-    shutil.copyfile(root, client_dir / "metadata" / "root.json")  # what an installer ships
-    runs = []
-    found = None
-    for _ in range(reps + 1):  # the first is the cold one
+    shutil.copyfile(root, client_dir / "metadata" / "root.json")
+
+
+def check(meta_url: str, targets_url: str, root: Path, client_dir: Path, version: str, cold: int, warm: int) -> dict[str, Any]:
+    import tufup.client  # type: ignore[import-not-found,unused-ignore]  # noqa: F401  # imports are not part of a check
+
+    runs: dict[str, list[dict[str, float]]] = {"cold": [], "warm": []}
+    found: set[str | None] = set()
+    for kind in ["cold"] * cold + ["warm"] * warm:
+        if kind == "cold":
+            fresh_client_dir(client_dir, root)
         start = time.time()
         t0 = time.perf_counter()
         meta = _client(meta_url, targets_url, client_dir, version).check_for_updates()
         ms = (time.perf_counter() - t0) * 1000
-        runs.append({"start": start, "end": time.time(), "ms": ms})
-        found = str(meta.version) if meta is not None else None
+        runs[kind].append({"start": start, "end": time.time(), "ms": ms})
+        found.add(str(meta.version) if meta is not None else None)
         time.sleep(0.15)  # a gap, so the driver can tell the checks apart in the access log
-    return {"cold": runs[0], "warm": runs[1:], "found": found}
+    return {**runs, "found": sorted(found, key=str)}
 
 
-def update(meta_url: str, targets_url: str, client_dir: Path, install_dir: Path, version: str) -> int:
+def update(meta_url: str, targets_url: str, client_dir: Path, install_dir: Path, version: str, mode: str) -> int:
     client = _client(meta_url, targets_url, client_dir, version, install_dir)
-    meta = client.check_for_updates(patch=False)
+    meta = client.check_for_updates(patch=mode == "patch")
     if meta is None:
         print("tufup: no update", file=sys.stderr)
         return 1
+    kinds = sorted({"patch" if t.is_patch else "archive" for t in client.new_targets})
+    print(f"tufup: downloading {'+'.join(kinds)} ({sum(f.length for f in client.new_targets.values())} bytes)", file=sys.stderr, flush=True)
 
     def install(src_dir: Path, dst_dir: Path, **_: Any) -> None:
         # tufup's own installer refuses Linux; this does what Gupper's apply does.
@@ -107,12 +143,12 @@ def main(argv: list[str]) -> int:
         print(json.dumps(make_repo(Path(rest[0]).resolve(), Path(rest[1]), Path(rest[2]))))
         return 0
     if cmd == "check":
-        meta_url, targets_url, root, client_dir, version, reps = rest
-        print(json.dumps(check(meta_url, targets_url, Path(root), Path(client_dir), version, int(reps))))
+        meta_url, targets_url, root, client_dir, version, cold, warm = rest
+        print(json.dumps(check(meta_url, targets_url, Path(root), Path(client_dir), version, int(cold), int(warm))))
         return 0
     if cmd == "update":
-        meta_url, targets_url, client_dir, install_dir, version = rest
-        return update(meta_url, targets_url, Path(client_dir), Path(install_dir), version)
+        meta_url, targets_url, client_dir, install_dir, version, mode = rest
+        return update(meta_url, targets_url, Path(client_dir), Path(install_dir), version, mode)
     print(f"unknown command {cmd}", file=sys.stderr)
     return 2
 
