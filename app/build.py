@@ -1,7 +1,9 @@
-"""Build the demo app into one file with PyInstaller, reproducibly and with a cache.
+"""Build the demo app into one file (or one folder) with PyInstaller, reproducibly and with a cache.
 
 ``python app/build.py --version 1.2.0 --manifest-url URL --public-key FILE.pub [--out dist]``
-writes ``dist/app-1.2.0-<os>-<arch>[.exe]`` and prints its path. Two builds of the same inputs
+writes ``dist/app-1.2.0-<os>-<arch>[.exe]`` and prints its path; with ``--onedir`` it writes the
+one-folder bundle ``dist/app-1.2.0-<os>-<arch>/`` (executable ``app[.exe]`` and ``_internal/``)
+for the ``archive`` release type (docs/packages.md). Two builds of the same inputs
 are byte-identical (``PYTHONHASHSEED=0``, fixed work paths), so the result is cached under
 ``.gupper/build-cache/<hash of every input>/`` and re-used.
 """
@@ -65,31 +67,39 @@ def build_app(
     use_cache: bool = True,
     main_source: Path | None = None,
     fault: str = "",
+    onedir: bool = False,
+    reproducible: bool = True,
 ) -> Path:
-    """Build (or take from the cache) the one-file app and copy it into ``out_dir``."""
+    """Build (or take from the cache) the one-file app, or with ``onedir`` the one-folder bundle,
+    and copy it into ``out_dir``.
+
+    ``reproducible=False`` builds as PyInstaller does by default (random hash seed: each build is
+    one random draw, cached like any other); the delta benchmark compares the two flavours.
+    """
     plat = current_platform()
     name = f"{APP_NAME}-{version}-{plat.key}"
     config_text = config_module(version, manifest_url, public_keys, channel, fault)
     src = main_source or ROOT / "app" / "main.py"
-    digest = _inputs_digest(config_text + src.read_text())
-    cached = cache_dir / digest / (name + plat.exe_suffix)
+    digest = _inputs_digest(config_text + src.read_text() + ("|onedir" if onedir else "") + ("" if reproducible else "|default-seed"))
+    cached = cache_dir / digest / (name if onedir else name + plat.exe_suffix)
+    if onedir:
+        if not (use_cache and cached.is_dir()):
+            _pyinstaller(digest, src, config_text, cache_dir, "--onedir", APP_NAME, reproducible)
+            work = cache_dir / "work" / digest
+            shutil.rmtree(cached, ignore_errors=True)
+            tmp = cached.with_name(cached.name + ".tmp")
+            shutil.rmtree(tmp, ignore_errors=True)
+            shutil.copytree(work / "dist" / APP_NAME, tmp, symlinks=True)
+            os.replace(tmp, cached)
+            shutil.rmtree(work, ignore_errors=True)
+        dest = out_dir / cached.name
+        shutil.rmtree(dest, ignore_errors=True)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        shutil.copytree(cached, dest, symlinks=True)
+        return dest
     if not (use_cache and cached.is_file()):
-        work = cache_dir / "work" / digest  # fixed per input: build paths never make two builds differ
-        shutil.rmtree(work, ignore_errors=True)
-        (work / "src").mkdir(parents=True)
-        shutil.copyfile(src, work / "src" / "main.py")
-        (work / "src" / "_build_config.py").write_text(config_text)
-        env = dict(os.environ, PYTHONHASHSEED="0", SOURCE_DATE_EPOCH="1700000000")
-        cmd = [
-            sys.executable, "-m", "PyInstaller", "--onefile", "--noconfirm", "--clean", "--log-level", "WARN",
-            "--name", name, "--paths", str(ROOT), "--paths", str(work / "src"),
-            "--hidden-import", "_build_config",
-            "--distpath", str(work / "dist"), "--workpath", str(work / "build"), "--specpath", str(work),
-            str(work / "src" / "main.py"),
-        ]  # fmt: skip
-        proc = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
-        if proc.returncode != 0:
-            raise RuntimeError(f"PyInstaller failed for {name}:\n{proc.stderr[-4000:]}")
+        _pyinstaller(digest, src, config_text, cache_dir, "--onefile", name, reproducible)
+        work = cache_dir / "work" / digest
         cached.parent.mkdir(parents=True, exist_ok=True)
         tmp = cached.with_name(cached.name + ".tmp")
         shutil.copyfile(work / "dist" / (name + plat.exe_suffix), tmp)
@@ -103,6 +113,28 @@ def build_app(
     return dest
 
 
+def _pyinstaller(digest: str, src: Path, config_text: str, cache_dir: Path, mode: str, name: str, reproducible: bool = True) -> None:
+    """Run PyInstaller in ``mode`` (``--onefile``/``--onedir``) in a work dir fixed per input digest."""
+    work = cache_dir / "work" / digest  # fixed per input: build paths never make two builds differ
+    shutil.rmtree(work, ignore_errors=True)
+    (work / "src").mkdir(parents=True)
+    shutil.copyfile(src, work / "src" / "main.py")
+    (work / "src" / "_build_config.py").write_text(config_text)
+    env = dict(os.environ, PYTHONHASHSEED="0", SOURCE_DATE_EPOCH="1700000000")
+    if not reproducible:
+        env = {k: v for k, v in os.environ.items() if k not in {"PYTHONHASHSEED", "SOURCE_DATE_EPOCH"}}
+    cmd = [
+        sys.executable, "-m", "PyInstaller", mode, "--noconfirm", "--clean", "--log-level", "WARN",
+        "--name", name, "--paths", str(ROOT), "--paths", str(work / "src"),
+        "--hidden-import", "_build_config",
+        "--distpath", str(work / "dist"), "--workpath", str(work / "build"), "--specpath", str(work),
+        str(work / "src" / "main.py"),
+    ]  # fmt: skip
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        raise RuntimeError(f"PyInstaller failed for {name}:\n{proc.stderr[-4000:]}")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Command line: build one version."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -112,10 +144,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--channel", default="stable")
     p.add_argument("--out", type=Path, default=ROOT / "dist")
     p.add_argument("--no-cache", action="store_true")
+    p.add_argument("--onedir", action="store_true", help="build a one-folder bundle dist/app-<version>-<os>-<arch>/ (published as an archive)")
     p.add_argument("--fault", default="", choices=FAULTS, help="bake in a start-up crash (to see rollback and pre-flight at work)")
     args = p.parse_args(argv)
     keys = [k.read_text().strip() for k in args.public_key]
-    path = build_app(args.version, args.manifest_url, keys, args.out, channel=args.channel, use_cache=not args.no_cache, fault=args.fault)
+    path = build_app(args.version, args.manifest_url, keys, args.out, channel=args.channel, use_cache=not args.no_cache, fault=args.fault, onedir=args.onedir)
     print(path)
     return 0
 

@@ -15,8 +15,10 @@ from updater.platforms import Platform, normalize_arch, normalize_os
 from .errors import BadArtifactName
 
 PATTERN_HELP = (
-    "<app>-<version>-<os>-<arch>[.exe], e.g. app-1.2.0-linux-amd64 or app-1.2.0-windows-amd64.exe (os: linux, darwin/macos, windows; arch: amd64/x86_64, arm64/aarch64)"
+    "<app>-<version>-<os>-<arch>[.exe], e.g. app-1.2.0-linux-amd64 or app-1.2.0-windows-amd64.exe, or a one-folder build "
+    "app-1.2.0-linux-amd64/ (or its .tar.gz) (os: linux, darwin/macos, windows; arch: amd64/x86_64, arm64/aarch64)"
 )
+ARCHIVE_SUFFIX = ".tar.gz"
 
 
 @dataclass(frozen=True)
@@ -33,6 +35,11 @@ class ArtifactName:
         """The immutable store key, relative to the store prefix."""
         return f"{self.app}/{self.version}/{self.filename}"
 
+    @property
+    def is_archive(self) -> bool:
+        """A multi-file package (``type: archive``) rather than one executable."""
+        return self.filename.endswith(ARCHIVE_SUFFIX)
+
 
 def parse_artifact_name(filename: str) -> ArtifactName:
     """Parse ``app-1.2.0-linux-amd64`` (fields are read from the right, so app names may hold ``-``).
@@ -41,7 +48,8 @@ def parse_artifact_name(filename: str) -> ArtifactName:
     """
     if "/" in filename or "\\" in filename or filename in {"", ".", ".."}:
         raise BadArtifactName(f"{filename!r} is not a plain file name; expected {PATTERN_HELP}")
-    stem = filename[:-4] if filename.lower().endswith(".exe") else filename
+    archive = filename.endswith(ARCHIVE_SUFFIX)
+    stem = filename[: -len(ARCHIVE_SUFFIX)] if archive else filename[:-4] if filename.lower().endswith(".exe") else filename
     parts = stem.rsplit("-", 3)
     if len(parts) != 4:
         raise BadArtifactName(f"cannot parse artifact name {filename!r}; expected {PATTERN_HELP}")
@@ -56,6 +64,8 @@ def parse_artifact_name(filename: str) -> ArtifactName:
     except InvalidVersion as e:
         raise BadArtifactName(f"{filename!r}: {version_text!r} is not a PEP 440 version; expected {PATTERN_HELP}") from e
     platform = Platform(os_name, arch)
+    if archive:
+        return ArtifactName(app, version, platform, f"{app}-{version}-{platform.key}{ARCHIVE_SUFFIX}")
     if (os_name == "windows") != filename.lower().endswith(".exe"):
         raise BadArtifactName(f"{filename!r}: Windows builds, and only they, end in .exe; expected {PATTERN_HELP}")
     # Store the canonical spelling so aliases (x86_64, macos) never make two names for one build.

@@ -22,7 +22,7 @@ from updater.keys import TrustedKeys
 from updater.manifest import valid_app_name
 from updater.platforms import parse_platform_key
 
-from .artifacts import parse_artifact_name, relative_url
+from .artifacts import ARCHIVE_SUFFIX, parse_artifact_name, relative_url
 from .errors import BadArtifactName, ImmutableConflict, NotFound, PublishError
 from .selection import channel_takes_prereleases
 
@@ -43,12 +43,21 @@ class PatchRecord:
 
 @dataclass(frozen=True)
 class ArtifactRecord:
-    """One platform's file of a release, as uploaded: name within ``<app>/<version>/``, size, digest."""
+    """One platform's file of a release, as uploaded: name within ``<app>/<version>/``, size, digest.
+
+    An archive (``.tar.gz``, a one-folder build) also records the sha256 of its file list.
+    """
 
     file: str
     size: int
     sha256: str
     patches: tuple[PatchRecord, ...] = ()
+    files_sha256: str | None = None
+
+    @property
+    def type(self) -> str:
+        """The manifest entry type: ``archive`` for a ``.tar.gz`` package, else ``binary``."""
+        return "archive" if self.file.endswith(ARCHIVE_SUFFIX) else "binary"
 
     def same_file(self, other: ArtifactRecord) -> bool:
         """The same bytes (patches are derived data and may be added later)."""
@@ -192,11 +201,15 @@ def entry_for(app: str, record: ReleaseRecord, platform: str, manifest_key: str)
     art = record.artifacts[platform]
     entry: dict[str, Any] = {
         "version": str(record.version),
-        "type": "binary",
+        "type": art.type,
         "url": relative_url(manifest_key, f"{app}/{record.version}/{art.file}"),
         "size": art.size,
         "sha256": art.sha256,
     }
+    if art.type == "archive":
+        entry["format"] = "tar.gz"
+        if art.files_sha256 is not None:
+            entry["files_sha256"] = art.files_sha256
     if art.patches:
         entry["patches"] = [
             {"from_version": p.from_version, "from_sha256": p.from_sha256, "format": "bsdiff4",
@@ -334,6 +347,8 @@ def _artifact_to_json(a: ArtifactRecord) -> dict[str, Any]:
     out: dict[str, Any] = {"file": a.file, "size": a.size, "sha256": a.sha256}
     if a.patches:
         out["patches"] = [vars(p) for p in a.patches]
+    if a.files_sha256 is not None:
+        out["files_sha256"] = a.files_sha256
     return out
 
 
@@ -347,7 +362,10 @@ def _artifact_from_json(platform: str, raw: Any) -> ArtifactRecord:
     patches = tuple(PatchRecord(str(p["from_version"]), str(p["from_sha256"]), str(p["file"]), int(p["size"]), str(p["sha256"])) for p in raw.get("patches", []))
     if any("/" in p.file or p.file.startswith(".") for p in patches):
         raise ValueError(f"bad patch file name for {platform}")
-    return ArtifactRecord(file, size, sha, patches)
+    files_sha256 = raw.get("files_sha256")
+    if files_sha256 is not None and (not isinstance(files_sha256, str) or len(files_sha256) != 64):
+        raise ValueError(f"bad files_sha256 for {platform}")
+    return ArtifactRecord(file, size, sha, patches, files_sha256)
 
 
 def seed_from_manifest(app: str, channel: str, signed: Mapping[str, Any], where: str) -> ChannelState:
@@ -370,7 +388,8 @@ def seed_from_manifest(app: str, channel: str, signed: Mapping[str, Any], where:
                 raise PublishError(f"{where} names {e.get('url')!r} for {platform}, which is not a release of {app}; fix or delete the manifest") from err
             if not ok:
                 raise PublishError(f"{where} names {e['url']!r} for {platform}, not its canonical key; fix or delete the manifest")
-            record = ArtifactRecord(name.filename, int(e["size"]), str(e["sha256"]))
+            files_sha256 = e.get("files_sha256")
+            record = ArtifactRecord(name.filename, int(e["size"]), str(e["sha256"]), files_sha256=str(files_sha256) if files_sha256 is not None else None)
             state = add_release(state, name.version, {platform: record}, rollout=rollout, added="")
     keys = signed.get("keys")
     return replace(

@@ -64,9 +64,15 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("publish", help="upload artifacts into a channel and regenerate its manifest")
-    p.add_argument("files", nargs="+", type=Path, help="artifacts named <app>-<version>-<os>-<arch>[.exe]")
+    p.add_argument(
+        "files",
+        nargs="+",
+        type=Path,
+        help="artifacts named <app>-<version>-<os>-<arch>[.exe], or one-folder builds (folders or .tar.gz) named <app>-<version>-<os>-<arch>",
+    )
     p.add_argument("--rollout", type=int, default=None, metavar="PERCENT", help="stage the new release for PERCENT (0-100) of installs")
     p.add_argument("--patches", type=int, default=DEFAULT_PATCHES, metavar="K", help="make binary patches from the previous K releases (default 3; 0: none)")
+    p.add_argument("--post-install", default=None, metavar="PATH", help="one-folder builds: an executable in the folder that clients run before switching to it")
     _store_args(p)
     _signing_args(p)
 
@@ -247,7 +253,7 @@ def run(argv: Sequence[str]) -> int:
     if args.command == "publish":
         if args.patches < 0:
             raise PublishError("--patches must be 0 or more")
-        report = publish(store, args.files, options, rollout=args.rollout, progress=terminal_progress(sys.stderr), patches=args.patches)
+        report = publish(store, args.files, options, rollout=args.rollout, progress=terminal_progress(sys.stderr), patches=args.patches, post_install=args.post_install)
         if not args.json:
             for a in report.artifacts:
                 print(f"{a.status:9} {store.url}/{a.key} ({a.size} bytes, sha256 {a.sha256[:12]})")

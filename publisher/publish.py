@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import logging
 import random
+import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager, nullcontext
@@ -30,7 +31,8 @@ from packaging.version import Version
 from updater.keys import TrustedKeys
 from updater.manifest import format_time, valid_app_name
 
-from .artifacts import ArtifactName, hash_file, manifest_key, parse_artifact_name, state_key
+from .archive import archive_name_for, make_archive
+from .artifacts import ARCHIVE_SUFFIX, ArtifactName, hash_file, manifest_key, parse_artifact_name, state_key
 from .channels import (
     ArtifactRecord,
     ChannelState,
@@ -115,22 +117,32 @@ class _Prepared:
     sha256: str
     size: int
     patches: tuple[PatchRecord, ...] = ()
+    files_sha256: str | None = None
 
     @property
     def record(self) -> ArtifactRecord:
-        return ArtifactRecord(self.name.filename, self.size, self.sha256, self.patches)
+        return ArtifactRecord(self.name.filename, self.size, self.sha256, self.patches, self.files_sha256)
 
 
-def _prepare(paths: Sequence[Path]) -> list[_Prepared]:
+def _prepare(paths: Sequence[Path], workdir: Path, post_install: str | None = None) -> list[_Prepared]:
+    """Name, hash and size of each artifact; a one-folder build (or a ``.tar.gz`` of one) is first
+    packed into a deterministic archive under ``workdir``."""
     prepared = []
-    for path in paths:
-        if not path.is_file():
+    for given in paths:
+        path, files_sha256 = given, None
+        if given.is_dir() or given.name.endswith(ARCHIVE_SUFFIX):
+            name = parse_artifact_name(archive_name_for(given))
+            if not given.exists():
+                raise PublishError(f"{given} does not exist; pass a one-folder build such as dist/app-1.2.0-linux-amd64/")
+            path, files_sha256 = make_archive(given, workdir, post_install)
+        elif not path.is_file():
             raise PublishError(f"{path} is not a file; pass built artifacts such as dist/app-1.2.0-linux-amd64")
-        name = parse_artifact_name(path.name)
+        else:
+            name = parse_artifact_name(path.name)
         digest, size = hash_file(path)
         if size == 0:
             raise PublishError(f"{path} is empty; rebuild it")
-        prepared.append(_Prepared(path, name, digest, size))
+        prepared.append(_Prepared(path, name, digest, size, files_sha256=files_sha256))
     return prepared
 
 
@@ -140,7 +152,8 @@ def upload_artifacts(store: Store, paths: Sequence[Path], progress: ProgressFact
     Every name is checked before anything is uploaded, so one bad file fails the whole call
     without leaving the others half-published.
     """
-    return _upload(store, _prepare(paths), progress)
+    with tempfile.TemporaryDirectory(prefix="gupper-publish-") as workdir:
+        return _upload(store, _prepare(paths, Path(workdir)), progress)
 
 
 def _upload(store: Store, prepared: Sequence[_Prepared], progress: ProgressFactory | None) -> list[Uploaded]:
@@ -341,8 +354,11 @@ def _with_patches(store: Store, prepared: Sequence[_Prepared], channel: str, k: 
     """The same artifacts, each carrying patches from the channel's previous ``k`` releases of its platform."""
     out = []
     for p in prepared:
+        if p.name.is_archive:  # compressed packages do not diff well; folder deltas are per file (docs/packages.md)
+            out.append(p)
+            continue
         state = load_channel(store, p.name.app, channel).state
-        previous = previous_files(state, p.name.platform.key, p.name.version, k)
+        previous = [(v, a) for v, a in previous_files(state, p.name.platform.key, p.name.version, k) if a.type == "binary"]
         made = make_patches(store, p.name.app, p.name.version, p.path, p.record, previous)
         out.append(replace(p, patches=made))
     return out
@@ -372,11 +388,13 @@ def publish(
     rollout: int | None = None,
     progress: ProgressFactory | None = None,
     patches: int = DEFAULT_PATCHES,
+    post_install: str | None = None,
 ) -> PublishReport:
     """Upload ``paths`` into ``options.channel`` of every app they belong to, then write those manifests.
 
     ``rollout`` (0..100) stages the new releases for that percentage of installs; ``patches``
-    is how many earlier releases of each platform get a binary patch to the new one (0: none).
+    is how many earlier releases of each platform get a binary patch to the new one (0: none);
+    ``post_install`` names a hook inside each one-folder build (docs/packages.md).
     """
     if not paths:
         raise PublishError("nothing to publish; pass one or more built artifacts")
@@ -385,7 +403,16 @@ def publish(
     check_channel_name(options.channel)
     if rollout is not None:
         check_percent(rollout)
-    prepared = _prepare(paths)
+    with tempfile.TemporaryDirectory(prefix="gupper-publish-") as workdir:
+        if post_install is not None and not any(p.is_dir() or p.name.endswith(ARCHIVE_SUFFIX) for p in paths):
+            raise PublishError("--post-install applies to one-folder builds; pass a build folder")
+        prepared = _prepare(paths, Path(workdir), post_install)
+        return _publish_prepared(store, prepared, options, rollout=rollout, progress=progress, patches=patches)
+
+
+def _publish_prepared(
+    store: Store, prepared: Sequence[_Prepared], options: PublishOptions, *, rollout: int | None, progress: ProgressFactory | None, patches: int
+) -> PublishReport:
     apps = _group(prepared)
     added = format_time(options.clock())
     # Try each change on the current state first, so a refusal (a yanked version, a pre-release

@@ -29,6 +29,7 @@ from filelock import FileLock
 from filelock import Timeout as LockTimeout
 from packaging.version import InvalidVersion, Version
 
+from . import folder as _folder
 from . import install as _install
 from . import restart as _restart
 from ._fsutil import atomic_write
@@ -37,6 +38,7 @@ from .errors import ConfigError, DownloadError, HTTPError, InstallError, Integri
 from .fetch import FetchConfig, Fetcher, Progress, Resume, check_url
 from .keys import TrustedKeys
 from .manifest import MAX_MANIFEST_BYTES, Entry, Manifest, verify_manifest
+from .package import extract_package
 from .platforms import Platform, current_platform
 from .policy import choose_update
 from .selftest import answer_self_test, preflight
@@ -58,6 +60,10 @@ class UpdaterConfig:
     ``state_dir`` defaults to the user's state directory (``~/.local/state/gupper/<app>`` on
     Linux); it holds the highest manifest serial seen, any adopted key rotation, a pending trial
     run and versions marked bad.
+    ``install_root`` selects the one-folder layout (``<root>/versions/<version>/`` and a
+    ``<root>/current`` entry point, docs/packages.md); it is also recognised without the setting
+    when the executable runs from ``<root>/versions/<version>/``. That layout installs ``archive``
+    releases, the single-file one ``binary`` releases.
     """
 
     app: str
@@ -80,6 +86,7 @@ class UpdaterConfig:
     executable: str | None = None
     platform: Platform | None = None
     state_dir: str | None = None
+    install_root: str | None = None
 
 
 @dataclass(frozen=True)
@@ -163,6 +170,8 @@ class Updater:
         # Resolved once: after a Windows rename-aside, sys.executable must not lead us to the .old file.
         exe = cfg.executable or (sys.executable if getattr(sys, "frozen", False) else None)
         self.target: Path | None = _install.resolve_target(exe) if exe else None
+        self._hash_cache: tuple[tuple[int, int, int], str] | None = None
+        self.folder = _folder.detect(self.target, cfg.install_root) if self.target is not None else None
 
     # --- public steps -------------------------------------------------------------------------
 
@@ -178,12 +187,15 @@ class Updater:
         bytes go to a partial file next to the executable (same filesystem, so the final rename
         cannot cross devices). A network failure keeps it and records its ETag, and the next
         attempt (in this run, after a jittered back-off, or in a later run) resumes with
-        Range/If-Range. Size and sha256 decide, never the transfer.
+        Range/If-Range. Size and sha256 decide, never the transfer. In the one-folder layout the
+        archive is fetched the same way and the verified, extracted folder is returned.
         """
         target = self._require_target()
+        full = _Blob(update.url, update.entry.size, update.entry.sha256)
+        if self.folder is not None:
+            return self._download_package(self.folder, update, full, progress)
         _install.check_writable(target)
         partial = _install.partial_path_for(target, self.platform.os)
-        full = _Blob(update.url, update.entry.size, update.entry.sha256)
         patch = self._pick_patch(update, target)
         done = False
         if patch is not None:
@@ -205,12 +217,35 @@ class Updater:
         self._checkpoint("downloaded")
         return partial
 
+    def _download_package(self, layout: _folder.FolderLayout, update: Update, full: _Blob, progress: Progress | None) -> Path:
+        """Fetch the archive beside the version folders, verify it, extract and verify every file
+        into a temp folder there; return that folder."""
+        _install.check_writable(layout.current)
+        _install.check_writable(layout.versions / "x")
+        partial = _install.partial_path_for(layout.current)
+        self._fetch_verified(full, partial, progress)
+        self._checkpoint("downloaded")
+        staged = _folder.staging_dir(layout, str(update.entry.version))
+        files_sha256 = update.entry.extra.get("files_sha256")
+        try:
+            extract_package(partial, staged, files_sha256 if isinstance(files_sha256, str) else None)
+        except OSError as e:
+            _folder.remove_tree(staged)
+            raise InstallError(f"cannot unpack the update in {layout.versions} ({e.strerror or e}); free some disk space or check the folder's permissions") from e
+        except BaseException:
+            _folder.remove_tree(staged)
+            raise
+        finally:
+            _unlink_quietly(partial)
+        self._checkpoint("extracted")
+        return staged
+
     def _pick_patch(self, update: Update, target: Path) -> _Blob | None:
         """A usable bsdiff4 patch from exactly the installed binary, smaller than the full file."""
         patches = update.entry.extra.get("patches")
         if not isinstance(patches, list) or not patches:
             return None
-        installed = _sha256_file(target)
+        installed = self._installed_sha256(target)
         for p in patches:
             if not isinstance(p, dict) or p.get("format") != "bsdiff4" or p.get("from_sha256") != installed:
                 continue
@@ -274,29 +309,49 @@ class Updater:
         self._forget_partial()
 
     def install(self, staged: Path, version: str) -> None:
-        """Pre-flight ``staged``, keep a backup of the running binary, swap ``staged`` in, start a trial."""
+        """Pre-flight ``staged``, keep a backup of the running binary, swap ``staged`` in, start a trial.
+
+        In the one-folder layout ``staged`` is the extracted folder: it becomes
+        ``versions/<version>``, its executable is pre-flighted, the previous version's folder is
+        the backup, and the swap is the atomic switch of ``current``.
+        """
         target = self._require_target()
+        layout = self.folder
+        candidate = staged if layout is None else _folder.publish_version(layout, staged, version) / layout.exe
         try:
-            preflight(staged, version, _restart.child_environment(self.environ, version), self.config.preflight_timeout)
+            preflight(candidate, version, _restart.child_environment(self.environ, version), self.config.preflight_timeout)
             self._checkpoint("preflight-passed")
-            backup = _install.backup_path_for(target)
-            _install.make_backup(target, backup)
-            self._checkpoint("backed-up")
-            _install.apply(staged, target, self.platform.os, self.file_ops)
+            if layout is None:
+                backup = _install.backup_path_for(target)
+                _install.make_backup(target, backup)
+                self._checkpoint("backed-up")
+                _install.apply(staged, target, self.platform.os, self.file_ops)
+            else:
+                backup = layout.version_dir(layout.current_version(self.platform.os, self.file_ops) or str(self.current))
+                env = _restart.child_environment(self.environ, version)
+                _folder.run_post_install(layout, version, backup.name, env, self.config.preflight_timeout)
+                _folder.switch(layout, version, self.platform.os, self.file_ops)
             self._checkpoint("swapped")
         except PreflightFailed as e:
             self._mark_bad(version, str(e))
+            if layout is not None:
+                _folder.remove_tree(candidate.parent)
             raise
         finally:
-            _unlink_quietly(staged)  # gone already after a successful rename
+            if layout is None:
+                _unlink_quietly(staged)  # gone already after a successful rename
         state = self.state_file.load()
-        state.trial = Trial(version=version, previous_version=str(self.current), target=str(target), backup=str(backup))
+        state.trial = Trial(version=version, previous_version=str(self.current), target=self._trial_key(target), backup=str(backup))
         self._save_state(state)
         self._checkpoint("trial-started")
+        if layout is not None:
+            _folder.prune(layout, {version, backup.name})
 
     def restart(self, version: str) -> NoReturn:
         """Run the installed executable in place of this process (it will report ``version``)."""
         target = self._require_target()
+        if self.folder is not None:
+            target = self.folder.entry_point(self.platform.os, self.file_ops)
         env = _restart.child_environment(self.environ, version)
         self._checkpoint("restarting")
         _restart.restart(str(target), list(self.argv[1:]), env, self.platform.os)
@@ -313,7 +368,8 @@ class Updater:
             return
         state.trial = None
         self._save_state(state)
-        _unlink_quietly(Path(trial.backup))
+        if self.folder is None:  # a folder layout keeps the previous version's folder for a later rollback
+            _unlink_quietly(Path(trial.backup))
         log.debug("gupper: %s confirmed healthy", trial.version)
 
     def run(self, *, restart: bool = True, progress: Progress | None = None) -> Result:
@@ -342,7 +398,10 @@ class Updater:
                 return Result(Status.FAILED, msg, version=self.config.current_version)
             log.info("gupper: now running %s", restarted_as)
             return Result(Status.JUST_UPDATED, f"updated to {restarted_as}", version=restarted_as)
-        _install.cleanup_leftovers(target, self.file_ops)
+        if self.folder is not None:
+            _folder.cleanup_leftovers(self.folder, self.file_ops)
+        else:
+            _install.cleanup_leftovers(target, self.file_ops)
         try:
             return self._update(target, restart, progress)
         except UpdateError as e:
@@ -358,7 +417,7 @@ class Updater:
             if update is None:
                 return Result(Status.UP_TO_DATE, reason, version=str(self.current))
             new_version = str(update.entry.version)
-            if _sha256_file(target) == update.entry.sha256:
+            if self._installed(target, update):
                 # Another instance installed it after we started: run it rather than fetch it again.
                 log.info("gupper: %s was installed by another instance", new_version)
             else:
@@ -385,6 +444,27 @@ class Updater:
         return checker
 
     # --- internals ----------------------------------------------------------------------------
+
+    def _installed(self, target: Path, update: Update) -> bool:
+        """Whether ``update`` is what the installed entry point runs already."""
+        if self.folder is not None:
+            return self.folder.current_version(self.platform.os, self.file_ops) == str(update.entry.version)
+        return self._installed_sha256(target) == update.entry.sha256
+
+    def _installed_sha256(self, target: Path) -> str:
+        """sha256 of the installed binary, hashed once per file version (an update asks twice)."""
+        try:
+            st = target.stat()
+        except OSError:
+            return ""
+        key = (st.st_ino, st.st_size, st.st_mtime_ns)
+        if self._hash_cache is None or self._hash_cache[0] != key:
+            self._hash_cache = (key, _sha256_file(target))
+        return self._hash_cache[1]
+
+    def _trial_key(self, target: Path) -> str:
+        """What a trial is recorded against: the executable, or a folder install's ``current``."""
+        return str(self.folder.current if self.folder is not None else target)
 
     def _fetch_manifest(self, state: ClientState) -> bytes:
         """The manifest's bytes; ``If-None-Match`` with the last ETag, and a 304 answered from the
@@ -427,7 +507,8 @@ class Updater:
             state.channels[self.config.channel] = ChannelRecord(manifest.serial, digest_of(manifest))
             self._save_state(state)
         self._checkpoint("checked")
-        decision = choose_update(manifest, self.platform.key, self.current, state.install_id)
+        types = ("archive",) if self.folder is not None else ("binary",)
+        decision = choose_update(manifest, self.platform.key, self.current, state.install_id, types)
         log.debug("gupper: %s", decision.reason)
         if decision.entry is None:
             return None, decision.reason
@@ -442,9 +523,11 @@ class Updater:
         """Count this start against a pending trial; roll back when it has failed too often."""
         state = self.state_file.load()
         trial = state.trial
-        if trial is None or trial.target != str(target):
+        layout = self.folder
+        if trial is None or trial.target != self._trial_key(target):
             # A backup no trial refers to (killed between swap and saving the trial): not needed.
-            _unlink_quietly(_install.backup_path_for(target))
+            if layout is None:
+                _unlink_quietly(_install.backup_path_for(target))
             return None
         if trial.version != self.config.current_version:
             state.trial = None  # the trial version is not what runs (swap never happened, or undone by hand)
@@ -456,21 +539,25 @@ class Updater:
             return None
         reason = f"started {trial.starts - 1} times without confirming it runs"
         backup = Path(trial.backup)
-        if not backup.is_file():
+        if not (backup / layout.exe if layout is not None else backup).is_file():
             state.trial = None
             state.bad_versions[trial.version] = reason
             self._save_state(state)
             raise InstallError(f"{trial.version} {reason}, but the backup of {trial.previous_version} is gone; reinstall the app")
-        staged = _install.temp_path_for(target, self.platform.os)
-        try:
-            _install.make_backup(backup, staged)  # a copy: the backup stays until the swap back is done
-            _install.apply(staged, target, self.platform.os, self.file_ops)
-        finally:
-            _unlink_quietly(staged)
+        if layout is not None:
+            _folder.switch(layout, backup.name, self.platform.os, self.file_ops)
+        else:
+            staged = _install.temp_path_for(target, self.platform.os)
+            try:
+                _install.make_backup(backup, staged)  # a copy: the backup stays until the swap back is done
+                _install.apply(staged, target, self.platform.os, self.file_ops)
+            finally:
+                _unlink_quietly(staged)
         state.trial = None
         state.bad_versions[trial.version] = reason
         self._save_state(state)
-        _unlink_quietly(backup)
+        if layout is None:
+            _unlink_quietly(backup)
         log.warning("gupper: %s %s; rolled back to %s", trial.version, reason, trial.previous_version)
         if restart:
             self.restart(trial.previous_version)

@@ -30,6 +30,20 @@ OLD_SUFFIX = ".old"
 RENAME_ATTEMPTS = 8
 
 
+def write_durable(path: str, data: bytes) -> None:
+    """Create ``path`` with ``data``, fsynced (not atomic by itself: write a temp name, then rename)."""
+    with open(path, "xb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def read_small_text(path: str) -> str:
+    """A small text file's content."""
+    with open(path, encoding="utf-8") as f:
+        return f.read(4096)
+
+
 @dataclass
 class FileOps:
     """The filesystem primitives the installer uses; tests swap in other semantics."""
@@ -39,6 +53,9 @@ class FileOps:
     unlink: Callable[[str], None] = os.unlink
     sleep: Callable[[float], None] = time.sleep
     fsync_dir: Callable[[str], None] = fsync_dir
+    symlink: Callable[[str, str], None] = os.symlink
+    write_file: Callable[[str, bytes], None] = write_durable
+    read_text: Callable[[str], str] = read_small_text
 
 
 def resolve_target(executable: str) -> Path:

@@ -51,12 +51,13 @@ def _staged(entry: Entry, app: str, install_id: str) -> tuple[Entry | None, str]
     return offered, f" (not in the {percent}% rollout of {entry.version}; offered {offered.version})"
 
 
-def choose_update(manifest: Manifest, platform_key: str, current: Version, install_id: str = "") -> Decision:
+def choose_update(manifest: Manifest, platform_key: str, current: Version, install_id: str = "", types: tuple[str, ...] = INSTALLABLE_TYPES) -> Decision:
     """Pick this platform's entry if this install should move to it.
 
     A platform with no entry means no update (never another platform's file). A lower version
     is only ever chosen when the running version is in the signed ``yanked`` list. An entry of a
-    type this client cannot install is skipped with a reason rather than guessed at.
+    type this install cannot take (``types``: ``binary`` for a single-file install, ``archive``
+    for a one-folder one) is skipped with a reason rather than guessed at.
     """
     listed = manifest.entry_for(platform_key)
     if listed is None:
@@ -67,8 +68,8 @@ def choose_update(manifest: Manifest, platform_key: str, current: Version, insta
     yanked = current in manifest.yanked
     if entry.version == current or (entry.version < current and not yanked):
         return Decision(None, f"up to date ({current}; latest for {platform_key} is {entry.version}{note})")
-    if entry.type not in INSTALLABLE_TYPES:
-        return Decision(None, f"release {entry.version} is a {entry.type!r} artifact, which this version cannot install; update by hand")
+    if entry.type not in types:
+        return Decision(None, f"release {entry.version} is a {entry.type!r} artifact, which this install cannot take; update by hand")
     if entry.version < current:
         return Decision(entry, f"{current} was withdrawn (yanked): going back to {entry.version}")
     return Decision(entry, f"update available: {current} -> {entry.version}{note}")

@@ -1,0 +1,462 @@
+"""Multi-file packages, fast: deterministic archives, safe extraction, the ``current`` switch, and
+the one-folder install layout through the updater (real TLS simulator, real pre-flight)."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import json
+import os
+import shutil
+import tarfile
+from collections.abc import Iterator
+from dataclasses import replace
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from publisher.archive import make_archive, pack_folder
+from publisher.publish import PublishOptions, publish
+from publisher.selection import build_signed
+from publisher.signing import public_key_of, sign_manifest
+from publisher.stores import LocalStore
+from updater import Platform, Status, Updater, UpdaterConfig
+from updater.errors import InstallError, IntegrityError
+from updater.folder import FolderLayout, detect, switch
+from updater.install import FileOps
+from updater.package import LIST_NAME, PackageEntry, extract_package, file_list_bytes, parse_file_list
+from updater.state import StateFile
+
+from . import httpsim
+from .conftest import NOW, fake_app
+from .httpsim import Sim
+
+pytestmark = pytest.mark.posix
+
+KEY = Ed25519PrivateKey.generate()
+
+
+def make_folder(base: Path, version: str, *, exe: bytes | None = None, data: bytes = b"library bytes\n") -> Path:
+    """A one-folder build: ``app`` (executable), ``_internal/lib.so``, a symlink to it, an empty dir."""
+    folder = base / f"app-{version}-linux-amd64"
+    (folder / "_internal" / "empty").mkdir(parents=True)
+    (folder / "app").write_bytes(exe if exe is not None else fake_app(version))
+    (folder / "app").chmod(0o755)
+    (folder / "_internal" / "lib.so").write_bytes(data)
+    (folder / "lib.so").symlink_to("_internal/lib.so")
+    return folder
+
+
+# --- publisher: deterministic archives ---------------------------------------------------------
+
+
+def test_identical_folders_give_identical_archives_and_a_tar_gz_is_repacked_the_same(tmp_path: Path) -> None:
+    a = make_folder(tmp_path / "a", "1.0.0")
+    b = make_folder(tmp_path / "b", "1.0.0")
+    os.utime(b / "app", (1, 1))
+    (b / "_internal" / "lib.so").chmod(0o600)  # modes are normalised to 0644 / 0755
+    (tmp_path / "w1").mkdir()
+    (tmp_path / "w2").mkdir()
+    (tmp_path / "w3").mkdir()
+    out_a, list_a = make_archive(a, tmp_path / "w1")
+    out_b, list_b = make_archive(b, tmp_path / "w2")
+    assert out_a.name == "app-1.0.0-linux-amd64.tar.gz" and out_a.read_bytes() == out_b.read_bytes() and list_a == list_b
+    user = tmp_path / "app-1.0.0-linux-amd64.tar.gz"
+    with tarfile.open(user, "w:gz") as tar:  # a user's own tar: real mtimes, uids, a top folder
+        tar.add(b, arcname="app-1.0.0-linux-amd64")
+    out_c, _ = make_archive(user, tmp_path / "w3")
+    assert out_c.read_bytes() == out_a.read_bytes()
+    with tarfile.open(out_a, "r:gz") as tar:
+        members = tar.getmembers()
+    assert [m.name for m in members] == [LIST_NAME, "_internal", "_internal/empty", "_internal/lib.so", "app", "lib.so"]
+    assert {(m.mtime, m.uid, m.gid, m.uname, m.gname) for m in members} == {(0, 0, 0, "", "")}
+    link = members[-1]
+    assert link.issym() and link.linkname == "_internal/lib.so"
+
+
+def test_publishing_a_folder_writes_an_archive_entry_with_its_file_list_signed(tmp_path: Path) -> None:
+    folder = make_folder(tmp_path / "dist", "1.2.0")
+    store = LocalStore(tmp_path / "site")
+    publish(store, [folder], PublishOptions(keys=[KEY], clock=lambda: NOW))
+    signed = json.loads((tmp_path / "site" / "app" / "stable" / "latest.json").read_bytes())["signed"]
+    entry = signed["platforms"]["linux-amd64"]
+    archive = tmp_path / "site" / "app" / "1.2.0" / "app-1.2.0-linux-amd64.tar.gz"
+    assert entry["type"] == "archive" and entry["format"] == "tar.gz" and entry["url"] == "../1.2.0/app-1.2.0-linux-amd64.tar.gz"
+    assert entry["size"] == archive.stat().st_size and entry["sha256"] == hashlib.sha256(archive.read_bytes()).hexdigest()
+    with tarfile.open(archive, "r:gz") as tar:
+        listing = tar.extractfile(LIST_NAME).read()  # type: ignore[union-attr]
+    assert entry["files_sha256"] == hashlib.sha256(listing).hexdigest()
+    again = publish(store, [folder], PublishOptions(keys=[KEY], clock=lambda: NOW))  # same folder: a no-op
+    assert [a.status for a in again.artifacts] == ["unchanged"] and not again.manifests[0].changed
+
+
+# --- safe extraction ---------------------------------------------------------------------------
+
+
+def craft(path: Path, entries: list[dict[str, Any]], members: list[tuple[tarfile.TarInfo, bytes | None]], *, listing: bytes | None = None) -> str:
+    """Write a hand-made archive: a list (given or from ``entries``) then ``members`` as they are."""
+    listing = listing if listing is not None else json.dumps({"_type": "gupper-files", "schema": 1, "files": entries}).encode()
+    with path.open("wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) as gz, tarfile.open(fileobj=gz, mode="w", format=tarfile.GNU_FORMAT) as tar:
+        info = tarfile.TarInfo(LIST_NAME)
+        info.size = len(listing)
+        tar.addfile(info, io.BytesIO(listing))
+        for member, data in members:
+            tar.addfile(member, io.BytesIO(data) if data is not None else None)
+    return hashlib.sha256(listing).hexdigest()
+
+
+def reg(name: str, data: bytes, size: int | None = None) -> tuple[tarfile.TarInfo, bytes]:
+    info = tarfile.TarInfo(name)
+    info.size = len(data) if size is None else size
+    info.mode = 0o644
+    return info, data
+
+
+def special(name: str, kind: bytes, linkname: str = "") -> tuple[tarfile.TarInfo, None]:
+    info = tarfile.TarInfo(name)
+    info.type, info.linkname = kind, linkname
+    return info, None
+
+
+def file_entry(path: str, data: bytes) -> dict[str, Any]:
+    return {"path": path, "type": "file", "size": len(data), "sha256": hashlib.sha256(data).hexdigest(), "mode": 0o644}
+
+
+@pytest.fixture
+def sandbox(tmp_path: Path) -> Iterator[tuple[Path, Path]]:
+    """(versions dir to extract into, an outside dir that must stay untouched)."""
+    versions = tmp_path / "root" / "versions"
+    versions.mkdir(parents=True)
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    yield versions, outside
+    assert sorted(p.name for p in outside.iterdir()) == [], "something was written outside the versions dir"
+    assert sorted(p.name for p in (tmp_path / "root").iterdir()) == ["versions"]
+    assert not (tmp_path / "evil").exists()
+
+
+EVIL = b"#!/bin/sh\necho pwned\n"
+
+MALICIOUS: dict[str, tuple[list[dict[str, Any]], list[tuple[tarfile.TarInfo, bytes | None]], str]] = {
+    "traversal in the list": ([file_entry("../../outside/evil", EVIL)], [reg("../../outside/evil", EVIL)], "could resolve outside"),
+    "traversal in the tar only": ([file_entry("ok", EVIL)], [reg("../../outside/ok", EVIL)], "does not name"),
+    "absolute path": ([file_entry("/tmp/evil", EVIL)], [reg("/tmp/evil", EVIL)], "not a relative path"),
+    "symlink out (absolute)": ([{"path": "l", "type": "link", "target": "/etc"}], [special("l", tarfile.SYMTYPE, "/etc")], "outside the package"),
+    "symlink out (relative)": ([{"path": "l", "type": "link", "target": "../../outside"}], [special("l", tarfile.SYMTYPE, "../../outside")], "outside the package"),
+    "symlink out through another link": (
+        [{"path": "d", "type": "dir"}, {"path": "d/up", "type": "link", "target": ".."}, {"path": "d/out", "type": "link", "target": "up/../.."}],
+        [special("d", tarfile.DIRTYPE), special("d/up", tarfile.SYMTYPE, ".."), special("d/out", tarfile.SYMTYPE, "up/../..")],
+        "outside the package",
+    ),
+    "tar link differs from the list": ([{"path": "l", "type": "link", "target": "x"}], [special("l", tarfile.SYMTYPE, "../../outside")], "not the link"),
+    "write through a link": (
+        [{"path": "l", "type": "link", "target": "sub"}, file_entry("l/evil", EVIL)],
+        [special("l", tarfile.SYMTYPE, "sub"), reg("l/evil", EVIL)],
+        "not a listed directory",
+    ),
+    "character device in the list": ([{"path": "tty", "type": "chr"}], [special("tty", tarfile.CHRTYPE)], "only dir, file and link"),
+    "device in the tar": ([file_entry("tty", b"")], [special("tty", tarfile.CHRTYPE)], "not a regular file"),
+    "fifo in the tar": ([file_entry("pipe", b"")], [special("pipe", tarfile.FIFOTYPE)], "not a regular file"),
+    "hard link in the tar": ([file_entry("h", b"")], [special("h", tarfile.LNKTYPE, "/etc/passwd")], "not a regular file"),
+    "more bytes than declared": ([file_entry("big", b"x" * 10)], [reg("big", b"x" * 5000)], "listed 10 bytes"),
+    "altered bytes": ([file_entry("f", b"good")], [reg("f", b"evil")], "does not match"),
+    "member not in the list": ([file_entry("f", b"a")], [reg("f", b"a"), reg("extra", b"b")], "does not name"),
+    "listed member missing": ([file_entry("f", b"a"), file_entry("g", b"b")], [reg("f", b"a")], "lacks 'g'"),
+    "listed twice in the tar": ([file_entry("f", b"a")], [reg("f", b"a"), reg("f", b"a")], "does not name"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(MALICIOUS))
+def test_a_malicious_archive_is_refused_and_nothing_is_written_outside(tmp_path: Path, sandbox: tuple[Path, Path], case: str) -> None:
+    versions, _ = sandbox
+    entries, members, message = MALICIOUS[case]
+    archive = tmp_path / "evil.tar.gz"
+    digest = craft(archive, entries, members)
+    dest = versions / ".2.0.0.gupper-x.tmp"
+    with pytest.raises(IntegrityError, match="refused") as info:
+        extract_package(archive, dest, digest)
+    assert message in str(info.value)
+    shutil.rmtree(dest)  # the caller removes the half-written temp folder
+
+
+def test_an_archive_without_its_list_first_or_with_another_list_is_refused(tmp_path: Path, sandbox: tuple[Path, Path]) -> None:
+    versions, _ = sandbox
+    archive = tmp_path / "a.tar.gz"
+    craft(archive, [file_entry("f", b"a")], [reg("f", b"a")])
+    with pytest.raises(IntegrityError, match="does not match the signed files_sha256"):
+        extract_package(archive, versions / "x", "00" * 32)
+    shutil.rmtree(versions / "x")
+    with tarfile.open(archive, "w:gz") as tar:
+        info, data = reg("f", b"a")
+        tar.addfile(info, io.BytesIO(data))
+    with pytest.raises(IntegrityError, match="does not start with its file list"):
+        extract_package(archive, versions / "y")
+    shutil.rmtree(versions / "y")
+    archive.write_bytes(b"\x1f\x8b not really gzip")
+    with pytest.raises(IntegrityError, match="damaged"):
+        extract_package(archive, versions / "z")
+    shutil.rmtree(versions / "z")
+
+
+def test_a_good_archive_extracts_with_modes_links_and_empty_dirs(tmp_path: Path) -> None:
+    folder = make_folder(tmp_path / "dist", "2.0.0")
+    archive = tmp_path / "a.tar.gz"
+    digest = pack_folder(folder, archive)
+    dest = tmp_path / "out"
+    entries = extract_package(archive, dest, digest)
+    assert {e.path for e in entries} == {"_internal", "_internal/empty", "_internal/lib.so", "app", "lib.so"}
+    assert (dest / "app").read_bytes() == fake_app("2.0.0") and os.access(dest / "app", os.X_OK)
+    assert (dest / "lib.so").is_symlink() and os.readlink(dest / "lib.so") == "_internal/lib.so"
+    assert (dest / "lib.so").read_bytes() == b"library bytes\n" and (dest / "_internal" / "empty").is_dir()
+    assert oct((dest / "_internal" / "lib.so").stat().st_mode & 0o777) == oct(0o644)
+
+
+def test_file_list_checks_links_with_leading_dotdots_only_within_depth() -> None:
+    ok = [PackageEntry("a", "dir"), PackageEntry("a/b", "dir"), PackageEntry("a/b/l", "link", target="../../x")]
+    parse_file_list(file_list_bytes(ok))
+    with pytest.raises(IntegrityError):
+        parse_file_list(file_list_bytes([*ok[:2], PackageEntry("a/b/l", "link", target="../../../x")]))
+
+
+# --- the current switch ------------------------------------------------------------------------
+
+
+def layout_with(tmp_path: Path, *versions: str, current: str) -> FolderLayout:
+    layout = FolderLayout(tmp_path / "root", "app")
+    for v in versions:
+        d = layout.version_dir(v)
+        d.mkdir(parents=True)
+        (d / "app").write_bytes(fake_app(v))
+        (d / "app").chmod(0o755)
+    layout.current.symlink_to(f"versions/{current}")
+    return layout
+
+
+def test_switch_replaces_the_link_atomically_through_a_temp_name(tmp_path: Path) -> None:
+    layout = layout_with(tmp_path, "1.0.0", "2.0.0", current="1.0.0")
+    calls: list[str] = []
+
+    def replace_(src: str, dst: str) -> None:
+        calls.append(f"replace {Path(src).name} -> {Path(dst).name}")
+        assert os.readlink(dst) == "versions/1.0.0" and os.readlink(src) == "versions/2.0.0"
+        os.replace(src, dst)
+
+    switch(layout, "2.0.0", "linux", FileOps(replace=replace_))
+    assert os.readlink(layout.current) == "versions/2.0.0" and layout.current_version("linux") == "2.0.0"
+    assert len(calls) == 1 and calls[0].startswith("replace .current.gupper-") and calls[0].endswith(".tmp -> current")
+    assert sorted(p.name for p in layout.root.iterdir()) == ["current", "versions"]
+    assert (layout.entry_point("linux")).read_bytes() == fake_app("2.0.0")
+    assert detect(layout.version_dir("2.0.0") / "app", None) == layout
+
+
+def test_switch_refuses_a_missing_version_and_a_failed_rename_leaves_the_old_link(tmp_path: Path) -> None:
+    layout = layout_with(tmp_path, "1.0.0", "2.0.0", current="1.0.0")
+    with pytest.raises(InstallError, match="missing"):
+        switch(layout, "3.0.0", "linux")
+
+    def refuse(src: str, dst: str) -> None:
+        raise PermissionError(13, "Permission denied")
+
+    with pytest.raises(InstallError, match="left as it was"):
+        switch(layout, "2.0.0", "linux", FileOps(replace=refuse))
+    assert os.readlink(layout.current) == "versions/1.0.0" and sorted(p.name for p in layout.root.iterdir()) == ["current", "versions"]
+
+
+def test_windows_current_is_a_pointer_file_written_atomically(tmp_path: Path) -> None:
+    layout = FolderLayout(tmp_path / "root", "app.exe")
+    for v in ("1.0.0", "2.0.0"):
+        layout.version_dir(v).mkdir(parents=True)
+        (layout.version_dir(v) / "app.exe").write_bytes(b"MZ" + v.encode())
+    layout.current.write_text("versions\\1.0.0\n")
+    writes: list[str] = []
+
+    def symlink(src: str, dst: str) -> None:
+        raise AssertionError("no symlinks on Windows")
+
+    def write_file(path: str, data: bytes) -> None:
+        writes.append(Path(path).name)
+        Path(path).write_bytes(data)
+
+    ops = FileOps(symlink=symlink, write_file=write_file)
+    switch(layout, "2.0.0", "windows", ops)
+    assert layout.current.read_text() == "versions\\2.0.0\n" and not layout.current.is_symlink()
+    assert writes[0].startswith(".current.gupper-") and layout.current_version("windows", ops) == "2.0.0"
+    assert layout.entry_point("windows", ops) == layout.version_dir("2.0.0") / "app.exe"
+    assert sorted(p.name for p in layout.root.iterdir()) == ["current", "versions"]
+
+
+# --- the updater with a one-folder install -----------------------------------------------------
+
+MANIFEST = "/app/stable/latest.json"
+
+
+@pytest.fixture
+def sim(tmp_path: Path) -> Iterator[Sim]:
+    with httpsim.serve(tmp_path) as s:
+        yield s
+
+
+def serve_release(sim: Sim, tmp_path: Path, version: str, *, exe: bytes | None = None, hook: bytes | None = None) -> None:
+    folder = make_folder(tmp_path / f"dist-{version}", version, exe=exe)
+    if hook is not None:
+        (folder / "hooks").mkdir()
+        (folder / "hooks" / "migrate").write_bytes(hook)
+        (folder / "hooks" / "migrate").chmod(0o755)
+    archive = tmp_path / f"app-{version}.tar.gz"
+    files_sha256 = pack_folder(folder, archive, "hooks/migrate" if hook is not None else None)
+    data = archive.read_bytes()
+    url = f"/app/{version}/app-{version}-linux-amd64.tar.gz"
+    sim.routes[url] = data
+    entry = {
+        "version": version, "type": "archive", "format": "tar.gz", "url": f"../{version}/app-{version}-linux-amd64.tar.gz",
+        "size": len(data), "sha256": hashlib.sha256(data).hexdigest(), "files_sha256": files_sha256,
+    }  # fmt: skip
+    signed = build_signed(app="app", channel="stable", serial=1, now=NOW, expires_in=timedelta(days=30), platforms={"linux-amd64": entry})
+    sim.routes[MANIFEST] = sign_manifest(signed, [KEY])
+
+
+def folder_updater(sim: Sim, layout: FolderLayout, version: str = "1.0.0", **kw: Any) -> Updater:
+    cfg = UpdaterConfig(
+        app="app", current_version=version, manifest_url=sim.url(MANIFEST), public_keys=(public_key_of(KEY).to_text(),),
+        ca_bundle=sim.ca_path, executable=str(layout.current / "app"), platform=Platform("linux", "amd64"),
+        state_dir=str(layout.root.parent / "state"), retries=0, download_attempts=1, read_timeout=2, preflight_timeout=10,
+    )  # fmt: skip
+    return Updater(replace(cfg, **kw), clock=lambda: NOW, environ={}, argv=["app"])
+
+
+def versions_of(layout: FolderLayout) -> list[str]:
+    return sorted(p.name for p in layout.versions.iterdir())
+
+
+def test_folder_install_updates_switches_current_and_keeps_the_last_two(sim: Sim, tmp_path: Path) -> None:
+    layout = layout_with(tmp_path, "0.9.0", "1.0.0", current="1.0.0")
+    serve_release(sim, tmp_path, "2.0.0")
+    up = folder_updater(sim, layout)
+    assert up.folder == layout  # recognised from <root>/versions/<v>/app without any setting
+    result = up.run(restart=False)
+    assert result.status is Status.INSTALLED, result.message
+    assert layout.current_version("linux") == "2.0.0" and versions_of(layout) == ["1.0.0", "2.0.0"]
+    assert (layout.current / "app").read_bytes() == fake_app("2.0.0") and (layout.current / "lib.so").read_bytes() == b"library bytes\n"
+    assert sorted(p.name for p in layout.root.iterdir()) == ["current", "versions"]
+    trial = StateFile(layout.root.parent / "state").load().trial
+    assert trial is not None and trial.target == str(layout.current) and trial.backup == str(layout.version_dir("1.0.0"))
+    new = folder_updater(sim, layout, "2.0.0")
+    assert new.run(restart=False).status is Status.UP_TO_DATE
+    new.confirm()
+    assert versions_of(layout) == ["1.0.0", "2.0.0"]  # the previous folder stays for a later rollback
+
+
+def test_folder_release_that_never_confirms_is_rolled_back_by_switching_current(sim: Sim, tmp_path: Path) -> None:
+    layout = layout_with(tmp_path, "1.0.0", current="1.0.0")
+    serve_release(sim, tmp_path, "2.0.0")
+    assert folder_updater(sim, layout).run(restart=False).status is Status.INSTALLED
+    for _ in range(2):
+        assert folder_updater(sim, layout, "2.0.0").run(restart=False).status is Status.UP_TO_DATE
+    result = folder_updater(sim, layout, "2.0.0").run(restart=False)
+    assert result.status is Status.ROLLED_BACK and result.version == "1.0.0"
+    assert layout.current_version("linux") == "1.0.0" and (layout.current / "app").read_bytes() == fake_app("1.0.0")
+    back = folder_updater(sim, layout).run(restart=False)
+    assert back.status is Status.UP_TO_DATE and "marked bad" in back.message
+
+
+def test_folder_release_failing_preflight_is_removed_and_current_untouched(sim: Sim, tmp_path: Path) -> None:
+    layout = layout_with(tmp_path, "1.0.0", current="1.0.0")
+    serve_release(sim, tmp_path, "2.0.0", exe=b"#!/bin/sh\nexit 7\n")
+    result = folder_updater(sim, layout).run(restart=False)
+    assert result.status is Status.FAILED and "failed its self-test (exit code 7)" in result.message
+    assert layout.current_version("linux") == "1.0.0" and versions_of(layout) == ["1.0.0"]
+    assert sorted(p.name for p in layout.root.iterdir()) == ["current", "versions"]
+
+
+def test_folder_install_refuses_a_binary_release_and_a_binary_install_an_archive(sim: Sim, tmp_path: Path) -> None:
+    layout = layout_with(tmp_path, "1.0.0", current="1.0.0")
+    serve_release(sim, tmp_path, "2.0.0")
+    exe = tmp_path / "single" / "app"
+    exe.parent.mkdir()
+    exe.write_bytes(fake_app("1.0.0"))
+    single = folder_updater(sim, layout, executable=str(exe))
+    assert single.folder is None
+    result = single.run(restart=False)
+    assert result.status is Status.UP_TO_DATE and "'archive' artifact, which this install cannot take" in result.message
+    assert exe.read_bytes() == fake_app("1.0.0")
+
+
+def test_leftovers_of_a_killed_folder_update_are_cleaned_on_the_next_start(sim: Sim, tmp_path: Path) -> None:
+    layout = layout_with(tmp_path, "1.0.0", current="1.0.0")
+    (layout.versions / ".2.0.0.gupper-abc.tmp" / "_internal").mkdir(parents=True)  # killed mid-extraction
+    (layout.root / ".current.gupper-def.tmp").symlink_to("versions/2.0.0")  # killed before the rename
+    sim.routes[MANIFEST] = b"not json"
+    folder_updater(sim, layout).run(restart=False)
+    assert versions_of(layout) == ["1.0.0"] and sorted(p.name for p in layout.root.iterdir()) == ["current", "versions"]
+
+
+def test_a_folder_with_a_link_out_or_a_fifo_cannot_be_published(tmp_path: Path) -> None:
+    from publisher.errors import PublishError
+
+    folder = make_folder(tmp_path / "dist", "1.2.0")
+    (folder / "etc").symlink_to("/etc")
+    store = LocalStore(tmp_path / "site")
+    with pytest.raises(PublishError, match="outside the package"):
+        publish(store, [folder], PublishOptions(keys=[KEY], clock=lambda: NOW))
+    (folder / "etc").unlink()
+    os.mkfifo(folder / "pipe")
+    with pytest.raises(PublishError, match="device, FIFO or socket"):
+        publish(store, [folder], PublishOptions(keys=[KEY], clock=lambda: NOW))
+    assert not (tmp_path / "site").exists() or not list((tmp_path / "site").rglob("*.tar.gz"))
+
+
+# --- post-install hook -------------------------------------------------------------------------
+
+MIGRATE = b'#!/bin/sh\necho "$GUPPER_PREVIOUS_VERSION -> $GUPPER_NEW_VERSION in $(basename "$PWD")" > "$GUPPER_INSTALL_ROOT/migrated"\n'
+
+
+def test_a_post_install_hook_runs_in_the_new_folder_before_the_switch(sim: Sim, tmp_path: Path) -> None:
+    layout = layout_with(tmp_path, "1.0.0", current="1.0.0")
+    serve_release(sim, tmp_path, "2.0.0", hook=MIGRATE)
+    assert folder_updater(sim, layout).run(restart=False).status is Status.INSTALLED
+    assert (layout.root / "migrated").read_text() == "1.0.0 -> 2.0.0 in 2.0.0\n"
+    assert layout.current_version("linux") == "2.0.0"
+
+
+def test_a_failing_post_install_hook_aborts_the_switch_and_marks_the_version_bad(sim: Sim, tmp_path: Path) -> None:
+    layout = layout_with(tmp_path, "1.0.0", current="1.0.0")
+    serve_release(sim, tmp_path, "2.0.0", hook=b"#!/bin/sh\nexit 4\n")
+    result = folder_updater(sim, layout).run(restart=False)
+    assert result.status is Status.FAILED and "the post-install hook of 2.0.0 failed (exit code 4); not installed" in result.message
+    assert layout.current_version("linux") == "1.0.0" and versions_of(layout) == ["1.0.0"]
+    assert "marked bad" in folder_updater(sim, layout).run(restart=False).message
+
+
+def test_a_post_install_hook_must_be_a_listed_executable(tmp_path: Path) -> None:
+    from publisher.errors import PublishError
+
+    folder = make_folder(tmp_path / "dist", "1.2.0")
+    for hook in ("_internal/lib.so", "missing", "../outside"):
+        with pytest.raises(PublishError, match="not a listed executable file"):
+            pack_folder(folder, tmp_path / "a.tar.gz", hook)
+
+
+@pytest.mark.parametrize("case", ["traversal in the list", "symlink out (relative)", "more bytes than declared", "fifo in the tar"])
+def test_the_updater_refuses_a_signed_malicious_archive_and_changes_nothing(sim: Sim, tmp_path: Path, case: str) -> None:
+    layout = layout_with(tmp_path, "1.0.0", current="1.0.0")
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    entries, members, message = MALICIOUS[case]
+    archive = tmp_path / "evil.tar.gz"
+    files_sha256 = craft(archive, entries, members)
+    data = archive.read_bytes()
+    sim.routes["/app/2.0.0/app-2.0.0-linux-amd64.tar.gz"] = data
+    entry = {
+        "version": "2.0.0", "type": "archive", "format": "tar.gz", "url": "../2.0.0/app-2.0.0-linux-amd64.tar.gz",
+        "size": len(data), "sha256": hashlib.sha256(data).hexdigest(), "files_sha256": files_sha256,
+    }  # fmt: skip
+    signed = build_signed(app="app", channel="stable", serial=1, now=NOW, expires_in=timedelta(days=30), platforms={"linux-amd64": entry})
+    sim.routes[MANIFEST] = sign_manifest(signed, [KEY])  # signed by the real key: only extraction stands in the way
+    result = folder_updater(sim, layout).run(restart=False)
+    assert result.status is Status.FAILED and isinstance(result.error, IntegrityError) and message in result.message
+    assert layout.current_version("linux") == "1.0.0" and versions_of(layout) == ["1.0.0"]
+    assert sorted(p.name for p in layout.root.iterdir()) == ["current", "versions"] and list(outside.iterdir()) == []

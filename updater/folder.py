@@ -1,0 +1,192 @@
+"""The install layout for one-folder apps (``type: archive``).
+
+::
+
+    <root>/versions/1.0.0/app, _internal/...     one folder per version, side by side
+    <root>/versions/2.0.0/app, _internal/...
+    <root>/current -> versions/2.0.0             the stable entry point
+
+POSIX: ``current`` is a relative symlink, switched by creating a new link under a temp name and
+renaming it over the old one (atomic: a start sees the old version or the new one). Windows has
+no usable symlinks for users: ``current`` is a small file holding the version, replaced by an
+atomic rename, which a launcher reads. A version folder appears under its final name only once
+fully extracted and verified (it is built under a temp name and renamed). The current version
+and the one before it are kept (rollback); older ones are pruned.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import shutil
+import subprocess
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import install as _install
+from ._fsutil import fsync_dir
+from .errors import InstallError, PreflightFailed
+from .package import LIST_NAME, post_install_of
+
+log = logging.getLogger("gupper")
+
+VERSIONS = "versions"
+CURRENT = "current"
+KEEP = 2
+
+
+@dataclass(frozen=True)
+class FolderLayout:
+    """A one-folder app installed under ``root``; ``exe`` is the executable's name in each version folder."""
+
+    root: Path
+    exe: str
+
+    @property
+    def versions(self) -> Path:
+        """The folder holding one folder per version."""
+        return self.root / VERSIONS
+
+    @property
+    def current(self) -> Path:
+        """The entry point: a symlink (POSIX) or pointer file (Windows)."""
+        return self.root / CURRENT
+
+    def version_dir(self, version: str) -> Path:
+        """Where ``version`` lives."""
+        return self.versions / version
+
+    def current_version(self, os_name: str, ops: _install.FileOps | None = None) -> str | None:
+        """The version ``current`` names, or None when it names none."""
+        try:
+            text = (ops or _install.FileOps()).read_text(str(self.current)).strip() if os_name == "windows" else os.readlink(self.current)
+        except OSError:
+            return None
+        name = text.replace("\\", "/").rstrip("/").rsplit("/", 1)[-1]
+        return name or None
+
+    def entry_point(self, os_name: str, ops: _install.FileOps | None = None) -> Path:
+        """What to run: ``current/<exe>`` through the link; on Windows the version folder it names."""
+        if os_name == "windows":
+            version = self.current_version(os_name, ops)
+            if version is None:
+                raise InstallError(f"{self.current} names no version; reinstall the app")
+            return self.version_dir(version) / self.exe
+        return self.current / self.exe
+
+
+def detect(executable: Path, install_root: str | None) -> FolderLayout | None:
+    """The folder layout the running executable belongs to: ``install_root`` when configured, else
+    recognised from the path ``<root>/versions/<version>/<exe>`` with a ``<root>/current`` beside."""
+    if install_root is not None:
+        return FolderLayout(Path(os.path.realpath(install_root)), executable.name)
+    version_dir = executable.parent
+    versions = version_dir.parent
+    if versions.name == VERSIONS and os.path.lexists(versions.parent / CURRENT):
+        return FolderLayout(versions.parent, executable.name)
+    return None
+
+
+def switch(layout: FolderLayout, version: str, os_name: str, ops: _install.FileOps | None = None) -> None:
+    """Point ``current`` at ``version`` in one atomic step, durably."""
+    ops = ops or _install.FileOps()
+    if not (layout.version_dir(version) / layout.exe).is_file():
+        raise InstallError(f"cannot switch to {version}: {layout.version_dir(version) / layout.exe} is missing; the installed version was left as it was")
+    temp = _install.temp_path_for(layout.current)
+    try:
+        if os_name == "windows":
+            ops.write_file(str(temp), f"{VERSIONS}\\{version}\n".encode())
+        else:
+            ops.symlink(f"{VERSIONS}/{version}", str(temp))
+        ops.replace(str(temp), str(layout.current))
+        ops.fsync_dir(str(layout.root))
+    except OSError as e:
+        with contextlib.suppress(OSError):
+            ops.unlink(str(temp))
+        raise InstallError(f"could not switch {layout.current} to {version}: {e.strerror or e}; the installed version was left as it was") from e
+
+
+def run_post_install(layout: FolderLayout, version: str, previous: str, env: Mapping[str, str], timeout: float) -> None:
+    """Run the package's post-install hook, if it declares one, before ``current`` is switched.
+
+    It runs in the new version's folder with ``GUPPER_INSTALL_ROOT``, ``GUPPER_NEW_VERSION`` and
+    ``GUPPER_PREVIOUS_VERSION`` set; a non-zero exit, a timeout or a hook that cannot start
+    aborts the switch (PreflightFailed: the version is marked bad).
+    """
+    folder = layout.version_dir(version)
+    try:
+        data = (folder / LIST_NAME).read_bytes()
+    except FileNotFoundError:
+        return
+    hook = post_install_of(data)
+    if hook is None:
+        return
+    run_env = dict(env, GUPPER_INSTALL_ROOT=str(layout.root), GUPPER_NEW_VERSION=version, GUPPER_PREVIOUS_VERSION=previous)
+    try:
+        proc = subprocess.run([str(folder / hook)], cwd=folder, env=run_env, stdin=subprocess.DEVNULL, capture_output=True, timeout=timeout, check=False)
+    except subprocess.TimeoutExpired as e:
+        raise PreflightFailed(f"the post-install hook of {version} did not finish within {timeout:g} s; not installed") from e
+    except OSError as e:
+        raise PreflightFailed(f"the post-install hook of {version} cannot be started ({e.strerror or e}); not installed") from e
+    if proc.returncode != 0:
+        raise PreflightFailed(f"the post-install hook of {version} failed (exit code {proc.returncode}); not installed")
+    log.info("gupper: post-install hook of %s done", version)
+
+
+def staging_dir(layout: FolderLayout, version: str) -> Path:
+    """A temp folder beside the version folders (same filesystem) to extract ``version`` into."""
+    return _install.temp_path_for(layout.versions / version)
+
+
+def publish_version(layout: FolderLayout, staged: Path, version: str) -> Path:
+    """Rename a fully extracted and verified folder to ``versions/<version>`` (replacing a stale one
+    that ``current`` does not name) and make that durable."""
+    final = layout.version_dir(version)
+    if final.exists() or final.is_symlink():
+        remove_tree(final)
+    try:
+        os.rename(staged, final)
+        fsync_dir(str(layout.versions))
+    except OSError as e:
+        raise InstallError(f"cannot put {version} in place in {layout.versions} ({e.strerror or e}); free some disk space") from e
+    return final
+
+
+def remove_tree(path: Path) -> None:
+    """Remove a version or temp folder; problems are logged, never raised (retried next start)."""
+    try:
+        if path.is_symlink() or path.is_file():
+            path.unlink()
+        else:
+            shutil.rmtree(path)
+    except FileNotFoundError:
+        pass
+    except OSError as e:
+        log.debug("could not remove %s: %s", path, e)
+
+
+def prune(layout: FolderLayout, keep: set[str]) -> list[str]:
+    """Remove version folders not in ``keep`` (the current one and the one before it); returns them."""
+    removed: list[str] = []
+    try:
+        names = [p.name for p in layout.versions.iterdir() if not p.name.startswith(".")]
+    except OSError:
+        return removed
+    for name in names:
+        if name not in keep:
+            remove_tree(layout.version_dir(name))
+            removed.append(name)
+    return removed
+
+
+def cleanup_leftovers(layout: FolderLayout, ops: _install.FileOps | None = None) -> None:
+    """Remove what a killed update left: temp links and partial extractions (hidden temp names)."""
+    _install.cleanup_leftovers(layout.current, ops)
+    try:
+        hidden = [p for p in layout.versions.iterdir() if p.name.startswith(".") and p.name.endswith(".tmp")]
+    except OSError:
+        return
+    for path in hidden:
+        remove_tree(path)
