@@ -9,7 +9,6 @@ from __future__ import annotations
 import hashlib
 import os
 import platform
-import shutil
 import statistics
 import subprocess
 import sys
@@ -20,9 +19,8 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from app.build import APP_NAME, build_app, config_module  # noqa: E402
+from app.build import build_app  # noqa: E402
 from publisher.signing import keygen  # noqa: E402
-from updater.platforms import current_platform  # noqa: E402
 
 CACHE = ROOT / ".gupper" / "bench"
 BUILD_CACHE = CACHE / "build-cache"
@@ -43,49 +41,10 @@ def build_reproducible(version: str, manifest_url: str, public_keys: Sequence[st
 
 
 def build_default(version: str, manifest_url: str, public_keys: Sequence[str], out_dir: Path, *, rebuild: bool = False) -> Path:
-    """The same PyInstaller call as ``app/build.py`` but as a user gets it by default.
-
-    ``PYTHONHASHSEED`` and ``SOURCE_DATE_EPOCH`` are removed from the environment, so each build
-    gets a random hash seed (frozen sets and dicts of strings are marshalled in a random order).
-    Work paths stay fixed per input as in ``build_app``: only the hash seed differs. Cached under
-    ``default-build-cache`` (each cached file is one random draw; ``rebuild`` draws again).
-    """
-    plat = current_platform()
-    name = f"{APP_NAME}-{version}-{plat.key}"
-    config_text = config_module(version, manifest_url, public_keys, "stable")
-    src = ROOT / "app" / "main.py"
-    h = hashlib.sha256(b"default-flavour\0" + config_text.encode() + src.read_bytes())
-    for path in sorted((ROOT / "updater").glob("*.py")):
-        h.update(path.read_bytes())
-    digest = h.hexdigest()[:32]
-    cache_dir = CACHE / "default-build-cache"
-    cached = cache_dir / digest / (name + plat.exe_suffix)
-    if rebuild or not cached.is_file():
-        work = cache_dir / "work" / digest
-        shutil.rmtree(work, ignore_errors=True)
-        (work / "src").mkdir(parents=True)
-        shutil.copyfile(src, work / "src" / "main.py")
-        (work / "src" / "_build_config.py").write_text(config_text)
-        env = {k: v for k, v in os.environ.items() if k not in {"PYTHONHASHSEED", "SOURCE_DATE_EPOCH"}}
-        cmd = [
-            sys.executable, "-m", "PyInstaller", "--onefile", "--noconfirm", "--clean", "--log-level", "WARN",
-            "--name", name, "--paths", str(ROOT), "--paths", str(work / "src"),
-            "--hidden-import", "_build_config",
-            "--distpath", str(work / "dist"), "--workpath", str(work / "build"), "--specpath", str(work),
-            str(work / "src" / "main.py"),
-        ]  # fmt: skip
-        proc = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
-        if proc.returncode != 0:
-            raise RuntimeError(f"PyInstaller failed for {name}:\n{proc.stderr[-4000:]}")
-        cached.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(work / "dist" / (name + plat.exe_suffix), cached)
-        cached.chmod(0o755)
-        shutil.rmtree(work, ignore_errors=True)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    dest = out_dir / cached.name
-    shutil.copyfile(cached, dest)
-    dest.chmod(0o755)
-    return dest
+    """The demo app as a user gets it from PyInstaller by default: a random hash seed per build
+    (frozen sets and dicts of strings are marshalled in a random order). Each cached build is
+    one random draw; ``rebuild`` draws again."""
+    return build_app(version, manifest_url, public_keys, out_dir, cache_dir=CACHE / "default-build-cache", use_cache=not rebuild, reproducible=False)
 
 
 def differing_bytes(a: bytes, b: bytes) -> int:

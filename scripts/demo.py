@@ -45,12 +45,31 @@ def sha(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def main() -> int:
+def install_first(install: Path, build: Path, onedir: bool) -> Path:
+    """Install v1 as an installer would; return the path users run."""
+    shutil.rmtree(install, ignore_errors=True)
+    install.mkdir()
+    if onedir:  # versions side by side, and a stable entry point
+        shutil.copytree(build, install / "versions" / "1.0.0", symlinks=True)
+        (install / "current").symlink_to("versions/1.0.0")
+        return install / "current" / "app"
+    app = install / "app"
+    shutil.copyfile(build, app)
+    app.chmod(0o755)
+    return app
+
+
+def _args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--s3-port", type=int, default=19443, help="local S3 API port (fixed so builds stay cached)")
     parser.add_argument("--public-port", type=int, default=19444, help="public HTTPS front port")
     parser.add_argument("--fresh", action="store_true", help="forget the demo's key and install first")
-    args = parser.parse_args()
+    parser.add_argument("--onedir", action="store_true", help="the one-folder flavour: publish folders as archives, install versions side by side")
+    return parser.parse_args()
+
+
+def main() -> int:
+    args = _args()
     if args.fresh:
         shutil.rmtree(DEMO, ignore_errors=True)
     DEMO.mkdir(parents=True, exist_ok=True)
@@ -70,36 +89,39 @@ def main() -> int:
         env["XDG_STATE_HOME"] = str(DEMO / "state")  # the app's updater state stays inside the demo folder
         shutil.rmtree(DEMO / "state", ignore_errors=True)  # the demo's store starts empty: so does its memory of serials
 
-        step("Building the demo app as v1.0.0 and v2.0.0 (PyInstaller one-file; cached by source hash)")
-        dist = DEMO / "dist"
+        flavour = "one-folder" if args.onedir else "one-file"
+        step(f"Building the demo app as v1.0.0 and v2.0.0 (PyInstaller {flavour}; cached by source hash)")
+        dist = DEMO / ("dist-onedir" if args.onedir else "dist")
         with ThreadPoolExecutor(2) as pool:  # two cores, two builds
-            futures = {v: pool.submit(build_app, v, manifest_url, [public], dist) for v in ("1.0.0", "2.0.0")}
+            futures = {v: pool.submit(build_app, v, manifest_url, [public], dist, onedir=args.onedir) for v in ("1.0.0", "2.0.0")}
             builds = {v: f.result() for v, f in futures.items()}
         for path in builds.values():
-            print(f"  {path.relative_to(ROOT)}  {path.stat().st_size / 1e6:.1f} MB  sha256 {sha(path)[:12]}")
+            size = sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) if path.is_dir() else path.stat().st_size
+            print(f"  {path.relative_to(ROOT)}{'/' if path.is_dir() else ''}  {size / 1e6:.1f} MB")
 
         publish = [sys.executable, "-m", "publisher", "--store", f"s3://{store.bucket}", "--key", str(key)]
-        step("Publishing v1.0.0")
+        step("Publishing v1.0.0" + (" (the folder goes up as a deterministic .tar.gz with its signed file list)" if args.onedir else ""))
         run([*publish, str(builds["1.0.0"])], env)
 
         install = DEMO / "install"
-        shutil.rmtree(install, ignore_errors=True)
-        install.mkdir()
-        app = install / "app"
-        shutil.copyfile(builds["1.0.0"], app)
-        app.chmod(0o755)
+        app = install_first(install, builds["1.0.0"], args.onedir)
         step(f"Installing v1.0.0 as {app.relative_to(ROOT)} and running it: nothing newer yet")
         run([str(app)], env)
 
-        step("Publishing v2.0.0 (gupper-publish also makes a bsdiff4 patch from v1.0.0)")
+        step("Publishing v2.0.0" + ("" if args.onedir else " (gupper-publish also makes a bsdiff4 patch from v1.0.0)"))
         run([*publish, str(builds["2.0.0"])], env)
 
-        step("Running the installed app again: v1.0.0 finds v2.0.0, fetches the patch, verifies, pre-flights, swaps itself and re-executes")
+        how = "unpacks it into versions/2.0.0, pre-flights, switches current" if args.onedir else "fetches the patch, verifies, pre-flights, swaps itself"
+        step(f"Running the installed app again: v1.0.0 finds v2.0.0, {how} and re-executes")
         out = run([str(app)], env)
         step("Running it once more: it is v2.0.0 now and up to date")
         run([str(app)], env)
-        ok = "version 2.0.0" in out.stdout and sha(app) == sha(builds["2.0.0"])
-        print(f"\n{'OK' if ok else 'FAILED'}: installed binary is byte-identical to the published v2.0.0: {sha(app) == sha(builds['2.0.0'])}")
+        if args.onedir:
+            what, same = "current points at versions/2.0.0", os.readlink(install / "current") == "versions/2.0.0"
+        else:
+            what, same = "installed binary is byte-identical to the published v2.0.0", sha(app) == sha(builds["2.0.0"])
+        ok = "version 2.0.0" in out.stdout and same
+        print(f"\n{'OK' if ok else 'FAILED'}: {what}: {same}")
         return 0 if ok else 1
 
 

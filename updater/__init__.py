@@ -10,7 +10,7 @@ Typical start-up use::
 
 from __future__ import annotations
 
-from .client import Checkpoint, Result, Status, Update, Updater, UpdaterConfig
+from .client import Checkpoint, PeriodicCheck, Result, Status, Update, Updater, UpdaterConfig
 from .errors import (
     BadSignature,
     ConfigError,
@@ -48,6 +48,7 @@ __all__ = [
     "Malformed",
     "Manifest",
     "ManifestError",
+    "PeriodicCheck",
     "Platform",
     "PreflightFailed",
     "Progress",
