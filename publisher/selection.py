@@ -8,9 +8,8 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from updater.manifest import MANIFEST_TYPE, SCHEMA_VERSION, format_time
-from updater.platforms import Platform
 
-from .artifacts import ArtifactName, parse_artifact_name, relative_url
+from .artifacts import ArtifactName, parse_artifact_name
 from .errors import BadArtifactName
 from .stores import ObjectInfo
 
@@ -43,18 +42,6 @@ def releases_in(objects: Iterable[ObjectInfo], app: str) -> list[Release]:
         if name.app == app and name.key == obj.key:
             out.append(Release(name, obj.size))
     return out
-
-
-def select_latest(releases: Iterable[Release], *, include_prereleases: bool) -> dict[Platform, Release]:
-    """For every platform, the highest version (pre-releases only when asked for)."""
-    best: dict[Platform, Release] = {}
-    for rel in releases:
-        if rel.name.version.is_prerelease and not include_prereleases:
-            continue
-        cur = best.get(rel.name.platform)
-        if cur is None or rel.name.version > cur.name.version:
-            best[rel.name.platform] = rel
-    return best
 
 
 DEFAULT_CHANNEL = "stable"
@@ -92,14 +79,3 @@ def build_signed(
     if keys is not None:
         signed["keys"] = dict(keys)
     return signed
-
-
-def entry_json(release: Release, sha256: str, manifest_key: str) -> dict[str, Any]:
-    """A manifest entry for ``release``."""
-    return {
-        "version": str(release.name.version),
-        "type": "binary",
-        "url": relative_url(manifest_key, release.key),
-        "size": release.size,
-        "sha256": sha256,
-    }

@@ -6,8 +6,9 @@ import pytest
 from packaging.version import Version
 
 from publisher.artifacts import manifest_key, parse_artifact_name, relative_url
+from publisher.channels import ArtifactRecord, ChannelState, add_release, derive
 from publisher.errors import BadArtifactName
-from publisher.selection import releases_in, select_latest
+from publisher.selection import releases_in
 from publisher.stores import ObjectInfo
 from updater.platforms import Platform, current_platform, parse_platform_key
 
@@ -59,10 +60,24 @@ def test_selection_takes_the_highest_version_per_platform_by_pep440_not_by_strin
         ),
         "app",
     )
-    stable = select_latest(rels, include_prereleases=False)
-    assert {p.key: str(r.name.version) for p, r in stable.items()} == {"linux-amd64": "1.10.0", "windows-amd64": "1.0.0"}
-    beta = select_latest(rels, include_prereleases=True)
-    assert beta[Platform("linux", "amd64")].name.version == Version("2.0.0rc1")
+    assert sorted(r.key for r in rels) == [
+        "app/1.0.0/app-1.0.0-windows-amd64.exe",
+        "app/1.10.0/app-1.10.0-linux-amd64",
+        "app/1.9.0/app-1.9.0-linux-amd64",
+        "app/2.0.0rc1/app-2.0.0rc1-linux-amd64",
+    ]
+
+    def channel(name: str) -> dict[str, str]:
+        state = ChannelState("app", name)
+        for r in rels:
+            if r.name.version.is_prerelease and name == "stable":
+                continue  # refused for stable at publish time (tests/test_release_channels.py)
+            record = ArtifactRecord(r.name.filename, r.size, "ab" * 32)
+            state = add_release(state, r.name.version, {r.name.platform.key: record}, rollout=None, added="")
+        return {p: e["version"] for p, e in derive(state, manifest_key("app", name))["platforms"].items()}
+
+    assert channel("stable") == {"linux-amd64": "1.10.0", "windows-amd64": "1.0.0"}
+    assert channel("beta")["linux-amd64"] == str(Version("2.0.0rc1"))
 
 
 def test_current_platform_normalises_and_refuses_unknown() -> None:
