@@ -53,6 +53,7 @@ class ArtifactRecord:
     sha256: str
     patches: tuple[PatchRecord, ...] = ()
     files_sha256: str | None = None
+    blobs: bool = False  # an archive's list and files are also stored one by one (folder deltas)
 
     @property
     def type(self) -> str:
@@ -140,7 +141,7 @@ def add_release(state: ChannelState, version: Version, artifacts: Mapping[str, A
         old = merged.get(platform)
         if old is not None and not old.same_file(art):
             raise ImmutableConflict(f"{state.app}/{state.channel} already carries a different {platform} file for {version}; releases are immutable, so bump the version")
-        merged[platform] = art if art.patches or old is None else old
+        merged[platform] = art if art.patches or art.blobs or old is None else old
     new_rollout = existing.rollout if existing else None  # not given: keep a member's, a new one is complete
     if rollout is not None:
         new_rollout = None if check_percent(rollout) == 100 else rollout
@@ -210,9 +211,14 @@ def entry_for(app: str, record: ReleaseRecord, platform: str, manifest_key: str)
         entry["format"] = "tar.gz"
         if art.files_sha256 is not None:
             entry["files_sha256"] = art.files_sha256
+            if art.blobs:
+                stem = art.file[: -len(ARCHIVE_SUFFIX)]
+                entry["files_url"] = relative_url(manifest_key, f"{app}/{record.version}/files/{stem}.json")
+                entry["blobs_url"] = relative_url(manifest_key, f"{app}/{record.version}/files/sha256/")
     if art.patches:
+        fmt = "files-bsdiff4" if art.type == "archive" else "bsdiff4"
         entry["patches"] = [
-            {"from_version": p.from_version, "from_sha256": p.from_sha256, "format": "bsdiff4",
+            {"from_version": p.from_version, "from_sha256": p.from_sha256, "format": fmt,
              "url": relative_url(manifest_key, f"{app}/{record.version}/patches/{p.file}"), "size": p.size, "sha256": p.sha256}
             for p in art.patches
         ]  # fmt: skip
@@ -349,6 +355,8 @@ def _artifact_to_json(a: ArtifactRecord) -> dict[str, Any]:
         out["patches"] = [vars(p) for p in a.patches]
     if a.files_sha256 is not None:
         out["files_sha256"] = a.files_sha256
+    if a.blobs:
+        out["blobs"] = True
     return out
 
 
@@ -365,7 +373,7 @@ def _artifact_from_json(platform: str, raw: Any) -> ArtifactRecord:
     files_sha256 = raw.get("files_sha256")
     if files_sha256 is not None and (not isinstance(files_sha256, str) or len(files_sha256) != 64):
         raise ValueError(f"bad files_sha256 for {platform}")
-    return ArtifactRecord(file, size, sha, patches, files_sha256)
+    return ArtifactRecord(file, size, sha, patches, files_sha256, raw.get("blobs") is True)
 
 
 def seed_from_manifest(app: str, channel: str, signed: Mapping[str, Any], where: str) -> ChannelState:

@@ -31,6 +31,7 @@ from packaging.version import Version
 from updater.keys import TrustedKeys
 from updater.manifest import format_time, valid_app_name
 
+from . import folder_delta
 from .archive import archive_name_for, make_archive
 from .artifacts import ARCHIVE_SUFFIX, ArtifactName, hash_file, manifest_key, parse_artifact_name, state_key
 from .channels import (
@@ -118,10 +119,11 @@ class _Prepared:
     size: int
     patches: tuple[PatchRecord, ...] = ()
     files_sha256: str | None = None
+    blobs: bool = False
 
     @property
     def record(self) -> ArtifactRecord:
-        return ArtifactRecord(self.name.filename, self.size, self.sha256, self.patches, self.files_sha256)
+        return ArtifactRecord(self.name.filename, self.size, self.sha256, self.patches, self.files_sha256, self.blobs)
 
 
 def _prepare(paths: Sequence[Path], workdir: Path, post_install: str | None = None) -> list[_Prepared]:
@@ -354,11 +356,13 @@ def _with_patches(store: Store, prepared: Sequence[_Prepared], channel: str, k: 
     """The same artifacts, each carrying patches from the channel's previous ``k`` releases of its platform."""
     out = []
     for p in prepared:
-        if p.name.is_archive:  # compressed packages do not diff well; folder deltas are per file (docs/packages.md)
-            out.append(p)
-            continue
         state = load_channel(store, p.name.app, channel).state
-        previous = [(v, a) for v, a in previous_files(state, p.name.platform.key, p.name.version, k) if a.type == "binary"]
+        kind = "archive" if p.name.is_archive else "binary"
+        previous = [(v, a) for v, a in previous_files(state, p.name.platform.key, p.name.version, k) if a.type == kind]
+        if p.name.is_archive:  # compressed packages do not diff well: folders get per-file deltas
+            record = folder_delta.prepare(store, p.name.app, p.name.version, p.path, p.record, previous)
+            out.append(replace(p, patches=record.patches, blobs=record.blobs))
+            continue
         made = make_patches(store, p.name.app, p.name.version, p.path, p.record, previous)
         out.append(replace(p, patches=made))
     return out

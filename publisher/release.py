@@ -6,6 +6,7 @@ Every command that changes what clients see goes through :func:`publisher.publis
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -15,6 +16,7 @@ from packaging.version import InvalidVersion, Version
 from updater.manifest import format_time, valid_app_name
 
 from . import channels as ch
+from . import folder_delta
 from .artifacts import manifest_key
 from .errors import NotFound, PublishError
 from .publish import ManifestResult, PublishOptions, change_channel, load_channel, update_channel
@@ -79,7 +81,14 @@ def _app(store: Store, app: str) -> AppListing:
 def artifacts_in_store(store: Store, app: str, version: Version) -> dict[str, ch.ArtifactRecord]:
     """The files of ``app`` ``version`` that the store holds, per platform (reads sha256 from metadata or content)."""
     found = [r for r in releases_in(store.list(f"{app}/{version}"), app) if r.name.version == version]
-    return {r.name.platform.key: ch.ArtifactRecord(r.name.filename, r.size, store.sha256_of(r.key)) for r in found}
+    out = {}
+    for r in found:
+        record = ch.ArtifactRecord(r.name.filename, r.size, store.sha256_of(r.key))
+        listed = store.read(folder_delta.list_key(app, version, record.file)) if record.type == "archive" else None
+        if listed is not None:  # stored beside the archive when it was published: folder deltas keep working
+            record = replace(record, files_sha256=hashlib.sha256(listed.data).hexdigest(), blobs=True)
+        out[r.name.platform.key] = record
+    return out
 
 
 def promote(

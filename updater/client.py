@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import enum
+import errno
 import hashlib
 import logging
 import os
@@ -22,7 +23,7 @@ from collections.abc import Callable, Iterator, MutableMapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import NoReturn
+from typing import BinaryIO, NoReturn
 from urllib.parse import urljoin
 
 from filelock import FileLock
@@ -30,6 +31,7 @@ from filelock import Timeout as LockTimeout
 from packaging.version import InvalidVersion, Version
 
 from . import folder as _folder
+from . import folder_delta
 from . import install as _install
 from . import restart as _restart
 from ._fsutil import atomic_write
@@ -38,7 +40,7 @@ from .errors import ConfigError, DownloadError, HTTPError, InstallError, Integri
 from .fetch import FetchConfig, Fetcher, Progress, Resume, check_url
 from .keys import TrustedKeys
 from .manifest import MAX_MANIFEST_BYTES, Entry, Manifest, verify_manifest
-from .package import extract_package
+from .package import LIST_NAME, MAX_LIST_BYTES, PackageEntry, extract_package, parse_file_list, scan_folder
 from .platforms import Platform, current_platform
 from .policy import choose_update
 from .selftest import answer_self_test, preflight
@@ -222,6 +224,9 @@ class Updater:
         into a temp folder there; return that folder."""
         _install.check_writable(layout.current)
         _install.check_writable(layout.versions / "x")
+        delta = self._folder_delta(layout, update, full, progress)
+        if delta is not None:
+            return delta
         partial = _install.partial_path_for(layout.current)
         self._fetch_verified(full, partial, progress)
         self._checkpoint("downloaded")
@@ -239,6 +244,108 @@ class Updater:
             _unlink_quietly(partial)
         self._checkpoint("extracted")
         return staged
+
+    def _folder_delta(self, layout: _folder.FolderLayout, update: Update, full: _Blob, progress: Progress | None) -> Path | None:
+        """Build the new version folder from the installed one plus only the changed files
+        (:mod:`updater.folder_delta`); None when the release offers no delta or it would not
+        save bytes, or when it failed (one log line; the caller then takes the archive)."""
+        extra = update.entry.extra
+        files_url, blobs_url, files_sha256 = extra.get("files_url"), extra.get("blobs_url"), extra.get("files_sha256")
+        current = layout.current_version(self.platform.os, self.file_ops)
+        if not (isinstance(files_url, str) and isinstance(blobs_url, str) and isinstance(files_sha256, str)) or current is None:
+            return None
+        version = str(update.entry.version)
+        staged, work = _folder.staging_dir(layout, version), _folder.staging_dir(layout, version + "-parts")
+        try:
+            with Fetcher(self.fetch_config) as fetcher:
+                list_data = self._get_signed_small(fetcher, files_url, MAX_LIST_BYTES, files_sha256)
+                entries = parse_file_list(list_data)
+                installed_dir = layout.version_dir(current)
+                index_url, patches = self._patch_index(fetcher, update, current)
+                the_plan = folder_delta.plan(_installed_entries(installed_dir), entries, patches)
+                if the_plan.download >= full.size:
+                    log.info("gupper: a folder delta would fetch %d bytes, the archive is %d: taking the archive", the_plan.download, full.size)
+                    return None
+                fetch, reach_half = self._delta_fetcher(fetcher, the_plan.download, progress)
+                blobs = urljoin(self.config.manifest_url, blobs_url)
+                self._checkpoint("download-started")
+                built = folder_delta.build(
+                    the_plan, entries, list_data, installed_dir, staged, work, fetch,
+                    blob_url=lambda sha: self._checked_url(urljoin(blobs, sha)),
+                    patch_url=lambda name: self._checked_url(urljoin(index_url, "files/" + name)),
+                )  # fmt: skip
+        except OSError as e:
+            _folder.remove_tree(staged)
+            if e.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)):
+                raise InstallError(f"no space left in {layout.versions} for {version}; free some disk space") from e
+            log.warning("gupper: folder delta failed (%s); downloading the full archive", e.strerror or e)
+            return None
+        except (UpdateError, PatchError) as e:
+            _folder.remove_tree(staged)
+            log.warning("gupper: folder delta failed (%s); downloading the full archive", e)
+            return None
+        except BaseException:
+            _folder.remove_tree(staged)
+            raise
+        finally:
+            _folder.remove_tree(work)
+        reach_half()
+        self._checkpoint("downloaded")
+        self._checkpoint("extracted")
+        log.info(
+            "gupper: built %s from %s: %d files linked, %d copied, %d patched, %d fetched (%d bytes instead of %d)",
+            version, current, built.linked, built.copied, built.patched, built.fetched, built.downloaded, full.size,
+        )  # fmt: skip
+        return staged
+
+    def _get_signed_small(self, fetcher: Fetcher, url: str, max_bytes: int, sha256: str) -> bytes:
+        """A small document whose sha256 the manifest signs (a file list, a patch index)."""
+        got = fetcher.get_small(self._checked_url(urljoin(self.config.manifest_url, url)), max_bytes=max_bytes, timeout=self.config.download_timeout)
+        if got is None or hashlib.sha256(got.body).hexdigest() != sha256:
+            raise IntegrityError(f"{url} does not match the signed sha256; the store holds a different file")
+        return got.body
+
+    def _patch_index(self, fetcher: Fetcher, update: Update, current: str) -> tuple[str, dict[str, folder_delta.FilePatch]]:
+        """The per-file patch index from the installed version, if the release has one: (its URL, patches)."""
+        patches = update.entry.extra.get("patches")
+        for p in patches if isinstance(patches, list) else []:
+            if not isinstance(p, dict) or p.get("format") != folder_delta.PATCH_FORMAT or p.get("from_version") != current:
+                continue
+            size, digest, url = p.get("size"), p.get("sha256"), p.get("url")
+            if isinstance(size, int) and isinstance(digest, str) and isinstance(url, str):
+                data = self._get_signed_small(fetcher, url, min(size, folder_delta.MAX_INDEX_BYTES), digest)
+                return urljoin(self.config.manifest_url, url), folder_delta.parse_index(data)
+        return self.config.manifest_url, {}
+
+    def _delta_fetcher(self, fetcher: Fetcher, total: int, progress: Progress | None) -> tuple[folder_delta.Fetch, Callable[[], None]]:
+        """``fetch`` for :func:`folder_delta.build` (one bounded, verified GET per file, overall
+        progress, ``download-half`` once half the bytes are in) and a call that reports that
+        checkpoint if no fetch did."""
+        done, half = 0, False
+
+        def reach_half() -> None:
+            nonlocal half
+            if not half:
+                half = True
+                self._checkpoint("download-half")
+
+        def fetch(url: str, size: int, sha256: str, out: BinaryIO) -> None:
+            nonlocal done
+
+            def report(n: int, _total: int) -> None:
+                if progress is not None:
+                    progress(done + n, total)
+
+            fetcher.download(url, out, size=size, sha256=sha256, timeout=self.config.download_timeout, progress=report)
+            done += size
+            if done * 2 >= total:
+                reach_half()
+
+        return fetch, reach_half
+
+    def _checked_url(self, url: str) -> str:
+        check_url(url, self.config.allow_insecure_loopback)
+        return url
 
     def _pick_patch(self, update: Update, target: Path) -> _Blob | None:
         """A usable bsdiff4 patch from exactly the installed binary, smaller than the full file."""
@@ -707,3 +814,15 @@ def _unlink_quietly(path: Path) -> None:
 
 
 __all__ = ["Checkpoint", "Result", "Status", "Update", "Updater", "UpdaterConfig"]
+
+
+def _installed_entries(folder: Path) -> list[PackageEntry]:
+    """What the installed version holds: its kept file list, or (installed by other means) a scan.
+
+    Only a hint for planning: every file is hashed again before it is reused.
+    """
+    try:
+        with (folder / LIST_NAME).open("rb") as f:
+            return parse_file_list(f.read(MAX_LIST_BYTES + 1))
+    except (OSError, IntegrityError):
+        return scan_folder(folder)

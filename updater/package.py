@@ -21,7 +21,7 @@ import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, BinaryIO
 
 from ._fsutil import fsync_dir
 from .errors import IntegrityError
@@ -234,9 +234,7 @@ def _write_member(tar: tarfile.TarFile, member: tarfile.TarInfo, out: Path, entr
         raise IntegrityError(f"package member {member.name[:80]!r} cannot be read; refused")
     digest = hashlib.sha256()
     written = 0
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_BINARY", 0)
-    fd = os.open(out, flags, 0o600)
-    with os.fdopen(fd, "wb") as f:
+    with create_new_file(out) as f:
         while block := source.read(min(_CHUNK, entry.size - written + 1)):
             written += len(block)
             if written > entry.size:
@@ -248,6 +246,21 @@ def _write_member(tar: tarfile.TarFile, member: tarfile.TarInfo, out: Path, entr
     if written != entry.size or digest.hexdigest() != entry.sha256:
         raise IntegrityError(f"package member {member.name[:80]!r} does not match its listed size and sha256; refused")
     os.chmod(out, entry.mode)
+
+
+def create_new_file(path: Path) -> BinaryIO:
+    """Open a new file for writing: never an existing one, never through a link (mode 0600 until done)."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_BINARY", 0)
+    return os.fdopen(os.open(path, flags, 0o600), "wb")
+
+
+def file_sha256(path: Path) -> str:
+    """sha256 hex digest of a file, read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        while block := f.read(_CHUNK):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def scan_folder(folder: Path) -> list[PackageEntry]:
@@ -272,12 +285,8 @@ def scan_folder(folder: Path) -> list[PackageEntry]:
         elif stat.S_ISDIR(st.st_mode):
             entries.append(PackageEntry(rel, "dir"))
         elif stat.S_ISREG(st.st_mode):
-            digest = hashlib.sha256()
-            with path.open("rb") as f:
-                while block := f.read(_CHUNK):
-                    digest.update(block)
             mode = 0o755 if st.st_mode & stat.S_IXUSR else 0o644
-            entries.append(PackageEntry(rel, "file", size=st.st_size, sha256=digest.hexdigest(), mode=mode))
+            entries.append(PackageEntry(rel, "file", size=st.st_size, sha256=file_sha256(path), mode=mode))
         else:
             raise IntegrityError(f"{path} is a device, FIFO or socket; a package may hold only directories, files and links")
     parse_file_list(file_list_bytes(entries))  # the same checks the client makes
