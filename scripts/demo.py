@@ -45,6 +45,19 @@ def sha(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+def same_files(a: Path, b: Path) -> bool:
+    """The same files, links and modes under two folders (the updater's kept file list aside)."""
+
+    def listing(root: Path) -> list[tuple[str, str, int]]:
+        return [
+            (p.relative_to(root).as_posix(), os.readlink(p) if p.is_symlink() else sha(p) if p.is_file() else "", p.lstat().st_mode)
+            for p in sorted(root.rglob("*"))
+            if p.name != ".gupper-files.json"
+        ]
+
+    return listing(a) == listing(b)
+
+
 def install_first(install: Path, build: Path, onedir: bool) -> Path:
     """Install v1 as an installer would; return the path users run."""
     shutil.rmtree(install, ignore_errors=True)
@@ -108,16 +121,20 @@ def main() -> int:
         step(f"Installing v1.0.0 as {app.relative_to(ROOT)} and running it: nothing newer yet")
         run([str(app)], env)
 
-        step("Publishing v2.0.0" + ("" if args.onedir else " (gupper-publish also makes a bsdiff4 patch from v1.0.0)"))
+        made = "its files one by one and a bsdiff4 patch per changed file" if args.onedir else "a bsdiff4 patch"
+        step(f"Publishing v2.0.0 (gupper-publish also stores {made} from v1.0.0)")
         run([*publish, str(builds["2.0.0"])], env)
 
-        how = "unpacks it into versions/2.0.0, pre-flights, switches current" if args.onedir else "fetches the patch, verifies, pre-flights, swaps itself"
+        how = "fetches the patch, verifies, pre-flights, swaps itself"
+        if args.onedir:
+            how = "links unchanged files, patches the changed one into versions/2.0.0, pre-flights, switches current"
         step(f"Running the installed app again: v1.0.0 finds v2.0.0, {how} and re-executes")
         out = run([str(app)], env)
         step("Running it once more: it is v2.0.0 now and up to date")
         run([str(app)], env)
         if args.onedir:
-            what, same = "current points at versions/2.0.0", os.readlink(install / "current") == "versions/2.0.0"
+            what = "current points at versions/2.0.0, whose files are the published v2.0.0 folder's"
+            same = os.readlink(install / "current") == "versions/2.0.0" and same_files(install / "versions" / "2.0.0", builds["2.0.0"])
         else:
             what, same = "installed binary is byte-identical to the published v2.0.0", sha(app) == sha(builds["2.0.0"])
         ok = "version 2.0.0" in out.stdout and same

@@ -33,6 +33,8 @@ from . import httpsim
 from .conftest import NOW, fake_app
 from .httpsim import Sim
 
+pytestmark = pytest.mark.posix  # symlinks in the packages, shell-script apps for the pre-flight
+
 KEY = Ed25519PrivateKey.generate()
 MANIFEST = "/app/stable/latest.json"
 

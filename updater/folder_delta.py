@@ -227,7 +227,7 @@ def _reuse(source: Path, out: Path, e: PackageEntry, done: Built) -> None:
     """Hard-link ``source`` (same content and mode) or copy it; the copy is verified as written."""
     if (source.stat().st_mode & 0o777) == e.mode:
         try:
-            os.link(source, out, follow_symlinks=False)
+            os.link(source, out)  # source is a regular file (checked): no link to follow
             done.linked += 1
             return
         except OSError:
