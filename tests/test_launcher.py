@@ -272,3 +272,15 @@ def test_the_build_script_runs_and_reports_a_missing_compiler(tmp_path: Path, bi
     assert proc.returncode == 2
     (line,) = proc.stderr.splitlines()
     assert line.startswith("build.py: no C compiler found"), line
+
+
+def test_the_updater_restarts_a_windows_folder_install_through_its_own_launcher_only(tmp_path: Path) -> None:
+    layout = FolderLayout(tmp_path / "root", "app.exe")
+    (layout.version_dir("2.0.0")).mkdir(parents=True)
+    (layout.version_dir("2.0.0") / "app.exe").write_bytes(b"exe")
+    layout.current.write_text("versions\\2.0.0\n")
+    ours = str(layout.root / "app.exe")
+    assert layout.entry_point("windows", launcher=ours) == Path(ours)
+    direct = layout.version_dir("2.0.0") / "app.exe"
+    for other in (None, "", str(tmp_path / "elsewhere" / "app.exe"), str(layout.root / "other.exe")):
+        assert layout.entry_point("windows", launcher=other) == direct  # inherited by an unrelated app: ignored

@@ -458,7 +458,7 @@ class Updater:
         """Run the installed executable in place of this process (it will report ``version``)."""
         target = self._require_target()
         if self.folder is not None:
-            target = self.folder.entry_point(self.platform.os, self.file_ops)
+            target = self.folder.entry_point(self.platform.os, self.file_ops, self.environ.get("GUPPER_LAUNCHER"))
         env = _restart.child_environment(self.environ, version)
         self._checkpoint("restarting")
         _restart.restart(str(target), list(self.argv[1:]), env, self.platform.os)

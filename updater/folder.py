@@ -67,8 +67,12 @@ class FolderLayout:
         name = text.replace("\\", "/").rstrip("/").rsplit("/", 1)[-1]
         return name or None
 
-    def entry_point(self, os_name: str, ops: _install.FileOps | None = None) -> Path:
-        """What to run: ``current/<exe>`` through the link; on Windows the version folder it names."""
+    def entry_point(self, os_name: str, ops: _install.FileOps | None = None, launcher: str | None = None) -> Path:
+        """What to run: ``current/<exe>`` through the link; on Windows the launcher that started
+        the app (``GUPPER_LAUNCHER``, only if it is this install's ``<root>/<exe>``), else the
+        version folder ``current`` names."""
+        if os_name == "windows" and launcher and os.path.normcase(os.path.normpath(launcher)) == os.path.normcase(str(self.root / self.exe)):
+            return Path(launcher)
         if os_name == "windows":
             version = self.current_version(os_name, ops)
             if version is None:
