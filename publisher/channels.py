@@ -197,6 +197,16 @@ def sort_versions(versions: Iterable[str]) -> tuple[str, ...]:
 # --- the manifest a state implies ---
 
 
+def list_key(app: str, version: Version | str, file: str) -> str:
+    """Where a one-folder release's file list is stored beside its archive (gzip: a third of the size)."""
+    return f"{app}/{version}/files/{file.removesuffix(ARCHIVE_SUFFIX)}.json.gz"
+
+
+def blob_key(app: str, version: Version | str, sha256: str) -> str:
+    """Where a one-folder release stores the file with this content."""
+    return f"{app}/{version}/files/sha256/{sha256}"
+
+
 def entry_for(app: str, record: ReleaseRecord, platform: str, manifest_key: str) -> dict[str, Any]:
     """The manifest entry for ``record``'s file on ``platform``."""
     art = record.artifacts[platform]
@@ -212,9 +222,8 @@ def entry_for(app: str, record: ReleaseRecord, platform: str, manifest_key: str)
         if art.files_sha256 is not None:
             entry["files_sha256"] = art.files_sha256
             if art.blobs:
-                stem = art.file[: -len(ARCHIVE_SUFFIX)]
-                entry["files_url"] = relative_url(manifest_key, f"{app}/{record.version}/files/{stem}.json")
-                entry["blobs_url"] = relative_url(manifest_key, f"{app}/{record.version}/files/sha256/")
+                entry["files_url"] = relative_url(manifest_key, list_key(app, record.version, art.file))
+                entry["blobs_url"] = relative_url(manifest_key, blob_key(app, record.version, ""))
     if art.patches:
         fmt = "files-bsdiff4" if art.type == "archive" else "bsdiff4"
         entry["patches"] = [

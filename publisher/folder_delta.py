@@ -2,8 +2,8 @@
 
 Beside the archive ``<app>/<version>/<stem>.tar.gz`` the publisher stores:
 
-- ``<app>/<version>/files/<stem>.json``: the file list (the archive's first member; its sha256 is
-  the signed ``files_sha256``);
+- ``<app>/<version>/files/<stem>.json.gz``: the file list (the archive's first member, gzipped;
+  the sha256 of the uncompressed list is the signed ``files_sha256``);
 - ``<app>/<version>/files/sha256/<hex>``: every file of the release by content;
 - for each of the previous K archive releases of the platform, ``<app>/<version>/patches/
   <stem>.from-<old>.files.json``: an index of bsdiff4 patches, per path whose content changed, at
@@ -28,10 +28,10 @@ from packaging.version import Version
 
 from updater.errors import IntegrityError
 from updater.folder_delta import PATCH_FORMAT, FilePatch, index_bytes
-from updater.package import LIST_NAME, PackageEntry, extract_package, parse_file_list
+from updater.package import LIST_NAME, PackageEntry, extract_package, list_from_wire, list_to_wire, parse_file_list
 
 from .artifacts import ARCHIVE_SUFFIX
-from .channels import ArtifactRecord, PatchRecord
+from .channels import ArtifactRecord, PatchRecord, blob_key, list_key
 from .errors import AlreadyExists, PublishError
 from .stores import ARTIFACT_CACHE_CONTROL, ARTIFACT_CONTENT_TYPE, Store
 
@@ -43,17 +43,18 @@ __all__ = ["MAX_PATCH_INPUT", "PATCH_FORMAT", "blob_key", "list_key", "prepare"]
 
 def stem_of(file: str) -> str:
     """``app-1.2.0-linux-amd64`` for ``app-1.2.0-linux-amd64.tar.gz``."""
-    return file[: -len(ARCHIVE_SUFFIX)]
+    return file.removesuffix(ARCHIVE_SUFFIX)
 
 
-def list_key(app: str, version: Version | str, file: str) -> str:
-    """Where a release's file list is stored."""
-    return f"{app}/{version}/files/{stem_of(file)}.json"
-
-
-def blob_key(app: str, version: Version | str, sha256: str) -> str:
-    """Where a release stores the file with this content."""
-    return f"{app}/{version}/files/sha256/{sha256}"
+def read_list(store: Store, app: str, version: Version | str, file: str) -> bytes | None:
+    """A release's stored file list (decompressed), or None if it has none or it is unreadable."""
+    stored = store.read(list_key(app, version, file))
+    if stored is None:
+        return None
+    try:
+        return list_from_wire(stored.data)
+    except IntegrityError:
+        return None
 
 
 def prepare(store: Store, app: str, version: Version, archive: Path, record: ArtifactRecord, previous: Sequence[tuple[Version, ArtifactRecord]]) -> ArtifactRecord:
@@ -68,7 +69,9 @@ def prepare(store: Store, app: str, version: Version, archive: Path, record: Art
             entries = extract_package(archive, folder, record.files_sha256)
         except IntegrityError as e:
             raise PublishError(f"cannot read back {archive.name} ({e}); publish again") from e
-        _put(store, list_key(app, version, record.file), folder / LIST_NAME, record.files_sha256)
+        packed = Path(tmp) / "list.json.gz"
+        packed.write_bytes(list_to_wire((folder / LIST_NAME).read_bytes()))
+        _put(store, list_key(app, version, record.file), packed, hashlib.sha256(packed.read_bytes()).hexdigest())
         files = [entry for entry in entries if entry.kind == "file"]
         for f in {f.sha256: f for f in files}.values():
             _put(store, blob_key(app, version, f.sha256), folder / f.path, f.sha256)
@@ -87,11 +90,11 @@ def _patches_from(
     (version, stem), (old_version, old) = new, previous
     if not old.blobs or old.files_sha256 is None:
         return None
-    stored = store.read(list_key(app, old_version, old.file))
-    if stored is None or hashlib.sha256(stored.data).hexdigest() != old.files_sha256:
+    listed = read_list(store, app, old_version, old.file)
+    if listed is None or hashlib.sha256(listed).hexdigest() != old.files_sha256:
         log.warning("skipping folder patches from %s: its file list is missing or altered in the store", old_version)
         return None
-    before = {e.path: e for e in parse_file_list(stored.data) if e.kind == "file"}
+    before = {e.path: e for e in parse_file_list(listed) if e.kind == "file"}
     patches: dict[str, FilePatch] = {}
     for e in files:
         was = before.get(e.path)

@@ -84,9 +84,9 @@ def artifacts_in_store(store: Store, app: str, version: Version) -> dict[str, ch
     out = {}
     for r in found:
         record = ch.ArtifactRecord(r.name.filename, r.size, store.sha256_of(r.key))
-        listed = store.read(folder_delta.list_key(app, version, record.file)) if record.type == "archive" else None
+        listed = folder_delta.read_list(store, app, version, record.file) if record.type == "archive" else None
         if listed is not None:  # stored beside the archive when it was published: folder deltas keep working
-            record = replace(record, files_sha256=hashlib.sha256(listed.data).hexdigest(), blobs=True)
+            record = replace(record, files_sha256=hashlib.sha256(listed).hexdigest(), blobs=True)
         out[r.name.platform.key] = record
     return out
 

@@ -6,6 +6,7 @@ real updater installing into a real folder layout."""
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import json
 import os
@@ -27,7 +28,7 @@ from updater import Platform, Status, Updater, UpdaterConfig
 from updater.errors import IntegrityError
 from updater.folder import FolderLayout
 from updater.folder_delta import FilePatch, parse_index, plan
-from updater.package import LIST_NAME, PackageEntry
+from updater.package import LIST_NAME, MAX_LIST_BYTES, PackageEntry, list_from_wire, list_to_wire
 
 from . import httpsim
 from .conftest import NOW, fake_app
@@ -129,9 +130,9 @@ def test_a_folder_release_is_stored_file_by_file_with_a_patch_index_signed_in_it
     store, _v1, v2 = publish_both(tmp_path)
     signed = json.loads((store.root / "app/stable/latest.json").read_bytes())["signed"]
     entry = signed["platforms"]["linux-amd64"]
-    assert entry["files_url"] == "../2.0.0/files/app-2.0.0-linux-amd64.json"
+    assert entry["files_url"] == "../2.0.0/files/app-2.0.0-linux-amd64.json.gz"
     assert entry["blobs_url"] == "../2.0.0/files/sha256/"
-    listed = (store.root / "app/2.0.0/files/app-2.0.0-linux-amd64.json").read_bytes()
+    listed = list_from_wire((store.root / "app/2.0.0/files/app-2.0.0-linux-amd64.json.gz").read_bytes())
     assert hashlib.sha256(listed).hexdigest() == entry["files_sha256"]
     blobs = {p.name for p in (store.root / "app/2.0.0/files/sha256").iterdir()}
     files = [p for p in v2.rglob("*") if p.is_file() and not p.is_symlink()]
@@ -174,7 +175,7 @@ def test_a_folder_update_fetches_only_patches_and_new_files_and_links_the_rest(s
     notes = hashlib.sha256((v2 / "_internal/notes.txt").read_bytes()).hexdigest()
     patches = [p for p in fetched if p.startswith("/app/2.0.0/patches/files/") and p.endswith(".bsdiff4")]
     assert sorted(set(fetched) - set(patches)) == [
-        "/app/2.0.0/files/app-2.0.0-linux-amd64.json",
+        "/app/2.0.0/files/app-2.0.0-linux-amd64.json.gz",
         f"/app/2.0.0/files/sha256/{notes}",  # the one new file, fetched whole
         "/app/2.0.0/patches/app-2.0.0-linux-amd64.from-1.0.0.files.json",
     ]
@@ -216,7 +217,7 @@ def test_a_tampered_file_in_the_store_falls_back_to_the_archive(sim: Sim, tmp_pa
 def test_a_tampered_file_list_falls_back_to_the_archive(sim: Sim, tmp_path: Path) -> None:
     store, v1, v2 = publish_both(tmp_path)
     serve_store(sim, store.root)
-    sim.routes["/app/2.0.0/files/app-2.0.0-linux-amd64.json"] = b'{"_type":"gupper-files","schema":1,"files":[{"path":"../x","type":"dir"}]}'
+    sim.routes["/app/2.0.0/files/app-2.0.0-linux-amd64.json.gz"] = b'{"_type":"gupper-files","schema":1,"files":[{"path":"../x","type":"dir"}]}'
     layout = install(tmp_path, v1)
     assert updater(sim, layout).run(restart=False).status is Status.INSTALLED
     assert tree(layout.version_dir("2.0.0")) == tree(v2)
@@ -286,3 +287,13 @@ def test_promote_without_a_source_channel_keeps_the_folder_delta(tmp_path: Path)
     beta = json.loads((store.root / "app/beta/latest.json").read_bytes())["signed"]["platforms"]["linux-amd64"]
     stable = json.loads((store.root / "app/stable/latest.json").read_bytes())["signed"]["platforms"]["linux-amd64"]
     assert {k: beta.get(k) for k in ("files_sha256", "files_url", "blobs_url")} == {k: stable[k] for k in ("files_sha256", "files_url", "blobs_url")}
+
+
+def test_a_stored_list_is_gzip_bounded_against_bombs_and_trailing_bytes() -> None:
+    listing = b'{"_type":"gupper-files","files":[],"schema":1}'
+    assert list_from_wire(list_to_wire(listing)) == listing and list_from_wire(listing) == listing
+    bomb = gzip.compress(b" " * (MAX_LIST_BYTES + 1), mtime=0)
+    assert len(bomb) < 100_000
+    for bad in (bomb, list_to_wire(listing) + b"junk", list_to_wire(listing)[:-4], b"\x1f\x8b" + b"\0" * 20):
+        with pytest.raises(IntegrityError, match="file list"):
+            list_from_wire(bad)

@@ -40,7 +40,7 @@ from .errors import ConfigError, DownloadError, HTTPError, InstallError, Integri
 from .fetch import FetchConfig, Fetcher, Progress, Resume, check_url
 from .keys import TrustedKeys
 from .manifest import MAX_MANIFEST_BYTES, Entry, Manifest, verify_manifest
-from .package import LIST_NAME, MAX_LIST_BYTES, PackageEntry, extract_package, parse_file_list, scan_folder
+from .package import LIST_NAME, MAX_LIST_BYTES, PackageEntry, extract_package, list_from_wire, parse_file_list, scan_folder
 from .platforms import Platform, current_platform
 from .policy import choose_update
 from .selftest import answer_self_test, preflight
@@ -258,7 +258,7 @@ class Updater:
         staged, work = _folder.staging_dir(layout, version), _folder.staging_dir(layout, version + "-parts")
         try:
             with Fetcher(self.fetch_config) as fetcher:
-                list_data = self._get_signed_small(fetcher, files_url, MAX_LIST_BYTES, files_sha256)
+                list_data = self._get_signed_small(fetcher, files_url, MAX_LIST_BYTES, files_sha256, list_from_wire)
                 entries = parse_file_list(list_data)
                 installed_dir = layout.version_dir(current)
                 index_url, patches = self._patch_index(fetcher, update, current)
@@ -298,12 +298,13 @@ class Updater:
         )  # fmt: skip
         return staged
 
-    def _get_signed_small(self, fetcher: Fetcher, url: str, max_bytes: int, sha256: str) -> bytes:
-        """A small document whose sha256 the manifest signs (a file list, a patch index)."""
+    def _get_signed_small(self, fetcher: Fetcher, url: str, max_bytes: int, sha256: str, decode: Callable[[bytes], bytes] = bytes) -> bytes:
+        """A small document whose sha256 (of its ``decode``-d form) the manifest signs (a file list, a patch index)."""
         got = fetcher.get_small(self._checked_url(urljoin(self.config.manifest_url, url)), max_bytes=max_bytes, timeout=self.config.download_timeout)
-        if got is None or hashlib.sha256(got.body).hexdigest() != sha256:
+        data = decode(got.body) if got is not None else b""
+        if got is None or hashlib.sha256(data).hexdigest() != sha256:
             raise IntegrityError(f"{url} does not match the signed sha256; the store holds a different file")
-        return got.body
+        return data
 
     def _patch_index(self, fetcher: Fetcher, update: Update, current: str) -> tuple[str, dict[str, folder_delta.FilePatch]]:
         """The per-file patch index from the installed version, if the release has one: (its URL, patches)."""

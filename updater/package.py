@@ -11,6 +11,7 @@ resolve outside the package. See docs/packages.md.
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import json
 import os
@@ -246,6 +247,26 @@ def _write_member(tar: tarfile.TarFile, member: tarfile.TarInfo, out: Path, entr
     if written != entry.size or digest.hexdigest() != entry.sha256:
         raise IntegrityError(f"package member {member.name[:80]!r} does not match its listed size and sha256; refused")
     os.chmod(out, entry.mode)
+
+
+def list_from_wire(data: bytes) -> bytes:
+    """A file list as stored beside an archive: gzip-compressed (a JSON list never starts with
+    gzip's magic) or plain; decompression stops past :data:`MAX_LIST_BYTES` (no gzip bombs)."""
+    if not data.startswith(b"\x1f\x8b"):
+        return data
+    try:
+        d = zlib.decompressobj(wbits=31)
+        out = d.decompress(data, MAX_LIST_BYTES + 1)
+    except zlib.error as e:
+        raise IntegrityError("the package's file list is damaged (gzip); refused") from e
+    if len(out) > MAX_LIST_BYTES or not d.eof or d.unused_data:
+        raise IntegrityError(f"the package's file list is not one gzip stream of at most {MAX_LIST_BYTES} bytes; refused")
+    return out
+
+
+def list_to_wire(data: bytes) -> bytes:
+    """The stored form of a file list: deterministic gzip (no name, no time)."""
+    return gzip.compress(data, compresslevel=9, mtime=0)
 
 
 def create_new_file(path: Path) -> BinaryIO:
