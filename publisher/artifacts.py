@@ -16,9 +16,12 @@ from .errors import BadArtifactName
 
 PATTERN_HELP = (
     "<app>-<version>-<os>-<arch>[.exe], e.g. app-1.2.0-linux-amd64 or app-1.2.0-windows-amd64.exe, or a one-folder build "
-    "app-1.2.0-linux-amd64/ (or its .tar.gz) (os: linux, darwin/macos, windows; arch: amd64/x86_64, arm64/aarch64)"
+    "app-1.2.0-linux-amd64/ (or its .tar.gz or .zip) (os: linux, darwin/macos, windows; arch: amd64/x86_64, arm64/aarch64)"
 )
 ARCHIVE_SUFFIX = ".tar.gz"
+ZIP_SUFFIX = ".zip"
+PACKAGE_SUFFIXES = (ARCHIVE_SUFFIX, ZIP_SUFFIX)
+"""Inputs that are one-folder builds packed by the user: repacked into a deterministic ``.tar.gz``."""
 
 
 @dataclass(frozen=True)

@@ -68,7 +68,7 @@ def _parser() -> argparse.ArgumentParser:
         "files",
         nargs="+",
         type=Path,
-        help="artifacts named <app>-<version>-<os>-<arch>[.exe], or one-folder builds (folders or .tar.gz) named <app>-<version>-<os>-<arch>",
+        help="artifacts named <app>-<version>-<os>-<arch>[.exe], or one-folder builds (folders, .tar.gz or .zip) named <app>-<version>-<os>-<arch>",
     )
     p.add_argument("--rollout", type=int, default=None, metavar="PERCENT", help="stage the new release for PERCENT (0-100) of installs")
     p.add_argument("--patches", type=int, default=DEFAULT_PATCHES, metavar="K", help="make binary patches from the previous K releases (default 3; 0: none)")

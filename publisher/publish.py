@@ -33,7 +33,7 @@ from updater.manifest import format_time, valid_app_name
 
 from . import folder_delta
 from .archive import archive_name_for, make_archive
-from .artifacts import ARCHIVE_SUFFIX, ArtifactName, hash_file, manifest_key, parse_artifact_name, state_key
+from .artifacts import PACKAGE_SUFFIXES, ArtifactName, hash_file, manifest_key, parse_artifact_name, state_key
 from .channels import (
     ArtifactRecord,
     ChannelState,
@@ -132,7 +132,7 @@ def _prepare(paths: Sequence[Path], workdir: Path, post_install: str | None = No
     prepared = []
     for given in paths:
         path, files_sha256 = given, None
-        if given.is_dir() or given.name.endswith(ARCHIVE_SUFFIX):
+        if given.is_dir() or given.name.endswith(PACKAGE_SUFFIXES):
             name = parse_artifact_name(archive_name_for(given))
             if not given.exists():
                 raise PublishError(f"{given} does not exist; pass a one-folder build such as dist/app-1.2.0-linux-amd64/")
@@ -408,7 +408,7 @@ def publish(
     if rollout is not None:
         check_percent(rollout)
     with tempfile.TemporaryDirectory(prefix="gupper-publish-") as workdir:
-        if post_install is not None and not any(p.is_dir() or p.name.endswith(ARCHIVE_SUFFIX) for p in paths):
+        if post_install is not None and not any(p.is_dir() or p.name.endswith(PACKAGE_SUFFIXES) for p in paths):
             raise PublishError("--post-install applies to one-folder builds; pass a build folder")
         prepared = _prepare(paths, Path(workdir), post_install)
         return _publish_prepared(store, prepared, options, rollout=rollout, progress=progress, patches=patches)

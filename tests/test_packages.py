@@ -9,8 +9,12 @@ import io
 import json
 import os
 import shutil
+import struct
+import subprocess
 import tarfile
-from collections.abc import Iterator
+import warnings
+import zipfile
+from collections.abc import Iterator, Sequence
 from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
@@ -460,3 +464,219 @@ def test_the_updater_refuses_a_signed_malicious_archive_and_changes_nothing(sim:
     assert result.status is Status.FAILED and isinstance(result.error, IntegrityError) and message in result.message
     assert layout.current_version("linux") == "1.0.0" and versions_of(layout) == ["1.0.0"]
     assert sorted(p.name for p in layout.root.iterdir()) == ["current", "versions"] and list(outside.iterdir()) == []
+    again = folder_updater(sim, layout).run(restart=False)  # the signed bytes are the problem: never fetched again
+    assert again.status is Status.UP_TO_DATE and "marked bad" in again.message
+    assert sum(path.endswith(".tar.gz") for _, path, _ in sim.requests) == 1
+
+
+def test_an_archive_damaged_in_transit_is_not_marked_bad(sim: Sim, tmp_path: Path) -> None:
+    layout = layout_with(tmp_path, "1.0.0", current="1.0.0")
+    serve_release(sim, tmp_path, "2.0.0")
+    url = "/app/2.0.0/app-2.0.0-linux-amd64.tar.gz"
+    good = sim.routes[url]
+    assert isinstance(good, bytes)
+    sim.routes[url] = good[:-1] + bytes([good[-1] ^ 1])
+    assert folder_updater(sim, layout).run(restart=False).status is Status.FAILED
+    sim.routes[url] = good  # the store (or the CDN) is fixed: the next start installs
+    assert folder_updater(sim, layout).run(restart=False).status is Status.INSTALLED
+
+
+# --- publisher: .zip input ---------------------------------------------------------------------
+
+S_LINK, S_DIR, S_FILE = 0o120000, 0o040000, 0o100000
+
+
+def zip_folder(folder: Path, out: Path, *, top: str | None = None, dir_entries: bool = True, extra: Sequence[tuple[zipfile.ZipInfo, bytes]] = ()) -> Path:
+    """Zip a build folder the way ``zip -r --symlinks`` does: symlinks as ``S_IFLNK`` members whose
+    content is the target, Unix modes in ``external_attr``; ``top`` prefixes every name."""
+    prefix = f"{top}/" if top else ""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as zf:
+        if top and dir_entries:
+            zf.writestr(zinfo(f"{top}/", S_DIR | 0o755), b"")
+        for path in sorted(folder.rglob("*")):
+            name = prefix + path.relative_to(folder).as_posix()
+            st = path.lstat()
+            if path.is_symlink():
+                zf.writestr(zinfo(name, S_LINK | 0o777), os.readlink(path).encode())
+            elif path.is_dir():
+                if dir_entries or not any(path.iterdir()):
+                    zf.writestr(zinfo(name + "/", S_DIR | 0o755), b"")
+            else:
+                zf.writestr(zinfo(name, S_FILE | (st.st_mode & 0o777)), path.read_bytes())
+        for info, data in extra:
+            zf.writestr(info, data)
+    return out
+
+
+def zinfo(name: str, mode: int, *, compress: int = zipfile.ZIP_DEFLATED) -> zipfile.ZipInfo:
+    info = zipfile.ZipInfo(name, date_time=(2024, 5, 6, 7, 8, 9))
+    info.create_system, info.external_attr, info.compress_type = 3, mode << 16, compress
+    return info
+
+
+def archive_of(path: Path, workdir: Path, post_install: str | None = None) -> bytes:
+    workdir.mkdir(parents=True)
+    out, _ = make_archive(path, workdir, post_install)
+    data = out.read_bytes()
+    out.unlink()
+    assert list(workdir.iterdir()) == [], "the unpacked zip was not cleaned up"
+    return data
+
+
+def test_a_zip_of_a_folder_gives_the_byte_identical_archive_with_modes_and_links(tmp_path: Path) -> None:
+    folder = make_folder(tmp_path / "dist", "1.2.0")
+    expected = archive_of(folder, tmp_path / "w0")
+    stale = [(zinfo("app-1.2.0-linux-amd64/.gupper-files.json", S_FILE | 0o644), b"{}"), (zinfo("__MACOSX/app-1.2.0-linux-amd64/._app", S_FILE | 0o644), b"\0")]
+    zips = {
+        "one top folder": zip_folder(folder, tmp_path / "a" / "app-1.2.0-linux-amd64.zip", top="app-1.2.0-linux-amd64"),
+        "no top folder, no dir entries": zip_folder(folder, tmp_path / "b" / "app-1.2.0-linux-amd64.zip", dir_entries=False),
+        "a stale file list and macOS resource forks": zip_folder(folder, tmp_path / "c" / "app-1.2.0-linux-amd64.zip", top="app-1.2.0-linux-amd64", extra=stale),
+    }
+    for i, (case, path) in enumerate(zips.items()):
+        assert archive_of(path, tmp_path / f"w{i + 1}") == expected, case
+    with tarfile.open(fileobj=io.BytesIO(expected), mode="r:gz") as tar:
+        modes = {m.name: m.mode for m in tar.getmembers() if m.isreg()}
+        link = tar.getmember("lib.so")
+    assert modes == {LIST_NAME: 0o644, "_internal/lib.so": 0o644, "app": 0o755} and link.issym() and link.linkname == "_internal/lib.so"
+
+
+@pytest.mark.skipif(shutil.which("zip") is None, reason="needs Info-ZIP's zip")
+def test_a_zip_made_by_info_zip_gives_the_byte_identical_archive(tmp_path: Path) -> None:
+    folder = make_folder(tmp_path / "dist", "1.2.0")
+    subprocess.run(["zip", "-qr", "--symlinks", "app-1.2.0-linux-amd64.zip", folder.name], cwd=folder.parent, check=True)
+    assert archive_of(folder.parent / "app-1.2.0-linux-amd64.zip", tmp_path / "w1") == archive_of(folder, tmp_path / "w2")
+
+
+def test_publishing_a_zip_publishes_the_folders_archive_and_the_folder_is_then_unchanged(tmp_path: Path) -> None:
+    folder = make_folder(tmp_path / "dist", "1.2.0")
+    (folder / "hooks").mkdir()
+    (folder / "hooks" / "migrate").write_bytes(b"#!/bin/sh\n")
+    (folder / "hooks" / "migrate").chmod(0o755)  # --post-install needs the executable bit to survive the zip
+    zipped = zip_folder(folder, tmp_path / "app-1.2.0-linux-amd64.zip", top=folder.name)
+    store = LocalStore(tmp_path / "site")
+    report = publish(store, [zipped], PublishOptions(keys=[KEY], clock=lambda: NOW), post_install="hooks/migrate")
+    assert [(a.key, a.status) for a in report.artifacts] == [("app/1.2.0/app-1.2.0-linux-amd64.tar.gz", "uploaded")]
+    entry = json.loads((tmp_path / "site" / "app" / "stable" / "latest.json").read_bytes())["signed"]["platforms"]["linux-amd64"]
+    assert entry["type"] == "archive" and entry["url"] == "../1.2.0/app-1.2.0-linux-amd64.tar.gz"
+    again = publish(store, [folder], PublishOptions(keys=[KEY], clock=lambda: NOW), post_install="hooks/migrate")
+    assert [a.status for a in again.artifacts] == ["unchanged"] and not again.manifests[0].changed
+    assert not list((tmp_path / "site").rglob("*.zip"))
+
+
+def zip_with(path: Path, members: list[tuple[zipfile.ZipInfo, bytes]]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # zipfile warns about the duplicate name case, and writes it anyway
+        with zipfile.ZipFile(path, "w") as zf:
+            for info, data in members:
+                zf.writestr(info, data)
+    return path
+
+
+def good(name: str = "top/app", data: bytes = b"#!/bin/sh\n", mode: int = S_FILE | 0o755) -> tuple[zipfile.ZipInfo, bytes]:
+    return zinfo(name, mode), data
+
+
+def patch_central(path: Path, name: str, fields: dict[tuple[int, str], int]) -> None:
+    """Overwrite fields (offset, struct format) of ``name``'s central directory record: zipfile
+    writes only what it considers sane, and reads members by their central record."""
+    raw = bytearray(path.read_bytes())
+    at = raw.index(b"PK\x01\x02")
+    while raw[at + 46 : at + 46 + struct.unpack_from("<H", raw, at + 28)[0]] != name.encode():
+        at = raw.index(b"PK\x01\x02", at + 4)
+    for (offset, fmt), value in fields.items():
+        struct.pack_into(fmt, raw, at + offset, value)
+    path.write_bytes(bytes(raw))
+
+
+ENCRYPTED = {(8, "<H"): 0x1}  # general purpose flag bit 0
+NO_UNIX_MODES = {(4, "<H"): 20, (38, "<I"): 0}  # made by MS-DOS, no external attributes
+ZIP_PATCHES: dict[str, tuple[str, dict[tuple[int, str], int]]] = {
+    "encrypted member": ("top/secret", ENCRYPTED),
+    "no unix modes (made on Windows)": ("top/app", NO_UNIX_MODES),
+}
+
+MALICIOUS_ZIPS: dict[str, tuple[list[tuple[zipfile.ZipInfo, bytes]], str]] = {
+    "absolute path": ([good(), good("/tmp/evil")], "'/tmp/evil' is an absolute path"),
+    "traversal": ([good(), good("../evil")], "'../evil' climbs out of the folder with '..'"),
+    "traversal below the top": ([good(), good("top/../../evil")], "'top/../../evil' climbs out"),
+    "backslashes": ([good(), good("..\\evil")], "'..\\\\evil' holds a backslash"),
+    "drive letter": ([good(), good("C:/evil")], "'C:/evil' holds ':'"),
+    "control character": ([good(), good("top/a\nb")], "'top/a\\nb' holds a control character"),
+    "dot part": ([good(), good("top/./x")], "'top/./x' holds an empty or '.' path part"),
+    "duplicate name": ([good(), good(data=b"other")], "'top/app' appears twice"),
+    "file and dir of one name": ([good(), good("top/app/", b"", S_DIR | 0o755)], "'top/app/' appears twice"),
+    "symlink out (relative)": ([good(), good("top/l", b"../../outside", S_LINK | 0o777)], "'top/l' is a symlink to '../../outside', outside the zip"),
+    "symlink out (absolute)": ([good(), good("top/l", b"/etc", S_LINK | 0o777)], "'top/l' is a symlink to '/etc', outside the zip"),
+    "symlink out and a file through it": (
+        [good(), good("top/out", b"../../outside", S_LINK | 0o777), good("top/out/evil", b"pwned")],
+        "'top/out' is a symlink to '../../outside', outside the zip",
+    ),
+    "a file through a symlink inside": (
+        [good(), good("top/l", b"sub", S_LINK | 0o777), good("top/l/evil", b"x")],
+        "'top/l/evil' lies under 'top/l', which is a link, not a directory",
+    ),
+    "a file under a file": ([good(), good("top/app/evil", b"x")], "'top/app/evil' lies under 'top/app', which is a file"),
+    "character device": ([good(), good("top/tty", b"", 0o020000 | 0o644)], "'top/tty' is a device, FIFO or socket"),
+    "fifo": ([good(), good("top/pipe", b"", 0o010000 | 0o644)], "'top/pipe' is a device, FIFO or socket"),
+    "encrypted member": ([good(), good("top/secret")], "'top/secret' is encrypted"),
+    "bzip2 member": ([good(), (zinfo("top/b", S_FILE | 0o644, compress=zipfile.ZIP_BZIP2), b"b")], "'top/b' uses compression method 12"),
+    "no unix modes (made on Windows)": ([good()], "carries no Unix permissions"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(MALICIOUS_ZIPS))
+def test_a_malicious_zip_is_refused_in_one_line_and_nothing_is_written(tmp_path: Path, case: str) -> None:
+    from publisher.errors import PublishError
+
+    members, message = MALICIOUS_ZIPS[case]
+    zipped = zip_with(tmp_path / "dist" / "app-1.2.0-linux-amd64.zip", members)
+    if case in ZIP_PATCHES:
+        patch_central(zipped, *ZIP_PATCHES[case])
+    (tmp_path / "outside").mkdir()
+    before = sorted(tmp_path.rglob("*"))
+    with pytest.raises(PublishError) as info:
+        publish(LocalStore(tmp_path / "site"), [zipped], PublishOptions(keys=[KEY], clock=lambda: NOW))
+    text = str(info.value)
+    assert message in text and "\n" not in text, text
+    assert text.startswith("app-1.2.0-linux-amd64.zip") and "zip -r --symlinks app-1.2.0-linux-amd64.zip app-1.2.0-linux-amd64" in text
+    assert sorted(tmp_path.rglob("*")) == before and not (tmp_path / "site").exists()
+
+
+def test_a_zip_bomb_is_refused_by_its_declared_sizes_before_anything_is_written(tmp_path: Path) -> None:
+    from publisher.archive import unpack_user_zip
+    from publisher.errors import PublishError
+
+    zipped = zip_with(tmp_path / "app-1.2.0-linux-amd64.zip", [good(), good("top/a", b"\0" * (600 << 10)), good("top/b", b"\0" * (600 << 10))])
+    assert zipped.stat().st_size < 10 << 10  # 1.2 MiB of zeros, deflated
+    into = tmp_path / "into"
+    into.mkdir()
+    with pytest.raises(PublishError, match=r"member 'top/b' takes the declared unpacked size past the 1048576-byte limit \(a zip bomb\?\); refused"):
+        unpack_user_zip(zipped, into, max_bytes=1 << 20)
+    assert list(into.iterdir()) == []
+    assert unpack_user_zip(zipped, into, max_bytes=2 << 20) == into / "top" and (into / "top" / "b").stat().st_size == 600 << 10
+
+
+def test_a_zip_member_holding_more_than_its_declared_size_is_refused(tmp_path: Path) -> None:
+    from publisher.errors import PublishError
+
+    zipped = zip_with(tmp_path / "app-1.2.0-linux-amd64.zip", [good("top/app", b"#!/bin/sh\n" + b"#" * 5000, S_FILE | 0o755)])
+    patch_central(zipped, "top/app", {(24, "<I"): 10})  # declare 10 bytes uncompressed
+    with zipfile.ZipFile(zipped) as zf:
+        assert zf.getinfo("top/app").file_size == 10 and zf.getinfo("top/app").compress_size > 10
+    with pytest.raises(PublishError, match=r"app-1.2.0-linux-amd64.zip: cannot unpack member 'top/app' \(Bad CRC-32") as info:
+        make_archive(zipped, tmp_path)
+    assert "\n" not in str(info.value) and sorted(p.name for p in tmp_path.iterdir()) == ["app-1.2.0-linux-amd64.zip"]
+
+
+def test_a_zip_without_unix_modes_is_fine_for_windows_and_not_a_zip_is_one_line(tmp_path: Path) -> None:
+    from publisher.errors import PublishError
+
+    zipped = zip_with(tmp_path / "app-1.2.0-windows-amd64.zip", [good()])
+    patch_central(zipped, "top/app", NO_UNIX_MODES)
+    assert archive_of(zipped, tmp_path / "w1")
+    broken = tmp_path / "app-1.2.0-linux-amd64.zip"
+    broken.write_bytes(b"PK not really a zip")
+    with pytest.raises(PublishError, match=r"cannot read .*app-1.2.0-linux-amd64.zip as a zip \(File is not a zip file\); pass the build folder itself"):
+        make_archive(broken, tmp_path)

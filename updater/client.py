@@ -237,6 +237,12 @@ class Updater:
         except OSError as e:
             _folder.remove_tree(staged)
             raise InstallError(f"cannot unpack the update in {layout.versions} ({e.strerror or e}); free some disk space or check the folder's permissions") from e
+        except IntegrityError as e:
+            _folder.remove_tree(staged)
+            # The bytes matched the signed sha256, so the same refusal would come every time: the
+            # release itself is unsafe (a signer mistake or a stolen key), not the transfer.
+            self._mark_bad(str(update.entry.version), str(e))
+            raise
         except BaseException:
             _folder.remove_tree(staged)
             raise
