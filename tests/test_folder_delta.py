@@ -297,3 +297,28 @@ def test_a_stored_list_is_gzip_bounded_against_bombs_and_trailing_bytes() -> Non
     for bad in (bomb, list_to_wire(listing) + b"junk", list_to_wire(listing)[:-4], b"\x1f\x8b" + b"\0" * 20):
         with pytest.raises(IntegrityError, match="file list"):
             list_from_wire(bad)
+
+
+def test_a_file_whose_mode_changes_is_copied_not_linked_and_the_installed_one_keeps_its_mode(tmp_path: Path) -> None:
+    from updater.folder_delta import build
+
+    installed = tmp_path / "installed"
+    installed.mkdir()
+    (installed / "tool").write_bytes(b"same bytes\n")
+    (installed / "tool").chmod(0o644)
+    (installed / "data").write_bytes(b"data\n")
+    (installed / "data").chmod(0o644)
+    new = [f_real(installed / "tool", "tool", 0o755), f_real(installed / "data", "data", 0o644)]
+
+    def no_fetch(url: str, size: int, sha256: str, out: Any) -> None:
+        raise AssertionError(f"nothing should be fetched, asked for {url}")
+
+    built = build(plan(new, new, {}), new, b"{}", installed, tmp_path / "new", tmp_path / "work", no_fetch, str, str)
+    assert (built.linked, built.copied, built.downloaded) == (1, 1, 0)
+    assert (tmp_path / "new/tool").stat().st_mode & 0o777 == 0o755 and (installed / "tool").stat().st_mode & 0o777 == 0o644
+    assert (tmp_path / "new/data").stat().st_ino == (installed / "data").stat().st_ino
+
+
+def f_real(path: Path, name: str, mode: int) -> PackageEntry:
+    data = path.read_bytes()
+    return PackageEntry(name, "file", size=len(data), sha256=hashlib.sha256(data).hexdigest(), mode=mode)

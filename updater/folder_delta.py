@@ -225,7 +225,8 @@ def _make(step: Step, installed: Path, dest: Path, work: Path, fetch: Fetch, blo
 
 def _reuse(source: Path, out: Path, e: PackageEntry, done: Built) -> None:
     """Hard-link ``source`` (same content and mode) or copy it; the copy is verified as written."""
-    if (source.stat().st_mode & 0o777) == e.mode:
+    # A link shares the mode; Windows has no 0644/0755 (only a read-only flag), so links always do there.
+    if os.name != "posix" or (source.stat().st_mode & 0o777) == e.mode:
         try:
             os.link(source, out)  # source is a regular file (checked): no link to follow
             done.linked += 1
