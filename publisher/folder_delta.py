@@ -27,7 +27,7 @@ from pathlib import Path
 from packaging.version import Version
 
 from updater.errors import IntegrityError
-from updater.folder_delta import PATCH_FORMAT, FilePatch, index_bytes
+from updater.folder_delta import PATCH_FORMAT, FilePatch, index_bytes, list_delta
 from updater.package import LIST_NAME, PackageEntry, extract_package, list_from_wire, list_to_wire, parse_file_list
 
 from .artifacts import ARCHIVE_SUFFIX
@@ -95,6 +95,7 @@ def _patches_from(
         log.warning("skipping folder patches from %s: its file list is missing or altered in the store", old_version)
         return None
     before = {e.path: e for e in parse_file_list(listed) if e.kind == "file"}
+    new_list = (folder / LIST_NAME).read_bytes()
     patches: dict[str, FilePatch] = {}
     for e in files:
         was = before.get(e.path)
@@ -103,9 +104,7 @@ def _patches_from(
         made = _file_patch(store, app, version, old_version, was, e, folder / e.path, tmp)
         if made is not None:
             patches[e.path] = made
-    if not patches:
-        return None
-    data = index_bytes(patches)
+    data = index_bytes(patches, list_delta(listed, new_list))  # written even without patches: it spares the list
     digest = hashlib.sha256(data).hexdigest()
     name = f"{stem}.from-{old_version}.files.json"
     path = tmp / name

@@ -141,8 +141,11 @@ def test_a_folder_release_is_stored_file_by_file_with_a_patch_index_signed_in_it
     assert (index["from_version"], index["format"]) == ("1.0.0", "files-bsdiff4")
     data = (store.root / "app/2.0.0/patches" / index["url"].rsplit("/", 1)[1]).read_bytes()
     assert hashlib.sha256(data).hexdigest() == index["sha256"] and len(data) == index["size"]
-    patched = parse_index(data)
+    parsed = parse_index(data)
+    patched = parsed.patches
     assert sorted(patched) == ["_internal/data.bin", "app"]  # changed in place; moved and new files are not patched
+    assert parsed.remove == ("_internal/moved.bin",)
+    assert sorted(e["path"] for e in parsed.put) == ["_internal/data.bin", "_internal/notes.txt", "_internal/sub/moved.bin", "app"]
     for path, fp in patched.items():
         assert fp.size < (v2 / path).stat().st_size // 10
         assert (store.root / "app/2.0.0/patches/files" / fp.file).stat().st_size == fp.size
@@ -175,11 +178,10 @@ def test_a_folder_update_fetches_only_patches_and_new_files_and_links_the_rest(s
     notes = hashlib.sha256((v2 / "_internal/notes.txt").read_bytes()).hexdigest()
     patches = [p for p in fetched if p.startswith("/app/2.0.0/patches/files/") and p.endswith(".bsdiff4")]
     assert sorted(set(fetched) - set(patches)) == [
-        "/app/2.0.0/files/app-2.0.0-linux-amd64.json.gz",
         f"/app/2.0.0/files/sha256/{notes}",  # the one new file, fetched whole
-        "/app/2.0.0/patches/app-2.0.0-linux-amd64.from-1.0.0.files.json",
+        "/app/2.0.0/patches/app-2.0.0-linux-amd64.from-1.0.0.files.json",  # the new list comes from it: not fetched
     ]
-    assert len(patches) == 2 and len(fetched) == 5  # app and data.bin patched; each object fetched once
+    assert len(patches) == 2 and len(fetched) == 4  # app and data.bin patched; each object fetched once
     assert served_bytes(sim, fetched) < len(sim.routes[archive]) // 10  # type: ignore[arg-type]
     same_inode = (new / "_internal/big.bin").stat().st_ino == (layout.version_dir("1.0.0") / "_internal/big.bin").stat().st_ino
     assert same_inode  # unchanged files are hard links, not copies
@@ -214,14 +216,39 @@ def test_a_tampered_file_in_the_store_falls_back_to_the_archive(sim: Sim, tmp_pa
     assert not [p for p in layout.versions.iterdir() if p.name.startswith(".")]
 
 
-def test_a_tampered_file_list_falls_back_to_the_archive(sim: Sim, tmp_path: Path) -> None:
+def test_an_install_that_differs_from_its_release_fetches_the_list_and_a_tampered_one_falls_back(sim: Sim, tmp_path: Path) -> None:
     store, v1, v2 = publish_both(tmp_path)
     serve_store(sim, store.root)
-    sim.routes["/app/2.0.0/files/app-2.0.0-linux-amd64.json.gz"] = b'{"_type":"gupper-files","schema":1,"files":[{"path":"../x","type":"dir"}]}'
+    listed = "/app/2.0.0/files/app-2.0.0-linux-amd64.json.gz"
+    good = sim.routes[listed]
+    sim.routes[listed] = b'{"_type":"gupper-files","schema":1,"files":[{"path":"../x","type":"dir"}]}'
     layout = install(tmp_path, v1)
+    (layout.version_dir("1.0.0") / "_internal/extra.txt").write_bytes(b"left by someone\n")  # not the published 1.0.0 any more
     assert updater(sim, layout).run(restart=False).status is Status.INSTALLED
+    assert got(sim).count(listed) == 1 and "/app/2.0.0/app-2.0.0-linux-amd64.tar.gz" in got(sim)
     assert tree(layout.version_dir("2.0.0")) == tree(v2)
     assert not (tmp_path / "x").exists() and not (layout.root / "x").exists()
+    sim.routes[listed], sim.requests[:] = good, []
+    again = install(tmp_path / "again", v1)
+    (again.version_dir("1.0.0") / "_internal/extra.txt").write_bytes(b"left by someone\n")
+    assert updater(sim, again).run(restart=False).status is Status.INSTALLED
+    assert listed in got(sim) and "/app/2.0.0/app-2.0.0-linux-amd64.tar.gz" not in got(sim)  # the good list: still a delta
+    assert tree(again.version_dir("2.0.0")) == tree(v2)
+
+
+def test_the_list_delta_rebuilds_the_new_list_byte_for_byte(tmp_path: Path) -> None:
+    from updater.folder_delta import Index, apply_list_delta, list_delta
+    from updater.package import file_list_bytes, scan_folder
+
+    v1, v2 = release(tmp_path, "1.0.0"), release(tmp_path, "2.0.0")
+    (v2 / "hook").write_bytes(b"#!/bin/sh\n")
+    (v2 / "hook").chmod(0o755)
+    old, new = file_list_bytes(scan_folder(v1)), file_list_bytes(scan_folder(v2), "hook")
+    for a, b in ((old, new), (new, old), (old, old)):
+        d = list_delta(a, b)
+        assert apply_list_delta(a, Index({}, tuple(d["remove"]), tuple(d["put"]), d.get("post_install"))) == b
+    wrong = Index({}, (), ())  # a delta that does not reproduce the list: the signed files_sha256 decides
+    assert hashlib.sha256(apply_list_delta(old, wrong)).hexdigest() != hashlib.sha256(new).hexdigest()
 
 
 def test_without_patches_changed_files_are_fetched_whole_and_a_release_with_none_takes_the_archive(sim: Sim, tmp_path: Path) -> None:

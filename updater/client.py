@@ -20,7 +20,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, MutableMapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import BinaryIO, NoReturn
@@ -40,7 +40,7 @@ from .errors import ConfigError, DownloadError, HTTPError, InstallError, Integri
 from .fetch import FetchConfig, Fetcher, Progress, Resume, check_url
 from .keys import TrustedKeys
 from .manifest import MAX_MANIFEST_BYTES, Entry, Manifest, verify_manifest
-from .package import LIST_NAME, MAX_LIST_BYTES, PackageEntry, extract_package, list_from_wire, parse_file_list, scan_folder
+from .package import LIST_NAME, MAX_LIST_BYTES, extract_package, file_list_bytes, list_from_wire, parse_file_list, scan_folder
 from .platforms import Platform, current_platform
 from .policy import choose_update
 from .selftest import answer_self_test, preflight
@@ -264,11 +264,14 @@ class Updater:
         staged, work = _folder.staging_dir(layout, version), _folder.staging_dir(layout, version + "-parts")
         try:
             with Fetcher(self.fetch_config) as fetcher:
-                list_data = self._get_signed_small(fetcher, files_url, MAX_LIST_BYTES, files_sha256, list_from_wire)
-                entries = parse_file_list(list_data)
                 installed_dir = layout.version_dir(current)
-                index_url, patches = self._patch_index(fetcher, update, current)
-                the_plan = folder_delta.plan(_installed_entries(installed_dir), entries, patches)
+                installed = _installed_list(installed_dir)
+                index_url, index = self._patch_index(fetcher, update, current, installed)
+                list_data = _list_from_index(installed, index, files_sha256)
+                if list_data is None:  # no index from exactly the installed files: fetch the new list
+                    list_data = self._get_signed_small(fetcher, files_url, MAX_LIST_BYTES, files_sha256, list_from_wire)
+                entries = parse_file_list(list_data)
+                the_plan = folder_delta.plan(parse_file_list(installed), entries, index.patches)
                 if the_plan.download >= full.size:
                     log.info("gupper: a folder delta would fetch %d bytes, the archive is %d: taking the archive", the_plan.download, full.size)
                     return None
@@ -312,17 +315,21 @@ class Updater:
             raise IntegrityError(f"{url} does not match the signed sha256; the store holds a different file")
         return data
 
-    def _patch_index(self, fetcher: Fetcher, update: Update, current: str) -> tuple[str, dict[str, folder_delta.FilePatch]]:
-        """The per-file patch index from the installed version, if the release has one: (its URL, patches)."""
+    def _patch_index(self, fetcher: Fetcher, update: Update, current: str, installed: bytes) -> tuple[str, folder_delta.Index]:
+        """The patch index from the installed version, if the release has one: (its URL, the index;
+        an empty one without). Its list delta is kept only if the installed files are exactly
+        the ones it starts from (their list hashes to the index's ``from_sha256``)."""
         patches = update.entry.extra.get("patches")
         for p in patches if isinstance(patches, list) else []:
             if not isinstance(p, dict) or p.get("format") != folder_delta.PATCH_FORMAT or p.get("from_version") != current:
                 continue
             size, digest, url = p.get("size"), p.get("sha256"), p.get("url")
             if isinstance(size, int) and isinstance(digest, str) and isinstance(url, str):
-                data = self._get_signed_small(fetcher, url, min(size, folder_delta.MAX_INDEX_BYTES), digest)
-                return urljoin(self.config.manifest_url, url), folder_delta.parse_index(data)
-        return self.config.manifest_url, {}
+                index = folder_delta.parse_index(self._get_signed_small(fetcher, url, min(size, folder_delta.MAX_INDEX_BYTES), digest))
+                if p.get("from_sha256") != hashlib.sha256(installed).hexdigest():
+                    index = replace(index, remove=(), put=(), post_install=None, exact=False)
+                return urljoin(self.config.manifest_url, url), index
+        return self.config.manifest_url, folder_delta.Index({}, exact=False)
 
     def _delta_fetcher(self, fetcher: Fetcher, total: int, progress: Progress | None) -> tuple[folder_delta.Fetch, Callable[[], None]]:
         """``fetch`` for :func:`folder_delta.build` (one bounded, verified GET per file, overall
@@ -823,13 +830,28 @@ def _unlink_quietly(path: Path) -> None:
 __all__ = ["Checkpoint", "Result", "Status", "Update", "Updater", "UpdaterConfig"]
 
 
-def _installed_entries(folder: Path) -> list[PackageEntry]:
-    """What the installed version holds: its kept file list, or (installed by other means) a scan.
+def _installed_list(folder: Path) -> bytes:
+    """The installed version's file list: the one kept beside it, or (installed by other means) the
+    list of a scan, which is byte for byte the publisher's when the files are the published ones.
 
     Only a hint for planning: every file is hashed again before it is reused.
     """
     try:
         with (folder / LIST_NAME).open("rb") as f:
-            return parse_file_list(f.read(MAX_LIST_BYTES + 1))
+            data = f.read(MAX_LIST_BYTES + 1)
+        parse_file_list(data)
+        return data
     except (OSError, IntegrityError):
-        return scan_folder(folder)
+        return file_list_bytes(scan_folder(folder))
+
+
+def _list_from_index(installed: bytes, index: folder_delta.Index, files_sha256: str) -> bytes | None:
+    """The new file list rebuilt from the installed one and the index's list delta, if it hashes to
+    the signed ``files_sha256``; else None (then it is fetched)."""
+    if not index.exact:
+        return None
+    try:
+        data = folder_delta.apply_list_delta(installed, index)
+    except (UpdateError, ValueError, KeyError, TypeError):
+        return None
+    return data if hashlib.sha256(data).hexdigest() == files_sha256 else None

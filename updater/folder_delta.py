@@ -27,7 +27,8 @@ from typing import Any, BinaryIO
 from ._fsutil import fsync_dir
 from .bspatch import PatchError, apply_patch
 from .errors import IntegrityError
-from .package import LIST_NAME, PackageEntry, create_new_file, file_sha256
+from .manifest import canonical_bytes
+from .package import LIST_NAME, LIST_TYPE, PackageEntry, create_new_file, file_sha256
 
 INDEX_TYPE = "gupper-files-patches"
 PATCH_FORMAT = "files-bsdiff4"
@@ -75,16 +76,53 @@ class Plan:
         return sum(1 for s in self.steps if s.action == action)
 
 
-def index_bytes(patches: Mapping[str, FilePatch]) -> bytes:
-    """The canonical bytes of a patch index (publisher side)."""
-    from .manifest import canonical_bytes
+@dataclass(frozen=True)
+class Index:
+    """A patch index from one earlier release (its sha256 is signed in the manifest): per-file
+    patches, and how that release's file list becomes this one's (``remove`` paths, ``put``
+    entries, the new ``post_install``), so an install holding the earlier list exactly need not
+    fetch the new one."""
 
-    doc = {"_type": INDEX_TYPE, "schema": 1, "patches": {p: vars(fp) for p, fp in sorted(patches.items())}}
+    patches: Mapping[str, FilePatch]
+    remove: tuple[str, ...] = ()
+    put: tuple[Mapping[str, Any], ...] = ()
+    post_install: str | None = None
+    exact: bool = True  # the list delta applies: the installed files are the ones it starts from
+
+
+def list_delta(old: bytes, new: bytes) -> dict[str, Any]:
+    """What turns file list ``old`` into ``new`` (publisher side; both already checked)."""
+    before = {f["path"]: f for f in json.loads(old)["files"]}
+    doc = json.loads(new)
+    after = {f["path"]: f for f in doc["files"]}
+    out: dict[str, Any] = {"remove": sorted(before.keys() - after.keys()), "put": [after[p] for p in sorted(after) if before.get(p) != after[p]]}
+    if doc.get("post_install") is not None:
+        out["post_install"] = doc["post_install"]
+    return out
+
+
+def apply_list_delta(old: bytes, index: Index) -> bytes:
+    """The new file list from the installed one and an index's list delta (pure). The caller
+    compares its sha256 with the signed ``files_sha256`` before trusting it."""
+    files = {f["path"]: f for f in json.loads(old)["files"]}
+    for path in index.remove:
+        files.pop(path, None)
+    for entry in index.put:
+        files[entry["path"]] = dict(entry)
+    doc: dict[str, Any] = {"_type": LIST_TYPE, "schema": 1, "files": [files[p] for p in sorted(files)]}
+    if index.post_install is not None:
+        doc["post_install"] = index.post_install
     return canonical_bytes(doc)
 
 
-def parse_index(data: bytes) -> dict[str, FilePatch]:
-    """Parse a patch index (its sha256 is signed in the manifest): listed path -> patch."""
+def index_bytes(patches: Mapping[str, FilePatch], delta: Mapping[str, Any]) -> bytes:
+    """The canonical bytes of a patch index (publisher side)."""
+    doc = {"_type": INDEX_TYPE, "schema": 1, "patches": {p: vars(fp) for p, fp in sorted(patches.items())}, "list": dict(delta)}
+    return canonical_bytes(doc)
+
+
+def parse_index(data: bytes) -> Index:
+    """Parse a patch index (its sha256 is signed in the manifest)."""
     try:
         doc: Any = json.loads(data.decode("utf-8"))
         if not isinstance(doc, dict) or doc.get("_type") != INDEX_TYPE or doc.get("schema") != 1 or not isinstance(doc.get("patches"), dict):
@@ -97,9 +135,20 @@ def parse_index(data: bytes) -> dict[str, FilePatch]:
             if isinstance(fp.size, bool) or not isinstance(fp.size, int) or fp.size <= 0:
                 raise ValueError(f"patch for {path[:80]!r} has an unusable size")
             out[str(path)] = fp
-    except (UnicodeDecodeError, ValueError, KeyError, TypeError) as e:
+        delta = doc.get("list", {})
+        remove, put, hook = delta.get("remove", []), delta.get("put", []), delta.get("post_install")
+        if not (
+            isinstance(remove, list)
+            and all(isinstance(r, str) for r in remove)
+            and isinstance(put, list)
+            and all(isinstance(e, dict) and isinstance(e.get("path"), str) for e in put)
+        ):
+            raise ValueError("its list delta is not lists of paths and entries")
+        if hook is not None and not isinstance(hook, str):
+            raise ValueError("its post_install is not a path")
+    except (UnicodeDecodeError, ValueError, KeyError, TypeError, AttributeError) as e:
         raise IntegrityError(f"the folder patch index is unusable ({e}); refused") from e
-    return out
+    return Index(out, tuple(remove), tuple(put), hook)
 
 
 def plan(installed: Sequence[PackageEntry], new: Sequence[PackageEntry], patches: Mapping[str, FilePatch]) -> Plan:
