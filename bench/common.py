@@ -35,9 +35,10 @@ def bench_key(name: str = "bench") -> tuple[Path, str]:
     return key_path, pub_path.read_text().strip()
 
 
-def build_reproducible(version: str, manifest_url: str, public_keys: Sequence[str], out_dir: Path) -> Path:
-    """The project's own build: ``PYTHONHASHSEED=0``, fixed work paths, cached."""
-    return build_app(version, manifest_url, public_keys, out_dir, cache_dir=BUILD_CACHE)
+def build_reproducible(version: str, manifest_url: str, public_keys: Sequence[str], out_dir: Path, *, onedir: bool = False) -> Path:
+    """The project's own build: ``PYTHONHASHSEED=0``, fixed work paths, cached; ``onedir`` gives the
+    one-folder bundle ``out_dir/app-<version>-<os>-<arch>/`` instead of the one-file binary."""
+    return build_app(version, manifest_url, public_keys, out_dir, cache_dir=BUILD_CACHE, onedir=onedir)
 
 
 def build_default(version: str, manifest_url: str, public_keys: Sequence[str], out_dir: Path, *, rebuild: bool = False) -> Path:

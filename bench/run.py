@@ -10,11 +10,16 @@ never one with the bench tools in it, see bench/requirements.txt). It:
   ports (so the cached builds, which bake the manifest URL in, stay valid) and builds v1/v2;
 - serves Gupper's files and tufup's repository from the same public front, and counts requests
   and bytes from its access log;
-- measures items 1-7 of issue 7, checks the issue's targets and writes ``bench/results.md`` and
-  ``bench/results.png``.
+- measures items 1-7 of issue 7 and item 8 (a one-folder app), checks the issue's targets and
+  writes ``bench/results.md`` and ``bench/results.png``.
 
 Publishes that must measure a full download (or must not spend minutes in bsdiff4: items 2, 4, 6)
 pass ``--patches 0``; item 3 publishes v2 again with ``--patches 1``, which adds the v1 -> v2 patch.
+Item 8 builds the demo as one-folder bundles whose manifest lives under ``folder/`` in the bucket
+(so it never mixes with the one-file releases): v1 with ``--patches 3``, v2 first with ``--patches 0``
+(the archive path), then again with ``--patches 3`` (file list, files and per-file patches added).
+``--only 8`` (repeatable) runs just the items named, and writes ``.gupper/bench/results-partial.md``
+unless ``--out`` says otherwise; so does ``--skip``.
 Every Gupper client gets a state dir of its own, so "first check" (no ETag yet: 200) and "warm
 check" (If-None-Match: 304, answered from the kept signed copy) are measured apart.
 
@@ -54,6 +59,8 @@ from infra.client import LocalStore, start_local_store  # noqa: E402
 RUN = CACHE / "run"
 TUFUP_VENV = CACHE / "tufup-venv"
 DEFAULT_PORTS = (47311, 47312)  # S3 API, public front; fixed so cached builds stay valid
+ITEMS = ["1", "2", "3", "4", "5", "6", "7", "8"]
+PARTIAL_OUT = CACHE / "results-partial.md"  # a run of some items only never overwrites bench/results.md
 GIB = 1 << 30
 MIB = 1 << 20
 
@@ -411,11 +418,12 @@ def item5_startup(b: Bench) -> None:
 Run = tuple[float, list[dict[str, Any]], str]  # wall ms, the requests it made, its stderr
 
 
-def gupper_updates(b: Bench, tag: str) -> list[Run]:
-    """``reps`` times: install the real one-file v1 with a fresh state dir, run it, time until v2 greets."""
+def gupper_updates(b: Bench, tag: str, install: Callable[[Path], Path] | None = None, prefix: str = "/gupper/app/") -> list[Run]:
+    """``reps`` times: install the real v1 (the one-file binary, or what ``install(dir)`` puts in
+    ``dir``: it returns the executable) with a fresh state dir, run it, time until v2 greets."""
     runs: list[Run] = []
     for i in range(b.reps):
-        exe = install_copy(b.v1, RUN / tag / f"g{i}")
+        exe = install(RUN / tag / f"g{i}") if install is not None else install_copy(b.v1, RUN / tag / f"g{i}")
         env = app_env(b.store, RUN / tag / f"g{i}-tmp")
         env["XDG_STATE_HOME"] = str(RUN / tag / f"g{i}-state")  # a fresh install: no state yet
         start = time.time()
@@ -424,30 +432,48 @@ def gupper_updates(b: Bench, tag: str) -> list[Run]:
         if "version 2.0.0" not in proc.stdout:
             raise RuntimeError(f"Gupper update did not reach v2: {proc.stdout}\n{proc.stderr}")
         time.sleep(0.2)
-        runs.append((ms, in_window(log_entries(b.access_log), start, end, "/gupper/app/"), proc.stderr))
+        runs.append((ms, in_window(log_entries(b.access_log), start, end, prefix), proc.stderr))
     return runs
 
 
-def tufup_updates(b: Bench, tufup_urls: tuple[str, str, Path], tag: str, mode: str, current_archive: Path | None = None) -> list[Run]:
-    """``reps`` times: a v1 client (metadata as the up-to-date v1 left it) updates to v2 and execs it."""
+def tufup_updates(
+    b: Bench,
+    tufup_urls: tuple[str, str, Path],
+    tag: str,
+    mode: str,
+    current_archive: Path | None = None,
+    *,
+    folder: Path | None = None,
+    template: Path = RUN / "tufup-client",
+    prefix: str = "/gupper/tufup/",
+) -> list[Run]:
+    """``reps`` times: a v1 client (metadata as the up-to-date v1 left it, copied from ``template``)
+    updates to v2 and execs it; the install dir holds the one-file v1, or a copy of ``folder``
+    (a one-folder bundle, which tufup then updates in place)."""
     meta_url, targets_url, _ = tufup_urls
     runs: list[Run] = []
     for i in range(b.reps):
         client = RUN / tag / f"t{i}-client"
         shutil.rmtree(client, ignore_errors=True)
-        shutil.copytree(RUN / "tufup-client", client)
+        shutil.copytree(template, client)
         if current_archive is not None:  # tufup patches the archive it installed from, kept in its targets dir
             shutil.copyfile(current_archive, client / "targets" / current_archive.name)
-        install_copy(b.v1, RUN / tag / f"t{i}")
+        install = RUN / tag / f"t{i}"
+        if folder is not None:
+            shutil.rmtree(install, ignore_errors=True)
+            shutil.copytree(folder, install, symlinks=True)
+        else:
+            install_copy(b.v1, install)
         env = app_env(b.store, RUN / tag / f"t{i}-tmp")
-        cmd = [str(b.tufup_python), str(ROOT / "bench" / "tufup_side.py"), "update", meta_url, targets_url, str(client), str(RUN / tag / f"t{i}"), "1.0.0", mode]
+        cmd = [str(b.tufup_python), str(ROOT / "bench" / "tufup_side.py"), "update", meta_url, targets_url, str(client), str(install), "1.0.0", mode]
+        cmd += ["folder"] if folder is not None else []
         start = time.time()
         ms, proc = run_timed(cmd, env)
         end = time.time()
         if "version 2.0.0" not in proc.stdout:
             raise RuntimeError(f"tufup update did not reach v2: {proc.stdout}\n{proc.stderr[-3000:]}")
         time.sleep(0.2)
-        runs.append((ms, in_window(log_entries(b.access_log), start, end, "/gupper/tufup/"), proc.stderr))
+        runs.append((ms, in_window(log_entries(b.access_log), start, end, prefix), proc.stderr))
     return runs
 
 
@@ -519,6 +545,190 @@ def item3_delta(b: Bench, tufup_urls: tuple[str, str, Path] | None, states: dict
         b.metrics["g_delta_total"] = g_total
     if t_total is not None:
         b.metrics["t_delta_total"] = t_total
+
+
+# --- item 8: one-folder app update v1 -> v2 ---------------------------------------------------
+
+FOLDER_PREFIX = "folder"  # item 8's corner of the bucket: its builds bake folder/app/stable/latest.json in
+TUFUP_FOLDER_PREFIX = "tufup-folder"
+
+
+def install_folder(build: Path, root: Path, version: str) -> Path:
+    """Install a one-folder build as an installer does (docs/packages.md, "Install layout"):
+    ``root/versions/<version>/`` and the relative link ``root/current``; returns ``current/app``."""
+    shutil.rmtree(root, ignore_errors=True)
+    (root / "versions").mkdir(parents=True)
+    shutil.copytree(build, root / "versions" / version, symlinks=True)
+    (root / "current").symlink_to(f"versions/{version}")
+    return root / "current" / "app"
+
+
+def folder_stats(v1: Path, v2: Path) -> tuple[int, int, int]:
+    """v2's files, their total bytes, and how many of them differ from v1's file at the same path."""
+    files = [p for p in sorted(v2.rglob("*")) if p.is_file() and not p.is_symlink()]
+    changed = 0
+    for f in files:
+        old = v1 / f.relative_to(v2)
+        if not (old.is_file() and old.stat().st_size == f.stat().st_size and old.read_bytes() == f.read_bytes()):
+            changed += 1
+    return len(files), sum(f.stat().st_size for f in files), changed
+
+
+@dataclass
+class FolderSide:
+    """One side of item 8: its update runs and publish times."""
+
+    full: list[Run]
+    delta: list[Run]
+    publish_s: float  # v2 with patches from v1
+    publish_nopatch_s: float  # v2 without (Gupper: --patches 0; tufup: skip_patch=True)
+    built: str = ""  # Gupper's "built 2.0.0 from 1.0.0: ..." summary
+
+
+def item8_gupper(b: Bench, v1: Path, v2: Path) -> FolderSide:
+    """The installed one-folder v1 updates itself, through the archive (v2 published with
+    --patches 0), then through the folder delta (v2 published again with --patches 3)."""
+    env = b.store.s3_env()
+    store_arg = f"s3://{b.store.bucket}/{FOLDER_PREFIX}"
+    prefix = urlsplit(b.store.url(f"{FOLDER_PREFIX}/app/")).path
+
+    def install(root: Path) -> Path:
+        return install_folder(v1, root, "1.0.0")
+
+    def switched(tag: str, runs: list[Run]) -> None:
+        for i in range(len(runs)):
+            link = RUN / tag / f"g{i}" / "current"
+            if os.readlink(link) != "versions/2.0.0":
+                raise RuntimeError(f"{link} -> {os.readlink(link)}, not versions/2.0.0")
+
+    publish(b, store_arg, v1, patches=3, env=env)
+    publish_archive = publish(b, store_arg, v2, patches=0, env=env)  # the archive path first: no file list, no patch listed
+    full = gupper_updates(b, "folder-full", install, prefix)
+    switched("folder-full", full)
+    for _, served, stderr in full:
+        if "gupper: built 2.0.0 from" in stderr or not any(e["path"].endswith(".tar.gz") for e in served):
+            raise RuntimeError(f"Gupper did not update through the archive: {stderr[-2000:]}")
+    publish(b, store_arg, v2, patches=3, env=env)  # adds the file list, the files and the per-file patches from 1.0.0
+    delta = gupper_updates(b, "folder-delta", install, prefix)
+    switched("folder-delta", delta)
+    built = ""
+    for _, served, stderr in delta:
+        lines = [line for line in stderr.splitlines() if line.startswith("gupper: built 2.0.0 from 1.0.0:")]
+        if not lines or any(e["path"].endswith(".tar.gz") for e in served):
+            raise RuntimeError(f"Gupper did not update through the folder delta: {stderr[-2000:]}")
+        built = lines[0].removeprefix("gupper: built 2.0.0 from 1.0.0:").strip()
+    # The publish time from scratch (archive, every file, per-file patches, manifest), in a prefix of its own.
+    scratch = f"s3://{b.store.bucket}/{FOLDER_PREFIX}-publish"
+    publish(b, scratch, v1, patches=3, env=env)
+    return FolderSide(full, delta, publish(b, scratch, v2, patches=3, env=env), publish_archive, built)
+
+
+def item8_tufup(b: Bench, v1: Path, v2: Path) -> FolderSide | None:
+    """The same bundle dirs as tufup bundles (a repository of its own): full, then patch updates."""
+    if b.tufup_python is None:
+        return None
+    out = run_tufup(b, "repo", str(RUN / "tufup-folder-repo"), str(v1), str(v2), timeout=900)
+    states: dict[str, Any] = json.loads(out.strip().splitlines()[-1])
+    upload_tree(b, Path(states["v1"]), TUFUP_FOLDER_PREFIX)
+    root = Path(states["v1"]) / "metadata" / "root.json"
+    urls = (b.store.url(f"{TUFUP_FOLDER_PREFIX}/metadata/"), b.store.url(f"{TUFUP_FOLDER_PREFIX}/targets/"), root)
+    template = RUN / "tufup-folder-client"  # a v1 install that has checked once: metadata as v1 left it
+    found = json.loads(run_tufup(b, "check", urls[0], urls[1], str(root), str(template), "1.0.0", "1", "0"))
+    assert found["found"] == [None], f"tufup found an update: {found}"
+    prefix = urlsplit(b.store.url(f"{TUFUP_FOLDER_PREFIX}/")).path
+    upload_tree(b, Path(states["v2"]), TUFUP_FOLDER_PREFIX)
+    full = tufup_updates(b, urls, "folder-full", "full", folder=v1, template=template, prefix=prefix)
+    for _, served, stderr in full:
+        if "tufup: downloading archive" not in stderr or not any(e["path"].endswith(".tar.gz") for e in served):
+            raise RuntimeError(f"tufup did not update through its archive: {stderr[-2000:]}")
+    upload_tree(b, Path(states["v2p"]), TUFUP_FOLDER_PREFIX)
+    kept = Path(states["v1"]) / "targets" / "app-1.0.0.tar.gz"  # the archive v1 was installed from
+    delta = tufup_updates(b, urls, "folder-delta", "patch", kept, folder=v1, template=template, prefix=prefix)
+    for _, served, stderr in delta:
+        if "tufup: downloading patch" not in stderr or not any(e["path"].endswith(".patch") for e in served):
+            raise RuntimeError(f"tufup did not update through its patch: {stderr[-2000:]}")
+    return FolderSide(full, delta, float(states["publish_patch_s"]), float(states["publish_full_s"]))
+
+
+def item8_folder(b: Bench) -> None:
+    manifest = b.store.url(f"{FOLDER_PREFIX}/app/stable/latest.json")
+    with ThreadPoolExecutor(2) as pool:
+        v1, v2 = pool.map(lambda v: build_reproducible(v, manifest, [b.public_key], RUN / "dist-onedir", onedir=True), ["1.0.0", "2.0.0"])
+    n_files, folder_bytes, changed = folder_stats(v1, v2)
+    g = item8_gupper(b, v1, v2)
+    t = item8_tufup(b, v1, v2)
+
+    def med(runs: list[Run] | None, fn: Callable[[Run], float]) -> float | None:
+        return median([fn(r) for r in runs]) if runs else None
+
+    def requests(r: Run) -> float:
+        return len(r[1])
+
+    def wall(r: Run) -> float:
+        return r[0]
+
+    size = f"{folder_bytes / 1e6:.0f} MB"
+    g_note = (
+        f"Gupper: the installed one-folder v1 (<root>/current/app; {n_files} files, {size}, {changed} changed in v2) starts, checks, "
+        "{how}, pre-flights v2, switches `current` atomically (one rename), execs v2 (3 starts of the frozen app: v1, v2's pre-flight, v2; "
+        "one-folder: no PyInstaller extraction)"
+    )
+    t_note = (
+        "tufup: a Python script (not the frozen v1) checks, {how}, extracts, copies the bundle over the install dir file by file "
+        "(its macOS installer; not atomic), execs v2 --no-update"
+    )
+    delta_note = (
+        g_note.format(
+            how="fetches the patch index (the new file list is rebuilt from v1's and checked against the signed hash) and a bsdiff4 patch "
+            "per changed file, hard-links the unchanged files from v1, "
+            f"patches the changed ones, verifies each ({g.built})"
+        )
+        + "; "
+        + t_note.format(
+            how="downloads the bsdiff4 patch of the whole uncompressed .tar of the bundle dir, gunzips v1's kept .tar.gz, patches in memory, re-gzips the result"
+        )
+    )
+    full_note = (
+        g_note.format(how="downloads the archive (v2 published with --patches 0), verifies it, extracts it into versions/2.0.0")
+        + "; "
+        + t_note.format(how="downloads the .tar.gz (published with skip_patch=True)")
+    )
+    t_full, t_delta = (t.full, t.delta) if t else (None, None)
+    parts = {"latest.json": "latest.json", ".json.gz": "file list (gzipped)", ".files.json": "patch index", ".bsdiff4": "per-file patches"}
+    sizes = {what: med(g.delta, partial(total_bytes, suffix=suffix)) or 0 for suffix, what in parts.items()}
+    g_parts = " + ".join(f"{what} {n:,.0f} B" for what, n in sizes.items() if n)  # the list is fetched only if v1's files differ
+    t_patch = med(t_delta, lambda r: total_bytes(r, ".patch"))
+    bytes_note = f"Gupper: {g_parts}" + (
+        f"; tufup: patch {t_patch:,.0f} B (of the .tar: every member's header, mtime included, besides the changed file) + TUF metadata" if t_patch is not None else ""
+    )
+    label = "one-folder update v1 -> v2"
+    rows = [
+        (f"{label}, delta (Gupper --patches 3, tufup patch): wall time to the new version running", "ms", med(g.delta, wall), med(t_delta, wall), delta_note),
+        (f"{label}, delta: bytes transferred", "bytes", med(g.delta, total_bytes), med(t_delta, total_bytes), bytes_note),
+        (f"{label}, delta: requests", "requests", med(g.delta, requests), med(t_delta, requests), ""),
+        (
+            f"{label}, full (Gupper --patches 0: the archive; tufup: no patch): wall time to the new version running",
+            "ms",
+            med(g.full, wall),
+            med(t_full, wall),
+            full_note,
+        ),
+        (f"{label}, full: bytes transferred", "bytes", med(g.full, total_bytes), med(t_full, total_bytes), ""),
+        (f"{label}, full: requests", "requests", med(g.full, requests), med(t_full, requests), ""),
+        (
+            "publish one-folder v2 with patches from v1: wall time",
+            "s",
+            g.publish_s,
+            t.publish_s if t else None,
+            f"one run each. Gupper: the CLI from scratch (Python start-up, deterministic .tar.gz, the file list and the {n_files} files one by one ({size}), "
+            f"bsdiff4 of the changed files, S3 PUTs, signed manifest; {g.publish_nopatch_s:.1f} s with --patches 0); "
+            f"tufup: add_bundle + publish_changes in-process, local files only (gzip the bundle, bsdiff4 of the {size} .tar, sign"
+            + (f"; {t.publish_nopatch_s:.1f} s with skip_patch=True" if t else "")
+            + "), upload not included",
+        ),
+    ]
+    for metric, unit, gv, tv, note in rows:
+        b.add(Row("8", metric, unit, gv, tv, note))
 
 
 # --- item 6: publish a 100 MB artifact to the S3 server ---------------------------------------
@@ -788,7 +998,10 @@ def write_results(b: Bench, out: Path, started: float, command: str) -> None:
         "Gupper's `latest.json` + artifacts and tufup's TUF repository; requests and bytes are counted from the front's access log (body bytes). "
         "Item 4 uses a stdlib threaded HTTPS static server over a `LocalStore` folder instead (moto holds objects in memory). "
         "Every Gupper client gets a fresh state dir unless the row says warm; items 2, 4 and 6 publish with `--patches 0`, item 3 publishes v2 "
-        "again with `--patches 1`. Builds are reproducible (`PYTHONHASHSEED=0`), which is what keeps patches small (see docs/delta.md).",
+        "again with `--patches 1`. Item 8 builds the demo as PyInstaller one-folder bundles whose manifest lives under `folder/` in the bucket: "
+        "v1 is published with `--patches 3`, v2 first with `--patches 0` (the archive path), then again with `--patches 3` (the file list, the files "
+        "one by one and the per-file patches are added); tufup gets the same bundle dir (`add_bundle`, a repository of its own). "
+        "Builds are reproducible (`PYTHONHASHSEED=0`), which is what keeps patches small (see docs/delta.md).",
         "",
     ]
     if b.tufup_python is None:
@@ -971,10 +1184,14 @@ def fresh_run_dir() -> None:
 
 def run_items(b: Bench, skip: set[str], failures: list[str]) -> None:
     """The measurements in an order that needs each store state once: v1 only (1, 5), v2 without a
-    patch (2), v2 with one (3), then the ones that do not care (7, 6, 4)."""
+    patch (2), v2 with one (3), then the ones that do not care (8: its own prefix; 7, 6, 4)."""
     bucket, env = f"s3://{b.store.bucket}", b.store.s3_env()
-    publish(b, bucket, b.v1, patches=0, env=env)
-    tufup_urls, states = setup_tufup_repo(b)
+    tufup_urls: tuple[str, str, Path] | None = None
+    states: dict[str, Any] = {}
+    if {"1", "2", "3", "5", "7"} - skip:  # the one-file items share the store's app/stable manifest
+        publish(b, bucket, b.v1, patches=0, env=env)
+    if {"1", "2", "3"} - skip:
+        tufup_urls, states = setup_tufup_repo(b)
     if "1" not in skip:
         step("item 1: check, no update", lambda: item1_check(b, tufup_urls), failures)
     if "5" not in skip:
@@ -986,6 +1203,8 @@ def run_items(b: Bench, skip: set[str], failures: list[str]) -> None:
         step("item 2: full update", lambda: item2_update(b, tufup_urls), failures)
     if "3" not in skip:
         step("item 3: delta update", lambda: item3_delta(b, tufup_urls, states), failures)
+    if "8" not in skip:
+        step("item 8: one-folder update", lambda: item8_folder(b), failures)
     if "7" not in skip:
         step("item 7: 1,000 checks, 50 workers", lambda: item7_concurrency(b), failures)
     if "6" not in skip:
@@ -999,12 +1218,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--quick", action="store_true", help="2 repetitions and one 1 GiB download (a few minutes)")
     p.add_argument("--reps", type=int, default=None, help="repetitions per measurement (default 5, --quick 2)")
     p.add_argument("--ports", type=int, nargs=2, default=DEFAULT_PORTS, metavar=("S3", "PUBLIC"), help="loopback ports of the local store")
-    p.add_argument("--skip", action="append", default=[], choices=["1", "2", "3", "4", "5", "6", "7"], help="skip an item (repeatable)")
-    p.add_argument("--out", type=Path, default=ROOT / "bench" / "results.md")
+    p.add_argument("--skip", action="append", default=[], choices=ITEMS, help="skip an item (repeatable)")
+    p.add_argument("--only", action="append", default=[], choices=ITEMS, help="run only this item (repeatable), e.g. --only 8")
+    p.add_argument("--out", type=Path, default=None, help=f"results file (default: bench/results.md; with --only/--skip: {PARTIAL_OUT.relative_to(ROOT)})")
     args = p.parse_args(argv)
     reps = args.reps or (2 if args.quick else 5)
     started = time.time()
+    skip = set(args.skip) | ({*ITEMS} - set(args.only) if args.only else set())
+    out: Path = args.out or (PARTIAL_OUT if skip else ROOT / "bench" / "results.md")
     command = "python bench/run.py" + (" --quick" if args.quick else "") + (f" --reps {args.reps}" if args.reps else "")
+    command += "".join(f" --only {i}" for i in args.only) + "".join(f" --skip {i}" for i in args.skip)
     if not all(free_port(port) for port in args.ports):
         print(f"ports {args.ports} are busy; pass --ports with two free loopback ports (builds are then redone)", file=sys.stderr)
         return 2
@@ -1023,13 +1246,14 @@ def main(argv: list[str] | None = None) -> int:
             v1, v2 = pool.map(lambda v: build_reproducible(v, url, [public], RUN / "dist"), ["1.0.0", "2.0.0"])
         b = Bench(args.quick, reps, store, access_log, key_path, public, v1, v2, tufup_python, why_not)
         with sample_load(b):
-            run_items(b, set(args.skip), failures)
+            run_items(b, skip, failures)
     finally:
         store.stop()
     for failure in failures:
         b.rows.append(Row("!", "FAILED: " + failure.replace("|", "/").replace("\n", " ")[:600], "", None))
-    write_results(b, args.out, started, command)
-    print(args.out.read_text())
+    write_results(b, out, started, command)
+    print(out.read_text())
+    print(f"wrote {out}", file=sys.stderr)
     return 1 if failures else 0
 
 

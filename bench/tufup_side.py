@@ -13,11 +13,15 @@ Imports only the standard library and tufup (never Gupper's code). ``bench/run.p
   tufup is imported before the first timed check (as the driver warms Gupper's imports). Prints
   JSON with wall times and epoch stamps, which the driver matches against the store's access log
   to count requests and bytes.
-- ``update META_URL TARGETS_URL CLIENT_DIR INSTALL_DIR VERSION full|patch``: act as app v1 does
-  at start-up: check, download the full archive (``full``) or the patch (``patch``: tufup then
-  needs the current archive in its targets dir, which the driver puts there, and rebuilds the
-  new .tar.gz from it), extract, move the new binary over the installed one (``os.replace``, as
-  Gupper does) and exec it with ``--no-update``.
+- ``update META_URL TARGETS_URL CLIENT_DIR INSTALL_DIR VERSION full|patch [file|folder]``: act as
+  app v1 does at start-up: check, download the full archive (``full``) or the patch (``patch``:
+  tufup then needs the current archive in its targets dir, which the driver puts there, and
+  rebuilds the new .tar.gz from it), extract, then install and exec the new ``app`` with
+  ``--no-update``. ``file`` (the default, a one-file bundle): move the new binary over the
+  installed one (``os.replace``, as Gupper does). ``folder`` (a one-folder bundle): what tufup's
+  own installer does on macOS (``_install_update_mac``; it refuses Linux): copy the extracted
+  bundle over the install dir (``shutil.copytree(..., dirs_exist_ok=True)``: file by file, not
+  atomic), then empty the extract dir.
 """
 
 from __future__ import annotations
@@ -114,7 +118,7 @@ def check(meta_url: str, targets_url: str, root: Path, client_dir: Path, version
     return {**runs, "found": sorted(found, key=str)}
 
 
-def update(meta_url: str, targets_url: str, client_dir: Path, install_dir: Path, version: str, mode: str) -> int:
+def update(meta_url: str, targets_url: str, client_dir: Path, install_dir: Path, version: str, mode: str, layout: str = "file") -> int:
     client = _client(meta_url, targets_url, client_dir, version, install_dir)
     meta = client.check_for_updates(patch=mode == "patch")
     if meta is None:
@@ -131,7 +135,19 @@ def update(meta_url: str, targets_url: str, client_dir: Path, install_dir: Path,
         sys.stdout.flush()
         os.execv(target, [str(target), "--no-update"])
 
-    client.download_and_apply_update(skip_confirmation=True, install=install)
+    def install_folder(src_dir: Path, dst_dir: Path, **_: Any) -> None:
+        # tufup's macOS installer (purge_dst_dir=False): copy over the install dir, empty the source.
+        shutil.copytree(src_dir, dst_dir, dirs_exist_ok=True, symlinks=True)
+        for path in Path(src_dir).iterdir():
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path)
+            else:
+                path.unlink()
+        target = Path(dst_dir) / APP
+        sys.stdout.flush()
+        os.execv(target, [str(target), "--no-update"])
+
+    client.download_and_apply_update(skip_confirmation=True, install=install_folder if layout == "folder" else install)
     print("tufup: update did not install", file=sys.stderr)
     return 1
 
@@ -147,8 +163,8 @@ def main(argv: list[str]) -> int:
         print(json.dumps(check(meta_url, targets_url, Path(root), Path(client_dir), version, int(cold), int(warm))))
         return 0
     if cmd == "update":
-        meta_url, targets_url, client_dir, install_dir, version, mode = rest
-        return update(meta_url, targets_url, Path(client_dir), Path(install_dir), version, mode)
+        meta_url, targets_url, client_dir, install_dir, version, mode, *layout = rest
+        return update(meta_url, targets_url, Path(client_dir), Path(install_dir), version, mode, *layout)
     print(f"unknown command {cmd}", file=sys.stderr)
     return 2
 
