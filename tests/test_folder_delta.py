@@ -189,10 +189,14 @@ def test_a_folder_update_fetches_only_patches_and_new_files_and_links_the_rest(s
     assert not [p for p in layout.versions.iterdir() if p.name.startswith(".")]
 
 
-def test_a_file_damaged_on_disk_is_fetched_instead_of_copied(sim: Sim, tmp_path: Path) -> None:
+@pytest.mark.parametrize("kept_list", [False, True], ids=["installed-by-copy", "list-kept-by-the-updater"])
+def test_a_file_damaged_on_disk_is_fetched_instead_of_copied(sim: Sim, tmp_path: Path, kept_list: bool) -> None:
     store, v1, v2 = publish_both(tmp_path)
     serve_store(sim, store.root)
     layout = install(tmp_path, v1)
+    if kept_list:  # the list says big.bin is intact: only hashing it again before reuse finds the damage
+        kept = list_from_wire((store.root / "app/1.0.0/files/app-1.0.0-linux-amd64.json.gz").read_bytes())
+        (layout.version_dir("1.0.0") / LIST_NAME).write_bytes(kept)
     damaged = layout.version_dir("1.0.0") / "_internal/big.bin"
     damaged.write_bytes(b"X" + damaged.read_bytes()[1:])
     assert updater(sim, layout).run(restart=False).status is Status.INSTALLED

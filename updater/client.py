@@ -20,7 +20,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, MutableMapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import BinaryIO, NoReturn
@@ -40,7 +40,7 @@ from .errors import ConfigError, DownloadError, HTTPError, InstallError, Integri
 from .fetch import FetchConfig, Fetcher, Progress, Resume, check_url
 from .keys import TrustedKeys
 from .manifest import MAX_MANIFEST_BYTES, Entry, Manifest, verify_manifest
-from .package import LIST_NAME, MAX_LIST_BYTES, extract_package, file_list_bytes, list_from_wire, parse_file_list, scan_folder
+from .package import LIST_NAME, MAX_LIST_BYTES, PackageEntry, extract_package, file_list_bytes, file_sha256, list_from_wire, parse_file_list, scan_folder
 from .platforms import Platform, current_platform
 from .policy import choose_update
 from .selftest import answer_self_test, preflight
@@ -265,13 +265,13 @@ class Updater:
         try:
             with Fetcher(self.fetch_config) as fetcher:
                 installed_dir = layout.version_dir(current)
-                installed = _installed_list(installed_dir)
-                index_url, index = self._patch_index(fetcher, update, current, installed)
-                list_data = _list_from_index(installed, index, files_sha256)
+                installed, installed_entries, hashed_now = _installed_list(installed_dir)
+                index_url, index, index_from = self._patch_index(fetcher, update, current)
+                list_data = _list_from_index(installed, index, index_from, files_sha256)
                 if list_data is None:  # no index from exactly the installed files: fetch the new list
                     list_data = self._get_signed_small(fetcher, files_url, MAX_LIST_BYTES, files_sha256, list_from_wire)
                 entries = parse_file_list(list_data)
-                the_plan = folder_delta.plan(parse_file_list(installed), entries, index.patches)
+                the_plan = folder_delta.plan(installed_entries, entries, index.patches)
                 if the_plan.download >= full.size:
                     log.info("gupper: a folder delta would fetch %d bytes, the archive is %d: taking the archive", the_plan.download, full.size)
                     return None
@@ -282,6 +282,7 @@ class Updater:
                     the_plan, entries, list_data, installed_dir, staged, work, fetch,
                     blob_url=lambda sha: self._checked_url(urljoin(blobs, sha)),
                     patch_url=lambda name: self._checked_url(urljoin(index_url, "files/" + name)),
+                    rehash_sources=not hashed_now,
                 )  # fmt: skip
         except OSError as e:
             _folder.remove_tree(staged)
@@ -315,21 +316,18 @@ class Updater:
             raise IntegrityError(f"{url} does not match the signed sha256; the store holds a different file")
         return data
 
-    def _patch_index(self, fetcher: Fetcher, update: Update, current: str, installed: bytes) -> tuple[str, folder_delta.Index]:
-        """The patch index from the installed version, if the release has one: (its URL, the index;
-        an empty one without). Its list delta is kept only if the installed files are exactly
-        the ones it starts from (their list hashes to the index's ``from_sha256``)."""
+    def _patch_index(self, fetcher: Fetcher, update: Update, current: str) -> tuple[str, folder_delta.Index, str]:
+        """The patch index from the installed version, if the release has one: its URL, the index
+        (empty without one) and the ``from_sha256`` of the file list it starts from."""
         patches = update.entry.extra.get("patches")
         for p in patches if isinstance(patches, list) else []:
             if not isinstance(p, dict) or p.get("format") != folder_delta.PATCH_FORMAT or p.get("from_version") != current:
                 continue
-            size, digest, url = p.get("size"), p.get("sha256"), p.get("url")
-            if isinstance(size, int) and isinstance(digest, str) and isinstance(url, str):
+            size, digest, url, start = p.get("size"), p.get("sha256"), p.get("url"), p.get("from_sha256")
+            if isinstance(size, int) and isinstance(digest, str) and isinstance(url, str) and isinstance(start, str):
                 index = folder_delta.parse_index(self._get_signed_small(fetcher, url, min(size, folder_delta.MAX_INDEX_BYTES), digest))
-                if p.get("from_sha256") != hashlib.sha256(installed).hexdigest():
-                    index = replace(index, remove=(), put=(), post_install=None, exact=False)
-                return urljoin(self.config.manifest_url, url), index
-        return self.config.manifest_url, folder_delta.Index({}, exact=False)
+                return urljoin(self.config.manifest_url, url), index, start
+        return self.config.manifest_url, folder_delta.Index({}), ""
 
     def _delta_fetcher(self, fetcher: Fetcher, total: int, progress: Progress | None) -> tuple[folder_delta.Fetch, Callable[[], None]]:
         """``fetch`` for :func:`folder_delta.build` (one bounded, verified GET per file, overall
@@ -576,11 +574,11 @@ class Updater:
         """sha256 of the installed binary, hashed once per file version (an update asks twice)."""
         try:
             st = target.stat()
+            key = (st.st_ino, st.st_size, st.st_mtime_ns)
+            if self._hash_cache is None or self._hash_cache[0] != key:
+                self._hash_cache = (key, file_sha256(target))
         except OSError:
-            return ""
-        key = (st.st_ino, st.st_size, st.st_mtime_ns)
-        if self._hash_cache is None or self._hash_cache[0] != key:
-            self._hash_cache = (key, _sha256_file(target))
+            return ""  # unreadable: matches no signed digest, so no patch applies and nothing counts as installed
         return self._hash_cache[1]
 
     def _trial_key(self, target: Path) -> str:
@@ -810,14 +808,6 @@ class PeriodicCheck:
                 log.exception("gupper: the periodic check's callback failed")
 
 
-def _sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with contextlib.suppress(OSError), path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _unlink_quietly(path: Path) -> None:
     try:
         path.unlink()
@@ -830,25 +820,25 @@ def _unlink_quietly(path: Path) -> None:
 __all__ = ["Checkpoint", "Result", "Status", "Update", "Updater", "UpdaterConfig"]
 
 
-def _installed_list(folder: Path) -> bytes:
-    """The installed version's file list: the one kept beside it, or (installed by other means) the
-    list of a scan, which is byte for byte the publisher's when the files are the published ones.
-
-    Only a hint for planning: every file is hashed again before it is reused.
-    """
+def _installed_list(folder: Path) -> tuple[bytes, list[PackageEntry], bool]:
+    """The installed version's file list (bytes and entries) and whether its files were hashed
+    just now: the list kept beside it (a hint: every file is hashed again before reuse), or, for a
+    version installed by other means, the list of a scan, which is byte for byte the publisher's
+    when the files are the published ones."""
     try:
         with (folder / LIST_NAME).open("rb") as f:
             data = f.read(MAX_LIST_BYTES + 1)
-        parse_file_list(data)
-        return data
+        return data, parse_file_list(data), False
     except (OSError, IntegrityError):
-        return file_list_bytes(scan_folder(folder))
+        entries = scan_folder(folder)
+        return file_list_bytes(entries), entries, True
 
 
-def _list_from_index(installed: bytes, index: folder_delta.Index, files_sha256: str) -> bytes | None:
-    """The new file list rebuilt from the installed one and the index's list delta, if it hashes to
-    the signed ``files_sha256``; else None (then it is fetched)."""
-    if not index.exact:
+def _list_from_index(installed: bytes, index: folder_delta.Index, index_from: str, files_sha256: str) -> bytes | None:
+    """The new file list rebuilt from the installed one and the index's list delta, if the index
+    starts from exactly the installed list and the result hashes to the signed ``files_sha256``;
+    else None (then it is fetched)."""
+    if hashlib.sha256(installed).hexdigest() != index_from:
         return None
     try:
         data = folder_delta.apply_list_delta(installed, index)

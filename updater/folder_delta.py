@@ -87,7 +87,6 @@ class Index:
     remove: tuple[str, ...] = ()
     put: tuple[Mapping[str, Any], ...] = ()
     post_install: str | None = None
-    exact: bool = True  # the list delta applies: the installed files are the ones it starts from
 
 
 def list_delta(old: bytes, new: bytes) -> dict[str, Any]:
@@ -197,11 +196,13 @@ def build(
     fetch: Fetch,
     blob_url: Callable[[str], str],
     patch_url: Callable[[str], str],
+    rehash_sources: bool = True,
 ) -> Built:
     """Make the new version in the fresh folder ``dest`` (temp files in the fresh folder ``work``).
 
     Directories and links come from the list; files by the plan. A reused or patched source is
-    re-hashed first and, if it changed on disk, or its patch fails, that file is fetched whole.
+    re-hashed first (unless the caller hashed the installed files just now: ``rehash_sources``
+    False) and, if it changed on disk, or its patch fails, that file is fetched whole.
     Every written file is checked against the list, fsynced, and given its listed mode; the list
     is kept as ``dest/.gupper-files.json``, as extraction does. Raises on anything else (the
     caller removes ``dest`` and ``work`` and falls back to the archive).
@@ -216,8 +217,9 @@ def build(
             dirs.add(dest / e.path)
         elif e.kind == "link":
             os.symlink(e.target, dest / e.path)
+    where = _Where(installed_dir, dest, work, fetch, blob_url, patch_url, rehash_sources)
     for step in the_plan.steps:
-        _make(step, installed_dir, dest, work, fetch, blob_url, patch_url, done)
+        _make(step, where, done)
     with (dest / LIST_NAME).open("xb") as f:
         f.write(list_data)
         os.fsync(f.fileno())
@@ -226,8 +228,22 @@ def build(
     return done
 
 
-def _make(step: Step, installed: Path, dest: Path, work: Path, fetch: Fetch, blob_url: Callable[[str], str], patch_url: Callable[[str], str], done: Built) -> None:
+@dataclass(frozen=True)
+class _Where:
+    """Where :func:`build` takes files from and puts them."""
+
+    installed: Path
+    dest: Path
+    work: Path
+    fetch: Fetch
+    blob_url: Callable[[str], str]
+    patch_url: Callable[[str], str]
+    rehash: bool
+
+
+def _make(step: Step, where: _Where, done: Built) -> None:
     e = step.entry
+    installed, dest, work, fetch, blob_url, patch_url = where.installed, where.dest, where.work, where.fetch, where.blob_url, where.patch_url
     out = dest / e.path
     if step.action == "reuse" and e.size == 0:
         with create_new_file(out) as f:
@@ -239,7 +255,7 @@ def _make(step: Step, installed: Path, dest: Path, work: Path, fetch: Fetch, blo
     if source is not None and not _is_regular(source):
         source = None
     wanted = step.patch.from_sha256 if step.patch else e.sha256
-    if source is not None and file_sha256(source) != wanted:
+    if source is not None and where.rehash and file_sha256(source) != wanted:
         source = None  # changed on disk since it was installed: never copy it into the new version
     if source is not None and step.action == "reuse":
         _reuse(source, out, e, done)
