@@ -31,6 +31,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import http.server
+import itertools
 import json
 import os
 import shutil
@@ -132,6 +133,25 @@ def wait_for_log(access_log: Path, count: int, timeout: float = 5.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and len(log_entries(access_log)) < count:
         time.sleep(0.05)
+
+
+_FENCES = itertools.count(1)
+
+
+def settle_log(b: Bench) -> None:
+    """Wait (bounded) until the front has logged what the last run fetched.
+
+    The front writes a log line when a response ends, which can be just after the client has read
+    it and exited. A fence request sent now is logged after it ends; once its line is there, the
+    earlier responses (already fully sent) have been logged too.
+    """
+    import requests
+
+    key = f"bench-fence/{os.getpid()}-{next(_FENCES)}"
+    requests.get(b.store.url(key), verify=b.store.ca, timeout=10)  # a 404, logged like any request
+    deadline = time.monotonic() + 5.0
+    while time.monotonic() < deadline and not any(e["path"].endswith(key) for e in log_entries(b.access_log)[-50:]):
+        time.sleep(0.01)
 
 
 def free_port(port: int) -> bool:
@@ -431,7 +451,7 @@ def gupper_updates(b: Bench, tag: str, install: Callable[[Path], Path] | None = 
         end = time.time()
         if "version 2.0.0" not in proc.stdout:
             raise RuntimeError(f"Gupper update did not reach v2: {proc.stdout}\n{proc.stderr}")
-        time.sleep(0.2)
+        settle_log(b)
         runs.append((ms, in_window(log_entries(b.access_log), start, end, prefix), proc.stderr))
     return runs
 
@@ -472,7 +492,7 @@ def tufup_updates(
         end = time.time()
         if "version 2.0.0" not in proc.stdout:
             raise RuntimeError(f"tufup update did not reach v2: {proc.stdout}\n{proc.stderr[-3000:]}")
-        time.sleep(0.2)
+        settle_log(b)
         runs.append((ms, in_window(log_entries(b.access_log), start, end, prefix), proc.stderr))
     return runs
 
@@ -793,7 +813,7 @@ def item7_concurrency(b: Bench) -> None:
             results = list(pool.map(fn, range(total)))
         wall = time.perf_counter() - t0
         end = time.time()
-        time.sleep(0.3)
+        settle_log(b)
         lat = [ms for ms, err in results if err is None]
         errors = [err for _, err in results if err is not None]
         served = in_window(log_entries(b.access_log), start, end, "/gupper/app/")
