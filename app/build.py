@@ -23,7 +23,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from updater.platforms import current_platform  # noqa: E402
+from gupper.platforms import current_platform  # noqa: E402
 
 APP_NAME = "app"
 DEFAULT_CACHE = ROOT / ".gupper" / "build-cache"
@@ -34,7 +34,7 @@ def _inputs_digest(config_text: str) -> str:
     import PyInstaller
 
     h = hashlib.sha256()
-    files = [ROOT / "app" / "main.py", *sorted((ROOT / "updater").glob("*.py"))]
+    files = [ROOT / "app" / "main.py", *sorted((ROOT / "updater" / "gupper").glob("*.py"))]
     for path in files:
         h.update(path.relative_to(ROOT).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
     h.update(config_text.encode())
@@ -125,7 +125,7 @@ def _pyinstaller(digest: str, src: Path, config_text: str, cache_dir: Path, mode
         env = {k: v for k, v in os.environ.items() if k not in {"PYTHONHASHSEED", "SOURCE_DATE_EPOCH"}}
     cmd = [
         sys.executable, "-m", "PyInstaller", mode, "--noconfirm", "--clean", "--log-level", "WARN",
-        "--name", name, "--paths", str(ROOT), "--paths", str(work / "src"),
+        "--name", name, "--paths", str(ROOT / "updater"), "--paths", str(work / "src"),
         "--hidden-import", "_build_config",
         "--distpath", str(work / "dist"), "--workpath", str(work / "build"), "--specpath", str(work),
         str(work / "src" / "main.py"),

@@ -19,7 +19,7 @@ try:
 except ImportError:  # run from source: updates stay off
     build = None
 
-from updater import Updater, UpdaterConfig
+from gupper import Updater, UpdaterConfig
 
 VERSION: str = build.VERSION if build else "0.0.0.dev0"
 

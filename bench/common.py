@@ -20,7 +20,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from app.build import build_app  # noqa: E402
-from publisher.signing import keygen  # noqa: E402
+from gupper_publish.signing import keygen  # noqa: E402
 
 CACHE = ROOT / ".gupper" / "bench"
 BUILD_CACHE = CACHE / "build-cache"

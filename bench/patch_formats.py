@@ -127,7 +127,7 @@ def _apply_zstd_stream(old_path: Path, patch_path: Path, out_path: Path) -> str:
 def _apply_bsdiff4_stream(old_path: Path, patch_path: Path, out_path: Path) -> str:
     """The client's own applier (updater/bspatch.py: standard library, 1 MiB pieces)."""
     sys.path.insert(0, str(ROOT))  # the worker runs in the tools venv, where the project is not installed
-    from updater.bspatch import apply_patch
+    from gupper.bspatch import apply_patch
 
     with patch_path.open("rb") as f:
         new_size = int.from_bytes(f.read(32)[24:32], "little")

@@ -55,7 +55,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from bench.common import CACHE, bench_key, build_reproducible, ensure_venv, machine_summary, median, package_version, tools_python  # noqa: E402
-from infra.client import LocalStore, start_local_store  # noqa: E402
+from gupper_infra.client import LocalStore, start_local_store  # noqa: E402
 
 RUN = CACHE / "run"
 TUFUP_VENV = CACHE / "tufup-venv"
@@ -172,8 +172,8 @@ def app_env(store: LocalStore, tmpdir: Path) -> dict[str, str]:
 
 
 def publish(b: Bench, store_arg: str, *files: Path, patches: int, env: dict[str, str] | None = None) -> float:
-    """``python -m publisher --patches N`` as a user runs it; returns its wall time in seconds."""
-    cmd = [sys.executable, "-m", "publisher", "--store", store_arg, "--key", str(b.key_path), "--patches", str(patches), *map(str, files)]
+    """``python -m gupper_publish --patches N`` as a user runs it; returns its wall time in seconds."""
+    cmd = [sys.executable, "-m", "gupper_publish", "--store", store_arg, "--key", str(b.key_path), "--patches", str(patches), *map(str, files)]
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, cwd=ROOT, env=dict(os.environ, **(env or {})), capture_output=True, text=True, timeout=900, check=False)
     seconds = time.perf_counter() - t0
@@ -219,7 +219,7 @@ def pct(values: list[float], q: float) -> float:
 
 
 def gupper_config(b: Bench, version: str, state_dir: Path) -> Any:
-    from updater import UpdaterConfig
+    from gupper import UpdaterConfig
 
     return UpdaterConfig(app="app", current_version=version, manifest_url=b.manifest_url, public_keys=(b.public_key,), ca_bundle=b.store.ca, state_dir=str(state_dir))
 
@@ -312,7 +312,7 @@ def replay_on_wire(b: Bench, served: list[dict[str, Any]]) -> int:
 
 
 def item1_check(b: Bench, tufup_urls: tuple[str, str, Path] | None) -> None:
-    from updater import Updater
+    from gupper import Updater
 
     n = max(5, b.reps * 2)
     base = RUN / "check"
@@ -779,7 +779,7 @@ def item6_publish(b: Bench) -> None:
 
 
 def item7_concurrency(b: Bench) -> None:
-    from updater import Updater
+    from gupper import Updater
 
     total, workers = 1000, 50
     base = RUN / "concurrency"
@@ -857,7 +857,7 @@ def static_https(root: Path, cert: Path, key: Path) -> Iterator[str]:
 
 BIG_CLIENT = r"""
 import json, sys, time
-from updater import Updater, UpdaterConfig
+from gupper import Updater, UpdaterConfig
 def hwm_kib():  # VmHWM, not ru_maxrss: Linux carries the parent's high-water mark across fork + exec
     with open("/proc/self/status", encoding="ascii") as f:
         return next(int(line.split()[1]) for line in f if line.startswith("VmHWM:"))

@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from app.build import build_app  # noqa: E402
-from infra.client import start_local_store  # noqa: E402
+from gupper_infra.client import start_local_store  # noqa: E402
 
 DEMO = ROOT / ".gupper" / "demo"
 
@@ -89,7 +89,7 @@ def main() -> int:
     key = DEMO / "keys" / "demo.key"
     if not key.exists():
         step("Making a signing key (gupper-publish keygen); the private half stays in .gupper/demo/keys")
-        run([sys.executable, "-m", "publisher", "keygen", str(DEMO / "keys" / "demo")])
+        run([sys.executable, "-m", "gupper_publish", "keygen", str(DEMO / "keys" / "demo")])
     public = (DEMO / "keys" / "demo.pub").read_text().strip()
 
     step(f"Starting the local S3 store (moto) on 127.0.0.1:{args.s3_port}, public HTTPS front on :{args.public_port}")
@@ -112,7 +112,7 @@ def main() -> int:
             size = sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) if path.is_dir() else path.stat().st_size
             print(f"  {path.relative_to(ROOT)}{'/' if path.is_dir() else ''}  {size / 1e6:.1f} MB")
 
-        publish = [sys.executable, "-m", "publisher", "--store", f"s3://{store.bucket}", "--key", str(key)]
+        publish = [sys.executable, "-m", "gupper_publish", "--store", f"s3://{store.bucket}", "--key", str(key)]
         step("Publishing v1.0.0" + (" (the folder goes up as a deterministic .tar.gz with its signed file list)" if args.onedir else ""))
         run([*publish, str(builds["1.0.0"])], env)
 

@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from publisher.selection import build_signed
-from publisher.signing import keygen, load_signing_key, public_key_of, sign_manifest
-from updater.keys import TrustedKeys
+from gupper.keys import TrustedKeys
+from gupper_publish.selection import build_signed
+from gupper_publish.signing import keygen, load_signing_key, public_key_of, sign_manifest
 
 from .e2e_support import e2e  # noqa: F401  (the session fixture, shared by the e2e modules)
 

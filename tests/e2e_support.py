@@ -19,8 +19,8 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from app.build import build_app
-from infra.client import LocalStore, start_local_store
-from publisher.signing import keygen, load_signing_key
+from gupper_infra.client import LocalStore, start_local_store
+from gupper_publish.signing import keygen, load_signing_key
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -73,7 +73,7 @@ class E2E:
 
     def publish(self, *files: Path, key: Path | None = None, patches: int = 0, extra: Sequence[str] = ()) -> subprocess.CompletedProcess[str]:
         """``gupper-publish`` through its CLI; no delta patches unless asked (making one takes ~14 s)."""
-        cmd = [sys.executable, "-m", "publisher", "--store", f"s3://{self.store.bucket}", "--key", str(key or self.key.path)]
+        cmd = [sys.executable, "-m", "gupper_publish", "--store", f"s3://{self.store.bucket}", "--key", str(key or self.key.path)]
         cmd += ["--patches", str(patches), *extra, *map(str, files)]
         proc = subprocess.run(cmd, env=dict(os.environ, **self.store.s3_env()), text=True, capture_output=True, timeout=120, check=False)
         assert proc.returncode == 0, proc.stderr
@@ -81,7 +81,7 @@ class E2E:
 
     def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         """Any ``gupper-publish`` command against the session's store, signed with its key."""
-        cmd = [sys.executable, "-m", "publisher", *args, "--store", f"s3://{self.store.bucket}"]
+        cmd = [sys.executable, "-m", "gupper_publish", *args, "--store", f"s3://{self.store.bucket}"]
         if args and args[0] not in ("list", "status", "prune", "init"):
             cmd += ["--key", str(self.key.path)]
         proc = subprocess.run(cmd, env=dict(os.environ, **self.store.s3_env()), text=True, capture_output=True, timeout=120, check=False)

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from updater.bspatch import PatchError, apply_patch
+from gupper.bspatch import PatchError, apply_patch
 
 
 def _pair(seed: int, size: int) -> tuple[bytes, bytes]:

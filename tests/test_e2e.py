@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from publisher.selection import build_signed
-from publisher.signing import keygen, sign_manifest
+from gupper_publish.selection import build_signed
+from gupper_publish.signing import keygen, sign_manifest
 
 from .e2e_support import E2E, gupper_lines, meipass_dirs, no_leftovers, sha256
 

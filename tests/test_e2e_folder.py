@@ -21,10 +21,10 @@ from typing import Any
 import pytest
 
 from app.build import build_app
-from publisher.signing import sign_manifest
-from updater.folder import FolderLayout
-from updater.manifest import canonical_bytes
-from updater.package import LIST_NAME, scan_folder
+from gupper.folder import FolderLayout
+from gupper.manifest import canonical_bytes
+from gupper.package import LIST_NAME, scan_folder
+from gupper_publish.signing import sign_manifest
 
 from .e2e_support import E2E, gupper_lines
 

@@ -12,10 +12,10 @@ import pytest
 import requests
 from packaging.version import Version
 
-from updater import Platform, Status, Updater, UpdaterConfig, WrongTarget
-from updater.keys import TrustedKeys
-from updater.manifest import Manifest, verify_manifest
-from updater.policy import choose_update
+from gupper import Platform, Status, Updater, UpdaterConfig, WrongTarget
+from gupper.keys import TrustedKeys
+from gupper.manifest import Manifest, verify_manifest
+from gupper.policy import choose_update
 
 from .conftest import fake_app
 from .e2e_support import E2E, gupper_lines, sha256

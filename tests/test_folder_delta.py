@@ -20,15 +20,15 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from publisher.publish import PublishOptions, publish
-from publisher.release import prune
-from publisher.signing import public_key_of
-from publisher.stores import LocalStore
-from updater import Platform, Status, Updater, UpdaterConfig
-from updater.errors import IntegrityError
-from updater.folder import FolderLayout
-from updater.folder_delta import FilePatch, parse_index, plan
-from updater.package import LIST_NAME, MAX_LIST_BYTES, PackageEntry, list_from_wire, list_to_wire
+from gupper import Platform, Status, Updater, UpdaterConfig
+from gupper.errors import IntegrityError
+from gupper.folder import FolderLayout
+from gupper.folder_delta import FilePatch, parse_index, plan
+from gupper.package import LIST_NAME, MAX_LIST_BYTES, PackageEntry, list_from_wire, list_to_wire
+from gupper_publish.publish import PublishOptions, publish
+from gupper_publish.release import prune
+from gupper_publish.signing import public_key_of
+from gupper_publish.stores import LocalStore
 
 from . import httpsim
 from .conftest import NOW, fake_app
@@ -241,8 +241,8 @@ def test_an_install_that_differs_from_its_release_fetches_the_list_and_a_tampere
 
 
 def test_the_list_delta_rebuilds_the_new_list_byte_for_byte(tmp_path: Path) -> None:
-    from updater.folder_delta import Index, apply_list_delta, list_delta
-    from updater.package import file_list_bytes, scan_folder
+    from gupper.folder_delta import Index, apply_list_delta, list_delta
+    from gupper.package import file_list_bytes, scan_folder
 
     v1, v2 = release(tmp_path, "1.0.0"), release(tmp_path, "2.0.0")
     (v2 / "hook").write_bytes(b"#!/bin/sh\n")
@@ -260,7 +260,7 @@ def test_without_patches_changed_files_are_fetched_whole_and_a_release_with_none
     state = json.loads((store.root / "app/stable/channel.json").read_bytes())
     state["releases"]["2.0.0"]["artifacts"]["linux-amd64"]["patches"] = []
     (store.root / "app/stable/channel.json").write_text(json.dumps(state))
-    from publisher.publish import regenerate_manifest
+    from gupper_publish.publish import regenerate_manifest
 
     regenerate_manifest(store, "app", PublishOptions(keys=[KEY], clock=lambda: NOW), force=True)
     serve_store(sim, store.root)
@@ -311,7 +311,7 @@ def test_a_malformed_patch_index_is_refused(index: bytes) -> None:
 
 
 def test_promote_without_a_source_channel_keeps_the_folder_delta(tmp_path: Path) -> None:
-    from publisher.release import promote
+    from gupper_publish.release import promote
 
     store, _v1, _v2 = publish_both(tmp_path)
     promote(store, "app", "2.0.0", to_channel="beta", options=PublishOptions(keys=[KEY], clock=lambda: NOW, channel="beta"))
@@ -331,7 +331,7 @@ def test_a_stored_list_is_gzip_bounded_against_bombs_and_trailing_bytes() -> Non
 
 
 def test_a_file_whose_mode_changes_is_copied_not_linked_and_the_installed_one_keeps_its_mode(tmp_path: Path) -> None:
-    from updater.folder_delta import build
+    from gupper.folder_delta import build
 
     installed = tmp_path / "installed"
     installed.mkdir()

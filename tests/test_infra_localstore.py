@@ -16,7 +16,7 @@ import pytest
 import requests
 from botocore.exceptions import ClientError
 
-from infra.client import LocalStore, LocalStoreError, start_local_store
+from gupper_infra.client import LocalStore, LocalStoreError, start_local_store
 
 HTTP_TIMEOUT = 10.0
 KEY = "releases/app-1.0.0.bin"

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from updater.errors import InstallError
-from updater.install import FileOps, apply, check_writable, cleanup_leftovers, copy_mode, resolve_target, temp_path_for
-from updater.restart import RESTARTED_ENV, child_environment, restart_windows
+from gupper.errors import InstallError
+from gupper.install import FileOps, apply, check_writable, cleanup_leftovers, copy_mode, resolve_target, temp_path_for
+from gupper.restart import RESTARTED_ENV, child_environment, restart_windows
 
 
 @pytest.mark.posix

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from gupper.folder import FolderLayout, switch
 from launcher.build import HERE, CompilerNotFound, build_launcher, compile_program, find_compiler
-from updater.folder import FolderLayout, switch
 
 WINDOWS = sys.platform == "win32"
 EXE = ".exe" if WINDOWS else ""

@@ -11,10 +11,10 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from publisher.signing import public_key_of, sign_manifest
-from updater.errors import BadSignature, ConfigError, Expired, Malformed, ManifestError, WrongTarget
-from updater.keys import PublicKey, TrustedKeys
-from updater.manifest import canonical_bytes, verify_manifest
+from gupper.errors import BadSignature, ConfigError, Expired, Malformed, ManifestError, WrongTarget
+from gupper.keys import PublicKey, TrustedKeys
+from gupper.manifest import canonical_bytes, verify_manifest
+from gupper_publish.signing import public_key_of, sign_manifest
 
 from .conftest import NOW, MakeManifest, entry
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 import pytest
 from packaging.version import Version
 
-from publisher.artifacts import manifest_key, parse_artifact_name, relative_url
-from publisher.channels import ArtifactRecord, ChannelState, add_release, derive
-from publisher.errors import BadArtifactName
-from publisher.selection import releases_in
-from publisher.stores import ObjectInfo
-from updater.platforms import Platform, current_platform, parse_platform_key
+from gupper.platforms import Platform, current_platform, parse_platform_key
+from gupper_publish.artifacts import manifest_key, parse_artifact_name, relative_url
+from gupper_publish.channels import ArtifactRecord, ChannelState, add_release, derive
+from gupper_publish.errors import BadArtifactName
+from gupper_publish.selection import releases_in
+from gupper_publish.stores import ObjectInfo
 
 
 @pytest.mark.parametrize(

@@ -23,17 +23,17 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from publisher.archive import make_archive, pack_folder
-from publisher.publish import PublishOptions, publish
-from publisher.selection import build_signed
-from publisher.signing import public_key_of, sign_manifest
-from publisher.stores import LocalStore
-from updater import Platform, Status, Updater, UpdaterConfig
-from updater.errors import InstallError, IntegrityError
-from updater.folder import FolderLayout, detect, switch
-from updater.install import FileOps
-from updater.package import LIST_NAME, PackageEntry, extract_package, file_list_bytes, parse_file_list
-from updater.state import StateFile
+from gupper import Platform, Status, Updater, UpdaterConfig
+from gupper.errors import InstallError, IntegrityError
+from gupper.folder import FolderLayout, detect, switch
+from gupper.install import FileOps
+from gupper.package import LIST_NAME, PackageEntry, extract_package, file_list_bytes, parse_file_list
+from gupper.state import StateFile
+from gupper_publish.archive import make_archive, pack_folder
+from gupper_publish.publish import PublishOptions, publish
+from gupper_publish.selection import build_signed
+from gupper_publish.signing import public_key_of, sign_manifest
+from gupper_publish.stores import LocalStore
 
 from . import httpsim
 from .conftest import NOW, fake_app
@@ -399,7 +399,7 @@ def test_leftovers_of_a_killed_folder_update_are_cleaned_on_the_next_start(sim: 
 
 
 def test_a_folder_with_a_link_out_or_a_fifo_cannot_be_published(tmp_path: Path) -> None:
-    from publisher.errors import PublishError
+    from gupper_publish.errors import PublishError
 
     folder = make_folder(tmp_path / "dist", "1.2.0")
     (folder / "etc").symlink_to("/etc")
@@ -436,7 +436,7 @@ def test_a_failing_post_install_hook_aborts_the_switch_and_marks_the_version_bad
 
 
 def test_a_post_install_hook_must_be_a_listed_executable(tmp_path: Path) -> None:
-    from publisher.errors import PublishError
+    from gupper_publish.errors import PublishError
 
     folder = make_folder(tmp_path / "dist", "1.2.0")
     for hook in ("_internal/lib.so", "missing", "../outside"):
@@ -628,7 +628,7 @@ MALICIOUS_ZIPS: dict[str, tuple[list[tuple[zipfile.ZipInfo, bytes]], str]] = {
 
 @pytest.mark.parametrize("case", sorted(MALICIOUS_ZIPS))
 def test_a_malicious_zip_is_refused_in_one_line_and_nothing_is_written(tmp_path: Path, case: str) -> None:
-    from publisher.errors import PublishError
+    from gupper_publish.errors import PublishError
 
     members, message = MALICIOUS_ZIPS[case]
     zipped = zip_with(tmp_path / "dist" / "app-1.2.0-linux-amd64.zip", members)
@@ -645,8 +645,8 @@ def test_a_malicious_zip_is_refused_in_one_line_and_nothing_is_written(tmp_path:
 
 
 def test_a_zip_bomb_is_refused_by_its_declared_sizes_before_anything_is_written(tmp_path: Path) -> None:
-    from publisher.archive import unpack_user_zip
-    from publisher.errors import PublishError
+    from gupper_publish.archive import unpack_user_zip
+    from gupper_publish.errors import PublishError
 
     zipped = zip_with(tmp_path / "app-1.2.0-linux-amd64.zip", [good(), good("top/a", b"\0" * (600 << 10)), good("top/b", b"\0" * (600 << 10))])
     assert zipped.stat().st_size < 10 << 10  # 1.2 MiB of zeros, deflated
@@ -659,7 +659,7 @@ def test_a_zip_bomb_is_refused_by_its_declared_sizes_before_anything_is_written(
 
 
 def test_a_zip_member_holding_more_than_its_declared_size_is_refused(tmp_path: Path) -> None:
-    from publisher.errors import PublishError
+    from gupper_publish.errors import PublishError
 
     zipped = zip_with(tmp_path / "app-1.2.0-linux-amd64.zip", [good("top/app", b"#!/bin/sh\n" + b"#" * 5000, S_FILE | 0o755)])
     patch_central(zipped, "top/app", {(24, "<I"): 10})  # declare 10 bytes uncompressed
@@ -671,7 +671,7 @@ def test_a_zip_member_holding_more_than_its_declared_size_is_refused(tmp_path: P
 
 
 def test_a_zip_without_unix_modes_is_fine_for_windows_and_not_a_zip_is_one_line(tmp_path: Path) -> None:
-    from publisher.errors import PublishError
+    from gupper_publish.errors import PublishError
 
     zipped = zip_with(tmp_path / "app-1.2.0-windows-amd64.zip", [good()])
     patch_central(zipped, "top/app", NO_UNIX_MODES)

@@ -1,4 +1,4 @@
-"""Eight real ``python -m publisher`` processes publishing into one app at once, on the local S3
+"""Eight real ``python -m gupper_publish`` processes publishing into one app at once, on the local S3
 server process and on the folder store: no release is lost and the serial grows by exactly one per
 publish."""
 
@@ -16,10 +16,10 @@ import boto3
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from infra.client import LocalStore as RunningStore
-from infra.client import start_local_store
-from updater.keys import TrustedKeys
-from updater.manifest import verify_manifest
+from gupper.keys import TrustedKeys
+from gupper.manifest import verify_manifest
+from gupper_infra.client import LocalStore as RunningStore
+from gupper_infra.client import start_local_store
 
 from .conftest import NOW
 
@@ -57,7 +57,7 @@ def run_publishers(store_url: str, key: Path, files: list[tuple[Path, int | None
     """Start every publisher before waiting for any, then wait for each with a deadline."""
     procs = []
     for path, rollout in files:
-        cmd = [sys.executable, "-m", "publisher", "publish", "--store", store_url, "--key", str(key), "--json", str(path)]
+        cmd = [sys.executable, "-m", "gupper_publish", "publish", "--store", store_url, "--key", str(key), "--json", str(path)]
         cmd += ["--rollout", str(rollout)] if rollout is not None else []
         procs.append(subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
     done = []

@@ -10,12 +10,12 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from publisher import ImmutableConflict, LocalStore, PublishOptions, publish
-from publisher.cli import main
-from publisher.errors import BadArtifactName, SigningKeyError
-from publisher.signing import load_signing_key
-from updater.keys import TrustedKeys
-from updater.manifest import verify_manifest
+from gupper.keys import TrustedKeys
+from gupper.manifest import verify_manifest
+from gupper_publish import ImmutableConflict, LocalStore, PublishOptions, publish
+from gupper_publish.cli import main
+from gupper_publish.errors import BadArtifactName, SigningKeyError
+from gupper_publish.signing import load_signing_key
 
 from .conftest import NOW
 

@@ -16,13 +16,13 @@ import pytest
 import requests
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from infra.client import LocalStore as RunningStore
-from infra.client import start_local_store
-from publisher import ImmutableConflict, PublishOptions, S3Store, publish
-from publisher.cli import main
-from publisher.errors import AlreadyExists
-from publisher.publish import ProgressFactory
-from publisher.stores import Progress
+from gupper_infra.client import LocalStore as RunningStore
+from gupper_infra.client import start_local_store
+from gupper_publish import ImmutableConflict, PublishOptions, S3Store, publish
+from gupper_publish.cli import main
+from gupper_publish.errors import AlreadyExists
+from gupper_publish.publish import ProgressFactory
+from gupper_publish.stores import Progress
 
 from .conftest import NOW
 

@@ -9,8 +9,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from packaging.version import Version
 
-from publisher import channels as ch
-from publisher.errors import ImmutableConflict, NotFound, PublishError
+from gupper_publish import channels as ch
+from gupper_publish.errors import ImmutableConflict, NotFound, PublishError
 
 MKEY = "app/stable/latest.json"
 SHA = "ab" * 32

@@ -13,15 +13,15 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from publisher import LocalStore, PublishOptions, publish, regenerate_manifest
-from publisher.cli import main, terminal_progress
-from publisher.errors import NotFound, PreconditionFailed, PublishError, SigningKeyError
-from publisher.release import promote, prune, rotate_keys, set_rollout, yank
-from publisher.signing import keygen, load_signing_key
-from publisher.status import status
-from publisher.stores import Progress
-from updater.keys import TrustedKeys
-from updater.manifest import Manifest, format_time, verify_manifest
+from gupper.keys import TrustedKeys
+from gupper.manifest import Manifest, format_time, verify_manifest
+from gupper_publish import LocalStore, PublishOptions, publish, regenerate_manifest
+from gupper_publish.cli import main, terminal_progress
+from gupper_publish.errors import NotFound, PreconditionFailed, PublishError, SigningKeyError
+from gupper_publish.release import promote, prune, rotate_keys, set_rollout, yank
+from gupper_publish.signing import keygen, load_signing_key
+from gupper_publish.status import status
+from gupper_publish.stores import Progress
 
 from .conftest import NOW
 

@@ -16,10 +16,10 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from filelock import FileLock
 
-from publisher.selection import build_signed
-from publisher.signing import public_key_of, sign_manifest
-from updater import Platform, PreflightFailed, Status, Updater, UpdaterConfig
-from updater.state import StateFile
+from gupper import Platform, PreflightFailed, Status, Updater, UpdaterConfig
+from gupper.state import StateFile
+from gupper_publish.selection import build_signed
+from gupper_publish.signing import public_key_of, sign_manifest
 
 from . import httpsim
 from .conftest import NOW, fake_app
@@ -220,7 +220,7 @@ def test_an_update_installed_by_another_instance_is_not_downloaded_again(sim: Si
 _RUN_UPDATER = """
 import json, logging, resource, sys
 from datetime import datetime
-from updater import Platform, Updater, UpdaterConfig
+from gupper import Platform, Updater, UpdaterConfig
 cfg = json.loads(sys.argv[1])
 resource.setrlimit(resource.RLIMIT_FSIZE, (cfg.pop("fsize"), resource.RLIM_INFINITY))  # no file may grow past this
 logging.basicConfig(level=logging.WARNING, format="%(message)s")
@@ -273,7 +273,7 @@ def test_check_periodically_installs_in_the_background_and_stops(sim: Sim, exe: 
 
 
 def test_check_periodically_refuses_nonsense_intervals(sim: Sim, exe: Path) -> None:
-    from updater import ConfigError
+    from gupper import ConfigError
 
     with pytest.raises(ConfigError):
         updater(sim, exe).check_periodically(0, lambda r: None)

@@ -21,9 +21,7 @@ import pytest
 import trustme
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from publisher.selection import build_signed
-from publisher.signing import public_key_of, sign_manifest
-from updater import (
+from gupper import (
     BadSignature,
     ConfigError,
     DownloadError,
@@ -41,7 +39,9 @@ from updater import (
     UpdaterConfig,
     WrongTarget,
 )
-from updater.state import StateFile
+from gupper.state import StateFile
+from gupper_publish.selection import build_signed
+from gupper_publish.signing import public_key_of, sign_manifest
 
 from . import httpsim
 from .conftest import NOW, fake_app

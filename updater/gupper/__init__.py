@@ -2,7 +2,7 @@
 
 Typical start-up use::
 
-    from updater import Updater, UpdaterConfig
+    from gupper import Updater, UpdaterConfig
     Updater(UpdaterConfig(app="app", current_version=__version__,
                           manifest_url="https://cdn.example.com/app/stable/latest.json",
                           public_keys=("ed25519:...",))).run()

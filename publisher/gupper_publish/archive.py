@@ -1,6 +1,6 @@
 """Packing a one-folder build into a deterministic ``.tar.gz`` archive artifact.
 
-The archive's first member is the file list (:mod:`updater.package`), then every listed entry in
+The archive's first member is the file list (:mod:`gupper.package`), then every listed entry in
 path order, with fixed metadata (mtime 0, uid/gid 0, no user or group names, modes 0755/0644)
 and a gzip header without name or time: the same folder always gives the same bytes, so a
 re-publish is a no-op and two CI runs agree. A ``.tar.gz`` given by the user is unpacked with
@@ -23,8 +23,8 @@ import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
-from updater.errors import IntegrityError
-from updater.package import LIST_NAME, MAX_DEPTH, MAX_ENTRIES, PackageEntry, check_link_target, check_member_path, create_new_file, file_list_bytes, scan_folder
+from gupper.errors import IntegrityError
+from gupper.package import LIST_NAME, MAX_DEPTH, MAX_ENTRIES, PackageEntry, check_link_target, check_member_path, create_new_file, file_list_bytes, scan_folder
 
 from .artifacts import ARCHIVE_SUFFIX, ZIP_SUFFIX, parse_artifact_name
 from .errors import PublishError

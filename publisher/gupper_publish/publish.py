@@ -28,8 +28,8 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from packaging.version import Version
 
-from updater.keys import TrustedKeys
-from updater.manifest import format_time, valid_app_name
+from gupper.keys import TrustedKeys
+from gupper.manifest import format_time, valid_app_name
 
 from . import folder_delta
 from .archive import archive_name_for, make_archive

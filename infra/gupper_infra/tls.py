@@ -22,7 +22,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
 
-from infra import CA_CERT_FILE
+from gupper_infra import CA_CERT_FILE
 
 CA_KEY_FILE = "ca-key.pem"
 SERVER_CERT_FILE = "server.pem"

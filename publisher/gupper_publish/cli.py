@@ -17,8 +17,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TextIO
 
-from updater.errors import ConfigError
-from updater.keys import PublicKey
+from gupper.errors import ConfigError
+from gupper.keys import PublicKey
 
 from .delta import DEFAULT_PATCHES
 from .errors import PublishError, StoreBusy

@@ -1,8 +1,8 @@
 """The updater an app embeds: check, download, verify, pre-flight, install, restart, confirm.
 
-I/O lives here; decisions are made by the pure functions in :mod:`updater.manifest`,
-:mod:`updater.policy` and :mod:`updater.trust`. :meth:`Updater.run` is the one-call start-up
-hook: it never raises an :class:`~updater.errors.UpdateError`; it logs one line and lets the app
+I/O lives here; decisions are made by the pure functions in :mod:`gupper.manifest`,
+:mod:`gupper.policy` and :mod:`gupper.trust`. :meth:`Updater.run` is the one-call start-up
+hook: it never raises an :class:`~gupper.errors.UpdateError`; it logs one line and lets the app
 carry on. The invariant at every instant, whatever kills the process: the installed path holds a
 complete, verified binary (the old one or the new one).
 """
@@ -253,7 +253,7 @@ class Updater:
 
     def _folder_delta(self, layout: _folder.FolderLayout, update: Update, full: _Blob, progress: Progress | None) -> Path | None:
         """Build the new version folder from the installed one plus only the changed files
-        (:mod:`updater.folder_delta`); None when the release offers no delta or it would not
+        (:mod:`gupper.folder_delta`); None when the release offers no delta or it would not
         save bytes, or when it failed (one log line; the caller then takes the archive)."""
         extra = update.entry.extra
         files_url, blobs_url, files_sha256 = extra.get("files_url"), extra.get("blobs_url"), extra.get("files_sha256")

@@ -11,7 +11,7 @@ from typing import Any
 
 from packaging.version import Version
 
-from updater.manifest import parse_time
+from gupper.manifest import parse_time
 
 from . import channels as ch
 from .artifacts import manifest_key, state_key
@@ -28,7 +28,7 @@ def _manifest_json(key: str, signed: dict[str, Any] | None, now: datetime) -> di
         return None
     try:
         expires = parse_time(signed.get("expires"), "expires")
-    except Exception as e:  # updater.errors.Malformed
+    except Exception as e:  # gupper.errors.Malformed
         raise PublishError(f"manifest {key} has an unreadable expiry; run 'gupper-publish resign'") from e
     return {"key": key, "serial": int(signed["serial"]), "created": signed.get("created"), "expires": signed.get("expires"), "expired": now >= expires}
 

@@ -18,9 +18,9 @@ from urllib.parse import unquote
 
 from packaging.version import InvalidVersion, Version
 
-from updater.keys import TrustedKeys
-from updater.manifest import valid_app_name
-from updater.platforms import parse_platform_key
+from gupper.keys import TrustedKeys
+from gupper.manifest import valid_app_name
+from gupper.platforms import parse_platform_key
 
 from .artifacts import ARCHIVE_SUFFIX, parse_artifact_name, relative_url
 from .errors import BadArtifactName, ImmutableConflict, NotFound, PublishError
@@ -175,7 +175,7 @@ def set_keys(state: ChannelState, keys: Iterable[str], threshold: int) -> Channe
     texts = list(keys)
     try:
         TrustedKeys.from_texts(texts, threshold)
-    except Exception as e:  # updater.errors.ConfigError: duplicate, malformed key or bad threshold
+    except Exception as e:  # gupper.errors.ConfigError: duplicate, malformed key or bad threshold
         raise PublishError(f"unusable new key set: {e}") from e
     return replace(state, keys={"keys": texts, "threshold": threshold})
 

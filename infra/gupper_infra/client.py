@@ -1,4 +1,4 @@
-"""Start and stop a local store (``python -m infra.localstore``) from Python.
+"""Start and stop a local store (``python -m gupper_infra.localstore``) from Python.
 
 Used by the tests and the demo. This module does not import moto, so importing
 it costs nothing: the store runs in its own process.
@@ -20,11 +20,11 @@ from types import TracebackType
 from typing import IO, Any
 from urllib.parse import quote
 
-from infra import DEFAULT_BUCKET, READY_PREFIX
+from gupper_infra import DEFAULT_BUCKET, READY_PREFIX
 
-# The directory holding the ``infra`` package, so ``-m infra.localstore`` imports
+# The directory holding the ``infra`` package, so ``-m gupper_infra.localstore`` imports
 # from any working directory.
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+PROJECT_ROOT = Path(__file__).resolve().parent.parent  # infra/, the folder holding gupper_infra
 STDERR_LOG_NAME = "localstore.log"
 _STDERR_TAIL_CHARS = 8000
 
@@ -154,7 +154,7 @@ def start_local_store(
     timeout: float = 30.0,
     extra_args: list[str] | None = None,
 ) -> LocalStore:
-    """Spawn ``python -m infra.localstore`` and wait until it is ready.
+    """Spawn ``python -m gupper_infra.localstore`` and wait until it is ready.
 
     The store's stderr goes to ``state_dir/localstore.log`` (a file rather than a
     pipe nobody reads, which could fill up and stall it). Its stdin is a pipe that
@@ -169,7 +169,7 @@ def start_local_store(
     cmd = [
         sys.executable,
         "-m",
-        "infra.localstore",
+        "gupper_infra.localstore",
         "--state-dir",
         str(state_dir),
         "--bucket",

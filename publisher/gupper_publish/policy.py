@@ -12,7 +12,7 @@ import re
 import string
 from pathlib import Path
 
-POLICY_DIR = Path(__file__).resolve().parent
+POLICY_DIR = Path(__file__).resolve().parent / "policies"
 PUBLIC_READ_POLICY = POLICY_DIR / "public-read-policy.json"
 PUBLISHER_IAM_POLICY = POLICY_DIR / "aws-publisher-iam-policy.json"
 
@@ -63,10 +63,10 @@ def render_publisher_iam_policy(bucket: str, prefix: str = "") -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m infra.policy {public-read,publisher-iam} BUCKET [--prefix P]``: print a rendered policy."""
+    """``python -m gupper_publish.policy {public-read,publisher-iam} BUCKET [--prefix P]``: print a rendered policy."""
     import argparse
 
-    parser = argparse.ArgumentParser(prog="python -m infra.policy", description="Print a Gupper policy rendered for a bucket.")
+    parser = argparse.ArgumentParser(prog="python -m gupper_publish.policy", description="Print a Gupper policy rendered for a bucket.")
     parser.add_argument("kind", choices=["public-read", "publisher-iam"])
     parser.add_argument("bucket")
     parser.add_argument("--prefix", default="", help="key prefix: the folder anyone may read (public-read) or the publisher may write (publisher-iam)")

@@ -1,11 +1,11 @@
 """A local S3-compatible store for the Gupper demo and tests.
 
-Run ``python -m infra.localstore --state-dir DIR``. One process serves moto's S3
+Run ``python -m gupper_infra.localstore --state-dir DIR``. One process serves moto's S3
 backend over HTTPS on two ports:
 
 * the S3 API endpoint (full S3 API, any credentials), for the publisher;
 * the public front (the CDN's role): anonymous GET/HEAD of ``/<bucket>/<key>``
-  only, see :class:`infra.front.PublicFront`.
+  only, see :class:`gupper_infra.front.PublicFront`.
 
 When both ports answer, it writes ``DIR/store.json`` and prints one line,
 ``GUPPER-STORE-READY <json>``, on stdout. It runs until SIGTERM or SIGINT.
@@ -36,7 +36,7 @@ from moto.moto_server.werkzeug_app import (
 )
 from werkzeug.serving import ThreadedWSGIServer, WSGIRequestHandler
 
-from infra import (
+from gupper_infra import (
     ACCESS_KEY,
     DEFAULT_BUCKET,
     READY_PREFIX,
@@ -44,9 +44,8 @@ from infra import (
     SECRET_KEY,
     STORE_INFO_FILE,
 )
-from infra.front import AccessLog, PublicFront
-from infra.policy import render_public_read_policy, validate_bucket_name
-from infra.tls import (
+from gupper_infra.front import AccessLog, PublicFront
+from gupper_infra.tls import (
     DEFAULT_IDENTITIES,
     TLSFiles,
     ensure_tls_material,
@@ -54,6 +53,7 @@ from infra.tls import (
     server_ssl_context,
     write_file_atomic,
 )
+from gupper_publish.policy import render_public_read_policy, validate_bucket_name
 
 # Per-connection socket timeout (handshake, reads, each write): a stalled client
 # then frees its thread instead of holding it forever.
@@ -296,9 +296,9 @@ def _bucket_arg(value: str) -> str:
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    """Parse the command line of ``python -m infra.localstore``."""
+    """Parse the command line of ``python -m gupper_infra.localstore``."""
     parser = argparse.ArgumentParser(
-        prog="python -m infra.localstore",
+        prog="python -m gupper_infra.localstore",
         description="Local S3-compatible store (moto) with an HTTPS public front.",
     )
     parser.add_argument("--state-dir", type=Path, required=True, help="directory for ca.pem, keys, certificates and store.json")
@@ -312,7 +312,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "--extra-name", action="append", default=[], help="another host name or IP for the server certificate (repeatable), e.g. 'minio' for the compose set-up"
     )
     parser.add_argument("--tls-only", action="store_true", help="create or refresh the CA and server certificate, print their paths as JSON, and exit")
-    parser.add_argument("--exit-on-stdin-eof", action="store_true", help="also stop when stdin reaches EOF (used by infra.client so a store never outlives its parent)")
+    parser.add_argument("--exit-on-stdin-eof", action="store_true", help="also stop when stdin reaches EOF (gupper_infra.client uses it: no orphan store)")
     return parser.parse_args(argv)
 
 

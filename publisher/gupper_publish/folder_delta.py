@@ -26,9 +26,9 @@ from pathlib import Path
 
 from packaging.version import Version
 
-from updater.errors import IntegrityError
-from updater.folder_delta import PATCH_FORMAT, FilePatch, index_bytes, list_delta
-from updater.package import LIST_NAME, PackageEntry, extract_package, list_from_wire, list_to_wire, parse_file_list
+from gupper.errors import IntegrityError
+from gupper.folder_delta import PATCH_FORMAT, FilePatch, index_bytes, list_delta
+from gupper.package import LIST_NAME, PackageEntry, extract_package, list_from_wire, list_to_wire, parse_file_list
 
 from .artifacts import ARCHIVE_SUFFIX
 from .channels import ArtifactRecord, PatchRecord, blob_key, list_key

@@ -1,7 +1,7 @@
 """Local infrastructure for Gupper: an S3-compatible store for the demo and tests.
 
 Importing this package is cheap: the moto/werkzeug server lives in
-:mod:`infra.localstore` and is only imported by the store's own process.
+:mod:`gupper_infra.localstore` and is only imported by the store's own process.
 """
 
 from __future__ import annotations

@@ -13,8 +13,8 @@ from typing import Any
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from updater.keys import PublicKey, keyid_for
-from updater.manifest import canonical_bytes
+from gupper.keys import PublicKey, keyid_for
+from gupper.manifest import canonical_bytes
 
 from .errors import SigningKeyError
 

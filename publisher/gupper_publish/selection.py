@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from updater.manifest import MANIFEST_TYPE, SCHEMA_VERSION, format_time
+from gupper.manifest import MANIFEST_TYPE, SCHEMA_VERSION, format_time
 
 from .artifacts import ArtifactName, parse_artifact_name
 from .errors import BadArtifactName

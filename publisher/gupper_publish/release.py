@@ -1,6 +1,6 @@
 """Release management over the channel engine: promote, rollout, yank, key rotation, prune, init.
 
-Every command that changes what clients see goes through :func:`publisher.publish.update_channel`
+Every command that changes what clients see goes through :func:`gupper_publish.publish.update_channel`
 (state compare-and-swap, then the manifest); see docs/release-management.md.
 """
 
@@ -13,7 +13,7 @@ from typing import Any
 
 from packaging.version import InvalidVersion, Version
 
-from updater.manifest import format_time, valid_app_name
+from gupper.manifest import format_time, valid_app_name
 
 from . import channels as ch
 from . import folder_delta
@@ -243,7 +243,7 @@ def init_store(store: Store) -> InitReport:
     """
     import json
 
-    from infra.policy import render_public_read_policy
+    from gupper_publish.policy import render_public_read_policy
 
     if isinstance(store, LocalStore):
         created = not store.root.exists()

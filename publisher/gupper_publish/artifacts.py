@@ -9,8 +9,8 @@ from urllib.parse import quote
 
 from packaging.version import InvalidVersion, Version
 
-from updater.manifest import valid_app_name
-from updater.platforms import Platform, normalize_arch, normalize_os
+from gupper.manifest import valid_app_name
+from gupper.platforms import Platform, normalize_arch, normalize_os
 
 from .errors import BadArtifactName
 

@@ -1,7 +1,7 @@
 """The signed manifest (``latest.json``): canonical bytes, parsing and verification.
 
 Pure: functions here take bytes, keys and a clock reading and return values or raise a
-:class:`~updater.errors.ManifestError`; they never touch the network or the disk. The order of
+:class:`~gupper.errors.ManifestError`; they never touch the network or the disk. The order of
 checks follows TUF: signatures are checked over the raw ``signed`` object before any of its
 fields are trusted, and only then are the fields parsed and compared with what the app expects.
 See ``docs/manifest.md`` for the format.
