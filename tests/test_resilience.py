@@ -180,7 +180,7 @@ def test_new_version_that_never_confirms_is_rolled_back_and_marked_bad(sim: Sim,
     assert result.status is Status.ROLLED_BACK and result.version == "1.0.0"
     assert exe.read_bytes() == OLD and names(exe) == ["app"]
     state = StateFile(exe.parent.parent / "state").load()
-    assert state.trial is None and "without confirming" in state.bad_versions["2.0.0"]
+    assert state.trial is None and "without Updater.confirm()" in state.bad_versions["2.0.0"]
     back = updater(sim, exe).run(restart=False)
     assert back.status is Status.UP_TO_DATE and "marked bad" in back.message
 

@@ -16,6 +16,7 @@ import hashlib
 import logging
 import os
 import random
+import shutil
 import sys
 import threading
 import time
@@ -34,9 +35,19 @@ from . import folder as _folder
 from . import folder_delta
 from . import install as _install
 from . import restart as _restart
-from ._fsutil import atomic_write
 from .bspatch import PatchError, apply_patch
-from .errors import ConfigError, DownloadError, HTTPError, InstallError, IntegrityError, PreflightFailed, TooLarge, UpdateError
+from .errors import (
+    ConfigError,
+    DownloadError,
+    HTTPError,
+    InstallError,
+    IntegrityError,
+    ManifestError,
+    PreflightFailed,
+    PreflightInterrupted,
+    TooLarge,
+    UpdateError,
+)
 from .fetch import FetchConfig, Fetcher, Progress, Resume, check_url
 from .keys import TrustedKeys
 from .manifest import MAX_MANIFEST_BYTES, Entry, Manifest, verify_manifest
@@ -44,10 +55,13 @@ from .package import LIST_NAME, MAX_LIST_BYTES, PackageEntry, extract_package, f
 from .platforms import Platform, current_platform
 from .policy import choose_update
 from .selftest import answer_self_test, preflight
-from .state import ClientState, PartialDownload, StateFile, Trial, default_state_dir
+from .state import ClientState, ManifestCache, PartialDownload, StateFile, Trial, cacheable_etag, default_state_dir
 from .trust import ChannelRecord, check_fresh, digest_of, rotated_keys
 
 log = logging.getLogger("gupper")
+
+MAX_PREFLIGHT_INTERRUPTIONS = 3
+"""A release whose self-test is killed from outside this many times in a row is skipped."""
 
 Checkpoint = Callable[[str], None]
 """Called with the name of each step boundary; a test hook for fault injection."""
@@ -160,7 +174,12 @@ class Updater:
             raise ConfigError(f"current_version {cfg.current_version!r} is not a PEP 440 version") from e
         check_url(cfg.manifest_url, cfg.allow_insecure_loopback)
         self.state_file = StateFile(Path(cfg.state_dir) if cfg.state_dir else default_state_dir(cfg.app))
-        self.platform = cfg.platform or current_platform()
+        self.disabled_reason: str | None = None
+        try:
+            self.platform = cfg.platform or current_platform()
+        except ValueError as e:  # a CPU or OS nobody publishes builds for: the app runs, without updates
+            self.platform = Platform("unknown", "unknown")
+            self.disabled_reason = f"updates are off: {e}"
         self.fetch_config = FetchConfig(
             connect_timeout=cfg.connect_timeout,
             read_timeout=cfg.read_timeout,
@@ -171,7 +190,7 @@ class Updater:
         )
         # Resolved once: after a Windows rename-aside, sys.executable must not lead us to the .old file.
         exe = cfg.executable or (sys.executable if getattr(sys, "frozen", False) else None)
-        self.target: Path | None = _install.resolve_target(exe) if exe else None
+        self.target: Path | None = _install.resolve_target(exe) if exe and self.disabled_reason is None else None
         self._hash_cache: tuple[tuple[int, int, int], str] | None = None
         self.folder = _folder.detect(self.target, cfg.install_root) if self.target is not None else None
 
@@ -193,41 +212,49 @@ class Updater:
         archive is fetched the same way and the verified, extracted folder is returned.
         """
         target = self._require_target()
+        self._refuse_early(target, update)
         full = _Blob(update.url, update.entry.size, update.entry.sha256)
         if self.folder is not None:
             return self._download_package(self.folder, update, full, progress)
-        _install.check_writable(target)
-        partial = _install.partial_path_for(target, self.platform.os)
-        patch = self._pick_patch(update, target)
-        done = False
+        partial = self._partial_path(target)
+        # A kept partial of the full file means a delta already failed here: resume that instead.
+        patch = None if self._resumable(full, partial) else self._pick_patch(update, target)
+        staged = None
         if patch is not None:
+            patched = _install.temp_path_for(target, self.platform.os)
             try:
-                self._download_delta(full, patch, target, partial, progress)
-                done = True
+                self._download_delta(full, patch, target, patched, progress)
+                staged = patched
             except InstallError:
                 raise
             except (UpdateError, PatchError) as e:
-                _unlink_quietly(partial)
+                _unlink_quietly(patched)
                 log.warning("gupper: delta update failed (%s); downloading the full file", e)
-        if not done:
+        if staged is None:
             self._fetch_verified(full, partial, progress)
+            staged = partial
         try:
-            _install.copy_mode(target, partial)
+            _install.copy_mode(target, staged)
         except OSError as e:
-            self._drop_partial(partial)
+            if staged == partial:
+                self._drop_partial(staged)
+            else:
+                _unlink_quietly(staged)
             raise InstallError(f"cannot set permissions on the update in {target.parent} ({e.strerror or e})") from e
         self._checkpoint("downloaded")
-        return partial
+        return staged
+
+    def _resumable(self, blob: _Blob, partial: Path) -> bool:
+        kept = self.state_file.load().partial
+        return kept is not None and kept.sha256 == blob.sha256 and kept.path == str(partial) and bool(kept.etag) and partial.is_file()
 
     def _download_package(self, layout: _folder.FolderLayout, update: Update, full: _Blob, progress: Progress | None) -> Path:
         """Fetch the archive beside the version folders, verify it, extract and verify every file
         into a temp folder there; return that folder."""
-        _install.check_writable(layout.current)
-        _install.check_writable(layout.versions / "x")
         delta = self._folder_delta(layout, update, full, progress)
         if delta is not None:
             return delta
-        partial = _install.partial_path_for(layout.current)
+        partial = self._partial_path(layout.current)
         self._fetch_verified(full, partial, progress)
         self._checkpoint("downloaded")
         staged = _folder.staging_dir(layout, str(update.entry.version))
@@ -406,14 +433,20 @@ class Updater:
             try:
                 self._fetch_into(dest, blob, resume, progress)
                 break
-            except (IntegrityError, TooLarge, HTTPError) as e:
-                self._drop_partial(dest)
+            except (IntegrityError, TooLarge):
+                self._drop_partial(dest)  # these bytes are wrong: never resume them
+                raise
+            except DownloadError as e:
                 if isinstance(e, HTTPError) and e.status == 416:  # our partial no longer fits: start again
+                    self._drop_partial(dest)
                     resume = Resume()
                     continue
-                raise
-            except DownloadError:
-                self._remember_partial(blob, dest, resume)
+                if isinstance(e, HTTPError) and not _transient(e):
+                    self._drop_partial(dest)
+                    raise
+                if not (resume.etag and resume.offset):
+                    self._drop_partial(dest)  # nothing a later request could validate: start over
+                    resume = Resume()
                 if attempt == attempts - 1:
                     raise
                 delay = min(8.0, 0.5 * 2**attempt) * random.uniform(0.5, 1.5)  # exponential back-off with jitter
@@ -438,7 +471,7 @@ class Updater:
         layout = self.folder
         candidate = staged if layout is None else _folder.publish_version(layout, staged, version) / layout.exe
         try:
-            preflight(candidate, version, _restart.child_environment(self.environ, version), self.config.preflight_timeout)
+            self._preflight(candidate, version)
             self._checkpoint("preflight-passed")
             if layout is None:
                 backup = _install.backup_path_for(target)
@@ -456,15 +489,43 @@ class Updater:
             if layout is not None:
                 _folder.remove_tree(candidate.parent)
             raise
+        except PreflightInterrupted as e:
+            if layout is not None:
+                _folder.remove_tree(candidate.parent)
+            if self._count_interrupted_preflight(version) >= MAX_PREFLIGHT_INTERRUPTIONS:
+                reason = f"its self-test was killed {MAX_PREFLIGHT_INTERRUPTIONS} times in a row"
+                self._mark_bad(version, reason)
+                raise PreflightFailed(f"{e}; {reason}, so {version} is skipped on this machine") from e
+            raise
         finally:
             if layout is None:
                 _unlink_quietly(staged)  # gone already after a successful rename
         state = self.state_file.load()
         state.trial = Trial(version=version, previous_version=str(self.current), target=self._trial_key(target), backup=str(backup))
+        state.preflight_interrupted.pop(version, None)
         self._save_state(state)
         self._checkpoint("trial-started")
         if layout is not None:
             _folder.prune(layout, {version, backup.name})
+
+    def _preflight(self, candidate: Path, version: str) -> None:
+        """Self-test ``candidate``; a one-file build extracts itself into a folder of Gupper's own,
+        emptied before and after, so a self-test killed mid-way leaves nothing in the user's temp."""
+        env = _restart.child_environment(self.environ, version)
+        scratch = _preflight_dir(self.config.app)
+        if scratch is not None:
+            env.update(TMPDIR=str(scratch), TMP=str(scratch), TEMP=str(scratch))
+        try:
+            preflight(candidate, version, env, self.config.preflight_timeout)
+        finally:
+            _remove_preflight_dir(self.config.app)
+
+    def _count_interrupted_preflight(self, version: str) -> int:
+        state = self.state_file.load()
+        count = state.preflight_interrupted.get(version, 0) + 1
+        state.preflight_interrupted[version] = count
+        self._save_state(state)
+        return count
 
     def restart(self, version: str) -> NoReturn:
         """Run the installed executable in place of this process (it will report ``version``)."""
@@ -494,58 +555,78 @@ class Updater:
     def run(self, *, restart: bool = True, progress: Progress | None = None) -> Result:
         """The start-up hook: self-test answer, trial bookkeeping, then check/download/install/restart.
 
-        Never raises UpdateError: any failure is logged as one warning line and reported in the
-        result; the installed executable is then exactly what it was before.
+        Never raises: every failure, a bug in Gupper included, is logged as one warning line and
+        reported in the result; the installed executable is then exactly what it was before. Its
+        time is bounded by the deadlines in :class:`UpdaterConfig` (README, "Bounds").
         """
         answer_self_test(self.environ, self.config.current_version)
+        try:
+            result, restart_as = self._run(restart, progress)
+        except Exception as e:  # the last resort: a bug in Gupper must not stop the app
+            return self._internal_error(e)
+        if restart_as is None:
+            return result
+        try:
+            self.restart(restart_as)
+        except Exception as e:
+            msg = f"{result.message}, but restarting failed ({type(e).__name__}: {e}); it runs from the next start"
+            log.warning("gupper: %s", msg)
+            return Result(result.status, msg, version=result.version)
+
+    def _internal_error(self, e: BaseException) -> Result:
+        msg = f"internal error ({type(e).__name__}: {str(e)[:300]}); carrying on with {self.config.current_version}; please report this to the app's publisher"
+        log.warning("gupper: %s", msg)
+        return Result(Status.FAILED, msg, version=self.config.current_version)
+
+    def _run(self, restart: bool, progress: Progress | None) -> tuple[Result, str | None]:
+        """``run`` without its safety net: the result, and the version to restart into (if any)."""
         target = self.target
         if target is None:
-            return Result(Status.DISABLED, "updates are off: not running as a frozen app and no executable configured")
+            return Result(Status.DISABLED, self.disabled_reason or "updates are off: not running as a frozen app and no executable configured"), None
         restarted_as = self.environ.pop(_restart.RESTARTED_ENV, None)
+        current = self.config.current_version
         try:
-            rolled = self._trial_start(target, restart)
-        except UpdateError as e:
-            log.warning("gupper: %s", e)
-            return Result(Status.FAILED, str(e), error=e, version=str(self.current))
-        if rolled is not None:
-            return rolled
-        if restarted_as is not None:
-            # We were just exec'd by an update: don't check again in this run (no loops).
-            if restarted_as != self.config.current_version:
-                msg = f"the release installed as {restarted_as} reports version {self.config.current_version}; republish it with a matching version"
-                log.warning("gupper: %s", msg)
-                return Result(Status.FAILED, msg, version=self.config.current_version)
-            log.info("gupper: now running %s", restarted_as)
-            return Result(Status.JUST_UPDATED, f"updated to {restarted_as}", version=restarted_as)
-        if self.folder is not None:
-            _folder.cleanup_leftovers(self.folder, self.file_ops)
-        else:
-            _install.cleanup_leftovers(target, self.file_ops)
-        try:
-            return self._update(target, restart, progress)
+            with self._lock() as locked:
+                if not locked:
+                    log.info("gupper: another instance is updating %s; carrying on with %s", self.config.app, current)
+                    return Result(Status.BUSY, "another instance is updating", version=current), None
+                self._cleanup(target)
+                rolled = self._trial_start(target)
+                if rolled is not None:
+                    return rolled, rolled.version if restart else None
+                if restarted_as is not None:
+                    # We were just exec'd by an update: don't check again in this run (no loops).
+                    if restarted_as != current:
+                        msg = f"the release installed as {restarted_as} reports version {current}; republish it with a matching version"
+                        log.warning("gupper: %s", msg)
+                        return Result(Status.FAILED, msg, version=current), None
+                    log.info("gupper: now running %s", restarted_as)
+                    return Result(Status.JUST_UPDATED, f"updated to {restarted_as}", version=restarted_as), None
+                result = self._update(target, progress)
         except UpdateError as e:
             log.warning("gupper: update failed, carrying on with %s: %s", self.current, e)
-            return Result(Status.FAILED, str(e), error=e, version=str(self.current))
+            return Result(Status.FAILED, str(e), error=e, version=str(self.current)), None
+        if result.status is Status.INSTALLED and restart:
+            log.info("gupper: installed %s, restarting", result.version)
+            return result, result.version
+        return result, None
 
-    def _update(self, target: Path, restart: bool, progress: Progress | None) -> Result:
-        with self._lock() as locked:
-            if not locked:
-                log.info("gupper: another instance is updating %s; carrying on with %s", self.config.app, self.current)
-                return Result(Status.BUSY, "another instance is updating", version=str(self.current))
-            update, reason = self._check()
-            if update is None:
-                return Result(Status.UP_TO_DATE, reason, version=str(self.current))
-            new_version = str(update.entry.version)
-            if self._installed(target, update):
-                # Another instance installed it after we started: run it rather than fetch it again.
-                log.info("gupper: %s was installed by another instance", new_version)
-            else:
-                log.info("gupper: updating %s %s -> %s (%d bytes)", self.config.app, self.current, new_version, update.entry.size)
-                staged = self.download(update, progress)
-                self.install(staged, new_version)
-        if restart:
-            log.info("gupper: installed %s, restarting", new_version)
-            self.restart(new_version)
+    def _update(self, target: Path, progress: Progress | None) -> Result:
+        """Check, and install what the check found; the caller holds the lock."""
+        update, reason = self._check()
+        if update is None:
+            self._drop_unwanted_partial(None)
+            return Result(Status.UP_TO_DATE, reason, version=str(self.current))
+        new_version = str(update.entry.version)
+        self._drop_unwanted_partial(update.entry.sha256)
+        if self._installed(target, update):
+            # Another instance installed it after we started: run it rather than fetch it again.
+            log.info("gupper: %s was installed by another instance", new_version)
+        else:
+            self._refuse_early(target, update)
+            log.info("gupper: updating %s %s -> %s (%d bytes)", self.config.app, self.current, new_version, update.entry.size)
+            staged = self.download(update, progress)
+            self.install(staged, new_version)
         return Result(Status.INSTALLED, f"installed {new_version}; it runs from the next start", version=new_version)
 
     def check_periodically(self, interval: float, on_result: Callable[[Result], None], *, jitter: float = 0.2) -> PeriodicCheck:
@@ -585,46 +666,45 @@ class Updater:
         """What a trial is recorded against: the executable, or a folder install's ``current``."""
         return str(self.folder.current if self.folder is not None else target)
 
-    def _fetch_manifest(self, state: ClientState) -> bytes:
-        """The manifest's bytes; ``If-None-Match`` with the last ETag, and a 304 answered from the
-        signed copy kept in the state dir (it is verified again like a fresh one)."""
-        cache = self.state_file.directory / f"{self.config.channel}.latest.json"
-        etag = state.etags.get(self.config.channel)
-        cached: bytes | None = None
-        if etag:
-            try:
-                cached = cache.read_bytes()
-            except OSError:
-                etag = None
+    def _fetch_manifest(self, cache: ManifestCache) -> tuple[bytes, str | None, bool]:
+        """The manifest's bytes, its ETag and whether they are the cached copy (a ``304`` to the
+        ``If-None-Match`` sent with the cached copy's ETag)."""
+        cached = cache.load(self.config.max_manifest_bytes)
         with Fetcher(self.fetch_config) as fetcher:
-            fetched = fetcher.get_small(self.config.manifest_url, max_bytes=self.config.max_manifest_bytes, timeout=self.config.manifest_timeout, etag=etag)
-        if fetched is None:
-            assert cached is not None  # a 304 only answers an ETag we sent
+            fetched = fetcher.get_small(
+                self.config.manifest_url, max_bytes=self.config.max_manifest_bytes, timeout=self.config.manifest_timeout, etag=cached[0] if cached else None
+            )
+        if fetched is None and cached is not None:
             log.debug("gupper: manifest not modified (304)")
-            return cached
-        if fetched.etag and fetched.etag != etag:
-            try:
-                atomic_write(cache, fetched.body)
-                state.etags[self.config.channel] = fetched.etag
-            except OSError as e:
-                log.debug("gupper: cannot cache the manifest (%s); polling without ETag", e)
-        return fetched.body
+            return cached[1], cached[0], True
+        assert fetched is not None  # get_small returns None only to the ETag we sent
+        return fetched.body, fetched.etag, False
 
     def _check(self) -> tuple[Update | None, str]:
         state = self.state_file.load()
-        etags_before = dict(state.etags)
-        body = self._fetch_manifest(state)
+        cache = ManifestCache(self.state_file.directory, self.config.channel)
+        body, etag, from_cache = self._fetch_manifest(cache)
         trusted = state.trusted(self.trusted)
-        manifest = verify_manifest(body, trusted, app=self.config.app, channel=self.config.channel, now=self.clock())
         seen = state.channels.get(self.config.channel, ChannelRecord())
-        check_fresh(manifest, seen)
-        new_keys = rotated_keys(manifest, trusted)
+        try:
+            manifest = verify_manifest(body, trusted, app=self.config.app, channel=self.config.channel, now=self.clock())
+            check_fresh(manifest, seen)
+            new_keys = rotated_keys(manifest, trusted)
+        except ManifestError:
+            if from_cache:
+                # The copy no longer passes (it expired, or state moved on): drop it, so that the
+                # next start asks unconditionally instead of failing on it again.
+                with contextlib.suppress(OSError):
+                    cache.drop()
+            raise
         if new_keys is not None:
             state.adopt(new_keys, self.trusted)
             log.info("gupper: key rotation: now trusting %d key(s), threshold %d", len(new_keys.keys), new_keys.threshold)
-        if new_keys is not None or manifest.serial > seen.serial or state.etags != etags_before:
+        if new_keys is not None or manifest.serial > seen.serial:
             state.channels[self.config.channel] = ChannelRecord(manifest.serial, digest_of(manifest))
             self._save_state(state)
+        if not from_cache:
+            self._cache_manifest(cache, etag, body)
         self._checkpoint("checked")
         types = ("archive",) if self.folder is not None else ("binary",)
         decision = choose_update(manifest, self.platform.key, self.current, state.install_id, types)
@@ -633,12 +713,26 @@ class Updater:
             return None, decision.reason
         bad = state.bad_versions.get(str(decision.entry.version))
         if bad is not None:
-            return None, f"skipping {decision.entry.version}, marked bad ({bad}); waiting for a newer release"
+            msg = f"skipping {decision.entry.version}, marked bad on this machine ({bad}); waiting for a newer release"
+            log.info("gupper: %s", msg)
+            return None, msg
         url = urljoin(self.config.manifest_url, decision.entry.url)
         check_url(url, self.config.allow_insecure_loopback)
         return Update(self.current, decision.entry, url, manifest), decision.reason
 
-    def _trial_start(self, target: Path, restart: bool) -> Result | None:
+    def _cache_manifest(self, cache: ManifestCache, etag: str | None, body: bytes) -> None:
+        """Keep an accepted manifest with its ETag for the next ``If-None-Match`` (or forget the
+        old copy when this response has no usable ETag)."""
+        try:
+            if cacheable_etag(etag):
+                assert etag is not None
+                cache.save(etag, body)
+            else:
+                cache.drop()
+        except OSError as e:
+            log.debug("gupper: cannot cache the manifest (%s); polling without ETag", e)
+
+    def _trial_start(self, target: Path) -> Result | None:
         """Count this start against a pending trial; roll back when it has failed too often."""
         state = self.state_file.load()
         trial = state.trial
@@ -656,7 +750,7 @@ class Updater:
         if trial.starts <= self.config.trial_starts:
             self._save_state(state)
             return None
-        reason = f"started {trial.starts - 1} times without confirming it runs"
+        reason = f"started {trial.starts - 1} times without Updater.confirm() (it crashed at start, or the app never calls confirm())"
         backup = Path(trial.backup)
         if not (backup / layout.exe if layout is not None else backup).is_file():
             state.trial = None
@@ -677,10 +771,9 @@ class Updater:
         self._save_state(state)
         if layout is None:
             _unlink_quietly(backup)
-        log.warning("gupper: %s %s; rolled back to %s", trial.version, reason, trial.previous_version)
-        if restart:
-            self.restart(trial.previous_version)
-        return Result(Status.ROLLED_BACK, f"rolled back to {trial.previous_version}", version=trial.previous_version)
+        msg = f"{trial.version} {reason}; rolled back to {trial.previous_version}, and {trial.version} is skipped on this machine"
+        log.warning("gupper: %s", msg)
+        return Result(Status.ROLLED_BACK, msg, version=trial.previous_version)
 
     @contextlib.contextmanager
     def _lock(self) -> Iterator[bool]:
@@ -702,17 +795,24 @@ class Updater:
             lock.release()
 
     def _resume_point(self, state: ClientState, blob: _Blob, partial: Path) -> Resume:
+        """Where to start fetching ``blob`` into ``partial``: after the bytes a recorded, resumable
+        partial holds, else from zero (an unusable file there is removed)."""
         kept = state.partial
-        if kept and kept.sha256 == blob.sha256 and kept.path == str(partial) and partial.is_file():
-            size = partial.stat().st_size
-            if 0 < size < blob.size and kept.etag:
-                digest = hashlib.sha256()
-                with partial.open("rb") as f:
-                    for block in iter(lambda: f.read(1 << 20), b""):
-                        digest.update(block)
-                log.info("gupper: resuming the download at %d of %d bytes", size, blob.size)
-                return Resume(size, kept.etag, digest)
-        self._drop_partial(partial)
+        if kept and kept.sha256 == blob.sha256 and kept.path == str(partial) and kept.etag:
+            try:
+                size = partial.stat().st_size
+                if 0 < size < blob.size:
+                    digest = hashlib.sha256()
+                    with partial.open("rb") as f:
+                        for block in iter(lambda: f.read(1 << 20), b""):
+                            digest.update(block)
+                    log.info("gupper: resuming the download at %d of %d bytes", size, blob.size)
+                    return Resume(size, kept.etag, digest)
+            except OSError:
+                pass
+        _unlink_quietly(partial)
+        if kept is not None and kept.path == str(partial):
+            self._forget_partial()
         return Resume()
 
     def _fetch_into(self, partial: Path, blob: _Blob, resume: Resume, progress: Progress | None) -> None:
@@ -724,25 +824,32 @@ class Updater:
             if progress is not None:
                 progress(done, total)
 
+        def started(validator: str | None) -> None:
+            # Recorded before the first byte is written: a process killed at any later instant
+            # leaves a partial the next start resumes (or, without a validator, removes).
+            self._record_partial(blob, partial, validator)
+            self._checkpoint("download-started")
+
         fd = os.open(partial, os.O_WRONLY | os.O_CREAT | getattr(os, "O_BINARY", 0), 0o600)
         with os.fdopen(fd, "r+b") as out:
             out.seek(resume.offset)
             out.truncate()
-            self._checkpoint("download-started")
             try:
                 with Fetcher(self.fetch_config) as fetcher:
                     fetcher.download(
                         blob.url, out, size=blob.size, sha256=blob.sha256, timeout=self.config.download_timeout,
-                        progress=report, resume=resume,
+                        progress=report, resume=resume, on_start=started,
                     )  # fmt: skip
             finally:
                 out.flush()
                 os.fsync(out.fileno())
 
-    def _remember_partial(self, blob: _Blob, partial: Path, resume: Resume) -> None:
+    def _record_partial(self, blob: _Blob, partial: Path, validator: str | None) -> None:
         state = self.state_file.load()
-        state.partial = PartialDownload(blob.url, blob.sha256, blob.size, resume.etag, str(partial))
-        self._save_state(state)
+        record = PartialDownload(blob.url, blob.sha256, blob.size, validator, str(partial)) if validator else None
+        if state.partial != record:
+            state.partial = record
+            self._save_state(state)
 
     def _forget_partial(self) -> None:
         state = self.state_file.load()
@@ -753,6 +860,60 @@ class Updater:
     def _drop_partial(self, partial: Path) -> None:
         _unlink_quietly(partial)
         self._forget_partial()
+
+    def _partial_path(self, target: Path) -> Path:
+        """The one place a download in progress lives for this install."""
+        if self.folder is not None:
+            return _install.partial_path_for(self.folder.current)
+        return _install.partial_path_for(target, self.platform.os)
+
+    def _drop_unwanted_partial(self, wanted_sha256: str | None) -> None:
+        """After a check: a kept partial of anything but the release now offered will never be
+        resumed (a yank, a newer release): remove it."""
+        kept = self.state_file.load().partial
+        if kept is None or kept.sha256 == wanted_sha256 or self.target is None:
+            return
+        partial = self._partial_path(self.target)
+        if kept.path == str(partial):
+            self._drop_partial(partial)
+        else:
+            self._forget_partial()
+
+    def _cleanup(self, target: Path) -> None:
+        """At start, under the lock: remove what a killed or failed run left behind, keeping only
+        a partial download the next attempt can resume."""
+        if self.folder is not None:
+            _folder.cleanup_leftovers(self.folder, self.file_ops)
+        else:
+            _install.cleanup_leftovers(target, self.file_ops)
+        self.state_file.remove_stale_temp_files()
+        _remove_preflight_dir(self.config.app)
+        partial = self._partial_path(target)
+        kept = self.state_file.load().partial
+        try:
+            size = partial.stat().st_size
+        except OSError:
+            if kept is not None and kept.path == str(partial):
+                self._forget_partial()
+            return
+        if not (kept is not None and kept.path == str(partial) and kept.etag and 0 < size < kept.size):
+            self._drop_partial(partial)
+
+    def _refuse_early(self, target: Path, update: Update) -> None:
+        """Refusals that need no download: an install folder we cannot write, too little space."""
+        if self.folder is not None:
+            _install.check_writable(self.folder.current)
+            _install.check_writable(self.folder.versions / "x")
+            directory = self.folder.versions
+        else:
+            _install.check_writable(target)
+            directory = target.parent
+        try:
+            free = shutil.disk_usage(directory).free
+        except OSError:
+            return  # unknown: the write itself will tell
+        if free < update.entry.size:
+            raise InstallError(f"not enough disk space in {directory} for {update.entry.version}: {update.entry.size} bytes needed, {free} free; free some disk space")
 
     def _mark_bad(self, version: str, reason: str) -> None:
         state = self.state_file.load()
@@ -845,3 +1006,43 @@ def _list_from_index(installed: bytes, index: folder_delta.Index, index_from: st
     except (UpdateError, ValueError, KeyError, TypeError):
         return None
     return data if hashlib.sha256(data).hexdigest() == files_sha256 else None
+
+
+def _transient(e: HTTPError) -> bool:
+    """A status that says "not now" rather than "not here"."""
+    return e.status is not None and (e.status >= 500 or e.status in (408, 429))
+
+
+def _preflight_dir(app: str) -> Path | None:
+    """A fresh, private scratch folder for the self-test's one-file extraction, or None (then the
+    self-test uses the normal temp folder). Under the system temp folder, where the app itself
+    extracts, so that it allows executables; per user and per app, refused if anyone else made it."""
+    import tempfile
+
+    path = Path(tempfile.gettempdir()) / f"gupper-preflight-{app}{_uid_suffix()}"
+    _remove_preflight_dir(app)
+    try:
+        path.mkdir(mode=0o700)
+    except OSError as e:
+        log.debug("gupper: no private folder for the self-test (%s)", e)
+        return None
+    return path
+
+
+def _remove_preflight_dir(app: str) -> None:
+    """Empty and remove the self-test's scratch folder, if it is ours (a real folder we own)."""
+    import stat
+    import tempfile
+
+    path = Path(tempfile.gettempdir()) / f"gupper-preflight-{app}{_uid_suffix()}"
+    try:
+        st = path.lstat()
+    except OSError:
+        return
+    if not stat.S_ISDIR(st.st_mode) or (hasattr(os, "getuid") and st.st_uid != os.getuid()):
+        return  # a link or someone else's: not ours to touch
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def _uid_suffix() -> str:
+    return f"-{os.getuid()}" if hasattr(os, "getuid") else ""

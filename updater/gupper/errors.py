@@ -78,6 +78,7 @@ __all__ = [
     "Malformed",
     "ManifestError",
     "PreflightFailed",
+    "PreflightInterrupted",
     "Rollback",
     "Timeout",
     "TooLarge",
@@ -88,3 +89,8 @@ __all__ = [
 
 class PreflightFailed(InstallError):
     """The downloaded binary did not start and answer its self-test; it was not installed."""
+
+
+class PreflightInterrupted(InstallError):
+    """The self-test of the downloaded binary was killed from outside (a signal such as SIGKILL
+    from the OOM killer or a user): no verdict on the release; it is tried again later."""

@@ -1,15 +1,30 @@
 """HTTP transport: bounded GETs over https, with our own redirect policy.
 
-Everything the network can do to the client is bounded here: connect and read timeouts per
-socket operation, a total deadline per request (a server that trickles one byte a second is cut
-off), a byte limit (an endless body is cut off), and redirects followed only to https (or to
-loopback http when the app's config allows it, for tests and local demos).
+Everything the network can do to the client is bounded here:
+
+- **One overall deadline per request**, covering DNS, connect, the proxy tunnel, the TLS
+  handshake, the status line, any number of ``1xx`` interim responses, the headers and the body.
+  The request up to its headers runs in a worker thread that the caller waits for until the
+  deadline and not a moment longer (a resolver that hangs cannot hold the app); the same thread
+  then watches the body and, at the deadline, shuts down the request's sockets, so a read blocked
+  on a server that trickles one byte a second returns at once. Per-operation timeouts alone
+  cannot do this: each trickled byte arrives well inside them.
+- **Bounded bytes**: a byte limit per document, the signed size per artifact; redirect bodies
+  are never read (requests' own redirect handling reads them whole into memory).
+- **Redirects** followed only to https (or to loopback http when the app's config allows it,
+  for tests and local demos), each target re-checked, at most :data:`MAX_REDIRECTS`.
+- **One exception boundary**: every failure of the transport or of a URL it is handed maps to
+  :mod:`gupper.errors` (``raise … from e``); nothing else escapes.
 """
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import hashlib
 import ipaddress
+import socket
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -20,6 +35,8 @@ from urllib.parse import urljoin, urlsplit
 import requests
 import urllib3
 from requests.adapters import HTTPAdapter
+from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.util.retry import Retry
 
 from .errors import ConfigError, DownloadError, HTTPError, IntegrityError, Timeout, TooLarge
@@ -28,6 +45,9 @@ CHUNK = 64 * 1024
 MAX_REDIRECTS = 5
 Progress = Callable[[int, int], None]
 """Called with (bytes done, bytes total) as a download proceeds."""
+OnStart = Callable[[str | None], None]
+"""Called once a download's response is accepted, before its first byte is written, with the
+response's strong validator (its ETag) or None when it has none (the bytes cannot be resumed)."""
 
 
 @dataclass(frozen=True)
@@ -51,6 +71,15 @@ class Fetched:
     url: str
 
 
+@dataclass
+class Resume:
+    """Where an interrupted download stands: bytes kept, their running hash, the server's ETag."""
+
+    offset: int = 0
+    etag: str | None = None
+    digest: Any = field(default_factory=hashlib.sha256)
+
+
 def _is_loopback(host: str | None) -> bool:
     if host is None:
         return False
@@ -63,32 +92,215 @@ def _is_loopback(host: str | None) -> bool:
 
 
 def check_url(url: str, allow_insecure_loopback: bool) -> None:
-    """Refuse anything but https (and loopback http when explicitly allowed)."""
-    parts = urlsplit(url)
-    if parts.scheme == "https" and parts.hostname:
+    """Refuse anything but a well-formed https URL (and loopback http when explicitly allowed).
+
+    Raises:
+        ConfigError: the URL does not parse or is not https.
+    """
+    try:
+        parts = urlsplit(url)
+        host, _port = parts.hostname, parts.port  # .port raises ValueError for a bad port
+    except ValueError as e:
+        raise ConfigError(f"refusing URL {url[:100]!r}: it does not parse ({e})") from e
+    if parts.scheme == "https" and host:
         return
-    if parts.scheme == "http" and allow_insecure_loopback and _is_loopback(parts.hostname):
+    if parts.scheme == "http" and allow_insecure_loopback and _is_loopback(host):
         return
     raise ConfigError(f"refusing {parts.scheme or 'schemeless'} URL {url[:100]!r}: updates are fetched over https only")
 
 
+def strong_etag(value: str | None) -> str | None:
+    """The ETag if it can validate a resumed range (``If-Range`` needs a strong one), else None."""
+    if not value or value.startswith("W/") or len(value) > 1024 or not value.isprintable():
+        return None
+    return value
+
+
 _REASONS = (
     ("connection refused", "connection refused"),
+    ("actively refused", "connection refused"),  # Windows: WinError 10061
     ("name or service not known", "host not found"),
     ("nodename nor servname", "host not found"),
     ("getaddrinfo failed", "host not found"),
     ("network is unreachable", "network unreachable"),
     ("connection reset", "connection reset"),
+    ("forcibly closed", "connection reset"),  # Windows: WinError 10054
     ("remote end closed", "connection closed by the server"),
 )
 
 
-def _reason(e: Exception) -> str:
+def _reason(e: BaseException) -> str:
     text = str(e).lower()
     for needle, reason in _REASONS:
         if needle in text:
             return reason
     return type(e).__name__
+
+
+# --- The watchdog ------------------------------------------------------------------------------
+
+
+class _Watch:
+    """Shuts down every socket of one request when its deadline passes.
+
+    It holds duplicates of the request's sockets: ``shutdown`` on a duplicate ends the shared
+    connection (so a read blocked in any thread returns), and the duplicates are the watch's own,
+    closed under its lock, so no file descriptor is ever shut down after it was reused.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._socks: list[socket.socket] = []
+        self._closed = False
+        self.fired = False
+
+    def add(self, sock: socket.socket | None) -> None:
+        if sock is None:
+            return
+        try:
+            dup = socket.socket(sock.family, sock.type, sock.proto, fileno=socket.dup(sock.fileno()))
+        except (OSError, ValueError):
+            return  # already closed: nothing left to watch
+        with self._lock:
+            if self._closed:
+                dup.close()
+                return
+            self._socks.append(dup)
+            if self.fired:
+                _shutdown(dup)
+
+    def fire(self) -> None:
+        with self._lock:
+            self.fired = True
+            if not self._closed:
+                for sock in self._socks:
+                    _shutdown(sock)
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            socks, self._socks = self._socks, []
+        for sock in socks:
+            sock.close()
+
+
+def _shutdown(sock: socket.socket) -> None:
+    with contextlib.suppress(OSError):  # not connected yet, or already gone
+        sock.shutdown(socket.SHUT_RDWR)
+
+
+_WATCH: contextvars.ContextVar[_Watch | None] = contextvars.ContextVar("gupper_watch", default=None)
+
+
+class _WatchedMixin:
+    """Registers each socket of a connection with the request's watch: when it is made (before
+    the proxy tunnel and the TLS handshake, which run over it) and each time it is reused."""
+
+    sock: socket.socket | None
+
+    def _new_conn(self) -> socket.socket:
+        sock: socket.socket = super()._new_conn()  # type: ignore[misc]
+        watch = _WATCH.get()
+        if watch is not None:
+            watch.add(sock)
+        return sock
+
+    def request(self, *args: Any, **kwargs: Any) -> None:
+        watch = _WATCH.get()
+        if watch is not None:
+            watch.add(self.sock)
+        super().request(*args, **kwargs)  # type: ignore[misc]
+
+
+class _HTTPConnection(_WatchedMixin, HTTPConnection):
+    pass
+
+
+class _HTTPSConnection(_WatchedMixin, HTTPSConnection):
+    pass
+
+
+class _HTTPConnectionPool(HTTPConnectionPool):
+    ConnectionCls = _HTTPConnection
+
+
+class _HTTPSConnectionPool(HTTPSConnectionPool):
+    ConnectionCls = _HTTPSConnection
+
+
+_POOLS: dict[str, type[HTTPConnectionPool]] = {"http": _HTTPConnectionPool, "https": _HTTPSConnectionPool}
+
+
+class _WatchedAdapter(HTTPAdapter):
+    """requests' adapter with connections the watchdog can see, directly and through a proxy."""
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = _POOLS
+
+    def proxy_manager_for(self, proxy: str, **proxy_kwargs: Any) -> Any:
+        manager = super().proxy_manager_for(proxy, **proxy_kwargs)
+        if not proxy.lower().startswith("socks"):  # SOCKS pools bring their own connection classes
+            manager.pool_classes_by_scheme = _POOLS
+        return manager
+
+
+class _Request:
+    """One GET under one deadline: sent from a worker thread that then watches the body."""
+
+    def __init__(self, send: Callable[[], requests.Response], deadline: float) -> None:
+        self.watch = _Watch()
+        self._send, self._deadline = send, deadline
+        self._lock = threading.Lock()
+        self._sent = threading.Event()
+        self._finished = threading.Event()
+        self._abandoned = False
+        self._response: requests.Response | None = None
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._work, name="gupper-fetch", daemon=True)
+
+    def _work(self) -> None:
+        _WATCH.set(self.watch)
+        response: requests.Response | None = None
+        error: BaseException | None = None
+        try:
+            response = self._send()
+        except BaseException as e:  # handed to the caller, which maps it
+            error = e
+        with self._lock:
+            if self._abandoned:
+                if response is not None:
+                    response.close()
+                self.watch.close()
+                return
+            self._response, self._error = response, error
+            self._sent.set()
+        if not self._finished.wait(max(0.0, self._deadline - time.monotonic())):
+            self.watch.fire()  # the caller is still reading at the deadline: end its read now
+
+    def start(self) -> requests.Response:
+        """The response with its headers read; raises what sending raised, or Timeout."""
+        self._thread.start()
+        if not self._sent.wait(max(0.0, self._deadline - time.monotonic())):
+            with self._lock:
+                if not self._sent.is_set():
+                    self._abandoned = True
+                    self._finished.set()
+                    self.watch.fire()
+                    raise Timeout("no response before the deadline")
+        if self._error is not None:
+            raise self._error
+        assert self._response is not None
+        return self._response
+
+    def finish(self) -> None:
+        """The caller is done (read the body, or gave up): stop watching and release the sockets."""
+        with self._lock:
+            if self._abandoned:
+                return
+            self._abandoned = True
+        self._finished.set()
+        self.watch.close()
 
 
 class Fetcher:
@@ -112,9 +324,9 @@ class Fetcher:
             respect_retry_after_header=False,
             raise_on_status=False,
         )
-        adapter = HTTPAdapter(max_retries=retry)
-        self.session.mount("https://", adapter)
-        self.session.mount("http://", adapter)
+        self.adapter = _WatchedAdapter(max_retries=retry)
+        self.session.mount("https://", self.adapter)
+        self.session.mount("http://", self.adapter)
         self.session.headers["User-Agent"] = config.user_agent
         self.session.headers["Accept-Encoding"] = "identity"
 
@@ -128,78 +340,119 @@ class Fetcher:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    @contextmanager
-    def _open(self, url: str, deadline: float, headers: dict[str, str] | None = None) -> Iterator[requests.Response]:
-        """GET ``url`` following only allowed redirects; yields a streaming 2xx/304 response."""
+    def _sender(self, url: str, headers: dict[str, str] | None) -> Callable[[], requests.Response]:
+        """A call that sends one GET through the adapter, with the session's headers, proxies and CA
+        settings (``Session.send`` is bypassed: it reads every redirect body whole into memory)."""
         verify: bool | str = self.config.ca_bundle if self.config.ca_bundle else True
+        prepared = self.session.prepare_request(requests.Request("GET", url, headers=headers))
+        settings = self.session.merge_environment_settings(prepared.url, {}, True, verify, None)
+        timeout = (self.config.connect_timeout, self.config.read_timeout)
+        merged_verify: bool | str = settings["verify"] if settings["verify"] is not None else True
+
+        def send() -> requests.Response:
+            return self.adapter.send(prepared, stream=True, timeout=timeout, verify=merged_verify, proxies=settings["proxies"])
+
+        return send
+
+    def _start(self, url: str, headers: dict[str, str] | None, deadline: float) -> tuple[_Request, requests.Response]:
+        """Send one GET (no redirects); the request and its response, headers read."""
+        try:
+            request = _Request(self._sender(url, headers), deadline)
+        except Exception as e:  # preparing: an URL requests cannot encode, a broken proxy setting
+            raise DownloadError(f"cannot request {url[:200]}: {_reason(e)}; check the URL and the proxy settings") from e
+        try:
+            return request, self._send_checked(request, url)
+        except BaseException:
+            request.finish()
+            raise
+
+    @staticmethod
+    def _send_checked(request: _Request, url: str) -> requests.Response:
+        try:
+            return request.start()
+        except Timeout as e:
+            raise Timeout(f"gave up on {url} after its deadline; the server or network is too slow") from e
+        except requests.exceptions.SSLError as e:
+            raise DownloadError(f"TLS verification failed for {url}: the certificate is not trusted; set the app's CA bundle if you use a private CA") from e
+        except Exception as e:
+            if request.watch.fired:
+                raise Timeout(f"gave up on {url} after its deadline; the server or network is too slow") from e
+            if isinstance(e, requests.exceptions.Timeout | urllib3.exceptions.TimeoutError | TimeoutError):
+                raise Timeout(f"timed out talking to {url}; check the network or try later") from e
+            raise DownloadError(f"cannot fetch {url}: {_reason(e)}; check the network or that the update server is up") from e
+
+    @contextmanager
+    def _open(self, url: str, deadline: float, headers: dict[str, str] | None = None) -> Iterator[tuple[requests.Response, _Watch]]:
+        """GET ``url`` following only allowed redirects; yields a streaming 2xx/304 response and
+        the watch that will cut it off at ``deadline``."""
         for _ in range(MAX_REDIRECTS + 1):
             check_url(url, self.config.allow_insecure_loopback)
-            if time.monotonic() > deadline:
+            if time.monotonic() >= deadline:
                 raise Timeout(f"gave up on {url} after its deadline; the server or network is too slow")
+            request, resp = self._start(url, headers, deadline)
             try:
-                resp = self.session.get(
-                    url,
-                    headers=headers,
-                    stream=True,
-                    allow_redirects=False,
-                    verify=verify,
-                    timeout=(self.config.connect_timeout, self.config.read_timeout),
-                )
-            except requests.exceptions.SSLError as e:
-                raise DownloadError(f"TLS verification failed for {url}: the certificate is not trusted; set the app's CA bundle if you use a private CA") from e
-            except requests.exceptions.Timeout as e:
-                raise Timeout(f"timed out talking to {url}; check the network or try later") from e
-            except requests.exceptions.RequestException as e:
-                raise DownloadError(f"cannot fetch {url}: {_reason(e)}; check the network or that the update server is up") from e
-            if resp.is_redirect:
-                location = resp.headers.get("Location", "")
-                resp.close()
-                if not location:
-                    raise HTTPError(f"{url} redirected without a Location", resp.status_code)
-                url = urljoin(url, location)
-                continue
-            try:
+                if resp.is_redirect:
+                    location = resp.headers.get("Location", "")
+                    if not location:
+                        raise HTTPError(f"{url} redirected without a Location", resp.status_code)
+                    try:
+                        url = urljoin(url, location)
+                    except ValueError as e:
+                        raise HTTPError(f"{url} redirected to an unusable Location {location[:100]!r}", resp.status_code) from e
+                    continue
                 if resp.status_code != 304 and not 200 <= resp.status_code < 300:
                     raise HTTPError(f"{url} answered HTTP {resp.status_code}; check the URL or that the release was published", resp.status_code)
-                yield resp
+                yield resp, request.watch
+                return
             finally:
                 resp.close()
-            return
+                request.finish()
         raise HTTPError(f"{url}: more than {MAX_REDIRECTS} redirects; check the server configuration")
 
-    def _chunks(self, resp: requests.Response, url: str, deadline: float) -> Iterator[bytes]:
-        """The body as it arrives, checking the total deadline between reads.
+    def _chunks(self, resp: requests.Response, watch: _Watch, url: str, deadline: float) -> Iterator[bytes]:
+        """The body as it arrives, cut off at the deadline.
 
-        ``read1`` returns whatever has arrived (up to CHUNK) instead of waiting for a full chunk:
-        with ``iter_content`` a server trickling one byte a second would never reach a deadline
-        check, since each byte arrives well inside the read timeout.
+        ``read1`` returns whatever has arrived (up to CHUNK) instead of waiting for a full chunk.
+        A read that ends early (an error, or an end of data) is a timeout if the watch fired: the
+        watchdog's shutdown looks like the end of a body that has no length.
         """
         raw = resp.raw
-        try:
-            while True:
-                if time.monotonic() > deadline:
-                    raise Timeout(f"download of {url} exceeded its deadline; the server or network is too slow")
+        while True:
+            if time.monotonic() >= deadline:
+                raise Timeout(f"download of {url} exceeded its deadline; the server or network is too slow")
+            try:
                 chunk = raw.read1(CHUNK, decode_content=False)
-                if not chunk:
-                    return
-                yield chunk
-        except (urllib3.exceptions.ReadTimeoutError, TimeoutError) as e:
-            raise Timeout(f"read from {url} timed out; check the network or try later") from e
-        except (urllib3.exceptions.HTTPError, OSError) as e:
-            raise DownloadError(f"connection to {url} broke mid-transfer ({_reason(e)}); it will be retried next time") from e
+            except Exception as e:
+                if watch.fired:
+                    raise Timeout(f"download of {url} exceeded its deadline; the server or network is too slow") from e
+                if isinstance(e, urllib3.exceptions.ReadTimeoutError | TimeoutError):
+                    raise Timeout(f"read from {url} timed out; check the network or try later") from e
+                raise DownloadError(f"connection to {url} broke mid-transfer ({_reason(e)}); it will be retried next time") from e
+            if watch.fired:
+                raise Timeout(f"download of {url} exceeded its deadline; the server or network is too slow")
+            if not chunk:
+                return
+            yield chunk
 
     def get_small(self, url: str, *, max_bytes: int, timeout: float, etag: str | None = None) -> Fetched | None:
-        """GET a small document whole; returns None on 304 (when ``etag`` was sent)."""
+        """GET a small document whole; returns None on 304 (only when ``etag`` was sent).
+
+        Raises:
+            DownloadError: any transfer failure (Timeout, HTTPError and TooLarge among them).
+            ConfigError: ``url`` or a redirect target is not an https URL.
+        """
         deadline = time.monotonic() + timeout
         headers = {"If-None-Match": etag} if etag else None
-        with self._open(url, deadline, headers) as resp:
+        with self._open(url, deadline, headers) as (resp, watch):
             if resp.status_code == 304:
+                if etag is None:
+                    raise HTTPError(f"{url} answered 304 Not Modified to a request that asked for no comparison; check the server or proxy", 304)
                 return None
             declared = resp.headers.get("Content-Length")
             if declared is not None and declared.isdigit() and int(declared) > max_bytes:
                 raise TooLarge(f"{url} is {declared} bytes, over the {max_bytes} byte limit; check the URL")
             buf = bytearray()
-            for chunk in self._chunks(resp, url, deadline):
+            for chunk in self._chunks(resp, watch, url, deadline):
                 buf += chunk
                 if len(buf) > max_bytes:
                     raise TooLarge(f"{url} sent more than {max_bytes} bytes; check the URL")
@@ -215,13 +468,20 @@ class Fetcher:
         timeout: float,
         progress: Progress | None = None,
         resume: Resume | None = None,
+        on_start: OnStart | None = None,
     ) -> None:
         """Stream ``url`` into ``out``, never past ``size`` bytes, then check size and sha256.
 
         With ``resume`` (``out`` already holds ``resume.offset`` bytes whose hash is in
         ``resume.digest``), ask only for the rest with Range and If-Range, so a changed file on the
-        server restarts from zero instead of being spliced. ``resume.etag`` is updated from the
-        response, so a caller can resume again after a failure.
+        server restarts from zero instead of being spliced. ``resume`` is kept up to date with the
+        response's validator and the bytes written, so a caller can resume after a failure;
+        ``on_start`` hears the validator before the first byte is written.
+
+        Raises:
+            DownloadError: a transfer failure (retryable: Timeout, HTTPError, or the base class)
+                or a content mismatch (permanent for these bytes: IntegrityError, TooLarge).
+            ConfigError: ``url`` or a redirect target is not an https URL.
         """
         deadline = time.monotonic() + timeout
         resume = resume or Resume()
@@ -229,7 +489,7 @@ class Fetcher:
         headers = None
         if resume.offset and resume.etag:
             headers = {"Range": f"bytes={resume.offset}-", "If-Range": resume.etag}
-        with self._open(url, deadline, headers) as resp:
+        with self._open(url, deadline, headers) as (resp, watch):
             if resp.status_code == 206 and headers and resp.headers.get("Content-Range", "").startswith(f"bytes {resume.offset}-"):
                 done = resume.offset
             elif resp.status_code == 200:
@@ -239,8 +499,12 @@ class Fetcher:
                 done = resume.offset = 0
             else:
                 raise HTTPError(f"{url} answered HTTP {resp.status_code} to a download request", resp.status_code)
-            resume.etag = resp.headers.get("ETag") or resume.etag
-            for chunk in self._chunks(resp, url, deadline):
+            validator = strong_etag(resp.headers.get("ETag"))
+            if done == 0 or validator is not None:
+                resume.etag = validator
+            if on_start is not None:
+                on_start(resume.etag)
+            for chunk in self._chunks(resp, watch, url, deadline):
                 if done + len(chunk) > size:
                     raise TooLarge(f"{url} sent more than the {size} bytes the manifest signed for; the store holds a different file")
                 out.write(chunk)
@@ -253,12 +517,3 @@ class Fetcher:
             raise IntegrityError(f"{url} ended after {done} of {size} bytes; the download was cut short and will be retried next time")
         if digest.hexdigest() != sha256:
             raise IntegrityError(f"{url} does not match the signed sha256; the store holds a different or corrupted file, nothing was installed")
-
-
-@dataclass
-class Resume:
-    """Where an interrupted download stands: bytes kept, their running hash, the server's ETag."""
-
-    offset: int = 0
-    etag: str | None = None
-    digest: Any = field(default_factory=hashlib.sha256)

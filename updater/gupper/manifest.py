@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import urljoin, urlsplit
 
 from packaging.version import InvalidVersion, Version
 
@@ -134,8 +135,7 @@ def parse_entry(platform_key: str, raw: Any) -> Entry:
         raise Malformed(f"manifest {where} has version {version_text[:40]!r}, which is not PEP 440") from e
     kind = _require(raw, "type", str, where)
     url = _require(raw, "url", str, where)
-    if not url or len(url) > 2048 or any(c in url for c in "\\\r\n\t ") or url.startswith("//"):
-        raise Malformed(f"manifest {where} has an unusable url {url[:60]!r}")
+    _check_entry_url(url, where)
     size = _require(raw, "size", int, where)
     if not 0 < size <= MAX_INT:
         raise Malformed(f"manifest {where} has size {size}, which is out of range")
@@ -144,6 +144,21 @@ def parse_entry(platform_key: str, raw: Any) -> Entry:
         raise Malformed(f"manifest {where} has a sha256 that is not 64 lowercase hex digits")
     extra = {k: v for k, v in raw.items() if k not in {"version", "type", "url", "size", "sha256"}}
     return Entry(platform_key, version, kind, url, size, digest, extra)
+
+
+def _check_entry_url(url: str, where: str) -> None:
+    """A relative reference or an absolute http(s) URL that parses, checked once here so that no
+    later step meets a URL it cannot handle."""
+    if not url or len(url) > 2048 or not url.isprintable() or any(c in url for c in "\\ ") or url.startswith("//"):
+        raise Malformed(f"manifest {where} has an unusable url {url[:60]!r}")
+    try:
+        parts = urlsplit(url)
+        _ = parts.port  # raises for a port that is not a number in range
+        urljoin("https://gupper.invalid/app/stable/latest.json", url)
+    except ValueError as e:
+        raise Malformed(f"manifest {where} has a url that does not parse ({e}): {url[:60]!r}") from e
+    if parts.scheme not in ("", "https", "http") or (parts.scheme and not parts.hostname):
+        raise Malformed(f"manifest {where} has a url that is neither relative nor http(s): {url[:60]!r}")
 
 
 def parse_signed(signed: Any, signed_bytes: bytes) -> Manifest:

@@ -10,15 +10,20 @@ from __future__ import annotations
 
 import os
 import secrets
+import signal
 import subprocess
 import sys
 from collections.abc import Mapping
 from pathlib import Path
 
-from .errors import PreflightFailed
+from .errors import PreflightFailed, PreflightInterrupted
 
 SELF_TEST_ENV = "GUPPER_SELF_TEST"
 _ANSWER = "gupper-self-test"
+# Signals that come from outside (the OOM killer, a user, a logout), not from the program's own
+# crash: death by one of these says nothing about the release. SIGSEGV, SIGILL, SIGABRT, SIGBUS and
+# SIGFPE do: a binary that dies of them is refused.
+_OUTSIDE_SIGNALS = frozenset(getattr(signal, name) for name in ("SIGKILL", "SIGTERM", "SIGINT", "SIGHUP", "SIGQUIT", "SIGPIPE", "SIGXCPU") if hasattr(signal, name))
 
 
 def answer_self_test(environ: Mapping[str, str], version: str) -> None:
@@ -32,7 +37,12 @@ def answer_self_test(environ: Mapping[str, str], version: str) -> None:
 
 
 def preflight(path: Path, expected_version: str, env: Mapping[str, str], timeout: float) -> None:
-    """Run ``path`` in self-test mode; raise PreflightFailed unless it answers correctly in time."""
+    """Run ``path`` in self-test mode and check its answer.
+
+    Raises:
+        PreflightFailed: it did not answer correctly in time (a verdict on the release).
+        PreflightInterrupted: it was killed by a signal from outside (no verdict; try again).
+    """
     nonce = secrets.token_hex(8)
     run_env = dict(env)
     run_env[SELF_TEST_ENV] = nonce
@@ -42,6 +52,8 @@ def preflight(path: Path, expected_version: str, env: Mapping[str, str], timeout
         raise PreflightFailed(f"the new version {expected_version} did not answer its self-test within {timeout:g} s; not installed") from e
     except OSError as e:
         raise PreflightFailed(f"the new version {expected_version} cannot be started here ({e.strerror or e}); not installed") from e
+    if proc.returncode < 0 and -proc.returncode in _OUTSIDE_SIGNALS:
+        raise PreflightInterrupted(f"the self-test of {expected_version} was killed by signal {-proc.returncode} (not by its own crash); it is tried again next time")
     expected = f"{_ANSWER} {nonce} {expected_version}"
     lines = proc.stdout.decode("utf-8", "replace").splitlines()
     if proc.returncode == 0 and expected in lines:

@@ -8,9 +8,11 @@ means "first run", which only weakens rollback protection back to what a fresh i
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import secrets
+import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -58,7 +60,7 @@ class ClientState:
     trial: Trial | None = None
     bad_versions: dict[str, str] = field(default_factory=dict)
     partial: PartialDownload | None = None
-    etags: dict[str, str] = field(default_factory=dict)
+    preflight_interrupted: dict[str, int] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
 
     def trusted(self, builtin: TrustedKeys) -> TrustedKeys:
@@ -85,7 +87,7 @@ class ClientState:
             "trial": asdict(self.trial) if self.trial else None,
             "bad_versions": dict(sorted(self.bad_versions.items())),
             "partial": asdict(self.partial) if self.partial else None,
-            "etags": dict(sorted(self.etags.items())),
+            "preflight_interrupted": dict(sorted(self.preflight_interrupted.items())),
             "extra": self.extra,
         }
 
@@ -105,7 +107,7 @@ class ClientState:
             trial=Trial(**doc["trial"]) if doc.get("trial") else None,
             bad_versions={str(k): str(v) for k, v in dict(doc.get("bad_versions", {})).items()},
             partial=PartialDownload(**doc["partial"]) if doc.get("partial") else None,
-            etags={str(k): str(v) for k, v in dict(doc.get("etags", {})).items()},
+            preflight_interrupted={str(k): int(v) for k, v in dict(doc.get("preflight_interrupted", {})).items()},
             extra=dict(doc.get("extra", {})),
         )
 
@@ -135,10 +137,77 @@ class StateFile:
             return ClientState()
         try:
             return ClientState.from_json(json.loads(raw))
-        except (ValueError, TypeError, KeyError) as e:
+        except (ValueError, TypeError, KeyError, AttributeError, RecursionError) as e:
             log.warning("gupper: %s is unreadable (%s); starting from a fresh state", self.path, type(e).__name__)
             return ClientState()
 
     def save(self, state: ClientState) -> None:
         """Write atomically: temp file in the same directory, fsync, rename, fsync the directory."""
         atomic_write(self.path, (json.dumps(state.to_json(), indent=1, sort_keys=True) + "\n").encode())
+
+    def remove_stale_temp_files(self, min_age: float = 60.0) -> list[Path]:
+        """Remove the temp files of atomic writes that a killed process left in the state folder.
+
+        Only files at least ``min_age`` seconds old: a live writer's temp file exists for
+        milliseconds, so an old one has no writer left.
+        """
+        removed: list[Path] = []
+        cutoff = time.time() - min_age
+        try:
+            candidates = [p for p in self.directory.iterdir() if p.name.startswith(".") and p.name.endswith(".tmp")]
+        except OSError:
+            return removed
+        for path in candidates:
+            with contextlib.suppress(OSError):
+                if path.lstat().st_mtime < cutoff:
+                    path.unlink()
+                    removed.append(path)
+        return removed
+
+
+_CACHE_MAGIC = b"gupper-manifest-cache 1\n"
+_MAX_ETAG = 1024
+
+
+class ManifestCache:
+    """The last *accepted* manifest of one channel and the ETag it came with, in one file.
+
+    Written only after the manifest verified and passed the rollback checks, both parts in one
+    atomic write, so a garbage 200 (a captive portal's page) or a replayed old manifest can never
+    be what a later ``304 Not Modified`` is answered from.
+    """
+
+    def __init__(self, directory: Path, channel: str) -> None:
+        self.path = directory / f"{channel}.manifest-cache"
+
+    def load(self, max_bytes: int) -> tuple[str, bytes] | None:
+        """The cached (ETag, manifest bytes), or None when there is no usable copy."""
+        try:
+            with self.path.open("rb") as f:
+                data = f.read(len(_CACHE_MAGIC) + _MAX_ETAG + 1 + max_bytes + 1)
+        except OSError:
+            return None
+        if not data.startswith(_CACHE_MAGIC):
+            return None
+        etag, sep, body = data[len(_CACHE_MAGIC) :].partition(b"\n")
+        try:
+            text = etag.decode("utf-8")
+        except UnicodeDecodeError:
+            return None
+        if not sep or not cacheable_etag(text) or len(body) > max_bytes:
+            return None
+        return text, body
+
+    def save(self, etag: str, body: bytes) -> None:
+        """Keep ``body`` as the copy that ``etag`` names."""
+        atomic_write(self.path, _CACHE_MAGIC + etag.encode("utf-8") + b"\n" + body)
+
+    def drop(self) -> None:
+        """Forget the copy: the next request is unconditional."""
+        with contextlib.suppress(FileNotFoundError):
+            self.path.unlink()
+
+
+def cacheable_etag(etag: str | None) -> bool:
+    """Whether ``etag`` can be kept and sent back in ``If-None-Match`` as it is."""
+    return etag is not None and 0 < len(etag) <= _MAX_ETAG and etag.isprintable() and not etag[0].isspace()
