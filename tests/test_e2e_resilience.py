@@ -117,6 +117,7 @@ def test_sigkill_at_random_moments_leaves_a_runnable_app(env: E2E, tmp_path: Pat
     rng = random.Random(seed)
     runs = int(os.environ.get("GUPPER_RANDOM_KILLS", "50"))
     outcomes = {"old": 0, "new": 0}
+    partials = resumed = 0
     for i in range(runs):
         tmp = tmp_path / f"r{i}"
         exe = env.install(tmp, "1.0.0")
@@ -127,10 +128,22 @@ def test_sigkill_at_random_moments_leaves_a_runnable_app(env: E2E, tmp_path: Pat
             os.killpg(proc.pid, signal.SIGKILL)  # the whole app: bootloader and Python child
             proc.wait(timeout=30)
         outcomes["new" if sha256(exe) == sha256(v2) else "old"] += 1
+        partial = exe.parent / ".app.gupper-partial"
+        left = partial.exists() and partial.stat().st_size > 0
+        env.access_log.write_text("")
         _after_kill(env, exe, tmp, v1, v2)
+        if left:
+            # The next start resumes it (a Range request) or reuses it whole (no artifact GET at all).
+            partials += 1
+            gets = env.artifact_gets()
+            assert not gets or gets[0].get("range"), gets
+            resumed += 1
         assert set(p.name for p in exe.parent.iterdir()) == {"app"}
         shutil.rmtree(tmp, ignore_errors=True)  # SIGKILL of the bootloader leaves its _MEI dir (a PyInstaller limit)
-    print(f"\nrandom kills: {runs} runs over 0-{span:.2f}s, found old {outcomes['old']} / new {outcomes['new']}, 0 failures")
+    print(
+        f"\nrandom kills: {runs} runs over 0-{span:.2f}s, found old {outcomes['old']} / new {outcomes['new']}, 0 failures; "
+        f"{partials} kill-left partials, {resumed} resumed or reused by the next start"
+    )
 
 
 @pytest.fixture

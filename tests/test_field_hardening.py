@@ -109,9 +109,10 @@ HEAD = response(200, [("ETag", '"m1"')], b"")  # the body never comes: the head 
     ],
     ids=["head-trickle", "endless-100-continue", "fast-100-continue", "body-trickle"],
 )
-def test_a_trickling_manifest_is_cut_off_at_its_deadline(raw: RawServer, exe: Path, script: Script) -> None:
+def test_a_trickling_manifest_is_cut_off_at_its_deadline(raw: RawServer, exe: Path, script: Script, request: pytest.FixtureRequest) -> None:
     raw.routes[MANIFEST] = script
     result, took = timed_run(updater(raw.base, raw.ca_path, exe, manifest_timeout=1.5))
+    print(f"\nmanifest, {request.node.callspec.id}: run() returned after {took:.2f} s (manifest_timeout 1.5 s)")
     assert result.status is Status.FAILED and "deadline" in result.message, result.message
     assert took < 1.5 + SLACK, took
     assert exe.read_bytes() == OLD and names(exe) == ["app"]
@@ -121,8 +122,32 @@ def test_a_trickling_artifact_head_is_cut_off_at_its_deadline(raw: RawServer, ex
     raw.routes[MANIFEST] = ok_manifest()
     raw.routes[ARTIFACT] = Script(trickled(response(200, [("ETag", '"a1"')], NEW)[:400], 0.05), end="hang")
     result, took = timed_run(updater(raw.base, raw.ca_path, exe, download_timeout=1.5))
+    print(f"\nartifact, head trickle: run() returned after {took:.2f} s (download_timeout 1.5 s)")
     assert result.status is Status.FAILED and "deadline" in result.message, result.message
     assert took < 1.5 + SLACK, took
+
+
+def test_the_worst_case_with_an_update_is_the_documented_sum(raw: RawServer, exe: Path) -> None:
+    """manifest_timeout + (1 + download_attempts) x download_timeout + back-off: a patch and every
+    attempt at the full file each trickle until their own deadline."""
+    patch_url = "/app/2.0.0/app-2.0.0-linux-amd64.from-old.bsdiff4"
+    patch = {"format": "bsdiff4", "from_sha256": hashlib.sha256(OLD).hexdigest(), "url": ".." + patch_url.removeprefix("/app"), "size": 1000}
+    patches = [{**patch, "sha256": "ab" * 32}]
+    entry_manifest = build_signed(
+        app="app", channel="stable", serial=1, now=NOW, expires_in=timedelta(days=30),
+        platforms={"linux-amd64": {"version": "2.0.0", "type": "binary", "url": "../2.0.0/app-2.0.0-linux-amd64", "size": len(NEW),
+                                   "sha256": hashlib.sha256(NEW).hexdigest(), "patches": patches}},
+    )  # fmt: skip
+    raw.routes[MANIFEST] = ok_manifest(body=sign_manifest(entry_manifest, [KEY]))
+    slow = Script(trickled(response(200, [("ETag", '"a1"')], NEW)[:300], 0.05), end="hang")
+    raw.routes[ARTIFACT] = slow
+    raw.routes[patch_url] = slow
+    result, took = timed_run(updater(raw.base, raw.ca_path, exe, download_timeout=1.0, download_attempts=2))
+    bound = 3 + (1 + 2) * 1.0 + 2.25
+    print(f"\nworst case with an update: run() returned after {took:.2f} s (documented bound {bound:.2f} s)")
+    assert result.status is Status.FAILED and "deadline" in result.message
+    assert raw.paths().count(ARTIFACT) == 2 and raw.paths().count(patch_url) == 1
+    assert 3.0 <= took < bound + SLACK, took
     assert exe.read_bytes() == OLD and names(exe) == ["app"]
 
 
@@ -328,6 +353,19 @@ def test_a_download_killed_before_its_first_byte_leaves_nothing_unrecorded(raw: 
     partial = exe.parent / ".app.gupper-partial"
     assert state.partial is not None and state.partial.path == str(partial)  # recorded before the first byte
     assert updater(raw.base, raw.ca_path, exe).run(restart=False).status is Status.INSTALLED
+
+
+@pytest.mark.parametrize("step", ["downloaded", "preflight-passed"])
+def test_a_complete_download_killed_before_its_install_is_reused_not_fetched_again(raw: RawServer, exe: Path, step: str) -> None:
+    raw.routes[MANIFEST] = ok_manifest()
+    raw.routes[ARTIFACT] = half_then_rest
+    run_killed_at(step, raw, exe)
+    assert (exe.parent / ".app.gupper-partial").stat().st_size == len(NEW)
+    gets = raw.paths().count(ARTIFACT)
+    result = updater(raw.base, raw.ca_path, exe).run(restart=False)
+    assert result.status is Status.INSTALLED and exe.read_bytes() == NEW
+    assert raw.paths().count(ARTIFACT) == gets  # not one more byte of it fetched
+    assert StateFile(exe.parent.parent / "state").load().partial is None
 
 
 def test_a_kept_partial_of_a_release_no_longer_offered_is_removed(raw: RawServer, exe: Path) -> None:

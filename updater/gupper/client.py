@@ -274,7 +274,7 @@ class Updater:
             _folder.remove_tree(staged)
             raise
         finally:
-            _unlink_quietly(partial)
+            self._drop_partial(partial)
         self._checkpoint("extracted")
         return staged
 
@@ -290,19 +290,21 @@ class Updater:
         version = str(update.entry.version)
         staged, work = _folder.staging_dir(layout, version), _folder.staging_dir(layout, version + "-parts")
         try:
+            # One deadline for the whole delta, however many files it fetches.
+            deadline = time.monotonic() + self.config.download_timeout
             with Fetcher(self.fetch_config) as fetcher:
                 installed_dir = layout.version_dir(current)
                 installed, installed_entries, hashed_now = _installed_list(installed_dir)
-                index_url, index, index_from = self._patch_index(fetcher, update, current)
+                index_url, index, index_from = self._patch_index(fetcher, update, current, deadline)
                 list_data = _list_from_index(installed, index, index_from, files_sha256)
                 if list_data is None:  # no index from exactly the installed files: fetch the new list
-                    list_data = self._get_signed_small(fetcher, files_url, MAX_LIST_BYTES, files_sha256, list_from_wire)
+                    list_data = self._get_signed_small(fetcher, files_url, MAX_LIST_BYTES, files_sha256, deadline, list_from_wire)
                 entries = parse_file_list(list_data)
                 the_plan = folder_delta.plan(installed_entries, entries, index.patches)
                 if the_plan.download >= full.size:
                     log.info("gupper: a folder delta would fetch %d bytes, the archive is %d: taking the archive", the_plan.download, full.size)
                     return None
-                fetch, reach_half = self._delta_fetcher(fetcher, the_plan.download, progress)
+                fetch, reach_half = self._delta_fetcher(fetcher, the_plan.download, progress, deadline)
                 blobs = urljoin(self.config.manifest_url, blobs_url)
                 self._checkpoint("download-started")
                 built = folder_delta.build(
@@ -335,15 +337,15 @@ class Updater:
         )  # fmt: skip
         return staged
 
-    def _get_signed_small(self, fetcher: Fetcher, url: str, max_bytes: int, sha256: str, decode: Callable[[bytes], bytes] = bytes) -> bytes:
+    def _get_signed_small(self, fetcher: Fetcher, url: str, max_bytes: int, sha256: str, deadline: float, decode: Callable[[bytes], bytes] = bytes) -> bytes:
         """A small document whose sha256 (of its ``decode``-d form) the manifest signs (a file list, a patch index)."""
-        got = fetcher.get_small(self._checked_url(urljoin(self.config.manifest_url, url)), max_bytes=max_bytes, timeout=self.config.download_timeout)
+        got = fetcher.get_small(self._checked_url(urljoin(self.config.manifest_url, url)), max_bytes=max_bytes, timeout=_left(deadline))
         data = decode(got.body) if got is not None else b""
         if got is None or hashlib.sha256(data).hexdigest() != sha256:
             raise IntegrityError(f"{url} does not match the signed sha256; the store holds a different file")
         return data
 
-    def _patch_index(self, fetcher: Fetcher, update: Update, current: str) -> tuple[str, folder_delta.Index, str]:
+    def _patch_index(self, fetcher: Fetcher, update: Update, current: str, deadline: float) -> tuple[str, folder_delta.Index, str]:
         """The patch index from the installed version, if the release has one: its URL, the index
         (empty without one) and the ``from_sha256`` of the file list it starts from."""
         patches = update.entry.extra.get("patches")
@@ -352,11 +354,11 @@ class Updater:
                 continue
             size, digest, url, start = p.get("size"), p.get("sha256"), p.get("url"), p.get("from_sha256")
             if isinstance(size, int) and isinstance(digest, str) and isinstance(url, str) and isinstance(start, str):
-                index = folder_delta.parse_index(self._get_signed_small(fetcher, url, min(size, folder_delta.MAX_INDEX_BYTES), digest))
+                index = folder_delta.parse_index(self._get_signed_small(fetcher, url, min(size, folder_delta.MAX_INDEX_BYTES), digest, deadline))
                 return urljoin(self.config.manifest_url, url), index, start
         return self.config.manifest_url, folder_delta.Index({}), ""
 
-    def _delta_fetcher(self, fetcher: Fetcher, total: int, progress: Progress | None) -> tuple[folder_delta.Fetch, Callable[[], None]]:
+    def _delta_fetcher(self, fetcher: Fetcher, total: int, progress: Progress | None, deadline: float) -> tuple[folder_delta.Fetch, Callable[[], None]]:
         """``fetch`` for :func:`folder_delta.build` (one bounded, verified GET per file, overall
         progress, ``download-half`` once half the bytes are in) and a call that reports that
         checkpoint if no fetch did."""
@@ -375,7 +377,7 @@ class Updater:
                 if progress is not None:
                     progress(done + n, total)
 
-            fetcher.download(url, out, size=size, sha256=sha256, timeout=self.config.download_timeout, progress=report)
+            fetcher.download(url, out, size=size, sha256=sha256, timeout=_left(deadline), progress=report)
             done += size
             if done * 2 >= total:
                 reach_half()
@@ -408,7 +410,7 @@ class Updater:
 
     def _download_delta(self, full: _Blob, patch: _Blob, target: Path, partial: Path, progress: Progress | None) -> None:
         patch_file = _install.patch_path_for(target)
-        self._fetch_verified(patch, patch_file, progress)
+        self._fetch_verified(patch, patch_file, progress, attempts=1)  # on failure the full file is the retry
         try:
             fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_BINARY", 0), 0o600)
             with os.fdopen(fd, "wb") as out:
@@ -424,11 +426,13 @@ class Updater:
             raise IntegrityError("the patched file does not match the signed sha256")
         log.info("gupper: applied a %d-byte patch instead of downloading %d bytes", patch.size, full.size)
 
-    def _fetch_verified(self, blob: _Blob, dest: Path, progress: Progress | None) -> None:
+    def _fetch_verified(self, blob: _Blob, dest: Path, progress: Progress | None, attempts: int | None = None) -> None:
         """Fetch ``blob`` into ``dest`` with bounded retries, resuming a kept partial; verified on return."""
         target = self._require_target()
         resume = self._resume_point(self.state_file.load(), blob, dest)
-        attempts = max(1, self.config.download_attempts)
+        if resume.offset == blob.size:
+            return  # verified by _resume_point; the record stays until the file is used
+        attempts = max(1, self.config.download_attempts if attempts is None else attempts)
         for attempt in range(attempts):
             try:
                 self._fetch_into(dest, blob, resume, progress)
@@ -458,7 +462,8 @@ class Updater:
             except BaseException:
                 self._drop_partial(dest)  # refused (e.g. a redirect to http): nothing worth resuming
                 raise
-        self._forget_partial()
+        # The record stays until the file is installed or dropped: killed before that, the next
+        # start reuses the complete, verified file instead of fetching it again.
 
     def install(self, staged: Path, version: str) -> None:
         """Pre-flight ``staged``, keep a backup of the running binary, swap ``staged`` in, start a trial.
@@ -499,7 +504,7 @@ class Updater:
             raise
         finally:
             if layout is None:
-                _unlink_quietly(staged)  # gone already after a successful rename
+                self._drop_partial(staged)  # gone already after a successful rename
         state = self.state_file.load()
         state.trial = Trial(version=version, previous_version=str(self.current), target=self._trial_key(target), backup=str(backup))
         state.preflight_interrupted.pop(version, None)
@@ -801,13 +806,17 @@ class Updater:
         if kept and kept.sha256 == blob.sha256 and kept.path == str(partial) and kept.etag:
             try:
                 size = partial.stat().st_size
-                if 0 < size < blob.size:
+                if 0 < size <= blob.size:
                     digest = hashlib.sha256()
                     with partial.open("rb") as f:
                         for block in iter(lambda: f.read(1 << 20), b""):
                             digest.update(block)
-                    log.info("gupper: resuming the download at %d of %d bytes", size, blob.size)
-                    return Resume(size, kept.etag, digest)
+                    if size < blob.size:
+                        log.info("gupper: resuming the download at %d of %d bytes", size, blob.size)
+                        return Resume(size, kept.etag, digest)
+                    if digest.hexdigest() == blob.sha256:  # complete and verified: killed before the install
+                        log.info("gupper: reusing the complete download of %d bytes", size)
+                        return Resume(size, kept.etag, digest)
             except OSError:
                 pass
         _unlink_quietly(partial)
@@ -858,8 +867,12 @@ class Updater:
             self._save_state(state)
 
     def _drop_partial(self, partial: Path) -> None:
+        """Remove ``partial`` and the record of it (a record of another file stays)."""
         _unlink_quietly(partial)
-        self._forget_partial()
+        state = self.state_file.load()
+        if state.partial is not None and state.partial.path == str(partial):
+            state.partial = None
+            self._save_state(state)
 
     def _partial_path(self, target: Path) -> Path:
         """The one place a download in progress lives for this install."""
@@ -896,7 +909,7 @@ class Updater:
             if kept is not None and kept.path == str(partial):
                 self._forget_partial()
             return
-        if not (kept is not None and kept.path == str(partial) and kept.etag and 0 < size < kept.size):
+        if not (kept is not None and kept.path == str(partial) and kept.etag and 0 < size <= kept.size):
             self._drop_partial(partial)
 
     def _refuse_early(self, target: Path, update: Update) -> None:
@@ -1006,6 +1019,11 @@ def _list_from_index(installed: bytes, index: folder_delta.Index, index_from: st
     except (UpdateError, ValueError, KeyError, TypeError):
         return None
     return data if hashlib.sha256(data).hexdigest() == files_sha256 else None
+
+
+def _left(deadline: float) -> float:
+    """Seconds left before ``deadline`` (a monotonic time); 0 once it passed."""
+    return max(0.0, deadline - time.monotonic())
 
 
 def _transient(e: HTTPError) -> bool:

@@ -23,6 +23,7 @@ import contextlib
 import contextvars
 import hashlib
 import ipaddress
+import logging
 import socket
 import threading
 import time
@@ -189,6 +190,17 @@ def _shutdown(sock: socket.socket) -> None:
         sock.shutdown(socket.SHUT_RDWR)
 
 
+class _QuietInOurThreads(logging.Filter):
+    """Drops urllib3's own warnings ("Failed to parse headers", "Retrying …") raised while a
+    Gupper request is sent: the failure reaches the app as Gupper's one line, not as a traceback."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not threading.current_thread().name.startswith(_THREAD_NAME)
+
+
+_THREAD_NAME = "gupper-fetch"
+logging.getLogger("urllib3.connectionpool").addFilter(_QuietInOurThreads())
+
 _WATCH: contextvars.ContextVar[_Watch | None] = contextvars.ContextVar("gupper_watch", default=None)
 
 
@@ -257,7 +269,7 @@ class _Request:
         self._abandoned = False
         self._response: requests.Response | None = None
         self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._work, name="gupper-fetch", daemon=True)
+        self._thread = threading.Thread(target=self._work, name=_THREAD_NAME, daemon=True)
 
     def _work(self) -> None:
         _WATCH.set(self.watch)
