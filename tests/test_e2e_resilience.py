@@ -169,9 +169,11 @@ def test_disk_full_gives_one_clear_line_and_leaves_nothing(env: E2E, tmp_path: P
     exe.chmod(0o755)
     proc = env.run_app(exe, tmp_path)
     assert proc.returncode == 0 and proc.stdout.splitlines() == [GREETING.format("1.0.0")]
-    *_, line = gupper_lines(proc.stderr)
-    assert line.startswith("gupper: update failed, carrying on with 1.0.0: cannot write the update beside") and "free some disk space" in line
+    (line,) = gupper_lines(proc.stderr)  # refused before the "updating" line and any download
+    assert line.startswith(f"gupper: update failed, carrying on with 1.0.0: not enough disk space in {small_tmpfs} for 2.0.0: ")
+    assert line.endswith("; free some disk space")
     assert sorted(p.name for p in small_tmpfs.iterdir()) == ["app"] and sha256(exe) == sha256(v1)
+    assert env.artifact_gets() == []
 
 
 def test_unwritable_install_dir_is_refused_before_downloading(env: E2E, tmp_path: Path) -> None:

@@ -45,8 +45,10 @@ KEY = Ed25519PrivateKey.generate()
 SLACK = 2.0  # scheduling slack on a loaded 2-core machine; the hangs fixed here were unbounded
 
 
-def manifest(serial: int = 1, version: str = "2.0.0", data: bytes = NEW, url: str = "../2.0.0/app-2.0.0-linux-amd64", **extra: Any) -> bytes:
-    entry = {"version": version, "type": "binary", "url": url, "size": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+def manifest(serial: int = 1, version: str = "2.0.0", data: bytes = NEW, url: str = "../2.0.0/app-2.0.0-linux-amd64", notes: str | None = None, **extra: Any) -> bytes:
+    entry: dict[str, Any] = {"version": version, "type": "binary", "url": url, "size": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+    if notes is not None:
+        entry["notes"] = notes
     signed = build_signed(app="app", channel="stable", serial=serial, now=NOW, expires_in=timedelta(days=30), platforms={"linux-amd64": entry})
     signed.update(extra)
     return sign_manifest(signed, [KEY])

@@ -33,6 +33,7 @@ from .fetch import Progress
 from .keys import PublicKey, TrustedKeys
 from .manifest import Entry, Manifest, verify_manifest
 from .platforms import Platform, current_platform
+from .selftest import answer_self_test
 
 __version__ = "0.1.0"
 
@@ -66,6 +67,7 @@ __all__ = [
     "Updater",
     "UpdaterConfig",
     "WrongTarget",
+    "answer_self_test",
     "current_platform",
     "verify_manifest",
 ]

@@ -116,18 +116,35 @@ class _Blob:
 
 @dataclass(frozen=True)
 class Update:
-    """A verified, applicable release for this install."""
+    """A verified, applicable release for this install: what an app shows when it asks the user."""
 
     current: Version
     entry: Entry
     url: str
     manifest: Manifest
 
+    @property
+    def version(self) -> str:
+        """The version on offer, e.g. ``"1.3.0"``."""
+        return str(self.entry.version)
+
+    @property
+    def size(self) -> int:
+        """Bytes of the full download (a patch, when one applies, is much smaller)."""
+        return self.entry.size
+
+    @property
+    def notes(self) -> str | None:
+        """Release notes, if the publisher signed some in (``gupper-publish --notes``)."""
+        notes = self.entry.extra.get("notes")
+        return notes if isinstance(notes, str) else None
+
 
 class Status(enum.Enum):
     """What :meth:`Updater.run` did."""
 
     UP_TO_DATE = "up-to-date"
+    DEFERRED = "deferred"
     JUST_UPDATED = "just-updated"
     INSTALLED = "installed"
     ROLLED_BACK = "rolled-back"
@@ -173,6 +190,10 @@ class Updater:
         except InvalidVersion as e:
             raise ConfigError(f"current_version {cfg.current_version!r} is not a PEP 440 version") from e
         check_url(cfg.manifest_url, cfg.allow_insecure_loopback)
+        # The pre-flight of a new version ends here, before the app goes on to its UI, however it
+        # drives the updater later (run, the steps, a menu item): see README "Use it in your app".
+        answer_self_test(cfg.current_version, self.environ)
+        self._lock_owner: int | None = None
         self.state_file = StateFile(Path(cfg.state_dir) if cfg.state_dir else default_state_dir(cfg.app))
         self.disabled_reason: str | None = None
         try:
@@ -197,10 +218,27 @@ class Updater:
     # --- public steps -------------------------------------------------------------------------
 
     def check(self) -> Update | None:
-        """Fetch and verify the manifest; return the update for this platform, if it applies."""
-        return self._check()[0]
+        """Fetch and verify the manifest; return the update for this platform, if it applies.
+
+        Raises:
+            UpdateError: the manifest could not be fetched (DownloadError) or trusted
+                (ManifestError), or the config cannot work (ConfigError).
+        """
+        with _boundary():
+            return self._check()[0]
 
     def download(self, update: Update, progress: Progress | None = None) -> Path:
+        """Download and verify ``update``; return the verified file (or folder) for :meth:`install`.
+
+        Raises:
+            UpdateError: a refusal before downloading or a write that failed (InstallError), a
+                transfer failure (DownloadError; a partial is kept when it can be resumed), bytes
+                that do not match the signed ones (IntegrityError).
+        """
+        with _boundary(), self._locked_step():
+            return self._download(update, progress)
+
+    def _download(self, update: Update, progress: Progress | None = None) -> Path:
         """Download and verify ``update`` beside the executable; return the verified file.
 
         With a signed patch from the exact sha256 of the installed binary, only the patch is
@@ -466,7 +504,21 @@ class Updater:
         # start reuses the complete, verified file instead of fetching it again.
 
     def install(self, staged: Path, version: str) -> None:
-        """Pre-flight ``staged``, keep a backup of the running binary, swap ``staged`` in, start a trial.
+        """Pre-flight ``staged``, keep a backup of the running binary, swap ``staged`` in, start a
+        trial (the new version must call :meth:`confirm` once it started fine). The new version
+        runs from the next start, or at once with :meth:`restart`.
+
+        Raises:
+            UpdateError: the new version failed its self-test (PreflightFailed; it is skipped on
+                this machine from now on), its self-test was killed from outside
+                (PreflightInterrupted; tried again later), or the swap failed (InstallError); the
+                installed version is then the one that was there.
+        """
+        with _boundary(), self._locked_step():
+            self._install(staged, version)
+
+    def _install(self, staged: Path, version: str) -> None:
+        """:meth:`install` without the lock.
 
         In the one-folder layout ``staged`` is the extracted folder: it becomes
         ``versions/<version>``, its executable is pre-flighted, the previous version's folder is
@@ -533,20 +585,34 @@ class Updater:
         return count
 
     def restart(self, version: str) -> NoReturn:
-        """Run the installed executable in place of this process (it will report ``version``)."""
-        target = self._require_target()
-        if self.folder is not None:
-            target = self.folder.entry_point(self.platform.os, self.file_ops, self.environ.get("GUPPER_LAUNCHER"))
-        env = _restart.child_environment(self.environ, version)
-        self._checkpoint("restarting")
-        _restart.restart(str(target), list(self.argv[1:]), env, self.platform.os)
+        """Run the installed executable in place of this process (it will report ``version``).
+
+        Raises:
+            UpdateError: the new executable could not be started (this process carries on).
+        """
+        with _boundary():
+            target = self._require_target()
+            if self.folder is not None:
+                target = self.folder.entry_point(self.platform.os, self.file_ops, self.environ.get("GUPPER_LAUNCHER"))
+            env = _restart.child_environment(self.environ, version)
+            self._checkpoint("restarting")
+            try:
+                _restart.restart(str(target), list(self.argv[1:]), env, self.platform.os)
+            except OSError as e:
+                raise InstallError(f"cannot start {target} ({e.strerror or e}); {version} runs from the next start") from e
 
     def confirm(self) -> None:
         """Tell the updater this version started fine: end its trial and drop the backup.
 
         Call it once the app's start-up has succeeded; until then a crash counts towards an
-        automatic rollback.
+        automatic rollback. Never raises (a failure is logged): it sits on the start-up path too.
         """
+        try:
+            self._confirm()
+        except Exception as e:
+            log.warning("gupper: could not confirm %s (%s: %s); it stays on trial", self.config.current_version, type(e).__name__, e)
+
+    def _confirm(self) -> None:
         state = self.state_file.load()
         trial = state.trial
         if trial is None or trial.version != self.config.current_version:
@@ -557,16 +623,19 @@ class Updater:
             _unlink_quietly(Path(trial.backup))
         log.debug("gupper: %s confirmed healthy", trial.version)
 
-    def run(self, *, restart: bool = True, progress: Progress | None = None) -> Result:
+    def run(self, *, restart: bool = True, progress: Progress | None = None, on_available: Callable[[Update], bool] | None = None) -> Result:
         """The start-up hook: self-test answer, trial bookkeeping, then check/download/install/restart.
 
         Never raises: every failure, a bug in Gupper included, is logged as one warning line and
         reported in the result; the installed executable is then exactly what it was before. Its
         time is bounded by the deadlines in :class:`UpdaterConfig` (README, "Bounds").
+
+        ``on_available``, if given, is called with the :class:`Update` found (version, size,
+        notes) before anything is downloaded; returning False defers it (``Status.DEFERRED``).
+        ``progress`` gets (bytes done, bytes total) during the download.
         """
-        answer_self_test(self.environ, self.config.current_version)
         try:
-            result, restart_as = self._run(restart, progress)
+            result, restart_as = self._run(restart, progress, on_available)
         except Exception as e:  # the last resort: a bug in Gupper must not stop the app
             return self._internal_error(e)
         if restart_as is None:
@@ -583,7 +652,7 @@ class Updater:
         log.warning("gupper: %s", msg)
         return Result(Status.FAILED, msg, version=self.config.current_version)
 
-    def _run(self, restart: bool, progress: Progress | None) -> tuple[Result, str | None]:
+    def _run(self, restart: bool, progress: Progress | None, on_available: Callable[[Update], bool] | None) -> tuple[Result, str | None]:
         """``run`` without its safety net: the result, and the version to restart into (if any)."""
         target = self.target
         if target is None:
@@ -607,7 +676,7 @@ class Updater:
                         return Result(Status.FAILED, msg, version=current), None
                     log.info("gupper: now running %s", restarted_as)
                     return Result(Status.JUST_UPDATED, f"updated to {restarted_as}", version=restarted_as), None
-                result = self._update(target, progress)
+                result = self._update(target, progress, on_available)
         except UpdateError as e:
             log.warning("gupper: update failed, carrying on with %s: %s", self.current, e)
             return Result(Status.FAILED, str(e), error=e, version=str(self.current)), None
@@ -616,7 +685,7 @@ class Updater:
             return result, result.version
         return result, None
 
-    def _update(self, target: Path, progress: Progress | None) -> Result:
+    def _update(self, target: Path, progress: Progress | None, on_available: Callable[[Update], bool] | None) -> Result:
         """Check, and install what the check found; the caller holds the lock."""
         update, reason = self._check()
         if update is None:
@@ -629,22 +698,30 @@ class Updater:
             log.info("gupper: %s was installed by another instance", new_version)
         else:
             self._refuse_early(target, update)
+            if on_available is not None and not on_available(update):
+                return Result(Status.DEFERRED, f"{new_version} is available; the app chose not to install it now", version=str(self.current))
             log.info("gupper: updating %s %s -> %s (%d bytes)", self.config.app, self.current, new_version, update.entry.size)
-            staged = self.download(update, progress)
-            self.install(staged, new_version)
+            staged = self._download(update, progress)
+            self._install(staged, new_version)
         return Result(Status.INSTALLED, f"installed {new_version}; it runs from the next start", version=new_version)
 
-    def check_periodically(self, interval: float, on_result: Callable[[Result], None], *, jitter: float = 0.2) -> PeriodicCheck:
+    def check_periodically(
+        self, interval: float, on_result: Callable[[Result], None], *, jitter: float = 0.2, on_available: Callable[[Update], bool] | None = None
+    ) -> PeriodicCheck:
         """For long-running apps: check, download and install in a background thread every
         ``interval`` seconds (± ``jitter`` of it, so a fleet does not poll in lockstep).
 
         Installs never restart the app: ``on_result`` gets each :class:`Result` (``INSTALLED``
         means the new version runs from the next start; ask the user, or call
-        :meth:`restart`). Returns a handle whose ``stop()`` ends the thread.
+        :meth:`restart`). ``on_available`` is as for :meth:`run` (called in the checker's thread:
+        a GUI app hands it to its event loop). Returns a handle whose ``stop()`` ends the thread.
+
+        Raises:
+            ConfigError: ``interval`` or ``jitter`` is out of range.
         """
         if interval <= 0 or not 0 <= jitter < 1:
             raise ConfigError("check_periodically needs interval > 0 and 0 <= jitter < 1")
-        checker = PeriodicCheck(self, interval, jitter, on_result)
+        checker = PeriodicCheck(self, interval, jitter, on_result, on_available)
         checker.start()
         return checker
 
@@ -782,7 +859,15 @@ class Updater:
 
     @contextlib.contextmanager
     def _lock(self) -> Iterator[bool]:
-        """One updater per app and user at a time; the others carry on without waiting."""
+        """One updater per app and user at a time; the others carry on without waiting.
+
+        Re-entrant for the thread that holds it (``run`` calls ``download`` and ``install``);
+        another thread of this process sees it busy, like another process does.
+        """
+        me = threading.get_ident()
+        if self._lock_owner == me:
+            yield True
+            return
         lock = FileLock(str(self.state_file.directory / "update.lock"))
         try:
             self.state_file.directory.mkdir(parents=True, exist_ok=True)
@@ -794,10 +879,20 @@ class Updater:
             raise InstallError(
                 f"cannot use the updater's state folder {self.state_file.directory} ({e.strerror or e}); make it writable or set UpdaterConfig.state_dir"
             ) from e
+        self._lock_owner = me
         try:
             yield True
         finally:
+            self._lock_owner = None
             lock.release()
+
+    @contextlib.contextmanager
+    def _locked_step(self) -> Iterator[None]:
+        """The lock for a public step called on its own; a busy lock is an error there."""
+        with self._lock() as locked:
+            if not locked:
+                raise InstallError(f"another instance is updating {self.config.app}; try again later")
+            yield
 
     def _resume_point(self, state: ClientState, blob: _Blob, partial: Path) -> Resume:
         """Where to start fetching ``blob`` into ``partial``: after the bytes a recorded, resumable
@@ -953,8 +1048,11 @@ class Updater:
 class PeriodicCheck:
     """A stoppable background update checker (see :meth:`Updater.check_periodically`)."""
 
-    def __init__(self, updater: Updater, interval: float, jitter: float, on_result: Callable[[Result], None]) -> None:
+    def __init__(
+        self, updater: Updater, interval: float, jitter: float, on_result: Callable[[Result], None], on_available: Callable[[Update], bool] | None = None
+    ) -> None:
         self._updater, self._interval, self._jitter, self._on_result = updater, interval, jitter, on_result
+        self._on_available = on_available
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="gupper-periodic-check", daemon=True)
         self.installed: str | None = None
@@ -973,7 +1071,7 @@ class PeriodicCheck:
         while not self._stop.wait(self._interval * random.uniform(1 - self._jitter, 1 + self._jitter)):
             if self.installed is not None:
                 return  # installed: the next start runs it; nothing more to do in this process
-            result = self._updater.run(restart=False)
+            result = self._updater.run(restart=False, on_available=self._on_available)
             if result.status is Status.INSTALLED:
                 self.installed = result.version
             try:
@@ -1019,6 +1117,17 @@ def _list_from_index(installed: bytes, index: folder_delta.Index, index_from: st
     except (UpdateError, ValueError, KeyError, TypeError):
         return None
     return data if hashlib.sha256(data).hexdigest() == files_sha256 else None
+
+
+@contextlib.contextmanager
+def _boundary() -> Iterator[None]:
+    """The public steps raise UpdateError and nothing else: a bug in Gupper is reported as one."""
+    try:
+        yield
+    except UpdateError:
+        raise
+    except Exception as e:
+        raise UpdateError(f"internal error ({type(e).__name__}: {str(e)[:300]}); please report this to the app's publisher") from e
 
 
 def _left(deadline: float) -> float:

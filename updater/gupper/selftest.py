@@ -26,9 +26,15 @@ _ANSWER = "gupper-self-test"
 _OUTSIDE_SIGNALS = frozenset(getattr(signal, name) for name in ("SIGKILL", "SIGTERM", "SIGINT", "SIGHUP", "SIGQUIT", "SIGPIPE", "SIGXCPU") if hasattr(signal, name))
 
 
-def answer_self_test(environ: Mapping[str, str], version: str) -> None:
-    """If this process was started as a self-test, say so with our version and exit at once."""
-    nonce = environ.get(SELF_TEST_ENV)
+def answer_self_test(version: str, environ: Mapping[str, str] | None = None) -> None:
+    """If this process was started as Gupper's pre-flight self-test, answer with ``version`` and
+    exit at once; otherwise return at once.
+
+    :class:`~gupper.Updater` calls it when it is created. An app that creates its updater only
+    later (in a GUI's event loop, from a menu item) calls it first thing in ``main()``, before its
+    UI: a pre-flight must never open windows or do the app's work.
+    """
+    nonce = (os.environ if environ is None else environ).get(SELF_TEST_ENV)
     if not nonce:
         return
     sys.stdout.write(f"{_ANSWER} {nonce} {version}\n")

@@ -1,0 +1,2 @@
+def banner(version: str) -> str:
+    return f"Notely {version}: 0 notes"

@@ -1,0 +1,150 @@
+"""README "Use it in your app", followed literally: a fresh venv, the install line, keygen, the
+example app (Notely, with a module of its own named ``updater``) built with plain PyInstaller,
+``gupper-publish init`` and two releases to the local S3 store, then the installed 1.0.0 started:
+it updates itself to 1.1.0.
+
+Only what a user would fill in is replaced: where Gupper is installed from (this checkout), the
+bucket, the download URL and the public key. Every code block of the section is run here; the
+GUI example runs against fakes of a UI toolkit (``test_the_gui_example_asks_then_installs``).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from gupper import Platform, UpdaterConfig
+from gupper_publish.signing import public_key_of
+
+from . import rawhttp
+from .e2e_support import E2E
+from .rawhttp import RawServer, Script, response
+from .test_field_hardening import ARTIFACT, KEY, MANIFEST, NEW, OLD, manifest
+
+ROOT = Path(__file__).resolve().parent.parent
+SECTION = "## Use it in your app"
+BLOCK = re.compile(r"<!-- readme-test: (\S+)(?: (\S+))? -->\n```(\w+)\n(.*?)\n```", re.S)
+
+
+def readme_blocks() -> list[tuple[str, str, str]]:
+    """(kind, argument, code) of each tested block of the section, in order."""
+    text = (ROOT / "README.md").read_text()
+    start = text.index(SECTION)
+    section = text[start : text.index("\n## ", start + len(SECTION))]
+    return [(kind, arg or "", code) for kind, arg, _lang, code in BLOCK.findall(section)]
+
+
+def test_the_example_app_in_the_repository_is_the_readmes() -> None:
+    files = {arg: code + "\n" for kind, arg, code in readme_blocks() if kind == "file"}
+    assert set(files) == {"notely.py", "updater.py"}
+    for name, code in files.items():
+        assert (ROOT / "examples" / "notely" / name).read_text() == code, name
+
+
+# --- The GUI example, against a fake UI toolkit -----------------------------------------------
+
+
+class FakeWindow:
+    """What the example needs of a UI toolkit: a yes/no question and a main loop."""
+
+    def __init__(self, answers: dict[str, bool]) -> None:
+        self.answers = answers
+        self.asked: list[str] = []
+        self.done = threading.Event()
+
+    def ask(self, question: str) -> bool:
+        self.asked.append(question)
+        answer = next(a for prefix, a in self.answers.items() if prefix in question)
+        if "Restart now?" in question:
+            self.done.set()
+        return answer
+
+    def mainloop(self) -> None:
+        assert self.done.wait(60), self.asked  # bounded: the periodic check installs within seconds
+
+
+@pytest.fixture
+def raw(tmp_path: Path) -> Iterator[RawServer]:
+    with rawhttp.serve(tmp_path) as server:
+        yield server
+
+
+@pytest.mark.posix
+def test_the_gui_example_asks_then_installs(raw: RawServer, tmp_path: Path) -> None:
+    (code,) = [code for kind, _arg, code in readme_blocks() if kind == "gui-example"]
+    exe = tmp_path / "install" / "notely"
+    exe.parent.mkdir()
+    exe.write_bytes(OLD)
+    exe.chmod(0o755)
+    raw.routes[MANIFEST] = Script.of(response(200, [("ETag", '"m"')], manifest(notes="Search your notes.")), end="keep")
+    raw.routes[ARTIFACT] = Script.of(response(200, [("ETag", '"a"')], NEW), end="keep")
+    window = FakeWindow({"is available": True, "Restart now?": False})
+    namespace: dict[str, Any] = {"__name__": "notely_gui", "__version__": "1.0.0", "make_window": lambda: window}
+    namespace["UPDATES"] = UpdaterConfig(
+        app="app", current_version="1.0.0", manifest_url=raw.url(MANIFEST), public_keys=(public_key_of(KEY).to_text(),), ca_bundle=raw.ca_path,
+        executable=str(exe), platform=Platform("linux", "amd64"), state_dir=str(tmp_path / "state"), retries=0,
+    )  # fmt: skip
+    exec(compile(code, "README.md#gui-example", "exec"), namespace)
+    namespace["CHECK_EVERY"] = 0.05  # the example's 6 hours, shortened for the test
+    namespace["main"]()
+    available, restart = window.asked
+    assert available.startswith("Notely 2.0.0 is available (0.3 MB). Search your notes. Download it now?")
+    assert restart == "Notely 2.0.0 is ready. Restart now?"
+    assert exe.read_bytes() == NEW
+
+
+# --- The whole section, in a fresh venv ---------------------------------------------------------
+
+
+@pytest.mark.e2e
+@pytest.mark.posix
+def test_the_readme_section_followed_literally_in_a_fresh_venv(e2e: E2E, tmp_path: Path) -> None:
+    e2e.clear()
+    project, home = tmp_path / "notely", tmp_path / "home"
+    project.mkdir()
+    home.mkdir()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("VIRTUAL_ENV", "PYTHONPATH", "_PYI_", "PYINSTALLER_", "GUPPER_"))}
+    env.update(e2e.store.s3_env())  # the user's S3 credentials and endpoint
+    env.update(HOME=str(home), TMPDIR=str(tmp_path), PIP_DISABLE_PIP_VERSION_CHECK="1")
+    app_env = dict(env, REQUESTS_CA_BUNDLE=e2e.store.ca)  # the installed app trusts the store's test CA (pip must not)
+    env["PATH"] = f"{project / '.venv' / 'bin'}{os.pathsep}{env['PATH']}"  # what ". .venv/bin/activate" does for later blocks
+    bucket, public = f"s3://{e2e.store.bucket}", e2e.store.url("").rstrip("/")
+
+    def fill(code: str) -> str:
+        code = code.replace('"gupper[publisher]"', f'"{ROOT}[publisher]"').replace("s3://my-bucket", bucket)
+        code = code.replace("https://downloads.example.com", public)
+        if (project / "keys" / "release.pub").exists():
+            code = code.replace("ed25519:PASTE-THE-LINE-OF-keys/release.pub", (project / "keys" / "release.pub").read_text().strip())
+        return code
+
+    ran: list[str] = []
+    output = printed = ""
+    for kind, arg, code in readme_blocks():
+        if kind == "file":
+            (project / arg).write_text(fill(code) + "\n")
+        elif kind in ("sh", "run"):
+            run_env = app_env if kind == "run" else env
+            proc = subprocess.run(["bash", "-euo", "pipefail", "-c", fill(code)], cwd=project, env=run_env, capture_output=True, text=True, timeout=900, check=False)
+            assert proc.returncode == 0, f"README block failed:\n{code}\n--- stdout\n{proc.stdout[-3000:]}\n--- stderr\n{proc.stderr[-3000:]}"
+            if kind == "run":
+                output, printed = proc.stderr, proc.stdout
+        ran.append(kind)
+    assert ran.count("sh") == 5 and ran.count("run") == 1 and "gui-example" in ran
+    assert "gupper: updating notely 1.0.0 -> 1.1.0" in output, output
+    assert "gupper: now running 1.1.0" in output and printed.strip() == "Notely 1.1.0: 0 notes", (printed, output)
+    installed = home / ".local" / "bin" / "notely"
+    (v11,) = (project / "dist").glob("notely-1.1.0-*")
+    assert installed.read_bytes() == v11.read_bytes()
+    again = subprocess.run([str(installed)], env=app_env, capture_output=True, text=True, timeout=120, check=False)
+    assert again.returncode == 0 and again.stdout.strip() == "Notely 1.1.0: 0 notes", again.stderr
+    shutil.rmtree(project / "build", ignore_errors=True)
+    print(f"\nREADME section followed: {len(ran)} blocks; python {sys.version.split()[0]}")
