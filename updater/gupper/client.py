@@ -41,7 +41,7 @@ from .fetch import FetchConfig, Fetcher, Progress, Resume, check_url
 from .keys import TrustedKeys
 from .manifest import MAX_MANIFEST_BYTES, Entry, Manifest, verify_manifest
 from .package import LIST_NAME, MAX_LIST_BYTES, PackageEntry, extract_package, file_list_bytes, file_sha256, list_from_wire, parse_file_list, scan_folder
-from .platforms import Platform, current_platform
+from .platforms import Platform, pick_key, platform_candidates
 from .policy import choose_update
 from .selftest import answer_self_test, preflight
 from .state import ClientState, PartialDownload, StateFile, Trial, default_state_dir
@@ -160,7 +160,9 @@ class Updater:
             raise ConfigError(f"current_version {cfg.current_version!r} is not a PEP 440 version") from e
         check_url(cfg.manifest_url, cfg.allow_insecure_loopback)
         self.state_file = StateFile(Path(cfg.state_dir) if cfg.state_dir else default_state_dir(cfg.app))
-        self.platform = cfg.platform or current_platform()
+        # gupper#16: native CPU first (Rosetta, Windows on ARM), then this binary's own.
+        self.platforms = (cfg.platform,) if cfg.platform else platform_candidates()
+        self.platform = self.platforms[0]
         self.fetch_config = FetchConfig(
             connect_timeout=cfg.connect_timeout,
             read_timeout=cfg.read_timeout,
@@ -627,7 +629,7 @@ class Updater:
             self._save_state(state)
         self._checkpoint("checked")
         types = ("archive",) if self.folder is not None else ("binary",)
-        decision = choose_update(manifest, self.platform.key, self.current, state.install_id, types)
+        decision = choose_update(manifest, pick_key(manifest.entries, self.platforms), self.current, state.install_id, types)  # gupper#16
         log.debug("gupper: %s", decision.reason)
         if decision.entry is None:
             return None, decision.reason
