@@ -198,7 +198,7 @@ class Updater:
         full = _Blob(update.url, update.entry.size, update.entry.sha256)
         if self.folder is not None:
             return self._download_package(self.folder, update, full, progress)
-        _install.check_writable(target)
+        _install.check_writable(target, self.platform.os, self.file_ops)  # gupper#16: a real probe, injectable
         partial = _install.partial_path_for(target, self.platform.os)
         patch = self._pick_patch(update, target)
         done = False
@@ -224,8 +224,8 @@ class Updater:
     def _download_package(self, layout: _folder.FolderLayout, update: Update, full: _Blob, progress: Progress | None) -> Path:
         """Fetch the archive beside the version folders, verify it, extract and verify every file
         into a temp folder there; return that folder."""
-        _install.check_writable(layout.current)
-        _install.check_writable(layout.versions / "x")
+        _install.check_writable(layout.current, self.platform.os, self.file_ops)  # gupper#16
+        _install.check_writable(layout.versions / "x", self.platform.os, self.file_ops)  # gupper#16
         delta = self._folder_delta(layout, update, full, progress)
         if delta is not None:
             return delta

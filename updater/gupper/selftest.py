@@ -8,6 +8,7 @@ version never gets installed.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import subprocess
@@ -26,8 +27,13 @@ def answer_self_test(environ: Mapping[str, str], version: str) -> None:
     nonce = environ.get(SELF_TEST_ENV)
     if not nonce:
         return
-    sys.stdout.write(f"{_ANSWER} {nonce} {version}\n")
-    sys.stdout.flush()
+    answer = f"{_ANSWER} {nonce} {version}\n"
+    if sys.stdout is not None:
+        sys.stdout.write(answer)
+        sys.stdout.flush()
+    else:  # gupper#16: a windowed (--noconsole) app has sys.stdout None; fd 1 is the pre-flight's pipe
+        with contextlib.suppress(OSError):
+            os.write(1, answer.encode())
     os._exit(0)  # a self-test must not run the app, touch state, or update anything
 
 
