@@ -159,6 +159,19 @@ def test_child_environment_resets_pyinstaller_state_and_library_path(monkeypatch
     }
 
 
+class NoWindowsApi:
+    """No console handler, no job: the Win32 side is checked in tests/test_windows.py."""
+
+    def ignore_console_ctrl(self) -> None:
+        pass
+
+    def join_kill_on_close_job(self) -> object | None:
+        return None
+
+    def release_job(self, job: object) -> None:
+        pass
+
+
 @pytest.mark.usefixtures("keep_signal_handlers")
 def test_windows_restart_runs_the_new_exe_and_exits_with_its_code() -> None:
     seen: list[object] = []
@@ -175,5 +188,5 @@ def test_windows_restart_runs_the_new_exe_and_exits_with_its_code() -> None:
         return 3
 
     with pytest.raises(Exit):
-        restart_windows("C:/app.exe", ["--x"], {"A": "1"}, run=fake_run, exit_=fake_exit)  # type: ignore[arg-type]
+        restart_windows("C:/app.exe", ["--x"], {"A": "1"}, run=fake_run, exit_=fake_exit, api=NoWindowsApi())  # type: ignore[arg-type]
     assert seen == [(["C:/app.exe", "--x"], {"A": "1"}, ["stderr", "stdin", "stdout"]), 3]

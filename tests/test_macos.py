@@ -47,7 +47,8 @@ def test_an_executable_inside_an_app_bundle_is_refused_before_downloading(tmp_pa
     with serve(tmp_path) as sim:
         publish_one(sim, make_manifest, "darwin-arm64")
         result = make_updater(sim, exe, keypair[2], platform=Platform("darwin", "arm64"), state_dir=str(tmp_path / "state")).run(restart=False)
-    assert result.status is Status.FAILED and result.message == BUNDLE_MESSAGE.format(exe=exe, bundle=bundle)
+    real = Path(os.path.realpath(exe))
+    assert result.status is Status.FAILED and result.message == BUNDLE_MESSAGE.format(exe=real, bundle=app_bundle_of(real))
     assert [r[1] for r in sim.requests] == ["/app/stable/latest.json"]
     assert exe.read_bytes() == fake_app("1.0.0") and sorted(p.name for p in exe.parent.iterdir()) == ["demo"]
 
@@ -93,7 +94,10 @@ def test_the_drive_cache_is_flushed_before_the_rename_that_installs(tmp_path: Pa
         order.append(f"replace {Path(dst).name}")
         os.replace(src, dst)
 
-    ops = FileOps(barrier=lambda p: order.append(f"barrier {Path(p).name}"), replace=replace, fsync_dir=lambda p: order.append("fsync_dir"))
+    def symlink(to: str, path: str) -> None:  # a pointer file stands in: Windows needs a privilege for links
+        Path(path).write_text(to)
+
+    ops = FileOps(barrier=lambda p: order.append(f"barrier {Path(p).name}"), replace=replace, fsync_dir=lambda p: order.append("fsync_dir"), symlink=symlink)
     target = tmp_path / "app"
     target.write_bytes(b"old")
     new = temp_path_for(target)
@@ -113,10 +117,11 @@ def test_the_barrier_is_a_full_fsync_on_macos_only(tmp_path: Path) -> None:
     path.write_bytes(b"x")
     synced: list[int] = []
     drive_barrier(str(path), "darwin", synced.append)
-    drive_barrier(str(tmp_path), "darwin", synced.append)  # a folder too (the one-folder switch)
+    if os.name == "posix":  # Windows cannot open a folder as a file (and never flushes this way)
+        drive_barrier(str(tmp_path), "darwin", synced.append)  # a folder too (the one-folder switch)
     drive_barrier(str(path), "linux", synced.append)
     drive_barrier(str(path), "windows", synced.append)
-    assert len(synced) == 2
+    assert len(synced) == (2 if os.name == "posix" else 1)
 
 
 @pytest.mark.skipif(sys.platform != "darwin", reason="F_FULLFSYNC exists on macOS only")

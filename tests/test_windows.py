@@ -214,6 +214,7 @@ apply(new, target, "windows", ops)
 """
 
 
+@pytest.mark.posix  # SIGKILL; on Windows the real swap of a running exe runs in tests/test_e2e.py
 @pytest.mark.parametrize("kill_at", ["prepare-before", "prepare", "aside", "in"], ids=["before-anything", "after-prepare", "between-the-renames", "after-both"])
 def test_a_real_kill_at_each_step_of_the_windows_swap(tmp_path: Path, kill_at: str) -> None:
     """A real process running the Windows swap is SIGKILLed at each step. Everywhere but between the
@@ -329,9 +330,10 @@ def test_an_acl_denied_folder_is_refused_before_downloading_with_a_permissions_l
         updater = make_updater(sim, exe, keypair[2], platform=Platform("windows", "amd64"), state_dir=str(tmp_path / "state"))
         updater.file_ops = fs.ops()
         result = updater.run(restart=False)
+    real = Path(os.path.realpath(exe))
     assert result.status is Status.FAILED
     assert result.message == (
-        f"cannot update {exe}: no write permission on {exe.parent} (Access is denied); "
+        f"cannot update {real}: no write permission on {real.parent} (Access is denied); "
         r"reinstall the app in a folder you own (per user, under %LOCALAPPDATA%\Programs, needs no administrator rights) "
         "or run the update with rights to that folder"
     )
@@ -551,18 +553,57 @@ restart(sys.executable, ["-c", "import sys; print('new version running'); sys.ex
 """
 
 
-@pytest.mark.posix
-@pytest.mark.parametrize("os_name", ["linux", "windows"])
+@pytest.mark.parametrize("os_name", [pytest.param("linux", marks=pytest.mark.posix), "windows"])
 def test_restart_from_an_app_without_stdout_runs_the_new_version(os_name: str) -> None:
+    """On Windows (the CI job) this is the real thing: ctypes console handler, job object, handles."""
     proc = subprocess.run([sys.executable, "-c", RESTART_WITHOUT_STDOUT, os_name], cwd=ROOT, capture_output=True, text=True, timeout=60, check=False)
     assert (proc.returncode, proc.stdout, proc.stderr) == (5, "new version running\n", "")
 
 
+@pytest.mark.posix  # execve
 def test_a_restart_that_cannot_exec_is_an_install_error() -> None:
     from gupper.restart import restart
 
     with pytest.raises(InstallError, match=r"installed, but the new version cannot be started \(No such file or directory\)"):
         restart(str(Path("/nonexistent/app")), [], {}, "linux")
+
+
+WAITING_PARENT_OF_A_LONG_APP = """
+import os, sys
+sys.stdout = sys.stderr = None
+from gupper.restart import restart
+app = "import os, sys, time; print('pid', os.getpid(), flush=True); time.sleep(120)"
+restart(sys.executable, ["-c", app], dict(os.environ), "windows")
+"""
+
+
+@pytest.mark.skipif(sys.platform != "win32", reason="job objects are Windows'; elsewhere the restart is an exec (same process)")
+def test_killing_the_waiting_parent_kills_the_new_app() -> None:
+    """The real job object: TerminateProcess of the waiting parent (Task Manager's End task) ends
+    the app it started, instead of leaving it orphaned."""
+    import queue
+    import threading
+
+    proc = subprocess.Popen([sys.executable, "-c", WAITING_PARENT_OF_A_LONG_APP], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    lines: queue.Queue[bytes] = queue.Queue()
+    assert proc.stdout is not None
+    threading.Thread(target=lambda: lines.put(proc.stdout.readline() if proc.stdout else b""), daemon=True).start()
+    word, pid = lines.get(timeout=60).split()
+    assert word == b"pid"
+    kernel32: Any = ctypes.WinDLL("kernel32", use_last_error=True)  # type: ignore[attr-defined,unused-ignore]
+    kernel32.OpenProcess.restype = ctypes.c_void_p
+    kernel32.WaitForSingleObject.argtypes = [ctypes.c_void_p, ctypes.c_uint32]
+    kernel32.TerminateProcess.argtypes = [ctypes.c_void_p, ctypes.c_uint32]
+    kernel32.CloseHandle.argtypes = [ctypes.c_void_p]
+    app = kernel32.OpenProcess(0x00100000 | 0x0001, False, int(pid))  # SYNCHRONIZE | PROCESS_TERMINATE
+    assert app, ctypes.get_last_error()  # type: ignore[attr-defined,unused-ignore]
+    try:
+        proc.kill()
+        proc.wait(timeout=60)
+        assert kernel32.WaitForSingleObject(app, 30_000) == 0  # WAIT_OBJECT_0: the app ended with its parent
+    finally:
+        kernel32.TerminateProcess(app, 1)
+        kernel32.CloseHandle(app)
 
 
 SELF_TEST_WITHOUT_STDOUT = """
