@@ -166,7 +166,9 @@ def restart_windows(
     api: WindowsApi | None = None,
 ) -> NoReturn:
     """Windows has no exec: run the new exe to completion and leave with its exit code."""
-    exit_(run_and_wait(executable, argv, env, run, api if api is not None else windows_api()))
+    api = api if api is not None else windows_api()  # held until exit: it owns the registered console handler
+    code = run_and_wait(executable, argv, env, run, api)
+    exit_(code)
 
 
 def restart(executable: str, argv: Sequence[str], env: Mapping[str, str], os_name: str) -> NoReturn:
@@ -287,6 +289,7 @@ def windows_api() -> WindowsApi | None:
     k.AssignProcessToJobObject.restype = wintypes.BOOL
     k.AssignProcessToJobObject.argtypes = [wintypes.HANDLE, wintypes.HANDLE]
     k.CloseHandle.argtypes = [wintypes.HANDLE]
+    handler_routine = ctypes.WINFUNCTYPE(wintypes.BOOL, wintypes.DWORD)  # PHANDLER_ROUTINE
     k.SetConsoleCtrlHandler.restype = wintypes.BOOL
-    k.SetConsoleCtrlHandler.argtypes = [wintypes.LPVOID, wintypes.BOOL]
-    return Kernel32Api(k)
+    k.SetConsoleCtrlHandler.argtypes = [handler_routine, wintypes.BOOL]
+    return Kernel32Api(k, handler_routine)
