@@ -124,6 +124,9 @@ def _darwin_sysctl(name: str) -> int | None:
         sysctlbyname = ctypes.CDLL(path).sysctlbyname
     except (OSError, AttributeError):
         return None
+    # Declared: an undeclared int argument may reach a size_t parameter with garbage in its upper half (arm64).
+    sysctlbyname.argtypes = [ctypes.c_char_p, ctypes.c_void_p, ctypes.POINTER(ctypes.c_size_t), ctypes.c_void_p, ctypes.c_size_t]
+    sysctlbyname.restype = ctypes.c_int
     return read_sysctl_int(sysctlbyname, name)
 
 
