@@ -59,7 +59,7 @@ def _fault_injection() -> Callable[[str], None] | None:
         if step == kill_at:
             import signal
 
-            os.kill(os.getpid(), signal.SIGKILL)
+            os.kill(os.getpid(), getattr(signal, "SIGKILL", signal.SIGTERM))  # Windows: TerminateProcess either way
 
     return checkpoint
 
@@ -85,6 +85,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             manifest_url=build.MANIFEST_URL,
             public_keys=tuple(build.PUBLIC_KEYS),
             channel=build.CHANNEL,
+            state_dir=os.environ.get("GUPPER_DEMO_STATE_DIR") or None,  # tests: one state dir per test on every OS
         )
         updater = Updater(config, checkpoint=_fault_injection())
         # Never raises for update problems: it logs one line and we carry on with this version.

@@ -19,10 +19,21 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from app.build import build_app
+from gupper.platforms import current_platform
 from gupper_infra.client import LocalStore, start_local_store
 from gupper_publish.signing import keygen, load_signing_key
 
 ROOT = Path(__file__).resolve().parent.parent
+PLATFORM = current_platform()
+"""What the demo builds here are named after (``app-<version>-<key>[.exe]``)."""
+EXE = "app" + PLATFORM.exe_suffix
+"""The installed app's file name: ``app``, ``app.exe`` on Windows (CreateProcess needs the suffix)."""
+WINDOWS = PLATFORM.os == "windows"
+
+
+def artifact(version: str) -> str:
+    """The published file name of the demo's one-file build of ``version`` for this platform."""
+    return f"app-{version}-{PLATFORM.key}{PLATFORM.exe_suffix}"
 
 
 @dataclass
@@ -96,24 +107,27 @@ class E2E:
         self.access_log.write_text("")
 
     def install(self, tmp: Path, version: str) -> Path:
-        """Copy a build into a fresh install dir as ``app``, as an installer would."""
+        """Copy a build into a fresh install dir as ``app`` (``app.exe``), as an installer would."""
         (exe,) = self.build(version)
         d = tmp / "install"
         d.mkdir(parents=True)
-        target = d / "app"
+        target = d / EXE
         shutil.copyfile(exe, target)
         target.chmod(0o755)
         return target
 
     def app_env(self, tmp: Path, env: dict[str, str] | None = None) -> dict[str, str]:
-        """The environment the installed app runs with: its own TMPDIR and state dir under ``tmp``."""
+        """The environment the installed app runs with: its own temp dir and state dir under ``tmp``."""
         tmpdir = tmp / "tmpdir"
         tmpdir.mkdir(exist_ok=True, parents=True)
         run_env = {k: v for k, v in os.environ.items() if not k.startswith(("_PYI_", "PYINSTALLER_"))}
         run_env.update(
             REQUESTS_CA_BUNDLE=self.store.ca,
             TMPDIR=str(tmpdir),
-            XDG_STATE_HOME=str(tmp / "state"),  # the updater's state (serials, keys) per test, never the user's
+            TMP=str(tmpdir),  # Windows: GetTempPath (where the one-file bootloader extracts) reads TMP, then TEMP
+            TEMP=str(tmpdir),
+            GUPPER_DEMO_STATE_DIR=str(tmp / "state"),  # the updater's state per test (platformdirs ignores XDG_* on macOS and Windows)
+            XDG_STATE_HOME=str(tmp / "state"),
             GUPPER_DEMO_DEBUG="1",
             NO_PROXY="127.0.0.1,localhost",
         )
@@ -160,7 +174,17 @@ def e2e(tmp_path_factory: pytest.TempPathFactory) -> Iterator[E2E]:
         store.stop()
 
 
-def no_leftovers(install_dir: Path, tmp: Path, expected: Sequence[str] = ("app",)) -> None:
-    assert sorted(p.name for p in install_dir.iterdir()) == list(expected)
+def no_leftovers(install_dir: Path, tmp: Path, expected: Sequence[str] = (EXE,), updated: bool = False) -> None:
+    """Nothing beside the app but ``expected``, no extraction dir left in the temp dir.
+
+    On Windows, right after an update the old exe is still there under ``<exe>.old`` (the process
+    that ran it waited for the new one), and the backup may be too (a hard link to that image,
+    which Windows may refuse to delete while it runs); the next start removes both.
+    """
+    names = sorted(p.name for p in install_dir.iterdir())
+    if updated and WINDOWS:
+        names = [n for n in names if n != f".{EXE}.gupper-previous"]
+        expected = [*expected, EXE + ".old"]
+    assert names == sorted(expected)
     tmpdir = tmp / "tmpdir"
     assert not [p.name for p in tmpdir.iterdir()] if tmpdir.exists() else True

@@ -12,7 +12,7 @@ import pytest
 from gupper_publish.selection import build_signed
 from gupper_publish.signing import keygen, sign_manifest
 
-from .e2e_support import E2E, gupper_lines, meipass_dirs, no_leftovers, sha256
+from .e2e_support import E2E, PLATFORM, artifact, gupper_lines, meipass_dirs, no_leftovers, sha256
 
 pytestmark = pytest.mark.e2e
 
@@ -52,15 +52,18 @@ def test_v1_updates_itself_to_v2_and_runs_it(env: E2E, tmp_path: Path) -> None:
     # The exec'd v2 extracted its own bundle instead of running on v1's (PYINSTALLER_RESET_ENVIRONMENT).
     old_mei, new_mei = meipass_dirs(proc.stderr)
     assert old_mei != new_mei and Path(old_mei).name.startswith("_MEI") and Path(new_mei).name.startswith("_MEI")
-    no_leftovers(exe.parent, tmp_path)  # no temp file beside the exe, no _MEI dir left in TMPDIR
+    no_leftovers(exe.parent, tmp_path, updated=True)  # no temp file beside the exe, no _MEI dir left in TMPDIR
     assert env.run_app(exe, tmp_path, "--version").stdout.strip() == "2.0.0"
-    artifact_gets = [r for r in env.served() if r["path"].endswith("app-2.0.0-linux-amd64")]
+    artifact_gets = [r for r in env.served() if r["path"].endswith(artifact("2.0.0"))]
     assert len(artifact_gets) == 1 and artifact_gets[0]["status"] == 200 and artifact_gets[0]["bytes_sent"] >= v2.stat().st_size
+    again = env.run_app(exe, tmp_path)  # the next start: up to date, and it removes what the update left (Windows: the old exe)
+    assert again.returncode == 0 and again.stdout.splitlines() == ["Hello from the Gupper demo app, version 2.0.0"] and gupper_lines(again.stderr) == []
+    no_leftovers(exe.parent, tmp_path)
 
 
 def _tamper(env: E2E, attack: str, tmp: Path, v2: Path) -> None:
     s3, bucket = env.s3(), env.store.bucket
-    artifact_key, manifest_key = "app/2.0.0/app-2.0.0-linux-amd64", "app/stable/latest.json"
+    artifact_key, manifest_key = f"app/2.0.0/{artifact('2.0.0')}", "app/stable/latest.json"
     evil = bytearray(v2.read_bytes())
     evil[len(evil) // 2] ^= 0xFF
     if attack == "artifact":  # the store's holder swaps the binary, same size
@@ -70,7 +73,7 @@ def _tamper(env: E2E, attack: str, tmp: Path, v2: Path) -> None:
 
         s3.put_object(Bucket=bucket, Key=artifact_key, Body=bytes(evil))
         doc = json.loads(s3.get_object(Bucket=bucket, Key=manifest_key)["Body"].read())
-        doc["signed"]["platforms"]["linux-amd64"]["sha256"] = hashlib.sha256(evil).hexdigest()
+        doc["signed"]["platforms"][PLATFORM.key]["sha256"] = hashlib.sha256(evil).hexdigest()
         s3.put_object(Bucket=bucket, Key=manifest_key, Body=json.dumps(doc).encode())
     elif attack == "other-key":  # a manifest properly signed, by a key the app does not trust
         other, _, _ = keygen(tmp / "other" / "k")
@@ -116,7 +119,7 @@ def test_store_serves_artifacts_immutable_and_the_manifest_revalidated(env: E2E)
 
     (v1,) = env.build("1.0.0")
     env.publish(v1)
-    art = requests.head(env.store.url("app/1.0.0/app-1.0.0-linux-amd64"), verify=env.store.ca, timeout=10)
+    art = requests.head(env.store.url(f"app/1.0.0/{artifact('1.0.0')}"), verify=env.store.ca, timeout=10)
     man = requests.get(env.manifest_url, verify=env.store.ca, timeout=10)
     assert art.status_code == 200 and int(art.headers["Content-Length"]) == v1.stat().st_size
     assert art.headers["Cache-Control"] == "public, max-age=31536000, immutable"

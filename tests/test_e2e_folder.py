@@ -26,7 +26,7 @@ from gupper.manifest import canonical_bytes
 from gupper.package import LIST_NAME, scan_folder
 from gupper_publish.signing import sign_manifest
 
-from .e2e_support import E2E, gupper_lines
+from .e2e_support import E2E, PLATFORM, gupper_lines
 
 pytestmark = [pytest.mark.e2e, pytest.mark.posix]
 
@@ -41,7 +41,7 @@ def env(e2e: E2E) -> E2E:
 
 
 def build_folders(env: E2E, *versions: str) -> list[Path]:
-    """One-folder builds ``app-<version>-linux-amd64/`` (cached across the session by build_app)."""
+    """One-folder builds ``app-<version>-<os>-<arch>/`` (cached across the session by build_app)."""
     out = env.build_dir / "dist-onedir"
 
     def one(version: str) -> Path:
@@ -75,7 +75,7 @@ def same_tree(a: Path, b: Path) -> bool:
 def test_a_folder_app_updates_through_the_store_and_runs_the_new_version(env: E2E, tmp_path: Path) -> None:
     v1, v2 = build_folders(env, "1.0.0", "2.0.0")
     publish = env.publish(v1, v2)
-    assert "app-2.0.0-linux-amd64.tar.gz" in publish.stdout
+    assert f"app-2.0.0-{PLATFORM.key}.tar.gz" in publish.stdout
     layout = install_folder(tmp_path, v1, "1.0.0")
     proc = run(env, layout, tmp_path)
     assert proc.returncode == 0, proc.stderr
@@ -178,9 +178,9 @@ def serve_malicious(env: E2E, archive: Path, case: str, v2: Path) -> int:
     release key (a higher serial, the malicious size and hashes), as a stolen key would; returns its size."""
     s3, bucket = env.s3(), env.store.bucket
     size, sha256, files_sha256 = malicious_archive(v2, archive, case)
-    s3.put_object(Bucket=bucket, Key="app/2.0.0/app-2.0.0-linux-amd64.tar.gz", Body=archive.read_bytes())
+    s3.put_object(Bucket=bucket, Key=f"app/2.0.0/app-2.0.0-{PLATFORM.key}.tar.gz", Body=archive.read_bytes())
     signed = json.loads(s3.get_object(Bucket=bucket, Key="app/stable/latest.json")["Body"].read())["signed"]
-    entry = signed["platforms"]["linux-amd64"]
+    entry = signed["platforms"][PLATFORM.key]
     assert entry["version"] == "2.0.0" and entry["type"] == "archive" and entry["sha256"] != sha256
     entry.update(size=size, sha256=sha256, files_sha256=files_sha256)
     signed["serial"] += 1

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from .e2e_support import E2E, gupper_lines
+from .e2e_support import E2E, PLATFORM, gupper_lines
 from .test_e2e_folder import GREETING, STEPS, build_folders, install_folder, run, same_tree
 
 pytestmark = [pytest.mark.e2e, pytest.mark.posix]
@@ -25,7 +25,7 @@ def published(e2e: E2E) -> tuple[Path, Path, dict[str, object]]:
     e2e.publish(v1, patches=3)
     e2e.publish(v2, patches=3)  # per-file patches from 1.0.0
     doc = json.loads(e2e.s3().get_object(Bucket=e2e.store.bucket, Key="app/stable/latest.json")["Body"].read())
-    return v1, v2, doc["signed"]["platforms"]["linux-amd64"]
+    return v1, v2, doc["signed"]["platforms"][PLATFORM.key]
 
 
 def test_a_folder_app_updates_by_patching_only_the_files_that_changed(e2e: E2E, tmp_path: Path, published: tuple[Path, Path, dict[str, object]]) -> None:

@@ -180,7 +180,7 @@ def test_unwritable_install_dir_is_refused_before_downloading(env: E2E, tmp_path
     v1, v2 = env.build("1.0.0", "2.0.0")
     env.publish(v1, v2)
     # A root-owned, read-only install dir (like /usr/local/bin) and a user who cannot write there.
-    shared = Path(tempfile.mkdtemp(prefix="gupper-ro-"))
+    shared = Path(os.path.realpath(tempfile.mkdtemp(prefix="gupper-ro-")))  # macOS: /var is a link to /private/var
     try:
         shared.chmod(0o755)
         install, home = shared / "bin", shared / "home"

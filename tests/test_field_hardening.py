@@ -451,7 +451,7 @@ def test_an_unwritable_install_folder_is_refused_in_one_line_before_any_download
 ) -> None:
     from gupper import InstallError
 
-    def denied(target: Path) -> None:  # what the writability probe says in Program Files or /usr/local/bin
+    def denied(target: Path, *args: object) -> None:  # what the writability probe says in Program Files or /usr/local/bin
         raise InstallError(f"cannot update {target}: no write permission on {target.parent}; reinstall the app in a folder you own")
 
     monkeypatch.setattr("gupper.install.check_writable", denied)

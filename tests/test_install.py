@@ -13,6 +13,8 @@ from gupper.errors import InstallError
 from gupper.install import FileOps, apply, check_writable, cleanup_leftovers, copy_mode, resolve_target, temp_path_for
 from gupper.restart import RESTARTED_ENV, child_environment, restart_windows
 
+from .test_windows import keep_signal_handlers  # noqa: F401  (the fixture)
+
 
 @pytest.mark.posix
 def test_posix_apply_replaces_atomically_and_keeps_the_mode(tmp_path: Path) -> None:
@@ -157,6 +159,20 @@ def test_child_environment_resets_pyinstaller_state_and_library_path(monkeypatch
     }
 
 
+class NoWindowsApi:
+    """No console handler, no job: the Win32 side is checked in tests/test_windows.py."""
+
+    def ignore_console_ctrl(self) -> None:
+        pass
+
+    def join_kill_on_close_job(self) -> object | None:
+        return None
+
+    def release_job(self, job: object) -> None:
+        pass
+
+
+@pytest.mark.usefixtures("keep_signal_handlers")
 def test_windows_restart_runs_the_new_exe_and_exits_with_its_code() -> None:
     seen: list[object] = []
 
@@ -167,10 +183,10 @@ def test_windows_restart_runs_the_new_exe_and_exits_with_its_code() -> None:
         seen.append(code)
         raise Exit
 
-    def fake_run(cmd: list[str], env: dict[str, str]) -> int:
-        seen.append((cmd, env))
+    def fake_run(cmd: list[str], env: dict[str, str], **handles: object) -> int:
+        seen.append((cmd, env, sorted(handles)))
         return 3
 
     with pytest.raises(Exit):
-        restart_windows("C:/app.exe", ["--x"], {"A": "1"}, run=fake_run, exit_=fake_exit)  # type: ignore[arg-type]
-    assert seen == [(["C:/app.exe", "--x"], {"A": "1"}), 3]
+        restart_windows("C:/app.exe", ["--x"], {"A": "1"}, run=fake_run, exit_=fake_exit, api=NoWindowsApi())  # type: ignore[arg-type]
+    assert seen == [(["C:/app.exe", "--x"], {"A": "1"}, ["stderr", "stdin", "stdout"]), 3]

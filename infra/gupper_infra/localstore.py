@@ -268,7 +268,8 @@ class _StopSignal:
 
     def __init__(self) -> None:
         self._read_fd, self._write_fd = os.pipe()
-        os.set_blocking(self._write_fd, False)
+        if os.name == "posix":  # Python 3.11 cannot make a Windows pipe non-blocking; one byte never fills it
+            os.set_blocking(self._write_fd, False)
 
     def trigger(self, *_: object) -> None:
         with contextlib.suppress(BlockingIOError):

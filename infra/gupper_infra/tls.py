@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime
-import fcntl
 import ipaddress
 import os
 import ssl
@@ -21,6 +20,7 @@ from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
+from filelock import FileLock
 
 from gupper_infra import CA_CERT_FILE
 
@@ -59,9 +59,10 @@ def write_file_atomic(path: Path, data: bytes, mode: int) -> None:
     others, not even briefly (the mode is set before any byte is written).
     """
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_BINARY", 0), mode)
     try:
-        os.fchmod(fd, mode)  # the umask may have narrowed or the file pre-existed
+        if os.name == "posix":
+            os.fchmod(fd, mode)  # the umask may have narrowed or the file pre-existed (Windows has no modes to set)
         view = memoryview(data)
         while view:
             view = view[os.write(fd, view) :]
@@ -82,12 +83,8 @@ def normalize_identity(name: str) -> str:
 @contextlib.contextmanager
 def _state_lock(state_dir: Path) -> Iterator[None]:
     # Two stores started at once on one state dir must not both mint a CA.
-    with open(state_dir / LOCK_FILE, "a+b") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
+    with FileLock(state_dir / LOCK_FILE):  # flock on POSIX, msvcrt.locking on Windows
+        yield
 
 
 def _tighten_mode(path: Path) -> None:

@@ -52,7 +52,7 @@ from .fetch import FetchConfig, Fetcher, Progress, Resume, check_url
 from .keys import TrustedKeys
 from .manifest import MAX_MANIFEST_BYTES, Entry, Manifest, verify_manifest
 from .package import LIST_NAME, MAX_LIST_BYTES, PackageEntry, extract_package, file_list_bytes, file_sha256, list_from_wire, parse_file_list, scan_folder
-from .platforms import Platform, current_platform
+from .platforms import Platform, pick_key, platform_candidates
 from .policy import choose_update
 from .selftest import answer_self_test, preflight
 from .state import ClientState, ManifestCache, PartialDownload, StateFile, Trial, cacheable_etag, default_state_dir
@@ -197,10 +197,12 @@ class Updater:
         self.state_file = StateFile(Path(cfg.state_dir) if cfg.state_dir else default_state_dir(cfg.app))
         self.disabled_reason: str | None = None
         try:
-            self.platform = cfg.platform or current_platform()
+            # Native CPU first (Rosetta, Windows on ARM), then this binary's own.
+            self.platforms = (cfg.platform,) if cfg.platform else platform_candidates()
         except ValueError as e:  # a CPU or OS nobody publishes builds for: the app runs, without updates
-            self.platform = Platform("unknown", "unknown")
+            self.platforms = (Platform("unknown", "unknown"),)
             self.disabled_reason = f"updates are off: {e}"
+        self.platform = self.platforms[0]
         self.fetch_config = FetchConfig(
             connect_timeout=cfg.connect_timeout,
             read_timeout=cfg.read_timeout,
@@ -789,7 +791,7 @@ class Updater:
             self._cache_manifest(cache, etag, body)
         self._checkpoint("checked")
         types = ("archive",) if self.folder is not None else ("binary",)
-        decision = choose_update(manifest, self.platform.key, self.current, state.install_id, types)
+        decision = choose_update(manifest, pick_key(manifest.entries, self.platforms), self.current, state.install_id, types)  # gupper#16
         log.debug("gupper: %s", decision.reason)
         if decision.entry is None:
             return None, decision.reason
@@ -1010,11 +1012,11 @@ class Updater:
     def _refuse_early(self, target: Path, update: Update) -> None:
         """Refusals that need no download: an install folder we cannot write, too little space."""
         if self.folder is not None:
-            _install.check_writable(self.folder.current)
-            _install.check_writable(self.folder.versions / "x")
+            _install.check_writable(self.folder.current, self.platform.os, self.file_ops)
+            _install.check_writable(self.folder.versions / "x", self.platform.os, self.file_ops)
             directory = self.folder.versions
         else:
-            _install.check_writable(target)
+            _install.check_writable(target, self.platform.os, self.file_ops)
             directory = target.parent
         try:
             free = shutil.disk_usage(directory).free

@@ -119,13 +119,14 @@ def strong_etag(value: str | None) -> str | None:
 
 _REASONS = (
     ("connection refused", "connection refused"),
-    ("actively refused", "connection refused"),  # Windows: WinError 10061
+    ("actively refused", "connection refused"),  # gupper#16: Windows, [WinError 10061]
     ("name or service not known", "host not found"),
     ("nodename nor servname", "host not found"),
     ("getaddrinfo failed", "host not found"),
     ("network is unreachable", "network unreachable"),
     ("connection reset", "connection reset"),
-    ("forcibly closed", "connection reset"),  # Windows: WinError 10054
+    ("forcibly closed by the remote host", "connection reset"),  # gupper#16: Windows, [WinError 10054]
+    ("unreachable network", "network unreachable"),  # gupper#16: Windows, [WinError 10051]
     ("remote end closed", "connection closed by the server"),
 )
 

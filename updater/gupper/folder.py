@@ -19,14 +19,12 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import shutil
 import subprocess
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from . import install as _install
-from ._fsutil import fsync_dir
 from .errors import InstallError, PreflightFailed
 from .package import LIST_NAME, post_install_of
 
@@ -104,7 +102,8 @@ def switch(layout: FolderLayout, version: str, os_name: str, ops: _install.FileO
             ops.write_file(str(temp), f"{VERSIONS}\\{version}\n".encode())
         else:
             ops.symlink(f"{VERSIONS}/{version}", str(temp))
-        ops.replace(str(temp), str(layout.current))
+        ops.barrier(str(layout.version_dir(version)))  # macOS: the version's files on stable storage before the switch
+        _install.retry(lambda: ops.replace(str(temp), str(layout.current)), ops, f"switching {layout.current}")
         ops.fsync_dir(str(layout.root))
     except OSError as e:
         with contextlib.suppress(OSError):
@@ -144,34 +143,38 @@ def staging_dir(layout: FolderLayout, version: str) -> Path:
     return _install.temp_path_for(layout.versions / version)
 
 
-def publish_version(layout: FolderLayout, staged: Path, version: str) -> Path:
+def publish_version(layout: FolderLayout, staged: Path, version: str, ops: _install.FileOps | None = None) -> Path:
     """Rename a fully extracted and verified folder to ``versions/<version>`` (replacing a stale one
-    that ``current`` does not name) and make that durable."""
+    that ``current`` does not name) and make that durable. The rename is retried while antivirus
+    holds a file inside (Windows refuses to rename a folder then)."""
+    ops = ops or _install.FileOps()
     final = layout.version_dir(version)
     if final.exists() or final.is_symlink():
-        remove_tree(final)
+        remove_tree(final, ops)
     try:
-        os.rename(staged, final)
-        fsync_dir(str(layout.versions))
+        _install.retry(lambda: ops.rename(str(staged), str(final)), ops, f"putting {version} in place")
+        ops.fsync_dir(str(layout.versions))
     except OSError as e:
-        raise InstallError(f"cannot put {version} in place in {layout.versions} ({e.strerror or e}); free some disk space") from e
+        raise InstallError(f"cannot put {version} in place: {_install.describe_write_error(e, layout.versions)}") from e
     return final
 
 
-def remove_tree(path: Path) -> None:
-    """Remove a version or temp folder; problems are logged, never raised (retried next start)."""
+def remove_tree(path: Path, ops: _install.FileOps | None = None) -> None:
+    """Remove a version or temp folder, retried through antivirus locks; problems are logged, never
+    raised (retried next start)."""
+    ops = ops or _install.FileOps()
     try:
         if path.is_symlink() or path.is_file():
-            path.unlink()
+            _install.retry(lambda: ops.unlink(str(path)), ops, f"removing {path.name}")
         else:
-            shutil.rmtree(path)
+            _install.retry(lambda: ops.rmtree(str(path)), ops, f"removing {path.name}")
     except FileNotFoundError:
         pass
     except OSError as e:
         log.debug("could not remove %s: %s", path, e)
 
 
-def prune(layout: FolderLayout, keep: set[str]) -> list[str]:
+def prune(layout: FolderLayout, keep: set[str], ops: _install.FileOps | None = None) -> list[str]:
     """Remove version folders not in ``keep`` (the current one and the one before it); returns them."""
     removed: list[str] = []
     try:
@@ -180,7 +183,7 @@ def prune(layout: FolderLayout, keep: set[str]) -> list[str]:
         return removed
     for name in names:
         if name not in keep:
-            remove_tree(layout.version_dir(name))
+            remove_tree(layout.version_dir(name), ops)
             removed.append(name)
     return removed
 
@@ -193,4 +196,4 @@ def cleanup_leftovers(layout: FolderLayout, ops: _install.FileOps | None = None)
     except OSError:
         return
     for path in hidden:
-        remove_tree(path)
+        remove_tree(path, ops)

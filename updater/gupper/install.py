@@ -3,24 +3,28 @@
 POSIX (Linux, macOS): the new file already sits beside the target (same filesystem), so
 ``rename`` swaps it in atomically; the running process keeps its old inode. Windows cannot
 replace or delete a running ``.exe`` but can rename it, so the running file is moved aside to
-``<name>.old`` first and removed on the next start. Filesystem calls go through :class:`FileOps`
-so the Windows semantics can be injected and tested on Linux.
+``<name>.old`` and the new one moved in, by two renames back to back (everything that can wait
+or be retried happens before the first or after both), and the ``.old`` file is removed on the
+next start. Filesystem calls go through :class:`FileOps` so the Windows semantics (a running
+image, antivirus locks) can be injected and tested on Linux.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import os
 import secrets
 import shutil
 import stat
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from ._fsutil import fsync_dir
+from ._fsutil import drive_barrier, fsync_dir, full_fsync
 from .errors import InstallError
 
 log = logging.getLogger("gupper")
@@ -28,6 +32,9 @@ log = logging.getLogger("gupper")
 TEMP_TAG = ".gupper-"
 OLD_SUFFIX = ".old"
 RENAME_ATTEMPTS = 8
+"""Tries of a filesystem call that antivirus may hold up: 0.05 s doubling to 1 s between them, ~3.5 s in all."""
+
+WINDOWS_PER_USER_HINT = r"per user, under %LOCALAPPDATA%\Programs, needs no administrator rights"
 
 
 def write_durable(path: str, data: bytes) -> None:
@@ -35,13 +42,23 @@ def write_durable(path: str, data: bytes) -> None:
     with open(path, "xb") as f:
         f.write(data)
         f.flush()
-        os.fsync(f.fileno())
+        full_fsync(f.fileno())
 
 
 def read_small_text(path: str) -> str:
     """A small text file's content."""
     with open(path, encoding="utf-8") as f:
         return f.read(4096)
+
+
+def create_empty(path: str) -> None:
+    """Create ``path`` as a new empty file (fails if it exists)."""
+    os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o600))
+
+
+def remove_tree(path: str) -> None:
+    """Remove a folder tree (``shutil.rmtree``)."""
+    shutil.rmtree(path)
 
 
 @dataclass
@@ -56,6 +73,10 @@ class FileOps:
     symlink: Callable[[str, str], None] = os.symlink
     write_file: Callable[[str, bytes], None] = write_durable
     read_text: Callable[[str], str] = read_small_text
+    create: Callable[[str], None] = create_empty
+    link: Callable[[str, str], None] = os.link
+    rmtree: Callable[[str], None] = remove_tree
+    barrier: Callable[[str], None] = drive_barrier
 
 
 def resolve_target(executable: str) -> Path:
@@ -87,34 +108,102 @@ def backup_path_for(target: Path) -> Path:
     return target.with_name(f".{target.name}{TEMP_TAG}previous")
 
 
-def make_backup(source: Path, dest: Path) -> None:
+def retry(op: Callable[[], None], ops: FileOps, what: str, attempts: int = RENAME_ATTEMPTS) -> None:
+    """Run ``op``, retrying with back-off while it is refused with access denied.
+
+    On Windows an antivirus scanner (Defender scans every file as it is written and when it is
+    run) or a search indexer holds fresh files for a moment; a rename, replace or delete of such
+    a file fails with access denied or a sharing violation, both ``PermissionError`` in Python.
+    """
+    delay = 0.05
+    for attempt in range(attempts):
+        try:
+            op()
+            return
+        except PermissionError:
+            if attempt == attempts - 1:
+                raise
+            log.debug("%s: access denied, retrying in %.2fs", what, delay)
+            ops.sleep(delay)
+            delay = min(delay * 2, 1.0)
+
+
+def describe_write_error(e: OSError, directory: Path) -> str:
+    """Why a file could not be written in ``directory``, and what to do: permissions, space or a read-only volume."""
+    if isinstance(e, PermissionError):
+        return f"no write permission on {directory} ({e.strerror or e}); check the folder's permissions"
+    if e.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)):
+        return f"no space left in {directory}; free some disk space"
+    if e.errno == errno.EROFS:
+        return f"{directory} is on a read-only volume; reinstall the app in a writable folder"
+    return f"cannot write in {directory} ({e.strerror or e})"
+
+
+def make_backup(source: Path, dest: Path, ops: FileOps | None = None) -> None:
     """Atomically make ``dest`` a copy of ``source``: a hard link when possible, else a full copy.
 
-    Either way ``dest`` appears complete or not at all (temp name, fsync, rename).
+    Either way ``dest`` appears complete or not at all (temp name, fsync, rename). A refused link
+    falls back to the copy; the rename into place is retried through antivirus locks (:func:`retry`).
     """
+    ops = ops or FileOps()
     temp = dest.with_name(f"{dest.name}.{secrets.token_hex(4)}.tmp")
     try:
         try:
-            os.link(source, temp)
+            ops.link(str(source), str(temp))
         except OSError:
             shutil.copy2(source, temp)  # filesystems without hard links (FAT, some network shares)
             with open(temp, "rb+") as f:
-                os.fsync(f.fileno())
-        os.replace(temp, dest)
-        fsync_dir(str(dest.parent))
+                full_fsync(f.fileno())
+        retry(lambda: ops.replace(str(temp), str(dest)), ops, f"putting the backup of {source.name} in place")
+        ops.fsync_dir(str(dest.parent))
     except OSError as e:
         with contextlib.suppress(OSError):
-            temp.unlink()
-        raise InstallError(f"cannot keep a backup of {source.name} in {dest.parent} ({e.strerror or e}); free some disk space") from e
+            ops.unlink(str(temp))
+        raise InstallError(f"cannot keep a backup of {source.name}: {describe_write_error(e, dest.parent)}") from e
 
 
-def check_writable(target: Path) -> None:
-    """Fail early, before any download, if the install directory cannot take a new file."""
-    directory = target.parent
-    if not os.access(directory, os.W_OK | os.X_OK):
+def app_bundle_of(path: Path) -> Path | None:
+    """The macOS ``.app`` bundle ``path`` lies in (``<name>.app/Contents/...``), or None."""
+    parts = path.parts
+    for i in range(len(parts) - 1):
+        if parts[i].lower().endswith(".app") and parts[i + 1] == "Contents":
+            return Path(*parts[: i + 1])
+    return None
+
+
+def check_writable(target: Path, os_name: str | None = None, ops: FileOps | None = None) -> None:
+    """Fail early, before any download, if ``target`` cannot be replaced where it is.
+
+    Refused: a file inside a macOS ``.app`` bundle (its code signature seals every file in it,
+    so Gupper does not swap one), and a folder this process cannot create a file in. The folder
+    is probed by creating and removing an empty file: on Windows ``os.access`` ignores ACLs and
+    reports Program Files writable, and elsewhere it answers for the real, not the effective,
+    user. ``os_name`` (default: this OS) only picks the advice in the message.
+    """
+    bundle = app_bundle_of(target)
+    if bundle is not None:
         raise InstallError(
-            f"cannot update {target}: no write permission on {directory}; reinstall the app in a folder you own or run the update with rights to that folder"
+            f"cannot update {target}: it is inside the macOS app bundle {bundle}, and replacing a file in a signed bundle breaks its "
+            "code signature; ship the app as a one-file or one-folder build outside a .app bundle, or update the bundle with Sparkle"
         )
+    ops = ops or FileOps()
+    os_name = os_name or ("windows" if sys.platform == "win32" else sys.platform)
+    directory = target.parent
+    probe = directory / f".{target.name}{TEMP_TAG}probe-{secrets.token_hex(4)}.tmp"
+    try:
+        ops.create(str(probe))
+    except OSError as e:
+        if isinstance(e, PermissionError):
+            where = f"a folder you own ({WINDOWS_PER_USER_HINT})" if os_name == "windows" else "a folder you own"
+            raise InstallError(
+                f"cannot update {target}: no write permission on {directory} ({e.strerror or e}); reinstall the app in {where} "
+                "or run the update with rights to that folder"
+            ) from e
+        raise InstallError(f"cannot update {target}: {describe_write_error(e, directory)}") from e
+    try:
+        ops.unlink(str(probe))
+    except OSError as e:  # held by a scanner: the next start's cleanup removes it (a temp name)
+        log.debug("could not remove %s: %s", probe, e)
 
 
 def copy_mode(source: Path, dest: Path) -> None:
@@ -127,42 +216,59 @@ def copy_mode(source: Path, dest: Path) -> None:
             os.chown(dest, st.st_uid, st.st_gid)
 
 
-def _retry(op: Callable[[], None], ops: FileOps, what: str) -> None:
-    # Antivirus scanners hold freshly written files for a moment on Windows; back off and retry.
-    delay = 0.05
-    for attempt in range(RENAME_ATTEMPTS):
-        try:
-            op()
-            return
-        except PermissionError:
-            if attempt == RENAME_ATTEMPTS - 1:
-                raise
-            log.debug("%s: access denied, retrying in %.2fs", what, delay)
-            ops.sleep(delay)
-            delay = min(delay * 2, 1.0)
-
-
 def apply_posix(new: Path, target: Path, ops: FileOps) -> None:
-    """Atomically rename ``new`` over ``target`` and make the rename durable."""
+    """Atomically rename ``new`` over ``target`` and make the rename durable.
+
+    On macOS the drive's cache is flushed first (:func:`~gupper._fsutil.drive_barrier`): the new
+    file's bytes are on stable storage before the rename that makes them the app.
+    """
+    ops.barrier(str(new))
     ops.replace(str(new), str(target))
     ops.fsync_dir(str(target.parent))
 
 
 def apply_windows(new: Path, target: Path, ops: FileOps) -> None:
-    """Move the running ``target`` aside, move ``new`` in; undo the first move if the second fails."""
+    """Move the running ``target`` aside and ``new`` in, by two renames back to back.
+
+    Before the first rename: the name for the old exe is freed (or a fresh one picked) and
+    ``new`` is moved once to a fresh temp name, retried while antivirus holds it, which proves
+    nothing holds it now. Then the pair runs with nothing in between; if the second rename is
+    refused, the first is undone at once and the pair is tried again after a back-off, so every
+    wait happens while ``target`` is in place. The one instant without a ``target`` is between
+    the two renames (and, if the second is refused, until the undo succeeds): see
+    docs/crash-safety.md.
+    """
     old = target.with_name(target.name + OLD_SUFFIX)
     try:
         ops.unlink(str(old))  # a leftover from an earlier update, no longer running
     except FileNotFoundError:
         pass
     except PermissionError:
-        old = target.with_name(f"{target.name}.{secrets.token_hex(4)}{OLD_SUFFIX}")
-    _retry(lambda: ops.rename(str(target), str(old)), ops, f"moving {target.name} aside")
+        old = target.with_name(f"{target.name}.{secrets.token_hex(4)}{OLD_SUFFIX}")  # still running (an earlier update's parent)
+    ready = temp_path_for(target, "windows")
+    retry(lambda: ops.rename(str(new), str(ready)), ops, f"preparing the new {target.name}")
+    delay = 0.05
+    for attempt in range(RENAME_ATTEMPTS):
+        try:
+            ops.rename(str(target), str(old))  # the running exe, aside ...
+            ops.rename(str(ready), str(target))  # ... and the new one in, immediately
+            return
+        except BaseException as e:
+            if not os.path.lexists(target) and os.path.lexists(old):  # checked on disk: an interrupt may land between the two
+                _put_back(old, target, ops)
+            if not isinstance(e, PermissionError) or attempt == RENAME_ATTEMPTS - 1:
+                raise
+        log.debug("moving the new %s in: access denied, retrying in %.2fs", target.name, delay)
+        ops.sleep(delay)
+        delay = min(delay * 2, 1.0)
+
+
+def _put_back(old: Path, target: Path, ops: FileOps) -> None:
+    """Undo the first rename of a swap; the one wait that happens while ``target`` is missing."""
     try:
-        _retry(lambda: ops.rename(str(new), str(target)), ops, f"moving the new {target.name} in")
-    except OSError:
-        ops.rename(str(old), str(target))
-        raise
+        retry(lambda: ops.rename(str(old), str(target)), ops, f"putting {target.name} back")
+    except OSError as e:
+        raise InstallError(f"could not put {target.name} back after a failed update ({e.strerror or e}); rename {old} to {target.name} to start the app again") from e
 
 
 APPLIERS: dict[str, Callable[[Path, Path, FileOps], None]] = {
@@ -198,7 +304,9 @@ def cleanup_leftovers(target: Path, ops: FileOps | None = None) -> list[Path]:
         return removed
     for path in siblings:
         name = path.name
-        ours = (name.startswith(f".{target.name}{TEMP_TAG}") and name.endswith(".tmp")) or (name.startswith(target.name + ".") and name.endswith(OLD_SUFFIX))
+        ours = (name.startswith(f".{target.name}{TEMP_TAG}") and name.endswith((".tmp", ".tmp.exe"))) or (
+            name.startswith(target.name + ".") and name.endswith(OLD_SUFFIX)
+        )
         if not ours:
             continue
         try:

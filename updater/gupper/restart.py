@@ -4,15 +4,31 @@ A PyInstaller one-file binary that execs another one-file binary must make the c
 its own bundle: without ``PYINSTALLER_RESET_ENVIRONMENT=1`` the child finds the parent's
 ``_PYI_*`` variables and runs the new code on the *old* extraction dir. The bootloader also
 points ``LD_LIBRARY_PATH`` (``DYLD_LIBRARY_PATH`` on macOS) at that dir; restore the user's value.
+
+POSIX replaces this process (``execve``: same pid, signals and exit code go to the new app).
+Windows has no exec: this process starts the new exe and waits for it, as the one-folder
+launcher (launcher/launcher.c) and PyInstaller's own one-file bootloader do. While it waits it
+ignores Ctrl+C and Ctrl+Break (the new app, on the same console, gets them and decides), it
+passes its standard handles explicitly (a windowed app has none: the child gets NUL instead of
+an invalid handle), it puts itself and so the new app in a kill-on-close job object (killing the
+waiting process kills the app it started), and it leaves with the app's exit code.
 """
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
+import signal
 import subprocess
 import sys
+import threading
 from collections.abc import Callable, Mapping, Sequence
-from typing import NoReturn
+from typing import IO, Any, NoReturn, Protocol
+
+from .errors import InstallError
+
+log = logging.getLogger("gupper")
 
 RESTARTED_ENV = "_GUPPER_RESTARTED"
 """Set in the new process's environment to the version it was installed as (loop guard)."""
@@ -34,9 +50,111 @@ def child_environment(environ: Mapping[str, str], installed_version: str) -> dic
     return env
 
 
+def flush_std_streams() -> None:
+    """Flush ``sys.stdout``/``sys.stderr`` before the process is replaced or waits: they are None in a
+    windowed (``--noconsole``) PyInstaller app or ``pythonw``, and may be closed."""
+    for stream in (sys.stdout, sys.stderr):
+        if stream is not None:
+            with contextlib.suppress(OSError, ValueError):
+                stream.flush()
+
+
 def restart_posix(executable: str, argv: Sequence[str], env: Mapping[str, str]) -> NoReturn:
     """Replace this process image with ``executable`` (same pid, same argv)."""
     os.execve(executable, [executable, *argv], dict(env))
+
+
+# --- Windows: the waiting parent ------------------------------------------------------------
+
+Handle = int | IO[Any]
+
+
+def std_handles(is_open: Callable[[int], bool] | None = None) -> dict[str, Handle]:
+    """``stdin``/``stdout``/``stderr`` for the new app: this process's fds 0-2 where open, each missing
+    one replaced by ``subprocess.DEVNULL``; nothing at all when none is open (a windowed app started
+    from a shortcut: the new one then starts exactly as it would from there).
+
+    Passing them explicitly makes ``subprocess`` hand exactly these handles to the child
+    (``STARTF_USESTDHANDLES``, nothing else inherited). Left implicit with some missing, Windows
+    fails with "The handle is invalid" (PyInstaller issues 3392, 4930).
+    """
+    check = is_open or _fd_is_open
+    names = ("stdin", "stdout", "stderr")
+    present = [check(fd) for fd in range(3)]
+    if not any(present):
+        return {}
+    return {name: fd if ok else subprocess.DEVNULL for fd, (name, ok) in enumerate(zip(names, present, strict=True))}
+
+
+def _fd_is_open(fd: int) -> bool:
+    try:
+        os.fstat(fd)  # Windows: checks the fd's OS handle too (a windowed process has none)
+    except OSError:
+        return False
+    return True
+
+
+def exit_status(code: int) -> int:
+    """A child's exit code as this process can pass it to ``os._exit``: Windows codes are unsigned
+    32-bit (0xC000013A after Ctrl+C), ``os._exit`` takes a C int; a POSIX child killed by signal N
+    (``-N`` from subprocess) becomes 128+N, as a shell reports it."""
+    if code < 0:
+        return 128 - code
+    return code - (1 << 32) if code >= 1 << 31 else code
+
+
+class WindowsApi(Protocol):
+    """The Win32 calls the waiting parent makes (ctypes on Windows; a recorder in tests)."""
+
+    def ignore_console_ctrl(self) -> None:
+        """Let Ctrl+C/Ctrl+Break and console close pass this process by (any thread)."""
+
+    def join_kill_on_close_job(self) -> object | None:
+        """Put this process in a new job that kills its members when its last handle closes; the job, or None."""
+
+    def release_job(self, job: object) -> None:
+        """Lift the kill-on-close limit, so that closing the handle at exit kills nothing."""
+
+
+def _ignore_interrupts_in_python() -> None:
+    """No KeyboardInterrupt in the waiting parent. A handler (not SIG_IGN) is reset by exec on POSIX
+    and is not inherited on Windows, so the child keeps the default behaviour."""
+    if threading.current_thread() is not threading.main_thread():
+        return  # signal handlers can only be set there; on Windows the console handler covers this
+    for name in ("SIGINT", "SIGBREAK"):
+        sig = getattr(signal, name, None)
+        if sig is not None:
+            signal.signal(sig, _ignored)
+
+
+def _ignored(signum: int, frame: object) -> None:
+    log.debug("gupper: signal %d ignored while the new version runs", signum)
+
+
+def run_and_wait(
+    executable: str,
+    argv: Sequence[str],
+    env: Mapping[str, str],
+    run: Callable[..., int] = subprocess.call,
+    api: WindowsApi | None = None,
+    handles: Mapping[str, Handle] | None = None,
+) -> int:
+    """Start ``executable`` as the Windows restart does and wait for it; return its exit status for ``os._exit``.
+
+    Raises InstallError when it cannot be started.
+    """
+    if api is not None:
+        api.ignore_console_ctrl()
+    _ignore_interrupts_in_python()
+    job = api.join_kill_on_close_job() if api is not None else None
+    try:
+        code = run([executable, *argv], env=dict(env), **dict(handles if handles is not None else std_handles()))
+    except OSError as e:
+        raise InstallError(f"installed, but the new version cannot be started ({e.strerror or e}); it runs from the next start") from e
+    finally:
+        if job is not None and api is not None:
+            api.release_job(job)
+    return exit_status(code)
 
 
 def restart_windows(
@@ -45,16 +163,133 @@ def restart_windows(
     env: Mapping[str, str],
     run: Callable[..., int] = subprocess.call,
     exit_: Callable[[int], NoReturn] = os._exit,
+    api: WindowsApi | None = None,
 ) -> NoReturn:
     """Windows has no exec: run the new exe to completion and leave with its exit code."""
-    code = run([executable, *argv], env=dict(env))
+    api = api if api is not None else windows_api()  # held until exit: it owns the registered console handler
+    code = run_and_wait(executable, argv, env, run, api)
     exit_(code)
 
 
 def restart(executable: str, argv: Sequence[str], env: Mapping[str, str], os_name: str) -> NoReturn:
-    """Run ``executable`` with ``argv`` in place of this process; never returns."""
-    sys.stdout.flush()
-    sys.stderr.flush()
+    """Run ``executable`` with ``argv`` in place of this process; never returns.
+
+    Raises InstallError (the new version is installed; it runs from the next start) when it
+    cannot be started, so that the caller carries on with the running version.
+    """
+    flush_std_streams()
     if os_name == "windows":
         restart_windows(executable, argv, env)
-    restart_posix(executable, argv, env)
+    try:
+        restart_posix(executable, argv, env)
+    except OSError as e:
+        raise InstallError(f"installed, but the new version cannot be started ({e.strerror or e}); it runs from the next start") from e
+
+
+# --- ctypes, Windows only ---------------------------------------------------------------------
+
+JOB_OBJECT_LIMIT_KILL_ON_JOB_CLOSE = 0x2000
+JOB_OBJECT_EXTENDED_LIMIT_INFORMATION = 9
+"""``JobObjectExtendedLimitInformation``, the information class of SetInformationJobObject."""
+
+
+def _job_structures() -> type[Any]:
+    """``JOBOBJECT_EXTENDED_LIMIT_INFORMATION`` with fixed-size fields (144 bytes on 64-bit Windows, 112 on 32-bit)."""
+    import ctypes
+
+    dword, size_t, large = ctypes.c_uint32, ctypes.c_size_t, ctypes.c_int64
+
+    class BasicLimits(ctypes.Structure):
+        _fields_ = [
+            ("PerProcessUserTimeLimit", large), ("PerJobUserTimeLimit", large), ("LimitFlags", dword),
+            ("MinimumWorkingSetSize", size_t), ("MaximumWorkingSetSize", size_t), ("ActiveProcessLimit", dword),
+            ("Affinity", size_t), ("PriorityClass", dword), ("SchedulingClass", dword),
+        ]  # fmt: skip
+
+    class IoCounters(ctypes.Structure):
+        _fields_ = [(name, ctypes.c_uint64) for name in ("Read", "Write", "Other", "ReadBytes", "WriteBytes", "OtherBytes")]
+
+    class ExtendedLimits(ctypes.Structure):
+        _fields_ = [
+            ("BasicLimitInformation", BasicLimits), ("IoInfo", IoCounters), ("ProcessMemoryLimit", size_t),
+            ("JobMemoryLimit", size_t), ("PeakProcessMemoryUsed", size_t), ("PeakJobMemoryUsed", size_t),
+        ]  # fmt: skip
+
+    return ExtendedLimits
+
+
+class Kernel32Api:
+    """:class:`WindowsApi` over kernel32 (ctypes), the same calls as launcher/launcher.c."""
+
+    def __init__(self, kernel32: Any, callback_type: Callable[[Callable[[int], bool]], Any] | None = None) -> None:
+        """``callback_type`` wraps the console handler (``WINFUNCTYPE(c_int, c_uint32)``, the default, on Windows)."""
+        self.kernel32 = kernel32
+        self.limits = _job_structures()
+        self.callback_type = callback_type
+        self._handler: Any = None  # the ctypes callback must outlive the registration
+
+    def ignore_console_ctrl(self) -> None:
+        """Register a console control handler that returns TRUE: Ctrl+C/Ctrl+Break do not end this
+        process (the new app on the same console gets them too); console close, logoff and shutdown
+        end it only after the app had its time (Windows ends it when its timeout runs out)."""
+        import ctypes
+
+        def handler(ctrl_type: int) -> bool:
+            if ctrl_type not in (0, 1):  # CTRL_C_EVENT, CTRL_BREAK_EVENT: handled; others: wait like PyInstaller's bootloader
+                threading.Event().wait(20)
+            return True
+
+        wrap = self.callback_type or ctypes.WINFUNCTYPE(ctypes.c_int, ctypes.c_uint32)  # type: ignore[attr-defined,unused-ignore]
+        self._handler = wrap(handler)
+        if not self.kernel32.SetConsoleCtrlHandler(self._handler, True):
+            log.debug("gupper: SetConsoleCtrlHandler failed")
+
+    def join_kill_on_close_job(self) -> object | None:
+        """A new job with JOB_OBJECT_LIMIT_KILL_ON_JOB_CLOSE, this process assigned to it before the app
+        starts (so the app and its children are created inside it: no window where one escapes)."""
+        import ctypes
+
+        job = self.kernel32.CreateJobObjectW(None, None)
+        if not job:
+            return None
+        limits = self.limits()
+        limits.BasicLimitInformation.LimitFlags = JOB_OBJECT_LIMIT_KILL_ON_JOB_CLOSE
+        if not self.kernel32.SetInformationJobObject(job, JOB_OBJECT_EXTENDED_LIMIT_INFORMATION, ctypes.byref(limits), ctypes.sizeof(limits)):
+            self.kernel32.CloseHandle(job)
+            return None
+        if not self.kernel32.AssignProcessToJobObject(job, self.kernel32.GetCurrentProcess()):
+            log.debug("gupper: could not join a job object; the new app is not tied to this process")  # best effort
+            self.kernel32.CloseHandle(job)
+            return None
+        handle: object = job
+        return handle
+
+    def release_job(self, job: object) -> None:
+        """Clear the job's limits: at this process's normal exit nothing it left running is killed."""
+        import ctypes
+
+        limits = self.limits()
+        self.kernel32.SetInformationJobObject(job, JOB_OBJECT_EXTENDED_LIMIT_INFORMATION, ctypes.byref(limits), ctypes.sizeof(limits))
+
+
+def windows_api() -> WindowsApi | None:
+    """The kernel32 implementation on Windows, None elsewhere."""
+    if sys.platform != "win32":
+        return None
+    import ctypes
+    from ctypes import wintypes
+
+    k = ctypes.WinDLL("kernel32", use_last_error=True)
+    k.GetCurrentProcess.restype = wintypes.HANDLE
+    k.GetCurrentProcess.argtypes = []
+    k.CreateJobObjectW.restype = wintypes.HANDLE
+    k.CreateJobObjectW.argtypes = [wintypes.LPVOID, wintypes.LPCWSTR]
+    k.SetInformationJobObject.restype = wintypes.BOOL
+    k.SetInformationJobObject.argtypes = [wintypes.HANDLE, ctypes.c_int, wintypes.LPVOID, wintypes.DWORD]
+    k.AssignProcessToJobObject.restype = wintypes.BOOL
+    k.AssignProcessToJobObject.argtypes = [wintypes.HANDLE, wintypes.HANDLE]
+    k.CloseHandle.argtypes = [wintypes.HANDLE]
+    handler_routine = ctypes.WINFUNCTYPE(wintypes.BOOL, wintypes.DWORD)  # PHANDLER_ROUTINE
+    k.SetConsoleCtrlHandler.restype = wintypes.BOOL
+    k.SetConsoleCtrlHandler.argtypes = [handler_routine, wintypes.BOOL]
+    return Kernel32Api(k, handler_routine)

@@ -8,6 +8,7 @@ version never gets installed.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import signal
@@ -37,8 +38,13 @@ def answer_self_test(version: str, environ: Mapping[str, str] | None = None) -> 
     nonce = (os.environ if environ is None else environ).get(SELF_TEST_ENV)
     if not nonce:
         return
-    sys.stdout.write(f"{_ANSWER} {nonce} {version}\n")
-    sys.stdout.flush()
+    answer = f"{_ANSWER} {nonce} {version}\n"
+    if sys.stdout is not None:
+        sys.stdout.write(answer)
+        sys.stdout.flush()
+    else:  # gupper#16: a windowed (--noconsole) app has sys.stdout None; fd 1 is the pre-flight's pipe
+        with contextlib.suppress(OSError):
+            os.write(1, answer.encode())
     os._exit(0)  # a self-test must not run the app, touch state, or update anything
 
 
