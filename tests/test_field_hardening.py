@@ -98,7 +98,8 @@ def ok_artifact(data: bytes = NEW, etag: str | None = '"a1"') -> Script:
 
 # --- 1. One deadline per request, whatever the server does ------------------------------------
 
-HEAD = response(200, [("ETag", '"m1"')], b"")  # the body never comes: the head itself trickles
+# A head of 500 bytes sent one byte per 50 ms takes 25 s; the body never comes.
+HEAD = response(200, [("ETag", '"m1"'), ("X-Pad", "p" * 450)], b"")
 
 
 @pytest.mark.parametrize(
@@ -122,7 +123,7 @@ def test_a_trickling_manifest_is_cut_off_at_its_deadline(raw: RawServer, exe: Pa
 
 def test_a_trickling_artifact_head_is_cut_off_at_its_deadline(raw: RawServer, exe: Path) -> None:
     raw.routes[MANIFEST] = ok_manifest()
-    raw.routes[ARTIFACT] = Script(trickled(response(200, [("ETag", '"a1"')], NEW)[:400], 0.05), end="hang")
+    raw.routes[ARTIFACT] = Script(trickled(response(200, [("ETag", '"a1"'), ("X-Pad", "p" * 450)], NEW)[:500], 0.05), end="hang")
     result, took = timed_run(updater(raw.base, raw.ca_path, exe, download_timeout=1.5))
     print(f"\nartifact, head trickle: run() returned after {took:.2f} s (download_timeout 1.5 s)")
     assert result.status is Status.FAILED and "deadline" in result.message, result.message
