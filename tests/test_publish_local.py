@@ -18,13 +18,14 @@ from gupper_publish.errors import BadArtifactName, SigningKeyError
 from gupper_publish.signing import load_signing_key
 
 from .conftest import NOW
+from .exe_stubs import stub_for
 
 KeyPair = tuple[Path, Ed25519PrivateKey, str]
 
 
 def artifact(dir_: Path, name: str, content: bytes | None = None) -> Path:
     path = dir_ / name
-    path.write_bytes(content if content is not None else f"binary of {name}\n".encode() * 50)
+    path.write_bytes(stub_for(name, content if content is not None else f"binary of {name}\n".encode() * 50))
     return path
 
 
