@@ -22,7 +22,20 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 TIMEOUT = 300
 HINT = "run: pip install 'gupper[publisher]'"
-CLIENT_DISTRIBUTIONS = {"gupper", "requests", "urllib3", "certifi", "idna", "charset-normalizer", "packaging", "cryptography", "cffi", "pycparser", "filelock", "platformdirs"}
+CLIENT_DISTRIBUTIONS = {
+    "gupper",
+    "requests",
+    "urllib3",
+    "certifi",
+    "idna",
+    "charset-normalizer",
+    "packaging",
+    "cryptography",
+    "cffi",
+    "pycparser",
+    "filelock",
+    "platformdirs",
+}
 
 pytestmark = pytest.mark.e2e
 
@@ -99,6 +112,10 @@ def test_without_the_publisher_extra_the_command_names_the_pip_line(client_venv:
     assert run([str(client_venv / "gupper-publish"), "--version"], env, tmp_path).stdout.startswith("gupper-publish ")
     keygen = run([str(client_venv / "gupper-publish"), "keygen", str(tmp_path / "keys" / "release")], env, tmp_path)
     assert keygen.returncode == 0 and (tmp_path / "keys" / "release.key").exists()
+    (tmp_path / "main.py").write_text("print('hi')\n")
+    build = run([str(client_venv / "gupper-publish"), "build", "main.py", "--name", "tool", "--version", "1.0"], env, tmp_path)
+    assert build.returncode == 1
+    assert build.stderr == "gupper-publish: error: gupper-publish build needs the build extra (PyInstaller not installed); run: pip install 'gupper[build]'\n"
 
 
 def test_the_client_alone_installs_only_its_own_dependencies_and_imports_nothing_else(client_venv: Path, tmp_path: Path) -> None:

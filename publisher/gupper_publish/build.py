@@ -13,6 +13,10 @@ hundreds of bytes). This runs PyInstaller with:
 - ``--clean --noconfirm``, and ``--name <app>`` so a one-folder build's executable is named after
   the app, which is where ``gupper-publish`` looks for its entry point.
 
+Arguments after ``--`` go to PyInstaller unchanged, except that relative paths in the options
+that take files (``--add-data``, ``--icon``, ``--paths``, ...) are made absolute from the
+current folder: with the spec file in the work folder PyInstaller would look for them there.
+
 The output is copied to ``<out>/<app>-<version>-<os>-<arch>[.exe]`` (a folder with ``--onedir``),
 checked to be an executable for this platform, and its path returned.
 """
@@ -23,7 +27,7 @@ import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -37,6 +41,25 @@ from .errors import BuildFailed, PublishError
 from .exe_check import check_file
 from .extras import require
 
+PATH_OPTIONS = frozenset(
+    {
+        "-i",
+        "--icon",
+        "--splash",
+        "--version-file",
+        "--manifest",
+        "-m",
+        "-r",
+        "--resource",
+        "--runtime-hook",
+        "--additional-hooks-dir",
+        "--osx-entitlements-file",
+        "--upx-dir",
+    }
+)
+"""PyInstaller options whose value is one file (``--icon app.ico``; ``--resource FILE,TYPE``: the part before the comma)."""
+PATH_LIST_OPTIONS = frozenset({"-p", "--paths"})
+SOURCE_DEST_OPTIONS = frozenset({"--add-data", "--add-binary"})
 REPRODUCIBLE_ENV = {"PYTHONHASHSEED": "0", "SOURCE_DATE_EPOCH": "1700000000"}
 """Set for PyInstaller: a fixed hash seed makes its output byte-identical from build to build."""
 DEFAULT_WORK = Path("build") / "gupper"
@@ -76,17 +99,52 @@ def output_name(name: str, version: str, platform: Platform, onedir: bool) -> st
     return parse_artifact_name(filename + (".tar.gz" if onedir else "")).filename.removesuffix(".tar.gz")
 
 
-def pyinstaller_command(options: BuildOptions, work: Path) -> list[str]:
-    """The PyInstaller command line, everything it writes under ``work``. Pure."""
+def pyinstaller_command(options: BuildOptions, work: Path, cwd: Path) -> list[str]:
+    """The PyInstaller command line, everything it writes under ``work``; relative paths in the extra arguments are from ``cwd``. Pure."""
     return [
         options.python, "-m", "PyInstaller",
         "--onedir" if options.onedir else "--onefile",
         "--name", options.name,
         "--noconfirm", "--clean", "--noupx", "--log-level", "WARN",
         "--distpath", str(work / "dist"), "--workpath", str(work / "build"), "--specpath", str(work),
-        *options.pyinstaller_args,
+        *absolute_paths(options.pyinstaller_args, cwd),
         str(options.script),
     ]  # fmt: skip
+
+
+def absolute_paths(args: Sequence[str], cwd: Path) -> list[str]:
+    """``args`` for PyInstaller with the relative paths of its file options made absolute from ``cwd``. Pure."""
+    out: list[str] = []
+    pending: str | None = None
+    for arg in args:
+        if pending is not None:
+            out.append(_absolute_value(pending, arg, cwd))
+            pending = None
+            continue
+        option, eq, value = arg.partition("=")
+        if option in PATH_OPTIONS | PATH_LIST_OPTIONS | SOURCE_DEST_OPTIONS:
+            if eq:
+                out.append(f"{option}={_absolute_value(option, value, cwd)}")
+            else:
+                out.append(arg)
+                pending = option
+            continue
+        out.append(arg)
+    return out
+
+
+def _absolute_value(option: str, value: str, cwd: Path) -> str:
+    def absolute(path: str) -> str:
+        return path if not path or path == "NONE" or path.lstrip().startswith("<") or Path(path).is_absolute() else str(cwd / path)
+
+    if option in PATH_LIST_OPTIONS:
+        return os.pathsep.join(absolute(p) for p in value.split(os.pathsep))
+    if option in SOURCE_DEST_OPTIONS:
+        sep = ";" if os.name == "nt" and ";" in value else ":"  # PyInstaller 6 takes ':' everywhere, ';' on Windows too
+        source, found, dest = value.rpartition(sep)
+        return f"{absolute(source)}{sep}{dest}" if found else value
+    path, comma, rest = value.partition(",")  # --icon FILE.exe,ID and --resource FILE,TYPE,NAME
+    return absolute(path) + comma + rest
 
 
 def build_environment(environ: Mapping[str, str]) -> dict[str, str]:
@@ -111,7 +169,7 @@ def build(options: BuildOptions, environ: Mapping[str, str]) -> Path:
     shutil.rmtree(work / "dist", ignore_errors=True)
     work.mkdir(parents=True, exist_ok=True)
     log = work / "pyinstaller.log"
-    command = pyinstaller_command(replace(options, script=script), work)
+    command = pyinstaller_command(replace(options, script=script), work, Path.cwd())
     with log.open("w", encoding="utf-8", errors="replace") as out:
         proc = subprocess.run(command, env=build_environment(environ), stdout=out, stderr=subprocess.STDOUT, check=False)
     if proc.returncode != 0:
