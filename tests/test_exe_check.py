@@ -87,7 +87,9 @@ def test_an_object_file_from_gcc_is_not_a_program(tmp_path: Path) -> None:
     (tmp_path / "m.c").write_text("int main(void) { return 0; }\n")
     subprocess.run(["gcc", "-c", "m.c", "-o", "m.o"], cwd=tmp_path, check=True, timeout=60)
     subprocess.run(["gcc", "m.c", "-o", "m"], cwd=tmp_path, check=True, timeout=60)
+    subprocess.run(["gcc", "-shared", "-fPIC", "m.c", "-o", "libm.so"], cwd=tmp_path, check=True, timeout=60)
     assert verdict((tmp_path / "m").read_bytes(), "linux", HERE.arch) is None
+    assert verdict((tmp_path / "libm.so").read_bytes(), "linux", HERE.arch) is None  # documented: a shared library is not told from a PIE
     assert verdict((tmp_path / "m.o").read_bytes(), "linux", HERE.arch) == "an ELF 64-bit file, but it is an object file (.o), not a linked program"
 
 
@@ -249,3 +251,21 @@ def test_force_publishes_the_exotic_and_the_cli_says_how(tmp_path: Path, keypair
     assert main([*base, "--force", "--json", str(script)]) == 0
     assert json.loads(capsys.readouterr().out)["artifacts"][0]["status"] == "uploaded"
     assert LocalStore(tmp_path / "store").head(f"tool/1.0.0/{script.name}") is not None
+
+
+def test_windows_and_macos_folders_have_their_own_entry_points(tmp_path: Path, keypair: KeyPair) -> None:
+    store, options = LocalStore(tmp_path / "store"), PublishOptions(keys=[keypair[1]], clock=lambda: NOW)
+    windows = tmp_path / "w" / "app-1.0.0-windows-arm64"
+    (windows / "_internal").mkdir(parents=True)
+    (windows / "_internal" / "python311.dll").write_bytes(b"MZ" + bytes(200))
+    shutil.copyfile(launchers() / "t64-arm.exe", windows / "app.exe")
+    assert publish(store, [windows], options).artifacts[0].status == "uploaded"
+    bundle = tmp_path / "m" / "app-1.0.0-darwin-arm64"
+    (bundle / "app.app" / "Contents" / "MacOS").mkdir(parents=True)
+    (bundle / "app.app" / "Contents" / "MacOS" / "app").write_bytes(fat([("amd64", macho_header("amd64")), ("arm64", macho_header("arm64"))]))
+    assert publish(store, [bundle], options).artifacts[0].status == "uploaded"
+    intel = tmp_path / "i" / "app-1.0.0-darwin-amd64"
+    (intel / "Contents" / "MacOS").mkdir(parents=True)
+    (intel / "Contents" / "MacOS" / "app").write_bytes(macho_header("arm64") + bytes(64))
+    with pytest.raises(NotAnExecutable, match="has an entry point Contents/MacOS/app that is a Mach-O 64-bit executable for arm64, not for amd64"):
+        publish(store, [intel], options)
