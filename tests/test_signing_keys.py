@@ -259,3 +259,6 @@ def test_cli_refuses_an_untrusted_key_in_one_line(tmp_path: Path, keypair: tuple
     assert not (tmp_path / "store" / "app" / "1.1.0").exists()
     doc = json.loads((tmp_path / "store" / "app" / "stable" / "latest.json").read_text())
     assert doc["signed"]["serial"] == 1
+    # The private key where rotate-keys wants the new public key: said so, without showing it.
+    assert main(["rotate-keys", "app", "--store", store, "--key", str(keypair[0]), "--new-key", str(other), "--threshold", "1"]) == 1
+    assert f"--new-key takes a public key, and '{other}' is a private key; pass the .pub written beside it" in capsys.readouterr().err

@@ -31,7 +31,7 @@ from .errors import PublishError, StoreBusy
 from .extras import require
 from .publish import DEFAULT_EXPIRY, ManifestResult, ProgressFactory, PublishOptions, PublishReport, publish, regenerate_manifest
 from .release import init_store, promote, prune, rotate_keys, set_rollout, yank
-from .signing import is_key_material, key_material, keygen, load_signing_keys
+from .signing import is_key_material, key_material, keygen, load_signing_keys, shown
 from .status import render_table, status
 from .stores import Progress, Store, open_store
 
@@ -219,11 +219,16 @@ def _options(args: argparse.Namespace) -> PublishOptions:
 
 def _public_key_text(value: str) -> str:
     text = value.strip()
+    private = f"--new-key takes a public key, and {shown(value)} is a private key; pass the .pub written beside it by 'gupper-publish keygen'"
+    if is_key_material(value):
+        raise PublishError(private)
     if not text.startswith("ed25519:"):
         try:
             text = next(line.strip() for line in Path(value).read_text(encoding="ascii").splitlines() if line.strip())
         except (OSError, UnicodeDecodeError, StopIteration) as e:
-            raise PublishError(f"--new-key {value}: not a readable .pub file or 'ed25519:...' key; use a .pub written by 'gupper-publish keygen'") from e
+            raise PublishError(f"--new-key {shown(value)}: not a readable .pub file or 'ed25519:...' key; use a .pub written by 'gupper-publish keygen'") from e
+        if "PRIVATE KEY" in text:
+            raise PublishError(private)
     try:
         return PublicKey.parse(text).to_text()
     except ConfigError as e:

@@ -49,7 +49,7 @@ class Identified:
 
     ``os`` is the platform whose loader runs it (None: none of ours); ``archs`` the CPUs it is
     for (a universal binary has several); ``problem`` says why the loader would refuse it even
-    so (a DLL, an object file, a 32-bit build), or is empty.
+    so (a DLL, an object file, a library), or is empty.
     """
 
     what: str
