@@ -45,8 +45,8 @@ def fetch(env: E2E, app: str = "app", channel: str = "stable") -> Manifest:
 
 def test_staged_rollout_reaches_its_share_and_raising_it_only_adds_installs(env: E2E, tmp_path: Path) -> None:
     v1, v2 = artifacts(tmp_path, "app", "1.0.0", "2.0.0")
-    env.publish(v1)
-    env.publish(v2, extra=["--rollout", "10"])
+    env.publish(v1, extra=["--force"])  # --force: these stand-in apps are shell scripts, not ELF builds
+    env.publish(v2, extra=["--rollout", "10", "--force"])
     ids = [secrets.token_hex(16) for _ in range(2000)]
 
     def cohort() -> set[str]:
@@ -68,8 +68,8 @@ def test_staged_rollout_reaches_its_share_and_raising_it_only_adds_installs(env:
 
 def test_promote_beta_to_stable_without_reupload(env: E2E, tmp_path: Path) -> None:
     v1, v2 = artifacts(tmp_path, "app", "1.0.0", "2.0.0")
-    env.publish(v1)
-    env.publish(v2, extra=["--channel", "beta"])
+    env.publish(v1, extra=["--force"])
+    env.publish(v2, extra=["--channel", "beta", "--force"])
     assert str(fetch(env).entries["linux-amd64"].version) == "1.0.0"
     assert str(fetch(env, channel="beta").entries["linux-amd64"].version) == "2.0.0"
     keys_before = sorted(o["Key"] for o in env.s3().list_objects_v2(Bucket=env.store.bucket)["Contents"] if "/2.0.0/" in o["Key"])
@@ -81,8 +81,8 @@ def test_promote_beta_to_stable_without_reupload(env: E2E, tmp_path: Path) -> No
 
 
 def test_two_apps_in_one_bucket_never_see_each_others_manifests(env: E2E, tmp_path: Path) -> None:
-    env.publish(*artifacts(tmp_path, "app", "1.0.0"))
-    env.publish(*artifacts(tmp_path, "other", "7.0.0"))
+    env.publish(*artifacts(tmp_path, "app", "1.0.0"), extra=["--force"])
+    env.publish(*artifacts(tmp_path, "other", "7.0.0"), extra=["--force"])
     assert {str(e.version) for e in fetch(env).entries.values()} == {"1.0.0"}
     assert {str(e.version) for e in fetch(env, "other").entries.values()} == {"7.0.0"}
     exe = tmp_path / "install" / "app"
@@ -98,7 +98,7 @@ def test_two_apps_in_one_bucket_never_see_each_others_manifests(env: E2E, tmp_pa
 
 
 def test_second_check_is_a_304_with_no_manifest_body(env: E2E, tmp_path: Path) -> None:
-    env.publish(*artifacts(tmp_path, "app", "1.0.0"))
+    env.publish(*artifacts(tmp_path, "app", "1.0.0"), extra=["--force"])
     exe = tmp_path / "app"
     exe.write_bytes(fake_app("1.0.0"))
     cfg = UpdaterConfig(app="app", current_version="1.0.0", manifest_url=env.manifest_url, public_keys=(env.key.public,), ca_bundle=env.store.ca,

@@ -47,7 +47,7 @@ def noise(seed: int, n: int) -> bytes:
 def release(base: Path, version: str) -> Path:
     """A one-folder build. Across versions: ``app`` changes a little (patched), ``big.bin`` never
     (reused), ``data.bin`` a little (patched), ``moved.bin`` moves to ``sub/`` (reused by content),
-    ``notes.txt`` is new in 2.0.0 (fetched)."""
+    ``notes.txt`` is new in 2.0.0 (fetched). ``app`` is a shell script: publishing needs ``force``."""
     folder = base / f"app-{version}-linux-amd64"
     (folder / "_internal" / "sub").mkdir(parents=True)
     two = version == "2.0.0"
@@ -83,8 +83,8 @@ def serve_store(sim: Sim, root: Path) -> None:
 def publish_both(tmp_path: Path, patches: int = 3) -> tuple[LocalStore, Path, Path]:
     store = LocalStore(tmp_path / "store")
     v1, v2 = release(tmp_path / "dist", "1.0.0"), release(tmp_path / "dist", "2.0.0")
-    publish(store, [v1], PublishOptions(keys=[KEY], clock=lambda: NOW), patches=patches)
-    publish(store, [v2], PublishOptions(keys=[KEY], clock=lambda: NOW), patches=patches)
+    publish(store, [v1], PublishOptions(keys=[KEY], clock=lambda: NOW), force=True, patches=patches)
+    publish(store, [v2], PublishOptions(keys=[KEY], clock=lambda: NOW), force=True, patches=patches)
     return store, v1, v2
 
 
@@ -150,7 +150,7 @@ def test_a_folder_release_is_stored_file_by_file_with_a_patch_index_signed_in_it
         assert fp.size < (v2 / path).stat().st_size // 10
         assert (store.root / "app/2.0.0/patches/files" / fp.file).stat().st_size == fp.size
     before = sorted(p.relative_to(store.root).as_posix() for p in store.root.rglob("*"))
-    publish(store, [v2], PublishOptions(keys=[KEY], clock=lambda: NOW))  # the same release again: nothing new
+    publish(store, [v2], PublishOptions(keys=[KEY], clock=lambda: NOW), force=True)  # the same release again: nothing new
     assert sorted(p.relative_to(store.root).as_posix() for p in store.root.rglob("*")) == before
 
 

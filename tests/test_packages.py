@@ -45,7 +45,9 @@ KEY = Ed25519PrivateKey.generate()
 
 
 def make_folder(base: Path, version: str, *, exe: bytes | None = None, data: bytes = b"library bytes\n") -> Path:
-    """A one-folder build: ``app`` (executable), ``_internal/lib.so``, a symlink to it, an empty dir."""
+    """A one-folder build: ``app`` (executable), ``_internal/lib.so``, a symlink to it, an empty dir.
+
+    ``app`` is a shell script the updater can run: publishing it needs ``force`` (it is no ELF)."""
     folder = base / f"app-{version}-linux-amd64"
     (folder / "_internal" / "empty").mkdir(parents=True)
     (folder / "app").write_bytes(exe if exe is not None else fake_app(version))
@@ -85,7 +87,7 @@ def test_identical_folders_give_identical_archives_and_a_tar_gz_is_repacked_the_
 def test_publishing_a_folder_writes_an_archive_entry_with_its_file_list_signed(tmp_path: Path) -> None:
     folder = make_folder(tmp_path / "dist", "1.2.0")
     store = LocalStore(tmp_path / "site")
-    publish(store, [folder], PublishOptions(keys=[KEY], clock=lambda: NOW))
+    publish(store, [folder], PublishOptions(keys=[KEY], clock=lambda: NOW), force=True)
     signed = json.loads((tmp_path / "site" / "app" / "stable" / "latest.json").read_bytes())["signed"]
     entry = signed["platforms"]["linux-amd64"]
     archive = tmp_path / "site" / "app" / "1.2.0" / "app-1.2.0-linux-amd64.tar.gz"
@@ -94,7 +96,7 @@ def test_publishing_a_folder_writes_an_archive_entry_with_its_file_list_signed(t
     with tarfile.open(archive, "r:gz") as tar:
         listing = tar.extractfile(LIST_NAME).read()  # type: ignore[union-attr]
     assert entry["files_sha256"] == hashlib.sha256(listing).hexdigest()
-    again = publish(store, [folder], PublishOptions(keys=[KEY], clock=lambda: NOW))  # same folder: a no-op
+    again = publish(store, [folder], PublishOptions(keys=[KEY], clock=lambda: NOW), force=True)  # same folder: a no-op
     assert [a.status for a in again.artifacts] == ["unchanged"] and not again.manifests[0].changed
 
 
@@ -555,11 +557,11 @@ def test_publishing_a_zip_publishes_the_folders_archive_and_the_folder_is_then_u
     (folder / "hooks" / "migrate").chmod(0o755)  # --post-install needs the executable bit to survive the zip
     zipped = zip_folder(folder, tmp_path / "app-1.2.0-linux-amd64.zip", top=folder.name)
     store = LocalStore(tmp_path / "site")
-    report = publish(store, [zipped], PublishOptions(keys=[KEY], clock=lambda: NOW), post_install="hooks/migrate")
+    report = publish(store, [zipped], PublishOptions(keys=[KEY], clock=lambda: NOW), force=True, post_install="hooks/migrate")
     assert [(a.key, a.status) for a in report.artifacts] == [("app/1.2.0/app-1.2.0-linux-amd64.tar.gz", "uploaded")]
     entry = json.loads((tmp_path / "site" / "app" / "stable" / "latest.json").read_bytes())["signed"]["platforms"]["linux-amd64"]
     assert entry["type"] == "archive" and entry["url"] == "../1.2.0/app-1.2.0-linux-amd64.tar.gz"
-    again = publish(store, [folder], PublishOptions(keys=[KEY], clock=lambda: NOW), post_install="hooks/migrate")
+    again = publish(store, [folder], PublishOptions(keys=[KEY], clock=lambda: NOW), force=True, post_install="hooks/migrate")
     assert [a.status for a in again.artifacts] == ["unchanged"] and not again.manifests[0].changed
     assert not list((tmp_path / "site").rglob("*.zip"))
 

@@ -22,6 +22,7 @@ from gupper_infra.client import LocalStore as RunningStore
 from gupper_infra.client import start_local_store
 
 from .conftest import NOW
+from .exe_stubs import exe_stub
 
 ROOT = Path(__file__).resolve().parent.parent
 KeyPair = tuple[Path, Ed25519PrivateKey, str]
@@ -49,7 +50,7 @@ def s3_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningStore]
 
 def build(dist: Path, version: str, platform: str) -> Path:
     path = dist / f"app-{version}-{platform}{'.exe' if platform.startswith('windows') else ''}"
-    path.write_bytes(f"build of {version} for {platform}\n".encode() * 64)
+    path.write_bytes(exe_stub(platform, f"build of {version} for {platform}\n".encode() * 64))
     return path
 
 

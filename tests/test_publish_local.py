@@ -18,13 +18,14 @@ from gupper_publish.errors import BadArtifactName, SigningKeyError
 from gupper_publish.signing import load_signing_key
 
 from .conftest import NOW
+from .exe_stubs import stub_for
 
 KeyPair = tuple[Path, Ed25519PrivateKey, str]
 
 
 def artifact(dir_: Path, name: str, content: bytes | None = None) -> Path:
     path = dir_ / name
-    path.write_bytes(content if content is not None else f"binary of {name}\n".encode() * 50)
+    path.write_bytes(stub_for(name, content if content is not None else f"binary of {name}\n".encode() * 50))
     return path
 
 
@@ -143,3 +144,33 @@ def test_name_checks_happen_before_any_upload(tmp_path: Path, keypair: KeyPair) 
     with pytest.raises(BadArtifactName):
         publish(LocalStore(tmp_path / "store"), [good, bad], PublishOptions(keys=[keypair[1]]))
     assert not (tmp_path / "store").exists()
+
+
+def test_release_notes_are_signed_into_the_entry_and_kept_on_republish(tmp_path: Path, keypair: KeyPair, trusted: TrustedKeys) -> None:
+    from packaging.version import Version
+
+    from gupper.client import Update
+
+    dist, root = tmp_path / "dist", tmp_path / "store"
+    dist.mkdir()
+    linux = artifact(dist, "app-1.1.0-linux-amd64")
+    (tmp_path / "notes.txt").write_text("Search your notes.\nFaster start-up.\n", encoding="utf-8")
+    args = ["publish", str(linux), "--store", str(root), "--key", str(keypair[0]), "--patches", "0"]
+    assert main([*args, "--notes-file", str(tmp_path / "notes.txt")]) == 0
+    entry = read_manifest(root, trusted).entries["linux-amd64"]  # type: ignore[attr-defined]
+    assert entry.extra["notes"] == "Search your notes.\nFaster start-up."
+    update = Update(Version("1.0.0"), entry, "https://example.test/x", read_manifest(root, trusted))  # type: ignore[arg-type]
+    assert update.notes == "Search your notes.\nFaster start-up."  # what an app that asks first shows
+    windows = artifact(dist, "app-1.1.0-windows-amd64.exe")  # same release, another platform, no --notes: kept
+    assert main(["publish", str(windows), "--store", str(root), "--key", str(keypair[0]), "--patches", "0"]) == 0
+    entries = read_manifest(root, trusted).entries  # type: ignore[attr-defined]
+    assert entries["windows-amd64"].extra["notes"] == entries["linux-amd64"].extra["notes"] == "Search your notes.\nFaster start-up."
+
+
+@pytest.mark.parametrize(("notes", "message"), [("x" * 20000, "over the 16384 byte limit"), ("bell\x07", "control characters")])
+def test_unusable_release_notes_are_refused_before_any_upload(tmp_path: Path, keypair: KeyPair, notes: str, message: str, capsys: pytest.CaptureFixture[str]) -> None:
+    dist, root = tmp_path / "dist", tmp_path / "store"
+    dist.mkdir()
+    linux = artifact(dist, "app-1.1.0-linux-amd64")
+    assert main(["publish", str(linux), "--store", str(root), "--key", str(keypair[0]), "--notes", notes]) == 1
+    assert message in capsys.readouterr().err and not root.exists()

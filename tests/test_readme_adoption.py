@@ -43,6 +43,26 @@ def readme_blocks() -> list[tuple[str, str, str]]:
     return [(kind, arg or "", code) for kind, arg, _lang, code in BLOCK.findall(section)]
 
 
+# Blocks of the section run by another test (its own app name, its own store): first line -> test.
+COVERED_ELSEWHERE = {
+    "pip install gupper                 # the client your app embeds: requests, packaging, cryptography, filelock, platformdirs": "tests/test_packaging.py",
+    "gupper-publish build notely.py --name notely --version 1.0.0             # prints dist/notely-1.0.0-linux-amd64": "tests/test_build_helper.py",
+}
+
+
+def test_every_code_block_of_the_section_is_run_by_a_test() -> None:
+    text = (ROOT / "README.md").read_text()
+    start = text.index(SECTION)
+    section = text[start : text.index("\n## ", start + len(SECTION))]
+    fenced = re.findall(r"(<!-- readme-test: [^>]+ -->\n)?```\w*\n(.*?)\n```", section, re.S)
+    untested = [code.splitlines()[0] for marker, code in fenced if not marker and "|" not in code.splitlines()[0]]
+    assert set(untested) == set(COVERED_ELSEWHERE), untested
+    for first_line, test in COVERED_ELSEWHERE.items():
+        command = " ".join(first_line.split()[:3])  # "pip install gupper", "gupper-publish build notely.py"
+        assert (ROOT / test).exists() and command.split()[0] in (ROOT / test).read_text(), (first_line, test)
+    assert len(fenced) - len(untested) == len(readme_blocks())
+
+
 def test_the_example_app_in_the_repository_is_the_readmes() -> None:
     files = {arg: code + "\n" for kind, arg, code in readme_blocks() if kind == "file"}
     assert set(files) == {"notely.py", "updater.py"}

@@ -24,6 +24,7 @@ from gupper_publish.status import status
 from gupper_publish.stores import Progress
 
 from .conftest import NOW
+from .exe_stubs import exe_stub
 
 KeyPair = tuple[Path, Ed25519PrivateKey, str]
 LIFETIME = timedelta(days=3650)
@@ -47,7 +48,7 @@ class Env:
 
     def build(self, version: str, platform: str = "linux-amd64") -> Path:
         path = self.dist / f"app-{version}-{platform}{'.exe' if platform.startswith('windows') else ''}"
-        path.write_bytes(f"{version} {platform}\n".encode() * 40)
+        path.write_bytes(exe_stub(platform, f"{version} {platform}\n".encode() * 40))
         return path
 
     def publish(self, version: str, platform: str = "linux-amd64", *, channel: str = "stable", rollout: int | None = None) -> Any:
@@ -172,7 +173,7 @@ def test_list_json_has_the_documented_shape(env: Env, capsys: pytest.CaptureFixt
     yank(env.store, "app", "2.1.0b1", env.opts)
     regenerate_manifest(env.store, "app", replace(env.opts, channel="beta", clock=lambda: NOW - timedelta(days=60), expires_in=timedelta(days=30)), force=True)
     (env.root / "app/0.9.0").mkdir()
-    (env.root / "app/0.9.0/app-0.9.0-linux-amd64").write_bytes(b"old build, in no channel")
+    (env.root / "app/0.9.0/app-0.9.0-linux-amd64").write_bytes(exe_stub("linux-amd64", b"old build, in no channel"))
     assert env.cli("list", "--json") == 0
     doc = json.loads(capsys.readouterr().out)
     assert doc.keys() == {"schema", "store", "apps"} and doc["schema"] == 1 and doc["store"] == str(env.root.resolve())

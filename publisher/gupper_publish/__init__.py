@@ -1,12 +1,40 @@
-"""Gupper's publisher: upload builds to a store and regenerate a signed static manifest."""
+"""Gupper's publisher: upload builds to a store and regenerate a signed static manifest.
+
+The Python API does what the ``gupper-publish`` command does (docs/release-management.md,
+"Python API")::
+
+    from gupper_publish import PublishOptions, load_signing_keys, open_store, publish
+
+    report = publish(open_store("s3://bucket/releases"), [Path("dist/myapp-1.2.0-linux-amd64")],
+                     PublishOptions(keys=load_signing_keys(key_text_or_path)))
+
+It needs the publisher extra (``pip install 'gupper[publisher]'``): S3 stores need boto3 and
+binary patches bsdiff4; a call that needs one that is missing raises MissingExtra naming that
+command. ``build`` needs ``gupper[build]`` (PyInstaller).
+"""
 
 from __future__ import annotations
 
 from .artifacts import ArtifactName, manifest_key, parse_artifact_name
-from .errors import AlreadyExists, BadArtifactName, ImmutableConflict, NotFound, PreconditionFailed, PublishError, SigningKeyError, StoreBusy, StoreError
-from .publish import ManifestResult, PublishOptions, PublishReport, publish, regenerate_manifest, upload_artifacts
+from .build import BuildOptions, build
+from .errors import (
+    AlreadyExists,
+    BadArtifactName,
+    BuildFailed,
+    ImmutableConflict,
+    MissingExtra,
+    NotAnExecutable,
+    NotFound,
+    PreconditionFailed,
+    PublishError,
+    SigningKeyError,
+    StoreBusy,
+    StoreError,
+    UntrustedKey,
+)
+from .publish import ManifestResult, PatchMade, PublishOptions, PublishReport, Uploaded, publish, regenerate_manifest, upload_artifacts
 from .release import init_store, promote, prune, rotate_keys, set_rollout, yank
-from .signing import keygen, load_signing_key, public_key_of, sign_manifest
+from .signing import key_id, keygen, load_signing_key, load_signing_keys, parse_signing_key, public_key_of, sign_manifest
 from .status import status
 from .stores import LocalStore, ObjectInfo, S3Store, Store, open_store
 
@@ -14,11 +42,16 @@ __all__ = [
     "AlreadyExists",
     "ArtifactName",
     "BadArtifactName",
+    "BuildFailed",
+    "BuildOptions",
     "ImmutableConflict",
     "LocalStore",
     "ManifestResult",
+    "MissingExtra",
+    "NotAnExecutable",
     "NotFound",
     "ObjectInfo",
+    "PatchMade",
     "PreconditionFailed",
     "PublishError",
     "PublishOptions",
@@ -28,12 +61,18 @@ __all__ = [
     "Store",
     "StoreBusy",
     "StoreError",
+    "UntrustedKey",
+    "Uploaded",
+    "build",
     "init_store",
+    "key_id",
     "keygen",
     "load_signing_key",
+    "load_signing_keys",
     "manifest_key",
     "open_store",
     "parse_artifact_name",
+    "parse_signing_key",
     "promote",
     "prune",
     "public_key_of",

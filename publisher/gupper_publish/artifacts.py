@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
@@ -95,12 +96,14 @@ def relative_url(from_manifest_key: str, artifact_key: str) -> str:
     return up + quote(rest, safe="/")
 
 
-def hash_file(path: Path, chunk: int = 1 << 20) -> tuple[str, int]:
-    """sha256 hex digest and size of a file, read in chunks."""
+def hash_file(path: Path, chunk: int = 1 << 20, *, progress: Callable[[int], None] | None = None) -> tuple[str, int]:
+    """sha256 hex digest and size of a file, read in chunks; ``progress`` is called with each chunk's length."""
     digest = hashlib.sha256()
     size = 0
     with path.open("rb") as f:
         while block := f.read(chunk):
             digest.update(block)
             size += len(block)
+            if progress is not None:
+                progress(len(block))
     return digest.hexdigest(), size

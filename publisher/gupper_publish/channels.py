@@ -73,6 +73,7 @@ class ReleaseRecord:
     artifacts: Mapping[str, ArtifactRecord]
     rollout: int | None = None  # percent of installs (0..99) while staged; None once complete
     added: str = ""
+    notes: str | None = None  # release notes, signed into each entry (what an app shows when it asks)
 
     @property
     def status(self) -> str:
@@ -123,11 +124,14 @@ def check_percent(percent: int) -> int:
 # --- mutations: each returns a new state, or raises PublishError saying what to do instead ---
 
 
-def add_release(state: ChannelState, version: Version, artifacts: Mapping[str, ArtifactRecord], *, rollout: int | None, added: str) -> ChannelState:
+def add_release(
+    state: ChannelState, version: Version, artifacts: Mapping[str, ArtifactRecord], *, rollout: int | None, added: str, notes: str | None = None
+) -> ChannelState:
     """Make ``version`` (with these platform files) a member of the channel.
 
     ``rollout`` None keeps an existing member's rollout and makes a new member complete; a number
-    sets it (100 completes). Files already recorded for a platform must be the same file.
+    sets it (100 completes). ``notes`` None keeps a member's release notes; text replaces them.
+    Files already recorded for a platform must be the same file.
     """
     if version.is_prerelease and not channel_takes_prereleases(state.channel):
         raise PublishError(f"{version} is a pre-release and {state.channel} carries final releases only; use --channel beta (or another channel)")
@@ -145,8 +149,22 @@ def add_release(state: ChannelState, version: Version, artifacts: Mapping[str, A
     new_rollout = existing.rollout if existing else None  # not given: keep a member's, a new one is complete
     if rollout is not None:
         new_rollout = None if check_percent(rollout) == 100 else rollout
-    record = ReleaseRecord(version, merged, new_rollout, existing.added if existing else added)
+    new_notes = check_notes(notes) if notes is not None else (existing.notes if existing else None)
+    record = ReleaseRecord(version, merged, new_rollout, existing.added if existing else added, new_notes)
     return replace(state, releases={**state.releases, str(version): record})
+
+
+MAX_NOTES = 16 * 1024
+
+
+def check_notes(notes: str) -> str | None:
+    """Release notes as signed into the manifest: text of at most 16 KiB (UTF-8); empty means none."""
+    text = notes.strip()
+    if len(text.encode("utf-8")) > MAX_NOTES:
+        raise PublishError(f"release notes are {len(text.encode('utf-8'))} bytes, over the {MAX_NOTES} byte limit; link to longer notes instead")
+    if any(not c.isprintable() and c not in "\n\t" for c in text):
+        raise PublishError("release notes hold control characters; give plain text (newlines and tabs are fine)")
+    return text or None
 
 
 def set_rollout(state: ChannelState, version: Version, percent: int) -> ChannelState:
@@ -224,6 +242,8 @@ def entry_for(app: str, record: ReleaseRecord, platform: str, manifest_key: str)
             if art.blobs:
                 entry["files_url"] = relative_url(manifest_key, list_key(app, record.version, art.file))
                 entry["blobs_url"] = relative_url(manifest_key, blob_key(app, record.version, ""))
+    if record.notes:
+        entry["notes"] = record.notes
     if art.patches:
         fmt = "files-bsdiff4" if art.type == "archive" else "bsdiff4"
         entry["patches"] = [
@@ -318,6 +338,7 @@ def state_to_json(state: ChannelState) -> bytes:
                 "version": str(r.version),
                 "added": r.added,
                 "rollout": r.rollout,
+                **({"notes": r.notes} if r.notes is not None else {}),
                 "artifacts": {p: _artifact_to_json(a) for p, a in sorted(r.artifacts.items())},
             }
             for key, r in sorted(state.releases.items(), key=lambda kv: kv[1].version)
@@ -348,7 +369,10 @@ def state_from_json(data: bytes, *, app: str, channel: str, where: str) -> Chann
             if rollout is not None and (not isinstance(rollout, int) or not 0 <= rollout < 100):
                 raise ValueError(f"release {key} has rollout {rollout!r}")
             arts = {p: _artifact_from_json(p, a) for p, a in raw["artifacts"].items()}
-            releases[key] = ReleaseRecord(version, arts, rollout, str(raw.get("added", "")))
+            notes = raw.get("notes")
+            if notes is not None and not isinstance(notes, str):
+                raise ValueError(f"release {key} has notes that are not text")
+            releases[key] = ReleaseRecord(version, arts, rollout, str(raw.get("added", "")), notes)
         yanked = tuple(str(Version(v)) for v in doc["yanked"])
         keys = doc.get("keys")
         if keys is not None:

@@ -1,37 +1,76 @@
-"""``gupper-publish``: a thin command line over :mod:`publisher`.
+"""``gupper-publish``: a thin command line over :mod:`gupper_publish`.
 
 Reads the environment (``GUPPER_STORE``, ``GUPPER_SIGNING_KEY``) and maps every error to one
-line and an exit code, here and nowhere else. See docs/release-management.md for the commands.
+line and an exit code, here and nowhere else. Whatever it prints to stderr passes through
+:func:`redact` first, so a signing key given as text never reaches a log, whatever went wrong.
+See docs/release-management.md for the commands.
 """
 
 from __future__ import annotations
 
 import argparse
+import base64
 import json
 import os
 import sys
 import threading
-from collections.abc import Iterator, Sequence
+import time
+import traceback
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
+from importlib import metadata
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, NoReturn, TextIO
 
 from gupper.errors import ConfigError
 from gupper.keys import PublicKey
 
 from .delta import DEFAULT_PATCHES
 from .errors import PublishError, StoreBusy
-from .publish import DEFAULT_EXPIRY, ManifestResult, ProgressFactory, PublishOptions, publish, regenerate_manifest
+from .extras import require
+from .publish import DEFAULT_EXPIRY, ManifestResult, ProgressFactory, PublishOptions, PublishReport, publish, regenerate_manifest
 from .release import init_store, promote, prune, rotate_keys, set_rollout, yank
-from .signing import keygen, load_signing_key
+from .signing import is_key_material, key_material, keygen, load_signing_keys, shown
 from .status import render_table, status
 from .stores import Progress, Store, open_store
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
+EXIT_SOFTWARE = 70  # EX_SOFTWARE: a bug in gupper-publish (the traceback, redacted, says where)
 EXIT_BUSY = 75  # EX_TEMPFAIL: other publishers kept winning the compare-and-swap; running again is the fix
 EXIT_INTERRUPTED = 130
-COMMANDS = ("publish", "promote", "rollout", "yank", "list", "status", "prune", "init", "rotate-keys", "resign", "keygen")
+EXIT_PIPE = 141  # 128 + SIGPIPE: what a shell reports for a program whose reader went away
+COMMANDS = ("publish", "promote", "rollout", "yank", "list", "status", "prune", "init", "rotate-keys", "resign", "keygen", "build")
+OFFLINE_COMMANDS = ("keygen", "build")  # need neither a store nor the publisher extra
+KEY_ENV = "GUPPER_SIGNING_KEY"
+
+
+class UsageError(Exception):
+    """A command line argparse refused; carries argparse's message (redacted before it is printed)."""
+
+    def __init__(self, message: str, usage: str) -> None:
+        super().__init__(message)
+        self.usage = usage
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, except that a usage error is raised for main() to print, redacted, rather than printed here."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(message, self.format_usage())
+
+
+def version() -> str:
+    """The installed gupper distribution's version."""
+    try:
+        return metadata.version("gupper")
+    except metadata.PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown (not installed)"
+
+
+def _app_version_args(p: argparse.ArgumentParser, what: str) -> None:
+    p.add_argument("app", help="app name, as in its builds' file names (<app>-<version>-<os>-<arch>)")
+    p.add_argument("version", help=f"the release's PEP 440 version (e.g. 1.2.0) {what}")
 
 
 def _store_args(p: argparse.ArgumentParser, *, positional: bool = False) -> None:
@@ -48,7 +87,8 @@ def _signing_args(p: argparse.ArgumentParser, *, channel: bool = True) -> None:
         "--key",
         action="append",
         default=None,
-        help="signing key file; repeat for several (env GUPPER_SIGNING_KEY, paths joined by os.pathsep)",
+        help="signing key: a .key file, or the key itself (PEM, or base64 of it); repeat for several "
+        "(env GUPPER_SIGNING_KEY: the key itself, or paths joined by os.pathsep). Never printed",
     )
     p.add_argument("--expires-days", type=float, default=DEFAULT_EXPIRY.days, help="manifest lifetime in days (default: 30)")
     if channel:
@@ -56,12 +96,13 @@ def _signing_args(p: argparse.ArgumentParser, *, channel: bool = True) -> None:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="gupper-publish",
         description="Upload app builds to a store and manage their signed latest.json per app and channel.",
         epilog="'gupper-publish FILE...' is short for 'gupper-publish publish FILE...'. Details: docs/release-management.md.",
     )
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser.add_argument("--version", action="version", version=f"gupper-publish {version()}", help="print the version and exit")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", help="one of the commands below; 'gupper-publish COMMAND --help' for its options")
 
     p = sub.add_parser("publish", help="upload artifacts into a channel and regenerate its manifest")
     p.add_argument(
@@ -73,25 +114,44 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--rollout", type=int, default=None, metavar="PERCENT", help="stage the new release for PERCENT (0-100) of installs")
     p.add_argument("--patches", type=int, default=DEFAULT_PATCHES, metavar="K", help="make binary patches from the previous K releases (default 3; 0: none)")
     p.add_argument("--post-install", default=None, metavar="PATH", help="one-folder builds: an executable in the folder that clients run before switching to it")
+    notes = p.add_mutually_exclusive_group()
+    notes.add_argument("--notes", default=None, metavar="TEXT", help="release notes, signed into the manifest (apps show them when they ask first)")
+    notes.add_argument("--notes-file", default=None, type=Path, metavar="FILE", help="release notes from a UTF-8 text file")
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="publish files that are not an executable for the platform in their name (checked from their ELF/PE/Mach-O header otherwise)",
+    )
     _store_args(p)
     _signing_args(p)
 
     _release_commands(sub)
 
     p = sub.add_parser("resign", help="re-sign a channel's manifest with a fresh serial and expiry (run from cron)")
-    p.add_argument("app", help="app name")
+    p.add_argument("app", help="app name whose channel manifest to re-sign")
     _store_args(p)
     _signing_args(p)
 
     k = sub.add_parser("keygen", help="make an Ed25519 signing key pair")
     k.add_argument("prefix", type=Path, help="writes PREFIX.key (mode 0600) and PREFIX.pub")
+
+    b = sub.add_parser(
+        "build",
+        help="build a script with PyInstaller, reproducibly, into dist/<app>-<version>-<os>-<arch>[.exe]",
+        epilog="Arguments after '--' go to PyInstaller as they are, e.g. -- --windowed --icon app.ico. Details: docs/release-management.md.",
+    )
+    b.add_argument("script", type=Path, help="the app's entry script (what you would pass to pyinstaller)")
+    b.add_argument("--name", required=True, help="app name: the executable's name and the first part of the output's name")
+    b.add_argument("--version", required=True, dest="app_version", help="the PEP 440 version the output is named after (bake it into your app yourself)")
+    b.add_argument("--onedir", action="store_true", help="a one-folder build (dist/<app>-<version>-<os>-<arch>/) instead of one file")
+    b.add_argument("--out", type=Path, default=Path("dist"), help="where the named output goes (default: dist)")
+    b.add_argument("--work", type=Path, default=None, help="PyInstaller's work folder (default: build/gupper/<app>); keep it fixed between builds")
     return parser
 
 
-def _release_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def _release_commands(sub: argparse._SubParsersAction[_Parser]) -> None:
     p = sub.add_parser("promote", help="add an uploaded release to another channel (no re-upload)")
-    p.add_argument("app")
-    p.add_argument("version")
+    _app_version_args(p, "to add to the channel")
     p.add_argument("--to", dest="to_channel", required=True, help="channel to add it to, e.g. stable")
     p.add_argument("--from", dest="from_channel", default=None, help="channel it is in now, e.g. beta (default: take its files from the store)")
     p.add_argument("--rollout", type=int, default=None, metavar="PERCENT", help="stage it for PERCENT (0-100) of installs")
@@ -99,8 +159,7 @@ def _release_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
     _signing_args(p, channel=False)
 
     p = sub.add_parser("rollout", help="raise, halt or complete a staged rollout")
-    p.add_argument("app")
-    p.add_argument("version")
+    _app_version_args(p, "being rolled out")
     how = p.add_mutually_exclusive_group(required=True)
     how.add_argument("--percent", type=int, help="offer it to PERCENT (0-100) of installs")
     how.add_argument("--halt", action="store_true", help="percent 0: nobody new gets it, the fallback stays")
@@ -109,20 +168,23 @@ def _release_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
     _signing_args(p)
 
     p = sub.add_parser("yank", help="withdraw a release; installs on it go back to the best remaining one")
-    p.add_argument("app")
-    p.add_argument("version")
+    _app_version_args(p, "to withdraw")
     p.add_argument("--channel", action="append", default=None, help="only this channel (repeatable; default: every channel carrying it)")
     _store_args(p)
     _signing_args(p, channel=False)
 
-    for name in ("list", "status"):
-        p = sub.add_parser(name, help="releases per app, channel and platform, rollouts, manifest serials and expiry")
+    listings = {
+        "list": "releases per app, channel and platform with their rollout state, then each manifest's serial and expiry",
+        "status": "alias of 'list' (the same table, or JSON with --json)",
+    }
+    for name, text in listings.items():
+        p = sub.add_parser(name, help=text, description=text)
         p.add_argument("app", nargs="?", default=None, help="only this app")
         p.add_argument("--channel", default=None, help="only this channel")
         _store_args(p)
 
     p = sub.add_parser("prune", help="delete releases older than the newest N that no manifest references")
-    p.add_argument("app")
+    p.add_argument("app", help="app whose old releases to delete")
     p.add_argument("--keep", type=int, required=True, metavar="N", help="keep the newest N versions whatever they are")
     p.add_argument("--dry-run", action="store_true", help="say what would be deleted, delete nothing")
     _store_args(p)
@@ -131,7 +193,7 @@ def _release_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
     _store_args(p, positional=True)
 
     p = sub.add_parser("rotate-keys", help="announce a new trusted key set in a channel's manifest")
-    p.add_argument("app")
+    p.add_argument("app", help="app whose channel moves to the new keys")
     p.add_argument("--new-key", action="append", required=True, help="public key of the new set: a .pub file or 'ed25519:...' (repeat for each)")
     p.add_argument("--threshold", type=int, required=True, help="signatures from the new set a client will require")
     _store_args(p)
@@ -141,16 +203,18 @@ def _release_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
 def _store(args: argparse.Namespace) -> Store:
     if not args.store:
         raise PublishError("no store: pass --store s3://bucket[/prefix] (or a folder) or set GUPPER_STORE")
+    if is_key_material(args.store):  # swapped variables: never make a folder named after the key
+        raise PublishError("the store (--store or GUPPER_STORE) holds a private key, not s3://bucket[/prefix] or a folder; check which variable goes where")
     return open_store(args.store, endpoint_url=args.endpoint_url)
 
 
 def _options(args: argparse.Namespace) -> PublishOptions:
-    key_paths = args.key or [p for p in (os.environ.get("GUPPER_SIGNING_KEY") or "").split(os.pathsep) if p]
-    if not key_paths:
-        raise PublishError("no signing key: pass --key FILE or set GUPPER_SIGNING_KEY (make one with 'gupper-publish keygen')")
+    given = [("--key", v) for v in args.key] if args.key else [(KEY_ENV, os.environ.get(KEY_ENV) or "")]
+    if not any(v.strip() for _, v in given):
+        raise PublishError(f"no signing key: pass --key FILE or set {KEY_ENV} to a key file's path or to the key itself (make one with 'gupper-publish keygen')")
     if not 0 < args.expires_days <= 3660:
         raise PublishError("--expires-days must be between 0 and 3660")
-    keys = [load_signing_key(Path(p)) for p in key_paths]
+    keys = [k for source, value in given for k in load_signing_keys(value, source=source)]
     # yank's --channel is a list of channels it passes itself; every other --channel names the one to write.
     channel = args.channel if isinstance(getattr(args, "channel", None), str) else "stable"
     return PublishOptions(keys=keys, channel=channel, expires_in=timedelta(days=args.expires_days))
@@ -158,11 +222,16 @@ def _options(args: argparse.Namespace) -> PublishOptions:
 
 def _public_key_text(value: str) -> str:
     text = value.strip()
+    private = f"--new-key takes a public key, and {shown(value)} is a private key; pass the .pub written beside it by 'gupper-publish keygen'"
+    if is_key_material(value):
+        raise PublishError(private)
     if not text.startswith("ed25519:"):
         try:
             text = next(line.strip() for line in Path(value).read_text(encoding="ascii").splitlines() if line.strip())
         except (OSError, UnicodeDecodeError, StopIteration) as e:
-            raise PublishError(f"--new-key {value}: not a readable .pub file or 'ed25519:...' key; use a .pub written by 'gupper-publish keygen'") from e
+            raise PublishError(f"--new-key {shown(value)}: not a readable .pub file or 'ed25519:...' key; use a .pub written by 'gupper-publish keygen'") from e
+        if "PRIVATE KEY" in text:
+            raise PublishError(private)
     try:
         return PublicKey.parse(text).to_text()
     except ConfigError as e:
@@ -170,18 +239,28 @@ def _public_key_text(value: str) -> str:
 
 
 def terminal_progress(stream: TextIO) -> ProgressFactory | None:
-    """A tqdm bar per upload when ``stream`` is a terminal (nothing in logs or pipes), else None."""
+    """Progress on ``stream`` when it is a terminal (nothing in logs or pipes), else None.
+
+    A step with a byte count (hashing, uploading) gets a tqdm bar; one without (packing a
+    folder, making patches, tens of seconds for a large build) a line with its elapsed time.
+    """
     if not stream.isatty():
         return None
     try:
         from tqdm import tqdm
-    except ImportError:  # tqdm is optional: uploads work the same without a bar
-        return None
+    except ImportError:  # tqdm is optional: everything works the same without the display
+        have_tqdm = False
+    else:
+        have_tqdm = True
 
     @contextmanager
-    def bar(name: str, size: int) -> Iterator[Progress | None]:
+    def bar(what: str, size: int) -> Iterator[Progress | None]:
+        if size <= 0 or not have_tqdm:
+            with _ticker(stream, what):
+                yield None
+            return
         lock = threading.Lock()  # the transfer manager reports from its worker threads
-        with tqdm(total=size, unit="B", unit_scale=True, unit_divisor=1024, desc=name, file=stream, leave=False) as t:
+        with tqdm(total=size, unit="B", unit_scale=True, unit_divisor=1024, desc=what, file=stream, leave=False) as t:
 
             def update(n: int) -> None:
                 with lock:
@@ -190,6 +269,31 @@ def terminal_progress(stream: TextIO) -> ProgressFactory | None:
             yield update
 
     return bar
+
+
+@contextmanager
+def _ticker(stream: TextIO, what: str, every: float = 1.0) -> Iterator[None]:
+    """``what ... 12 s`` rewritten in place every ``every`` seconds until the step ends, then ``what: done in 34 s``."""
+    start = time.monotonic()
+    stop = threading.Event()
+
+    def line(text: str, end: str = "") -> None:
+        stream.write(f"\r\x1b[K{text}{end}")
+        stream.flush()
+
+    def tick() -> None:
+        while not stop.wait(every):
+            line(f"{what} ... {time.monotonic() - start:.0f} s")
+
+    line(f"{what} ...")
+    thread = threading.Thread(target=tick, name="gupper-progress", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+        line(f"{what}: done in {time.monotonic() - start:.0f} s", "\n")
 
 
 def _say_manifests(store: Store, results: Sequence[ManifestResult]) -> None:
@@ -219,18 +323,65 @@ def _init(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _say_publish(store: Store, report: PublishReport) -> None:
+    for a in report.artifacts:
+        print(f"{a.status:9} {store.url}/{a.key} ({a.size} bytes, sha256 {a.sha256[:12]})")
+    for p in report.patches:
+        print(f"{'patch':9} {store.url}/{p.key} ({p.size} bytes, from {p.from_version})")
+
+
+def _keygen(prefix: Path) -> int:
+    key_path, pub_path, public = keygen(prefix)
+    print(f"wrote {key_path} (private, mode 0600: keep it secret, never commit it)")
+    print(f"wrote {pub_path} (key id {public.keyid[:16]}); build this public key into the app:")
+    print(public.to_text())
+    return EXIT_OK
+
+
+def _build(args: argparse.Namespace, pyinstaller_args: Sequence[str]) -> int:
+    from .build import BuildOptions, build
+
+    out = build(
+        BuildOptions(
+            script=args.script,
+            name=args.name,
+            version=args.app_version,
+            onedir=args.onedir,
+            out_dir=args.out,
+            work_dir=args.work,
+            pyinstaller_args=tuple(pyinstaller_args),
+        ),
+        os.environ,
+    )
+    print(out)
+    return EXIT_OK
+
+
+def _notes(args: argparse.Namespace) -> str | None:
+    """The release notes given with --notes or --notes-file."""
+    if args.notes_file is None:
+        return str(args.notes) if args.notes is not None else None
+    try:
+        return str(args.notes_file.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as e:
+        raise PublishError(f"cannot read the release notes {args.notes_file} ({e}); give a UTF-8 text file") from e
+
+
 def run(argv: Sequence[str]) -> int:
     """Run a command; raises PublishError for the caller to report."""
     argv = list(argv)
-    if argv and argv[0] not in COMMANDS and argv[0] not in {"-h", "--help"}:
+    if argv and argv[0] not in COMMANDS and argv[0] not in {"-h", "--help", "--version"}:
         argv.insert(0, "publish")
+    passthrough: list[str] = []
+    if argv[:1] == ["build"] and "--" in argv:  # argparse cannot take options meant for PyInstaller after a positional
+        cut = argv.index("--")
+        argv, passthrough = argv[:cut], argv[cut + 1 :]
     args = _parser().parse_args(argv)
     if args.command == "keygen":
-        key_path, pub_path, public = keygen(args.prefix)
-        print(f"wrote {key_path} (private, mode 0600: keep it secret, never commit it)")
-        print(f"wrote {pub_path}; build this public key into the app:")
-        print(public.to_text())
-        return EXIT_OK
+        return _keygen(args.prefix)
+    if args.command == "build":
+        return _build(args, passthrough)
+    require("publisher", f"gupper-publish {args.command}")
     if args.command in {"list", "status"}:
         doc = status(_store(args), datetime.now(UTC), args.app, args.channel)
         print(json.dumps(doc, indent=2) if args.json else render_table(doc))
@@ -253,10 +404,13 @@ def run(argv: Sequence[str]) -> int:
     if args.command == "publish":
         if args.patches < 0:
             raise PublishError("--patches must be 0 or more")
-        report = publish(store, args.files, options, rollout=args.rollout, progress=terminal_progress(sys.stderr), patches=args.patches, post_install=args.post_install)
+        progress = terminal_progress(sys.stderr)
+        report = publish(
+            store, args.files, options,
+            rollout=args.rollout, progress=progress, patches=args.patches, post_install=args.post_install, force=args.force, notes=_notes(args),
+        )  # fmt: skip
         if not args.json:
-            for a in report.artifacts:
-                print(f"{a.status:9} {store.url}/{a.key} ({a.size} bytes, sha256 {a.sha256[:12]})")
+            _say_publish(store, report)
         return _emit(args, store, report.to_json(), report.manifests)
     if args.command == "resign":
         result = regenerate_manifest(store, args.app, options, force=True)
@@ -277,21 +431,95 @@ def run(argv: Sequence[str]) -> int:
     return _emit(args, store, {"manifests": [m.__dict__ for m in results]}, results)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point: returns the exit code."""
+def secrets_in(argv: Sequence[str], environ: Mapping[str, str]) -> list[str]:
+    """Every value on the command line or in GUPPER_SIGNING_KEY that is key text rather than a file name."""
+    values = [environ.get(KEY_ENV, ""), *argv, *(a.split("=", 1)[1] for a in argv if a.startswith("--") and "=" in a)]
+    return [v for v in values if v.strip() and is_key_material(v)]
+
+
+def _sensitive(secret: str) -> set[str]:
+    """The parts of a key text that must not be printed: itself, each base64 line of it, its whole base64 body."""
+    out = {secret.strip(), "".join(secret.split())}
+    texts = [secret]
+    material = key_material(secret)
+    if material is not None:  # base64 of a PEM: the PEM it stands for; DER: its base64, as a PEM body shows it
+        texts.append(material.decode("ascii", "replace") if material.lstrip().startswith(b"-----BEGIN") else base64.b64encode(material).decode("ascii"))
+    for text in texts:
+        body = [line.strip() for line in text.replace("\\n", "\n").splitlines() if line.strip() and not line.strip().startswith("-----")]
+        out.update(body)
+        out.add("".join(body))
+    return {piece for piece in out if len(piece) >= 16}
+
+
+def redact(text: str, secrets: Sequence[str]) -> str:
+    """``text`` with every secret, and every line or base64 body of one, replaced by ``[redacted]``."""
+    pieces = {piece for secret in secrets for piece in _sensitive(secret)}
+    for piece in sorted(pieces, key=len, reverse=True):
+        text = text.replace(piece, "[redacted]")
+    return text
+
+
+def _say(message: str, secrets: Sequence[str]) -> None:
+    print(redact(message, secrets), file=sys.stderr)
+
+
+class _Redacting:
+    """A text stream that redacts what is written to it (stdout while a key was given as text)."""
+
+    def __init__(self, stream: TextIO, secrets: Sequence[str]) -> None:
+        self._stream, self._secrets = stream, secrets
+
+    def write(self, text: str) -> int:
+        return self._stream.write(redact(text, self._secrets))
+
+    def __getattr__(self, name: str) -> Any:  # flush, isatty, fileno, encoding: the stream's own
+        return getattr(self._stream, name)
+
+
+def _mute_stdout() -> None:
+    """After the reader of stdout went away: point it at devnull so the exit-time flush stays quiet."""
     try:
-        return run(sys.argv[1:] if argv is None else argv)
-    except SystemExit as e:  # argparse: --help (0) or a usage error (2), already printed
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError):  # no real file descriptor (tests capturing stdout)
+        pass
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point: returns the exit code. The one place that maps errors to exit codes and messages."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    secrets = secrets_in(argv, os.environ)
+    stdout = sys.stdout
+    if secrets:
+        sys.stdout = _Redacting(stdout, secrets)  # a TextIO in all that print() uses
+    try:
+        return run(argv)
+    except SystemExit as e:  # argparse: --help or --version (0), already printed
         return e.code if isinstance(e.code, int) else EXIT_USAGE
+    except UsageError as e:
+        _say(e.usage.rstrip() + f"\ngupper-publish: usage error: {e}", secrets)
+        return EXIT_USAGE
     except StoreBusy as e:
-        print(f"gupper-publish: busy: {e}", file=sys.stderr)
+        _say(f"gupper-publish: busy: {e}", secrets)
         return EXIT_BUSY
     except PublishError as e:
-        print(f"gupper-publish: error: {e}", file=sys.stderr)
+        _say(f"gupper-publish: error: {e}", secrets)
         return EXIT_ERROR
     except KeyboardInterrupt:
-        print("gupper-publish: interrupted; the manifest is only written last, so the store is consistent", file=sys.stderr)
+        _say("gupper-publish: interrupted; the manifest is only written last, so the store is consistent", secrets)
         return EXIT_INTERRUPTED
+    except BrokenPipeError:  # e.g. 'list --json | head -1': the reader has all it wanted
+        _mute_stdout()
+        return EXIT_PIPE
+    except OSError as e:  # the file system or the network refused: say what, without a traceback
+        _say(f"gupper-publish: error: {e}", secrets)
+        return EXIT_ERROR
+    except Exception:  # a bug: the traceback helps, redacted like everything else
+        _say(traceback.format_exc().rstrip() + "\ngupper-publish: internal error (a bug): please report it with the traceback above", secrets)
+        return EXIT_SOFTWARE
+    finally:
+        sys.stdout = stdout
 
 
 def main_entry() -> None:

@@ -39,4 +39,34 @@ class NotFound(PublishError):
     """The app, channel or release a command names is not in the store."""
 
 
-__all__ = ["AlreadyExists", "BadArtifactName", "ImmutableConflict", "NotFound", "PreconditionFailed", "PublishError", "SigningKeyError", "StoreBusy", "StoreError"]
+class NotAnExecutable(PublishError):
+    """A build is not an executable for the platform in its name (``force`` publishes it anyway)."""
+
+
+class UntrustedKey(SigningKeyError):
+    """The signing keys are not the ones a channel's installs trust; ``rotate-keys`` moves them to new ones."""
+
+
+class BuildFailed(PublishError):
+    """PyInstaller failed, or built something that is not an executable for this platform."""
+
+
+class MissingExtra(PublishError):
+    """A dependency of an optional part (the publisher, the build helper) is not installed; the message names the pip command."""
+
+
+__all__ = [
+    "AlreadyExists",
+    "BadArtifactName",
+    "BuildFailed",
+    "ImmutableConflict",
+    "MissingExtra",
+    "NotAnExecutable",
+    "NotFound",
+    "PreconditionFailed",
+    "PublishError",
+    "SigningKeyError",
+    "StoreBusy",
+    "StoreError",
+    "UntrustedKey",
+]

@@ -18,7 +18,7 @@ import logging
 import random
 import tempfile
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
@@ -40,6 +40,7 @@ from .channels import (
     PatchRecord,
     add_release,
     check_channel_name,
+    check_notes,
     check_percent,
     derive,
     describe,
@@ -49,7 +50,9 @@ from .channels import (
     state_to_json,
 )
 from .delta import DEFAULT_PATCHES, make_patches, previous_files
-from .errors import AlreadyExists, ImmutableConflict, NotFound, PreconditionFailed, PublishError, SigningKeyError, StoreBusy
+from .errors import AlreadyExists, ImmutableConflict, NotAnExecutable, NotFound, PreconditionFailed, PublishError, SigningKeyError, StoreBusy, UntrustedKey
+from .exe_check import check_archive_entry, check_file
+from .extras import require
 from .selection import DEFAULT_CHANNEL, build_signed
 from .signing import public_key_of, sign_manifest
 from .stores import ARTIFACT_CACHE_CONTROL, ARTIFACT_CONTENT_TYPE, MANIFEST_CACHE_CONTROL, MANIFEST_CONTENT_TYPE, Progress, Store
@@ -60,7 +63,9 @@ DEFAULT_EXPIRY = timedelta(days=30)
 CAS_ATTEMPTS = 12
 
 ProgressFactory = Callable[[str, int], AbstractContextManager[Progress | None]]
-"""Given a file name and its size, a context yielding a byte-count callback (or None for no display)."""
+"""Given what is being done (``uploading app-1.2.0-linux-amd64``) and its size in bytes (0: unknown,
+a step without a byte count such as making patches), a context yielding a byte-count callback
+(or None for no display)."""
 
 
 @dataclass(frozen=True)
@@ -94,16 +99,28 @@ class ManifestResult:
 
 
 @dataclass(frozen=True)
+class PatchMade:
+    """A binary patch (or, for a one-folder build, a per-file patch index) a publish listed in the manifest."""
+
+    key: str
+    from_version: str
+    size: int
+    sha256: str
+
+
+@dataclass(frozen=True)
 class PublishReport:
-    """What a publish did."""
+    """What a publish did: the artifacts, the patches to them from earlier releases, the manifests written."""
 
     artifacts: list[Uploaded]
     manifests: list[ManifestResult]
+    patches: list[PatchMade] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         """Plain data for ``--json``."""
         return {
             "artifacts": [a.__dict__ for a in self.artifacts],
+            "patches": [p.__dict__ for p in self.patches],
             "manifests": [m.__dict__ for m in self.manifests],
         }
 
@@ -126,9 +143,10 @@ class _Prepared:
         return ArtifactRecord(self.name.filename, self.size, self.sha256, self.patches, self.files_sha256, self.blobs)
 
 
-def _prepare(paths: Sequence[Path], workdir: Path, post_install: str | None = None) -> list[_Prepared]:
+def _prepare(paths: Sequence[Path], workdir: Path, post_install: str | None = None, *, force: bool = False, progress: ProgressFactory | None = None) -> list[_Prepared]:
     """Name, hash and size of each artifact; a one-folder build (or a ``.tar.gz`` of one) is first
-    packed into a deterministic archive under ``workdir``."""
+    packed into a deterministic archive under ``workdir``. Unless ``force``, each must be an
+    executable for the platform its name says (for a folder: its entry point)."""
     prepared = []
     for given in paths:
         path, files_sha256 = given, None
@@ -136,26 +154,36 @@ def _prepare(paths: Sequence[Path], workdir: Path, post_install: str | None = No
             name = parse_artifact_name(archive_name_for(given))
             if not given.exists():
                 raise PublishError(f"{given} does not exist; pass a one-folder build such as dist/app-1.2.0-linux-amd64/")
-            path, files_sha256 = make_archive(given, workdir, post_install)
+            with (progress or _no_progress)(f"packing {given.name}", 0):
+                path, files_sha256 = make_archive(given, workdir, post_install)
+            problem = None if force else check_archive_entry(path, name.app, name.platform.os, name.platform.arch)
         elif not path.is_file():
             raise PublishError(f"{path} is not a file; pass built artifacts such as dist/app-1.2.0-linux-amd64")
         else:
             name = parse_artifact_name(path.name)
-        digest, size = hash_file(path)
+            problem = None if force or path.stat().st_size == 0 else check_file(path, name.platform.os, name.platform.arch)
+        if problem is not None:
+            raise NotAnExecutable(
+                f"{given.name} is {problem}; its name says {name.platform.key}: publish the build made for it "
+                f"(what PyInstaller wrote to dist/ on {name.platform.os}), or pass --force if this file really is what those installs should run"
+            )
+        with (progress or _no_progress)(f"hashing {path.name}", path.stat().st_size) as callback:
+            digest, size = hash_file(path, progress=callback)
         if size == 0:
             raise PublishError(f"{path} is empty; rebuild it")
         prepared.append(_Prepared(path, name, digest, size, files_sha256=files_sha256))
     return prepared
 
 
-def upload_artifacts(store: Store, paths: Sequence[Path], progress: ProgressFactory | None = None) -> list[Uploaded]:
+def upload_artifacts(store: Store, paths: Sequence[Path], progress: ProgressFactory | None = None, *, force: bool = False) -> list[Uploaded]:
     """Upload each artifact to its immutable key; identical re-uploads are no-ops.
 
-    Every name is checked before anything is uploaded, so one bad file fails the whole call
-    without leaving the others half-published.
+    Every name (and, unless ``force``, that each file is an executable for the platform in its
+    name) is checked before anything is uploaded, so one bad file fails the whole call without
+    leaving the others half-published.
     """
     with tempfile.TemporaryDirectory(prefix="gupper-publish-") as workdir:
-        return _upload(store, _prepare(paths, Path(workdir)), progress)
+        return _upload(store, _prepare(paths, Path(workdir), force=force, progress=progress), progress)
 
 
 def _upload(store: Store, prepared: Sequence[_Prepared], progress: ProgressFactory | None) -> list[Uploaded]:
@@ -170,7 +198,7 @@ def _upload(store: Store, prepared: Sequence[_Prepared], progress: ProgressFacto
         status = "unchanged"
         if needed:
             try:
-                with (progress or _no_progress)(p.name.filename, p.size) as callback:
+                with (progress or _no_progress)(f"uploading {p.name.filename}", p.size) as callback:
                     store.create_file(p.name.key, p.path, sha256=p.sha256, content_type=ARTIFACT_CONTENT_TYPE, cache_control=ARTIFACT_CACHE_CONTROL, progress=callback)
                 status = "uploaded"
             except AlreadyExists:
@@ -201,6 +229,7 @@ class ChannelSnapshot:
     state_etag: str | None
     manifest: dict[str, Any] | None  # the manifest's ``signed`` object
     manifest_etag: str | None
+    signed_by: frozenset[str] = frozenset()  # key ids of the manifest's signatures: what its installs accept now
 
     @property
     def manifest_serial(self) -> int:
@@ -211,16 +240,18 @@ class ChannelSnapshot:
 Mutation = Callable[[ChannelState], ChannelState]
 
 
-def _read_signed(store: Store, key: str) -> tuple[dict[str, Any] | None, str | None]:
+def _read_signed(store: Store, key: str) -> tuple[dict[str, Any] | None, str | None, frozenset[str]]:
     stored = store.read(key)
     if stored is None:
-        return None, None
+        return None, None, frozenset()
     try:
-        signed = json.loads(stored.data)["signed"]
+        doc = json.loads(stored.data)
+        signed = doc["signed"]
         int(signed["serial"])
-    except (ValueError, KeyError, TypeError) as e:
+        signed_by = frozenset(s["keyid"] for s in doc.get("signatures", []) if isinstance(s, dict) and isinstance(s.get("keyid"), str))
+    except (ValueError, KeyError, TypeError, AttributeError) as e:
         raise PublishError(f"the existing manifest {key} is unreadable; inspect it, and delete it to start again at serial 1") from e
-    return signed, stored.etag
+    return signed, stored.etag, signed_by
 
 
 def load_channel(store: Store, app: str, channel: str) -> ChannelSnapshot:
@@ -233,7 +264,7 @@ def load_channel(store: Store, app: str, channel: str) -> ChannelSnapshot:
         raise PublishError(f"invalid app {app!r}: use letters, digits, '.', '_' or '-'")
     check_channel_name(channel)
     mkey, skey = manifest_key(app, channel), state_key(app, channel)
-    manifest, manifest_etag = _read_signed(store, mkey)
+    manifest, manifest_etag, signed_by = _read_signed(store, mkey)
     stored = store.read(skey)
     if stored is not None:
         state = state_from_json(stored.data, app=app, channel=channel, where=f"{store.url}/{skey}")
@@ -241,7 +272,7 @@ def load_channel(store: Store, app: str, channel: str) -> ChannelSnapshot:
         state = seed_from_manifest(app, channel, manifest, f"{store.url}/{mkey}")
     else:
         state = ChannelState(app, channel)
-    return ChannelSnapshot(state, stored.etag if stored else None, manifest, manifest_etag)
+    return ChannelSnapshot(state, stored.etag if stored else None, manifest, manifest_etag, signed_by)
 
 
 def _backoff(attempt: int) -> None:
@@ -249,11 +280,24 @@ def _backoff(attempt: int) -> None:
     time.sleep(min(1.0, 0.02 * 2**attempt) * random.uniform(0.5, 1.5))
 
 
-def check_signers(state: ChannelState, signers: Sequence[Ed25519PrivateKey], previous: ChannelState | None = None) -> None:
-    """Refuse to sign a manifest its clients would reject: when the channel announces a key set
-    (``keys``, from ``rotate-keys``), the signing keys must reach its threshold, and during a
-    rotation also the threshold of the set before it."""
+def check_signers(state: ChannelState, signers: Sequence[Ed25519PrivateKey], previous: ChannelState | None = None, current: ChannelSnapshot | None = None) -> None:
+    """Refuse to sign a manifest its clients would reject.
+
+    While the channel's manifest (``current``) announces no key set, its installs trust the keys
+    built into them, and the manifest there now shows which those are: every key that signed it
+    must sign again (more keys may join; ``rotate-keys`` is how a new one becomes trusted). When
+    the channel announces a key set (``keys``, from ``rotate-keys``), the signing keys must reach
+    its threshold, and during a rotation also the threshold of the set before it.
+    """
     have = {public_key_of(k).keyid for k in signers}
+    if current is not None and current.manifest is not None and current.manifest.get("keys") is None:
+        missing = current.signed_by - have
+        if missing:
+            raise UntrustedKey(
+                f"{state.app}/{state.channel}: its installs trust the key(s) that signed its manifest now (key id {_ids(current.signed_by)}), and the signing "
+                f"key(s) given (key id {_ids(have)}) leave out {_ids(missing)}; sign with the key whose .pub is built into the app "
+                f"(--key or GUPPER_SIGNING_KEY), or move to a new key with 'gupper-publish rotate-keys {state.app} --key OLD.key --key NEW.key ...'"
+            )
     sets = [state.keys] + ([previous.keys] if previous is not None and previous.keys != state.keys else [])
     for keys in sets:
         if keys is None:
@@ -261,10 +305,15 @@ def check_signers(state: ChannelState, signers: Sequence[Ed25519PrivateKey], pre
         trusted = TrustedKeys.from_texts(keys["keys"], keys["threshold"])
         good = len(have & set(trusted.by_id()))
         if good < trusted.threshold:
-            raise SigningKeyError(
+            raise UntrustedKey(
                 f"{state.app}/{state.channel} trusts {len(trusted.keys)} key(s) with threshold {trusted.threshold}, and only {good} of the "
                 "given signing keys are among them; pass --key for enough of the keys named by rotate-keys"
             )
+
+
+def _ids(keyids: Iterable[str]) -> str:
+    """Short key ids for a message (the first 16 hex digits, as 'gupper-publish keygen' prints them)."""
+    return ", ".join(sorted(k[:16] for k in keyids)) or "none"
 
 
 def change_channel(store: Store, app: str, channel: str, mutate: Mutation, *, signers: Sequence[Ed25519PrivateKey] | None, force: bool = False) -> ChannelState:
@@ -281,7 +330,7 @@ def change_channel(store: Store, app: str, channel: str, mutate: Mutation, *, si
         if force or derive(new, mkey) != derive(snap.state, mkey):
             new = replace(new, serial=max(snap.state.serial, snap.manifest_serial) + 1)
         if signers is not None and new.serial != snap.state.serial:
-            check_signers(new, signers, snap.state)
+            check_signers(new, signers, snap.state, snap)
         if new == snap.state:
             return new  # nothing to record (a seeded state is only written once something changes)
         try:
@@ -310,7 +359,7 @@ def sync_manifest(store: Store, app: str, channel: str, options: PublishOptions)
             continue
         if snap.state.serial == 0:
             raise NotFound(f"{app}/{channel} has no releases yet; publish one with --channel {channel}")
-        check_signers(snap.state, options.keys)
+        check_signers(snap.state, options.keys, current=snap)
         signed = build_signed(
             app=app,
             channel=channel,
@@ -352,20 +401,29 @@ def regenerate_manifest(store: Store, app: str, options: PublishOptions, *, forc
 # --- publish ---
 
 
-def _with_patches(store: Store, prepared: Sequence[_Prepared], channel: str, k: int) -> list[_Prepared]:
+def _with_patches(store: Store, prepared: Sequence[_Prepared], channel: str, k: int, progress: ProgressFactory | None = None) -> list[_Prepared]:
     """The same artifacts, each carrying patches from the channel's previous ``k`` releases of its platform."""
     out = []
     for p in prepared:
         state = load_channel(store, p.name.app, channel).state
         kind = "archive" if p.name.is_archive else "binary"
         previous = [(v, a) for v, a in previous_files(state, p.name.platform.key, p.name.version, k) if a.type == kind]
-        if p.name.is_archive:  # compressed packages do not diff well: folders get per-file deltas
-            record = folder_delta.prepare(store, p.name.app, p.name.version, p.path, p.record, previous)
-            out.append(replace(p, patches=record.patches, blobs=record.blobs))
-            continue
-        made = make_patches(store, p.name.app, p.name.version, p.path, p.record, previous)
+        if previous:
+            require("publisher", "making patches")
+        # bsdiff4 gives no progress of its own: the line names the step and its elapsed time.
+        label = f"making patches for {p.name.filename} from {', '.join(str(v) for v, _ in previous)}"
+        with (progress or _no_progress)(label, 0) if previous else nullcontext():
+            if p.name.is_archive:  # compressed packages do not diff well: folders get per-file deltas
+                record = folder_delta.prepare(store, p.name.app, p.name.version, p.path, p.record, previous)
+                out.append(replace(p, patches=record.patches, blobs=record.blobs))
+                continue
+            made = make_patches(store, p.name.app, p.name.version, p.path, p.record, previous)
         out.append(replace(p, patches=made))
     return out
+
+
+def _patches_made(prepared: Sequence[_Prepared]) -> list[PatchMade]:
+    return [PatchMade(f"{p.name.app}/{p.name.version}/patches/{r.file}", r.from_version, r.size, r.sha256) for p in prepared for r in p.patches]
 
 
 def _group(prepared: Sequence[_Prepared]) -> dict[str, dict[Version, dict[str, ArtifactRecord]]]:
@@ -375,10 +433,10 @@ def _group(prepared: Sequence[_Prepared]) -> dict[str, dict[Version, dict[str, A
     return apps
 
 
-def _adding(releases: Mapping[Version, Mapping[str, ArtifactRecord]], rollout: int | None, added: str) -> Mutation:
+def _adding(releases: Mapping[Version, Mapping[str, ArtifactRecord]], rollout: int | None, added: str, notes: str | None = None) -> Mutation:
     def mutate(state: ChannelState) -> ChannelState:
         for version, artifacts in sorted(releases.items()):
-            state = add_release(state, version, artifacts, rollout=rollout, added=added)
+            state = add_release(state, version, artifacts, rollout=rollout, added=added, notes=notes)
         return state
 
     return mutate
@@ -393,12 +451,25 @@ def publish(
     progress: ProgressFactory | None = None,
     patches: int = DEFAULT_PATCHES,
     post_install: str | None = None,
+    force: bool = False,
+    notes: str | None = None,
 ) -> PublishReport:
     """Upload ``paths`` into ``options.channel`` of every app they belong to, then write those manifests.
 
+    ``paths`` are builds named ``<app>-<version>-<os>-<arch>[.exe]`` (one-folder builds: a
+    folder, ``.tar.gz`` or ``.zip`` named ``<app>-<version>-<os>-<arch>``). Everything is checked
+    before the first upload: the names, that each file is an executable for the platform in its
+    name (for a folder, its entry point ``<app>[.exe]``; ``force`` skips this check), that the
+    channel takes the versions, and that ``options.keys`` are keys the channel's installs
+    trust. A refusal raises a :class:`~gupper_publish.errors.PublishError` subclass and leaves
+    the store as it was, so the version stays free.
+
     ``rollout`` (0..100) stages the new releases for that percentage of installs; ``patches``
     is how many earlier releases of each platform get a binary patch to the new one (0: none);
-    ``post_install`` names a hook inside each one-folder build (docs/packages.md).
+    ``post_install`` names a hook inside each one-folder build (docs/packages.md); ``notes`` are
+    release notes signed into the new releases' entries (``Update.notes`` in the client); ``progress``
+    shows hashing, patching and uploads (see :data:`ProgressFactory`). Returns what was uploaded,
+    the patches listed and the manifests written.
     """
     if not paths:
         raise PublishError("nothing to publish; pass one or more built artifacts")
@@ -407,15 +478,24 @@ def publish(
     check_channel_name(options.channel)
     if rollout is not None:
         check_percent(rollout)
+    if notes is not None:
+        check_notes(notes)
     with tempfile.TemporaryDirectory(prefix="gupper-publish-") as workdir:
         if post_install is not None and not any(p.is_dir() or p.name.endswith(PACKAGE_SUFFIXES) for p in paths):
             raise PublishError("--post-install applies to one-folder builds; pass a build folder")
-        prepared = _prepare(paths, Path(workdir), post_install)
-        return _publish_prepared(store, prepared, options, rollout=rollout, progress=progress, patches=patches)
+        prepared = _prepare(paths, Path(workdir), post_install, force=force, progress=progress)
+        return _publish_prepared(store, prepared, options, rollout=rollout, progress=progress, patches=patches, notes=notes)
 
 
 def _publish_prepared(
-    store: Store, prepared: Sequence[_Prepared], options: PublishOptions, *, rollout: int | None, progress: ProgressFactory | None, patches: int
+    store: Store,
+    prepared: Sequence[_Prepared],
+    options: PublishOptions,
+    *,
+    rollout: int | None,
+    progress: ProgressFactory | None,
+    patches: int,
+    notes: str | None = None,
 ) -> PublishReport:
     apps = _group(prepared)
     added = format_time(options.clock())
@@ -423,10 +503,11 @@ def _publish_prepared(
     # for stable, a rotated key set) comes before any upload rather than after.
     for app, releases in apps.items():
         snap = load_channel(store, app, options.channel)
-        dry = _adding(releases, rollout, added)(snap.state)
-        check_signers(dry, options.keys, snap.state)
+        dry = _adding(releases, rollout, added, notes)(snap.state)
+        check_signers(dry, options.keys, snap.state, snap)
     uploaded = _upload(store, prepared, progress)
     if patches > 0:
-        apps = _group(_with_patches(store, prepared, options.channel, patches))
-    manifests = [update_channel(store, app, options.channel, _adding(apps[app], rollout, added), options) for app in sorted(apps)]
-    return PublishReport(uploaded, manifests)
+        prepared = _with_patches(store, prepared, options.channel, patches, progress)
+        apps = _group(prepared)
+    manifests = [update_channel(store, app, options.channel, _adding(apps[app], rollout, added, notes), options) for app in sorted(apps)]
+    return PublishReport(uploaded, manifests, _patches_made(prepared))
