@@ -27,6 +27,10 @@ class AlreadyExists(StoreError):
     """A create-only write found the object already there."""
 
 
+class StoreUnsupported(StoreError):
+    """The store lacks a feature the publisher's guarantees rest on (conditional writes); retrying will not help."""
+
+
 class PreconditionFailed(StoreError):
     """A compare-and-swap write lost a race with another publisher."""
 
@@ -39,4 +43,15 @@ class NotFound(PublishError):
     """The app, channel or release a command names is not in the store."""
 
 
-__all__ = ["AlreadyExists", "BadArtifactName", "ImmutableConflict", "NotFound", "PreconditionFailed", "PublishError", "SigningKeyError", "StoreBusy", "StoreError"]
+__all__ = [
+    "AlreadyExists",
+    "BadArtifactName",
+    "ImmutableConflict",
+    "NotFound",
+    "PreconditionFailed",
+    "PublishError",
+    "SigningKeyError",
+    "StoreBusy",
+    "StoreError",
+    "StoreUnsupported",
+]
