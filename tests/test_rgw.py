@@ -34,6 +34,8 @@ from gupper_publish.s3compat import S3Compat
 
 from .conftest import NOW
 from .rgw_support import CephRGW, rgw_cluster
+from .test_publish_concurrency import RELEASES, ROOT, run_publishers
+from .test_publish_concurrency import build as concurrency_build
 
 pytestmark = pytest.mark.rgw
 
@@ -283,3 +285,46 @@ def test_moving_an_app_to_a_new_store_continues_its_serial(tmp_path: Path, cli_e
     assert main(["publish", "--store", new, "--key", key, "--min-serial", "4", "--json", str(build(dist, "1.3.0"))]) == 0
     assert json.loads(capsys.readouterr().out)["manifests"][0]["serial"] == 4
     check("new-home")  # accepted: serial 4 > 3
+
+
+def test_eight_concurrent_publisher_processes_on_rgw_lose_nothing(tmp_path: Path, rgw: CephRGW, s3: Any, keypair: KeyPair) -> None:
+    """tests/test_publish_concurrency.py's race, on RGW: eight real publisher processes, serial +8, every release served."""
+    dist = tmp_path / "dist"
+    dist.mkdir()
+    env = dict(os.environ, PYTHONPATH=str(ROOT), **rgw.s3_env())
+    prefix = f"race8-{tmp_path.name}"
+    url = f"s3://{rgw.bucket}/{prefix}"
+    (seed,) = run_publishers(url, keypair[0], [(concurrency_build(dist, "0.9.0", "linux-amd64"), None)], env)
+    assert seed.returncode == 0, seed.stderr
+    results = run_publishers(url, keypair[0], [(concurrency_build(dist, v, p), r) for v, p, r in RELEASES], env)
+    assert [r.returncode for r in results] == [0] * 8, [r.stderr for r in results]
+    manifest = verify_manifest(
+        s3.get_object(Bucket=rgw.bucket, Key=f"{prefix}/app/stable/latest.json")["Body"].read(),
+        TrustedKeys.from_texts([keypair[2]]),
+        app="app",
+        channel="stable",
+        now=NOW,
+    )
+    assert manifest.serial == 1 + 8 and max(json.loads(r.stdout)["manifests"][0]["serial"] for r in results) == 9
+    served = {(str(e.version), p) for p, e in manifest.entries.items()}
+    served |= {(e.extra["fallback"]["version"], p) for p, e in manifest.entries.items() if "fallback" in e.extra}
+    assert served == {(v, p) for v, p, _ in RELEASES}
+    state = read_json(s3, rgw.bucket, f"{prefix}/app/stable/channel.json")
+    assert state["serial"] == 9 and set(state["releases"]) == {"0.9.0"} | {v for v, _, _ in RELEASES}
+
+
+def test_two_publisher_processes_racing_on_one_new_large_version_leave_a_consistent_release(tmp_path: Path, rgw: CephRGW, s3: Any, keypair: KeyPair) -> None:
+    """Issue 13 (4) with real processes: different 17 MB builds of one version at once; one wins, the other fails with
+    one line, and the stored bytes are the ones channel.json and the signed manifest name."""
+    env = dict(os.environ, PYTHONPATH=str(ROOT), **rgw.s3_env())
+    prefix = f"race2-{tmp_path.name}"
+    files = [build(tmp_path / f"p{i}", "3.0.0", size=MULTIPART + 1) for i in range(2)]
+    results = run_publishers(f"s3://{rgw.bucket}/{prefix}", keypair[0], [(f, None) for f in files], env)
+    assert sorted(r.returncode for r in results) == [0, 1], [r.stderr for r in results]
+    (loser,) = [r for r in results if r.returncode == 1]
+    assert loser.stderr.startswith("gupper-publish: error: ") and "already published with different content" in loser.stderr
+    stored = s3.get_object(Bucket=rgw.bucket, Key=f"{prefix}/app/3.0.0/app-3.0.0-linux-amd64")["Body"].read()
+    state = read_json(s3, rgw.bucket, f"{prefix}/app/stable/channel.json")
+    signed = read_json(s3, rgw.bucket, f"{prefix}/app/stable/latest.json")["signed"]
+    digest = hashlib.sha256(stored).hexdigest()
+    assert state["releases"]["3.0.0"]["artifacts"]["linux-amd64"]["sha256"] == digest == signed["platforms"]["linux-amd64"]["sha256"]
