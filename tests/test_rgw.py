@@ -50,8 +50,8 @@ def rgw(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CephRGW]:
 
 
 @pytest.fixture
-def cli_env(rgw: CephRGW, monkeypatch: pytest.MonkeyPatch) -> CephRGW:
-    """boto3's standard variables pointing at RGW, as a user would set them for the CLI."""
+def cli_env(rgw: CephRGW, s3: Any, monkeypatch: pytest.MonkeyPatch) -> CephRGW:
+    """boto3's standard variables pointing at RGW (and its bucket made), as a user would set them for the CLI."""
     for name, value in rgw.s3_env().items():
         monkeypatch.setenv(name, value)
     return rgw
@@ -285,6 +285,9 @@ def test_moving_an_app_to_a_new_store_continues_its_serial(tmp_path: Path, cli_e
     assert main(["publish", "--store", new, "--key", key, "--min-serial", "4", "--json", str(build(dist, "1.3.0"))]) == 0
     assert json.loads(capsys.readouterr().out)["manifests"][0]["serial"] == 4
     check("new-home")  # accepted: serial 4 > 3
+    assert main(["resign", "app", "--store", new, "--key", key, "--min-serial", "10", "--json"]) == 0  # files copied over as they were: same way
+    assert json.loads(capsys.readouterr().out)["serial"] == 10
+    check("new-home")
 
 
 def test_eight_concurrent_publisher_processes_on_rgw_lose_nothing(tmp_path: Path, rgw: CephRGW, s3: Any, keypair: KeyPair) -> None:
