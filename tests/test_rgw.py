@@ -54,6 +54,8 @@ def cli_env(rgw: CephRGW, s3: Any, monkeypatch: pytest.MonkeyPatch) -> CephRGW:
     """boto3's standard variables pointing at RGW (and its bucket made), as a user would set them for the CLI."""
     for name, value in rgw.s3_env().items():
         monkeypatch.setenv(name, value)
+    # A CLI process reads them afresh; in this process boto3's default session may hold another test's credentials.
+    monkeypatch.setattr(boto3, "DEFAULT_SESSION", None)
     return rgw
 
 

@@ -65,12 +65,26 @@ def stubbed(compat: str | S3Compat, **kw: Any) -> tuple[S3Store, Stubber]:
     return S3Store("bucket", "p", client=client, compat=compat, **kw), Stubber(client)
 
 
-@pytest.mark.parametrize(("code", "status"), [("NotImplemented", 501), ("InvalidArgument", 400)])
-def test_a_store_refusing_the_condition_headers_gets_a_clear_error_not_busy(code: str, status: int) -> None:
+@pytest.mark.parametrize(
+    ("code", "status", "message"),
+    [
+        ("NotImplemented", 501, "A header you provided implies functionality that is not implemented"),
+        ("InvalidArgument", 400, "Unsupported header 'If-None-Match' received"),
+    ],
+)
+def test_a_store_refusing_the_condition_headers_gets_a_clear_error_not_busy(code: str, status: int, message: str) -> None:
     store, stub = stubbed("generic")
-    stub.add_client_error("put_object", service_error_code=code, http_status_code=status)
+    stub.add_client_error("put_object", service_error_code=code, service_message=message, http_status_code=status)
     with stub, pytest.raises(StoreUnsupported, match=r"write app/stable/channel.json: s3://bucket/p does not support conditional writes"):
         store.swap("app/stable/channel.json", b"{}", expect_etag=None, content_type="x", cache_control="x")
+
+
+def test_another_bad_request_on_a_conditional_write_is_not_blamed_on_conditions() -> None:
+    store, stub = stubbed("generic")
+    stub.add_client_error("put_object", service_error_code="InvalidArgument", service_message="Metadata too large", http_status_code=400)
+    with stub, pytest.raises(StoreError, match="S3 error InvalidArgument") as raised:
+        store.swap("app/stable/channel.json", b"{}", expect_etag=None, content_type="x", cache_control="x")
+    assert not isinstance(raised.value, StoreUnsupported)
 
 
 def test_an_artifact_too_big_for_one_put_on_a_store_without_conditional_completion_is_refused_before_upload(tmp_path: Path) -> None:

@@ -211,6 +211,18 @@ def _client_error_code(e: Exception) -> str:
     return str(response.get("Error", {}).get("Code", "")) or str(response.get("ResponseMetadata", {}).get("HTTPStatusCode", ""))
 
 
+def _refuses_conditions(code: str, e: Exception) -> bool:
+    """True when a conditional write's error says the store does not know the condition headers.
+
+    501 NotImplemented is unambiguous; a 400 counts only when its message is about those headers
+    (B2 answers unknown headers with "Unsupported header '...' received for this API call").
+    """
+    if code in {"NotImplemented", "501"}:
+        return True
+    message = str(getattr(e, "response", {}).get("Error", {}).get("Message", "")).lower()
+    return code in {"InvalidArgument", "InvalidRequest", "400"} and ("if-match" in message or "if-none-match" in message)
+
+
 class S3Store:
     """An S3-compatible bucket (AWS S3, MinIO, R2, Ceph RGW, ...) through boto3's standard configuration.
 
@@ -314,8 +326,8 @@ class S3Store:
                 return StoreError(f"bucket {self.bucket!r} does not exist at this endpoint; run 'gupper-publish init {self.url}' or check --endpoint-url")
             if code in {"AccessDenied", "403", "InvalidAccessKeyId", "SignatureDoesNotMatch"}:
                 return StoreError(f"{what}: access denied ({code}); check the credentials and the bucket policy")
-            if conditional and code in {"NotImplemented", "501", "InvalidArgument", "InvalidRequest"}:
-                return self._unsupported(what)  # a store that does not know the condition headers says so here
+            if conditional and _refuses_conditions(code, e):
+                return self._unsupported(what)
             if code in {"MissingContentLength", "411"}:
                 return StoreError(f"{what}: the store refused the request's framing ({code}); pass --s3-compat for your store (docs/s3-compatibility.md)")
             return StoreError(f"{what}: S3 error {code}: {e}")
