@@ -31,6 +31,7 @@ from .errors import PublishError, StoreBusy
 from .extras import require
 from .publish import DEFAULT_EXPIRY, ManifestResult, ProgressFactory, PublishOptions, PublishReport, publish, regenerate_manifest
 from .release import init_store, promote, prune, rotate_keys, set_rollout, yank
+from .s3compat import CHOICES
 from .signing import is_key_material, key_material, keygen, load_signing_keys, shown
 from .status import render_table, status
 from .stores import Progress, Store, open_store
@@ -79,6 +80,7 @@ def _store_args(p: argparse.ArgumentParser, *, positional: bool = False) -> None
     else:
         p.add_argument("--store", default=os.environ.get("GUPPER_STORE"), help="s3://bucket[/prefix] or a folder (env GUPPER_STORE)")
     p.add_argument("--endpoint-url", default=None, help="S3 endpoint for MinIO/R2/local stores (default: AWS_ENDPOINT_URL or AWS)")
+    p.add_argument("--s3-compat", default="auto", choices=CHOICES, help="kind of S3 store (default: detect); see docs/s3-compatibility.md")
     p.add_argument("--json", action="store_true", help="print JSON instead of text")
 
 
@@ -91,6 +93,9 @@ def _signing_args(p: argparse.ArgumentParser, *, channel: bool = True) -> None:
         "(env GUPPER_SIGNING_KEY: the key itself, or paths joined by os.pathsep). Never printed",
     )
     p.add_argument("--expires-days", type=float, default=DEFAULT_EXPIRY.days, help="manifest lifetime in days (default: 30)")
+    p.add_argument(
+        "--min-serial", type=int, default=0, metavar="N", help="write serial N or higher: continue the serial of the store the app moved from (its serial + 1)"
+    )
     if channel:
         p.add_argument("--channel", default="stable", help="channel (default: stable)")
 
@@ -205,7 +210,7 @@ def _store(args: argparse.Namespace) -> Store:
         raise PublishError("no store: pass --store s3://bucket[/prefix] (or a folder) or set GUPPER_STORE")
     if is_key_material(args.store):  # swapped variables: never make a folder named after the key
         raise PublishError("the store (--store or GUPPER_STORE) holds a private key, not s3://bucket[/prefix] or a folder; check which variable goes where")
-    return open_store(args.store, endpoint_url=args.endpoint_url)
+    return open_store(args.store, endpoint_url=args.endpoint_url, s3_compat=args.s3_compat)
 
 
 def _options(args: argparse.Namespace) -> PublishOptions:
@@ -214,10 +219,12 @@ def _options(args: argparse.Namespace) -> PublishOptions:
         raise PublishError(f"no signing key: pass --key FILE or set {KEY_ENV} to a key file's path or to the key itself (make one with 'gupper-publish keygen')")
     if not 0 < args.expires_days <= 3660:
         raise PublishError("--expires-days must be between 0 and 3660")
+    if args.min_serial < 0:
+        raise PublishError("--min-serial must be 0 or more")
     keys = [k for source, value in given for k in load_signing_keys(value, source=source)]
     # yank's --channel is a list of channels it passes itself; every other --channel names the one to write.
     channel = args.channel if isinstance(getattr(args, "channel", None), str) else "stable"
-    return PublishOptions(keys=keys, channel=channel, expires_in=timedelta(days=args.expires_days))
+    return PublishOptions(keys=keys, channel=channel, expires_in=timedelta(days=args.expires_days), min_serial=args.min_serial)
 
 
 def _public_key_text(value: str) -> str:

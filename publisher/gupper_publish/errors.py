@@ -27,6 +27,10 @@ class AlreadyExists(StoreError):
     """A create-only write found the object already there."""
 
 
+class StoreUnsupported(StoreError):
+    """The store lacks a feature the publisher's guarantees rest on (conditional writes); retrying will not help."""
+
+
 class PreconditionFailed(StoreError):
     """A compare-and-swap write lost a race with another publisher."""
 
@@ -68,5 +72,6 @@ __all__ = [
     "SigningKeyError",
     "StoreBusy",
     "StoreError",
+    "StoreUnsupported",
     "UntrustedKey",
 ]

@@ -76,6 +76,9 @@ class PublishOptions:
     channel: str = DEFAULT_CHANNEL
     expires_in: timedelta = DEFAULT_EXPIRY
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
+    # The next serial written is at least this: an app moved to a new store continues the old
+    # store's serial, which its installs have seen (docs/release-management.md).
+    min_serial: int = 0
 
 
 @dataclass(frozen=True)
@@ -316,19 +319,21 @@ def _ids(keyids: Iterable[str]) -> str:
     return ", ".join(sorted(k[:16] for k in keyids)) or "none"
 
 
-def change_channel(store: Store, app: str, channel: str, mutate: Mutation, *, signers: Sequence[Ed25519PrivateKey] | None, force: bool = False) -> ChannelState:
+def change_channel(
+    store: Store, app: str, channel: str, mutate: Mutation, *, signers: Sequence[Ed25519PrivateKey] | None, force: bool = False, min_serial: int = 0
+) -> ChannelState:
     """Apply ``mutate`` to the channel state with compare-and-swap and return the state written.
 
     The serial goes up by one when the derived manifest content changes, or always with
-    ``force`` (re-signing). ``signers`` (None: this change never needs signing) are checked
-    against the channel's key set before anything is written.
+    ``force`` (re-signing), to at least ``min_serial``. ``signers`` (None: this change never
+    needs signing) are checked against the channel's key set before anything is written.
     """
     key, mkey = state_key(app, channel), manifest_key(app, channel)
     for attempt in range(CAS_ATTEMPTS):
         snap = load_channel(store, app, channel)
         new = mutate(snap.state)
         if force or derive(new, mkey) != derive(snap.state, mkey):
-            new = replace(new, serial=max(snap.state.serial, snap.manifest_serial) + 1)
+            new = replace(new, serial=max(snap.state.serial, snap.manifest_serial, min_serial - 1) + 1)
         if signers is not None and new.serial != snap.state.serial:
             check_signers(new, signers, snap.state, snap)
         if new == snap.state:
@@ -385,7 +390,7 @@ def update_channel(store: Store, app: str, channel: str, mutate: Mutation, optio
     """Change a channel's state, then write the manifest it implies: the one path every command takes."""
     if not options.keys:
         raise SigningKeyError("no signing key; pass --key or set GUPPER_SIGNING_KEY")
-    change_channel(store, app, channel, mutate, signers=options.keys, force=force)
+    change_channel(store, app, channel, mutate, signers=options.keys, force=force, min_serial=options.min_serial)
     return sync_manifest(store, app, channel, options)
 
 

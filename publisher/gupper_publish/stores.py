@@ -2,7 +2,9 @@
 
 The publisher needs only these operations; anything S3-specific stays in :class:`S3Store`.
 Both stores give the same guarantees: artifacts are created only if absent, and the manifest is
-replaced only if nobody replaced it since it was read (compare-and-swap on its ETag).
+replaced only if nobody replaced it since it was read (compare-and-swap on its ETag). S3
+implementations differ in how they take the requests behind those guarantees; :mod:`.s3compat`
+names the differences and docs/s3-compatibility.md lists them per store.
 """
 
 from __future__ import annotations
@@ -18,7 +20,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import urlsplit
 
-from .errors import AlreadyExists, PreconditionFailed, StoreError
+from . import s3compat
+from .errors import AlreadyExists, ImmutableConflict, PreconditionFailed, StoreError, StoreUnsupported
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -208,11 +211,25 @@ def _client_error_code(e: Exception) -> str:
     return str(response.get("Error", {}).get("Code", "")) or str(response.get("ResponseMetadata", {}).get("HTTPStatusCode", ""))
 
 
+def _refuses_conditions(code: str, e: Exception) -> bool:
+    """True when a conditional write's error says the store does not know the condition headers.
+
+    501 NotImplemented is unambiguous; a 400 counts only when its message is about those headers
+    (B2 answers unknown headers with "Unsupported header '...' received for this API call").
+    """
+    if code in {"NotImplemented", "501"}:
+        return True
+    message = str(getattr(e, "response", {}).get("Error", {}).get("Message", "")).lower()
+    return code in {"InvalidArgument", "InvalidRequest", "400"} and ("if-match" in message or "if-none-match" in message)
+
+
 class S3Store:
-    """An S3-compatible bucket (AWS S3, MinIO, R2, ...) through boto3's standard configuration.
+    """An S3-compatible bucket (AWS S3, MinIO, R2, Ceph RGW, ...) through boto3's standard configuration.
 
     Credentials, region and CA bundle come from boto3's usual chain (env vars, profiles, instance
-    roles, ``AWS_CA_BUNDLE``); the endpoint from ``endpoint_url`` or ``AWS_ENDPOINT_URL``.
+    roles, ``AWS_CA_BUNDLE``); the endpoint from ``endpoint_url`` or ``AWS_ENDPOINT_URL``. How to
+    word checksums, ETags and create-only uploads for this store comes from ``compat`` (a
+    :mod:`~gupper_publish.s3compat` profile name, or ``auto`` to detect it on first use).
     """
 
     def __init__(
@@ -222,23 +239,66 @@ class S3Store:
         endpoint_url: str | None = None,
         client: S3Client | None = None,
         *,
+        compat: str | s3compat.S3Compat = s3compat.AUTO,
         multipart_threshold: int = MULTIPART_THRESHOLD,
         multipart_chunksize: int = MULTIPART_CHUNKSIZE,
         max_concurrency: int = MULTIPART_CONCURRENCY,
+        max_single_put: int = s3compat.MAX_SINGLE_PUT,
     ) -> None:
         self.bucket = bucket
         self.multipart_threshold = multipart_threshold
         self.multipart_chunksize = multipart_chunksize
         self.max_concurrency = max_concurrency
+        self.max_single_put = max_single_put
         self.prefix = prefix.strip("/")
         self.url = f"s3://{bucket}/{self.prefix}".rstrip("/")
+        self._compat = compat if isinstance(compat, s3compat.S3Compat) else None if compat == s3compat.AUTO else s3compat.profile(compat)
         if client is None:
             import boto3
             from botocore.config import Config
 
-            # Path-style addressing works on AWS, MinIO, R2 and moto alike; retries are boto3's.
-            client = boto3.client("s3", endpoint_url=endpoint_url, config=Config(s3={"addressing_style": "path"}, retries={"mode": "standard", "max_attempts": 5}))
+            # Path-style addressing works on AWS, MinIO, R2, RGW and moto alike; retries are boto3's.
+            # Checksums only when an operation requires one: since boto3 1.36 the default sends every
+            # upload as aws-chunked with a trailing CRC32, which RGW (411) and B2 refuse. The
+            # checksums Gupper wants it asks for explicitly, per store (see _integrity).
+            config = Config(
+                s3={"addressing_style": "path"},
+                retries={"mode": "standard", "max_attempts": 5},
+                request_checksum_calculation="when_required",
+                response_checksum_validation="when_required",
+            )
+            client = boto3.client("s3", endpoint_url=endpoint_url, config=config)
         self.client = client
+        self._if_match_quoted: bool | None = None
+
+    @property
+    def compat(self) -> s3compat.S3Compat:
+        """The store's profile: given, or detected once from the endpoint or a HEAD of the bucket."""
+        if self._compat is None:
+            found = s3compat.by_endpoint(self.client.meta.endpoint_url)
+            if found is None:
+                found = s3compat.by_headers(self._bucket_headers())
+            self._compat = found
+        return self._compat
+
+    def _bucket_headers(self) -> dict[str, str]:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        meta: Any
+        try:
+            meta = self.client.head_bucket(Bucket=self.bucket)
+        except ClientError as e:  # a missing bucket answers too: its headers still name the server
+            meta = getattr(e, "response", None) or {}
+        except BotoCoreError as e:
+            raise self._translate(f"look up bucket {self.bucket}", e) from e
+        return dict(meta.get("ResponseMetadata", {}).get("HTTPHeaders", {}))
+
+    def _unsupported(self, what: str) -> StoreUnsupported:
+        note = f" ({self.compat.note})" if self.compat.note else ""
+        return StoreUnsupported(
+            f"{what}: {self.url} does not support conditional writes (If-None-Match/If-Match on PutObject){note}; without them two publishers "
+            "can silently overwrite each other's releases, so gupper-publish refuses. Use a store that has them (docs/s3-compatibility.md)"
+        )
 
     def _key(self, key: str) -> str:
         _check_key(key)
@@ -250,9 +310,9 @@ class S3Store:
         try:
             return fn(Bucket=self.bucket, **kwargs)
         except (BotoCoreError, ClientError) as e:
-            raise self._translate(what, e) from e
+            raise self._translate(what, e, conditional=any(k in kwargs for k in ("IfMatch", "IfNoneMatch"))) from e
 
-    def _translate(self, what: str, e: Exception) -> StoreError:
+    def _translate(self, what: str, e: Exception, *, conditional: bool = False) -> StoreError:
         """One StoreError (with what to do) for a botocore exception."""
         from botocore.exceptions import ClientError, NoCredentialsError
 
@@ -266,6 +326,10 @@ class S3Store:
                 return StoreError(f"bucket {self.bucket!r} does not exist at this endpoint; run 'gupper-publish init {self.url}' or check --endpoint-url")
             if code in {"AccessDenied", "403", "InvalidAccessKeyId", "SignatureDoesNotMatch"}:
                 return StoreError(f"{what}: access denied ({code}); check the credentials and the bucket policy")
+            if conditional and _refuses_conditions(code, e):
+                return self._unsupported(what)
+            if code in {"MissingContentLength", "411"}:
+                return StoreError(f"{what}: the store refused the request's framing ({code}); pass --s3-compat for your store (docs/s3-compatibility.md)")
             return StoreError(f"{what}: S3 error {code}: {e}")
         return StoreError(f"{what}: {e}; check --endpoint-url/AWS_ENDPOINT_URL and that the store is up")
 
@@ -322,12 +386,20 @@ class S3Store:
         return Stored(obj["Body"].read(), obj["ETag"])
 
     def create_file(self, key: str, path: Path, *, sha256: str, content_type: str, cache_control: str, progress: Progress | None = None) -> None:
+        compat = self.compat
+        if not compat.conditional_writes:
+            raise self._unsupported(f"upload {key}")
         size = path.stat().st_size
-        if size >= self.multipart_threshold:
+        if size >= self.multipart_threshold and compat.conditional_complete:
             self._create_multipart(key, path, sha256=sha256, content_type=content_type, cache_control=cache_control, progress=progress)
             return
-        # One PUT with the whole file's SHA256: the store recomputes it and refuses a mismatch.
-        checksum = base64.b64encode(bytes.fromhex(sha256)).decode("ascii")
+        if size > self.max_single_put:
+            raise StoreUnsupported(
+                f"{key} is {size} bytes: on a store that ignores If-None-Match on CompleteMultipartUpload ({compat.name}) an artifact can be created "
+                f"create-only only by one PUT, and one PUT takes at most {self.max_single_put} bytes; if your store does honour it, pass --s3-compat "
+                "(docs/s3-compatibility.md)"
+            )
+        # One create-only PUT, with a digest the store recomputes and refuses on mismatch.
         try:
             with path.open("rb") as body:
                 self._call(
@@ -339,23 +411,40 @@ class S3Store:
                     ContentType=content_type,
                     CacheControl=cache_control,
                     Metadata={"sha256": sha256},
-                    ChecksumAlgorithm="SHA256",
-                    ChecksumSHA256=checksum,
+                    **self._integrity(path, sha256),
                 )
         except PreconditionFailed as e:
             raise AlreadyExists(f"{key} already exists in {self.url}") from e
         if progress is not None:
             progress(size)
 
+    def _integrity(self, path: Path, sha256: str) -> dict[str, str]:
+        """The checksum header this store verifies for a single PUT of ``path``."""
+        if self.compat.checksum == "sha256":
+            return {"ChecksumAlgorithm": "SHA256", "ChecksumSHA256": base64.b64encode(bytes.fromhex(sha256)).decode("ascii")}
+        # RGW accepts a wrong x-amz-checksum-sha256 and stores none; Content-MD5 it checks (400 BadDigest).
+        # The MD5 is taken in the same pass as a SHA-256 that must equal the one to be signed, so
+        # the store's check ties the stored bytes to the manifest's digest, as SHA-256 does on AWS.
+        md5, check = hashlib.md5(usedforsecurity=False), hashlib.sha256()
+        with path.open("rb") as f:
+            while block := f.read(1 << 20):
+                md5.update(block)
+                check.update(block)
+        if check.hexdigest() != sha256:
+            raise StoreError(f"{path} changed after it was hashed (sha256 {check.hexdigest()[:12]}, expected {sha256[:12]}); nothing was uploaded, publish it again")
+        return {"ContentMD5": base64.b64encode(md5.digest()).decode("ascii")}
+
     def _create_multipart(self, key: str, path: Path, *, sha256: str, content_type: str, cache_control: str, progress: Progress | None) -> None:
         """Parallel multipart upload through boto3's transfer manager, still create-only.
 
-        Each part carries its SHA256, which the store checks (S3 offers SHA256 only per part, as a
-        composite checksum, for multipart objects; the whole file's digest goes in the metadata).
-        The transfer manager takes no ``IfNoneMatch``, so a one-off event hook adds it to the
-        CompleteMultipartUpload of this key: that is the request that makes the object appear,
-        and with the condition a concurrent upload of the same name cannot replace it. A refused
-        complete makes the transfer manager abort the upload, so no parts are left behind.
+        Each part carries its SHA256 where the store verifies one (S3 offers SHA256 only per part,
+        as a composite checksum, for multipart objects; the whole file's digest goes in the
+        metadata). The transfer manager takes no ``IfNoneMatch``, so a one-off event hook adds it
+        to the CompleteMultipartUpload of this key: that is the request that makes the object
+        appear, and with the condition a concurrent upload of the same name cannot replace it. A
+        refused complete makes the transfer manager abort the upload, so no parts are left behind.
+        Only stores whose profile says they honour that condition come here; the object is read
+        back afterwards all the same, and one holding other bytes is refused loudly.
         """
         from boto3.exceptions import S3UploadFailedError
         from boto3.s3.transfer import TransferConfig
@@ -375,7 +464,9 @@ class S3Store:
             use_threads=True,
             preferred_transfer_client="classic",  # the hook above is for the classic (botocore) client
         )
-        extra = {"ContentType": content_type, "CacheControl": cache_control, "Metadata": {"sha256": sha256}, "ChecksumAlgorithm": "SHA256"}
+        extra = {"ContentType": content_type, "CacheControl": cache_control, "Metadata": {"sha256": sha256}}
+        if self.compat.checksum == "sha256":
+            extra["ChecksumAlgorithm"] = "SHA256"
         self.client.meta.events.register(event, create_only, unique_id=hook_id)
         try:
             self.client.upload_file(str(path), self.bucket, full_key, ExtraArgs=extra, Config=config, Callback=progress)
@@ -390,6 +481,18 @@ class S3Store:
             raise self._translate(f"upload {key}", e) from e
         finally:
             self.client.meta.events.unregister(event, unique_id=hook_id)
+        self._verify_created(key, path.stat().st_size, sha256)
+
+    def _verify_created(self, key: str, size: int, sha256: str) -> None:
+        """Refuse loudly when the object just completed is not ours: the store let another upload replace it."""
+        info = self.head(key)
+        if info is None or info.size != size or info.sha256 != sha256:
+            found = "nothing" if info is None else f"{info.size} bytes with sha256 {info.sha256}"
+            raise ImmutableConflict(
+                f"{key}: after this publisher's multipart upload completed, the store holds {found}, not this file: a concurrent upload of the same "
+                f"name replaced it, so {self.url} does not honour If-None-Match on CompleteMultipartUpload. Check the release ('gupper-publish list'), "
+                "and publish with --s3-compat generic (one create-only PUT per artifact); see docs/s3-compatibility.md"
+            )
 
     def ensure_bucket(self) -> bool:
         """Create the bucket in the client's region if it is missing; True if this call created it."""
@@ -434,7 +537,31 @@ class S3Store:
             raise self._translate(f"put the policy of bucket {self.bucket}", e) from e
 
     def swap(self, key: str, data: bytes, *, expect_etag: str | None, content_type: str, cache_control: str) -> str:
-        condition = {"IfMatch": expect_etag} if expect_etag else {"IfNoneMatch": "*"}
+        if not self.compat.conditional_writes:
+            raise self._unsupported(f"write {key}")
+        if expect_etag is None:
+            return self._put_small(key, data, {"IfNoneMatch": "*"}, content_type, cache_control)
+        if self._if_match_quoted is None:
+            self._if_match_quoted = self.compat.if_match_quoted
+        for attempt in range(2):
+            form = s3compat.quoted(expect_etag) if self._if_match_quoted else s3compat.bare(expect_etag)
+            try:
+                return self._put_small(key, data, {"IfMatch": form}, content_type, cache_control)
+            except PreconditionFailed:
+                # Lost a race, or the store wants the ETag in the other form (RGW compares it
+                # literally): only an unchanged object tells the second apart from the first.
+                current = self.head(key)
+                if current is None or current.etag is None or s3compat.bare(current.etag) != s3compat.bare(expect_etag):
+                    raise
+                if attempt == 0:
+                    self._if_match_quoted = not self._if_match_quoted
+        raise StoreUnsupported(
+            f"write {key}: {self.url} refused If-Match with the object's current ETag, quoted and unquoted, so it cannot replace an object "
+            "only if unchanged (compare-and-swap), which safe concurrent publishing needs; see docs/s3-compatibility.md"
+        )
+
+    def _put_small(self, key: str, data: bytes, condition: dict[str, str], content_type: str, cache_control: str) -> str:
+        md5 = base64.b64encode(hashlib.md5(data, usedforsecurity=False).digest()).decode("ascii")
         resp = self._call(
             f"write {key}",
             self.client.put_object,
@@ -442,6 +569,7 @@ class S3Store:
             Body=data,
             ContentType=content_type,
             CacheControl=cache_control,
+            ContentMD5=md5,
             **condition,
         )
         return str(resp.get("ETag", ""))
@@ -450,13 +578,13 @@ class S3Store:
         self._call(f"delete {key}", self.client.delete_object, Key=self._key(key))
 
 
-def open_store(url: str, *, endpoint_url: str | None = None) -> Store:
-    """``s3://bucket[/prefix]`` → S3Store; a path or ``file://`` URL → LocalStore."""
+def open_store(url: str, *, endpoint_url: str | None = None, s3_compat: str = s3compat.AUTO) -> Store:
+    """``s3://bucket[/prefix]`` → S3Store (``s3_compat``: a profile name or ``auto``); a path or ``file://`` URL → LocalStore."""
     parts = urlsplit(url)
     if parts.scheme == "s3":
         if not parts.netloc:
             raise StoreError(f"store URL {url!r} names no bucket; use s3://bucket[/prefix]")
-        return S3Store(parts.netloc, parts.path, endpoint_url)
+        return S3Store(parts.netloc, parts.path, endpoint_url, compat=s3_compat)
     if parts.scheme == "file":
         return LocalStore(Path(parts.path))
     if parts.scheme and len(parts.scheme) > 1:

@@ -32,7 +32,8 @@ def check_fresh(manifest: Manifest, seen: ChannelRecord) -> None:
     if manifest.serial < seen.serial:
         raise Rollback(
             f"manifest serial {manifest.serial} is older than serial {seen.serial} already seen: a mirror or cache is replaying an old "
-            "manifest; it is ignored until the store serves a current one"
+            "manifest, or the app moved to a new store whose serials started again (the publisher continues them with "
+            f"'gupper-publish ... --min-serial {seen.serial + 1}'); it is ignored until the store serves a newer one"
         )
     if manifest.serial == seen.serial and digest_of(manifest) != seen.digest:
         raise Rollback(
