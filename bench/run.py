@@ -10,8 +10,10 @@ never one with the bench tools in it, see bench/requirements.txt). It:
   ports (so the cached builds, which bake the manifest URL in, stay valid) and builds v1/v2;
 - serves Gupper's files and tufup's repository from the same public front, and counts requests
   and bytes from its access log;
-- measures items 1-7 of issue 7 and item 8 (a one-folder app), checks the issue's targets and
-  writes ``bench/results.md`` and ``bench/results.png``.
+- measures items 1-7 of issue 7, item 8 (a one-folder app) and items 9-14 of issue 14 (what
+  embedding costs: bench/embedding.py, bench/update_steps.py, bench/fast_server.py with nginx,
+  bench/imports.py, bench/verifiers.py), checks the issues' targets and writes
+  ``bench/results.md`` and ``bench/results.png``.
 
 Publishes that must measure a full download (or must not spend minutes in bsdiff4: items 2, 4, 6)
 pass ``--patches 0``; item 3 publishes v2 again with ``--patches 1``, which adds the v1 -> v2 patch.
@@ -60,7 +62,7 @@ from gupper_infra.client import LocalStore, start_local_store  # noqa: E402
 RUN = CACHE / "run"
 TUFUP_VENV = CACHE / "tufup-venv"
 DEFAULT_PORTS = (47311, 47312)  # S3 API, public front; fixed so cached builds stay valid
-ITEMS = ["1", "2", "3", "4", "5", "6", "7", "8"]
+ITEMS = [str(i) for i in range(1, 15)]
 PARTIAL_OUT = CACHE / "results-partial.md"  # a run of some items only never overwrites bench/results.md
 GIB = 1 << 30
 MIB = 1 << 20
@@ -1023,6 +1025,12 @@ def write_results(b: Bench, out: Path, started: float, command: str) -> None:
         "one by one and the per-file patches are added); tufup gets the same bundle dir (`add_bundle`, a repository of its own). "
         "Builds are reproducible (`PYTHONHASHSEED=0`), which is what keeps patches small (see docs/delta.md).",
         "",
+        "Items 9-14 (issue 14, what embedding costs): tiny one-file apps (bench/apps/: hello world, hello + requests, hello + Gupper's start-up "
+        "hook, hello + tufup's client) built alike by bench/freeze.py in build venvs of their own that have cryptography installed, as a "
+        "user's often has; item 9 starts them in turn round after round; item 10 updates the Gupper and the tufup hello app v1 -> v2, each "
+        "printing a mark at every step; items 11 and 12 use nginx (Debian's nginx-light, started by the bench on 127.0.0.1 with the store's "
+        "certificate) over the same files; item 13 times imports in plain Python; item 14 installs each Ed25519 verifier in a venv of its own.",
+        "",
     ]
     if b.tufup_python is None:
         lines += [f"**tufup was not measured:** {b.tufup_why_not}", ""]
@@ -1083,11 +1091,50 @@ def targets_section(b: Bench) -> list[str]:
                 "the hash stops being the limit; below about 1 Gbit/s (120 MiB/s) the network is the limit, not the hash."
             )
         rows.append(("download+verify throughput >= 0.9x curl", r >= 0.9, f"{m['g_tp']:.0f} vs {m['curl_tp']:.0f} MiB/s = {r:.2f}{why}"))
-    if not rows:
-        return []
-    out = ["## Targets (issue 7)", "", "| target | result | measured |", "| --- | --- | --- |"]
-    out += [f"| {name} | {'met' if ok else '**missed**'} | {detail.replace('|', chr(92) + '|')} |" for name, ok, detail in rows]
-    return [*out, "", *sizes_note(b)]
+    out: list[str] = []
+    if rows:
+        out += ["## Targets (issue 7)", "", "| target | result | measured |", "| --- | --- | --- |"]
+        out += [f"| {name} | {'met' if ok else '**missed**'} | {detail.replace('|', chr(92) + '|')} |" for name, ok, detail in rows]
+        out += ["", *sizes_note(b)]
+    rows14 = targets_issue14(m)
+    if rows14:
+        out += ["", "## Targets (issue 14)", "", "| target | result | measured |", "| --- | --- | --- |"]
+        out += [f"| {name} | {'met' if ok else '**missed**'} | {detail.replace('|', chr(92) + '|')} |" for name, ok, detail in rows14]
+    return out
+
+
+def targets_issue14(m: dict[str, float]) -> list[tuple[str, bool, str]]:
+    """Issue 14's targets: embedding cost, import cost, update wall time, throughput, the check against nginx."""
+    rows: list[tuple[str, bool, str]] = []
+    if "embed_mb_gupper" in m:
+        mb, ms = m["embed_mb_gupper"] - m["embed_mb_hello"], m["embed_ms_gupper"] - m["embed_ms_hello"]
+        rows.append(("one-file app embedding Gupper: <= +4 MB over hello world", mb <= 4,
+                     f"+{mb:.2f} MB (requests alone +{m['embed_mb_requests'] - m['embed_mb_hello']:.2f} MB)"))  # fmt: skip
+        rows.append(("one-file app embedding Gupper, warm no-update check (304): <= +150 ms start to exit over hello world", ms <= 150,
+                     f"+{ms:.0f} ms (requests alone +{m['embed_ms_requests'] - m['embed_ms_hello']:.0f} ms; "
+                     f"Gupper carried but not run: +{m['embed_ms_gupper --no-update'] - m['embed_ms_hello']:.0f} ms)"))  # fmt: skip
+    if "import_g" in m:
+        r = m["import_g"] / m["import_r"]
+        rows.append(("import cost of the start-up path <= 1.2x `import requests` (whole process)", r <= 1.2,
+                     f"+{m['import_g']:.1f} vs +{m['import_r']:.1f} ms = {r:.2f}x; -X importtime {m['importtime_g']:.1f} vs {m['importtime_r']:.1f} ms"))  # fmt: skip
+    for kind in ("full", "delta"):
+        if f"steps_{kind}_ratio" in m:
+            r = m[f"steps_{kind}_ratio"]
+            rows.append((f"{kind} one-file update wall time <= 1.2x the floor (3 starts + transfer)", r <= 1.2, f"{r:.2f}x (item 10 has each step's share)"))
+    if "tp_gupper" in m:
+        bound = min(m["tp_curl"], m["tp_sha"])
+        r = m["tp_gupper"] / bound
+        rows.append(("download + verify >= 0.9x min(curl, SHA-256 in memory)", r >= 0.9,
+                     f"{m['tp_gupper']:.0f} MiB/s vs min({m['tp_curl']:.0f}, {m['tp_sha']:.0f}) = {r:.2f}; "
+                     f"prototypes: 1 MiB pieces {m['tp_gathered']:.0f} MiB/s = {m['tp_gathered'] / bound:.2f}, "
+                     f"and hashed in a second thread {m['tp_pipelined']:.0f} MiB/s = {m['tp_pipelined'] / bound:.2f}"))  # fmt: skip
+    if "fast_g" in m:
+        r = m["fast_g"] / m["fast_floor"]
+        rows.append(("warm check against nginx <= 2x the floor (fresh TLS + GET + verify)", r <= 2, f"{m['fast_g']:.2f} vs {m['fast_floor']:.2f} ms = {r:.2f}x"))
+        if "fast_t" in m:
+            r = m["fast_g"] / m["fast_t"]
+            rows.append(("warm check against nginx <= 0.5x tufup's", r <= 0.5, f"{m['fast_g']:.2f} vs {m['fast_t']:.2f} ms = {r:.2f}x"))
+    return rows
 
 
 def sizes_note(b: Bench) -> list[str]:
@@ -1208,14 +1255,21 @@ def run_items(b: Bench, skip: set[str], failures: list[str]) -> None:
     bucket, env = f"s3://{b.store.bucket}", b.store.s3_env()
     tufup_urls: tuple[str, str, Path] | None = None
     states: dict[str, Any] = {}
-    if {"1", "2", "3", "5", "7"} - skip:  # the one-file items share the store's app/stable manifest
+    if {"1", "2", "3", "5", "7", "9", "11"} - skip:  # the one-file items share the store's app/stable manifest
         publish(b, bucket, b.v1, patches=0, env=env)
-    if {"1", "2", "3"} - skip:
+    if {"1", "2", "3", "9", "11"} - skip:
         tufup_urls, states = setup_tufup_repo(b)
     if "1" not in skip:
         step("item 1: check, no update", lambda: item1_check(b, tufup_urls), failures)
     if "5" not in skip:
         step("item 5: start-up overhead", lambda: item5_startup(b), failures)
+    from bench import embedding, fast_server, imports, update_steps, verifiers  # they import this module
+
+    if "9" not in skip:
+        step("item 9: embedding cost (one-file apps)", lambda: embedding.item9_embedding(b, tufup_urls), failures)
+    if "11" not in skip:
+        v1_state = Path(states["v1"]) if states else None
+        step("item 11: check against nginx", lambda: fast_server.item11_fast_check(b, tufup_urls, v1_state), failures)
     if "2" not in skip:
         publish(b, bucket, b.v2, patches=0, env=env)  # a full download: no patch listed
         if states:
@@ -1231,6 +1285,14 @@ def run_items(b: Bench, skip: set[str], failures: list[str]) -> None:
         step("item 6: publish 100 MB", lambda: item6_publish(b), failures)
     if "4" not in skip:
         step("item 4: 1 GiB artifact", lambda: item4_big(b), failures)
+    if "10" not in skip:
+        step("item 10: update steps, both sides frozen", lambda: update_steps.item10_update_steps(b), failures)
+    if "12" not in skip:
+        step("item 12: throughput against nginx", lambda: fast_server.item12_throughput(b), failures)
+    if "13" not in skip:
+        step("item 13: import cost", lambda: imports.item13_imports(b), failures)
+    if "14" not in skip:
+        step("item 14: Ed25519 verifiers", lambda: verifiers.item14_verifiers(b), failures)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -1278,4 +1340,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # Run as bench.run, so the item modules (which import bench.run) share this module's state.
+    import importlib
+
+    sys.exit(importlib.import_module("bench.run").main())
