@@ -49,6 +49,15 @@ def item9_embedding(b: Bench, tufup_urls: tuple[str, str, Path] | None) -> None:
         "requests": freeze.freeze(floor_py, "hello_requests", "hello-requests-nocrypto", out, flags=EXCLUDE_CRYPTO),
         "gupper": freeze.freeze(gupper_py, "gupper_app", "gupper-app", out, config=cfg, paths=[ROOT / "updater"]),
     }
+    # Size only, never started: what --strip (PyInstaller strips the symbols of every binary, here
+    # mostly libsodium's debug info) and what filelock (sqlite3, asyncio, multiprocessing come
+    # with it) cost. The second build cannot take the update lock.
+    sized = {
+        "hello --strip": freeze.freeze(floor_py, "hello", "hello-strip", out, flags=["--strip"]),
+        "gupper --strip": freeze.freeze(gupper_py, "gupper_app", "gupper-app-strip", out, config=cfg, paths=[ROOT / "updater"], flags=["--strip"]),
+        "gupper without filelock": freeze.freeze(gupper_py, "gupper_app", "gupper-app-nofilelock", out, config=cfg, paths=[ROOT / "updater"],
+                                                 flags=["--exclude-module", "filelock"]),
+    }  # fmt: skip
     bundled = freeze.bundled_modules(apps["gupper"])
     if "cryptography" in bundled or "OpenSSL" in bundled:
         raise RuntimeError("the Gupper app bundles cryptography: is gupper's pyinstaller40 hook registered in the freeze-gupper venv?")
@@ -91,6 +100,14 @@ def item9_embedding(b: Bench, tufup_urls: tuple[str, str, Path] | None) -> None:
             note=f"Gupper app {size['gupper']:.2f} MB (no cryptography bundled: its PyInstaller hook), target <= +4 MB; requests alone: "
             f"+{size['requests'] - size['hello']:.2f} MB" + ("" if t_size is None else f"; tufup app {t_size:.2f} MB"))
     )  # fmt: skip
+    sz = {name: exe.stat().st_size / MB for name, exe in sized.items()}
+    b.metrics.update({f"embed_mb_{k}": v for k, v in sz.items()})
+    b.add(Row("9", "embedding cost: size over hello world, both built with --strip", "MB", sz["gupper --strip"] - sz["hello --strip"],
+              note=f"{sz['gupper --strip']:.2f} vs {sz['hello --strip']:.2f} MB: PyInstaller's --strip removes libsodium's debug info (about 1.1 MB)"))  # fmt: skip
+    b.add(Row("9", "what filelock costs the embedding app (size only: built with --exclude-module filelock, never started)", "MB",
+              size["gupper"] - sz["gupper without filelock"],
+              note=f"filelock 3.x/4.x brings sqlite3, asyncio, concurrent.futures and multiprocessing into the bundle; "
+              f"Gupper app without it: +{sz['gupper without filelock'] - size['hello']:.2f} MB over hello world"))  # fmt: skip
     b.add(
         Row("9", "embedding cost: start to exit over hello world, with a warm no-update check (304)", "ms", ms["gupper"] - ms["hello"],
             None if t_ms is None else t_ms - ms["hello"],

@@ -36,6 +36,9 @@ from bench.common import CACHE, ensure_venv  # noqa: E402
 
 APPS = ROOT / "bench" / "apps"
 FREEZE_CACHE = CACHE / "freeze-cache"
+# PyInstaller's own cache (stripped binaries) lives in its config dir; --clean empties it, which
+# breaks any other build running at the same time with the default one (~/.cache/pyinstaller).
+PYI_CONFIG = CACHE / "pyinstaller-config"
 
 
 def _pyinstaller_pin() -> str:
@@ -95,7 +98,7 @@ def freeze(
         (work / "src").mkdir(parents=True)
         shutil.copyfile(source, work / "src" / "main.py")
         (work / "src" / "_bench_config.py").write_text(config_text)
-        env = dict(os.environ, PYTHONHASHSEED="0", SOURCE_DATE_EPOCH="1700000000")
+        env = dict(os.environ, PYTHONHASHSEED="0", SOURCE_DATE_EPOCH="1700000000", PYINSTALLER_CONFIG_DIR=str(PYI_CONFIG))
         cmd = [
             str(python), "-m", "PyInstaller", "--onefile", "--noconfirm", "--clean", "--log-level", "WARN", "--name", name,
             "--paths", str(work / "src"), *[a for p in paths for a in ("--paths", str(p))], "--hidden-import", "_bench_config",

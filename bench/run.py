@@ -1313,6 +1313,9 @@ def main(argv: list[str] | None = None) -> int:
     if not all(free_port(port) for port in args.ports):
         print(f"ports {args.ports} are busy; pass --ports with two free loopback ports (builds are then redone)", file=sys.stderr)
         return 2
+    # The demo builds (app/build.py, --clean) get a PyInstaller cache of their own, so builds
+    # elsewhere on the machine (tests, other checkouts) cannot empty it under them, nor they under those.
+    os.environ["PYINSTALLER_CONFIG_DIR"] = str(CACHE / "pyinstaller-config")
     print("== tufup venv", file=sys.stderr, flush=True)
     tufup_python, why_not = setup_tufup()
     tools_python()
