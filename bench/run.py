@@ -158,6 +158,8 @@ def settle_log(b: Bench) -> None:
 
 def free_port(port: int) -> bool:
     with socket.socket() as s:
+        # As the servers do: connections of a store that just stopped (TIME_WAIT) do not make the port busy.
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind(("127.0.0.1", port))
         except OSError:
@@ -440,6 +442,47 @@ def item5_startup(b: Bench) -> None:
 Run = tuple[float, list[dict[str, Any]], str]  # wall ms, the requests it made, its stderr
 
 
+def run_stamped(cmd: list[str], env: dict[str, str], timeout: float = 300) -> tuple[float, subprocess.CompletedProcess[str]]:
+    """``run_timed``, but each stderr line is prefixed with the ms since the start at which it
+    arrived (``[  1234 ms] ...``): the demo's log lines then split an update into its steps."""
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    lines: list[str] = []
+    out: list[str] = []
+
+    def read_err() -> None:
+        assert proc.stderr is not None
+        for line in proc.stderr:
+            lines.append(f"[{(time.perf_counter() - t0) * 1000:6.0f} ms] {line}")
+
+    def read_out() -> None:
+        assert proc.stdout is not None
+        out.append(proc.stdout.read())
+
+    readers = [threading.Thread(target=read_err, daemon=True), threading.Thread(target=read_out, daemon=True)]
+    for reader in readers:
+        reader.start()
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=10)
+        raise
+    finally:
+        for reader in readers:
+            reader.join(timeout=10)
+    ms = (time.perf_counter() - t0) * 1000
+    return ms, subprocess.CompletedProcess(cmd, proc.returncode, "".join(out), "".join(lines))
+
+
+def step_ms(stderr: str, text: str) -> float | None:
+    """When (ms since start) the first stderr line containing ``text`` arrived (see ``run_stamped``)."""
+    for line in stderr.splitlines():
+        if text in line and line.startswith("["):
+            return float(line[1:].split("ms]", 1)[0])
+    return None
+
+
 def gupper_updates(b: Bench, tag: str, install: Callable[[Path], Path] | None = None, prefix: str = "/gupper/app/") -> list[Run]:
     """``reps`` times: install the real v1 (the one-file binary, or what ``install(dir)`` puts in
     ``dir``: it returns the executable) with a fresh state dir, run it, time until v2 greets."""
@@ -449,7 +492,7 @@ def gupper_updates(b: Bench, tag: str, install: Callable[[Path], Path] | None = 
         env = app_env(b.store, RUN / tag / f"g{i}-tmp")
         env["XDG_STATE_HOME"] = str(RUN / tag / f"g{i}-state")  # a fresh install: no state yet
         start = time.time()
-        ms, proc = run_timed([str(exe)], env)
+        ms, proc = run_stamped([str(exe)], env)
         end = time.time()
         if "version 2.0.0" not in proc.stdout:
             raise RuntimeError(f"Gupper update did not reach v2: {proc.stdout}\n{proc.stderr}")
@@ -499,6 +542,18 @@ def tufup_updates(
     return runs
 
 
+def demo_steps(runs: list[Run]) -> str:
+    """Gupper's side split by the demo's log lines (medians, ms since v1 was started)."""
+    marks = [("update found", "gupper: updating"), ("downloaded (patch applied)", "gupper: applied a"), ("installed", "gupper: installed"),
+             ("v2 running", "gupper: now running")]  # fmt: skip
+    parts = []
+    for label, text in marks:
+        at = [x for r in runs if (x := step_ms(r[2], text)) is not None]
+        if at:
+            parts.append(f"{label} at {median(at):,.0f} ms")
+    return "Gupper's steps (from its log lines): " + ", ".join(parts) if parts else ""
+
+
 def total_bytes(run: Run, suffix: str = "") -> int:
     return sum(e["bytes_sent"] for e in run[1] if e["path"].endswith(suffix))
 
@@ -511,6 +566,7 @@ def item2_update(b: Bench, tufup_urls: tuple[str, str, Path] | None) -> None:
     g = gupper_updates(b, "update")
     t = tufup_updates(b, tufup_urls, "update", "full") if tufup_urls is not None and b.tufup_python is not None else []
     note = GUPPER_RUN_NOTE + "; " + TUFUP_RUN_NOTE.replace("downloads,", "downloads the .tar.gz,") + "; both published with no patch"
+    note += "; " + demo_steps(g)
     b.add(Row("2", "full update v1 -> v2: wall time to the new version running", "ms", median([r[0] for r in g]), median([r[0] for r in t]) if t else None, note))
     b.add(Row("2", "full update v1 -> v2: bytes transferred", "bytes", median([total_bytes(r) for r in g]), median([total_bytes(r) for r in t]) if t else None))
     b.metrics["full_bytes"] = median([total_bytes(r, "-linux-amd64") for r in g])
@@ -540,6 +596,7 @@ def item3_delta(b: Bench, tufup_urls: tuple[str, str, Path] | None, states: dict
         + "; "
         + TUFUP_RUN_NOTE.replace("downloads,", "downloads the bsdiff4 patch of the uncompressed .tar, gunzips v1's kept .tar.gz, patches in memory, gzips the result,")
     )
+    note += "; " + demo_steps(g)
     g_patch, t_patch = med(g, lambda r: total_bytes(r, ".bsdiff4")), med(t, lambda r: total_bytes(r, ".patch"))
     g_total, t_total = med(g, total_bytes), med(t, total_bytes)
     b.add(Row("3", "delta update v1 -> v2: wall time to the new version running", "ms", med(g, lambda r: r[0]), med(t, lambda r: r[0]), note))
@@ -635,10 +692,11 @@ def item8_gupper(b: Bench, v1: Path, v2: Path) -> FolderSide:
     switched("folder-delta", delta)
     built = ""
     for _, served, stderr in delta:
-        lines = [line for line in stderr.splitlines() if line.startswith("gupper: built 2.0.0 from 1.0.0:")]
+        mark = "gupper: built 2.0.0 from 1.0.0:"  # stderr lines carry a "[  123 ms] " stamp first (run_stamped)
+        lines = [line.split(mark, 1)[1] for line in stderr.splitlines() if mark in line]
         if not lines or any(e["path"].endswith(".tar.gz") for e in served):
             raise RuntimeError(f"Gupper did not update through the folder delta: {stderr[-2000:]}")
-        built = lines[0].removeprefix("gupper: built 2.0.0 from 1.0.0:").strip()
+        built = lines[0].strip()
     # The publish time from scratch (archive, every file, per-file patches, manifest), in a prefix of its own.
     scratch = f"s3://{b.store.bucket}/{FOLDER_PREFIX}-publish"
     publish(b, scratch, v1, patches=3, env=env)
