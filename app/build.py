@@ -34,7 +34,7 @@ def _inputs_digest(config_text: str) -> str:
     import PyInstaller
 
     h = hashlib.sha256()
-    files = [ROOT / "app" / "main.py", *sorted((ROOT / "updater" / "gupper").glob("*.py"))]
+    files = [ROOT / "app" / "main.py", *sorted((ROOT / "updater" / "gupper").rglob("*.py"))]
     for path in files:
         h.update(path.relative_to(ROOT).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
     h.update(config_text.encode())

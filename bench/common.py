@@ -35,10 +35,18 @@ def bench_key(name: str = "bench") -> tuple[Path, str]:
     return key_path, pub_path.read_text().strip()
 
 
+def _hooks_digest() -> str:
+    """Digest of Gupper's PyInstaller hooks, which app/build.py's cache key does not cover."""
+    h = hashlib.sha256()
+    for path in sorted((ROOT / "updater" / "gupper" / "_pyinstaller").glob("*.py")):
+        h.update(path.name.encode() + b"\0" + path.read_bytes())
+    return h.hexdigest()[:12]
+
+
 def build_reproducible(version: str, manifest_url: str, public_keys: Sequence[str], out_dir: Path, *, onedir: bool = False) -> Path:
     """The project's own build: ``PYTHONHASHSEED=0``, fixed work paths, cached; ``onedir`` gives the
     one-folder bundle ``out_dir/app-<version>-<os>-<arch>/`` instead of the one-file binary."""
-    return build_app(version, manifest_url, public_keys, out_dir, cache_dir=BUILD_CACHE, onedir=onedir)
+    return build_app(version, manifest_url, public_keys, out_dir, cache_dir=BUILD_CACHE / _hooks_digest(), onedir=onedir)
 
 
 def build_default(version: str, manifest_url: str, public_keys: Sequence[str], out_dir: Path, *, rebuild: bool = False) -> Path:

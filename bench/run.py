@@ -10,8 +10,10 @@ never one with the bench tools in it, see bench/requirements.txt). It:
   ports (so the cached builds, which bake the manifest URL in, stay valid) and builds v1/v2;
 - serves Gupper's files and tufup's repository from the same public front, and counts requests
   and bytes from its access log;
-- measures items 1-7 of issue 7 and item 8 (a one-folder app), checks the issue's targets and
-  writes ``bench/results.md`` and ``bench/results.png``.
+- measures items 1-7 of issue 7, item 8 (a one-folder app) and items 9-14 of issue 14 (what
+  embedding costs: bench/embedding.py, bench/update_steps.py, bench/fast_server.py with nginx,
+  bench/imports.py, bench/verifiers.py), checks the issues' targets and writes
+  ``bench/results.md`` and ``bench/results.png``.
 
 Publishes that must measure a full download (or must not spend minutes in bsdiff4: items 2, 4, 6)
 pass ``--patches 0``; item 3 publishes v2 again with ``--patches 1``, which adds the v1 -> v2 patch.
@@ -60,7 +62,7 @@ from gupper_infra.client import LocalStore, start_local_store  # noqa: E402
 RUN = CACHE / "run"
 TUFUP_VENV = CACHE / "tufup-venv"
 DEFAULT_PORTS = (47311, 47312)  # S3 API, public front; fixed so cached builds stay valid
-ITEMS = ["1", "2", "3", "4", "5", "6", "7", "8"]
+ITEMS = [str(i) for i in range(1, 15)]
 PARTIAL_OUT = CACHE / "results-partial.md"  # a run of some items only never overwrites bench/results.md
 GIB = 1 << 30
 MIB = 1 << 20
@@ -156,6 +158,8 @@ def settle_log(b: Bench) -> None:
 
 def free_port(port: int) -> bool:
     with socket.socket() as s:
+        # As the servers do: connections of a store that just stopped (TIME_WAIT) do not make the port busy.
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind(("127.0.0.1", port))
         except OSError:
@@ -438,6 +442,47 @@ def item5_startup(b: Bench) -> None:
 Run = tuple[float, list[dict[str, Any]], str]  # wall ms, the requests it made, its stderr
 
 
+def run_stamped(cmd: list[str], env: dict[str, str], timeout: float = 300) -> tuple[float, subprocess.CompletedProcess[str]]:
+    """``run_timed``, but each stderr line is prefixed with the ms since the start at which it
+    arrived (``[  1234 ms] ...``): the demo's log lines then split an update into its steps."""
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    lines: list[str] = []
+    out: list[str] = []
+
+    def read_err() -> None:
+        assert proc.stderr is not None
+        for line in proc.stderr:
+            lines.append(f"[{(time.perf_counter() - t0) * 1000:6.0f} ms] {line}")
+
+    def read_out() -> None:
+        assert proc.stdout is not None
+        out.append(proc.stdout.read())
+
+    readers = [threading.Thread(target=read_err, daemon=True), threading.Thread(target=read_out, daemon=True)]
+    for reader in readers:
+        reader.start()
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=10)
+        raise
+    finally:
+        for reader in readers:
+            reader.join(timeout=10)
+    ms = (time.perf_counter() - t0) * 1000
+    return ms, subprocess.CompletedProcess(cmd, proc.returncode, "".join(out), "".join(lines))
+
+
+def step_ms(stderr: str, text: str) -> float | None:
+    """When (ms since start) the first stderr line containing ``text`` arrived (see ``run_stamped``)."""
+    for line in stderr.splitlines():
+        if text in line and line.startswith("["):
+            return float(line[1:].split("ms]", 1)[0])
+    return None
+
+
 def gupper_updates(b: Bench, tag: str, install: Callable[[Path], Path] | None = None, prefix: str = "/gupper/app/") -> list[Run]:
     """``reps`` times: install the real v1 (the one-file binary, or what ``install(dir)`` puts in
     ``dir``: it returns the executable) with a fresh state dir, run it, time until v2 greets."""
@@ -447,7 +492,7 @@ def gupper_updates(b: Bench, tag: str, install: Callable[[Path], Path] | None = 
         env = app_env(b.store, RUN / tag / f"g{i}-tmp")
         env["XDG_STATE_HOME"] = str(RUN / tag / f"g{i}-state")  # a fresh install: no state yet
         start = time.time()
-        ms, proc = run_timed([str(exe)], env)
+        ms, proc = run_stamped([str(exe)], env)
         end = time.time()
         if "version 2.0.0" not in proc.stdout:
             raise RuntimeError(f"Gupper update did not reach v2: {proc.stdout}\n{proc.stderr}")
@@ -497,6 +542,18 @@ def tufup_updates(
     return runs
 
 
+def demo_steps(runs: list[Run]) -> str:
+    """Gupper's side split by the demo's log lines (medians, ms since v1 was started)."""
+    marks = [("update found", "gupper: updating"), ("downloaded (patch applied)", "gupper: applied a"), ("installed", "gupper: installed"),
+             ("v2 running", "gupper: now running")]  # fmt: skip
+    parts = []
+    for label, text in marks:
+        at = [x for r in runs if (x := step_ms(r[2], text)) is not None]
+        if at:
+            parts.append(f"{label} at {median(at):,.0f} ms")
+    return "Gupper's steps (from its log lines): " + ", ".join(parts) if parts else ""
+
+
 def total_bytes(run: Run, suffix: str = "") -> int:
     return sum(e["bytes_sent"] for e in run[1] if e["path"].endswith(suffix))
 
@@ -509,6 +566,7 @@ def item2_update(b: Bench, tufup_urls: tuple[str, str, Path] | None) -> None:
     g = gupper_updates(b, "update")
     t = tufup_updates(b, tufup_urls, "update", "full") if tufup_urls is not None and b.tufup_python is not None else []
     note = GUPPER_RUN_NOTE + "; " + TUFUP_RUN_NOTE.replace("downloads,", "downloads the .tar.gz,") + "; both published with no patch"
+    note += "; " + demo_steps(g)
     b.add(Row("2", "full update v1 -> v2: wall time to the new version running", "ms", median([r[0] for r in g]), median([r[0] for r in t]) if t else None, note))
     b.add(Row("2", "full update v1 -> v2: bytes transferred", "bytes", median([total_bytes(r) for r in g]), median([total_bytes(r) for r in t]) if t else None))
     b.metrics["full_bytes"] = median([total_bytes(r, "-linux-amd64") for r in g])
@@ -538,6 +596,7 @@ def item3_delta(b: Bench, tufup_urls: tuple[str, str, Path] | None, states: dict
         + "; "
         + TUFUP_RUN_NOTE.replace("downloads,", "downloads the bsdiff4 patch of the uncompressed .tar, gunzips v1's kept .tar.gz, patches in memory, gzips the result,")
     )
+    note += "; " + demo_steps(g)
     g_patch, t_patch = med(g, lambda r: total_bytes(r, ".bsdiff4")), med(t, lambda r: total_bytes(r, ".patch"))
     g_total, t_total = med(g, total_bytes), med(t, total_bytes)
     b.add(Row("3", "delta update v1 -> v2: wall time to the new version running", "ms", med(g, lambda r: r[0]), med(t, lambda r: r[0]), note))
@@ -633,10 +692,11 @@ def item8_gupper(b: Bench, v1: Path, v2: Path) -> FolderSide:
     switched("folder-delta", delta)
     built = ""
     for _, served, stderr in delta:
-        lines = [line for line in stderr.splitlines() if line.startswith("gupper: built 2.0.0 from 1.0.0:")]
+        mark = "gupper: built 2.0.0 from 1.0.0:"  # stderr lines carry a "[  123 ms] " stamp first (run_stamped)
+        lines = [line.split(mark, 1)[1] for line in stderr.splitlines() if mark in line]
         if not lines or any(e["path"].endswith(".tar.gz") for e in served):
             raise RuntimeError(f"Gupper did not update through the folder delta: {stderr[-2000:]}")
-        built = lines[0].removeprefix("gupper: built 2.0.0 from 1.0.0:").strip()
+        built = lines[0].strip()
     # The publish time from scratch (archive, every file, per-file patches, manifest), in a prefix of its own.
     scratch = f"s3://{b.store.bucket}/{FOLDER_PREFIX}-publish"
     publish(b, scratch, v1, patches=3, env=env)
@@ -1023,6 +1083,12 @@ def write_results(b: Bench, out: Path, started: float, command: str) -> None:
         "one by one and the per-file patches are added); tufup gets the same bundle dir (`add_bundle`, a repository of its own). "
         "Builds are reproducible (`PYTHONHASHSEED=0`), which is what keeps patches small (see docs/delta.md).",
         "",
+        "Items 9-14 (issue 14, what embedding costs): tiny one-file apps (bench/apps/: hello world, hello + requests, hello + Gupper's start-up "
+        "hook, hello + tufup's client) built alike by bench/freeze.py in build venvs of their own that have cryptography installed, as a "
+        "user's often has; item 9 starts them in turn round after round; item 10 updates the Gupper and the tufup hello app v1 -> v2, each "
+        "printing a mark at every step; items 11 and 12 use nginx (Debian's nginx-light, started by the bench on 127.0.0.1 with the store's "
+        "certificate) over the same files; item 13 times imports in plain Python; item 14 installs each Ed25519 verifier in a venv of its own.",
+        "",
     ]
     if b.tufup_python is None:
         lines += [f"**tufup was not measured:** {b.tufup_why_not}", ""]
@@ -1083,11 +1149,50 @@ def targets_section(b: Bench) -> list[str]:
                 "the hash stops being the limit; below about 1 Gbit/s (120 MiB/s) the network is the limit, not the hash."
             )
         rows.append(("download+verify throughput >= 0.9x curl", r >= 0.9, f"{m['g_tp']:.0f} vs {m['curl_tp']:.0f} MiB/s = {r:.2f}{why}"))
-    if not rows:
-        return []
-    out = ["## Targets (issue 7)", "", "| target | result | measured |", "| --- | --- | --- |"]
-    out += [f"| {name} | {'met' if ok else '**missed**'} | {detail.replace('|', chr(92) + '|')} |" for name, ok, detail in rows]
-    return [*out, "", *sizes_note(b)]
+    out: list[str] = []
+    if rows:
+        out += ["## Targets (issue 7)", "", "| target | result | measured |", "| --- | --- | --- |"]
+        out += [f"| {name} | {'met' if ok else '**missed**'} | {detail.replace('|', chr(92) + '|')} |" for name, ok, detail in rows]
+        out += ["", *sizes_note(b)]
+    rows14 = targets_issue14(m)
+    if rows14:
+        out += ["", "## Targets (issue 14)", "", "| target | result | measured |", "| --- | --- | --- |"]
+        out += [f"| {name} | {'met' if ok else '**missed**'} | {detail.replace('|', chr(92) + '|')} |" for name, ok, detail in rows14]
+    return out
+
+
+def targets_issue14(m: dict[str, float]) -> list[tuple[str, bool, str]]:
+    """Issue 14's targets: embedding cost, import cost, update wall time, throughput, the check against nginx."""
+    rows: list[tuple[str, bool, str]] = []
+    if "embed_mb_gupper" in m:
+        mb, ms = m["embed_mb_gupper"] - m["embed_mb_hello"], m["embed_ms_gupper"] - m["embed_ms_hello"]
+        rows.append(("one-file app embedding Gupper: <= +4 MB over hello world", mb <= 4,
+                     f"+{mb:.2f} MB (requests alone +{m['embed_mb_requests'] - m['embed_mb_hello']:.2f} MB)"))  # fmt: skip
+        rows.append(("one-file app embedding Gupper, warm no-update check (304): <= +150 ms start to exit over hello world", ms <= 150,
+                     f"+{ms:.0f} ms (requests alone +{m['embed_ms_requests'] - m['embed_ms_hello']:.0f} ms; "
+                     f"Gupper carried but not run: +{m['embed_ms_gupper --no-update'] - m['embed_ms_hello']:.0f} ms)"))  # fmt: skip
+    if "import_g" in m:
+        r = m["import_g"] / m["import_r"]
+        rows.append(("import cost of the start-up path <= 1.2x `import requests` (whole process)", r <= 1.2,
+                     f"+{m['import_g']:.1f} vs +{m['import_r']:.1f} ms = {r:.2f}x; -X importtime {m['importtime_g']:.1f} vs {m['importtime_r']:.1f} ms"))  # fmt: skip
+    for kind in ("full", "delta"):
+        if f"steps_{kind}_ratio" in m:
+            r = m[f"steps_{kind}_ratio"]
+            rows.append((f"{kind} one-file update wall time <= 1.2x the floor (3 starts + transfer)", r <= 1.2, f"{r:.2f}x (item 10 has each step's share)"))
+    if "tp_gupper" in m:
+        bound = min(m["tp_curl"], m["tp_sha"])
+        r = m["tp_gupper"] / bound
+        rows.append(("download + verify >= 0.9x min(curl, SHA-256 in memory)", r >= 0.9,
+                     f"{m['tp_gupper']:.0f} MiB/s vs min({m['tp_curl']:.0f}, {m['tp_sha']:.0f}) = {r:.2f}; "
+                     f"prototypes: 1 MiB pieces {m['tp_gathered']:.0f} MiB/s = {m['tp_gathered'] / bound:.2f}, "
+                     f"and hashed in a second thread {m['tp_pipelined']:.0f} MiB/s = {m['tp_pipelined'] / bound:.2f}"))  # fmt: skip
+    if "fast_g" in m:
+        r = m["fast_g"] / m["fast_floor"]
+        rows.append(("warm check against nginx <= 2x the floor (fresh TLS + GET + verify)", r <= 2, f"{m['fast_g']:.2f} vs {m['fast_floor']:.2f} ms = {r:.2f}x"))
+        if "fast_t" in m:
+            r = m["fast_g"] / m["fast_t"]
+            rows.append(("warm check against nginx <= 0.5x tufup's", r <= 0.5, f"{m['fast_g']:.2f} vs {m['fast_t']:.2f} ms = {r:.2f}x"))
+    return rows
 
 
 def sizes_note(b: Bench) -> list[str]:
@@ -1208,14 +1313,21 @@ def run_items(b: Bench, skip: set[str], failures: list[str]) -> None:
     bucket, env = f"s3://{b.store.bucket}", b.store.s3_env()
     tufup_urls: tuple[str, str, Path] | None = None
     states: dict[str, Any] = {}
-    if {"1", "2", "3", "5", "7"} - skip:  # the one-file items share the store's app/stable manifest
+    if {"1", "2", "3", "5", "7", "9", "11"} - skip:  # the one-file items share the store's app/stable manifest
         publish(b, bucket, b.v1, patches=0, env=env)
-    if {"1", "2", "3"} - skip:
+    if {"1", "2", "3", "9", "11"} - skip:
         tufup_urls, states = setup_tufup_repo(b)
     if "1" not in skip:
         step("item 1: check, no update", lambda: item1_check(b, tufup_urls), failures)
     if "5" not in skip:
         step("item 5: start-up overhead", lambda: item5_startup(b), failures)
+    from bench import embedding, fast_server, imports, update_steps, verifiers  # they import this module
+
+    if "9" not in skip:
+        step("item 9: embedding cost (one-file apps)", lambda: embedding.item9_embedding(b, tufup_urls), failures)
+    if "11" not in skip:
+        v1_state = Path(states["v1"]) if states else None
+        step("item 11: check against nginx", lambda: fast_server.item11_fast_check(b, tufup_urls, v1_state), failures)
     if "2" not in skip:
         publish(b, bucket, b.v2, patches=0, env=env)  # a full download: no patch listed
         if states:
@@ -1231,6 +1343,14 @@ def run_items(b: Bench, skip: set[str], failures: list[str]) -> None:
         step("item 6: publish 100 MB", lambda: item6_publish(b), failures)
     if "4" not in skip:
         step("item 4: 1 GiB artifact", lambda: item4_big(b), failures)
+    if "10" not in skip:
+        step("item 10: update steps, both sides frozen", lambda: update_steps.item10_update_steps(b), failures)
+    if "12" not in skip:
+        step("item 12: throughput against nginx", lambda: fast_server.item12_throughput(b), failures)
+    if "13" not in skip:
+        step("item 13: import cost", lambda: imports.item13_imports(b), failures)
+    if "14" not in skip:
+        step("item 14: Ed25519 verifiers", lambda: verifiers.item14_verifiers(b), failures)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -1251,6 +1371,9 @@ def main(argv: list[str] | None = None) -> int:
     if not all(free_port(port) for port in args.ports):
         print(f"ports {args.ports} are busy; pass --ports with two free loopback ports (builds are then redone)", file=sys.stderr)
         return 2
+    # The demo builds (app/build.py, --clean) get a PyInstaller cache of their own, so builds
+    # elsewhere on the machine (tests, other checkouts) cannot empty it under them, nor they under those.
+    os.environ["PYINSTALLER_CONFIG_DIR"] = str(CACHE / "pyinstaller-config")
     print("== tufup venv", file=sys.stderr, flush=True)
     tufup_python, why_not = setup_tufup()
     tools_python()
@@ -1278,4 +1401,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # Run as bench.run, so the item modules (which import bench.run) share this module's state.
+    import importlib
+
+    sys.exit(importlib.import_module("bench.run").main())

@@ -22,6 +22,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 TIMEOUT = 300
 HINT = "run: pip install 'gupper[publisher]'"
+MISSING = "boto3, botocore, bsdiff4, cryptography, filelock"
 CLIENT_DISTRIBUTIONS = {
     "gupper",
     "requests",
@@ -30,10 +31,9 @@ CLIENT_DISTRIBUTIONS = {
     "idna",
     "charset-normalizer",
     "packaging",
-    "cryptography",
+    "pynacl",
     "cffi",
     "pycparser",
-    "filelock",
     "platformdirs",
 }
 
@@ -106,12 +106,13 @@ def test_without_the_publisher_extra_the_command_names_the_pip_line(client_venv:
     ):
         proc = run(cmd, env, tmp_path)
         assert proc.returncode == 1 and proc.stdout == "", proc
-        assert proc.stderr == f"gupper-publish: error: gupper-publish {command} needs the publisher extra (boto3, botocore, bsdiff4 not installed); {HINT}\n"
+        assert proc.stderr == f"gupper-publish: error: gupper-publish {command} needs the publisher extra ({MISSING} not installed); {HINT}\n"
     assert not (tmp_path / "store").exists()
-    # What needs no store works with the client alone: the version, help, making a key pair.
+    # The version and help work with the client alone; making a key pair needs the publisher's cryptography.
     assert run([str(client_venv / "gupper-publish"), "--version"], env, tmp_path).stdout.startswith("gupper-publish ")
     keygen = run([str(client_venv / "gupper-publish"), "keygen", str(tmp_path / "keys" / "release")], env, tmp_path)
-    assert keygen.returncode == 0 and (tmp_path / "keys" / "release.key").exists()
+    assert keygen.returncode == 1 and keygen.stderr == f"gupper-publish: error: gupper-publish keygen needs the publisher extra ({MISSING} not installed); {HINT}\n"
+    assert not (tmp_path / "keys").exists()
     (tmp_path / "main.py").write_text("print('hi')\n")
     build = run([str(client_venv / "gupper-publish"), "build", "main.py", "--name", "tool", "--version", "1.0"], env, tmp_path)
     assert build.returncode == 1

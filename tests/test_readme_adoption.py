@@ -45,7 +45,7 @@ def readme_blocks() -> list[tuple[str, str, str]]:
 
 # Blocks of the section run by another test (its own app name, its own store): first line -> test.
 COVERED_ELSEWHERE = {
-    "pip install gupper                 # the client your app embeds: requests, packaging, cryptography, filelock, platformdirs": "tests/test_packaging.py",
+    "pip install gupper                 # the client your app embeds: requests, packaging, pynacl, platformdirs": "tests/test_packaging.py",
     "gupper-publish build notely.py --name notely --version 1.0.0             # prints dist/notely-1.0.0-linux-amd64": "tests/test_build_helper.py",
 }
 

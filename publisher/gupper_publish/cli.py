@@ -42,7 +42,7 @@ EXIT_BUSY = 75  # EX_TEMPFAIL: other publishers kept winning the compare-and-swa
 EXIT_INTERRUPTED = 130
 EXIT_PIPE = 141  # 128 + SIGPIPE: what a shell reports for a program whose reader went away
 COMMANDS = ("publish", "promote", "rollout", "yank", "list", "status", "prune", "init", "rotate-keys", "resign", "keygen", "build")
-OFFLINE_COMMANDS = ("keygen", "build")  # need neither a store nor the publisher extra
+OFFLINE_COMMANDS = ("keygen", "build")  # need no store (keygen needs the publisher extra's cryptography)
 KEY_ENV = "GUPPER_SIGNING_KEY"
 
 
@@ -384,11 +384,11 @@ def run(argv: Sequence[str]) -> int:
         cut = argv.index("--")
         argv, passthrough = argv[:cut], argv[cut + 1 :]
     args = _parser().parse_args(argv)
-    if args.command == "keygen":
-        return _keygen(args.prefix)
     if args.command == "build":
         return _build(args, passthrough)
     require("publisher", f"gupper-publish {args.command}")
+    if args.command == "keygen":
+        return _keygen(args.prefix)
     if args.command in {"list", "status"}:
         doc = status(_store(args), datetime.now(UTC), args.app, args.channel)
         print(json.dumps(doc, indent=2) if args.json else render_table(doc))

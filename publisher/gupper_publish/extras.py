@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 from .errors import MissingExtra
 
-PUBLISHER_MODULES = ("boto3", "botocore", "bsdiff4")
+PUBLISHER_MODULES = ("boto3", "botocore", "bsdiff4", "cryptography", "filelock")
 BUILD_MODULES = ("PyInstaller",)
 EXTRAS = {"publisher": PUBLISHER_MODULES, "build": BUILD_MODULES}
 

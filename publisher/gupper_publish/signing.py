@@ -10,20 +10,23 @@ import re
 import stat
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
-
-from cryptography.exceptions import UnsupportedAlgorithm
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from typing import TYPE_CHECKING, Any
 
 from gupper.keys import PublicKey, keyid_for
 from gupper.manifest import canonical_bytes
 
 from .errors import SigningKeyError
 
+# cryptography signs; it comes with the publisher extra (the client verifies with PyNaCl), so it is
+# imported where keys are made, loaded or used: the CLI can say which extra is missing.
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
 
 def public_key_of(private: Ed25519PrivateKey) -> PublicKey:
     """The client-side form of ``private``'s public half."""
+    from cryptography.hazmat.primitives import serialization
+
     raw = private.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
     return PublicKey(keyid_for(raw), raw)
 
@@ -39,6 +42,9 @@ def keygen(prefix: Path) -> tuple[Path, Path, PublicKey]:
     for path in (key_path, pub_path):
         if path.exists():
             raise SigningKeyError(f"{path} already exists; choose another name or move the old key away first")
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
     prefix.parent.mkdir(parents=True, exist_ok=True)
     private = Ed25519PrivateKey.generate()
     pem = private.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
@@ -75,6 +81,10 @@ def parse_signing_key(data: bytes, what: str) -> Ed25519PrivateKey:
         raise SigningKeyError(f"{what} is an OpenSSH private key; convert it to PKCS#8 with 'ssh-keygen -p -m PKCS8 -f FILE' or make one with 'gupper-publish keygen'")
     if head.startswith(b"-----BEGIN ENCRYPTED PRIVATE KEY-----") or b"Proc-Type: 4,ENCRYPTED" in head[:200]:
         raise SigningKeyError(f"{what} is encrypted; gupper-publish signs with an unencrypted key (keep it in a CI secret or a 0600 file)")
+    from cryptography.exceptions import UnsupportedAlgorithm
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
     try:
         pem = head.startswith(b"-----BEGIN")
         key = serialization.load_pem_private_key(head, password=None) if pem else serialization.load_der_private_key(data, password=None)

@@ -24,18 +24,15 @@ from collections.abc import Callable, Iterator, MutableMapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import BinaryIO, NoReturn
+from typing import TYPE_CHECKING, BinaryIO, NoReturn
 from urllib.parse import urljoin
 
-from filelock import FileLock
-from filelock import Timeout as LockTimeout
 from packaging.version import InvalidVersion, Version
 
 from . import folder as _folder
-from . import folder_delta
 from . import install as _install
 from . import restart as _restart
-from .bspatch import PatchError, apply_patch
+from ._lock import ExclusiveLock
 from .errors import (
     ConfigError,
     DownloadError,
@@ -51,12 +48,17 @@ from .errors import (
 from .fetch import FetchConfig, Fetcher, Progress, Resume, check_url
 from .keys import TrustedKeys
 from .manifest import MAX_MANIFEST_BYTES, Entry, Manifest, verify_manifest
-from .package import LIST_NAME, MAX_LIST_BYTES, PackageEntry, extract_package, file_list_bytes, file_sha256, list_from_wire, parse_file_list, scan_folder
 from .platforms import Platform, pick_key, platform_candidates
 from .policy import choose_update
 from .selftest import answer_self_test, preflight
 from .state import ClientState, ManifestCache, PartialDownload, StateFile, Trial, cacheable_etag, default_state_dir
 from .trust import ChannelRecord, check_fresh, digest_of, rotated_keys
+
+# Patching, one-folder deltas and archives are imported by the functions that use them: a start
+# that finds no update never loads them (bench item 13, import cost; tests/test_lazy_imports.py).
+if TYPE_CHECKING:
+    from . import folder_delta
+    from .package import PackageEntry
 
 log = logging.getLogger("gupper")
 
@@ -251,6 +253,8 @@ class Updater:
         Range/If-Range. Size and sha256 decide, never the transfer. In the one-folder layout the
         archive is fetched the same way and the verified, extracted folder is returned.
         """
+        from .bspatch import PatchError
+
         target = self._require_target()
         self._refuse_early(target, update)
         full = _Blob(update.url, update.entry.size, update.entry.sha256)
@@ -291,6 +295,8 @@ class Updater:
     def _download_package(self, layout: _folder.FolderLayout, update: Update, full: _Blob, progress: Progress | None) -> Path:
         """Fetch the archive beside the version folders, verify it, extract and verify every file
         into a temp folder there; return that folder."""
+        from .package import extract_package
+
         delta = self._folder_delta(layout, update, full, progress)
         if delta is not None:
             return delta
@@ -322,6 +328,10 @@ class Updater:
         """Build the new version folder from the installed one plus only the changed files
         (:mod:`gupper.folder_delta`); None when the release offers no delta or it would not
         save bytes, or when it failed (one log line; the caller then takes the archive)."""
+        from . import folder_delta
+        from .bspatch import PatchError
+        from .package import MAX_LIST_BYTES, list_from_wire, parse_file_list
+
         extra = update.entry.extra
         files_url, blobs_url, files_sha256 = extra.get("files_url"), extra.get("blobs_url"), extra.get("files_sha256")
         current = layout.current_version(self.platform.os, self.file_ops)
@@ -388,6 +398,8 @@ class Updater:
     def _patch_index(self, fetcher: Fetcher, update: Update, current: str, deadline: float) -> tuple[str, folder_delta.Index, str]:
         """The patch index from the installed version, if the release has one: its URL, the index
         (empty without one) and the ``from_sha256`` of the file list it starts from."""
+        from . import folder_delta
+
         patches = update.entry.extra.get("patches")
         for p in patches if isinstance(patches, list) else []:
             if not isinstance(p, dict) or p.get("format") != folder_delta.PATCH_FORMAT or p.get("from_version") != current:
@@ -449,6 +461,8 @@ class Updater:
         return None
 
     def _download_delta(self, full: _Blob, patch: _Blob, target: Path, partial: Path, progress: Progress | None) -> None:
+        from .bspatch import apply_patch
+
         patch_file = _install.patch_path_for(target)
         self._fetch_verified(patch, patch_file, progress, attempts=1)  # on failure the full file is the retry
         try:
@@ -737,6 +751,8 @@ class Updater:
 
     def _installed_sha256(self, target: Path) -> str:
         """sha256 of the installed binary, hashed once per file version (an update asks twice)."""
+        from .package import file_sha256
+
         try:
             st = target.stat()
             key = (st.st_ino, st.st_size, st.st_mtime_ns)
@@ -870,17 +886,17 @@ class Updater:
         if self._lock_owner == me:
             yield True
             return
-        lock = FileLock(str(self.state_file.directory / "update.lock"))
+        lock = ExclusiveLock(self.state_file.directory / "update.lock")
         try:
             self.state_file.directory.mkdir(parents=True, exist_ok=True)
-            lock.acquire(timeout=0)
-        except LockTimeout:
-            yield False
-            return
+            locked = lock.acquire()
         except OSError as e:
             raise InstallError(
                 f"cannot use the updater's state folder {self.state_file.directory} ({e.strerror or e}); make it writable or set UpdaterConfig.state_dir"
             ) from e
+        if not locked:
+            yield False
+            return
         self._lock_owner = me
         try:
             yield True
@@ -1099,6 +1115,8 @@ def _installed_list(folder: Path) -> tuple[bytes, list[PackageEntry], bool]:
     just now: the list kept beside it (a hint: every file is hashed again before reuse), or, for a
     version installed by other means, the list of a scan, which is byte for byte the publisher's
     when the files are the published ones."""
+    from .package import LIST_NAME, MAX_LIST_BYTES, file_list_bytes, parse_file_list, scan_folder
+
     try:
         with (folder / LIST_NAME).open("rb") as f:
             data = f.read(MAX_LIST_BYTES + 1)
@@ -1112,6 +1130,8 @@ def _list_from_index(installed: bytes, index: folder_delta.Index, index_from: st
     """The new file list rebuilt from the installed one and the index's list delta, if the index
     starts from exactly the installed list and the result hashes to the signed ``files_sha256``;
     else None (then it is fetched)."""
+    from . import folder_delta
+
     if hashlib.sha256(installed).hexdigest() != index_from:
         return None
     try:

@@ -26,7 +26,6 @@ from pathlib import Path
 
 from . import install as _install
 from .errors import InstallError, PreflightFailed
-from .package import LIST_NAME, post_install_of
 
 log = logging.getLogger("gupper")
 
@@ -118,6 +117,8 @@ def run_post_install(layout: FolderLayout, version: str, previous: str, env: Map
     ``GUPPER_PREVIOUS_VERSION`` set; a non-zero exit, a timeout or a hook that cannot start
     aborts the switch (PreflightFailed: the version is marked bad).
     """
+    from .package import LIST_NAME, post_install_of  # tarfile & co.: only when a folder update installs
+
     folder = layout.version_dir(version)
     try:
         data = (folder / LIST_NAME).read_bytes()

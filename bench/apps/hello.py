@@ -1,0 +1,3 @@
+"""Bench app: hello world, the floor of a one-file PyInstaller app."""
+
+print("hello")

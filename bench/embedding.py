@@ -1,0 +1,117 @@
+"""Item 9: what embedding the updater costs a one-file app, on every start, before any update.
+
+Six one-file PyInstaller builds of tiny apps (bench/apps/, built by bench/freeze.py with the same
+settings), started in turn, round after round (so drift on a shared machine hits them alike):
+
+- hello world (the floor of any one-file app);
+- hello + ``import requests``, as PyInstaller builds it in a venv that has cryptography installed
+  (requests names it for its SNI fallback, so it is bundled) and with ``--exclude-module`` for
+  cryptography and pyOpenSSL (requests' own floor);
+- hello + Gupper's start-up hook: ``Updater(...).run()``, a warm no-update check (304) against the
+  local store, then ``confirm()``; built in a venv that also has cryptography installed (Gupper's
+  PyInstaller hook keeps it out), and the same binary started with ``--no-update`` (the cost of
+  carrying Gupper without checking);
+- hello + tufup 0.10's client doing its warm no-update check against the same store.
+
+Start to exit is the wall time of the whole process, as a user waits for it.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from pathlib import Path
+
+from bench import freeze
+from bench.common import median
+from bench.run import ROOT, RUN, Bench, Row, app_env, run_timed
+
+EXCLUDE_CRYPTO = ("--exclude-module", "cryptography", "--exclude-module", "OpenSSL")
+MB = 1e6
+
+
+def tufup_client_dir(where: Path, root_json: Path) -> Path:
+    """A new tufup install's metadata dir: only the root.json an installer ships."""
+    shutil.rmtree(where, ignore_errors=True)
+    for sub in ("metadata", "targets", "extract"):
+        (where / sub).mkdir(parents=True)
+    shutil.copyfile(root_json, where / "metadata" / "root.json")
+    return where
+
+
+def item9_embedding(b: Bench, tufup_urls: tuple[str, str, Path] | None) -> None:
+    out = RUN / "embed"
+    floor_py, gupper_py = freeze.floor_venv(), freeze.gupper_venv()
+    cfg = {"APP": "app", "VERSION": "1.0.0", "MANIFEST_URL": b.manifest_url, "PUBLIC_KEYS": [b.public_key]}
+    apps: dict[str, Path] = {
+        "hello": freeze.freeze(floor_py, "hello", "hello", out),
+        "requests+crypto": freeze.freeze(floor_py, "hello_requests", "hello-requests", out),
+        "requests": freeze.freeze(floor_py, "hello_requests", "hello-requests-nocrypto", out, flags=EXCLUDE_CRYPTO),
+        "gupper": freeze.freeze(gupper_py, "gupper_app", "gupper-app", out, config=cfg, paths=[ROOT / "updater"]),
+    }
+    # Size only, never started: what --strip (PyInstaller strips the symbols of every binary, here
+    # mostly libsodium's debug info) and what filelock (sqlite3, asyncio, multiprocessing come
+    # with it) cost. The second build cannot take the update lock.
+    sized = {
+        "hello --strip": freeze.freeze(floor_py, "hello", "hello-strip", out, flags=["--strip"]),
+        "gupper --strip": freeze.freeze(gupper_py, "gupper_app", "gupper-app-strip", out, config=cfg, paths=[ROOT / "updater"], flags=["--strip"]),
+        "gupper without filelock": freeze.freeze(gupper_py, "gupper_app", "gupper-app-nofilelock", out, config=cfg, paths=[ROOT / "updater"],
+                                                 flags=["--exclude-module", "filelock"]),
+    }  # fmt: skip
+    bundled = freeze.bundled_modules(apps["gupper"])
+    if "cryptography" in bundled or "OpenSSL" in bundled:
+        raise RuntimeError("the Gupper app bundles cryptography: is gupper's pyinstaller40 hook registered in the freeze-gupper venv?")
+    env = app_env(b.store, out / "tmp")
+    env.update(XDG_STATE_HOME=str(out / "state"), GUPPER_BENCH_CA=b.store.ca)
+    cmds: dict[str, list[str]] = {name: [str(exe)] for name, exe in apps.items()}
+    cmds["gupper --no-update"] = [str(apps["gupper"]), "--no-update"]
+    if tufup_urls is not None:
+        meta_url, targets_url, root = tufup_urls
+        tcfg = {"APP": "app", "VERSION": "1.0.0", "META_URL": meta_url, "TARGETS_URL": targets_url}
+        apps["tufup"] = freeze.freeze(freeze.tufup_venv(), "tufup_app", "tufup-app", out, config=tcfg)
+        cmds["tufup"] = [str(apps["tufup"])]
+        env["GUPPER_BENCH_TUFUP_DIR"] = str(tufup_client_dir(out / "tufup-client", root))
+    for cmd in cmds.values():  # warm the page cache; the first checks keep the manifest + ETag (Gupper) and metadata (tufup)
+        for _ in range(2):
+            _, proc = run_timed(cmd, env)
+            if proc.returncode != 0 or "hello" not in proc.stdout:
+                raise RuntimeError(f"{cmd[0]} did not run: {proc.stdout}{proc.stderr[-2000:]}")
+    times: dict[str, list[float]] = {name: [] for name in cmds}
+    for _ in range(max(9, b.reps * 2)):
+        for name, cmd in cmds.items():
+            ms, proc = run_timed(cmd, env)
+            if proc.returncode != 0:
+                raise RuntimeError(f"{name} failed: {proc.stderr[-2000:]}")
+            times[name].append(ms)
+            time.sleep(0.02)
+    ms = {name: median(v) for name, v in times.items()}
+    size = {name: exe.stat().st_size / MB for name, exe in apps.items()}
+    b.metrics.update({f"embed_ms_{k}": v for k, v in ms.items()} | {f"embed_mb_{k}": v for k, v in size.items()})
+    t_size = size.get("tufup")
+    t_ms = ms.get("tufup")
+    floor = "a floor, not a Gupper figure"
+    b.add(Row("9", "one-file hello world: size", "MB", size["hello"], note=floor))
+    b.add(Row("9", "one-file hello world: start to exit", "ms", ms["hello"], note=floor))
+    b.add(Row("9", "hello + requests, cryptography bundled (PyInstaller's default in a venv that has it): size / start", "MB", size["requests+crypto"],
+              note=f"{ms['requests+crypto']:,.0f} ms start to exit; {floor}"))  # fmt: skip
+    b.add(Row("9", "hello + requests without cryptography (requests' floor): size / start", "MB", size["requests"], note=f"{ms['requests']:,.0f} ms; {floor}"))
+    b.add(
+        Row("9", "embedding cost: size over hello world", "MB", size["gupper"] - size["hello"], None if t_size is None else t_size - size["hello"],
+            note=f"Gupper app {size['gupper']:.2f} MB (no cryptography bundled: its PyInstaller hook), target <= +4 MB; requests alone: "
+            f"+{size['requests'] - size['hello']:.2f} MB" + ("" if t_size is None else f"; tufup app {t_size:.2f} MB"))
+    )  # fmt: skip
+    sz = {name: exe.stat().st_size / MB for name, exe in sized.items()}
+    b.metrics.update({f"embed_mb_{k}": v for k, v in sz.items()})
+    b.add(Row("9", "embedding cost: size over hello world, both built with --strip", "MB", sz["gupper --strip"] - sz["hello --strip"],
+              note=f"{sz['gupper --strip']:.2f} vs {sz['hello --strip']:.2f} MB: PyInstaller's --strip removes libsodium's debug info (about 1.1 MB)"))  # fmt: skip
+    b.add(Row("9", "what filelock costs the embedding app (size only: built with --exclude-module filelock, never started)", "MB",
+              size["gupper"] - sz["gupper without filelock"],
+              note=f"filelock 3.x/4.x brings sqlite3, asyncio, concurrent.futures and multiprocessing into the bundle; "
+              f"Gupper app without it: +{sz['gupper without filelock'] - size['hello']:.2f} MB over hello world"))  # fmt: skip
+    b.add(
+        Row("9", "embedding cost: start to exit over hello world, with a warm no-update check (304)", "ms", ms["gupper"] - ms["hello"],
+            None if t_ms is None else t_ms - ms["hello"],
+            note=f"Gupper app {ms['gupper']:,.0f} ms vs hello {ms['hello']:,.0f} ms, target <= +150 ms; requests alone: +{ms['requests'] - ms['hello']:,.0f} ms; "
+            f"Gupper app with --no-update (carried, not run): +{ms['gupper --no-update'] - ms['hello']:,.0f} ms"
+            + ("" if t_ms is None else f"; tufup app {t_ms:,.0f} ms (its warm check: root N+1 404 + timestamp.json)"))
+    )  # fmt: skip

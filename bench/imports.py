@@ -1,0 +1,64 @@
+"""Item 13: the import cost of the client's start-up path in plain Python, against requests.
+
+Three commands with the project's interpreter, alternated round after round: ``python -c pass``,
+``import requests``, and what a start that finds no update imports: ``from gupper import Updater,
+UpdaterConfig`` plus what ``run()`` loads on the way (filelock for the update lock, platformdirs for
+the state dir). tests/test_lazy_imports.py proves that a no-update ``run()`` loads nothing more of
+weight (no patching, archives, folder deltas or cryptography). Figures: whole-process medians over
+``pass``, and ``-X importtime``'s cumulative microseconds of the top-level imports.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+
+from bench.common import median
+from bench.run import ROOT, Bench, Row
+
+STARTUP = "from gupper import Updater, UpdaterConfig; import filelock, platformdirs"
+COMMANDS = {"pass": "pass", "requests": "import requests", "gupper": STARTUP}
+
+
+def whole_process_ms(code: str) -> float:
+    import time
+
+    t0 = time.perf_counter()
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT, timeout=60)
+    return (time.perf_counter() - t0) * 1000
+
+
+def importtime_ms(code: str) -> float:
+    """Sum of the cumulative times of the top-level imports ``-X importtime`` reports, in ms."""
+    proc = subprocess.run([sys.executable, "-X", "importtime", "-c", code], capture_output=True, text=True, check=True, cwd=ROOT, timeout=60)
+    total = 0
+    for line in proc.stderr.splitlines():
+        m = re.match(r"import time:\s+\d+ \|\s+(\d+) \| (\S.*)$", line)  # one space before the name: a top-level import
+        if m and m.group(2) not in ("site", "encodings", "codecs", "io", "abc", "_distutils_hack") and not m.group(2).startswith(("encodings", "_")):
+            total += int(m.group(1))
+    return total / 1000
+
+
+def item13_imports(b: Bench) -> None:
+    rounds = max(15, b.reps * 4)
+    for code in COMMANDS.values():  # warm the page cache and the .pyc files
+        whole_process_ms(code)
+    wall: dict[str, list[float]] = {k: [] for k in COMMANDS}
+    imp: dict[str, list[float]] = {k: [] for k in COMMANDS if k != "pass"}
+    for _ in range(rounds):
+        for name, code in COMMANDS.items():
+            wall[name].append(whole_process_ms(code))
+    for _ in range(max(5, b.reps)):
+        for name, values in imp.items():
+            values.append(importtime_ms(COMMANDS[name]))
+    base = median(wall["pass"])
+    g, r = median(wall["gupper"]) - base, median(wall["requests"]) - base
+    gi, ri = median(imp["gupper"]), median(imp["requests"])
+    b.metrics.update(import_g=g, import_r=r, importtime_g=gi, importtime_r=ri)
+    b.add(
+        Row("13", "import cost of the start-up path in plain Python, whole process over `python -c pass`", "ms", g,
+            note=f"`{STARTUP}`: +{g:.1f} ms vs `import requests` +{r:.1f} ms = {g / r:.2f}x (target <= 1.2x); `python -c pass` {base:.1f} ms")
+    )  # fmt: skip
+    b.add(Row("13", "import cost of the start-up path, -X importtime (cumulative, top-level imports)", "ms", gi,
+              note=f"`import requests`: {ri:.1f} ms; ratio {gi / ri:.2f}x"))  # fmt: skip

@@ -1,0 +1,110 @@
+"""What a start-up that finds no update loads: ``import gupper`` loads nothing, and a whole
+no-update ``run()`` (a 200, then a 304 answered from the kept copy) never loads patching, archives,
+folder deltas or cryptography. Checked in a fresh interpreter against the HTTPS simulator; the
+figures these imports cost are in bench/results.md (import cost), never in a test."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+import sys
+import textwrap
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler
+from pathlib import Path
+
+import pytest
+
+from .conftest import MakeManifest, entry
+from .httpsim import Handler, Sim, serve
+
+ROOT = Path(__file__).resolve().parent.parent
+MANIFEST = "/app/stable/latest.json"
+
+# Needed only once an update is found, or never on a one-file install.
+ONLY_WHEN_UPDATING = [
+    "gupper.bspatch",  # binary deltas
+    "gupper.folder_delta",  # one-folder deltas
+    "gupper.package",  # one-folder archives and file lists
+    "tarfile",
+    "gzip",
+    "cryptography",  # the publisher signs with it; the client verifies with PyNaCl
+    "OpenSSL",
+    "filelock",  # not a client dependency: gupper._lock (2.4 MB of sqlite3/asyncio in a bundle)
+    "sqlite3",
+    "asyncio",
+]
+
+SCRIPT = textwrap.dedent(
+    """
+    import json, sys
+    import gupper
+    after_import = sorted(sys.modules)
+    from gupper import Platform, Status, Updater, UpdaterConfig
+    cfg = UpdaterConfig(
+        app="app", current_version="2.0.0", manifest_url=sys.argv[1], public_keys=(sys.argv[2],), ca_bundle=sys.argv[3],
+        executable=sys.argv[4], state_dir=sys.argv[5], platform=Platform("linux", "amd64"), retries=0,
+    )
+    statuses = [Updater(cfg, environ={}, argv=["app"]).run(restart=False).status.value for _ in range(2)]
+    print(json.dumps({"after_import": after_import, "after_check": sorted(sys.modules), "statuses": statuses}))
+    """
+)
+
+
+@pytest.fixture
+def sim(tmp_path: Path) -> Iterator[Sim]:
+    with serve(tmp_path) as s:
+        yield s
+
+
+def no_update_start(sim: Sim, tmp_path: Path, public_key: str) -> dict[str, list[str]]:
+    exe = tmp_path / "install" / "app"
+    exe.parent.mkdir()
+    exe.write_bytes(b"#!/bin/sh\n")
+    args = [sim.url(MANIFEST), public_key, sim.ca_path, str(exe), str(tmp_path / "state")]
+    proc = subprocess.run([sys.executable, "-c", SCRIPT, *args], capture_output=True, text=True, timeout=60, check=False, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr
+    out: dict[str, list[str]] = json.loads(proc.stdout)
+    return out
+
+
+def etag_route(body: bytes) -> Handler:
+    """Serve ``body`` with an ETag and answer a matching If-None-Match with 304."""
+    tag = '"' + hashlib.sha256(body).hexdigest()[:16] + '"'
+
+    def handle(h: BaseHTTPRequestHandler) -> None:
+        if h.headers.get("If-None-Match") == tag:
+            h.send_response(304)
+            h.send_header("ETag", tag)
+            h.send_header("Content-Length", "0")
+            h.end_headers()
+            return
+        h.send_response(200)
+        h.send_header("ETag", tag)
+        h.send_header("Content-Length", str(len(body)))
+        h.end_headers()
+        h.wfile.write(body)
+
+    return handle
+
+
+def test_import_gupper_loads_no_submodule_and_no_transport(sim: Sim, tmp_path: Path, make_manifest: MakeManifest, keypair: tuple[Path, object, str]) -> None:
+    sim.routes[MANIFEST] = make_manifest(platforms={"linux-amd64": entry("2.0.0")})
+    loaded = set(no_update_start(sim, tmp_path, keypair[2])["after_import"])
+    assert "gupper" in loaded
+    assert not {m for m in loaded if m.startswith("gupper.")}, "import gupper must not load its submodules (names load on first use)"
+    assert not {"requests", "urllib3", "nacl", "packaging"} & loaded
+
+
+def test_a_start_without_update_never_loads_patching_archives_or_cryptography(
+    sim: Sim, tmp_path: Path, make_manifest: MakeManifest, keypair: tuple[Path, object, str]
+) -> None:
+    sim.routes[MANIFEST] = etag_route(make_manifest(platforms={"linux-amd64": entry("2.0.0")}))
+    out = no_update_start(sim, tmp_path, keypair[2])
+    assert out["statuses"] == ["up-to-date", "up-to-date"]
+    assert [r[1] for r in sim.requests] == [MANIFEST, MANIFEST]
+    assert sim.requests[1][2].get("If-None-Match"), "the second start must revalidate the kept manifest (304)"
+    loaded = set(out["after_check"])
+    assert {"gupper.client", "gupper.fetch", "nacl.signing"} <= loaded  # the check did run
+    assert not {m for m in loaded for heavy in ONLY_WHEN_UPDATING if m == heavy or m.startswith(heavy + ".")}
