@@ -229,7 +229,7 @@ def test_a_bug_in_gupper_is_one_line_and_a_failed_result(raw: RawServer, exe: Pa
 
 
 def test_an_unsupported_cpu_turns_updates_off_instead_of_crashing(exe: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("gupper.platforms._platform.machine", lambda: "riscv64")
+    monkeypatch.setattr("gupper.platforms._machine", lambda: "riscv64")
     pub = public_key_of(KEY).to_text()
     cfg = UpdaterConfig(app="app", current_version="1.0.0", manifest_url="https://example.test" + MANIFEST, public_keys=(pub,), executable=str(exe))
     result = Updater(cfg, environ={}).run(restart=False)

@@ -19,7 +19,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import subprocess
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -128,6 +127,8 @@ def run_post_install(layout: FolderLayout, version: str, previous: str, env: Map
     if hook is None:
         return
     run_env = dict(env, GUPPER_INSTALL_ROOT=str(layout.root), GUPPER_NEW_VERSION=version, GUPPER_PREVIOUS_VERSION=previous)
+    import subprocess
+
     try:
         proc = subprocess.run([str(folder / hook)], cwd=folder, env=run_env, stdin=subprocess.DEVNULL, capture_output=True, timeout=timeout, check=False)
     except subprocess.TimeoutExpired as e:

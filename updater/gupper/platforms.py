@@ -14,9 +14,8 @@ native build first with the binary's own as the fallback (as electron-updater do
 
 from __future__ import annotations
 
-import platform as _platform
+import os
 import sys
-import sysconfig
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 
@@ -91,6 +90,15 @@ def _binary_arch(raw_os: str, machine: str, interpreter: str | None) -> str:
     return machine
 
 
+def _machine() -> str:
+    """``platform.machine()``, without importing ``platform`` on POSIX (it is ``uname`` there)."""
+    if sys.platform != "win32":
+        return os.uname().machine
+    import platform
+
+    return platform.machine()
+
+
 def current_platform(sys_platform: str | None = None, machine: str | None = None, interpreter: str | None = None) -> Platform:
     """Return the platform this binary was built for; the arguments exist so tests can inject another OS.
 
@@ -98,9 +106,11 @@ def current_platform(sys_platform: str | None = None, machine: str | None = None
     Raises ValueError for an OS or CPU Gupper does not ship builds for.
     """
     raw_os = sys.platform if sys_platform is None else sys_platform
-    if interpreter is None and sys_platform is None:
+    if interpreter is None and sys_platform is None and raw_os == "win32":
+        import sysconfig
+
         interpreter = sysconfig.get_platform()
-    raw_arch = _binary_arch(raw_os, _platform.machine() if machine is None else machine, interpreter)
+    raw_arch = _binary_arch(raw_os, _machine() if machine is None else machine, interpreter)
     os_name = normalize_os("linux" if raw_os.startswith("linux") else raw_os)
     arch = normalize_arch(raw_arch)
     if os_name is None or arch is None:

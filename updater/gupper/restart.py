@@ -19,12 +19,10 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import signal
-import subprocess
 import sys
 import threading
 from collections.abc import Callable, Mapping, Sequence
-from typing import IO, Any, NoReturn, Protocol
+from typing import IO, Any, NoReturn, Protocol, cast
 
 from .errors import InstallError
 
@@ -83,6 +81,8 @@ def std_handles(is_open: Callable[[int], bool] | None = None) -> dict[str, Handl
     present = [check(fd) for fd in range(3)]
     if not any(present):
         return {}
+    import subprocess
+
     return {name: fd if ok else subprocess.DEVNULL for fd, (name, ok) in enumerate(zip(names, present, strict=True))}
 
 
@@ -121,6 +121,8 @@ def _ignore_interrupts_in_python() -> None:
     and is not inherited on Windows, so the child keeps the default behaviour."""
     if threading.current_thread() is not threading.main_thread():
         return  # signal handlers can only be set there; on Windows the console handler covers this
+    import signal
+
     for name in ("SIGINT", "SIGBREAK"):
         sig = getattr(signal, name, None)
         if sig is not None:
@@ -135,7 +137,7 @@ def run_and_wait(
     executable: str,
     argv: Sequence[str],
     env: Mapping[str, str],
-    run: Callable[..., int] = subprocess.call,
+    run: Callable[..., int] | None = None,
     api: WindowsApi | None = None,
     handles: Mapping[str, Handle] | None = None,
 ) -> int:
@@ -147,8 +149,13 @@ def run_and_wait(
         api.ignore_console_ctrl()
     _ignore_interrupts_in_python()
     job = api.join_kill_on_close_job() if api is not None else None
+    if run is None:
+        import subprocess  # here, not at import: a start that restarts nothing never loads it
+
+        run = cast("Callable[..., int]", subprocess.call)
+    call = run
     try:
-        code = run([executable, *argv], env=dict(env), **dict(handles if handles is not None else std_handles()))
+        code = call([executable, *argv], env=dict(env), **dict(handles if handles is not None else std_handles()))
     except OSError as e:
         raise InstallError(f"installed, but the new version cannot be started ({e.strerror or e}); it runs from the next start") from e
     finally:
@@ -161,7 +168,7 @@ def restart_windows(
     executable: str,
     argv: Sequence[str],
     env: Mapping[str, str],
-    run: Callable[..., int] = subprocess.call,
+    run: Callable[..., int] | None = None,
     exit_: Callable[[int], NoReturn] = os._exit,
     api: WindowsApi | None = None,
 ) -> NoReturn:

@@ -11,8 +11,6 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
-import signal
-import subprocess
 import sys
 from collections.abc import Mapping
 from pathlib import Path
@@ -24,7 +22,13 @@ _ANSWER = "gupper-self-test"
 # Signals that come from outside (the OOM killer, a user, a logout), not from the program's own
 # crash: death by one of these says nothing about the release. SIGSEGV, SIGILL, SIGABRT, SIGBUS and
 # SIGFPE do: a binary that dies of them is refused.
-_OUTSIDE_SIGNALS = frozenset(getattr(signal, name) for name in ("SIGKILL", "SIGTERM", "SIGINT", "SIGHUP", "SIGQUIT", "SIGPIPE", "SIGXCPU") if hasattr(signal, name))
+_OUTSIDE_SIGNALS = ("SIGKILL", "SIGTERM", "SIGINT", "SIGHUP", "SIGQUIT", "SIGPIPE", "SIGXCPU")
+
+
+def _from_outside(returncode: int) -> bool:
+    import signal
+
+    return returncode < 0 and -returncode in {getattr(signal, name) for name in _OUTSIDE_SIGNALS if hasattr(signal, name)}
 
 
 def answer_self_test(version: str, environ: Mapping[str, str] | None = None) -> None:
@@ -55,6 +59,8 @@ def preflight(path: Path, expected_version: str, env: Mapping[str, str], timeout
         PreflightFailed: it did not answer correctly in time (a verdict on the release).
         PreflightInterrupted: it was killed by a signal from outside (no verdict; try again).
     """
+    import subprocess  # here, not at import: a start that installs nothing never loads it
+
     nonce = secrets.token_hex(8)
     run_env = dict(env)
     run_env[SELF_TEST_ENV] = nonce
@@ -64,7 +70,7 @@ def preflight(path: Path, expected_version: str, env: Mapping[str, str], timeout
         raise PreflightFailed(f"the new version {expected_version} did not answer its self-test within {timeout:g} s; not installed") from e
     except OSError as e:
         raise PreflightFailed(f"the new version {expected_version} cannot be started here ({e.strerror or e}); not installed") from e
-    if proc.returncode < 0 and -proc.returncode in _OUTSIDE_SIGNALS:
+    if _from_outside(proc.returncode):
         raise PreflightInterrupted(f"the self-test of {expected_version} was killed by signal {-proc.returncode} (not by its own crash); it is tried again next time")
     expected = f"{_ANSWER} {nonce} {expected_version}"
     lines = proc.stdout.decode("utf-8", "replace").splitlines()
