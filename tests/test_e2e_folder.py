@@ -23,7 +23,8 @@ import pytest
 from app.build import build_app
 from gupper.folder import FolderLayout
 from gupper.manifest import canonical_bytes
-from gupper.package import LIST_NAME, scan_folder
+from gupper.package import scan_folder
+from gupper.wire.files import LIST_NAME
 from gupper_publish.signing import sign_manifest
 
 from .e2e_support import E2E, PLATFORM, gupper_lines

@@ -14,8 +14,9 @@ from packaging.version import Version
 
 from gupper import Platform, Status, Updater, UpdaterConfig, WrongTarget
 from gupper.keys import TrustedKeys
-from gupper.manifest import Manifest, verify_manifest
+from gupper.manifest import verify_manifest
 from gupper.policy import choose_update
+from gupper.wire.manifest import Manifest
 
 from .conftest import fake_app
 from .e2e_support import E2E, gupper_lines, sha256

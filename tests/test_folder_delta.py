@@ -23,8 +23,9 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from gupper import Platform, Status, Updater, UpdaterConfig
 from gupper.errors import IntegrityError
 from gupper.folder import FolderLayout
-from gupper.folder_delta import FilePatch, parse_index, plan
-from gupper.package import LIST_NAME, MAX_LIST_BYTES, PackageEntry, list_from_wire, list_to_wire
+from gupper.folder_delta import plan
+from gupper.wire.files import LIST_NAME, MAX_LIST_BYTES, FilePatch, PackageEntry, PatchIndex, list_from_wire
+from gupper_publish.folder_delta import list_to_wire
 from gupper_publish.publish import PublishOptions, publish
 from gupper_publish.release import prune
 from gupper_publish.signing import public_key_of
@@ -141,11 +142,11 @@ def test_a_folder_release_is_stored_file_by_file_with_a_patch_index_signed_in_it
     assert (index["from_version"], index["format"]) == ("1.0.0", "files-bsdiff4")
     data = (store.root / "app/2.0.0/patches" / index["url"].rsplit("/", 1)[1]).read_bytes()
     assert hashlib.sha256(data).hexdigest() == index["sha256"] and len(data) == index["size"]
-    parsed = parse_index(data)
+    parsed = PatchIndex.from_bytes(data)
     patched = parsed.patches
     assert sorted(patched) == ["_internal/data.bin", "app"]  # changed in place; moved and new files are not patched
-    assert parsed.remove == ("_internal/moved.bin",)
-    assert sorted(e["path"] for e in parsed.put) == ["_internal/data.bin", "_internal/notes.txt", "_internal/sub/moved.bin", "app"]
+    assert parsed.delta.remove == ("_internal/moved.bin",)
+    assert sorted(e.path for e in parsed.delta.put) == ["_internal/data.bin", "_internal/notes.txt", "_internal/sub/moved.bin", "app"]
     for path, fp in patched.items():
         assert fp.size < (v2 / path).stat().st_size // 10
         assert (store.root / "app/2.0.0/patches/files" / fp.file).stat().st_size == fp.size
@@ -241,18 +242,19 @@ def test_an_install_that_differs_from_its_release_fetches_the_list_and_a_tampere
 
 
 def test_the_list_delta_rebuilds_the_new_list_byte_for_byte(tmp_path: Path) -> None:
-    from gupper.folder_delta import Index, apply_list_delta, list_delta
-    from gupper.package import file_list_bytes, scan_folder
+    from gupper.package import scan_folder
+    from gupper.wire.files import FileList, ListDelta
+    from gupper_publish.folder_delta import list_delta
 
     v1, v2 = release(tmp_path, "1.0.0"), release(tmp_path, "2.0.0")
     (v2 / "hook").write_bytes(b"#!/bin/sh\n")
     (v2 / "hook").chmod(0o755)
-    old, new = file_list_bytes(scan_folder(v1)), file_list_bytes(scan_folder(v2), "hook")
+    old, new = FileList.of(scan_folder(v1)).to_bytes(), FileList.of(scan_folder(v2), "hook").to_bytes()
     for a, b in ((old, new), (new, old), (old, old)):
-        d = list_delta(a, b)
-        assert apply_list_delta(a, Index({}, tuple(d["remove"]), tuple(d["put"]), d.get("post_install"))) == b
-    wrong = Index({}, (), ())  # a delta that does not reproduce the list: the signed files_sha256 decides
-    assert hashlib.sha256(apply_list_delta(old, wrong)).hexdigest() != hashlib.sha256(new).hexdigest()
+        d = list_delta(FileList.from_bytes(a), FileList.from_bytes(b))
+        assert ListDelta.from_json(d.to_json()).apply(FileList.from_bytes(a)).to_bytes() == b
+    wrong = ListDelta()  # a delta that does not reproduce the list: the signed files_sha256 decides
+    assert hashlib.sha256(wrong.apply(FileList.from_bytes(old)).to_bytes()).hexdigest() != hashlib.sha256(new).hexdigest()
 
 
 def test_without_patches_changed_files_are_fetched_whole_and_a_release_with_none_takes_the_archive(sim: Sim, tmp_path: Path) -> None:
@@ -307,7 +309,7 @@ def index_with(**patch: Any) -> bytes:
 )
 def test_a_malformed_patch_index_is_refused(index: bytes) -> None:
     with pytest.raises(IntegrityError, match="patch index"):
-        parse_index(index)
+        PatchIndex.from_bytes(index)
 
 
 def test_promote_without_a_source_channel_keeps_the_folder_delta(tmp_path: Path) -> None:

@@ -27,8 +27,9 @@ from gupper import Platform, Status, Updater, UpdaterConfig
 from gupper.errors import InstallError, IntegrityError
 from gupper.folder import FolderLayout, detect, switch
 from gupper.install import FileOps
-from gupper.package import LIST_NAME, PackageEntry, extract_package, file_list_bytes, parse_file_list
+from gupper.package import extract_package
 from gupper.state import StateFile
+from gupper.wire.files import LIST_NAME, FileList, PackageEntry
 from gupper_publish.archive import make_archive, pack_folder
 from gupper_publish.publish import PublishOptions, publish
 from gupper_publish.selection import build_signed
@@ -223,9 +224,9 @@ def test_a_good_archive_extracts_with_modes_links_and_empty_dirs(tmp_path: Path)
 
 def test_file_list_checks_links_with_leading_dotdots_only_within_depth() -> None:
     ok = [PackageEntry("a", "dir"), PackageEntry("a/b", "dir"), PackageEntry("a/b/l", "link", target="../../x")]
-    parse_file_list(file_list_bytes(ok))
+    FileList.from_bytes(FileList.of(ok).to_bytes())
     with pytest.raises(IntegrityError):
-        parse_file_list(file_list_bytes([*ok[:2], PackageEntry("a/b/l", "link", target="../../../x")]))
+        FileList.from_bytes(FileList.of([*ok[:2], PackageEntry("a/b/l", "link", target="../../../x")]).to_bytes())
 
 
 # --- the current switch ------------------------------------------------------------------------

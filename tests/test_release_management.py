@@ -14,7 +14,9 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from gupper.keys import TrustedKeys
-from gupper.manifest import Manifest, format_time, verify_manifest
+from gupper.manifest import verify_manifest
+from gupper.wire.canonical import format_time
+from gupper.wire.manifest import Manifest
 from gupper_publish import LocalStore, PublishOptions, publish, regenerate_manifest
 from gupper_publish.cli import main, terminal_progress
 from gupper_publish.errors import NotFound, PreconditionFailed, PublishError, SigningKeyError

@@ -1,6 +1,6 @@
 """Packing a one-folder build into a deterministic ``.tar.gz`` archive artifact.
 
-The archive's first member is the file list (:mod:`gupper.package`), then every listed entry in
+The archive's first member is the file list (:class:`gupper.wire.files.FileList`), then every listed entry in
 path order, with fixed metadata (mtime 0, uid/gid 0, no user or group names, modes 0755/0644)
 and a gzip header without name or time: the same folder always gives the same bytes, so a
 re-publish is a no-op and two CI runs agree. A ``.tar.gz`` given by the user is unpacked with
@@ -24,7 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from gupper.errors import IntegrityError
-from gupper.package import LIST_NAME, MAX_DEPTH, MAX_ENTRIES, PackageEntry, check_link_target, check_member_path, create_new_file, file_list_bytes, scan_folder
+from gupper.package import create_new_file, scan_folder
+from gupper.wire.files import LIST_NAME, MAX_DEPTH, MAX_ENTRIES, FileList, PackageEntry, check_link_target, check_member_path
 
 from .artifacts import ARCHIVE_SUFFIX, ZIP_SUFFIX, parse_artifact_name
 from .errors import PublishError
@@ -55,7 +56,7 @@ def pack_folder(folder: Path, out: Path, post_install: str | None = None) -> str
     if not any(e.kind == "file" for e in entries):
         raise PublishError(f"{folder} holds no files; pass a one-folder build such as dist/app-1.2.0-linux-amd64/")
     try:
-        listing = file_list_bytes(entries, post_install)
+        listing = FileList.of(entries, post_install).to_bytes()
     except IntegrityError as e:
         raise PublishError(f"cannot package {folder}: {e}") from e
     with (

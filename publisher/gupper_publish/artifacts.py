@@ -10,8 +10,8 @@ from urllib.parse import quote
 
 from packaging.version import InvalidVersion, Version
 
-from gupper.manifest import valid_app_name
 from gupper.platforms import Platform, normalize_arch, normalize_os
+from gupper.wire.canonical import valid_app_name
 
 from .errors import BadArtifactName
 

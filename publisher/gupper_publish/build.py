@@ -33,8 +33,8 @@ from pathlib import Path
 
 from packaging.version import InvalidVersion, Version
 
-from gupper.manifest import valid_app_name
 from gupper.platforms import Platform, current_platform
+from gupper.wire.canonical import valid_app_name
 
 from .artifacts import parse_artifact_name
 from .errors import BuildFailed, PublishError

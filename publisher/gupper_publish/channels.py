@@ -18,9 +18,10 @@ from urllib.parse import unquote
 
 from packaging.version import InvalidVersion, Version
 
-from gupper.keys import TrustedKeys
-from gupper.manifest import valid_app_name
+from gupper.errors import ConfigError, Malformed
 from gupper.platforms import parse_platform_key
+from gupper.wire.canonical import valid_app_name
+from gupper.wire.manifest import ARCHIVE, ARCHIVE_FORMAT, BINARY, FILES_PATCH_FORMAT, PATCH_FORMAT, Entry, KeySet, Manifest, Patch, Rollout
 
 from .artifacts import ARCHIVE_SUFFIX, parse_artifact_name, relative_url
 from .errors import BadArtifactName, ImmutableConflict, NotFound, PublishError
@@ -58,7 +59,7 @@ class ArtifactRecord:
     @property
     def type(self) -> str:
         """The manifest entry type: ``archive`` for a ``.tar.gz`` package, else ``binary``."""
-        return "archive" if self.file.endswith(ARCHIVE_SUFFIX) else "binary"
+        return ARCHIVE if self.file.endswith(ARCHIVE_SUFFIX) else BINARY
 
     def same_file(self, other: ArtifactRecord) -> bool:
         """The same bytes (patches are derived data and may be added later)."""
@@ -92,7 +93,7 @@ class ChannelState:
     serial: int = 0  # serial of the manifest derived from this state; 0 = none written yet
     releases: Mapping[str, ReleaseRecord] = field(default_factory=dict)  # str(version) -> record
     yanked: tuple[str, ...] = ()
-    keys: Mapping[str, Any] | None = None
+    keys: KeySet | None = None
 
     def find(self, version: Version) -> ReleaseRecord | None:
         """The member release equal to ``version`` (``1.0`` finds ``1.0.0``), or None."""
@@ -190,12 +191,12 @@ def remove_releases(state: ChannelState, versions: Iterable[Version]) -> Channel
 
 def set_keys(state: ChannelState, keys: Iterable[str], threshold: int) -> ChannelState:
     """Announce a new trusted key set (``ed25519:...`` lines) in the manifest's ``keys`` field."""
-    texts = list(keys)
+    key_set = KeySet(tuple(keys), threshold)
     try:
-        TrustedKeys.from_texts(texts, threshold)
-    except Exception as e:  # gupper.errors.ConfigError: duplicate, malformed key or bad threshold
+        key_set.trusted()
+    except ConfigError as e:  # duplicate, malformed key or bad threshold
         raise PublishError(f"unusable new key set: {e}") from e
-    return replace(state, keys={"keys": texts, "threshold": threshold})
+    return replace(state, keys=key_set)
 
 
 def _member(state: ChannelState, version: Version) -> ReleaseRecord:
@@ -225,37 +226,57 @@ def blob_key(app: str, version: Version | str, sha256: str) -> str:
     return f"{app}/{version}/files/sha256/{sha256}"
 
 
-def entry_for(app: str, record: ReleaseRecord, platform: str, manifest_key: str) -> dict[str, Any]:
+def entry_for(app: str, record: ReleaseRecord, platform: str, manifest_key: str) -> Entry:
     """The manifest entry for ``record``'s file on ``platform``."""
     art = record.artifacts[platform]
-    entry: dict[str, Any] = {
-        "version": str(record.version),
-        "type": art.type,
-        "url": relative_url(manifest_key, f"{app}/{record.version}/{art.file}"),
-        "size": art.size,
-        "sha256": art.sha256,
-    }
-    if art.type == "archive":
-        entry["format"] = "tar.gz"
-        if art.files_sha256 is not None:
-            entry["files_sha256"] = art.files_sha256
-            if art.blobs:
-                entry["files_url"] = relative_url(manifest_key, list_key(app, record.version, art.file))
-                entry["blobs_url"] = relative_url(manifest_key, blob_key(app, record.version, ""))
-    if record.notes:
-        entry["notes"] = record.notes
-    if art.patches:
-        fmt = "files-bsdiff4" if art.type == "archive" else "bsdiff4"
-        entry["patches"] = [
-            {"from_version": p.from_version, "from_sha256": p.from_sha256, "format": fmt,
-             "url": relative_url(manifest_key, f"{app}/{record.version}/patches/{p.file}"), "size": p.size, "sha256": p.sha256}
+    archive = art.type == ARCHIVE
+    lists = archive and art.files_sha256 is not None and art.blobs
+    return Entry(
+        platform=platform,
+        version=record.version,
+        type=art.type,
+        url=relative_url(manifest_key, f"{app}/{record.version}/{art.file}"),
+        size=art.size,
+        sha256=art.sha256,
+        notes=record.notes or None,
+        format=ARCHIVE_FORMAT if archive else None,
+        files_sha256=art.files_sha256 if archive else None,
+        files_url=relative_url(manifest_key, list_key(app, record.version, art.file)) if lists else None,
+        blobs_url=relative_url(manifest_key, blob_key(app, record.version, "")) if lists else None,
+        patches=tuple(
+            Patch(
+                format=FILES_PATCH_FORMAT if archive else PATCH_FORMAT,
+                url=relative_url(manifest_key, f"{app}/{record.version}/patches/{p.file}"),
+                size=p.size,
+                sha256=p.sha256,
+                from_sha256=p.from_sha256,
+                from_version=p.from_version,
+            )
             for p in art.patches
-        ]  # fmt: skip
-    return entry
+        ),
+    )
 
 
-def derive(state: ChannelState, manifest_key: str) -> dict[str, Any]:
-    """The manifest fields the state implies: ``platforms`` and, when set, ``yanked`` and ``keys``.
+@dataclass(frozen=True)
+class Derived:
+    """What a channel's manifest says, as its state implies it: the entries, the yanks, the key set."""
+
+    entries: Mapping[str, Entry]
+    yanked: tuple[Version, ...] = ()
+    keys: KeySet | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """The fields as they appear in the manifest's ``signed`` object (compare :func:`payload_of`)."""
+        out: dict[str, Any] = {"platforms": {p: e.to_json() for p, e in sorted(self.entries.items())}}
+        if self.yanked:
+            out["yanked"] = [str(v) for v in self.yanked]
+        if self.keys is not None:
+            out["keys"] = self.keys.to_json()
+        return out
+
+
+def derived(state: ChannelState, manifest_key: str) -> Derived:
+    """The manifest content the state implies.
 
     Per platform: the highest complete release is the entry; a staged release above it becomes
     the entry instead, with ``rollout`` ``{percent, id}`` and that complete release as
@@ -263,7 +284,7 @@ def derive(state: ChannelState, manifest_key: str) -> dict[str, Any]:
     never serves a pre-release.
     """
     live = [r for r in state.releases.values() if not state.is_yanked(r.version) and (channel_takes_prereleases(state.channel) or not r.version.is_prerelease)]
-    platforms: dict[str, dict[str, Any]] = {}
+    entries: dict[str, Entry] = {}
     for platform in sorted({p for r in live for p in r.artifacts}):
         having = [r for r in live if platform in r.artifacts]
         complete = max((r for r in having if r.rollout is None), key=lambda r: r.version, default=None)
@@ -272,52 +293,47 @@ def derive(state: ChannelState, manifest_key: str) -> dict[str, Any]:
             key=lambda r: r.version,
             default=None,
         )
-        if staged is not None:
-            entry = entry_for(state.app, staged, platform, manifest_key)
+        if staged is not None and staged.rollout is not None:
             # The id is the version: raising 10 -> 50 keeps every earlier install in (same salt),
             # and another release samples other installs.
-            entry["rollout"] = {"percent": staged.rollout, "id": str(staged.version)}
-            if complete is not None:
-                entry["fallback"] = entry_for(state.app, complete, platform, manifest_key)
-            platforms[platform] = entry
+            entries[platform] = replace(
+                entry_for(state.app, staged, platform, manifest_key),
+                rollout=Rollout(staged.rollout, str(staged.version)),
+                fallback=entry_for(state.app, complete, platform, manifest_key) if complete is not None else None,
+            )
         elif complete is not None:
-            platforms[platform] = entry_for(state.app, complete, platform, manifest_key)
-    out: dict[str, Any] = {"platforms": platforms}
-    if state.yanked:
-        out["yanked"] = list(sort_versions(state.yanked))
-    if state.keys is not None:
-        out["keys"] = {"keys": list(state.keys["keys"]), "threshold": state.keys["threshold"]}
-    return out
+            entries[platform] = entry_for(state.app, complete, platform, manifest_key)
+    return Derived(entries, tuple(Version(v) for v in sort_versions(state.yanked)), state.keys)
+
+
+def derive(state: ChannelState, manifest_key: str) -> dict[str, Any]:
+    """The manifest fields the state implies, as JSON: ``platforms`` and, when set, ``yanked`` and
+    ``keys`` (:func:`derived`; compared with :func:`payload_of` of the manifest in the store)."""
+    return derived(state, manifest_key).to_json()
 
 
 DERIVED_FIELDS = ("platforms", "yanked", "keys")
 
 
-def payload_of(signed: Mapping[str, Any]) -> dict[str, Any]:
-    """The derived fields as they appear in a manifest's ``signed`` object (for comparison with :func:`derive`)."""
+def payload_of(manifest: Manifest) -> dict[str, Any]:
+    """The derived fields of a manifest's ``signed`` object (for comparison with :func:`derive`)."""
+    signed = manifest.to_json()
     return {k: signed[k] for k in DERIVED_FIELDS if k in signed}
 
 
-def referenced_versions(platforms: Mapping[str, Any]) -> set[Version]:
-    """Every version a manifest's ``platforms`` names, as entry or as fallback."""
-    out: set[Version] = set()
-    for entry in platforms.values():
-        for e in (entry, entry.get("fallback")) if isinstance(entry, dict) else ():
-            if isinstance(e, dict) and isinstance(e.get("version"), str):
-                out.add(Version(e["version"]))
-    return out
+def referenced_versions(entries: Mapping[str, Entry]) -> set[Version]:
+    """Every version a manifest's entries name, as entry or as fallback."""
+    return {e.version for entry in entries.values() for e in (entry, entry.fallback) if e is not None}
 
 
-def describe(platforms: Mapping[str, Any]) -> dict[str, str]:
+def describe(entries: Mapping[str, Entry]) -> dict[str, str]:
     """One short line per platform for people: ``2.0.0`` or ``2.0.0 at 10% (others 1.9.0)``."""
     out = {}
-    for platform, entry in sorted(platforms.items()):
-        text = str(entry["version"])
-        rollout = entry.get("rollout")
-        if isinstance(rollout, dict):
-            fallback = entry.get("fallback")
-            others = f"others {fallback['version']}" if isinstance(fallback, dict) else "others stay"
-            text += f" at {rollout['percent']}% ({others})"
+    for platform, entry in sorted(entries.items()):
+        text = str(entry.version)
+        if entry.rollout is not None:
+            others = f"others {entry.fallback.version}" if entry.fallback is not None else "others stay"
+            text += f" at {entry.rollout.percent}% ({others})"
         out[platform] = text
     return out
 
@@ -344,7 +360,7 @@ def state_to_json(state: ChannelState) -> bytes:
             for key, r in sorted(state.releases.items(), key=lambda kv: kv[1].version)
         },
         "yanked": list(state.yanked),
-        "keys": dict(state.keys) if state.keys is not None else None,
+        "keys": state.keys.to_json() if state.keys is not None else None,
     }
     return (json.dumps(doc, indent=2, sort_keys=True) + "\n").encode("utf-8")
 
@@ -374,9 +390,7 @@ def state_from_json(data: bytes, *, app: str, channel: str, where: str) -> Chann
                 raise ValueError(f"release {key} has notes that are not text")
             releases[key] = ReleaseRecord(version, arts, rollout, str(raw.get("added", "")), notes)
         yanked = tuple(str(Version(v)) for v in doc["yanked"])
-        keys = doc.get("keys")
-        if keys is not None:
-            TrustedKeys.from_texts(keys["keys"], keys["threshold"])
+        keys = KeySet.from_json(doc["keys"]) if doc.get("keys") is not None else None
     except Exception as e:  # any shape error: one message, pointing at the object
         raise PublishError(f"channel state {where} is unreadable ({e}); fix or delete it (it is rebuilt from the manifest)") from e
     return ChannelState(app, channel, serial, releases, yanked, keys)
@@ -415,26 +429,25 @@ def seed_from_manifest(app: str, channel: str, signed: Mapping[str, Any], where:
     Only entries at their canonical ``../<version>/<file>`` URL are understood; anything else is
     refused rather than silently dropped from the next manifest.
     """
+    try:
+        entries = [Entry.from_json(platform, raw) for platform, raw in sorted(dict(signed.get("platforms") or {}).items())]
+        keys = KeySet.from_json(signed["keys"]) if signed.get("keys") is not None else None
+    except Malformed as e:
+        raise PublishError(f"{where} is unreadable ({e}); fix or delete the manifest") from e
     state = ChannelState(app, channel, int(signed.get("serial", 0)))
-    yanked = signed.get("yanked") or []
-    for platform, entry in sorted(dict(signed.get("platforms") or {}).items()):
-        staged = entry.get("rollout")
-        for e, rollout in ((entry, staged["percent"] if isinstance(staged, dict) else None), (entry.get("fallback"), None)):
-            if not isinstance(e, dict):
+    for entry in entries:
+        for served, rollout in ((entry, entry.rollout.percent if entry.rollout else None), (entry.fallback, None)):
+            if served is None:
                 continue
+            url = served.url
             try:
-                name = parse_artifact_name(unquote(str(e["url"]).rsplit("/", 1)[-1]))
-                ok = name.app == app and name.platform.key == platform and str(name.version) == e["version"] and e["url"].endswith(f"{name.version}/{name.filename}")
-            except (BadArtifactName, KeyError) as err:
-                raise PublishError(f"{where} names {e.get('url')!r} for {platform}, which is not a release of {app}; fix or delete the manifest") from err
-            if not ok:
-                raise PublishError(f"{where} names {e['url']!r} for {platform}, not its canonical key; fix or delete the manifest")
-            files_sha256 = e.get("files_sha256")
-            record = ArtifactRecord(name.filename, int(e["size"]), str(e["sha256"]), files_sha256=str(files_sha256) if files_sha256 is not None else None)
-            state = add_release(state, name.version, {platform: record}, rollout=rollout, added="")
-    keys = signed.get("keys")
-    return replace(
-        state,
-        yanked=sort_versions(str(Version(v)) for v in yanked),
-        keys={"keys": list(keys["keys"]), "threshold": keys["threshold"]} if isinstance(keys, dict) else None,
-    )
+                name = parse_artifact_name(unquote(url.rsplit("/", 1)[-1]))
+            except BadArtifactName as err:
+                raise PublishError(f"{where} names {url!r} for {served.platform}, which is not a release of {app}; fix or delete the manifest") from err
+            if not (
+                name.app == app and name.platform.key == served.platform and str(name.version) == str(served.version) and url.endswith(f"{name.version}/{name.filename}")
+            ):
+                raise PublishError(f"{where} names {url!r} for {served.platform}, not its canonical key; fix or delete the manifest")
+            record = ArtifactRecord(name.filename, served.size, served.sha256, files_sha256=served.files_sha256)
+            state = add_release(state, name.version, {served.platform: record}, rollout=rollout, added="")
+    return replace(state, yanked=sort_versions(str(Version(v)) for v in signed.get("yanked") or []), keys=keys)

@@ -17,6 +17,7 @@ client never needs another release's objects. See docs/packages.md.
 from __future__ import annotations
 
 import contextlib
+import gzip
 import hashlib
 import logging
 import tempfile
@@ -27,8 +28,8 @@ from pathlib import Path
 from packaging.version import Version
 
 from gupper.errors import IntegrityError
-from gupper.folder_delta import PATCH_FORMAT, FilePatch, index_bytes, list_delta
-from gupper.package import LIST_NAME, PackageEntry, extract_package, list_from_wire, list_to_wire, parse_file_list
+from gupper.package import extract_package
+from gupper.wire.files import LIST_NAME, FileList, FilePatch, ListDelta, PackageEntry, PatchIndex, list_from_wire
 
 from .artifacts import ARCHIVE_SUFFIX
 from .channels import ArtifactRecord, PatchRecord, blob_key, list_key
@@ -38,7 +39,19 @@ from .stores import ARTIFACT_CACHE_CONTROL, ARTIFACT_CONTENT_TYPE, Store
 log = logging.getLogger("gupper.publish")
 
 MAX_PATCH_INPUT = 64 << 20  # bsdiff4 needs ~17x the file in memory: bigger files are fetched whole
-__all__ = ["MAX_PATCH_INPUT", "PATCH_FORMAT", "blob_key", "list_key", "prepare"]
+__all__ = ["MAX_PATCH_INPUT", "blob_key", "list_delta", "list_key", "list_to_wire", "prepare"]
+
+
+def list_delta(old: FileList, new: FileList) -> ListDelta:
+    """What turns file list ``old`` into ``new``: the paths gone, the entries new or changed, the new hook."""
+    before, after = old.by_path(), new.by_path()
+    changed = [after[p] for p in sorted(after) if p not in before or before[p].to_json() != after[p].to_json()]
+    return ListDelta(tuple(sorted(before.keys() - after.keys())), tuple(changed), new.post_install)
+
+
+def list_to_wire(data: bytes) -> bytes:
+    """The stored form of a file list: deterministic gzip (no name, no time)."""
+    return gzip.compress(data, compresslevel=9, mtime=0)
 
 
 def stem_of(file: str) -> str:
@@ -94,8 +107,9 @@ def _patches_from(
     if listed is None or hashlib.sha256(listed).hexdigest() != old.files_sha256:
         log.warning("skipping folder patches from %s: its file list is missing or altered in the store", old_version)
         return None
-    before = {e.path: e for e in parse_file_list(listed) if e.kind == "file"}
-    new_list = (folder / LIST_NAME).read_bytes()
+    old_list = FileList.from_bytes(listed)
+    before = {e.path: e for e in old_list.entries if e.kind == "file"}
+    new_list = FileList.from_bytes((folder / LIST_NAME).read_bytes())
     patches: dict[str, FilePatch] = {}
     for e in files:
         was = before.get(e.path)
@@ -104,7 +118,7 @@ def _patches_from(
         made = _file_patch(store, app, version, old_version, was, e, folder / e.path, tmp)
         if made is not None:
             patches[e.path] = made
-    data = index_bytes(patches, list_delta(listed, new_list))  # written even without patches: it spares the list
+    data = PatchIndex(patches, list_delta(old_list, new_list)).to_bytes()  # written even without patches: it spares the list
     digest = hashlib.sha256(data).hexdigest()
     name = f"{stem}.from-{old_version}.files.json"
     path = tmp / name

@@ -13,7 +13,6 @@ exactly N however they interleave, and it never goes down.
 
 from __future__ import annotations
 
-import json
 import logging
 import random
 import tempfile
@@ -27,8 +26,10 @@ from typing import TYPE_CHECKING, Any
 
 from packaging.version import Version
 
-from gupper.keys import TrustedKeys
-from gupper.manifest import format_time, valid_app_name
+from gupper.errors import Malformed
+from gupper.manifest import load_envelope
+from gupper.wire.canonical import format_time, valid_app_name
+from gupper.wire.manifest import Manifest
 
 from . import folder_delta
 from .archive import archive_name_for, make_archive
@@ -42,6 +43,7 @@ from .channels import (
     check_notes,
     check_percent,
     derive,
+    derived,
     describe,
     payload_of,
     seed_from_manifest,
@@ -52,7 +54,7 @@ from .delta import DEFAULT_PATCHES, make_patches, previous_files
 from .errors import AlreadyExists, ImmutableConflict, NotAnExecutable, NotFound, PreconditionFailed, PublishError, SigningKeyError, StoreBusy, UntrustedKey
 from .exe_check import check_archive_entry, check_file
 from .extras import require
-from .selection import DEFAULT_CHANNEL, build_signed
+from .selection import DEFAULT_CHANNEL
 from .signing import public_key_of, sign_manifest
 from .stores import ARTIFACT_CACHE_CONTROL, ARTIFACT_CONTENT_TYPE, MANIFEST_CACHE_CONTROL, MANIFEST_CONTENT_TYPE, Progress, Store
 
@@ -232,31 +234,30 @@ class ChannelSnapshot:
 
     state: ChannelState
     state_etag: str | None
-    manifest: dict[str, Any] | None  # the manifest's ``signed`` object
+    manifest: Manifest | None  # the manifest's ``signed`` object
     manifest_etag: str | None
     signed_by: frozenset[str] = frozenset()  # key ids of the manifest's signatures: what its installs accept now
 
     @property
     def manifest_serial(self) -> int:
         """The manifest's serial, 0 when there is none."""
-        return int(self.manifest["serial"]) if self.manifest else 0
+        return self.manifest.serial if self.manifest else 0
 
 
 Mutation = Callable[[ChannelState], ChannelState]
 
 
-def _read_signed(store: Store, key: str) -> tuple[dict[str, Any] | None, str | None, frozenset[str]]:
+def _read_signed(store: Store, key: str) -> tuple[Manifest | None, str | None, frozenset[str]]:
     stored = store.read(key)
     if stored is None:
         return None, None, frozenset()
     try:
-        doc = json.loads(stored.data)
-        signed = doc["signed"]
-        int(signed["serial"])
-        signed_by = frozenset(s["keyid"] for s in doc.get("signatures", []) if isinstance(s, dict) and isinstance(s.get("keyid"), str))
-    except (ValueError, KeyError, TypeError, AttributeError) as e:
-        raise PublishError(f"the existing manifest {key} is unreadable; inspect it, and delete it to start again at serial 1") from e
-    return signed, stored.etag, signed_by
+        signed, signatures = load_envelope(stored.data)
+        manifest = Manifest.from_json(signed)
+    except Malformed as e:
+        raise PublishError(f"the existing manifest {key} is unreadable ({e}); inspect it, and delete it to start again at serial 1") from e
+    signed_by = frozenset(s["keyid"] for s in signatures if isinstance(s, dict) and isinstance(s.get("keyid"), str))
+    return manifest, stored.etag, signed_by
 
 
 def load_channel(store: Store, app: str, channel: str) -> ChannelSnapshot:
@@ -274,7 +275,7 @@ def load_channel(store: Store, app: str, channel: str) -> ChannelSnapshot:
     if stored is not None:
         state = state_from_json(stored.data, app=app, channel=channel, where=f"{store.url}/{skey}")
     elif manifest is not None:
-        state = seed_from_manifest(app, channel, manifest, f"{store.url}/{mkey}")
+        state = seed_from_manifest(app, channel, manifest.to_json(), f"{store.url}/{mkey}")
     else:
         state = ChannelState(app, channel)
     return ChannelSnapshot(state, stored.etag if stored else None, manifest, manifest_etag, signed_by)
@@ -295,7 +296,7 @@ def check_signers(state: ChannelState, signers: Sequence[Ed25519PrivateKey], pre
     its threshold, and during a rotation also the threshold of the set before it.
     """
     have = {public_key_of(k).keyid for k in signers}
-    if current is not None and current.manifest is not None and current.manifest.get("keys") is None:
+    if current is not None and current.manifest is not None and current.manifest.key_set is None:
         missing = current.signed_by - have
         if missing:
             raise UntrustedKey(
@@ -307,7 +308,7 @@ def check_signers(state: ChannelState, signers: Sequence[Ed25519PrivateKey], pre
     for keys in sets:
         if keys is None:
             continue
-        trusted = TrustedKeys.from_texts(keys["keys"], keys["threshold"])
+        trusted = keys.trusted()
         good = len(have & set(trusted.by_id()))
         if good < trusted.threshold:
             raise UntrustedKey(
@@ -358,33 +359,29 @@ def sync_manifest(store: Store, app: str, channel: str, options: PublishOptions)
     mkey = manifest_key(app, channel)
     for attempt in range(CAS_ATTEMPTS):
         snap = load_channel(store, app, channel)
-        payload = derive(snap.state, mkey)
+        wanted = derived(snap.state, mkey)
         if snap.manifest is not None and snap.manifest_serial >= snap.state.serial:
-            if payload_of(snap.manifest) == payload:
-                return ManifestResult(mkey, snap.manifest_serial, False, describe(snap.manifest["platforms"]))
+            if payload_of(snap.manifest) == wanted.to_json():
+                return ManifestResult(mkey, snap.manifest_serial, False, describe(snap.manifest.entries))
             change_channel(store, app, channel, lambda s: s, signers=options.keys, force=True)
             continue
         if snap.state.serial == 0:
             raise NotFound(f"{app}/{channel} has no releases yet; publish one with --channel {channel}")
         check_signers(snap.state, options.keys, current=snap)
-        signed = build_signed(
-            app=app,
-            channel=channel,
-            serial=snap.state.serial,
-            now=options.clock(),
-            expires_in=options.expires_in,
-            platforms=payload["platforms"],
-            yanked=payload.get("yanked", ()),
-            keys=payload.get("keys"),
-        )
+        now = options.clock()
+        manifest = Manifest(app, channel, snap.state.serial, now, now + options.expires_in, wanted.entries, key_set=wanted.keys, yanked=wanted.yanked)
         try:
             store.swap(
-                mkey, sign_manifest(signed, options.keys), expect_etag=snap.manifest_etag, content_type=MANIFEST_CONTENT_TYPE, cache_control=MANIFEST_CACHE_CONTROL
+                mkey,
+                sign_manifest(manifest.to_json(), options.keys),
+                expect_etag=snap.manifest_etag,
+                content_type=MANIFEST_CONTENT_TYPE,
+                cache_control=MANIFEST_CACHE_CONTROL,
             )
         except PreconditionFailed:
             _backoff(attempt)
             continue
-        return ManifestResult(mkey, snap.state.serial, True, describe(payload["platforms"]))
+        return ManifestResult(mkey, snap.state.serial, True, describe(wanted.entries))
     raise StoreBusy(f"{store.url}/{mkey} kept changing under us ({CAS_ATTEMPTS} attempts); another publisher is busy, run the command again")
 
 

@@ -13,7 +13,7 @@ from typing import Any
 
 from packaging.version import InvalidVersion, Version
 
-from gupper.manifest import format_time, valid_app_name
+from gupper.wire.canonical import format_time, valid_app_name
 
 from . import channels as ch
 from . import folder_delta
@@ -196,8 +196,8 @@ def prune(store: Store, app: str, keep: int, *, dry_run: bool = False) -> PruneR
     for name in listing.channels:
         snap = load_channel(store, app, name)
         if snap.manifest is not None:
-            referenced |= ch.referenced_versions(snap.manifest.get("platforms", {}))
-        referenced |= ch.referenced_versions(ch.derive(snap.state, manifest_key(app, name))["platforms"])
+            referenced |= ch.referenced_versions(snap.manifest.entries)
+        referenced |= ch.referenced_versions(ch.derived(snap.state, manifest_key(app, name)).entries)
     doomed = [v for v in versions[keep:] if v not in referenced]
     # Every object under a doomed version's prefix: its files and the patches made to it.
     deleted = sorted(o.key for v in doomed for o in store.list(f"{app}/{v}"))
@@ -206,7 +206,7 @@ def prune(store: Store, app: str, keep: int, *, dry_run: bool = False) -> PruneR
             mkey = manifest_key(app, name)
 
             def forget(state: ch.ChannelState, mkey: str = mkey, name: str = name) -> ch.ChannelState:
-                if ch.referenced_versions(ch.derive(state, mkey)["platforms"]) & set(doomed):
+                if ch.referenced_versions(ch.derived(state, mkey).entries) & set(doomed):
                     raise PublishError(f"{app}/{name} changed while pruning and now serves a release being pruned; run prune again")
                 return ch.remove_releases(state, doomed)
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from gupper.manifest import MANIFEST_TYPE, SCHEMA_VERSION, format_time
+from gupper.wire.manifest import Manifest
 
 from .artifacts import ArtifactName, parse_artifact_name
 from .errors import BadArtifactName
@@ -63,17 +63,11 @@ def build_signed(
     yanked: Sequence[str] = (),
     keys: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The ``signed`` object of a manifest; ``yanked`` and ``keys`` only when set (docs/schema-extensions.md)."""
-    signed: dict[str, Any] = {
-        "_type": MANIFEST_TYPE,
-        "schema": SCHEMA_VERSION,
-        "app": app,
-        "channel": channel,
-        "serial": serial,
-        "created": format_time(now),
-        "expires": format_time(now + expires_in),
-        "platforms": {key: dict(platforms[key]) for key in sorted(platforms)},
-    }
+    """A ``signed`` object from plain-data entries, which are written as given, unchecked (for
+    tests and tools that forge payloads; ``gupper-publish`` builds typed :class:`Manifest` values).
+    ``yanked`` and ``keys`` only when set (docs/schema-extensions.md)."""
+    signed = Manifest(app, channel, serial, now, now + expires_in, entries={}).to_json()
+    signed["platforms"] = {key: dict(platforms[key]) for key in sorted(platforms)}
     if yanked:
         signed["yanked"] = list(yanked)
     if keys is not None:

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from gupper.keys import PublicKey, keyid_for
-from gupper.manifest import canonical_bytes
+from gupper.wire.canonical import canonical_bytes
 
 from .errors import SigningKeyError
 

@@ -5,17 +5,18 @@ The JSON shape is documented in docs/release-management.md; keep the two in step
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
 from packaging.version import Version
 
-from gupper.manifest import parse_time
+from gupper.wire.canonical import format_time
+from gupper.wire.manifest import Entry, Manifest
 
 from . import channels as ch
 from .artifacts import manifest_key, state_key
-from .errors import NotFound, PublishError
+from .errors import NotFound
 from .publish import load_channel
 from .release import discover
 from .stores import Store
@@ -23,32 +24,32 @@ from .stores import Store
 STATUS_SCHEMA = 1
 
 
-def _manifest_json(key: str, signed: dict[str, Any] | None, now: datetime) -> dict[str, Any] | None:
-    if signed is None:
+def _manifest_json(key: str, manifest: Manifest | None, now: datetime) -> dict[str, Any] | None:
+    if manifest is None:
         return None
-    try:
-        expires = parse_time(signed.get("expires"), "expires")
-    except Exception as e:  # gupper.errors.Malformed
-        raise PublishError(f"manifest {key} has an unreadable expiry; run 'gupper-publish resign'") from e
-    return {"key": key, "serial": int(signed["serial"]), "created": signed.get("created"), "expires": signed.get("expires"), "expired": now >= expires}
+    return {
+        "key": key,
+        "serial": manifest.serial,
+        "created": format_time(manifest.created),
+        "expires": format_time(manifest.expires),
+        "expired": now >= manifest.expires,
+    }
 
 
-def _served(platforms: dict[str, Any]) -> dict[str, Any]:
-    out = {}
-    for platform, entry in sorted(platforms.items()):
-        fallback = entry.get("fallback")
-        out[platform] = {
-            "version": entry["version"],
-            "rollout": entry.get("rollout"),
-            "fallback": fallback["version"] if isinstance(fallback, dict) else None,
+def _served(entries: Mapping[str, Entry]) -> dict[str, Any]:
+    return {
+        platform: {
+            "version": str(entry.version),
+            "rollout": entry.rollout.to_json() if entry.rollout else None,
+            "fallback": str(entry.fallback.version) if entry.fallback else None,
         }
-    return out
+        for platform, entry in sorted(entries.items())
+    }
 
 
 def _channel_json(store: Store, app: str, channel: str, now: datetime) -> dict[str, Any]:
     snap = load_channel(store, app, channel)
     mkey = manifest_key(app, channel)
-    platforms = dict(snap.manifest.get("platforms", {})) if snap.manifest else {}
     in_sync = snap.manifest is not None and snap.manifest_serial >= snap.state.serial and ch.payload_of(snap.manifest) == ch.derive(snap.state, mkey)
     releases = [
         {
@@ -64,10 +65,10 @@ def _channel_json(store: Store, app: str, channel: str, now: datetime) -> dict[s
         "manifest": _manifest_json(mkey, snap.manifest, now),
         "state": {"key": state_key(app, channel), "serial": snap.state.serial, "stored": snap.state_etag is not None},
         "in_sync": in_sync,
-        "platforms": _served(platforms),
+        "platforms": _served(snap.manifest.entries if snap.manifest else {}),
         "releases": releases,
         "yanked": list(snap.state.yanked),
-        "keys": dict(snap.state.keys) if snap.state.keys is not None else None,
+        "keys": snap.state.keys.to_json() if snap.state.keys is not None else None,
     }
 
 

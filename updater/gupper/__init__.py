@@ -39,9 +39,10 @@ if TYPE_CHECKING:
     )
     from .fetch import Progress
     from .keys import PublicKey, TrustedKeys
-    from .manifest import Entry, Manifest, verify_manifest
+    from .manifest import verify_manifest
     from .platforms import Platform, current_platform
     from .selftest import answer_self_test
+    from .wire.manifest import Entry, Manifest
 
 __version__ = "0.1.0"
 
@@ -54,9 +55,10 @@ _WHERE = {
         " PreflightInterrupted Rollback Timeout TooLarge UpdateError WrongTarget",
         "fetch": "Progress",
         "keys": "PublicKey TrustedKeys",
-        "manifest": "Entry Manifest verify_manifest",
+        "manifest": "verify_manifest",
         "platforms": "Platform current_platform",
         "selftest": "answer_self_test",
+        "wire.manifest": "Entry Manifest",
     }.items()
     for name in names.split()
 }

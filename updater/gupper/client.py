@@ -47,18 +47,19 @@ from .errors import (
 )
 from .fetch import FetchConfig, Fetcher, Progress, Resume, check_url
 from .keys import TrustedKeys
-from .manifest import MAX_MANIFEST_BYTES, Entry, Manifest, verify_manifest
+from .manifest import verify_manifest
 from .platforms import Platform, pick_key, platform_candidates
 from .policy import choose_update
 from .selftest import answer_self_test, preflight
 from .state import ClientState, ManifestCache, PartialDownload, StateFile, Trial, cacheable_etag, default_state_dir
 from .trust import ChannelRecord, check_fresh, digest_of, rotated_keys
+from .wire.manifest import ARCHIVE, BINARY, FILES_PATCH_FORMAT, MAX_MANIFEST_BYTES, PATCH_FORMAT, Entry, Manifest
 
 # Patching, one-folder deltas and archives are imported by the functions that use them: a start
 # that finds no update never loads them (bench item 13, import cost; tests/test_lazy_imports.py).
 if TYPE_CHECKING:
     from . import folder_delta
-    from .package import PackageEntry
+    from .wire.files import FileList, PatchIndex
 
 log = logging.getLogger("gupper")
 
@@ -138,8 +139,7 @@ class Update:
     @property
     def notes(self) -> str | None:
         """Release notes, if the publisher signed some in (``gupper-publish --notes``)."""
-        notes = self.entry.extra.get("notes")
-        return notes if isinstance(notes, str) else None
+        return self.entry.notes
 
 
 class Status(enum.Enum):
@@ -304,9 +304,8 @@ class Updater:
         self._fetch_verified(full, partial, progress)
         self._checkpoint("downloaded")
         staged = _folder.staging_dir(layout, str(update.entry.version))
-        files_sha256 = update.entry.extra.get("files_sha256")
         try:
-            extract_package(partial, staged, files_sha256 if isinstance(files_sha256, str) else None)
+            extract_package(partial, staged, update.entry.files_sha256)
         except OSError as e:
             _folder.remove_tree(staged)
             raise InstallError(f"cannot unpack the update in {layout.versions} ({e.strerror or e}); free some disk space or check the folder's permissions") from e
@@ -330,12 +329,11 @@ class Updater:
         save bytes, or when it failed (one log line; the caller then takes the archive)."""
         from . import folder_delta
         from .bspatch import PatchError
-        from .package import MAX_LIST_BYTES, list_from_wire, parse_file_list
+        from .wire.files import MAX_LIST_BYTES, FileList, list_from_wire
 
-        extra = update.entry.extra
-        files_url, blobs_url, files_sha256 = extra.get("files_url"), extra.get("blobs_url"), extra.get("files_sha256")
+        files_url, blobs_url, files_sha256 = update.entry.files_url, update.entry.blobs_url, update.entry.files_sha256
         current = layout.current_version(self.platform.os, self.file_ops)
-        if not (isinstance(files_url, str) and isinstance(blobs_url, str) and isinstance(files_sha256, str)) or current is None:
+        if files_url is None or blobs_url is None or files_sha256 is None or current is None:
             return None
         version = str(update.entry.version)
         staged, work = _folder.staging_dir(layout, version), _folder.staging_dir(layout, version + "-parts")
@@ -344,13 +342,13 @@ class Updater:
             deadline = time.monotonic() + self.config.download_timeout
             with Fetcher(self.fetch_config) as fetcher:
                 installed_dir = layout.version_dir(current)
-                installed, installed_entries, hashed_now = _installed_list(installed_dir)
+                installed_bytes, installed, hashed_now = _installed_list(installed_dir)
                 index_url, index, index_from = self._patch_index(fetcher, update, current, deadline)
-                list_data = _list_from_index(installed, index, index_from, files_sha256)
+                list_data = _list_from_index(installed_bytes, installed, index, index_from, files_sha256)
                 if list_data is None:  # no index from exactly the installed files: fetch the new list
                     list_data = self._get_signed_small(fetcher, files_url, MAX_LIST_BYTES, files_sha256, deadline, list_from_wire)
-                entries = parse_file_list(list_data)
-                the_plan = folder_delta.plan(installed_entries, entries, index.patches)
+                entries = FileList.from_bytes(list_data).entries
+                the_plan = folder_delta.plan(installed.entries, entries, index.patches)
                 if the_plan.download >= full.size:
                     log.info("gupper: a folder delta would fetch %d bytes, the archive is %d: taking the archive", the_plan.download, full.size)
                     return None
@@ -395,20 +393,16 @@ class Updater:
             raise IntegrityError(f"{url} does not match the signed sha256; the store holds a different file")
         return data
 
-    def _patch_index(self, fetcher: Fetcher, update: Update, current: str, deadline: float) -> tuple[str, folder_delta.Index, str]:
+    def _patch_index(self, fetcher: Fetcher, update: Update, current: str, deadline: float) -> tuple[str, PatchIndex, str]:
         """The patch index from the installed version, if the release has one: its URL, the index
         (empty without one) and the ``from_sha256`` of the file list it starts from."""
-        from . import folder_delta
+        from .wire.files import MAX_INDEX_BYTES, PatchIndex
 
-        patches = update.entry.extra.get("patches")
-        for p in patches if isinstance(patches, list) else []:
-            if not isinstance(p, dict) or p.get("format") != folder_delta.PATCH_FORMAT or p.get("from_version") != current:
-                continue
-            size, digest, url, start = p.get("size"), p.get("sha256"), p.get("url"), p.get("from_sha256")
-            if isinstance(size, int) and isinstance(digest, str) and isinstance(url, str) and isinstance(start, str):
-                index = folder_delta.parse_index(self._get_signed_small(fetcher, url, min(size, folder_delta.MAX_INDEX_BYTES), digest, deadline))
-                return urljoin(self.config.manifest_url, url), index, start
-        return self.config.manifest_url, folder_delta.Index({}), ""
+        for p in update.entry.patches_of(FILES_PATCH_FORMAT):
+            if p.from_version == current and p.from_sha256 is not None:
+                index = PatchIndex.from_bytes(self._get_signed_small(fetcher, p.url, min(p.size, MAX_INDEX_BYTES), p.sha256, deadline))
+                return urljoin(self.config.manifest_url, p.url), index, p.from_sha256
+        return self.config.manifest_url, PatchIndex({}), ""
 
     def _delta_fetcher(self, fetcher: Fetcher, total: int, progress: Progress | None, deadline: float) -> tuple[folder_delta.Fetch, Callable[[], None]]:
         """``fetch`` for :func:`folder_delta.build` (one bounded, verified GET per file, overall
@@ -442,22 +436,19 @@ class Updater:
 
     def _pick_patch(self, update: Update, target: Path) -> _Blob | None:
         """A usable bsdiff4 patch from exactly the installed binary, smaller than the full file."""
-        patches = update.entry.extra.get("patches")
-        if not isinstance(patches, list) or not patches:
+        patches = update.entry.patches_of(PATCH_FORMAT)
+        if not patches:
             return None
         installed = self._installed_sha256(target)
         for p in patches:
-            if not isinstance(p, dict) or p.get("format") != "bsdiff4" or p.get("from_sha256") != installed:
+            if p.from_sha256 != installed or p.size >= update.entry.size:
                 continue
-            size, digest, url = p.get("size"), p.get("sha256"), p.get("url")
-            if not (isinstance(size, int) and 0 < size < update.entry.size and isinstance(digest, str) and len(digest) == 64 and isinstance(url, str)):
-                continue
-            resolved = urljoin(self.config.manifest_url, url)
+            resolved = urljoin(self.config.manifest_url, p.url)
             try:
                 check_url(resolved, self.config.allow_insecure_loopback)
             except ConfigError:
                 continue
-            return _Blob(resolved, size, digest)
+            return _Blob(resolved, p.size, p.sha256)
         return None
 
     def _download_delta(self, full: _Blob, patch: _Blob, target: Path, partial: Path, progress: Progress | None) -> None:
@@ -806,7 +797,7 @@ class Updater:
         if not from_cache:
             self._cache_manifest(cache, etag, body)
         self._checkpoint("checked")
-        types = ("archive",) if self.folder is not None else ("binary",)
+        types = (ARCHIVE,) if self.folder is not None else (BINARY,)
         decision = choose_update(manifest, pick_key(manifest.entries, self.platforms), self.current, state.install_id, types)  # gupper#16
         log.debug("gupper: %s", decision.reason)
         if decision.entry is None:
@@ -1110,34 +1101,30 @@ def _unlink_quietly(path: Path) -> None:
 __all__ = ["Checkpoint", "Result", "Status", "Update", "Updater", "UpdaterConfig"]
 
 
-def _installed_list(folder: Path) -> tuple[bytes, list[PackageEntry], bool]:
-    """The installed version's file list (bytes and entries) and whether its files were hashed
-    just now: the list kept beside it (a hint: every file is hashed again before reuse), or, for a
-    version installed by other means, the list of a scan, which is byte for byte the publisher's
-    when the files are the published ones."""
-    from .package import LIST_NAME, MAX_LIST_BYTES, file_list_bytes, parse_file_list, scan_folder
+def _installed_list(folder: Path) -> tuple[bytes, FileList, bool]:
+    """The installed version's file list (bytes and parsed) and whether its files were hashed just now: the list kept
+    beside it (a hint: every file is hashed again before reuse), or, for a version installed by
+    other means, the list of a scan, which is byte for byte the publisher's when the files are the
+    published ones."""
+    from .package import scan_folder
+    from .wire.files import LIST_NAME, MAX_LIST_BYTES, FileList
 
     try:
         with (folder / LIST_NAME).open("rb") as f:
             data = f.read(MAX_LIST_BYTES + 1)
-        return data, parse_file_list(data), False
+        return data, FileList.from_bytes(data), False
     except (OSError, IntegrityError):
-        entries = scan_folder(folder)
-        return file_list_bytes(entries), entries, True
+        scanned = FileList.of(scan_folder(folder))
+        return scanned.to_bytes(), scanned, True
 
 
-def _list_from_index(installed: bytes, index: folder_delta.Index, index_from: str, files_sha256: str) -> bytes | None:
+def _list_from_index(installed_bytes: bytes, installed: FileList, index: PatchIndex, index_from: str, files_sha256: str) -> bytes | None:
     """The new file list rebuilt from the installed one and the index's list delta, if the index
     starts from exactly the installed list and the result hashes to the signed ``files_sha256``;
     else None (then it is fetched)."""
-    from . import folder_delta
-
-    if hashlib.sha256(installed).hexdigest() != index_from:
+    if hashlib.sha256(installed_bytes).hexdigest() != index_from:
         return None
-    try:
-        data = folder_delta.apply_list_delta(installed, index)
-    except (UpdateError, ValueError, KeyError, TypeError):
-        return None
+    data = index.delta.apply(installed).to_bytes()
     return data if hashlib.sha256(data).hexdigest() == files_sha256 else None
 
 

@@ -116,14 +116,14 @@ def run_post_install(layout: FolderLayout, version: str, previous: str, env: Map
     ``GUPPER_PREVIOUS_VERSION`` set; a non-zero exit, a timeout or a hook that cannot start
     aborts the switch (PreflightFailed: the version is marked bad).
     """
-    from .package import LIST_NAME, post_install_of  # tarfile & co.: only when a folder update installs
+    from .wire.files import LIST_NAME, FileList  # only when a folder update installs
 
     folder = layout.version_dir(version)
     try:
         data = (folder / LIST_NAME).read_bytes()
     except FileNotFoundError:
         return
-    hook = post_install_of(data)
+    hook = FileList.from_bytes(data).post_install
     if hook is None:
         return
     run_env = dict(env, GUPPER_INSTALL_ROOT=str(layout.root), GUPPER_NEW_VERSION=version, GUPPER_PREVIOUS_VERSION=previous)

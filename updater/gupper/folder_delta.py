@@ -4,50 +4,33 @@ A one-folder release of a typical app changes one or two files out of hundreds (
 3.6 MB executable of a 62 MB folder). The publisher therefore also stores, beside the archive,
 the file list (``files_url``), every file by its sha256 (``blobs_url`` + hex) and, per earlier
 release, an index of per-file bsdiff4 patches (an ``archive`` entry's ``patches``, format
-:data:`PATCH_FORMAT`). The client plans (:func:`plan`, pure) from the installed version's list and
-the new one: a file whose content the installed version already holds is hard-linked (copied
-when linking is impossible or the mode differs); a changed file with a patch from the installed
-file is patched; anything else is fetched whole. Every file is verified against the signed list
-(sha256 of the list is signed as ``files_sha256``); every source file is re-hashed before use,
-so a locally damaged file is fetched rather than copied. Any failure leaves the caller to fall
-back to the full archive. See docs/packages.md.
+``files-bsdiff4``; the documents are :mod:`gupper.wire.files`). The client plans (:func:`plan`,
+pure) from the installed version's list and the new one: a file whose content the installed
+version already holds is hard-linked (copied when linking is impossible or the mode differs); a
+changed file with a patch from the installed file is patched; anything else is fetched whole.
+Every file is verified against the signed list (sha256 of the list is signed as
+``files_sha256``); every source file is re-hashed before use, so a locally damaged file is
+fetched rather than copied. Any failure leaves the caller to fall back to the full archive. See
+docs/packages.md.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import os
-import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import BinaryIO
 
 from ._fsutil import fsync_dir
 from .bspatch import PatchError, apply_patch
 from .errors import IntegrityError
-from .manifest import canonical_bytes
-from .package import LIST_NAME, LIST_TYPE, PackageEntry, create_new_file, file_sha256
-
-INDEX_TYPE = "gupper-files-patches"
-PATCH_FORMAT = "files-bsdiff4"
-MAX_INDEX_BYTES = 4 << 20
-_SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
-_FILE_RE = re.compile(r"^[0-9a-f]{64}-[0-9a-f]{64}\.bsdiff4$")
+from .package import create_new_file, file_sha256
+from .wire.files import LIST_NAME, FilePatch, PackageEntry
 
 Fetch = Callable[[str, int, str, BinaryIO], None]
 """``fetch(relative_url, size, sha256, out)``: write exactly that content to ``out`` or raise."""
-
-
-@dataclass(frozen=True)
-class FilePatch:
-    """A bsdiff4 patch turning the installed file ``from_sha256`` into a listed file."""
-
-    from_sha256: str
-    file: str
-    size: int
-    sha256: str
 
 
 @dataclass(frozen=True)
@@ -74,80 +57,6 @@ class Plan:
     def count(self, action: str) -> int:
         """How many files are made by ``action``."""
         return sum(1 for s in self.steps if s.action == action)
-
-
-@dataclass(frozen=True)
-class Index:
-    """A patch index from one earlier release (its sha256 is signed in the manifest): per-file
-    patches, and how that release's file list becomes this one's (``remove`` paths, ``put``
-    entries, the new ``post_install``), so an install holding the earlier list exactly need not
-    fetch the new one."""
-
-    patches: Mapping[str, FilePatch]
-    remove: tuple[str, ...] = ()
-    put: tuple[Mapping[str, Any], ...] = ()
-    post_install: str | None = None
-
-
-def list_delta(old: bytes, new: bytes) -> dict[str, Any]:
-    """What turns file list ``old`` into ``new`` (publisher side; both already checked)."""
-    before = {f["path"]: f for f in json.loads(old)["files"]}
-    doc = json.loads(new)
-    after = {f["path"]: f for f in doc["files"]}
-    out: dict[str, Any] = {"remove": sorted(before.keys() - after.keys()), "put": [after[p] for p in sorted(after) if before.get(p) != after[p]]}
-    if doc.get("post_install") is not None:
-        out["post_install"] = doc["post_install"]
-    return out
-
-
-def apply_list_delta(old: bytes, index: Index) -> bytes:
-    """The new file list from the installed one and an index's list delta (pure). The caller
-    compares its sha256 with the signed ``files_sha256`` before trusting it."""
-    files = {f["path"]: f for f in json.loads(old)["files"]}
-    for path in index.remove:
-        files.pop(path, None)
-    for entry in index.put:
-        files[entry["path"]] = dict(entry)
-    doc: dict[str, Any] = {"_type": LIST_TYPE, "schema": 1, "files": [files[p] for p in sorted(files)]}
-    if index.post_install is not None:
-        doc["post_install"] = index.post_install
-    return canonical_bytes(doc)
-
-
-def index_bytes(patches: Mapping[str, FilePatch], delta: Mapping[str, Any]) -> bytes:
-    """The canonical bytes of a patch index (publisher side)."""
-    doc = {"_type": INDEX_TYPE, "schema": 1, "patches": {p: vars(fp) for p, fp in sorted(patches.items())}, "list": dict(delta)}
-    return canonical_bytes(doc)
-
-
-def parse_index(data: bytes) -> Index:
-    """Parse a patch index (its sha256 is signed in the manifest)."""
-    try:
-        doc: Any = json.loads(data.decode("utf-8"))
-        if not isinstance(doc, dict) or doc.get("_type") != INDEX_TYPE or doc.get("schema") != 1 or not isinstance(doc.get("patches"), dict):
-            raise ValueError("not a schema 1 patch index")
-        out = {}
-        for path, raw in doc["patches"].items():
-            fp = FilePatch(raw["from_sha256"], raw["file"], raw["size"], raw["sha256"])
-            if not (_SHA256_RE.match(fp.from_sha256) and _SHA256_RE.match(fp.sha256) and _FILE_RE.match(fp.file)):
-                raise ValueError(f"patch for {path[:80]!r} has an unusable name or digest")
-            if isinstance(fp.size, bool) or not isinstance(fp.size, int) or fp.size <= 0:
-                raise ValueError(f"patch for {path[:80]!r} has an unusable size")
-            out[str(path)] = fp
-        delta = doc.get("list", {})
-        remove, put, hook = delta.get("remove", []), delta.get("put", []), delta.get("post_install")
-        if not (
-            isinstance(remove, list)
-            and all(isinstance(r, str) for r in remove)
-            and isinstance(put, list)
-            and all(isinstance(e, dict) and isinstance(e.get("path"), str) for e in put)
-        ):
-            raise ValueError("its list delta is not lists of paths and entries")
-        if hook is not None and not isinstance(hook, str):
-            raise ValueError("its post_install is not a path")
-    except (UnicodeDecodeError, ValueError, KeyError, TypeError, AttributeError) as e:
-        raise IntegrityError(f"the folder patch index is unusable ({e}); refused") from e
-    return Index(out, tuple(remove), tuple(put), hook)
 
 
 def plan(installed: Sequence[PackageEntry], new: Sequence[PackageEntry], patches: Mapping[str, FilePatch]) -> Plan:

@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from typing import Any
 
 from packaging.version import Version
 
-from .errors import Malformed
-from .manifest import Entry, Manifest, parse_entry
+from .wire.manifest import BINARY, Entry, Manifest
 
-INSTALLABLE_TYPES = ("binary",)
+INSTALLABLE_TYPES = (BINARY,)
 
 
 @dataclass(frozen=True)
@@ -34,21 +32,15 @@ def in_rollout(install_id: str, app: str, rollout_id: str, percent: int) -> bool
 
 def _staged(entry: Entry, app: str, install_id: str) -> tuple[Entry | None, str]:
     """Resolve a staged rollout: the entry itself, its fallback, or nothing."""
-    rollout: Any = entry.extra.get("rollout")
+    rollout = entry.rollout
     if rollout is None:
         return entry, ""
-    if not isinstance(rollout, dict) or not isinstance(rollout.get("percent"), int) or not isinstance(rollout.get("id"), str):
-        raise Malformed(f"manifest entry {entry.platform!r} has a malformed 'rollout'; regenerate it with gupper-publish")
-    percent = rollout["percent"]
-    if not 0 <= percent <= 100:
-        raise Malformed(f"manifest entry {entry.platform!r} has rollout percent {percent}, outside 0..100")
-    if in_rollout(install_id, app, rollout["id"], percent):
-        return entry, f" (in the {percent}% rollout)"
-    fallback = entry.extra.get("fallback")
-    if fallback is None:
-        return None, f" (not in the {percent}% rollout of {entry.version})"
-    offered = parse_entry(entry.platform, fallback)
-    return offered, f" (not in the {percent}% rollout of {entry.version}; offered {offered.version})"
+    if in_rollout(install_id, app, rollout.id, rollout.percent):
+        return entry, f" (in the {rollout.percent}% rollout)"
+    offered = entry.fallback
+    if offered is None:
+        return None, f" (not in the {rollout.percent}% rollout of {entry.version})"
+    return offered, f" (not in the {rollout.percent}% rollout of {entry.version}; offered {offered.version})"
 
 
 def choose_update(manifest: Manifest, platform_key: str, current: Version, install_id: str = "", types: tuple[str, ...] = INSTALLABLE_TYPES) -> Decision:

@@ -11,7 +11,8 @@ from dataclasses import dataclass
 
 from .errors import BadSignature, Rollback
 from .keys import TrustedKeys
-from .manifest import Manifest, count_valid_signatures
+from .manifest import count_valid_signatures
+from .wire.manifest import Manifest
 
 
 @dataclass(frozen=True)
