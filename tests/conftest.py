@@ -11,8 +11,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from gupper.keys import TrustedKeys
-from gupper_publish.selection import build_signed
-from gupper_publish.signing import keygen, load_signing_key, public_key_of, sign_manifest
+from gupper_publish.signing import build_signed, keygen, load_signing_key, public_key_of, sign_manifest
 
 from .e2e_support import e2e  # noqa: F401  (the session fixture, shared by the e2e modules)
 

@@ -9,8 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from gupper_publish.selection import build_signed
-from gupper_publish.signing import keygen, sign_manifest
+from gupper_publish.signing import build_signed, keygen, sign_manifest
 
 from .e2e_support import E2E, PLATFORM, artifact, gupper_lines, meipass_dirs, no_leftovers, sha256
 

@@ -28,8 +28,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from gupper import Platform, Status, Updater, UpdaterConfig
 from gupper.fetch import FetchConfig, Fetcher
 from gupper.state import ClientState, ManifestCache, PartialDownload, StateFile
-from gupper_publish.selection import build_signed
-from gupper_publish.signing import public_key_of, sign_manifest
+from gupper_publish.signing import build_signed, public_key_of, sign_manifest
 
 from . import httpsim, rawhttp
 from .conftest import NOW, fake_app

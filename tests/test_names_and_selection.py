@@ -6,10 +6,11 @@ import pytest
 from packaging.version import Version
 
 from gupper.platforms import Platform, current_platform, parse_platform_key
-from gupper_publish.artifacts import manifest_key, parse_artifact_name, relative_url
+from gupper_publish.artifacts import parse_artifact_name
 from gupper_publish.channels import ArtifactRecord, ChannelState, add_release, derive
 from gupper_publish.errors import BadArtifactName
-from gupper_publish.selection import releases_in
+from gupper_publish.layout import manifest_key, relative_url
+from gupper_publish.release import releases_in
 from gupper_publish.stores import ObjectInfo
 
 

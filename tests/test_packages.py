@@ -32,8 +32,7 @@ from gupper.state import StateFile
 from gupper.wire.files import LIST_NAME, FileList, PackageEntry
 from gupper_publish.archive import make_archive, pack_folder
 from gupper_publish.publish import PublishOptions, publish
-from gupper_publish.selection import build_signed
-from gupper_publish.signing import public_key_of, sign_manifest
+from gupper_publish.signing import build_signed, public_key_of, sign_manifest
 from gupper_publish.stores import LocalStore
 
 from . import httpsim

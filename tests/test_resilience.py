@@ -18,8 +18,7 @@ from filelock import FileLock
 
 from gupper import Platform, PreflightFailed, Status, Updater, UpdaterConfig
 from gupper.state import StateFile
-from gupper_publish.selection import build_signed
-from gupper_publish.signing import public_key_of, sign_manifest
+from gupper_publish.signing import build_signed, public_key_of, sign_manifest
 
 from . import httpsim
 from .conftest import NOW, fake_app

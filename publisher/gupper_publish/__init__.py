@@ -15,7 +15,7 @@ command. ``build`` needs ``gupper[build]`` (PyInstaller).
 
 from __future__ import annotations
 
-from .artifacts import ArtifactName, manifest_key, parse_artifact_name
+from .artifacts import ArtifactName, parse_artifact_name
 from .build import BuildOptions, build
 from .errors import (
     AlreadyExists,
@@ -32,6 +32,7 @@ from .errors import (
     StoreError,
     UntrustedKey,
 )
+from .layout import manifest_key
 from .publish import ManifestResult, PatchMade, PublishOptions, PublishReport, Uploaded, publish, regenerate_manifest, upload_artifacts
 from .release import init_store, promote, prune, rotate_keys, set_rollout, yank
 from .signing import key_id, keygen, load_signing_key, load_signing_keys, parse_signing_key, public_key_of, sign_manifest

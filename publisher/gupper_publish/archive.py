@@ -27,8 +27,9 @@ from gupper.errors import IntegrityError
 from gupper.package import create_new_file, scan_folder
 from gupper.wire.files import LIST_NAME, MAX_DEPTH, MAX_ENTRIES, FileList, PackageEntry, check_link_target, check_member_path
 
-from .artifacts import ARCHIVE_SUFFIX, ZIP_SUFFIX, parse_artifact_name
+from .artifacts import ZIP_SUFFIX, parse_artifact_name
 from .errors import PublishError
+from .layout import ARCHIVE_SUFFIX
 
 MAX_ZIP_BYTES = 8 << 30
 """The most a ``.zip`` input may unpack to, by the sizes its members declare (reading stops there)."""

@@ -1,4 +1,4 @@
-"""Artifact file names and their store keys. Pure."""
+"""Artifact file names: parsing, canonical spelling, hashing."""
 
 from __future__ import annotations
 
@@ -6,7 +6,6 @@ import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import quote
 
 from packaging.version import InvalidVersion, Version
 
@@ -14,12 +13,12 @@ from gupper.platforms import Platform, normalize_arch, normalize_os
 from gupper.wire.canonical import valid_app_name
 
 from .errors import BadArtifactName
+from .layout import ARCHIVE_SUFFIX, artifact_key
 
 PATTERN_HELP = (
     "<app>-<version>-<os>-<arch>[.exe], e.g. app-1.2.0-linux-amd64 or app-1.2.0-windows-amd64.exe, or a one-folder build "
     "app-1.2.0-linux-amd64/ (or its .tar.gz or .zip) (os: linux, darwin/macos, windows; arch: amd64/x86_64, arm64/aarch64)"
 )
-ARCHIVE_SUFFIX = ".tar.gz"
 ZIP_SUFFIX = ".zip"
 PACKAGE_SUFFIXES = (ARCHIVE_SUFFIX, ZIP_SUFFIX)
 """Inputs that are one-folder builds packed by the user: repacked into a deterministic ``.tar.gz``."""
@@ -37,7 +36,7 @@ class ArtifactName:
     @property
     def key(self) -> str:
         """The immutable store key, relative to the store prefix."""
-        return f"{self.app}/{self.version}/{self.filename}"
+        return artifact_key(self.app, self.version, self.filename)
 
     @property
     def is_archive(self) -> bool:
@@ -75,25 +74,6 @@ def parse_artifact_name(filename: str) -> ArtifactName:
     # Store the canonical spelling so aliases (x86_64, macos) never make two names for one build.
     canonical = f"{app}-{version}-{platform.key}{platform.exe_suffix}"
     return ArtifactName(app, version, platform, canonical)
-
-
-def manifest_key(app: str, channel: str) -> str:
-    """Where an app channel's manifest lives, relative to the store prefix."""
-    return f"{app}/{channel}/latest.json"
-
-
-def state_key(app: str, channel: str) -> str:
-    """Where an app channel's state (the publisher's record of its releases) lives, beside its manifest."""
-    return f"{app}/{channel}/channel.json"
-
-
-def relative_url(from_manifest_key: str, artifact_key: str) -> str:
-    """The artifact's URL relative to the manifest, so mirrors and CDNs work unchanged."""
-    depth = from_manifest_key.count("/")
-    up = "../" * (depth - 1)
-    app_prefix = from_manifest_key.split("/", 1)[0] + "/"
-    rest = artifact_key[len(app_prefix) :] if artifact_key.startswith(app_prefix) else artifact_key
-    return up + quote(rest, safe="/")
 
 
 def hash_file(path: Path, chunk: int = 1 << 20, *, progress: Callable[[int], None] | None = None) -> tuple[str, int]:

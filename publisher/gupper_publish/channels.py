@@ -23,17 +23,23 @@ from gupper.platforms import parse_platform_key
 from gupper.wire.canonical import valid_app_name
 from gupper.wire.manifest import ARCHIVE, ARCHIVE_FORMAT, BINARY, FILES_PATCH_FORMAT, PATCH_FORMAT, Entry, KeySet, Manifest, Patch, Rollout
 
-from .artifacts import ARCHIVE_SUFFIX, parse_artifact_name, relative_url
+from .artifacts import parse_artifact_name
 from .errors import BadArtifactName, ImmutableConflict, NotFound, PublishError
-from .selection import channel_takes_prereleases
+from .layout import ARCHIVE_SUFFIX, artifact_key, blob_key, list_key, patch_key, relative_url
 
 STATE_TYPE = "gupper-channel-state"
 STATE_SCHEMA = 1
+DEFAULT_CHANNEL = "stable"
+
+
+def channel_takes_prereleases(channel: str) -> bool:
+    """``stable`` carries final releases only; any other channel carries pre-releases too."""
+    return channel != DEFAULT_CHANNEL
 
 
 @dataclass(frozen=True)
 class PatchRecord:
-    """A bsdiff4 patch from an earlier release's file to this one, at ``<app>/<version>/patches/<file>``."""
+    """A patch (or one-folder patch index) from an earlier release's file to this one, named ``file`` under ``patches/`` (:mod:`gupper_publish.layout`)."""
 
     from_version: str
     from_sha256: str
@@ -216,16 +222,6 @@ def sort_versions(versions: Iterable[str]) -> tuple[str, ...]:
 # --- the manifest a state implies ---
 
 
-def list_key(app: str, version: Version | str, file: str) -> str:
-    """Where a one-folder release's file list is stored beside its archive (gzip: a third of the size)."""
-    return f"{app}/{version}/files/{file.removesuffix(ARCHIVE_SUFFIX)}.json.gz"
-
-
-def blob_key(app: str, version: Version | str, sha256: str) -> str:
-    """Where a one-folder release stores the file with this content."""
-    return f"{app}/{version}/files/sha256/{sha256}"
-
-
 def entry_for(app: str, record: ReleaseRecord, platform: str, manifest_key: str) -> Entry:
     """The manifest entry for ``record``'s file on ``platform``."""
     art = record.artifacts[platform]
@@ -235,7 +231,7 @@ def entry_for(app: str, record: ReleaseRecord, platform: str, manifest_key: str)
         platform=platform,
         version=record.version,
         type=art.type,
-        url=relative_url(manifest_key, f"{app}/{record.version}/{art.file}"),
+        url=relative_url(manifest_key, artifact_key(app, record.version, art.file)),
         size=art.size,
         sha256=art.sha256,
         notes=record.notes or None,
@@ -246,7 +242,7 @@ def entry_for(app: str, record: ReleaseRecord, platform: str, manifest_key: str)
         patches=tuple(
             Patch(
                 format=FILES_PATCH_FORMAT if archive else PATCH_FORMAT,
-                url=relative_url(manifest_key, f"{app}/{record.version}/patches/{p.file}"),
+                url=relative_url(manifest_key, patch_key(app, record.version, p.file)),
                 size=p.size,
                 sha256=p.sha256,
                 from_sha256=p.from_sha256,

@@ -18,6 +18,7 @@ from packaging.version import Version
 
 from .channels import ArtifactRecord, ChannelState, PatchRecord
 from .errors import AlreadyExists
+from .layout import artifact_key, binary_patch_name, patch_key
 from .stores import ARTIFACT_CACHE_CONTROL, ARTIFACT_CONTENT_TYPE, Store
 
 log = logging.getLogger("gupper.publish")
@@ -46,13 +47,13 @@ def make_patches(
     new_bytes = new_file.read_bytes()
     records = []
     for old_version, old in previous:
-        name = f"{new.file}.from-{old_version}.bsdiff4"
-        key = f"{app}/{version}/patches/{name}"
+        name = binary_patch_name(new.file, old_version)
+        key = patch_key(app, version, name)
         existing = store.head(key)
         if existing is not None:
             records.append(PatchRecord(str(old_version), old.sha256, name, existing.size, store.sha256_of(key)))
             continue
-        stored = store.read(f"{app}/{old_version}/{old.file}")
+        stored = store.read(artifact_key(app, old_version, old.file))
         if stored is None or hashlib.sha256(stored.data).hexdigest() != old.sha256:
             log.warning("skipping the patch from %s: its file is missing or altered in the store", old_version)
             continue

@@ -1,6 +1,6 @@
 """Folder deltas at publish time: what a one-folder release needs so clients fetch only changed files.
 
-Beside the archive ``<app>/<version>/<stem>.tar.gz`` the publisher stores:
+Beside the archive ``<app>/<version>/<stem>.tar.gz`` the publisher stores (keys: :mod:`gupper_publish.layout`):
 
 - ``<app>/<version>/files/<stem>.json.gz``: the file list (the archive's first member, gzipped;
   the sha256 of the uncompressed list is the signed ``files_sha256``);
@@ -31,15 +31,15 @@ from gupper.errors import IntegrityError
 from gupper.package import extract_package
 from gupper.wire.files import LIST_NAME, FileList, FilePatch, ListDelta, PackageEntry, PatchIndex, list_from_wire
 
-from .artifacts import ARCHIVE_SUFFIX
-from .channels import ArtifactRecord, PatchRecord, blob_key, list_key
+from .channels import ArtifactRecord, PatchRecord
 from .errors import AlreadyExists, PublishError
+from .layout import blob_key, file_patch_key, file_patch_name, index_name, list_key, patch_key
 from .stores import ARTIFACT_CACHE_CONTROL, ARTIFACT_CONTENT_TYPE, Store
 
 log = logging.getLogger("gupper.publish")
 
 MAX_PATCH_INPUT = 64 << 20  # bsdiff4 needs ~17x the file in memory: bigger files are fetched whole
-__all__ = ["MAX_PATCH_INPUT", "blob_key", "list_delta", "list_key", "list_to_wire", "prepare"]
+__all__ = ["MAX_PATCH_INPUT", "list_delta", "list_to_wire", "prepare"]
 
 
 def list_delta(old: FileList, new: FileList) -> ListDelta:
@@ -52,11 +52,6 @@ def list_delta(old: FileList, new: FileList) -> ListDelta:
 def list_to_wire(data: bytes) -> bytes:
     """The stored form of a file list: deterministic gzip (no name, no time)."""
     return gzip.compress(data, compresslevel=9, mtime=0)
-
-
-def stem_of(file: str) -> str:
-    """``app-1.2.0-linux-amd64`` for ``app-1.2.0-linux-amd64.tar.gz``."""
-    return file.removesuffix(ARCHIVE_SUFFIX)
 
 
 def read_list(store: Store, app: str, version: Version | str, file: str) -> bytes | None:
@@ -90,7 +85,7 @@ def prepare(store: Store, app: str, version: Version, archive: Path, record: Art
             _put(store, blob_key(app, version, f.sha256), folder / f.path, f.sha256)
         made = []
         for old_version, old in previous:
-            index = _patches_from(store, app, (version, stem_of(record.file)), folder, files, (old_version, old), Path(tmp))
+            index = _patches_from(store, app, (version, record.file), folder, files, (old_version, old), Path(tmp))
             if index is not None:
                 made.append(index)
     return replace(record, patches=tuple(made), blobs=True)
@@ -100,7 +95,7 @@ def _patches_from(
     store: Store, app: str, new: tuple[Version, str], folder: Path, files: Sequence[PackageEntry], previous: tuple[Version, ArtifactRecord], tmp: Path
 ) -> PatchRecord | None:
     """The patch index from a previous release: a bsdiff4 patch per path whose content changed."""
-    (version, stem), (old_version, old) = new, previous
+    (version, file), (old_version, old) = new, previous
     if not old.blobs or old.files_sha256 is None:
         return None
     listed = read_list(store, app, old_version, old.file)
@@ -120,10 +115,10 @@ def _patches_from(
             patches[e.path] = made
     data = PatchIndex(patches, list_delta(old_list, new_list)).to_bytes()  # written even without patches: it spares the list
     digest = hashlib.sha256(data).hexdigest()
-    name = f"{stem}.from-{old_version}.files.json"
+    name = index_name(file, old_version)
     path = tmp / name
     path.write_bytes(data)
-    _put(store, f"{app}/{version}/patches/{name}", path, digest)
+    _put(store, patch_key(app, version, name), path, digest)
     return PatchRecord(str(old_version), old.files_sha256, name, len(data), digest)
 
 
@@ -132,8 +127,8 @@ def _file_patch(store: Store, app: str, version: Version, old_version: Version, 
     when the old file is gone from the store or the patch would be no smaller than the file."""
     import bsdiff4
 
-    name = f"{was.sha256}-{e.sha256}.bsdiff4"
-    key = f"{app}/{version}/patches/files/{name}"
+    name = file_patch_name(was.sha256, e.sha256)
+    key = file_patch_key(app, version, name)
     existing = store.head(key)
     if existing is not None:
         return FilePatch(was.sha256, name, existing.size, store.sha256_of(key))

@@ -33,8 +33,9 @@ from gupper.wire.manifest import Manifest
 
 from . import folder_delta
 from .archive import archive_name_for, make_archive
-from .artifacts import PACKAGE_SUFFIXES, ArtifactName, hash_file, manifest_key, parse_artifact_name, state_key
+from .artifacts import PACKAGE_SUFFIXES, ArtifactName, hash_file, parse_artifact_name
 from .channels import (
+    DEFAULT_CHANNEL,
     ArtifactRecord,
     ChannelState,
     PatchRecord,
@@ -54,7 +55,7 @@ from .delta import DEFAULT_PATCHES, make_patches, previous_files
 from .errors import AlreadyExists, ImmutableConflict, NotAnExecutable, NotFound, PreconditionFailed, PublishError, SigningKeyError, StoreBusy, UntrustedKey
 from .exe_check import check_archive_entry, check_file
 from .extras import require
-from .selection import DEFAULT_CHANNEL
+from .layout import manifest_key, patch_key, state_key
 from .signing import public_key_of, sign_manifest
 from .stores import ARTIFACT_CACHE_CONTROL, ARTIFACT_CONTENT_TYPE, MANIFEST_CACHE_CONTROL, MANIFEST_CONTENT_TYPE, Progress, Store
 
@@ -427,7 +428,7 @@ def _with_patches(store: Store, prepared: Sequence[_Prepared], channel: str, k: 
 
 
 def _patches_made(prepared: Sequence[_Prepared]) -> list[PatchMade]:
-    return [PatchMade(f"{p.name.app}/{p.name.version}/patches/{r.file}", r.from_version, r.size, r.sha256) for p in prepared for r in p.patches]
+    return [PatchMade(patch_key(p.name.app, p.name.version, r.file), r.from_version, r.size, r.sha256) for p in prepared for r in p.patches]
 
 
 def _group(prepared: Sequence[_Prepared]) -> dict[str, dict[Version, dict[str, ArtifactRecord]]]:

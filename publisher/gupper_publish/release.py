@@ -7,7 +7,7 @@ Every command that changes what clients see goes through :func:`gupper_publish.p
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -17,13 +17,11 @@ from gupper.wire.canonical import format_time, valid_app_name
 
 from . import channels as ch
 from . import folder_delta
-from .artifacts import manifest_key
-from .errors import NotFound, PublishError
+from .artifacts import ArtifactName, parse_artifact_name
+from .errors import BadArtifactName, NotFound, PublishError
+from .layout import app_of, artifact_key, manifest_key, release_prefix, split_key
 from .publish import ManifestResult, PublishOptions, change_channel, load_channel, update_channel
-from .selection import DEFAULT_CHANNEL, Release, releases_in
-from .stores import LocalStore, S3Store, Store
-
-STATE_FILES = ("latest.json", "channel.json")
+from .stores import LocalStore, ObjectInfo, S3Store, Store
 
 
 def parse_version(text: str) -> Version:
@@ -32,6 +30,36 @@ def parse_version(text: str) -> Version:
         return Version(text)
     except InvalidVersion as e:
         raise PublishError(f"{text!r} is not a PEP 440 version (e.g. 1.2.0)") from e
+
+
+@dataclass(frozen=True)
+class Release:
+    """One published artifact as found in the store."""
+
+    name: ArtifactName
+    size: int
+
+    @property
+    def key(self) -> str:
+        """Its store key."""
+        return self.name.key
+
+
+def releases_in(objects: Iterable[ObjectInfo], app: str) -> list[Release]:
+    """The artifacts of ``app`` among a store listing; anything else (manifests, strays) is ignored."""
+    out = []
+    for obj in objects:
+        parts = split_key(obj.key)
+        if parts is None or parts.app != app:
+            continue
+        try:
+            name = parse_artifact_name(parts.name)
+        except BadArtifactName:
+            continue
+        # Only a file at its own canonical key counts: a stray copy elsewhere is not a release.
+        if name.app == app and name.key == obj.key:
+            out.append(Release(name, obj.size))
+    return out
 
 
 @dataclass
@@ -53,21 +81,21 @@ def discover(store: Store, app: str | None = None) -> dict[str, AppListing]:
     objects = store.list(app or "")
     apps: dict[str, AppListing] = {}
     for obj in objects:
-        parts = obj.key.split("/")
-        if len(parts) == 3 and parts[2] in STATE_FILES and valid_app_name(parts[0]):
+        parts = split_key(obj.key)
+        if parts is not None and parts.is_channel_file and valid_app_name(parts.app):
             try:
-                ch.check_channel_name(parts[1])
+                ch.check_channel_name(parts.folder)
             except PublishError:
                 continue
-            listing = apps.setdefault(parts[0], AppListing())
-            if parts[1] not in listing.channels:
-                listing.channels.append(parts[1])
-    for name in {o.key.split("/", 1)[0] for o in objects}:
+            listing = apps.setdefault(parts.app, AppListing())
+            if parts.folder not in listing.channels:
+                listing.channels.append(parts.folder)
+    for name in {app_of(o.key) for o in objects}:
         found = releases_in(objects, name)
         if found:
             apps.setdefault(name, AppListing()).releases = sorted(found, key=lambda r: (r.name.version, r.name.platform))
     for listing in apps.values():
-        listing.channels.sort(key=lambda c: (c != DEFAULT_CHANNEL, c))
+        listing.channels.sort(key=lambda c: (c != ch.DEFAULT_CHANNEL, c))
     return dict(sorted(apps.items()))
 
 
@@ -80,7 +108,7 @@ def _app(store: Store, app: str) -> AppListing:
 
 def artifacts_in_store(store: Store, app: str, version: Version) -> dict[str, ch.ArtifactRecord]:
     """The files of ``app`` ``version`` that the store holds, per platform (reads sha256 from metadata or content)."""
-    found = [r for r in releases_in(store.list(f"{app}/{version}"), app) if r.name.version == version]
+    found = [r for r in releases_in(store.list(release_prefix(app, version)), app) if r.name.version == version]
     out = {}
     for r in found:
         record = ch.ArtifactRecord(r.name.filename, r.size, store.sha256_of(r.key))
@@ -116,9 +144,10 @@ def promote(
         if not artifacts:
             raise NotFound(f"no files of {app} {version} in {store.url}; publish them first")
     for art in artifacts.values():
-        info = store.head(f"{app}/{version}/{art.file}")
+        key = artifact_key(app, version, art.file)
+        info = store.head(key)
         if info is None or info.size != art.size:
-            raise PublishError(f"{app}/{version}/{art.file} is no longer in {store.url} (pruned?); publish that file again")
+            raise PublishError(f"{key} is no longer in {store.url} (pruned?); publish that file again")
     added = format_time(options.clock())
 
     def mutate(state: ch.ChannelState) -> ch.ChannelState:
@@ -200,7 +229,7 @@ def prune(store: Store, app: str, keep: int, *, dry_run: bool = False) -> PruneR
         referenced |= ch.referenced_versions(ch.derived(snap.state, manifest_key(app, name)).entries)
     doomed = [v for v in versions[keep:] if v not in referenced]
     # Every object under a doomed version's prefix: its files and the patches made to it.
-    deleted = sorted(o.key for v in doomed for o in store.list(f"{app}/{v}"))
+    deleted = sorted(o.key for v in doomed for o in store.list(release_prefix(app, v)))
     if not dry_run and doomed:
         for name in listing.channels:
             mkey = manifest_key(app, name)

@@ -8,12 +8,14 @@ import json
 import os
 import re
 import stat
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from gupper.keys import PublicKey, keyid_for
 from gupper.wire.canonical import canonical_bytes
+from gupper.wire.manifest import Manifest
 
 from .errors import SigningKeyError
 
@@ -198,3 +200,26 @@ def sign_manifest(signed: dict[str, Any], keys: Sequence[Ed25519PrivateKey]) -> 
     payload = canonical_bytes(signed)
     signatures = [{"keyid": public_key_of(k).keyid, "sig": base64.b64encode(k.sign(payload)).decode("ascii")} for k in keys]
     return (json.dumps({"signed": signed, "signatures": signatures}, indent=2, sort_keys=True, ensure_ascii=False) + "\n").encode("utf-8")
+
+
+def build_signed(
+    *,
+    app: str,
+    channel: str,
+    serial: int,
+    now: datetime,
+    expires_in: timedelta,
+    platforms: Mapping[str, Mapping[str, Any]],
+    yanked: Sequence[str] = (),
+    keys: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """A ``signed`` object from plain-data entries, which are written as given, unchecked (for
+    tests and tools that forge payloads; ``gupper-publish`` builds typed :class:`Manifest` values).
+    ``yanked`` and ``keys`` only when set (docs/schema-extensions.md)."""
+    signed = Manifest(app, channel, serial, now, now + expires_in, entries={}).to_json()
+    signed["platforms"] = {key: dict(platforms[key]) for key in sorted(platforms)}
+    if yanked:
+        signed["yanked"] = list(yanked)
+    if keys is not None:
+        signed["keys"] = dict(keys)
+    return signed

@@ -15,8 +15,8 @@ from gupper.wire.canonical import format_time
 from gupper.wire.manifest import Entry, Manifest
 
 from . import channels as ch
-from .artifacts import manifest_key, state_key
 from .errors import NotFound
+from .layout import manifest_key, state_key
 from .publish import load_channel
 from .release import discover
 from .stores import Store
@@ -124,7 +124,7 @@ def render_table(doc: dict[str, Any]) -> str:
             note = "" if c["in_sync"] else f"behind its state (serial {s['serial']}): run 'gupper-publish resign {app} --channel {channel}'"
             if m is not None and m["expired"]:
                 note = "EXPIRED: run 'gupper-publish resign'"
-            manifests.append([m["key"] if m else f"{app}/{channel}/latest.json", str(m["serial"]) if m else "-", m["expires"] if m else "-", note])
+            manifests.append([m["key"] if m else manifest_key(app, channel), str(m["serial"]) if m else "-", m["expires"] if m else "-", note])
         for r in info["releases"]:
             if not r["channels"]:
                 rows.extend([app, "-", platform, r["version"], "in no channel", "-"] for platform in r["platforms"])
