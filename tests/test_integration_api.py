@@ -116,7 +116,7 @@ def test_the_steps_raise_only_update_errors(raw: RawServer, exe: Path, monkeypat
     u = updater(raw.base, raw.ca_path, exe)
     update = u.check()
     assert update is not None
-    monkeypatch.setattr("gupper.client.Updater._pick_patch", lambda *a: 1 / 0)  # a bug in Gupper
+    monkeypatch.setattr("gupper.download.Downloads.pick_patch", lambda *a: 1 / 0)  # a bug in Gupper
     with pytest.raises(UpdateError, match=r"internal error \(ZeroDivisionError"):
         u.download(update)
     assert exe.read_bytes() == OLD

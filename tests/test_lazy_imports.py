@@ -26,7 +26,10 @@ MANIFEST = "/app/stable/latest.json"
 ONLY_WHEN_UPDATING = [
     "gupper.bspatch",  # binary deltas
     "gupper.folder_delta",  # one-folder deltas
-    "gupper.package",  # one-folder archives and file lists
+    "gupper.package",  # one-folder archives
+    "gupper.folder",  # the one-folder layout (gupper.layouts.folder drives it)
+    "gupper.layouts.folder",
+    "gupper.wire.files",  # one-folder file lists and patch indexes
     "tarfile",
     "gzip",
     "cryptography",  # the publisher signs with it; the client verifies with PyNaCl

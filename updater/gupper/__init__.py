@@ -18,7 +18,8 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from .client import Checkpoint, PeriodicCheck, Result, Status, Update, Updater, UpdaterConfig
+    from .client import Checkpoint, Updater
+    from .config import UpdaterConfig
     from .errors import (
         BadSignature,
         ConfigError,
@@ -40,7 +41,9 @@ if TYPE_CHECKING:
     from .fetch import Progress
     from .keys import PublicKey, TrustedKeys
     from .manifest import verify_manifest
+    from .periodic import PeriodicCheck
     from .platforms import Platform, current_platform
+    from .results import Result, Status, Update
     from .selftest import answer_self_test
     from .wire.manifest import Entry, Manifest
 
@@ -50,13 +53,16 @@ __version__ = "0.1.0"
 _WHERE = {
     name: module
     for module, names in {
-        "client": "Checkpoint PeriodicCheck Result Status Update Updater UpdaterConfig",
+        "client": "Checkpoint Updater",
+        "config": "UpdaterConfig",
         "errors": "BadSignature ConfigError DownloadError Expired HTTPError InstallError IntegrityError Malformed ManifestError PreflightFailed"
         " PreflightInterrupted Rollback Timeout TooLarge UpdateError WrongTarget",
         "fetch": "Progress",
         "keys": "PublicKey TrustedKeys",
         "manifest": "verify_manifest",
+        "periodic": "PeriodicCheck",
         "platforms": "Platform current_platform",
+        "results": "Result Status Update",
         "selftest": "answer_self_test",
         "wire.manifest": "Entry Manifest",
     }.items()

@@ -1,4 +1,7 @@
-"""The install layout for one-folder apps (``type: archive``).
+"""The files of a one-folder install (``type: archive``): its paths and the steps that change them.
+
+:class:`gupper.layouts.folder.OneFolder` drives these for the updater (as
+:class:`gupper.layouts.single.SingleFile` drives :mod:`gupper.install` for one-file apps).
 
 ::
 
@@ -25,11 +28,10 @@ from pathlib import Path
 
 from . import install as _install
 from .errors import InstallError, PreflightFailed
+from .layouts import CURRENT, VERSIONS, folder_root
 
 log = logging.getLogger("gupper")
 
-VERSIONS = "versions"
-CURRENT = "current"
 KEEP = 2
 
 
@@ -79,14 +81,10 @@ class FolderLayout:
 
 def detect(executable: Path, install_root: str | None) -> FolderLayout | None:
     """The folder layout the running executable belongs to: ``install_root`` when configured, else
-    recognised from the path ``<root>/versions/<version>/<exe>`` with a ``<root>/current`` beside."""
-    if install_root is not None:
-        return FolderLayout(Path(os.path.realpath(install_root)), executable.name)
-    version_dir = executable.parent
-    versions = version_dir.parent
-    if versions.name == VERSIONS and os.path.lexists(versions.parent / CURRENT):
-        return FolderLayout(versions.parent, executable.name)
-    return None
+    recognised from the path ``<root>/versions/<version>/<exe>`` with a ``<root>/current`` beside
+    (:func:`gupper.layouts.folder_root`)."""
+    root = folder_root(executable, install_root)
+    return FolderLayout(root, executable.name) if root is not None else None
 
 
 def switch(layout: FolderLayout, version: str, os_name: str, ops: _install.FileOps | None = None) -> None:

@@ -9,6 +9,7 @@ version never gets installed.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import secrets
 import sys
@@ -16,6 +17,8 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from .errors import PreflightFailed, PreflightInterrupted
+
+log = logging.getLogger("gupper")
 
 SELF_TEST_ENV = "GUPPER_SELF_TEST"
 _ANSWER = "gupper-self-test"
@@ -80,3 +83,39 @@ def preflight(path: Path, expected_version: str, env: Mapping[str, str], timeout
     if answered is not None:
         raise PreflightFailed(f"the release published as {expected_version} reports version {answered.split()[-1]}; not installed")
     raise PreflightFailed(f"the new version {expected_version} failed its self-test (exit code {proc.returncode}); not installed")
+
+
+def scratch_dir(app: str) -> Path | None:
+    """A fresh, private scratch folder for a self-test's one-file extraction, or None (then the
+    self-test uses the normal temp folder). Under the system temp folder, where the app itself
+    extracts, so that it allows executables; per user and per app, refused if anyone else made it."""
+    import tempfile
+
+    path = Path(tempfile.gettempdir()) / f"gupper-preflight-{app}{_uid_suffix()}"
+    remove_scratch_dir(app)
+    try:
+        path.mkdir(mode=0o700)
+    except OSError as e:
+        log.debug("gupper: no private folder for the self-test (%s)", e)
+        return None
+    return path
+
+
+def remove_scratch_dir(app: str) -> None:
+    """Empty and remove the self-test's scratch folder, if it is ours (a real folder we own)."""
+    import shutil
+    import stat
+    import tempfile
+
+    path = Path(tempfile.gettempdir()) / f"gupper-preflight-{app}{_uid_suffix()}"
+    try:
+        st = path.lstat()
+    except OSError:
+        return
+    if not stat.S_ISDIR(st.st_mode) or (hasattr(os, "getuid") and st.st_uid != os.getuid()):
+        return  # a link or someone else's: not ours to touch
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def _uid_suffix() -> str:
+    return f"-{os.getuid()}" if hasattr(os, "getuid") else ""

@@ -1,17 +1,20 @@
 """Decisions about trust across checks: rollback, equivocation and key rotation. Pure.
 
 These need memory of earlier manifests (a :class:`ChannelRecord`), which the caller loads from
-and saves to the state file; nothing here does I/O.
+and saves to the state file; nothing here does I/O. :func:`accept_manifest` is the whole order in
+which a fetched manifest is accepted (verify, fresh, rotation, adopt, what to save); the client
+calls it and does what its :class:`Acceptance` says.
 """
 
 from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from datetime import datetime
 
 from .errors import BadSignature, Rollback
 from .keys import TrustedKeys
-from .manifest import count_valid_signatures
+from .manifest import count_valid_signatures, verify_manifest
 from .wire.manifest import Manifest
 
 
@@ -69,3 +72,34 @@ def fingerprint(trusted: TrustedKeys) -> str:
     """Stable id of a key set, to notice when a new build ships different built-in keys."""
     ids = ",".join(sorted(k.keyid for k in trusted.keys))
     return hashlib.sha256(f"{trusted.threshold}:{ids}".encode()).hexdigest()[:32]
+
+
+@dataclass(frozen=True)
+class Acceptance:
+    """A manifest accepted by :func:`accept_manifest`, and what the caller must remember of it.
+
+    ``adopt`` is the key set to trust from now on (a verified rotation), else None; ``record``
+    is the channel's new :class:`ChannelRecord` to save, else None (nothing new: the same serial
+    as before and no rotation).
+    """
+
+    manifest: Manifest
+    adopt: TrustedKeys | None
+    record: ChannelRecord | None
+
+
+def accept_manifest(data: bytes, trusted: TrustedKeys, seen: ChannelRecord, *, app: str, channel: str, now: datetime) -> Acceptance:
+    """Accept manifest bytes, in this order: verify them with the keys trusted now (signatures,
+    fields, app and channel, expiry: :func:`gupper.manifest.verify_manifest`), refuse an older or
+    equivocating manifest (:func:`check_fresh`), check a key rotation it announces
+    (:func:`rotated_keys`), and say what to adopt and save.
+
+    Raises:
+        ManifestError: the manifest cannot be trusted: Malformed, BadSignature (also for a
+            rotation not signed by the new keys), WrongTarget, Expired, Rollback.
+    """
+    manifest = verify_manifest(data, trusted, app=app, channel=channel, now=now)
+    check_fresh(manifest, seen)
+    adopt = rotated_keys(manifest, trusted)
+    record = ChannelRecord(manifest.serial, digest_of(manifest)) if adopt is not None or manifest.serial > seen.serial else None
+    return Acceptance(manifest, adopt, record)

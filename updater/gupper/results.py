@@ -1,0 +1,59 @@
+"""What the updater hands back to the app: the :class:`Update` on offer and the :class:`Result` of a run."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+from packaging.version import Version
+
+from .errors import UpdateError
+from .wire.manifest import Entry, Manifest
+
+
+@dataclass(frozen=True)
+class Update:
+    """A verified, applicable release for this install: what an app shows when it asks the user."""
+
+    current: Version
+    entry: Entry
+    url: str
+    manifest: Manifest
+
+    @property
+    def version(self) -> str:
+        """The version on offer, e.g. ``"1.3.0"``."""
+        return str(self.entry.version)
+
+    @property
+    def size(self) -> int:
+        """Bytes of the full download (a patch, when one applies, is much smaller)."""
+        return self.entry.size
+
+    @property
+    def notes(self) -> str | None:
+        """Release notes, if the publisher signed some in (``gupper-publish --notes``)."""
+        return self.entry.notes
+
+
+class Status(enum.Enum):
+    """What :meth:`Updater.run` did."""
+
+    UP_TO_DATE = "up-to-date"
+    DEFERRED = "deferred"
+    JUST_UPDATED = "just-updated"
+    INSTALLED = "installed"
+    ROLLED_BACK = "rolled-back"
+    BUSY = "busy"
+    DISABLED = "disabled"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True)
+class Result:
+    """Outcome of :meth:`Updater.run` when it returns (a restart does not return)."""
+
+    status: Status
+    message: str
+    error: UpdateError | None = None
+    version: str | None = None
