@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from gupper.errors import BadSignature, Expired, Rollback
+from gupper.errors import BadSignatureError, ExpiredError, RollbackError
 from gupper.keys import TrustedKeys
 from gupper.trust import Acceptance, ChannelRecord, accept_manifest, digest_of
 from gupper_publish.signing import build_signed, public_key_of, sign_manifest
@@ -38,9 +38,9 @@ def test_verification_comes_before_freshness(make_manifest: MakeManifest, truste
     """An expired replay of an old manifest is refused as expired: nothing in an unverified or
     stale manifest is compared with state."""
     old = make_manifest(serial=1, now=NOW - timedelta(days=40))
-    with pytest.raises(Expired):
+    with pytest.raises(ExpiredError):
         accept(old, trusted, ChannelRecord(5, "x"))
-    with pytest.raises(Rollback, match="older than serial 5"):
+    with pytest.raises(RollbackError, match="older than serial 5"):
         accept(make_manifest(serial=1), trusted, ChannelRecord(5, "x"))
 
 
@@ -52,7 +52,7 @@ def rotation(signers: list[Ed25519PrivateKey], new: Ed25519PrivateKey) -> bytes:
 
 def test_a_rotation_is_adopted_only_when_the_new_keys_sign_it(keypair: Key, trusted: TrustedKeys) -> None:
     new = Ed25519PrivateKey.generate()
-    with pytest.raises(BadSignature, match="sign the rotation with both"):
+    with pytest.raises(BadSignatureError, match="sign the rotation with both"):
         accept(rotation([keypair[1]], new), trusted)
     data = rotation([keypair[1], new], new)
     both = accept(data, trusted)

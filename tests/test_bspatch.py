@@ -12,7 +12,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gupper.bspatch import PatchError, apply_patch
+from gupper.bspatch import apply_patch
+from gupper.errors import PatchError
 
 
 def _pair(seed: int, size: int) -> tuple[bytes, bytes]:

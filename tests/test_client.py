@@ -15,15 +15,15 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from gupper import (
-    BadSignature,
+    BadSignatureError,
     ConfigError,
     DownloadError,
-    Expired,
-    HTTPError,
+    ExpiredError,
+    HTTPStatusError,
     IntegrityError,
     Platform,
     Status,
-    TooLarge,
+    TooLargeError,
     Updater,
     UpdaterConfig,
 )
@@ -112,11 +112,11 @@ def test_platform_without_entry_means_no_update(sim: Sim, installed: Path, make_
     [
         ("artifact", IntegrityError, "does not match the signed sha256"),
         ("truncated", IntegrityError, "ended after"),
-        ("longer", TooLarge, "more than the"),
-        ("manifest", BadSignature, "valid signature"),
-        ("other-key", BadSignature, "not signed with this app's key"),
-        ("expired", Expired, "re-sign"),
-        ("404", HTTPError, "HTTP 404"),
+        ("longer", TooLargeError, "more than the"),
+        ("manifest", BadSignatureError, "valid signature"),
+        ("other-key", BadSignatureError, "not signed with this app's key"),
+        ("expired", ExpiredError, "re-sign"),
+        ("404", HTTPStatusError, "HTTP 404"),
     ],
 )
 def test_bad_releases_are_refused_and_the_installed_binary_is_untouched(

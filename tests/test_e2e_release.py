@@ -12,7 +12,7 @@ import pytest
 import requests
 from packaging.version import Version
 
-from gupper import Platform, Status, Updater, UpdaterConfig, WrongTarget
+from gupper import Platform, Status, Updater, UpdaterConfig, WrongTargetError
 from gupper.keys import TrustedKeys
 from gupper.manifest import verify_manifest
 from gupper.policy import choose_update
@@ -95,7 +95,7 @@ def test_two_apps_in_one_bucket_never_see_each_others_manifests(env: E2E, tmp_pa
                       ca_bundle=env.store.ca, executable=str(exe), platform=Platform("linux", "amd64"), state_dir=str(tmp_path / "state")),
         environ={}, argv=["app"],
     ).run(restart=False)  # fmt: skip
-    assert crossed.status is Status.FAILED and isinstance(crossed.error, WrongTarget) and exe.read_bytes() == fake_app("0.1.0")
+    assert crossed.status is Status.FAILED and isinstance(crossed.error, WrongTargetError) and exe.read_bytes() == fake_app("0.1.0")
 
 
 def test_second_check_is_a_304_with_no_manifest_body(env: E2E, tmp_path: Path) -> None:

@@ -26,7 +26,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from gupper.platforms import current_platform
 from gupper_infra.client import LocalStore as RunningStore
 from gupper_infra.client import start_local_store
-from gupper_publish import LocalStore, NotAnExecutable, PublishOptions, S3Store, publish
+from gupper_publish import LocalStore, NotAnExecutableError, PublishOptions, S3Store, publish
 from gupper_publish.exe_check import check, identify
 
 from .conftest import NOW
@@ -170,7 +170,7 @@ def test_a_six_byte_text_file_is_refused_and_the_version_stays_free(tmp_path: Pa
     bad.parent.mkdir()
     bad.write_text("hello\n")
     options = PublishOptions(keys=[keypair[1]], clock=lambda: NOW)
-    with pytest.raises(NotAnExecutable) as refused:
+    with pytest.raises(NotAnExecutableError) as refused:
         publish(store, [bad], options)
     message = str(refused.value)
     assert message.startswith(f"{name} is a text file of 6 bytes, not an ELF executable; its name says {HERE.key}") and "--force" in message
@@ -192,7 +192,7 @@ def test_a_linux_binary_named_exe_is_refused_and_the_windows_build_then_publishe
     wrong = tmp_path / "wrong" / "app-2.0.0-windows-amd64.exe"
     shutil.copyfile(PYTHON, wrong)
     options = PublishOptions(keys=[keypair[1]], clock=lambda: NOW)
-    with pytest.raises(NotAnExecutable, match=r"^app-2.0.0-windows-amd64.exe is an ELF 64-bit executable \(a Linux program\), not a PE executable \(.exe\)"):
+    with pytest.raises(NotAnExecutableError, match=r"^app-2.0.0-windows-amd64.exe is an ELF 64-bit executable \(a Linux program\), not a PE executable \(.exe\)"):
         publish(store, [wrong], options)
     assert keys_under(client, store.bucket, store.prefix) == []
     right = tmp_path / "right" / "app-2.0.0-windows-amd64.exe"
@@ -205,7 +205,7 @@ def test_one_bad_file_among_several_stops_the_whole_publish_before_any_upload(tm
     good, bad = tmp_path / f"app-3.0.0-{HERE.key}", tmp_path / f"app-3.0.0-darwin-{HERE.arch}"
     shutil.copyfile(PYTHON, good)
     shutil.copyfile(PYTHON, bad)  # an ELF named for macOS
-    with pytest.raises(NotAnExecutable, match="not a Mach-O executable"):
+    with pytest.raises(NotAnExecutableError, match="not a Mach-O executable"):
         publish(store, [good, bad], PublishOptions(keys=[keypair[1]], clock=lambda: NOW))
     assert keys_under(client, store.bucket, store.prefix) == []
 
@@ -223,13 +223,13 @@ def folder_build(base: Path, entry: bytes | None, name: str = f"app-1.0.0-{HERE.
 def test_a_one_folder_build_is_checked_by_its_entry_point(tmp_path: Path, s3: tuple[S3Store, Any], keypair: KeyPair) -> None:
     store, client = s3
     options = PublishOptions(keys=[keypair[1]], clock=lambda: NOW)
-    with pytest.raises(NotAnExecutable, match=r"has an entry point app that is a text file of 6 bytes, not an ELF executable; .* --force"):
+    with pytest.raises(NotAnExecutableError, match=r"has an entry point app that is a text file of 6 bytes, not an ELF executable; .* --force"):
         publish(store, [folder_build(tmp_path / "text", b"hello\n")], options)
-    with pytest.raises(NotAnExecutable, match=r"has no entry point app \(the executable is named after the app, as 'pyinstaller --name app' does\)"):
+    with pytest.raises(NotAnExecutableError, match=r"has no entry point app \(the executable is named after the app, as 'pyinstaller --name app' does\)"):
         publish(store, [folder_build(tmp_path / "none", None)], options)
     zipped = folder_build(tmp_path / "zip", b"hello\n")
     archive = shutil.make_archive(str(tmp_path / "zip" / zipped.name), "zip", zipped.parent, zipped.name)
-    with pytest.raises(NotAnExecutable, match="has an entry point app that is a text file"):
+    with pytest.raises(NotAnExecutableError, match="has an entry point app that is a text file"):
         publish(store, [Path(archive)], options)
     assert keys_under(client, store.bucket, store.prefix) == []
     linked = folder_build(tmp_path / "linked", None)
@@ -267,5 +267,5 @@ def test_windows_and_macos_folders_have_their_own_entry_points(tmp_path: Path, k
     intel = tmp_path / "i" / "app-1.0.0-darwin-amd64"
     (intel / "Contents" / "MacOS").mkdir(parents=True)
     (intel / "Contents" / "MacOS" / "app").write_bytes(macho_header("arm64") + bytes(64))
-    with pytest.raises(NotAnExecutable, match="has an entry point Contents/MacOS/app that is a Mach-O 64-bit executable for arm64, not for amd64"):
+    with pytest.raises(NotAnExecutableError, match="has an entry point Contents/MacOS/app that is a Mach-O 64-bit executable for arm64, not for amd64"):
         publish(store, [intel], options)

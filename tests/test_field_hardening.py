@@ -159,7 +159,7 @@ def test_a_trickled_tls_handshake_is_cut_off_at_the_deadline(tmp_path: Path, exe
         start = time.monotonic()
         with pytest.raises(Exception, match="deadline") as err, Fetcher(FetchConfig(ca_bundle=sim.ca_path, retries=0)) as f:
             f.get_small(f"https://127.0.0.1:{port}{MANIFEST}", max_bytes=1 << 20, timeout=1.0)
-        assert type(err.value).__name__ == "Timeout"
+        assert type(err.value).__name__ == "TransferTimeoutError"
         assert time.monotonic() - start < 1.0 + SLACK
 
 
@@ -191,7 +191,7 @@ def test_a_resolver_that_hangs_cannot_hold_the_app(monkeypatch: pytest.MonkeyPat
 def test_304_to_an_unconditional_request_is_a_failure_not_a_crash(raw: RawServer, exe: Path) -> None:
     raw.routes[MANIFEST] = Script.of(response(304, [("ETag", '"m1"')], length=False))
     result = updater(raw.base, raw.ca_path, exe).run(restart=False)
-    assert result.status is Status.FAILED and "304" in result.message and type(result.error).__name__ == "HTTPError"
+    assert result.status is Status.FAILED and "304" in result.message and type(result.error).__name__ == "HTTPStatusError"
     assert [r.headers.get("if-none-match") for r in raw.requests] == [None]
 
 
@@ -207,7 +207,7 @@ def test_an_unusable_redirect_is_a_failure_not_a_crash(raw: RawServer, exe: Path
 def test_a_signed_entry_url_that_does_not_parse_is_refused_as_malformed(raw: RawServer, exe: Path, url: str) -> None:
     raw.routes[MANIFEST] = ok_manifest(body=manifest(url=url))
     result = updater(raw.base, raw.ca_path, exe).run(restart=False)
-    assert result.status is Status.FAILED and type(result.error).__name__ == "Malformed", result
+    assert result.status is Status.FAILED and type(result.error).__name__ == "MalformedError", result
     assert ARTIFACT not in raw.paths()
 
 
@@ -267,7 +267,7 @@ def test_a_replayed_old_manifest_does_not_poison_the_manifest_cache(raw: RawServ
     assert updater(raw.base, raw.ca_path, exe).run(restart=False).status is Status.UP_TO_DATE
     raw.routes[MANIFEST] = Script.of(response(200, [("ETag", '"m1"')], manifest(serial=1, version="1.0.0")))
     replayed = updater(raw.base, raw.ca_path, exe).run(restart=False)
-    assert replayed.status is Status.FAILED and type(replayed.error).__name__ == "Rollback"
+    assert replayed.status is Status.FAILED and type(replayed.error).__name__ == "RollbackError"
     raw.routes[MANIFEST] = conditional('"m2"', newer)
     assert updater(raw.base, raw.ca_path, exe).run(restart=False).status is Status.UP_TO_DATE
 
@@ -280,7 +280,7 @@ def test_a_cached_copy_that_fails_is_dropped_and_the_next_request_is_uncondition
     later = updater(raw.base, raw.ca_path, exe)
     later.clock = lambda: NOW + timedelta(days=31)  # the publisher stopped re-signing
     expired = later.run(restart=False)
-    assert expired.status is Status.FAILED and type(expired.error).__name__ == "Expired"
+    assert expired.status is Status.FAILED and type(expired.error).__name__ == "ExpiredError"
     assert raw.requests[-1].headers.get("if-none-match") == '"m1"' and cache.load(1 << 20) is None
     raw.routes[MANIFEST] = conditional('"m2"', manifest(serial=2, version="1.0.0"))
     assert updater(raw.base, raw.ca_path, exe).run(restart=False).status is Status.UP_TO_DATE
@@ -422,10 +422,10 @@ def test_a_self_test_killed_by_a_signal_is_retried_then_given_up(raw: RawServer,
     for attempt in (1, 2):
         result = updater(raw.base, raw.ca_path, exe).run(restart=False)
         assert result.status is Status.FAILED and "killed by signal 9" in result.message
-        assert type(result.error).__name__ == "PreflightInterrupted" and "2.0.0" not in state.load().bad_versions
+        assert type(result.error).__name__ == "PreflightInterruptedError" and "2.0.0" not in state.load().bad_versions
         assert state.load().preflight_interrupted == {"2.0.0": attempt}
     third = updater(raw.base, raw.ca_path, exe).run(restart=False)
-    assert type(third.error).__name__ == "PreflightFailed" and "killed 3 times" in state.load().bad_versions["2.0.0"]
+    assert type(third.error).__name__ == "PreflightFailedError" and "killed 3 times" in state.load().bad_versions["2.0.0"]
     assert exe.read_bytes() == OLD and names(exe) == ["app"]
     scratch = [p for p in Path(os.environ.get("TMPDIR", "/tmp")).glob("gupper-preflight-app*")]
     assert scratch == []  # the self-test's extraction folder (here: $TMPDIR/_MEIfake) is gone
@@ -436,7 +436,7 @@ def test_a_self_test_that_crashes_is_a_verdict_at_once(raw: RawServer, exe: Path
     raw.routes[MANIFEST] = ok_manifest(body=manifest(data=crashing))
     raw.routes[ARTIFACT] = ok_artifact(crashing)
     result = updater(raw.base, raw.ca_path, exe).run(restart=False)
-    assert type(result.error).__name__ == "PreflightFailed" and "2.0.0" in StateFile(exe.parent.parent / "state").load().bad_versions
+    assert type(result.error).__name__ == "PreflightFailedError" and "2.0.0" in StateFile(exe.parent.parent / "state").load().bad_versions
 
 
 # --- 7. Refusals that need no network come before the "updating" line, once ---------------------

@@ -91,7 +91,7 @@ def test_a_new_version_whose_updater_config_is_broken_fails_its_self_test(raw: R
     broken = python_app(ASK_FIRST_APP.replace("public_keys=({key!r},)", "public_keys=('ed25519:not-a-key',)"), raw, tmp_path / "window")
     publish(raw, broken)
     result = updater(raw.base, raw.ca_path, exe).run(restart=False)
-    assert result.status is Status.FAILED and type(result.error).__name__ == "PreflightFailed"
+    assert result.status is Status.FAILED and type(result.error).__name__ == "PreflightFailedError"
     assert exe.read_bytes() == OLD  # it could never update itself again: refused
 
 

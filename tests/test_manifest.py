@@ -11,7 +11,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gupper.errors import BadSignature, ConfigError, Expired, Malformed, ManifestError, WrongTarget
+from gupper.errors import BadSignatureError, ConfigError, ExpiredError, MalformedError, ManifestError, WrongTargetError
 from gupper.keys import PublicKey, TrustedKeys
 from gupper.manifest import canonical_bytes, verify_manifest
 from gupper_publish.signing import public_key_of, sign_manifest
@@ -31,7 +31,7 @@ def test_canonical_bytes_are_sorted_compact_and_utf8() -> None:
 
 @pytest.mark.parametrize("bad", [1.5, {"x": 1e3}, [2**60], {1: "a"}])
 def test_canonical_bytes_refuse_values_without_a_canonical_form(bad: object) -> None:
-    with pytest.raises(Malformed):
+    with pytest.raises(MalformedError):
         canonical_bytes(bad)
 
 
@@ -52,20 +52,20 @@ def test_file_formatting_does_not_matter_only_signed_content(make_manifest: Make
 def test_tampered_payload_is_refused(make_manifest: MakeManifest, trusted: TrustedKeys) -> None:
     doc = json.loads(make_manifest())
     doc["signed"]["platforms"]["linux-amd64"]["sha256"] = "cd" * 32
-    with pytest.raises(BadSignature, match="0 valid signature"):
+    with pytest.raises(BadSignatureError, match="0 valid signature"):
         verify_manifest(json.dumps(doc).encode(), trusted, app="app", channel="stable", now=NOW)
 
 
 def test_signature_from_another_key_is_refused(make_manifest: MakeManifest, trusted: TrustedKeys) -> None:
     data = make_manifest(keys=[Ed25519PrivateKey.generate()])
-    with pytest.raises(BadSignature, match="not signed with this app's key"):
+    with pytest.raises(BadSignatureError, match="not signed with this app's key"):
         verify_manifest(data, trusted, app="app", channel="stable", now=NOW)
 
 
 def test_missing_signatures_are_refused(make_manifest: MakeManifest, trusted: TrustedKeys) -> None:
     doc = json.loads(make_manifest())
     doc["signatures"] = []
-    with pytest.raises(BadSignature):
+    with pytest.raises(BadSignatureError):
         verify_manifest(json.dumps(doc).encode(), trusted, app="app", channel="stable", now=NOW)
 
 
@@ -74,7 +74,7 @@ def test_duplicate_signatures_count_once_towards_threshold(make_manifest: MakeMa
     two_of_two = TrustedKeys((PublicKey.parse(keypair[2]), public_key_of(other)), threshold=2)
     doc = json.loads(make_manifest())
     doc["signatures"] = doc["signatures"] * 3
-    with pytest.raises(BadSignature, match="1 valid signature"):
+    with pytest.raises(BadSignatureError, match="1 valid signature"):
         verify_manifest(json.dumps(doc).encode(), two_of_two, app="app", channel="stable", now=NOW)
     both = make_manifest(keys=[keypair[1], other])
     assert verify_manifest(both, two_of_two, app="app", channel="stable", now=NOW).serial == 1
@@ -82,13 +82,13 @@ def test_duplicate_signatures_count_once_towards_threshold(make_manifest: MakeMa
 
 def test_expired_manifest_is_refused_with_a_hint(make_manifest: MakeManifest, trusted: TrustedKeys) -> None:
     data = make_manifest(now=NOW - timedelta(days=31), expires_in=timedelta(days=30))
-    with pytest.raises(Expired, match="re-sign"):
+    with pytest.raises(ExpiredError, match="re-sign"):
         verify_manifest(data, trusted, app="app", channel="stable", now=NOW)
 
 
 @pytest.mark.parametrize(("app", "channel"), [("other", "stable"), ("app", "beta")])
 def test_manifest_for_another_app_or_channel_is_refused(make_manifest: MakeManifest, trusted: TrustedKeys, app: str, channel: str) -> None:
-    with pytest.raises(WrongTarget, match="check the manifest URL"):
+    with pytest.raises(WrongTargetError, match="check the manifest URL"):
         verify_manifest(make_manifest(app=app, channel=channel), trusted, app="app", channel="stable", now=NOW)
 
 
@@ -106,7 +106,7 @@ def test_manifest_for_another_app_or_channel_is_refused(make_manifest: MakeManif
 def test_bad_entries_are_malformed(make_manifest: MakeManifest, trusted: TrustedKeys, field: str, value: object, message: str) -> None:
     e = entry()
     e[field] = value
-    with pytest.raises(Malformed, match=message):
+    with pytest.raises(MalformedError, match=message):
         verify_manifest(make_manifest(platforms={"linux-amd64": e}), trusted, app="app", channel="stable", now=NOW)
 
 
@@ -115,12 +115,12 @@ def test_bad_entries_are_malformed(make_manifest: MakeManifest, trusted: Trusted
     [b"", b"not json", b"[]", b'{"signed": {}}', b'{"signed": [], "signatures": []}', b'{"signed":{"serial":1.5},"signatures":[]}', b"\xff\xfe"],
 )
 def test_garbage_is_malformed(data: bytes, trusted: TrustedKeys) -> None:
-    with pytest.raises(Malformed):
+    with pytest.raises(MalformedError):
         verify_manifest(data, trusted, app="app", channel="stable", now=NOW)
 
 
 def test_unsupported_schema_is_refused_after_signature_check(make_manifest: MakeManifest, trusted: TrustedKeys) -> None:
-    with pytest.raises(Malformed, match="schema 2 is not supported"):
+    with pytest.raises(MalformedError, match="schema 2 is not supported"):
         verify_manifest(make_manifest(schema=2), trusted, app="app", channel="stable", now=NOW)
 
 

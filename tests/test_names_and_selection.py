@@ -8,7 +8,7 @@ from packaging.version import Version
 from gupper.platforms import Platform, current_platform, parse_platform_key
 from gupper_publish.artifacts import parse_artifact_name
 from gupper_publish.channels import ArtifactRecord, ChannelState, add_release, derive
-from gupper_publish.errors import BadArtifactName
+from gupper_publish.errors import BadArtifactNameError
 from gupper_publish.layout import manifest_key, relative_url
 from gupper_publish.release import releases_in
 from gupper_publish.stores import ObjectInfo
@@ -35,7 +35,7 @@ def test_artifact_names_parse_and_canonicalise(filename: str, app: str, version:
      "app-1.2.0-windows-amd64", "../app-1.2.0-linux-amd64", "..-1.0-linux-amd64", "-1.0-linux-amd64"],
 )  # fmt: skip
 def test_bad_names_are_refused_with_the_pattern(filename: str) -> None:
-    with pytest.raises(BadArtifactName, match=r"<app>-<version>-<os>-<arch>"):
+    with pytest.raises(BadArtifactNameError, match=r"<app>-<version>-<os>-<arch>"):
         parse_artifact_name(filename)
 
 

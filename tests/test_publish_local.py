@@ -12,9 +12,9 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from gupper.keys import TrustedKeys
 from gupper.manifest import verify_manifest
-from gupper_publish import ImmutableConflict, LocalStore, PublishOptions, publish
+from gupper_publish import ImmutableConflictError, LocalStore, PublishOptions, publish
 from gupper_publish.cli import main
-from gupper_publish.errors import BadArtifactName, SigningKeyError
+from gupper_publish.errors import BadArtifactNameError, SigningKeyError
 from gupper_publish.signing import load_signing_key
 
 from .conftest import NOW
@@ -66,7 +66,7 @@ def test_a_different_file_under_a_published_name_is_refused_and_nothing_changes(
     snapshot = {p: p.read_bytes() for p in root.rglob("*") if p.is_file()}
     other = tmp_path / "other"
     other.mkdir()
-    with pytest.raises(ImmutableConflict, match="bump the version"):
+    with pytest.raises(ImmutableConflictError, match="bump the version"):
         publish(LocalStore(root), [artifact(other, "app-1.0.1-linux-amd64"), artifact(other, "app-1.0.0-linux-amd64", b"evil")], opts)
     assert {p: p.read_bytes() for p in root.rglob("*") if p.is_file()} == snapshot  # 1.0.1 was not uploaded either
 
@@ -141,7 +141,7 @@ def test_resign_bumps_serial_and_expiry(tmp_path: Path, keypair: KeyPair, truste
 
 def test_name_checks_happen_before_any_upload(tmp_path: Path, keypair: KeyPair) -> None:
     good, bad = artifact(tmp_path, "app-1.0.0-linux-amd64"), artifact(tmp_path, "app_1.0.0_linux_amd64")
-    with pytest.raises(BadArtifactName):
+    with pytest.raises(BadArtifactNameError):
         publish(LocalStore(tmp_path / "store"), [good, bad], PublishOptions(keys=[keypair[1]]))
     assert not (tmp_path / "store").exists()
 

@@ -18,9 +18,9 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from gupper_infra.client import LocalStore as RunningStore
 from gupper_infra.client import start_local_store
-from gupper_publish import ImmutableConflict, PublishOptions, S3Store, publish
+from gupper_publish import ImmutableConflictError, PublishOptions, S3Store, publish
 from gupper_publish.cli import main
-from gupper_publish.errors import AlreadyExists
+from gupper_publish.errors import AlreadyExistsError
 from gupper_publish.publish import ProgressFactory
 from gupper_publish.stores import Progress
 
@@ -86,13 +86,13 @@ def test_a_large_artifact_goes_up_in_parallel_parts_each_with_its_sha256(tmp_pat
     assert public.status_code == 200 and public.content == data
     # Create-only holds for multipart too: the completing request carries If-None-Match: *,
     # and the refused upload is aborted rather than left as orphan parts.
-    with pytest.raises(AlreadyExists):
+    with pytest.raises(AlreadyExistsError):
         store.create_file("app/1.0.0/app-1.0.0-linux-amd64", build, sha256="00" * 32, content_type="x", cache_control="x")
     assert s3.list_multipart_uploads(Bucket=running.bucket, Prefix="multipart/").get("Uploads", []) == []
     assert s3.get_object(Bucket=running.bucket, Key="multipart/app/1.0.0/app-1.0.0-linux-amd64")["Body"].read() == data
     # Same name, other bytes: refused before any upload starts.
     other = big_build(tmp_path / "other", "1.0.0")
-    with pytest.raises(ImmutableConflict, match="bump the version"):
+    with pytest.raises(ImmutableConflictError, match="bump the version"):
         publish(store, [other], PublishOptions(keys=[keypair[1]], clock=lambda: NOW))
     again = publish(store, [build], PublishOptions(keys=[keypair[1]], clock=lambda: NOW))
     assert again.artifacts[0].status == "unchanged" and not again.manifests[0].changed

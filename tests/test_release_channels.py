@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from packaging.version import Version
 
 from gupper_publish import channels as ch
-from gupper_publish.errors import ImmutableConflict, NotFound, PublishError
+from gupper_publish.errors import ImmutableConflictError, NotFoundError, PublishError
 
 MKEY = "app/stable/latest.json"
 SHA = "ab" * 32
@@ -55,7 +55,7 @@ def test_yank_leaves_the_manifest_and_joins_the_yanked_list_and_stays_withdrawn(
         add(state, "1.1.0")
     with pytest.raises(PublishError, match="yanked"):
         ch.set_rollout(state, Version("1.2.0"), 50)
-    with pytest.raises(NotFound, match="is not in app/stable"):
+    with pytest.raises(NotFoundError, match="is not in app/stable"):
         ch.yank(state, Version("9.0.0"))
 
 
@@ -72,7 +72,7 @@ def test_add_release_merges_platforms_keeps_rollout_and_refuses_another_file() -
     record = state.releases["2.0.0"]
     assert sorted(record.artifacts) == ["linux-amd64", "windows-amd64"] and record.rollout == 10
     assert add(state, "2.0.0", "linux-amd64") == state
-    with pytest.raises(ImmutableConflict):
+    with pytest.raises(ImmutableConflictError):
         ch.add_release(state, Version("2.0.0"), {"linux-amd64": ch.ArtifactRecord("app-2.0.0-linux-amd64", 11, SHA)}, rollout=None, added="")
     with pytest.raises(PublishError, match="same version spelled twice"):
         add(state, "2.0")

@@ -19,7 +19,7 @@ from gupper.wire.canonical import format_time
 from gupper.wire.manifest import Manifest
 from gupper_publish import LocalStore, PublishOptions, publish, regenerate_manifest
 from gupper_publish.cli import main, terminal_progress
-from gupper_publish.errors import NotFound, PreconditionFailed, PublishError, SigningKeyError
+from gupper_publish.errors import NotFoundError, PreconditionFailedError, PublishError, SigningKeyError
 from gupper_publish.release import promote, prune, rotate_keys, set_rollout, yank
 from gupper_publish.signing import keygen, load_signing_key
 from gupper_publish.status import status
@@ -97,9 +97,9 @@ def test_promote_without_from_takes_the_files_from_the_store_and_refuses_what_is
     env.publish("1.0.0", channel="nightly")
     promote(env.store, "app", "1.0.0", to_channel="stable", options=env.opts)
     assert served(env.manifest("stable")) == {"linux-amd64": "1.0.0"}
-    with pytest.raises(NotFound, match=r"no files of app 3\.0\.0"):
+    with pytest.raises(NotFoundError, match=r"no files of app 3\.0\.0"):
         promote(env.store, "app", "3.0.0", to_channel="stable", options=env.opts)
-    with pytest.raises(NotFound, match="not in app/nightly"):
+    with pytest.raises(NotFoundError, match="not in app/nightly"):
         promote(env.store, "app", "3.0.0", to_channel="stable", from_channel="nightly", options=env.opts)
 
 
@@ -300,7 +300,7 @@ class RacingStore(LocalStore):
             other()
         try:
             return super().swap(key, data, expect_etag=expect_etag, content_type=content_type, cache_control=cache_control)
-        except PreconditionFailed:
+        except PreconditionFailedError:
             self.lost += 1
             raise
 

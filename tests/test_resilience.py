@@ -16,7 +16,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from filelock import FileLock
 
-from gupper import Platform, PreflightFailed, Status, Updater, UpdaterConfig
+from gupper import Platform, PreflightFailedError, Status, Updater, UpdaterConfig
 from gupper.state import StateFile
 from gupper_publish.signing import build_signed, public_key_of, sign_manifest
 
@@ -156,7 +156,7 @@ def test_a_partial_for_another_release_is_dropped(sim: Sim, exe: Path) -> None:
 def test_a_release_failing_preflight_is_never_swapped_in_and_is_marked_bad(sim: Sim, exe: Path, binary: bytes, message: str) -> None:
     publish(sim, binary, data=binary)
     result = updater(sim, exe, preflight_timeout=1).run(restart=False)
-    assert result.status is Status.FAILED and isinstance(result.error, PreflightFailed) and message in result.message
+    assert result.status is Status.FAILED and isinstance(result.error, PreflightFailedError) and message in result.message
     assert exe.read_bytes() == OLD and names(exe) == ["app"]
     again = updater(sim, exe).run(restart=False)
     assert again.status is Status.UP_TO_DATE and "marked bad" in again.message

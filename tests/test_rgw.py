@@ -24,12 +24,12 @@ import requests
 from botocore.config import Config
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from gupper import Platform, Rollback, Updater, UpdaterConfig
+from gupper import Platform, RollbackError, Updater, UpdaterConfig
 from gupper.keys import TrustedKeys
 from gupper.manifest import verify_manifest
-from gupper_publish import ImmutableConflict, PublishOptions, S3Store, publish
+from gupper_publish import ImmutableConflictError, PublishOptions, S3Store, publish
 from gupper_publish.cli import main
-from gupper_publish.errors import AlreadyExists, StoreError, StoreUnsupported
+from gupper_publish.errors import AlreadyExistsError, StoreError, StoreUnsupportedError
 from gupper_publish.s3compat import S3Compat
 
 from .conftest import NOW
@@ -166,7 +166,7 @@ LYING = S3Compat("claims-conditional-complete", conditional_complete=True)
 
 @pytest.mark.parametrize(
     ("size", "compat", "loser"),
-    [(4096, "auto", "AlreadyExists"), (MULTIPART + 1, "auto", "AlreadyExists"), (MULTIPART + 1, LYING, "ImmutableConflict")],
+    [(4096, "auto", "AlreadyExistsError"), (MULTIPART + 1, "auto", "AlreadyExistsError"), (MULTIPART + 1, LYING, "ImmutableConflictError")],
     ids=["small", "large", "multipart-on-a-store-wrongly-declared"],
 )
 def test_two_publishers_creating_one_artifact_at_once_cannot_both_win(tmp_path: Path, rgw: CephRGW, s3: Any, size: int, compat: str | S3Compat, loser: str) -> None:
@@ -199,7 +199,7 @@ def test_two_publishers_creating_one_artifact_at_once_cannot_both_win(tmp_path: 
         try:
             store.create_file(key, files[i], sha256=hashlib.sha256(files[i].read_bytes()).hexdigest(), content_type="x", cache_control="x")
             outcomes[i] = "created"
-        except (AlreadyExists, ImmutableConflict) as e:
+        except (AlreadyExistsError, ImmutableConflictError) as e:
             outcomes[i] = type(e).__name__
 
     threads = [threading.Thread(target=publisher, args=(i,)) for i in range(2)]
@@ -222,7 +222,7 @@ def test_a_store_without_conditional_writes_is_refused_with_a_clear_error(
     assert err.startswith("gupper-publish: error: upload app/1.0.0/app-1.0.0-linux-amd64:") and "does not support conditional writes" in err
     assert "busy" not in err and len(err.strip().splitlines()) == 1
     assert s3.list_objects_v2(Bucket=cli_env.bucket, Prefix="b2/").get("KeyCount") == 0  # nothing written
-    with pytest.raises(StoreUnsupported):
+    with pytest.raises(StoreUnsupportedError):
         S3Store(cli_env.bucket, "b2", compat="b2").swap("x", b"{}", expect_etag=None, content_type="x", cache_control="x")
 
 
@@ -282,7 +282,7 @@ def test_moving_an_app_to_a_new_store_continues_its_serial(tmp_path: Path, cli_e
     )
     check("old-home")  # the install has now seen serial 3
     assert main(["publish", "--store", new, "--key", key, str(dist / "app-1.2.0-linux-amd64")]) == 0
-    with pytest.raises(Rollback, match=r"serial 1 is older than serial 3 .*moved to a new store.*--min-serial 4"):
+    with pytest.raises(RollbackError, match=r"serial 1 is older than serial 3 .*moved to a new store.*--min-serial 4"):
         check("new-home")
     capsys.readouterr()
     assert main(["publish", "--store", new, "--key", key, "--min-serial", "4", "--json", str(build(dist, "1.3.0"))]) == 0

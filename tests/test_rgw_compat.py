@@ -12,7 +12,7 @@ from botocore.stub import Stubber
 
 from gupper_publish import S3Store
 from gupper_publish.cli import main
-from gupper_publish.errors import StoreError, StoreUnsupported
+from gupper_publish.errors import StoreError, StoreUnsupportedError
 from gupper_publish.s3compat import PROFILES, S3Compat, bare, by_endpoint, by_headers, profile, quoted
 
 
@@ -75,7 +75,7 @@ def stubbed(compat: str | S3Compat, **kw: Any) -> tuple[S3Store, Stubber]:
 def test_a_store_refusing_the_condition_headers_gets_a_clear_error_not_busy(code: str, status: int, message: str) -> None:
     store, stub = stubbed("generic")
     stub.add_client_error("put_object", service_error_code=code, service_message=message, http_status_code=status)
-    with stub, pytest.raises(StoreUnsupported, match=r"write app/stable/channel.json: s3://bucket/p does not support conditional writes"):
+    with stub, pytest.raises(StoreUnsupportedError, match=r"write app/stable/channel.json: s3://bucket/p does not support conditional writes"):
         store.swap("app/stable/channel.json", b"{}", expect_etag=None, content_type="x", cache_control="x")
 
 
@@ -84,14 +84,14 @@ def test_another_bad_request_on_a_conditional_write_is_not_blamed_on_conditions(
     stub.add_client_error("put_object", service_error_code="InvalidArgument", service_message="Metadata too large", http_status_code=400)
     with stub, pytest.raises(StoreError, match="S3 error InvalidArgument") as raised:
         store.swap("app/stable/channel.json", b"{}", expect_etag=None, content_type="x", cache_control="x")
-    assert not isinstance(raised.value, StoreUnsupported)
+    assert not isinstance(raised.value, StoreUnsupportedError)
 
 
 def test_an_artifact_too_big_for_one_put_on_a_store_without_conditional_completion_is_refused_before_upload(tmp_path: Path) -> None:
     store, stub = stubbed("generic", max_single_put=100, multipart_threshold=50)
     path = tmp_path / "app-1.0.0-linux-amd64"
     path.write_bytes(b"x" * 101)
-    with stub, pytest.raises(StoreUnsupported, match=r"one PUT takes at most 100 bytes"):  # no request stubbed: none is made
+    with stub, pytest.raises(StoreUnsupportedError, match=r"one PUT takes at most 100 bytes"):  # no request stubbed: none is made
         store.create_file("app/1.0.0/app-1.0.0-linux-amd64", path, sha256="00" * 32, content_type="x", cache_control="x")
 
 

@@ -22,22 +22,22 @@ import trustme
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from gupper import (
-    BadSignature,
+    BadSignatureError,
     ConfigError,
     DownloadError,
-    Expired,
-    HTTPError,
+    ExpiredError,
+    HTTPStatusError,
     IntegrityError,
-    Malformed,
+    MalformedError,
     Platform,
     Result,
-    Rollback,
+    RollbackError,
     Status,
-    Timeout,
-    TooLarge,
+    TooLargeError,
+    TransferTimeoutError,
     Updater,
     UpdaterConfig,
-    WrongTarget,
+    WrongTargetError,
 )
 from gupper.state import StateFile
 from gupper_publish.signing import build_signed, public_key_of, sign_manifest
@@ -157,7 +157,7 @@ def test_tampered_payload_fails_the_signature(lab: Lab) -> None:
     doc = json.loads(lab.manifest())
     doc["signed"]["platforms"]["linux-amd64"]["sha256"] = "0" * 64
     lab.serve(json.dumps(doc).encode())
-    refused(lab, BadSignature, "0 valid signature(s)")
+    refused(lab, BadSignatureError, "0 valid signature(s)")
     assert artifact_requests(lab) == []
 
 
@@ -165,19 +165,19 @@ def test_missing_signatures(lab: Lab) -> None:
     doc = json.loads(lab.manifest())
     doc["signatures"] = []
     lab.serve(json.dumps(doc).encode())
-    refused(lab, BadSignature, "0 valid signature(s) from trusted keys, 1 needed")
+    refused(lab, BadSignatureError, "0 valid signature(s) from trusted keys, 1 needed")
 
 
 def test_unknown_key(lab: Lab) -> None:
     lab.serve(lab.manifest(signers=[Ed25519PrivateKey.generate()]))
-    refused(lab, BadSignature, "not signed with this app's key")
+    refused(lab, BadSignatureError, "not signed with this app's key")
 
 
 def test_signature_claiming_a_trusted_keyid_but_made_by_another_key(lab: Lab) -> None:
     forged = json.loads(lab.manifest(signers=[Ed25519PrivateKey.generate()]))
     forged["signatures"][0]["keyid"] = public_key_of(lab.key).keyid
     lab.serve(json.dumps(forged).encode())
-    refused(lab, BadSignature, "0 valid signature(s)")
+    refused(lab, BadSignatureError, "0 valid signature(s)")
 
 
 def test_threshold_padding_with_repeated_signatures(lab: Lab) -> None:
@@ -185,7 +185,7 @@ def test_threshold_padding_with_repeated_signatures(lab: Lab) -> None:
     doc = json.loads(lab.manifest())
     doc["signatures"] = doc["signatures"] * 5
     lab.serve(json.dumps(doc).encode())
-    refused(lab, BadSignature, "1 valid signature(s) from trusted keys, 2 needed", public_keys=(lab.public, public_key_of(second).to_text()), threshold=2)
+    refused(lab, BadSignatureError, "1 valid signature(s) from trusted keys, 2 needed", public_keys=(lab.public, public_key_of(second).to_text()), threshold=2)
 
 
 def test_threshold_met_by_two_distinct_keys_installs(lab: Lab) -> None:
@@ -199,7 +199,7 @@ def test_garbage_signature_values_are_ignored_not_crashing(lab: Lab) -> None:
     doc = json.loads(lab.manifest())
     doc["signatures"] = [{"keyid": public_key_of(lab.key).keyid, "sig": "!!notbase64"}, 7, None, {"keyid": 1, "sig": []}]
     lab.serve(json.dumps(doc).encode())
-    refused(lab, BadSignature, "0 valid signature(s)")
+    refused(lab, BadSignatureError, "0 valid signature(s)")
 
 
 # --- Rollback, equivocation, downgrade, freeze ---------------------------------------------
@@ -210,7 +210,7 @@ def test_rollback_publish_3_replay_2(lab: Lab) -> None:
     lab.serve(lab.manifest(serial=3, platforms={"linux-amd64": lab.release("1.0.0")}))
     assert lab.run().status is Status.UP_TO_DATE
     lab.serve(old)
-    refused(lab, Rollback, "serial 2 is older than serial 3 already seen")
+    refused(lab, RollbackError, "serial 2 is older than serial 3 already seen")
     assert StateFile(lab.root / "state").load().channels["stable"].serial == 3
 
 
@@ -218,7 +218,7 @@ def test_equal_serial_with_different_content_is_equivocation(lab: Lab) -> None:
     lab.serve(lab.manifest(serial=5, platforms={"linux-amd64": lab.release("1.0.0")}))
     assert lab.run().status is Status.UP_TO_DATE
     lab.serve(lab.manifest(serial=5, platforms={"linux-amd64": lab.release("2.0.0")}))
-    refused(lab, Rollback, "two different manifests with one serial")
+    refused(lab, RollbackError, "two different manifests with one serial")
 
 
 def test_same_manifest_again_is_fine(lab: Lab) -> None:
@@ -241,12 +241,12 @@ def test_signed_yank_is_the_only_way_down(lab: Lab) -> None:
 
 def test_freeze_expired_manifest_with_a_frozen_clock(lab: Lab) -> None:
     lab.serve(lab.manifest(now=NOW - timedelta(days=31)))
-    refused(lab, Expired, "expired at 2026-11-27T12:00:00Z (now 2026-11-28T12:00:00Z)")
+    refused(lab, ExpiredError, "expired at 2026-11-27T12:00:00Z (now 2026-11-28T12:00:00Z)")
 
 
 def test_clock_skew_ahead_is_refused_with_a_hint_and_behind_is_accepted(lab: Lab) -> None:
     lab.serve(lab.manifest())
-    refused(lab, Expired, "check this machine's clock", clock=NOW + timedelta(days=40))
+    refused(lab, ExpiredError, "check this machine's clock", clock=NOW + timedelta(days=40))
     assert lab.run(clock=NOW - timedelta(days=2)).status is Status.INSTALLED
 
 
@@ -255,12 +255,12 @@ def test_clock_skew_ahead_is_refused_with_a_hint_and_behind_is_accepted(lab: Lab
 
 def test_cross_app_replay(lab: Lab) -> None:
     lab.serve(lab.manifest(app="other"))
-    refused(lab, WrongTarget, "for app 'other' channel 'stable', not 'app' channel 'stable'")
+    refused(lab, WrongTargetError, "for app 'other' channel 'stable', not 'app' channel 'stable'")
 
 
 def test_cross_channel_replay(lab: Lab) -> None:
     lab.serve(lab.manifest(channel="beta"))
-    refused(lab, WrongTarget, "channel 'beta'")
+    refused(lab, WrongTargetError, "channel 'beta'")
 
 
 def test_missing_platform_entry_never_takes_another_platforms_file(lab: Lab) -> None:
@@ -291,18 +291,18 @@ def test_absolute_http_artifact_url_in_a_signed_manifest_is_refused(lab: Lab) ->
 
 def test_endless_manifest(lab: Lab) -> None:
     lab.serve(httpsim.endless())
-    refused(lab, TooLarge, "sent more than 1048576 bytes")
+    refused(lab, TooLargeError, "sent more than 1048576 bytes")
 
 
 def test_manifest_declaring_a_huge_length_is_refused_before_reading(lab: Lab) -> None:
     lab.serve(httpsim.lying_length(b"{}", 10**12))
-    refused(lab, TooLarge, "is 1000000000000 bytes, over the 1048576 byte limit")
+    refused(lab, TooLargeError, "is 1000000000000 bytes, over the 1048576 byte limit")
 
 
 def test_endless_artifact_stops_at_the_signed_size(lab: Lab) -> None:
     lab.serve(lab.manifest())
     lab.sim.routes["/app/2.0.0/app-2.0.0-linux-amd64"] = httpsim.endless(b"#" * 1000)
-    refused(lab, TooLarge, f"more than the {len(script('2.0.0'))} bytes the manifest signed for")
+    refused(lab, TooLargeError, f"more than the {len(script('2.0.0'))} bytes the manifest signed for")
 
 
 def test_artifact_lying_about_its_length(lab: Lab) -> None:
@@ -325,13 +325,13 @@ def test_connection_reset_mid_artifact(lab: Lab) -> None:
 
 def test_slow_retrieval_of_the_manifest_hits_the_total_deadline(lab: Lab) -> None:
     lab.serve(httpsim.trickle(lab.manifest(), delay=0.25))  # each byte well inside the read timeout
-    refused(lab, Timeout, "exceeded its deadline", manifest_timeout=1.0)
+    refused(lab, TransferTimeoutError, "exceeded its deadline", manifest_timeout=1.0)
 
 
 def test_slow_retrieval_of_the_artifact_hits_the_total_deadline(lab: Lab) -> None:
     lab.serve(lab.manifest())
     lab.sim.routes["/app/2.0.0/app-2.0.0-linux-amd64"] = httpsim.trickle(script("2.0.0"), delay=0.25)
-    refused(lab, Timeout, "exceeded its deadline", download_timeout=1.0)
+    refused(lab, TransferTimeoutError, "exceeded its deadline", download_timeout=1.0)
 
 
 # --- Transport -------------------------------------------------------------------------------
@@ -350,7 +350,7 @@ def test_redirect_to_another_scheme(lab: Lab, target: str) -> None:
 
 def test_redirect_loop(lab: Lab) -> None:
     lab.serve(httpsim.redirect(MANIFEST))
-    refused(lab, HTTPError, "more than 5 redirects")
+    refused(lab, HTTPStatusError, "more than 5 redirects")
 
 
 def test_redirect_within_https_is_followed(lab: Lab) -> None:
@@ -369,7 +369,7 @@ def test_self_signed_certificate(lab: Lab, tmp_path: Path) -> None:
 @pytest.mark.parametrize("code", [404, 500, 429, 403])
 def test_error_statuses(lab: Lab, code: int) -> None:
     lab.serve(httpsim.status(code))
-    refused(lab, HTTPError, f"answered HTTP {code}")
+    refused(lab, HTTPStatusError, f"answered HTTP {code}")
 
 
 def test_transient_503_is_retried_with_backoff(lab: Lab) -> None:
@@ -413,23 +413,23 @@ def test_custom_ca_bundle_from_the_environment(lab: Lab, monkeypatch: pytest.Mon
 @pytest.mark.parametrize(("body", "message"), [(b"{not json", "not valid JSON"), (b'{"signed": 1, "signatures": []}', "must be an object")])
 def test_malformed_json(lab: Lab, body: bytes, message: str) -> None:
     lab.serve(body)
-    refused(lab, Malformed, message)
+    refused(lab, MalformedError, message)
 
 
 def test_huge_numbers(lab: Lab) -> None:
     doc = json.loads(lab.manifest())
     doc["signed"]["serial"] = 10**30
     lab.serve(json.dumps(doc).encode())
-    refused(lab, Malformed, "integer out of range")
+    refused(lab, MalformedError, "integer out of range")
     lab.serve(b'{"signed": {"serial": ' + b"9" * 5000 + b'}, "signatures": []}')
-    refused(lab, Malformed, "not valid JSON")
+    refused(lab, MalformedError, "not valid JSON")
 
 
 def test_corrupt_state_file_falls_back_to_a_fresh_state_and_still_verifies(lab: Lab) -> None:
     (lab.root / "state").mkdir()
     (lab.root / "state" / "state.json").write_text("{garbage")
     lab.serve(lab.manifest(signers=[Ed25519PrivateKey.generate()]))
-    refused(lab, BadSignature, "not signed with this app's key")
+    refused(lab, BadSignatureError, "not signed with this app's key")
 
 
 # --- Key rotation and revocation -------------------------------------------------------------
@@ -449,7 +449,7 @@ def test_key_rotation_chain_and_revocation(lab: Lab) -> None:
     lab.serve(lab.manifest(serial=3, platforms=v1, signers=[k2], keys=_keys(k2)))
     assert lab.run().status is Status.UP_TO_DATE
     lab.serve(lab.manifest(serial=4, platforms={"linux-amd64": lab.release("2.0.0")}, signers=[k1]))
-    refused(lab, BadSignature, "not signed with this app's key")
+    refused(lab, BadSignatureError, "not signed with this app's key")
     # Serial 4: k2 → k3, then a release signed by k3 alone installs.
     lab.serve(lab.manifest(serial=4, platforms=v1, signers=[k2, k3], keys=_keys(k3)))
     assert lab.run().status is Status.UP_TO_DATE
@@ -463,7 +463,7 @@ def test_rotation_not_signed_by_the_new_keys_is_refused(lab: Lab) -> None:
     attacker = Ed25519PrivateKey.generate()
     # A holder of the old key alone cannot hand trust to a key it does not hold... nor announce one it does not sign with.
     lab.serve(lab.manifest(serial=2, signers=[lab.key], keys=_keys(attacker)))
-    refused(lab, BadSignature, "sign the rotation with both the old and the new keys")
+    refused(lab, BadSignatureError, "sign the rotation with both the old and the new keys")
     assert StateFile(lab.root / "state").load().trusted_keys is None
 
 

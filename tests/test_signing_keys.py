@@ -23,7 +23,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from gupper_infra.client import LocalStore as RunningStore
 from gupper_infra.client import start_local_store
-from gupper_publish import LocalStore, PublishOptions, SigningKeyError, UntrustedKey, key_id, keygen, load_signing_keys, publish, regenerate_manifest, rotate_keys
+from gupper_publish import LocalStore, PublishOptions, SigningKeyError, UntrustedKeyError, key_id, keygen, load_signing_keys, publish, regenerate_manifest, rotate_keys
 from gupper_publish.cli import main, redact
 
 from .conftest import NOW
@@ -218,27 +218,27 @@ def test_a_key_the_channels_installs_do_not_trust_is_refused_before_anything_is_
     release, stranger = keypair[1], Ed25519PrivateKey.generate()
     publish(store, [build(tmp_path / "dist", "1.0.0")], PublishOptions(keys=[release], clock=lambda: NOW))
     before = sorted(p.relative_to(store.root).as_posix() for p in store.root.rglob("*") if p.is_file())
-    with pytest.raises(UntrustedKey) as refused:
+    with pytest.raises(UntrustedKeyError) as refused:
         publish(store, [build(tmp_path / "dist", "1.1.0")], PublishOptions(keys=[stranger], clock=lambda: NOW))
     message = str(refused.value)
     assert message.startswith(f"app/stable: its installs trust the key(s) that signed its manifest now (key id {key_id(release)[:16]})")
     assert f"leave out {key_id(release)[:16]}" in message and "'gupper-publish rotate-keys app" in message and "\n" not in message
     assert sorted(p.relative_to(store.root).as_posix() for p in store.root.rglob("*") if p.is_file()) == before  # 1.1.0 not uploaded
-    with pytest.raises(UntrustedKey):
+    with pytest.raises(UntrustedKeyError):
         regenerate_manifest(store, "app", PublishOptions(keys=[stranger], clock=lambda: NOW), force=True)  # resign
     # More keys than needed is fine; then the extra one has signed too, and is needed from now on.
     assert publish(store, [build(tmp_path / "dist", "1.1.0")], PublishOptions(keys=[release, stranger], clock=lambda: NOW)).manifests[0].serial == 2
-    with pytest.raises(UntrustedKey, match=f"leave out {key_id(stranger)[:16]}"):
+    with pytest.raises(UntrustedKeyError, match=f"leave out {key_id(stranger)[:16]}"):
         regenerate_manifest(store, "app", PublishOptions(keys=[release], clock=lambda: NOW), force=True)
     # rotate-keys is the way to change keys: it must itself be signed by the keys installs trust now ...
     new = Ed25519PrivateKey.generate()
     new_text = load_public_text(new)
-    with pytest.raises(UntrustedKey):
+    with pytest.raises(UntrustedKeyError):
         rotate_keys(store, "app", [new_text], 1, PublishOptions(keys=[new], clock=lambda: NOW))
     rotate_keys(store, "app", [new_text], 1, PublishOptions(keys=[release, stranger, new], clock=lambda: NOW))
     # ... and from then on the announced set decides.
     assert regenerate_manifest(store, "app", PublishOptions(keys=[new], clock=lambda: NOW), force=True).changed
-    with pytest.raises(UntrustedKey, match="trusts 1 key"):
+    with pytest.raises(UntrustedKeyError, match="trusts 1 key"):
         regenerate_manifest(store, "app", PublishOptions(keys=[release], clock=lambda: NOW), force=True)
 
 

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 from packaging.version import Version
 
-from gupper.errors import Malformed
+from gupper.errors import MalformedError
 from gupper.keys import TrustedKeys
 from gupper.manifest import canonical_bytes, load_envelope, verify_manifest
 from gupper.policy import choose_update
@@ -108,7 +108,7 @@ def test_unknown_fields_are_kept_on_a_round_trip_and_ignored_by_the_client(make_
     ],
 )
 def test_a_bad_optional_field_is_malformed_when_the_manifest_is_parsed(make_manifest: MakeManifest, trusted: TrustedKeys, extra: dict[str, Any], message: str) -> None:
-    with pytest.raises(Malformed, match=message):
+    with pytest.raises(MalformedError, match=message):
         verify_manifest(make_manifest(platforms={"linux-amd64": {**entry(), **extra}}), trusted, app="app", channel="stable", now=NOW)
 
 

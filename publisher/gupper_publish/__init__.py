@@ -9,28 +9,29 @@ The Python API does what the ``gupper-publish`` command does (docs/release-manag
                      PublishOptions(keys=load_signing_keys(key_text_or_path)))
 
 It needs the publisher extra (``pip install 'gupper[publisher]'``): S3 stores need boto3 and
-binary patches bsdiff4; a call that needs one that is missing raises MissingExtra naming that
+binary patches bsdiff4; a call that needs one that is missing raises MissingExtraError naming that
 command. ``build`` needs ``gupper[build]`` (PyInstaller).
 """
 
 from __future__ import annotations
 
+from . import errors as _errors
 from .artifacts import ArtifactName, parse_artifact_name
 from .build import BuildOptions, build
 from .errors import (
-    AlreadyExists,
-    BadArtifactName,
-    BuildFailed,
-    ImmutableConflict,
-    MissingExtra,
-    NotAnExecutable,
-    NotFound,
-    PreconditionFailed,
+    AlreadyExistsError,
+    BadArtifactNameError,
+    BuildFailedError,
+    ImmutableConflictError,
+    MissingExtraError,
+    NotAnExecutableError,
+    NotFoundError,
+    PreconditionFailedError,
     PublishError,
     SigningKeyError,
-    StoreBusy,
+    StoreBusyError,
     StoreError,
-    UntrustedKey,
+    UntrustedKeyError,
 )
 from .layout import manifest_key
 from .publish import ManifestResult, PatchMade, PublishOptions, PublishReport, Uploaded, publish, regenerate_manifest, upload_artifacts
@@ -39,30 +40,39 @@ from .signing import key_id, keygen, load_signing_key, load_signing_keys, parse_
 from .status import status
 from .stores import LocalStore, ObjectInfo, S3Store, Store, open_store
 
+
+def __getattr__(name: str) -> type[PublishError]:
+    """The error names of the previous release (:data:`gupper_publish.errors.DEPRECATED`), with a DeprecationWarning."""
+    cls = _errors.deprecated(__name__, name)
+    if cls is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return cls
+
+
 __all__ = [
-    "AlreadyExists",
+    "AlreadyExistsError",
     "ArtifactName",
-    "BadArtifactName",
-    "BuildFailed",
+    "BadArtifactNameError",
+    "BuildFailedError",
     "BuildOptions",
-    "ImmutableConflict",
+    "ImmutableConflictError",
     "LocalStore",
     "ManifestResult",
-    "MissingExtra",
-    "NotAnExecutable",
-    "NotFound",
+    "MissingExtraError",
+    "NotAnExecutableError",
+    "NotFoundError",
     "ObjectInfo",
     "PatchMade",
-    "PreconditionFailed",
+    "PreconditionFailedError",
     "PublishError",
     "PublishOptions",
     "PublishReport",
     "S3Store",
     "SigningKeyError",
     "Store",
-    "StoreBusy",
+    "StoreBusyError",
     "StoreError",
-    "UntrustedKey",
+    "UntrustedKeyError",
     "Uploaded",
     "build",
     "init_store",

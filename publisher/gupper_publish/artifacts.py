@@ -12,7 +12,7 @@ from packaging.version import InvalidVersion, Version
 from gupper.platforms import Platform, normalize_arch, normalize_os
 from gupper.wire.canonical import valid_app_name
 
-from .errors import BadArtifactName
+from .errors import BadArtifactNameError
 from .layout import ARCHIVE_SUFFIX, artifact_key
 
 PATTERN_HELP = (
@@ -47,30 +47,30 @@ class ArtifactName:
 def parse_artifact_name(filename: str) -> ArtifactName:
     """Parse ``app-1.2.0-linux-amd64`` (fields are read from the right, so app names may hold ``-``).
 
-    Raises BadArtifactName with the expected pattern for a name that does not parse.
+    Raises BadArtifactNameError with the expected pattern for a name that does not parse.
     """
     if "/" in filename or "\\" in filename or filename in {"", ".", ".."}:
-        raise BadArtifactName(f"{filename!r} is not a plain file name; expected {PATTERN_HELP}")
+        raise BadArtifactNameError(f"{filename!r} is not a plain file name; expected {PATTERN_HELP}")
     archive = filename.endswith(ARCHIVE_SUFFIX)
     stem = filename[: -len(ARCHIVE_SUFFIX)] if archive else filename[:-4] if filename.lower().endswith(".exe") else filename
     parts = stem.rsplit("-", 3)
     if len(parts) != 4:
-        raise BadArtifactName(f"cannot parse artifact name {filename!r}; expected {PATTERN_HELP}")
+        raise BadArtifactNameError(f"cannot parse artifact name {filename!r}; expected {PATTERN_HELP}")
     app, version_text, os_text, arch_text = parts
     os_name, arch = normalize_os(os_text), normalize_arch(arch_text)
     if not valid_app_name(app):
-        raise BadArtifactName(f"{filename!r}: app name {app!r} must be letters, digits, '.', '_' or '-'; expected {PATTERN_HELP}")
+        raise BadArtifactNameError(f"{filename!r}: app name {app!r} must be letters, digits, '.', '_' or '-'; expected {PATTERN_HELP}")
     if os_name is None or arch is None:
-        raise BadArtifactName(f"{filename!r}: unknown os/arch {os_text!r}/{arch_text!r}; expected {PATTERN_HELP}")
+        raise BadArtifactNameError(f"{filename!r}: unknown os/arch {os_text!r}/{arch_text!r}; expected {PATTERN_HELP}")
     try:
         version = Version(version_text)
     except InvalidVersion as e:
-        raise BadArtifactName(f"{filename!r}: {version_text!r} is not a PEP 440 version; expected {PATTERN_HELP}") from e
+        raise BadArtifactNameError(f"{filename!r}: {version_text!r} is not a PEP 440 version; expected {PATTERN_HELP}") from e
     platform = Platform(os_name, arch)
     if archive:
         return ArtifactName(app, version, platform, f"{app}-{version}-{platform.key}{ARCHIVE_SUFFIX}")
     if (os_name == "windows") != filename.lower().endswith(".exe"):
-        raise BadArtifactName(f"{filename!r}: Windows builds, and only they, end in .exe; expected {PATTERN_HELP}")
+        raise BadArtifactNameError(f"{filename!r}: Windows builds, and only they, end in .exe; expected {PATTERN_HELP}")
     # Store the canonical spelling so aliases (x86_64, macos) never make two names for one build.
     canonical = f"{app}-{version}-{platform.key}{platform.exe_suffix}"
     return ArtifactName(app, version, platform, canonical)

@@ -37,7 +37,7 @@ from gupper.platforms import Platform, current_platform
 from gupper.wire.canonical import valid_app_name
 
 from .artifacts import parse_artifact_name
-from .errors import BuildFailed, PublishError
+from .errors import BuildFailedError, PublishError
 from .exe_check import check_file
 from .extras import require
 
@@ -156,7 +156,7 @@ def build(options: BuildOptions, environ: Mapping[str, str]) -> Path:
     """Build with PyInstaller (see the module docs), copy the output to its published name, return its path.
 
     ``environ`` is the environment PyInstaller runs in, before the reproducible settings are
-    added. Raises MissingExtra without PyInstaller, BuildFailed (with the log's path) when it fails.
+    added. Raises MissingExtraError without PyInstaller, BuildFailedError (with the log's path) when it fails.
     """
     platform = options.platform or current_platform()
     final = output_name(options.name, options.version, platform, options.onedir)
@@ -173,7 +173,7 @@ def build(options: BuildOptions, environ: Mapping[str, str]) -> Path:
     with log.open("w", encoding="utf-8", errors="replace") as out:
         proc = subprocess.run(command, env=build_environment(environ), stdout=out, stderr=subprocess.STDOUT, check=False)
     if proc.returncode != 0:
-        raise BuildFailed(f"PyInstaller failed (exit code {proc.returncode}): {_last_error(log)}; the whole log is {log}")
+        raise BuildFailedError(f"PyInstaller failed (exit code {proc.returncode}): {_last_error(log)}; the whole log is {log}")
     built = work / "dist" / (options.name if options.onedir else options.name + platform.exe_suffix)
     options.out_dir.mkdir(parents=True, exist_ok=True)
     dest = options.out_dir / final
@@ -181,7 +181,7 @@ def build(options: BuildOptions, environ: Mapping[str, str]) -> Path:
     entry = dest / (options.name + platform.exe_suffix) if options.onedir else dest
     problem = check_file(entry, platform.os, platform.arch)
     if problem is not None:  # e.g. a --target-arch that does not match this machine
-        raise BuildFailed(f"{entry} is {problem}; build on the platform the name is for, or publish it with --force")
+        raise BuildFailedError(f"{entry} is {problem}; build on the platform the name is for, or publish it with --force")
     return dest
 
 

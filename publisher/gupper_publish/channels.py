@@ -18,13 +18,13 @@ from urllib.parse import unquote
 
 from packaging.version import InvalidVersion, Version
 
-from gupper.errors import ConfigError, Malformed
+from gupper.errors import ConfigError, MalformedError
 from gupper.platforms import parse_platform_key
 from gupper.wire.canonical import valid_app_name
 from gupper.wire.manifest import ARCHIVE, ARCHIVE_FORMAT, BINARY, FILES_PATCH_FORMAT, PATCH_FORMAT, Entry, KeySet, Manifest, Patch, Rollout
 
 from .artifacts import parse_artifact_name
-from .errors import BadArtifactName, ImmutableConflict, NotFound, PublishError
+from .errors import BadArtifactNameError, ImmutableConflictError, NotFoundError, PublishError
 from .layout import ARCHIVE_SUFFIX, artifact_key, blob_key, list_key, patch_key, relative_url
 
 STATE_TYPE = "gupper-channel-state"
@@ -151,7 +151,9 @@ def add_release(
     for platform, art in artifacts.items():
         old = merged.get(platform)
         if old is not None and not old.same_file(art):
-            raise ImmutableConflict(f"{state.app}/{state.channel} already carries a different {platform} file for {version}; releases are immutable, so bump the version")
+            raise ImmutableConflictError(
+                f"{state.app}/{state.channel} already carries a different {platform} file for {version}; releases are immutable, so bump the version"
+            )
         merged[platform] = art if art.patches or art.blobs or old is None else old
     new_rollout = existing.rollout if existing else None  # not given: keep a member's, a new one is complete
     if rollout is not None:
@@ -208,7 +210,7 @@ def set_keys(state: ChannelState, keys: Iterable[str], threshold: int) -> Channe
 def _member(state: ChannelState, version: Version) -> ReleaseRecord:
     record = state.find(version)
     if record is None:
-        raise NotFound(f"{version} is not in {state.app}/{state.channel}; see 'gupper-publish list {state.app}'")
+        raise NotFoundError(f"{version} is not in {state.app}/{state.channel}; see 'gupper-publish list {state.app}'")
     if state.is_yanked(version):
         raise PublishError(f"{version} was yanked from {state.app}/{state.channel}; yanked releases stay withdrawn")
     return record
@@ -428,7 +430,7 @@ def seed_from_manifest(app: str, channel: str, signed: Mapping[str, Any], where:
     try:
         entries = [Entry.from_json(platform, raw) for platform, raw in sorted(dict(signed.get("platforms") or {}).items())]
         keys = KeySet.from_json(signed["keys"]) if signed.get("keys") is not None else None
-    except Malformed as e:
+    except MalformedError as e:
         raise PublishError(f"{where} is unreadable ({e}); fix or delete the manifest") from e
     state = ChannelState(app, channel, int(signed.get("serial", 0)))
     for entry in entries:
@@ -438,7 +440,7 @@ def seed_from_manifest(app: str, channel: str, signed: Mapping[str, Any], where:
             url = served.url
             try:
                 name = parse_artifact_name(unquote(url.rsplit("/", 1)[-1]))
-            except BadArtifactName as err:
+            except BadArtifactNameError as err:
                 raise PublishError(f"{where} names {url!r} for {served.platform}, which is not a release of {app}; fix or delete the manifest") from err
             if not (
                 name.app == app and name.platform.key == served.platform and str(name.version) == str(served.version) and url.endswith(f"{name.version}/{name.filename}")

@@ -27,7 +27,7 @@ from gupper.errors import ConfigError
 from gupper.keys import PublicKey
 
 from .delta import DEFAULT_PATCHES
-from .errors import PublishError, StoreBusy
+from .errors import PublishError, StoreBusyError
 from .extras import require
 from .publish import DEFAULT_EXPIRY, ManifestResult, ProgressFactory, PublishOptions, PublishReport, publish, regenerate_manifest
 from .release import init_store, promote, prune, rotate_keys, set_rollout, yank
@@ -507,7 +507,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UsageError as e:
         _say(e.usage.rstrip() + f"\ngupper-publish: usage error: {e}", secrets)
         return EXIT_USAGE
-    except StoreBusy as e:
+    except StoreBusyError as e:
         _say(f"gupper-publish: busy: {e}", secrets)
         return EXIT_BUSY
     except PublishError as e:

@@ -17,7 +17,7 @@ from pathlib import Path
 from packaging.version import Version
 
 from .channels import ArtifactRecord, ChannelState, PatchRecord
-from .errors import AlreadyExists
+from .errors import AlreadyExistsError
 from .layout import artifact_key, binary_patch_name, patch_key
 from .stores import ARTIFACT_CACHE_CONTROL, ARTIFACT_CONTENT_TYPE, Store
 
@@ -66,7 +66,7 @@ def make_patches(
             path.write_bytes(patch)
             try:
                 store.create_file(key, path, sha256=digest, content_type=ARTIFACT_CONTENT_TYPE, cache_control=ARTIFACT_CACHE_CONTROL)
-            except AlreadyExists:
+            except AlreadyExistsError:
                 digest = store.sha256_of(key)  # a concurrent publisher made it: bsdiff4 is deterministic
         records.append(PatchRecord(str(old_version), old.sha256, name, len(patch), digest))
     return tuple(records)

@@ -1,17 +1,25 @@
-"""Exceptions raised by the publisher; the CLI maps them to one line and an exit code."""
+"""Exceptions raised by the publisher; the CLI maps them to one line and an exit code.
+
+The names of the previous release (``BadArtifactName``, ``ImmutableConflict``, ``AlreadyExists``,
+``StoreUnsupported``, ``PreconditionFailed``, ``StoreBusy``, ``NotFound``, ``NotAnExecutable``,
+``UntrustedKey``, ``BuildFailed``, ``MissingExtra``) still import from ``gupper_publish`` and
+``gupper_publish.errors``, with a DeprecationWarning, until the next release.
+"""
 
 from __future__ import annotations
+
+import warnings
 
 
 class PublishError(Exception):
     """Base class for anything that stops a publish."""
 
 
-class BadArtifactName(PublishError):
+class BadArtifactNameError(PublishError):
     """A file name that does not follow ``<app>-<version>-<os>-<arch>[.exe]``."""
 
 
-class ImmutableConflict(PublishError):
+class ImmutableConflictError(PublishError):
     """A different file is already published under that name (releases are immutable)."""
 
 
@@ -23,55 +31,92 @@ class StoreError(PublishError):
     """The store refused or failed an operation."""
 
 
-class AlreadyExists(StoreError):
+class AlreadyExistsError(StoreError):
     """A create-only write found the object already there."""
 
 
-class StoreUnsupported(StoreError):
+class StoreUnsupportedError(StoreError):
     """The store lacks a feature the publisher's guarantees rest on (conditional writes); retrying will not help."""
 
 
-class PreconditionFailed(StoreError):
+class PreconditionFailedError(StoreError):
     """A compare-and-swap write lost a race with another publisher."""
 
 
-class StoreBusy(PublishError):
+class StoreBusyError(PublishError):
     """Compare-and-swap kept losing to other publishers; retrying later is the fix."""
 
 
-class NotFound(PublishError):
+class NotFoundError(PublishError):
     """The app, channel or release a command names is not in the store."""
 
 
-class NotAnExecutable(PublishError):
+class NotAnExecutableError(PublishError):
     """A build is not an executable for the platform in its name (``force`` publishes it anyway)."""
 
 
-class UntrustedKey(SigningKeyError):
+class UntrustedKeyError(SigningKeyError):
     """The signing keys are not the ones a channel's installs trust; ``rotate-keys`` moves them to new ones."""
 
 
-class BuildFailed(PublishError):
+class BuildFailedError(PublishError):
     """PyInstaller failed, or built something that is not an executable for this platform."""
 
 
-class MissingExtra(PublishError):
+class MissingExtraError(PublishError):
     """A dependency of an optional part (the publisher, the build helper) is not installed; the message names the pip command."""
 
 
+DEPRECATED = {
+    old: old + "Error"
+    for old in (
+        "AlreadyExists",
+        "BadArtifactName",
+        "BuildFailed",
+        "ImmutableConflict",
+        "MissingExtra",
+        "NotAnExecutable",
+        "NotFound",
+        "PreconditionFailed",
+        "StoreBusy",
+        "StoreUnsupported",
+        "UntrustedKey",
+    )
+}
+"""Names of the previous release → their new names; importable for one more release, with a warning."""
+
+
+def deprecated(module: str, name: str) -> type[PublishError] | None:
+    """The class an old name stands for, after a DeprecationWarning naming the new one; None if ``name`` is not an old name."""
+    new = DEPRECATED.get(name)
+    if new is None:
+        return None
+    warnings.warn(f"{module}.{name} is deprecated and goes away in the next release; use {module}.{new}", DeprecationWarning, stacklevel=3)
+    cls: type[PublishError] = globals()[new]
+    return cls
+
+
+def __getattr__(name: str) -> type[PublishError]:
+    """The old names, with a DeprecationWarning (PEP 562)."""
+    cls = deprecated(__name__, name)
+    if cls is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return cls
+
+
 __all__ = [
-    "AlreadyExists",
-    "BadArtifactName",
-    "BuildFailed",
-    "ImmutableConflict",
-    "MissingExtra",
-    "NotAnExecutable",
-    "NotFound",
-    "PreconditionFailed",
+    "AlreadyExistsError",
+    "BadArtifactNameError",
+    "BuildFailedError",
+    "ImmutableConflictError",
+    "MissingExtraError",
+    "NotAnExecutableError",
+    "NotFoundError",
+    "PreconditionFailedError",
     "PublishError",
     "SigningKeyError",
-    "StoreBusy",
+    "StoreBusyError",
     "StoreError",
-    "StoreUnsupported",
-    "UntrustedKey",
+    "StoreUnsupportedError",
+    "UntrustedKeyError",
 ]

@@ -10,7 +10,7 @@ from __future__ import annotations
 import importlib.util
 from collections.abc import Sequence
 
-from .errors import MissingExtra
+from .errors import MissingExtraError
 
 PUBLISHER_MODULES = ("boto3", "botocore", "bsdiff4", "cryptography", "filelock")
 BUILD_MODULES = ("PyInstaller",)
@@ -36,7 +36,7 @@ def missing(modules: Sequence[str]) -> list[str]:
 
 
 def require(extra: str, what: str = "this") -> None:
-    """Raise MissingExtra, naming the pip command, unless every module of ``extra`` is importable."""
+    """Raise MissingExtraError, naming the pip command, unless every module of ``extra`` is importable."""
     gone = missing(EXTRAS[extra])
     if gone:
-        raise MissingExtra(f"{what} needs the {extra} extra ({', '.join(gone)} not installed); run: {install_command(extra)}")
+        raise MissingExtraError(f"{what} needs the {extra} extra ({', '.join(gone)} not installed); run: {install_command(extra)}")

@@ -32,7 +32,7 @@ from gupper.package import extract_package
 from gupper.wire.files import LIST_NAME, FileList, FilePatch, ListDelta, PackageEntry, PatchIndex, list_from_wire
 
 from .channels import ArtifactRecord, PatchRecord
-from .errors import AlreadyExists, PublishError
+from .errors import AlreadyExistsError, PublishError
 from .layout import blob_key, file_patch_key, file_patch_name, index_name, list_key, patch_key
 from .stores import ARTIFACT_CACHE_CONTROL, ARTIFACT_CONTENT_TYPE, Store
 
@@ -154,5 +154,5 @@ def _put(store: Store, key: str, path: Path, sha256: str) -> None:
         if existing.sha256 is not None and existing.sha256 != sha256:
             raise PublishError(f"{key} already holds other content; delete it from the store and publish again")
         return
-    with contextlib.suppress(AlreadyExists):  # a concurrent publisher of the same release wrote the same bytes
+    with contextlib.suppress(AlreadyExistsError):  # a concurrent publisher of the same release wrote the same bytes
         store.create_file(key, path, sha256=sha256, content_type=ARTIFACT_CONTENT_TYPE, cache_control=ARTIFACT_CACHE_CONTROL)

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from packaging.version import Version
 
-from gupper.errors import Malformed
+from gupper.errors import MalformedError
 from gupper.manifest import load_envelope
 from gupper.wire.canonical import format_time, valid_app_name
 from gupper.wire.manifest import Manifest
@@ -52,7 +52,17 @@ from .channels import (
     state_to_json,
 )
 from .delta import DEFAULT_PATCHES, make_patches, previous_files
-from .errors import AlreadyExists, ImmutableConflict, NotAnExecutable, NotFound, PreconditionFailed, PublishError, SigningKeyError, StoreBusy, UntrustedKey
+from .errors import (
+    AlreadyExistsError,
+    ImmutableConflictError,
+    NotAnExecutableError,
+    NotFoundError,
+    PreconditionFailedError,
+    PublishError,
+    SigningKeyError,
+    StoreBusyError,
+    UntrustedKeyError,
+)
 from .exe_check import check_archive_entry, check_file
 from .extras import require
 from .layout import manifest_key, patch_key, state_key
@@ -171,7 +181,7 @@ def _prepare(paths: Sequence[Path], workdir: Path, post_install: str | None = No
             name = parse_artifact_name(path.name)
             problem = None if force or path.stat().st_size == 0 else check_file(path, name.platform.os, name.platform.arch)
         if problem is not None:
-            raise NotAnExecutable(
+            raise NotAnExecutableError(
                 f"{given.name} is {problem}; its name says {name.platform.key}: publish the build made for it "
                 f"(what PyInstaller wrote to dist/ on {name.platform.os}), or pass --force if this file really is what those installs should run"
             )
@@ -209,7 +219,7 @@ def _upload(store: Store, prepared: Sequence[_Prepared], progress: ProgressFacto
                 with (progress or _no_progress)(f"uploading {p.name.filename}", p.size) as callback:
                     store.create_file(p.name.key, p.path, sha256=p.sha256, content_type=ARTIFACT_CONTENT_TYPE, cache_control=ARTIFACT_CACHE_CONTROL, progress=callback)
                 status = "uploaded"
-            except AlreadyExists:
+            except AlreadyExistsError:
                 # Another publisher created it between our HEAD and PUT: fine if it is the same file.
                 info = store.head(p.name.key)
                 _check_same(store, p.name.key, info.size if info else -1, p.sha256, p.size)
@@ -223,7 +233,7 @@ def _no_progress(name: str, size: int) -> AbstractContextManager[Progress | None
 
 def _check_same(store: Store, key: str, existing_size: int, digest: str, size: int) -> None:
     if existing_size != size or store.sha256_of(key) != digest:
-        raise ImmutableConflict(f"{key} is already published with different content; releases are immutable, so bump the version and publish again")
+        raise ImmutableConflictError(f"{key} is already published with different content; releases are immutable, so bump the version and publish again")
 
 
 # --- channel state and manifest: the compare-and-swap engine ---
@@ -255,7 +265,7 @@ def _read_signed(store: Store, key: str) -> tuple[Manifest | None, str | None, f
     try:
         signed, signatures = load_envelope(stored.data)
         manifest = Manifest.from_json(signed)
-    except Malformed as e:
+    except MalformedError as e:
         raise PublishError(f"the existing manifest {key} is unreadable ({e}); inspect it, and delete it to start again at serial 1") from e
     signed_by = frozenset(s["keyid"] for s in signatures if isinstance(s, dict) and isinstance(s.get("keyid"), str))
     return manifest, stored.etag, signed_by
@@ -300,7 +310,7 @@ def check_signers(state: ChannelState, signers: Sequence[Ed25519PrivateKey], pre
     if current is not None and current.manifest is not None and current.manifest.key_set is None:
         missing = current.signed_by - have
         if missing:
-            raise UntrustedKey(
+            raise UntrustedKeyError(
                 f"{state.app}/{state.channel}: its installs trust the key(s) that signed its manifest now (key id {_ids(current.signed_by)}), and the signing "
                 f"key(s) given (key id {_ids(have)}) leave out {_ids(missing)}; sign with the key whose .pub is built into the app "
                 f"(--key or GUPPER_SIGNING_KEY), or move to a new key with 'gupper-publish rotate-keys {state.app} --key OLD.key --key NEW.key ...'"
@@ -312,7 +322,7 @@ def check_signers(state: ChannelState, signers: Sequence[Ed25519PrivateKey], pre
         trusted = keys.trusted()
         good = len(have & set(trusted.by_id()))
         if good < trusted.threshold:
-            raise UntrustedKey(
+            raise UntrustedKeyError(
                 f"{state.app}/{state.channel} trusts {len(trusted.keys)} key(s) with threshold {trusted.threshold}, and only {good} of the "
                 "given signing keys are among them; pass --key for enough of the keys named by rotate-keys"
             )
@@ -344,11 +354,11 @@ def change_channel(
             return new  # nothing to record (a seeded state is only written once something changes)
         try:
             store.swap(key, state_to_json(new), expect_etag=snap.state_etag, content_type=MANIFEST_CONTENT_TYPE, cache_control=MANIFEST_CACHE_CONTROL)
-        except PreconditionFailed:
+        except PreconditionFailedError:
             _backoff(attempt)
             continue
         return new
-    raise StoreBusy(f"{store.url}/{key} kept changing under us ({CAS_ATTEMPTS} attempts); another publisher is busy, run the command again")
+    raise StoreBusyError(f"{store.url}/{key} kept changing under us ({CAS_ATTEMPTS} attempts); another publisher is busy, run the command again")
 
 
 def sync_manifest(store: Store, app: str, channel: str, options: PublishOptions) -> ManifestResult:
@@ -367,7 +377,7 @@ def sync_manifest(store: Store, app: str, channel: str, options: PublishOptions)
             change_channel(store, app, channel, lambda s: s, signers=options.keys, force=True)
             continue
         if snap.state.serial == 0:
-            raise NotFound(f"{app}/{channel} has no releases yet; publish one with --channel {channel}")
+            raise NotFoundError(f"{app}/{channel} has no releases yet; publish one with --channel {channel}")
         check_signers(snap.state, options.keys, current=snap)
         now = options.clock()
         manifest = Manifest(app, channel, snap.state.serial, now, now + options.expires_in, wanted.entries, key_set=wanted.keys, yanked=wanted.yanked)
@@ -379,11 +389,11 @@ def sync_manifest(store: Store, app: str, channel: str, options: PublishOptions)
                 content_type=MANIFEST_CONTENT_TYPE,
                 cache_control=MANIFEST_CACHE_CONTROL,
             )
-        except PreconditionFailed:
+        except PreconditionFailedError:
             _backoff(attempt)
             continue
         return ManifestResult(mkey, snap.state.serial, True, describe(wanted.entries))
-    raise StoreBusy(f"{store.url}/{mkey} kept changing under us ({CAS_ATTEMPTS} attempts); another publisher is busy, run the command again")
+    raise StoreBusyError(f"{store.url}/{mkey} kept changing under us ({CAS_ATTEMPTS} attempts); another publisher is busy, run the command again")
 
 
 def update_channel(store: Store, app: str, channel: str, mutate: Mutation, options: PublishOptions, *, force: bool = False) -> ManifestResult:
@@ -399,7 +409,7 @@ def regenerate_manifest(store: Store, app: str, options: PublishOptions, *, forc
     the next serial and a fresh expiry even when nothing changed (``resign``)."""
     snap = load_channel(store, app, options.channel)
     if snap.manifest is None and snap.state_etag is None:
-        raise NotFound(f"{app}/{options.channel} has no manifest in {store.url}; publish a release to it first")
+        raise NotFoundError(f"{app}/{options.channel} has no manifest in {store.url}; publish a release to it first")
     return update_channel(store, app, options.channel, lambda s: s, options, force=force)
 
 

@@ -18,7 +18,7 @@ from gupper.wire.canonical import format_time, valid_app_name
 from . import channels as ch
 from . import folder_delta
 from .artifacts import ArtifactName, parse_artifact_name
-from .errors import BadArtifactName, NotFound, PublishError
+from .errors import BadArtifactNameError, NotFoundError, PublishError
 from .layout import app_of, artifact_key, manifest_key, release_prefix, split_key
 from .publish import ManifestResult, PublishOptions, change_channel, load_channel, update_channel
 from .stores import LocalStore, ObjectInfo, S3Store, Store
@@ -54,7 +54,7 @@ def releases_in(objects: Iterable[ObjectInfo], app: str) -> list[Release]:
             continue
         try:
             name = parse_artifact_name(parts.name)
-        except BadArtifactName:
+        except BadArtifactNameError:
             continue
         # Only a file at its own canonical key counts: a stray copy elsewhere is not a release.
         if name.app == app and name.key == obj.key:
@@ -102,7 +102,7 @@ def discover(store: Store, app: str | None = None) -> dict[str, AppListing]:
 def _app(store: Store, app: str) -> AppListing:
     found = discover(store, app).get(app)
     if found is None:
-        raise NotFound(f"no app {app!r} in {store.url}; see 'gupper-publish list'")
+        raise NotFoundError(f"no app {app!r} in {store.url}; see 'gupper-publish list'")
     return found
 
 
@@ -135,14 +135,14 @@ def promote(
         source = load_channel(store, app, from_channel).state
         record = source.find(version)
         if record is None:
-            raise NotFound(f"{version} is not in {app}/{from_channel}; see 'gupper-publish list {app}'")
+            raise NotFoundError(f"{version} is not in {app}/{from_channel}; see 'gupper-publish list {app}'")
         if source.is_yanked(version):
             raise PublishError(f"{version} was yanked from {app}/{from_channel}; a yanked release cannot be promoted")
         version, artifacts = record.version, dict(record.artifacts)
     else:
         artifacts = artifacts_in_store(store, app, version)
         if not artifacts:
-            raise NotFound(f"no files of {app} {version} in {store.url}; publish them first")
+            raise NotFoundError(f"no files of {app} {version} in {store.url}; publish them first")
     for art in artifacts.values():
         key = artifact_key(app, version, art.file)
         info = store.head(key)
@@ -177,7 +177,7 @@ def yank(store: Store, app: str, version_text: str, options: PublishOptions, cha
             if state.find(version) is not None or state.is_yanked(version):
                 channels.append(name)
         if not channels:
-            raise NotFound(f"{version} is in no channel of {app}; see 'gupper-publish list {app}'")
+            raise NotFoundError(f"{version} is in no channel of {app}; see 'gupper-publish list {app}'")
     return [update_channel(store, app, c, lambda s: ch.yank(s, version), replace(options, channel=c)) for c in channels]
 
 
@@ -189,7 +189,7 @@ def rotate_keys(store: Store, app: str, new_keys: Sequence[str], threshold: int,
     """
     snap = load_channel(store, app, options.channel)
     if snap.manifest is None and snap.state_etag is None:
-        raise NotFound(f"{app}/{options.channel} has no manifest in {store.url}; publish a release to it first")
+        raise NotFoundError(f"{app}/{options.channel} has no manifest in {store.url}; publish a release to it first")
     return update_channel(store, app, options.channel, lambda s: ch.set_keys(s, new_keys, threshold), options)
 
 

@@ -15,7 +15,7 @@ from gupper.wire.canonical import format_time
 from gupper.wire.manifest import Entry, Manifest
 
 from . import channels as ch
-from .errors import NotFound
+from .errors import NotFoundError
 from .layout import manifest_key, state_key
 from .publish import load_channel
 from .release import discover
@@ -76,12 +76,12 @@ def status(store: Store, now: datetime, app: str | None = None, channel: str | N
     """The store's apps, channels, releases and manifests as plain data (``list --json``)."""
     found = discover(store, app)
     if app is not None and app not in found:
-        raise NotFound(f"no app {app!r} in {store.url}; see 'gupper-publish list'")
+        raise NotFoundError(f"no app {app!r} in {store.url}; see 'gupper-publish list'")
     apps: dict[str, Any] = {}
     for name, listing in found.items():
         names = [c for c in listing.channels if channel is None or c == channel]
         if channel is not None and not names and app is not None:
-            raise NotFound(f"{name} has no channel {channel!r}; it has {', '.join(listing.channels) or 'none'}")
+            raise NotFoundError(f"{name} has no channel {channel!r}; it has {', '.join(listing.channels) or 'none'}")
         channels = {c: _channel_json(store, name, c, now) for c in names}
         members: dict[Version, list[str]] = {}
         referenced: set[Version] = set()

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import urlsplit
 
 from . import s3compat
-from .errors import AlreadyExists, ImmutableConflict, PreconditionFailed, StoreError, StoreUnsupported
+from .errors import AlreadyExistsError, ImmutableConflictError, PreconditionFailedError, StoreError, StoreUnsupportedError
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -79,7 +79,7 @@ class Store(Protocol):
         ...
 
     def create_file(self, key: str, path: Path, *, sha256: str, content_type: str, cache_control: str, progress: Progress | None = None) -> None:
-        """Upload ``path`` to ``key`` only if ``key`` is absent; raises AlreadyExists otherwise.
+        """Upload ``path`` to ``key`` only if ``key`` is absent; raises AlreadyExistsError otherwise.
 
         ``progress`` is called with byte counts as they are sent.
         """
@@ -88,7 +88,7 @@ class Store(Protocol):
     def swap(self, key: str, data: bytes, *, expect_etag: str | None, content_type: str, cache_control: str) -> str:
         """Write ``data`` if ``key``'s ETag is still ``expect_etag`` (None: still absent); return the new ETag.
 
-        Raises PreconditionFailed when another writer got there first.
+        Raises PreconditionFailedError when another writer got there first.
         """
         ...
 
@@ -175,7 +175,7 @@ class LocalStore:
         try:
             os.link(temp, dest)
         except FileExistsError as e:
-            raise AlreadyExists(f"{key} already exists in {self.url}") from e
+            raise AlreadyExistsError(f"{key} already exists in {self.url}") from e
         finally:
             temp.unlink()
 
@@ -187,7 +187,7 @@ class LocalStore:
         with FileLock(str(dest.with_name(f".{dest.name}.lock")), timeout=60):
             current = self.read(key)
             if (current.etag if current else None) != expect_etag:
-                raise PreconditionFailed(f"{key} changed since it was read")
+                raise PreconditionFailedError(f"{key} changed since it was read")
             temp = self._write_temp(dest, data, None)
             os.replace(temp, dest)
         return hashlib.sha256(data).hexdigest()
@@ -293,9 +293,9 @@ class S3Store:
             raise self._translate(f"look up bucket {self.bucket}", e) from e
         return dict(meta.get("ResponseMetadata", {}).get("HTTPHeaders", {}))
 
-    def _unsupported(self, what: str) -> StoreUnsupported:
+    def _unsupported(self, what: str) -> StoreUnsupportedError:
         note = f" ({self.compat.note})" if self.compat.note else ""
-        return StoreUnsupported(
+        return StoreUnsupportedError(
             f"{what}: {self.url} does not support conditional writes (If-None-Match/If-Match on PutObject){note}; without them two publishers "
             "can silently overwrite each other's releases, so gupper-publish refuses. Use a store that has them (docs/s3-compatibility.md)"
         )
@@ -321,7 +321,7 @@ class S3Store:
         if isinstance(e, ClientError):
             code = _client_error_code(e)
             if code in {"PreconditionFailed", "412"}:
-                return PreconditionFailed(f"{what}: changed or created by another writer")
+                return PreconditionFailedError(f"{what}: changed or created by another writer")
             if code in {"NoSuchBucket"}:
                 return StoreError(f"bucket {self.bucket!r} does not exist at this endpoint; run 'gupper-publish init {self.url}' or check --endpoint-url")
             if code in {"AccessDenied", "403", "InvalidAccessKeyId", "SignatureDoesNotMatch"}:
@@ -394,7 +394,7 @@ class S3Store:
             self._create_multipart(key, path, sha256=sha256, content_type=content_type, cache_control=cache_control, progress=progress)
             return
         if size > self.max_single_put:
-            raise StoreUnsupported(
+            raise StoreUnsupportedError(
                 f"{key} is {size} bytes: on a store that ignores If-None-Match on CompleteMultipartUpload ({compat.name}) an artifact can be created "
                 f"create-only only by one PUT, and one PUT takes at most {self.max_single_put} bytes; if your store does honour it, pass --s3-compat "
                 "(docs/s3-compatibility.md)"
@@ -413,8 +413,8 @@ class S3Store:
                     Metadata={"sha256": sha256},
                     **self._integrity(path, sha256),
                 )
-        except PreconditionFailed as e:
-            raise AlreadyExists(f"{key} already exists in {self.url}") from e
+        except PreconditionFailedError as e:
+            raise AlreadyExistsError(f"{key} already exists in {self.url}") from e
         if progress is not None:
             progress(size)
 
@@ -474,8 +474,8 @@ class S3Store:
             # boto3 wraps the ClientError without chaining it explicitly; it is the context.
             cause = e.__context__ if isinstance(e.__context__, ClientError) else e
             error = self._translate(f"upload {key}", cause)
-            if isinstance(error, PreconditionFailed):
-                raise AlreadyExists(f"{key} already exists in {self.url}") from e
+            if isinstance(error, PreconditionFailedError):
+                raise AlreadyExistsError(f"{key} already exists in {self.url}") from e
             raise error from e
         except (BotoCoreError, ClientError) as e:
             raise self._translate(f"upload {key}", e) from e
@@ -488,7 +488,7 @@ class S3Store:
         info = self.head(key)
         if info is None or info.size != size or info.sha256 != sha256:
             found = "nothing" if info is None else f"{info.size} bytes with sha256 {info.sha256}"
-            raise ImmutableConflict(
+            raise ImmutableConflictError(
                 f"{key}: after this publisher's multipart upload completed, the store holds {found}, not this file: a concurrent upload of the same "
                 f"name replaced it, so {self.url} does not honour If-None-Match on CompleteMultipartUpload. Check the release ('gupper-publish list'), "
                 "and publish with --s3-compat generic (one create-only PUT per artifact); see docs/s3-compatibility.md"
@@ -547,7 +547,7 @@ class S3Store:
             form = s3compat.quoted(expect_etag) if self._if_match_quoted else s3compat.bare(expect_etag)
             try:
                 return self._put_small(key, data, {"IfMatch": form}, content_type, cache_control)
-            except PreconditionFailed:
+            except PreconditionFailedError:
                 # Lost a race, or the store wants the ETag in the other form (RGW compares it
                 # literally): only an unchanged object tells the second apart from the first.
                 current = self.head(key)
@@ -555,7 +555,7 @@ class S3Store:
                     raise
                 if attempt == 0:
                     self._if_match_quoted = not self._if_match_quoted
-        raise StoreUnsupported(
+        raise StoreUnsupportedError(
             f"write {key}: {self.url} refused If-Match with the object's current ETag, quoted and unquoted, so it cannot replace an object "
             "only if unchanged (compare-and-swap), which safe concurrent publishing needs; see docs/s3-compatibility.md"
         )

@@ -18,25 +18,27 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from .client import Checkpoint, Updater
+    from .checkpoints import Checkpoint, CheckpointHook
+    from .client import Updater
     from .config import UpdaterConfig
     from .errors import (
-        BadSignature,
+        BadSignatureError,
         ConfigError,
         DownloadError,
-        Expired,
-        HTTPError,
+        ExpiredError,
+        HTTPStatusError,
         InstallError,
         IntegrityError,
-        Malformed,
+        MalformedError,
         ManifestError,
-        PreflightFailed,
-        PreflightInterrupted,
-        Rollback,
-        Timeout,
-        TooLarge,
+        PatchError,
+        PreflightFailedError,
+        PreflightInterruptedError,
+        RollbackError,
+        TooLargeError,
+        TransferTimeoutError,
         UpdateError,
-        WrongTarget,
+        WrongTargetError,
     )
     from .fetch import Progress
     from .keys import PublicKey, TrustedKeys
@@ -53,10 +55,11 @@ __version__ = "0.1.0"
 _WHERE = {
     name: module
     for module, names in {
-        "client": "Checkpoint Updater",
+        "checkpoints": "Checkpoint CheckpointHook",
+        "client": "Updater",
         "config": "UpdaterConfig",
-        "errors": "BadSignature ConfigError DownloadError Expired HTTPError InstallError IntegrityError Malformed ManifestError PreflightFailed"
-        " PreflightInterrupted Rollback Timeout TooLarge UpdateError WrongTarget",
+        "errors": "BadSignatureError ConfigError DownloadError ExpiredError HTTPStatusError InstallError IntegrityError MalformedError ManifestError PatchError"
+        " PreflightFailedError PreflightInterruptedError RollbackError TooLargeError TransferTimeoutError UpdateError WrongTargetError",
         "fetch": "Progress",
         "keys": "PublicKey TrustedKeys",
         "manifest": "verify_manifest",
@@ -71,10 +74,17 @@ _WHERE = {
 
 
 def __getattr__(name: str) -> Any:
-    """Load a public name from its submodule on first use, then keep it in this module."""
+    """Load a public name from its submodule on first use, then keep it in this module.
+
+    The error names of the previous release (``Malformed``, ``Timeout``, ``HTTPError``, ...;
+    :data:`gupper.errors.DEPRECATED`) still load, with a DeprecationWarning, until the next release.
+    """
     where = _WHERE.get(name)
     if where is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+        old = importlib.import_module(f"{__name__}.errors").deprecated(__name__, name)
+        if old is None:
+            raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+        return old  # not kept: each use warns
     value = getattr(importlib.import_module(f"{__name__}.{where}"), name)
     globals()[name] = value
     return value
@@ -85,35 +95,37 @@ def __dir__() -> list[str]:
 
 
 __all__ = [
-    "BadSignature",
+    "BadSignatureError",
     "Checkpoint",
+    "CheckpointHook",
     "ConfigError",
     "DownloadError",
     "Entry",
-    "Expired",
-    "HTTPError",
+    "ExpiredError",
+    "HTTPStatusError",
     "InstallError",
     "IntegrityError",
-    "Malformed",
+    "MalformedError",
     "Manifest",
     "ManifestError",
+    "PatchError",
     "PeriodicCheck",
     "Platform",
-    "PreflightFailed",
-    "PreflightInterrupted",
+    "PreflightFailedError",
+    "PreflightInterruptedError",
     "Progress",
     "PublicKey",
     "Result",
-    "Rollback",
+    "RollbackError",
     "Status",
-    "Timeout",
-    "TooLarge",
+    "TooLargeError",
+    "TransferTimeoutError",
     "TrustedKeys",
     "Update",
     "UpdateError",
     "Updater",
     "UpdaterConfig",
-    "WrongTarget",
+    "WrongTargetError",
     "answer_self_test",
     "current_platform",
     "verify_manifest",

@@ -17,12 +17,10 @@ import hashlib
 from pathlib import Path
 from typing import BinaryIO
 
+from .errors import PatchError
+
 CHUNK = 1 << 20
 MAGIC = b"BSDIFF40"
-
-
-class PatchError(ValueError):
-    """The patch is malformed, truncated or does not fit the expected output."""
 
 
 def _offtin(b: bytes) -> int:

@@ -28,9 +28,10 @@ from packaging.version import InvalidVersion, Version
 from . import install as _install
 from . import restart as _restart
 from ._lock import ExclusiveLock
+from .checkpoints import Checkpoint, CheckpointHook
 from .config import UpdaterConfig
 from .download import Downloads
-from .errors import ConfigError, InstallError, ManifestError, PreflightFailed, PreflightInterrupted, UpdateError
+from .errors import ConfigError, InstallError, ManifestError, PreflightFailedError, PreflightInterruptedError, UpdateError
 from .fetch import FetchConfig, Fetcher, Progress, check_url
 from .keys import TrustedKeys
 from .layouts import Context, InstallLayout, open_layout, refuse_early
@@ -48,9 +49,6 @@ log = logging.getLogger("gupper")
 MAX_PREFLIGHT_INTERRUPTIONS = 3
 """A release whose self-test is killed from outside this many times in a row is skipped."""
 
-Checkpoint = Callable[[str], None]
-"""Called with the name of each step boundary; a test hook for fault injection."""
-
 
 def _utcnow() -> datetime:
     return datetime.now(UTC)
@@ -60,8 +58,9 @@ def _utcnow() -> datetime:
 class Updater:
     """Checks for, downloads and installs updates for one app.
 
-    ``clock``, ``environ``, ``argv``, ``file_ops`` and ``checkpoint`` are injection points for
-    tests; the defaults are the real ones.
+    ``clock``, ``environ``, ``argv``, ``file_ops`` and ``checkpoint`` (called at each step
+    boundary, :class:`~gupper.checkpoints.Checkpoint`) are injection points for tests; the
+    defaults are the real ones.
 
     Raises (when created):
         ConfigError: a public key that does not parse, a threshold out of range, a
@@ -74,7 +73,7 @@ class Updater:
     environ: MutableMapping[str, str] = field(default_factory=lambda: os.environ)
     argv: Sequence[str] = field(default_factory=lambda: list(sys.argv))
     file_ops: _install.FileOps | None = None
-    checkpoint: Checkpoint | None = None
+    checkpoint: CheckpointHook | None = None
 
     def __post_init__(self) -> None:
         cfg = self.config
@@ -147,9 +146,9 @@ class Updater:
         runs from the next start, or at once with :meth:`restart`.
 
         Raises:
-            UpdateError: the new version failed its self-test (PreflightFailed; it is skipped on
+            UpdateError: the new version failed its self-test (PreflightFailedError; it is skipped on
                 this machine from now on), its self-test was killed from outside
-                (PreflightInterrupted; tried again later), or the swap failed (InstallError); the
+                (PreflightInterruptedError; tried again later), or the swap failed (InstallError); the
                 installed version is then the one that was there.
         """
         with _boundary(), self._locked_step():
@@ -165,7 +164,7 @@ class Updater:
         with _boundary():
             target = self._require_layout().entry_point(self.environ.get("GUPPER_LAUNCHER"))
             env = _restart.child_environment(self.environ, version)
-            self._checkpoint("restarting")
+            self._checkpoint(Checkpoint.RESTARTING)
             try:
                 _restart.restart(str(target), list(self.argv[1:]), env, self.platform.os)
             except OSError as e:
@@ -306,7 +305,7 @@ class Updater:
             self._save_state(state)
         if not from_cache:
             self._cache_manifest(cache, etag, body)
-        self._checkpoint("checked")
+        self._checkpoint(Checkpoint.CHECKED)
         kind = self.layout.kind if self.layout is not None else BINARY
         decision = choose_update(manifest, pick_key(manifest.entries, self.platforms), self.current, state.install_id, (kind,))  # gupper#16
         log.debug("gupper: %s", decision.reason)
@@ -358,20 +357,20 @@ class Updater:
         layout = self._require_layout()
         try:
             backup = layout.install(staged, version, str(self.current), lambda candidate: self._preflight(candidate, version))
-        except PreflightFailed as e:
+        except PreflightFailedError as e:
             self._mark_bad(version, str(e))
             raise
-        except PreflightInterrupted as e:
+        except PreflightInterruptedError as e:
             if self._count_interrupted_preflight(version) >= MAX_PREFLIGHT_INTERRUPTIONS:
                 reason = f"its self-test was killed {MAX_PREFLIGHT_INTERRUPTIONS} times in a row"
                 self._mark_bad(version, reason)
-                raise PreflightFailed(f"{e}; {reason}, so {version} is skipped on this machine") from e
+                raise PreflightFailedError(f"{e}; {reason}, so {version} is skipped on this machine") from e
             raise
         state = self.state_file.load()
         state.trial = Trial(version=version, previous_version=str(self.current), target=layout.trial_key, backup=str(backup))
         state.preflight_interrupted.pop(version, None)
         self._save_state(state)
-        self._checkpoint("trial-started")
+        self._checkpoint(Checkpoint.TRIAL_STARTED)
         layout.settle(version, backup)
 
     def _preflight(self, candidate: Path, version: str) -> None:
@@ -499,9 +498,9 @@ class Updater:
             # Not fatal: the update itself is verified; only memory across runs is lost.
             log.warning("gupper: cannot save %s (%s); rollback protection restarts from this manifest", self.state_file.path, e.strerror or e)
 
-    def _checkpoint(self, name: str) -> None:
+    def _checkpoint(self, step: Checkpoint) -> None:
         if self.checkpoint is not None:
-            self.checkpoint(name)
+            self.checkpoint(step)
 
     def _require_layout(self) -> InstallLayout:
         if self.layout is None:

@@ -23,8 +23,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 from urllib.parse import urljoin
 
+from .checkpoints import Checkpoint, CheckpointHook
 from .config import UpdaterConfig
-from .errors import ConfigError, DownloadError, HTTPError, InstallError, IntegrityError, TooLarge
+from .errors import ConfigError, DownloadError, HTTPStatusError, InstallError, IntegrityError, TooLargeError
 from .fetch import FetchConfig, Fetcher, Progress, Resume, check_url
 from .state import ClientState, PartialDownload, StateFile
 from .wire.manifest import PATCH_FORMAT, Entry
@@ -57,7 +58,7 @@ class Downloads:
         fetch_config: FetchConfig,
         state_file: StateFile,
         save_state: Callable[[ClientState], None],
-        checkpoint: Callable[[str], None],
+        checkpoint: CheckpointHook,
     ) -> None:
         self.config, self.fetch_config, self.state_file = config, fetch_config, state_file
         self._save_state, self._checkpoint = save_state, checkpoint
@@ -137,15 +138,15 @@ class Downloads:
             try:
                 self._fetch_into(dest, blob, resume, progress)
                 break
-            except (IntegrityError, TooLarge):
+            except (IntegrityError, TooLargeError):
                 self.drop(dest)  # these bytes are wrong: never resume them
                 raise
             except DownloadError as e:
-                if isinstance(e, HTTPError) and e.status == 416:  # our partial no longer fits: start again
+                if isinstance(e, HTTPStatusError) and e.status == 416:  # our partial no longer fits: start again
                     self.drop(dest)
                     resume = Resume()
                     continue
-                if isinstance(e, HTTPError) and not _transient(e):
+                if isinstance(e, HTTPStatusError) and not _transient(e):
                     self.drop(dest)
                     raise
                 if not (resume.etag and resume.offset):
@@ -193,7 +194,7 @@ class Downloads:
 
         def report(done: int, total: int) -> None:
             if done >= half > done - 65536 * 2:
-                self._checkpoint("download-half")
+                self._checkpoint(Checkpoint.DOWNLOAD_HALF)
             if progress is not None:
                 progress(done, total)
 
@@ -201,7 +202,7 @@ class Downloads:
             # Recorded before the first byte is written: a process killed at any later instant
             # leaves a partial the next start resumes (or, without a validator, removes).
             self.record(blob, partial, validator)
-            self._checkpoint("download-started")
+            self._checkpoint(Checkpoint.DOWNLOAD_STARTED)
 
         fd = os.open(partial, os.O_WRONLY | os.O_CREAT | getattr(os, "O_BINARY", 0), 0o600)
         with os.fdopen(fd, "r+b") as out:
@@ -291,7 +292,7 @@ class Downloads:
             nonlocal half
             if not half:
                 half = True
-                self._checkpoint("download-half")
+                self._checkpoint(Checkpoint.DOWNLOAD_HALF)
 
         def fetch(url: str, size: int, sha256: str, out: BinaryIO) -> None:
             nonlocal done
@@ -313,7 +314,7 @@ def left(deadline: float) -> float:
     return max(0.0, deadline - time.monotonic())
 
 
-def _transient(e: HTTPError) -> bool:
+def _transient(e: HTTPStatusError) -> bool:
     """A status that says "not now" rather than "not here"."""
     return e.status is not None and (e.status >= 500 or e.status in (408, 429))
 

@@ -40,7 +40,7 @@ from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.util.retry import Retry
 
-from .errors import ConfigError, DownloadError, HTTPError, IntegrityError, Timeout, TooLarge
+from .errors import ConfigError, DownloadError, HTTPStatusError, IntegrityError, TooLargeError, TransferTimeoutError
 
 CHUNK = 64 * 1024
 MAX_REDIRECTS = 5
@@ -292,7 +292,7 @@ class _Request:
             self.watch.fire()  # the caller is still reading at the deadline: end its read now
 
     def start(self) -> requests.Response:
-        """The response with its headers read; raises what sending raised, or Timeout."""
+        """The response with its headers read; raises what sending raised, or TransferTimeoutError."""
         self._thread.start()
         if not self._sent.wait(max(0.0, self._deadline - time.monotonic())):
             with self._lock:
@@ -300,7 +300,7 @@ class _Request:
                     self._abandoned = True
                     self._finished.set()
                     self.watch.fire()
-                    raise Timeout("no response before the deadline")
+                    raise TransferTimeoutError("no response before the deadline")
         if self._error is not None:
             raise self._error
         assert self._response is not None
@@ -383,15 +383,15 @@ class Fetcher:
     def _send_checked(request: _Request, url: str) -> requests.Response:
         try:
             return request.start()
-        except Timeout as e:
-            raise Timeout(f"gave up on {url} after its deadline; the server or network is too slow") from e
+        except TransferTimeoutError as e:
+            raise TransferTimeoutError(f"gave up on {url} after its deadline; the server or network is too slow") from e
         except requests.exceptions.SSLError as e:
             raise DownloadError(f"TLS verification failed for {url}: the certificate is not trusted; set the app's CA bundle if you use a private CA") from e
         except Exception as e:
             if request.watch.fired:
-                raise Timeout(f"gave up on {url} after its deadline; the server or network is too slow") from e
+                raise TransferTimeoutError(f"gave up on {url} after its deadline; the server or network is too slow") from e
             if isinstance(e, requests.exceptions.Timeout | urllib3.exceptions.TimeoutError | TimeoutError):
-                raise Timeout(f"timed out talking to {url}; check the network or try later") from e
+                raise TransferTimeoutError(f"timed out talking to {url}; check the network or try later") from e
             raise DownloadError(f"cannot fetch {url}: {_reason(e)}; check the network or that the update server is up") from e
 
     @contextmanager
@@ -401,26 +401,26 @@ class Fetcher:
         for _ in range(MAX_REDIRECTS + 1):
             check_url(url, self.config.allow_insecure_loopback)
             if time.monotonic() >= deadline:
-                raise Timeout(f"gave up on {url} after its deadline; the server or network is too slow")
+                raise TransferTimeoutError(f"gave up on {url} after its deadline; the server or network is too slow")
             request, resp = self._start(url, headers, deadline)
             try:
                 if resp.is_redirect:
                     location = resp.headers.get("Location", "")
                     if not location:
-                        raise HTTPError(f"{url} redirected without a Location", resp.status_code)
+                        raise HTTPStatusError(f"{url} redirected without a Location", resp.status_code)
                     try:
                         url = urljoin(url, location)
                     except ValueError as e:
-                        raise HTTPError(f"{url} redirected to an unusable Location {location[:100]!r}", resp.status_code) from e
+                        raise HTTPStatusError(f"{url} redirected to an unusable Location {location[:100]!r}", resp.status_code) from e
                     continue
                 if resp.status_code != 304 and not 200 <= resp.status_code < 300:
-                    raise HTTPError(f"{url} answered HTTP {resp.status_code}; check the URL or that the release was published", resp.status_code)
+                    raise HTTPStatusError(f"{url} answered HTTP {resp.status_code}; check the URL or that the release was published", resp.status_code)
                 yield resp, request.watch
                 return
             finally:
                 resp.close()
                 request.finish()
-        raise HTTPError(f"{url}: more than {MAX_REDIRECTS} redirects; check the server configuration")
+        raise HTTPStatusError(f"{url}: more than {MAX_REDIRECTS} redirects; check the server configuration")
 
     def _chunks(self, resp: requests.Response, watch: _Watch, url: str, deadline: float) -> Iterator[bytes]:
         """The body as it arrives, cut off at the deadline.
@@ -432,17 +432,17 @@ class Fetcher:
         raw = resp.raw
         while True:
             if time.monotonic() >= deadline:
-                raise Timeout(f"download of {url} exceeded its deadline; the server or network is too slow")
+                raise TransferTimeoutError(f"download of {url} exceeded its deadline; the server or network is too slow")
             try:
                 chunk = raw.read1(CHUNK, decode_content=False)
             except Exception as e:
                 if watch.fired:
-                    raise Timeout(f"download of {url} exceeded its deadline; the server or network is too slow") from e
+                    raise TransferTimeoutError(f"download of {url} exceeded its deadline; the server or network is too slow") from e
                 if isinstance(e, urllib3.exceptions.ReadTimeoutError | TimeoutError):
-                    raise Timeout(f"read from {url} timed out; check the network or try later") from e
+                    raise TransferTimeoutError(f"read from {url} timed out; check the network or try later") from e
                 raise DownloadError(f"connection to {url} broke mid-transfer ({_reason(e)}); it will be retried next time") from e
             if watch.fired:
-                raise Timeout(f"download of {url} exceeded its deadline; the server or network is too slow")
+                raise TransferTimeoutError(f"download of {url} exceeded its deadline; the server or network is too slow")
             if not chunk:
                 return
             yield chunk
@@ -451,7 +451,8 @@ class Fetcher:
         """GET a small document whole; returns None on 304 (only when ``etag`` was sent).
 
         Raises:
-            DownloadError: any transfer failure (Timeout, HTTPError and TooLarge among them).
+            DownloadError: any transfer failure (TransferTimeoutError, HTTPStatusError among them).
+            TooLargeError: the document is over ``max_bytes``.
             ConfigError: ``url`` or a redirect target is not an https URL.
         """
         deadline = time.monotonic() + timeout
@@ -459,16 +460,16 @@ class Fetcher:
         with self._open(url, deadline, headers) as (resp, watch):
             if resp.status_code == 304:
                 if etag is None:
-                    raise HTTPError(f"{url} answered 304 Not Modified to a request that asked for no comparison; check the server or proxy", 304)
+                    raise HTTPStatusError(f"{url} answered 304 Not Modified to a request that asked for no comparison; check the server or proxy", 304)
                 return None
             declared = resp.headers.get("Content-Length")
             if declared is not None and declared.isdigit() and int(declared) > max_bytes:
-                raise TooLarge(f"{url} is {declared} bytes, over the {max_bytes} byte limit; check the URL")
+                raise TooLargeError(f"{url} is {declared} bytes, over the {max_bytes} byte limit; check the URL")
             buf = bytearray()
             for chunk in self._chunks(resp, watch, url, deadline):
                 buf += chunk
                 if len(buf) > max_bytes:
-                    raise TooLarge(f"{url} sent more than {max_bytes} bytes; check the URL")
+                    raise TooLargeError(f"{url} sent more than {max_bytes} bytes; check the URL")
             return Fetched(bytes(buf), resp.headers.get("ETag"), resp.url or url)
 
     def download(
@@ -492,8 +493,8 @@ class Fetcher:
         ``on_start`` hears the validator before the first byte is written.
 
         Raises:
-            DownloadError: a transfer failure (retryable: Timeout, HTTPError, or the base class)
-                or a content mismatch (permanent for these bytes: IntegrityError, TooLarge).
+            DownloadError: a transfer failure, retryable (TransferTimeoutError, HTTPStatusError, or the base class).
+            IntegrityError: a content mismatch, permanent for these bytes (TooLargeError among them).
             ConfigError: ``url`` or a redirect target is not an https URL.
         """
         deadline = time.monotonic() + timeout
@@ -511,7 +512,7 @@ class Fetcher:
                 digest = resume.digest = hashlib.sha256()  # stored back: a retry in this run resumes from it
                 done = resume.offset = 0
             else:
-                raise HTTPError(f"{url} answered HTTP {resp.status_code} to a download request", resp.status_code)
+                raise HTTPStatusError(f"{url} answered HTTP {resp.status_code} to a download request", resp.status_code)
             validator = strong_etag(resp.headers.get("ETag"))
             if done == 0 or validator is not None:
                 resume.etag = validator
@@ -519,7 +520,7 @@ class Fetcher:
                 on_start(resume.etag)
             for chunk in self._chunks(resp, watch, url, deadline):
                 if done + len(chunk) > size:
-                    raise TooLarge(f"{url} sent more than the {size} bytes the manifest signed for; the store holds a different file")
+                    raise TooLargeError(f"{url} sent more than the {size} bytes the manifest signed for; the store holds a different file")
                 out.write(chunk)
                 digest.update(chunk)
                 done += len(chunk)

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import install as _install
-from .errors import InstallError, PreflightFailed
+from .errors import InstallError, PreflightFailedError
 from .layouts import CURRENT, VERSIONS, folder_root
 
 log = logging.getLogger("gupper")
@@ -112,7 +112,7 @@ def run_post_install(layout: FolderLayout, version: str, previous: str, env: Map
 
     It runs in the new version's folder with ``GUPPER_INSTALL_ROOT``, ``GUPPER_NEW_VERSION`` and
     ``GUPPER_PREVIOUS_VERSION`` set; a non-zero exit, a timeout or a hook that cannot start
-    aborts the switch (PreflightFailed: the version is marked bad).
+    aborts the switch (PreflightFailedError: the version is marked bad).
     """
     from .wire.files import LIST_NAME, FileList  # only when a folder update installs
 
@@ -130,11 +130,11 @@ def run_post_install(layout: FolderLayout, version: str, previous: str, env: Map
     try:
         proc = subprocess.run([str(folder / hook)], cwd=folder, env=run_env, stdin=subprocess.DEVNULL, capture_output=True, timeout=timeout, check=False)
     except subprocess.TimeoutExpired as e:
-        raise PreflightFailed(f"the post-install hook of {version} did not finish within {timeout:g} s; not installed") from e
+        raise PreflightFailedError(f"the post-install hook of {version} did not finish within {timeout:g} s; not installed") from e
     except OSError as e:
-        raise PreflightFailed(f"the post-install hook of {version} cannot be started ({e.strerror or e}); not installed") from e
+        raise PreflightFailedError(f"the post-install hook of {version} cannot be started ({e.strerror or e}); not installed") from e
     if proc.returncode != 0:
-        raise PreflightFailed(f"the post-install hook of {version} failed (exit code {proc.returncode}); not installed")
+        raise PreflightFailedError(f"the post-install hook of {version} failed (exit code {proc.returncode}); not installed")
     log.info("gupper: post-install hook of %s done", version)
 
 

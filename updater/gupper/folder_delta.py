@@ -24,8 +24,8 @@ from pathlib import Path
 from typing import BinaryIO
 
 from ._fsutil import fsync_dir
-from .bspatch import PatchError, apply_patch
-from .errors import IntegrityError
+from .bspatch import apply_patch
+from .errors import IntegrityError, PatchError
 from .package import create_new_file, file_sha256
 from .wire.files import LIST_NAME, FilePatch, PackageEntry
 

@@ -39,7 +39,11 @@ class PublicKey:
 
     @classmethod
     def parse(cls, text: str) -> PublicKey:
-        """Parse ``ed25519:<base64>``; raises ConfigError with a hint on anything else."""
+        """Parse ``ed25519:<base64>``.
+
+        Raises:
+            ConfigError: anything else, with a hint.
+        """
         text = text.strip()
         if not text.startswith(KEY_PREFIX):
             raise ConfigError(f"public key must look like 'ed25519:<base64>', got {text[:20]!r}...; use the .pub file written by 'gupper-publish keygen'")
@@ -80,7 +84,11 @@ class TrustedKeys:
 
     @classmethod
     def from_texts(cls, texts: Iterable[str], threshold: int = 1) -> TrustedKeys:
-        """Build from ``ed25519:...`` lines."""
+        """Build from ``ed25519:...`` lines.
+
+        Raises:
+            ConfigError: a line that does not parse, a key listed twice, a threshold out of range.
+        """
         return cls(tuple(PublicKey.parse(t) for t in texts), threshold)
 
     def by_id(self) -> dict[str, PublicKey]:

@@ -18,7 +18,7 @@ from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
-from .errors import BadSignature, Expired, Malformed, WrongTarget
+from .errors import BadSignatureError, ExpiredError, MalformedError, WrongTargetError
 from .keys import TrustedKeys
 from .wire.canonical import canonical_bytes, format_time
 from .wire.manifest import MAX_MANIFEST_BYTES, Manifest
@@ -27,15 +27,20 @@ __all__ = ["canonical_bytes", "count_valid_signatures", "load_envelope", "verify
 
 
 def load_envelope(data: bytes) -> tuple[dict[str, Any], list[Any]]:
-    """Parse the outer JSON into (signed, signatures) without trusting anything in it."""
+    """Parse the outer JSON into (signed, signatures) without trusting anything in it.
+
+    Raises:
+        MalformedError: over the size cap, not JSON (floats and NaN refused), or not an object with
+            ``signed`` (an object) and ``signatures`` (an array).
+    """
     if len(data) > MAX_MANIFEST_BYTES:
-        raise Malformed(f"manifest is {len(data)} bytes, over the {MAX_MANIFEST_BYTES} byte limit")
+        raise MalformedError(f"manifest is {len(data)} bytes, over the {MAX_MANIFEST_BYTES} byte limit")
     try:
         doc = json.loads(data.decode("utf-8"), parse_float=_refuse_float, parse_constant=_refuse_float)
     except (UnicodeDecodeError, ValueError, RecursionError) as e:
-        raise Malformed(f"manifest is not valid JSON ({type(e).__name__}); check the URL points at latest.json") from e
+        raise MalformedError(f"manifest is not valid JSON ({type(e).__name__}); check the URL points at latest.json") from e
     if not isinstance(doc, dict) or not isinstance(doc.get("signed"), dict) or not isinstance(doc.get("signatures"), list):
-        raise Malformed("manifest must be an object with 'signed' and 'signatures'; check the URL points at latest.json")
+        raise MalformedError("manifest must be an object with 'signed' and 'signatures'; check the URL points at latest.json")
     return doc["signed"], doc["signatures"]
 
 
@@ -71,21 +76,27 @@ def verify_manifest(data: bytes, trusted: TrustedKeys, *, app: str, channel: str
     Checks, in order: size and JSON shape, threshold of signatures from distinct trusted keys
     over the canonical bytes of ``signed``, the payload's fields, that app and channel are the
     ones asked for, and that ``now`` is before ``expires``. Rollback against earlier manifests is
-    the caller's job (it needs state).
+    the caller's job (it needs state: :func:`gupper.trust.accept_manifest`).
+
+    Raises:
+        MalformedError: not a manifest of the expected shape, or a field of the wrong type or value.
+        BadSignatureError: fewer valid signatures from distinct trusted keys than the threshold.
+        WrongTargetError: the manifest is for another app or channel.
+        ExpiredError: ``now`` is at or after its expiry.
     """
     signed, signatures = load_envelope(data)
     signed_bytes = canonical_bytes(signed)
     valid = count_valid_signatures(signed_bytes, signatures, trusted)
     if valid < trusted.threshold:
-        raise BadSignature(
+        raise BadSignatureError(
             f"manifest has {valid} valid signature(s) from trusted keys, {trusted.threshold} needed: "
             "it was not signed with this app's key (or was altered); re-publish with the right key"
         )
     manifest = replace(Manifest.from_json(signed, signed_bytes), signatures=tuple(signatures))
     if manifest.app != app or manifest.channel != channel:
-        raise WrongTarget(f"manifest is for app {manifest.app!r} channel {manifest.channel!r}, not {app!r} channel {channel!r}; check the manifest URL")
+        raise WrongTargetError(f"manifest is for app {manifest.app!r} channel {manifest.channel!r}, not {app!r} channel {channel!r}; check the manifest URL")
     if now >= manifest.expires:
-        raise Expired(
+        raise ExpiredError(
             f"manifest expired at {format_time(manifest.expires)} (now {format_time(now)}); "
             "the publisher must re-sign it ('gupper-publish resign'), or check this machine's clock"
         )

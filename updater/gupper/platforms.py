@@ -103,7 +103,9 @@ def current_platform(sys_platform: str | None = None, machine: str | None = None
     """Return the platform this binary was built for; the arguments exist so tests can inject another OS.
 
     ``interpreter`` is ``sysconfig.get_platform()`` (read when the OS is not injected).
-    Raises ValueError for an OS or CPU Gupper does not ship builds for.
+
+    Raises:
+        ValueError: an OS or CPU Gupper does not ship builds for.
     """
     raw_os = sys.platform if sys_platform is None else sys_platform
     if interpreter is None and sys_platform is None and raw_os == "win32":

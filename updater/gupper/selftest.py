@@ -16,7 +16,7 @@ import sys
 from collections.abc import Mapping
 from pathlib import Path
 
-from .errors import PreflightFailed, PreflightInterrupted
+from .errors import PreflightFailedError, PreflightInterruptedError
 
 log = logging.getLogger("gupper")
 
@@ -59,8 +59,8 @@ def preflight(path: Path, expected_version: str, env: Mapping[str, str], timeout
     """Run ``path`` in self-test mode and check its answer.
 
     Raises:
-        PreflightFailed: it did not answer correctly in time (a verdict on the release).
-        PreflightInterrupted: it was killed by a signal from outside (no verdict; try again).
+        PreflightFailedError: it did not answer correctly in time (a verdict on the release).
+        PreflightInterruptedError: it was killed by a signal from outside (no verdict; try again).
     """
     import subprocess  # here, not at import: a start that installs nothing never loads it
 
@@ -70,19 +70,21 @@ def preflight(path: Path, expected_version: str, env: Mapping[str, str], timeout
     try:
         proc = subprocess.run([str(path)], env=run_env, stdin=subprocess.DEVNULL, capture_output=True, timeout=timeout, check=False)
     except subprocess.TimeoutExpired as e:
-        raise PreflightFailed(f"the new version {expected_version} did not answer its self-test within {timeout:g} s; not installed") from e
+        raise PreflightFailedError(f"the new version {expected_version} did not answer its self-test within {timeout:g} s; not installed") from e
     except OSError as e:
-        raise PreflightFailed(f"the new version {expected_version} cannot be started here ({e.strerror or e}); not installed") from e
+        raise PreflightFailedError(f"the new version {expected_version} cannot be started here ({e.strerror or e}); not installed") from e
     if _from_outside(proc.returncode):
-        raise PreflightInterrupted(f"the self-test of {expected_version} was killed by signal {-proc.returncode} (not by its own crash); it is tried again next time")
+        raise PreflightInterruptedError(
+            f"the self-test of {expected_version} was killed by signal {-proc.returncode} (not by its own crash); it is tried again next time"
+        )
     expected = f"{_ANSWER} {nonce} {expected_version}"
     lines = proc.stdout.decode("utf-8", "replace").splitlines()
     if proc.returncode == 0 and expected in lines:
         return
     answered = next((line for line in lines if line.startswith(f"{_ANSWER} {nonce} ")), None)
     if answered is not None:
-        raise PreflightFailed(f"the release published as {expected_version} reports version {answered.split()[-1]}; not installed")
-    raise PreflightFailed(f"the new version {expected_version} failed its self-test (exit code {proc.returncode}); not installed")
+        raise PreflightFailedError(f"the release published as {expected_version} reports version {answered.split()[-1]}; not installed")
+    raise PreflightFailedError(f"the new version {expected_version} failed its self-test (exit code {proc.returncode}); not installed")
 
 
 def scratch_dir(app: str) -> Path | None:

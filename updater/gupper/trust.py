@@ -12,7 +12,7 @@ import hashlib
 from dataclasses import dataclass
 from datetime import datetime
 
-from .errors import BadSignature, Rollback
+from .errors import BadSignatureError, RollbackError
 from .keys import TrustedKeys
 from .manifest import count_valid_signatures, verify_manifest
 from .wire.manifest import Manifest
@@ -34,13 +34,13 @@ def digest_of(manifest: Manifest) -> str:
 def check_fresh(manifest: Manifest, seen: ChannelRecord) -> None:
     """Refuse a manifest older than one already accepted, or a different one with the same serial."""
     if manifest.serial < seen.serial:
-        raise Rollback(
+        raise RollbackError(
             f"manifest serial {manifest.serial} is older than serial {seen.serial} already seen: a mirror or cache is replaying an old "
             "manifest, or the app moved to a new store whose serials started again (the publisher continues them with "
             f"'gupper-publish ... --min-serial {seen.serial + 1}'); it is ignored until the store serves a newer one"
         )
     if manifest.serial == seen.serial and digest_of(manifest) != seen.digest:
-        raise Rollback(
+        raise RollbackError(
             f"manifest serial {manifest.serial} differs from the serial {seen.serial} already seen (two different manifests with one "
             "serial): the store is equivocating or a publisher bypassed gupper-publish; re-publish to get a new serial"
         )
@@ -50,14 +50,14 @@ def rotated_keys(manifest: Manifest, trusted: TrustedKeys) -> TrustedKeys | None
     """The key set to trust from now on, if ``manifest`` (already verified with ``trusted``) rotates it.
 
     A new set is adopted only when the manifest also carries a threshold of signatures from the
-    new set: whoever announces keys must hold them. Raises BadSignature when it does not.
+    new set: whoever announces keys must hold them. Raises BadSignatureError when it does not.
     """
     new = manifest.keys
     if new is None or _same(new, trusted):
         return None
     valid = count_valid_signatures(manifest.signed_bytes, list(manifest.signatures), new)
     if valid < new.threshold:
-        raise BadSignature(
+        raise BadSignatureError(
             f"manifest announces a new key set but carries {valid} of the {new.threshold} signature(s) it needs from it; "
             "sign the rotation with both the old and the new keys"
         )
@@ -95,8 +95,8 @@ def accept_manifest(data: bytes, trusted: TrustedKeys, seen: ChannelRecord, *, a
     (:func:`rotated_keys`), and say what to adopt and save.
 
     Raises:
-        ManifestError: the manifest cannot be trusted: Malformed, BadSignature (also for a
-            rotation not signed by the new keys), WrongTarget, Expired, Rollback.
+        ManifestError: the manifest cannot be trusted: MalformedError, BadSignatureError (also for a
+            rotation not signed by the new keys), WrongTargetError, ExpiredError, RollbackError.
     """
     manifest = verify_manifest(data, trusted, app=app, channel=channel, now=now)
     check_fresh(manifest, seen)

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Protocol
 from ..errors import InstallError
 
 if TYPE_CHECKING:
+    from ..checkpoints import CheckpointHook
     from ..config import UpdaterConfig
     from ..download import Downloads
     from ..fetch import Progress
@@ -43,7 +44,7 @@ class Context:
     os_name: str
     downloads: Downloads
     environ: Mapping[str, str]
-    checkpoint: Callable[[str], None]
+    checkpoint: CheckpointHook
     mark_bad: Callable[[str, str], None]
     file_ops: Callable[[], FileOps | None]
 
@@ -108,7 +109,7 @@ class InstallLayout(Protocol):
         pre-flight leaves nothing of ``staged`` behind.
 
         Raises:
-            PreflightFailed, PreflightInterrupted: what ``preflight`` (or a post-install hook) raised.
+            PreflightFailedError, PreflightInterruptedError: what ``preflight`` (or a post-install hook) raised.
             InstallError: the swap failed; the installed version is the one that was there.
         """
         ...

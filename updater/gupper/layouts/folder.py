@@ -21,8 +21,9 @@ from urllib.parse import urljoin
 from .. import folder as _folder
 from .. import install as _install
 from .. import restart as _restart
+from ..checkpoints import Checkpoint
 from ..download import Blob
-from ..errors import InstallError, IntegrityError, PreflightFailed, PreflightInterrupted, UpdateError
+from ..errors import InstallError, IntegrityError, PreflightFailedError, PreflightInterruptedError, UpdateError
 from ..fetch import Fetcher, Progress
 from ..results import Update
 from ..wire.files import LIST_NAME, MAX_INDEX_BYTES, MAX_LIST_BYTES, FileList, PatchIndex, list_from_wire
@@ -79,7 +80,7 @@ class OneFolder:
             return delta
         downloads, partial, version = self.ctx.downloads, self.partial, str(update.entry.version)
         downloads.fetch_verified(full, partial, progress, beside=self.folder.current)
-        self.ctx.checkpoint("downloaded")
+        self.ctx.checkpoint(Checkpoint.DOWNLOADED)
         staged = _folder.staging_dir(self.folder, version)
         try:
             extract_package(partial, staged, update.entry.files_sha256)
@@ -97,7 +98,7 @@ class OneFolder:
             raise
         finally:
             downloads.drop(partial)
-        self.ctx.checkpoint("extracted")
+        self.ctx.checkpoint(Checkpoint.EXTRACTED)
         return staged
 
     def _folder_delta(self, update: Update, full: Blob, progress: Progress | None) -> Path | None:
@@ -105,7 +106,6 @@ class OneFolder:
         when the release offers no delta or it would not save bytes, or when it failed (one log
         line; the caller then takes the archive)."""
         from .. import folder_delta
-        from ..bspatch import PatchError
 
         entry, layout, downloads = update.entry, self.folder, self.ctx.downloads
         current = layout.current_version(self.ctx.os_name, self.ctx.file_ops())
@@ -131,7 +131,7 @@ class OneFolder:
                     return None
                 fetch, reach_half = downloads.delta_fetcher(fetcher, the_plan.download, progress, deadline)
                 blobs = urljoin(self.ctx.config.manifest_url, blobs_url)
-                self.ctx.checkpoint("download-started")
+                self.ctx.checkpoint(Checkpoint.DOWNLOAD_STARTED)
                 built = folder_delta.build(
                     the_plan, entries, list_data, installed_dir, staged, work, fetch,
                     blob_url=lambda sha: downloads.checked_url(urljoin(blobs, sha)),
@@ -144,7 +144,7 @@ class OneFolder:
                 raise InstallError(f"no space left in {layout.versions} for {version}; free some disk space") from e
             log.warning("gupper: folder delta failed (%s); downloading the full archive", e.strerror or e)
             return None
-        except (UpdateError, PatchError) as e:
+        except UpdateError as e:  # PatchError included
             _folder.remove_tree(staged)
             log.warning("gupper: folder delta failed (%s); downloading the full archive", e)
             return None
@@ -154,8 +154,8 @@ class OneFolder:
         finally:
             _folder.remove_tree(work)
         reach_half()
-        self.ctx.checkpoint("downloaded")
-        self.ctx.checkpoint("extracted")
+        self.ctx.checkpoint(Checkpoint.DOWNLOADED)
+        self.ctx.checkpoint(Checkpoint.EXTRACTED)
         log.info(
             "gupper: built %s from %s: %d files linked, %d copied, %d patched, %d fetched (%d bytes instead of %d)",
             version, current, built.linked, built.copied, built.patched, built.fetched, built.downloaded, full.size,
@@ -178,13 +178,13 @@ class OneFolder:
         candidate = _folder.publish_version(layout, staged, version) / layout.exe
         try:
             preflight(candidate)
-            ctx.checkpoint("preflight-passed")
+            ctx.checkpoint(Checkpoint.PREFLIGHT_PASSED)
             backup = layout.version_dir(layout.current_version(ctx.os_name, ctx.file_ops()) or previous)
             env = _restart.child_environment(ctx.environ, version)
             _folder.run_post_install(layout, version, backup.name, env, ctx.config.preflight_timeout)
             _folder.switch(layout, version, ctx.os_name, ctx.file_ops())
-            ctx.checkpoint("swapped")
-        except (PreflightFailed, PreflightInterrupted):
+            ctx.checkpoint(Checkpoint.SWAPPED)
+        except (PreflightFailedError, PreflightInterruptedError):
             _folder.remove_tree(candidate.parent)
             raise
         return backup

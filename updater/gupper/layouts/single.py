@@ -13,6 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from .. import install as _install
+from ..checkpoints import Checkpoint
 from ..download import Blob, unlink_quietly
 from ..errors import InstallError, UpdateError
 from ..fetch import Progress
@@ -80,8 +81,6 @@ class SingleFile:
         fetched and applied (any failure falls back to the full file, with one log line). A
         kept partial of the full file means a delta already failed here: that is resumed instead.
         """
-        from ..bspatch import PatchError  # patching: loaded only when an update is applied
-
         downloads, target = self.ctx.downloads, self.target
         full = Blob(update.url, update.entry.size, update.entry.sha256)
         partial = self.partial
@@ -94,7 +93,7 @@ class SingleFile:
                 staged = patched
             except InstallError:
                 raise
-            except (UpdateError, PatchError) as e:
+            except UpdateError as e:  # a patch that cannot be fetched or does not apply (PatchError) included
                 unlink_quietly(patched)
                 log.warning("gupper: delta update failed (%s); downloading the full file", e)
         if staged is None:
@@ -108,7 +107,7 @@ class SingleFile:
             else:
                 unlink_quietly(staged)
             raise InstallError(f"cannot set permissions on the update in {target.parent} ({e.strerror or e})") from e
-        self.ctx.checkpoint("downloaded")
+        self.ctx.checkpoint(Checkpoint.DOWNLOADED)
         return staged
 
     def install(self, staged: Path, version: str, previous: str, preflight: Callable[[Path], None]) -> Path:
@@ -116,12 +115,12 @@ class SingleFile:
         ctx, target = self.ctx, self.target
         try:
             preflight(staged)
-            ctx.checkpoint("preflight-passed")
+            ctx.checkpoint(Checkpoint.PREFLIGHT_PASSED)
             backup = _install.backup_path_for(target)
             _install.make_backup(target, backup)
-            ctx.checkpoint("backed-up")
+            ctx.checkpoint(Checkpoint.BACKED_UP)
             _install.apply(staged, target, ctx.os_name, ctx.file_ops())
-            ctx.checkpoint("swapped")
+            ctx.checkpoint(Checkpoint.SWAPPED)
         finally:
             ctx.downloads.drop(staged)  # gone already after a successful rename
         return backup

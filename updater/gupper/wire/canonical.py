@@ -11,7 +11,7 @@ import re
 from datetime import UTC, datetime
 from typing import Any
 
-from ..errors import Malformed
+from ..errors import MalformedError
 
 MAX_INT = (1 << 53) - 1  # JSON interop: larger ints do not survive a JavaScript reader
 MAX_DEPTH = 16
@@ -27,7 +27,7 @@ def canonical_bytes(obj: Any) -> bytes:
     so that every reader re-creates the very bytes the publisher signed.
 
     Raises:
-        Malformed: ``obj`` holds a float, an integer beyond 2**53 - 1, a non-string key or
+        MalformedError: ``obj`` holds a float, an integer beyond 2**53 - 1, a non-string key or
             nests deeper than 16 levels.
     """
     _check_canonical(obj)
@@ -36,12 +36,12 @@ def canonical_bytes(obj: Any) -> bytes:
 
 def _check_canonical(obj: Any, depth: int = 0) -> None:
     if depth > MAX_DEPTH:
-        raise Malformed("manifest nests too deeply; regenerate it with gupper-publish")
+        raise MalformedError("manifest nests too deeply; regenerate it with gupper-publish")
     if isinstance(obj, bool) or obj is None or isinstance(obj, str):
         return
     if isinstance(obj, int):
         if abs(obj) > MAX_INT:
-            raise Malformed(f"manifest holds an integer out of range ({str(obj)[:20]}...); regenerate it with gupper-publish")
+            raise MalformedError(f"manifest holds an integer out of range ({str(obj)[:20]}...); regenerate it with gupper-publish")
         return
     if isinstance(obj, list):
         for item in obj:
@@ -50,10 +50,10 @@ def _check_canonical(obj: Any, depth: int = 0) -> None:
     if isinstance(obj, dict):
         for k, v in obj.items():
             if not isinstance(k, str):
-                raise Malformed("manifest object keys must be strings")
+                raise MalformedError("manifest object keys must be strings")
             _check_canonical(v, depth + 1)
         return
-    raise Malformed(f"manifest holds a {type(obj).__name__}, which has no canonical form; regenerate it with gupper-publish")
+    raise MalformedError(f"manifest holds a {type(obj).__name__}, which has no canonical form; regenerate it with gupper-publish")
 
 
 def format_time(when: datetime) -> str:
@@ -65,14 +65,14 @@ def parse_time(text: Any, what: str) -> datetime:
     """Parse a manifest timestamp.
 
     Raises:
-        Malformed: ``text`` is not a timestamp like ``2026-01-31T12:00:00Z`` (the message names ``what``).
+        MalformedError: ``text`` is not a timestamp like ``2026-01-31T12:00:00Z`` (the message names ``what``).
     """
     if not isinstance(text, str):
-        raise Malformed(f"manifest field {what!r} must be a timestamp string like 2026-01-31T12:00:00Z")
+        raise MalformedError(f"manifest field {what!r} must be a timestamp string like 2026-01-31T12:00:00Z")
     try:
         return datetime.strptime(text, _TIME_FORMAT).replace(tzinfo=UTC)
     except ValueError as e:
-        raise Malformed(f"manifest field {what!r} is {text[:40]!r}, not a timestamp like 2026-01-31T12:00:00Z") from e
+        raise MalformedError(f"manifest field {what!r} is {text[:40]!r}, not a timestamp like 2026-01-31T12:00:00Z") from e
 
 
 def is_sha256(text: object) -> bool:

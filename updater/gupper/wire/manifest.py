@@ -1,7 +1,7 @@
 """The signed manifest (``latest.json``): its payload, entries, patches, rollouts and key set. Pure.
 
 One class per part, each with ``from_json`` (every field checked once, here: a wrong type or
-value raises :class:`~gupper.errors.Malformed` naming the field) and ``to_json`` (the object as
+value raises :class:`~gupper.errors.MalformedError` naming the field) and ``to_json`` (the object as
 it appears under ``signed``). The client reads typed fields only; the publisher builds manifests
 through the same classes. See docs/manifest.md for the format and docs/schema-extensions.md for
 the optional fields.
@@ -24,7 +24,7 @@ from urllib.parse import urljoin, urlsplit
 
 from packaging.version import InvalidVersion, Version
 
-from ..errors import ConfigError, Malformed
+from ..errors import ConfigError, MalformedError
 from ..keys import TrustedKeys
 from .canonical import MAX_INT, format_time, is_sha256, parse_time
 
@@ -45,7 +45,7 @@ Json = dict[str, Any]
 
 def _require(obj: Mapping[str, Any], key: str, kind: type | tuple[type, ...], where: str) -> Any:
     if key not in obj:
-        raise Malformed(f"manifest {where} lacks field {key!r}; regenerate it with gupper-publish")
+        raise MalformedError(f"manifest {where} lacks field {key!r}; regenerate it with gupper-publish")
     return _typed(obj, key, kind, where)
 
 
@@ -59,13 +59,13 @@ def _optional(obj: Mapping[str, Any], key: str, kind: type | tuple[type, ...], w
 def _typed(obj: Mapping[str, Any], key: str, kind: type | tuple[type, ...], where: str) -> Any:
     value = obj[key]
     if (isinstance(value, bool) and kind is not bool) or not isinstance(value, kind):
-        raise Malformed(f"manifest {where} field {key!r} has the wrong type; regenerate it with gupper-publish")
+        raise MalformedError(f"manifest {where} field {key!r} has the wrong type; regenerate it with gupper-publish")
     return value
 
 
 def _object(raw: Any, where: str) -> Mapping[str, Any]:
     if not isinstance(raw, dict):
-        raise Malformed(f"manifest {where} is not an object")
+        raise MalformedError(f"manifest {where} is not an object")
     return raw
 
 
@@ -76,14 +76,14 @@ def _unknown(raw: Mapping[str, Any], known: frozenset[str]) -> Json:
 def _size(obj: Mapping[str, Any], where: str) -> int:
     size: int = _require(obj, "size", int, where)
     if not 0 < size <= MAX_INT:
-        raise Malformed(f"manifest {where} has size {size}, which is out of range")
+        raise MalformedError(f"manifest {where} has size {size}, which is out of range")
     return size
 
 
 def _digest(obj: Mapping[str, Any], key: str, where: str, *, required: bool = True) -> str | None:
     value: str | None = _require(obj, key, str, where) if required else _optional(obj, key, str, where)
     if value is not None and not is_sha256(value):
-        raise Malformed(f"manifest {where} has a {key} that is not 64 lowercase hex digits")
+        raise MalformedError(f"manifest {where} has a {key} that is not 64 lowercase hex digits")
     return value
 
 
@@ -99,18 +99,18 @@ def check_entry_url(url: str, where: str) -> None:
     that no later step meets a URL it cannot handle.
 
     Raises:
-        Malformed: anything else (the message names ``where``).
+        MalformedError: anything else (the message names ``where``).
     """
     if not url or len(url) > 2048 or not url.isprintable() or any(c in url for c in "\\ ") or url.startswith("//"):
-        raise Malformed(f"manifest {where} has an unusable url {url[:60]!r}")
+        raise MalformedError(f"manifest {where} has an unusable url {url[:60]!r}")
     try:
         parts = urlsplit(url)
         _ = parts.port  # raises for a port that is not a number in range
         urljoin("https://gupper.invalid/app/stable/latest.json", url)
     except ValueError as e:
-        raise Malformed(f"manifest {where} has a url that does not parse ({e}): {url[:60]!r}") from e
+        raise MalformedError(f"manifest {where} has a url that does not parse ({e}): {url[:60]!r}") from e
     if parts.scheme not in ("", "https", "http") or (parts.scheme and not parts.hostname):
-        raise Malformed(f"manifest {where} has a url that is neither relative nor http(s): {url[:60]!r}")
+        raise MalformedError(f"manifest {where} has a url that is neither relative nor http(s): {url[:60]!r}")
 
 
 def _put(out: Json, key: str, value: Any) -> None:
@@ -140,7 +140,7 @@ class Patch:
         """Parse one item of an entry's ``patches``.
 
         Raises:
-            Malformed: a missing field, a wrong type, a size out of range, a digest that is not
+            MalformedError: a missing field, a wrong type, a size out of range, a digest that is not
                 64 lowercase hex digits or an unusable url.
         """
         obj = _object(raw, where)
@@ -178,13 +178,13 @@ class Rollout:
         """Parse an entry's ``rollout``.
 
         Raises:
-            Malformed: not ``{"percent": 0..100, "id": "..."}``.
+            MalformedError: not ``{"percent": 0..100, "id": "..."}``.
         """
         if not isinstance(raw, dict) or isinstance(raw.get("percent"), bool) or not isinstance(raw.get("percent"), int) or not isinstance(raw.get("id"), str):
-            raise Malformed(f"manifest entry {platform[:40]!r} has a malformed 'rollout'; regenerate it with gupper-publish")
+            raise MalformedError(f"manifest entry {platform[:40]!r} has a malformed 'rollout'; regenerate it with gupper-publish")
         percent = raw["percent"]
         if not 0 <= percent <= 100:
-            raise Malformed(f"manifest entry {platform[:40]!r} has rollout percent {percent}, outside 0..100")
+            raise MalformedError(f"manifest entry {platform[:40]!r} has rollout percent {percent}, outside 0..100")
         return cls(percent, raw["id"], _unknown(raw, cls.KNOWN))
 
     def to_json(self) -> Json:
@@ -225,7 +225,7 @@ class Entry:
         """Parse one platform entry.
 
         Raises:
-            Malformed: a missing field, a wrong type, a value out of range, a version that is
+            MalformedError: a missing field, a wrong type, a value out of range, a version that is
                 not PEP 440, a digest that is not 64 lowercase hex digits, an unusable url, or a
                 malformed ``patches``, ``rollout`` or ``fallback``.
         """
@@ -235,7 +235,7 @@ class Entry:
         try:
             version = Version(version_text)
         except InvalidVersion as e:
-            raise Malformed(f"manifest {where} has version {version_text[:40]!r}, which is not PEP 440") from e
+            raise MalformedError(f"manifest {where} has version {version_text[:40]!r}, which is not PEP 440") from e
         patches = _optional(obj, "patches", list, where) or []
         rollout, fallback = obj.get("rollout"), obj.get("fallback")
         return cls(
@@ -300,7 +300,7 @@ class KeySet:
         """Parse the ``keys`` field.
 
         Raises:
-            Malformed: not ``{"keys": [...], "threshold": n}``, or a set that cannot be used
+            MalformedError: not ``{"keys": [...], "threshold": n}``, or a set that cannot be used
                 (a bad key, a key listed twice, a threshold out of range).
         """
         if (
@@ -310,12 +310,12 @@ class KeySet:
             or isinstance(raw.get("threshold"), bool)
             or not isinstance(raw.get("threshold"), int)
         ):
-            raise Malformed("manifest field 'keys' must be {'keys': [...], 'threshold': n}")
+            raise MalformedError("manifest field 'keys' must be {'keys': [...], 'threshold': n}")
         key_set = cls(tuple(raw["keys"]), raw["threshold"], _unknown(raw, frozenset({"keys", "threshold"})))
         try:
             key_set.trusted()
         except ConfigError as e:
-            raise Malformed(f"manifest announces an unusable key set: {e}") from e
+            raise MalformedError(f"manifest announces an unusable key set: {e}") from e
         return key_set
 
     def trusted(self) -> TrustedKeys:
@@ -368,19 +368,19 @@ class Manifest:
         """Parse a ``signed`` object (the caller has checked its signatures, or wrote it).
 
         Raises:
-            Malformed: not a schema 1 Gupper manifest, or any field of the wrong type or out
+            MalformedError: not a schema 1 Gupper manifest, or any field of the wrong type or out
                 of range (entries, yanks and the key set included).
         """
         if not isinstance(signed, dict):
-            raise Malformed("manifest 'signed' is not an object")
+            raise MalformedError("manifest 'signed' is not an object")
         if _require(signed, "_type", str, "payload") != MANIFEST_TYPE:
-            raise Malformed(f"manifest '_type' is not {MANIFEST_TYPE!r}: this is not a Gupper manifest")
+            raise MalformedError(f"manifest '_type' is not {MANIFEST_TYPE!r}: this is not a Gupper manifest")
         schema = _require(signed, "schema", int, "payload")
         if schema != SCHEMA_VERSION:
-            raise Malformed(f"manifest schema {schema} is not supported by this app (it reads schema {SCHEMA_VERSION}); publish with a matching gupper-publish")
+            raise MalformedError(f"manifest schema {schema} is not supported by this app (it reads schema {SCHEMA_VERSION}); publish with a matching gupper-publish")
         serial = _require(signed, "serial", int, "payload")
         if not 0 < serial <= MAX_INT:
-            raise Malformed(f"manifest serial {serial} is out of range")
+            raise MalformedError(f"manifest serial {serial} is out of range")
         raw_entries = _require(signed, "platforms", dict, "payload")
         keys = signed.get("keys")
         return cls(
@@ -421,8 +421,8 @@ class Manifest:
 def _parse_yanked(signed: Mapping[str, Any]) -> tuple[Version, ...]:
     raw = signed.get("yanked", [])
     if not isinstance(raw, list) or not all(isinstance(v, str) for v in raw):
-        raise Malformed("manifest field 'yanked' must be a list of version strings")
+        raise MalformedError("manifest field 'yanked' must be a list of version strings")
     try:
         return tuple(Version(v) for v in raw)
     except InvalidVersion as e:
-        raise Malformed("manifest field 'yanked' holds a version that is not PEP 440") from e
+        raise MalformedError("manifest field 'yanked' holds a version that is not PEP 440") from e
