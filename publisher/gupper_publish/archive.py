@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from gupper.errors import IntegrityError
-from gupper.package import create_new_file, scan_folder
+from gupper.package import scan_folder
 from gupper.wire.files import LIST_NAME, MAX_DEPTH, MAX_ENTRIES, FileList, PackageEntry, check_link_target, check_member_path
 
 from .artifacts import ZIP_SUFFIX, parse_artifact_name
@@ -250,7 +250,7 @@ def _unzip_member(archive: Path, zf: zipfile.ZipFile, m: _ZipMember, into: Path)
         if m.kind == "link":
             os.symlink(m.target, out)
             return
-        dst = create_new_file(out)
+        dst = os.fdopen(os.open(out, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_BINARY", 0), 0o600), "wb")
     except FileExistsError as e:
         raise _refuse(archive, m.info.filename, "collides with another member (names differing only in case?)") from e
     size, written = m.info.file_size, 0

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import urlsplit
 
 from . import s3compat
+from .artifacts import hash_file
 from .errors import AlreadyExistsError, ImmutableConflictError, PreconditionFailedError, StoreError, StoreUnsupportedError
 
 if TYPE_CHECKING:
@@ -139,11 +140,7 @@ class LocalStore:
         return ObjectInfo(key, size)
 
     def sha256_of(self, key: str) -> str:
-        digest = hashlib.sha256()
-        with self._path(key).open("rb") as f:
-            while block := f.read(1 << 20):
-                digest.update(block)
-        return digest.hexdigest()
+        return hash_file(self._path(key))[0]
 
     def read(self, key: str) -> Stored | None:
         try:

@@ -1,6 +1,8 @@
-"""Durable file writes shared by the installer and the state file.
+"""Durable file writes and file hashing, the one place for each across the client.
 
-On macOS ``fsync`` only hands the data to the drive, which may keep it in its volatile cache and
+:func:`durable_file` is how every file the client writes is opened (downloads, patched files,
+extracted and delta-built package files, the state file, the ``current`` pointer): fsynced when
+the block ends. :func:`hash_file` is how every file is hashed. On macOS ``fsync`` only hands the data to the drive, which may keep it in its volatile cache and
 write it out of order; ``fcntl(F_FULLFSYNC)`` also flushes that cache (Apple's fsync(2) man
 page; SQLite does the same). :func:`full_fsync` uses it there and falls back to ``fsync`` when a
 filesystem refuses it (some network and FAT volumes). Linux's and Windows' ``fsync``
@@ -11,14 +13,17 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import hashlib
 import os
 import secrets
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any, BinaryIO
 
 F_FULLFSYNC = 51
 """``fcntl.F_FULLFSYNC`` on macOS (``<sys/fcntl.h>``); the fcntl module has it only there."""
+CHUNK = 1 << 20
 
 
 def _fcntl(fd: int, cmd: int) -> object:
@@ -64,15 +69,63 @@ def drive_barrier(path: str, platform: str | None = None, sync: Callable[[int], 
         os.close(fd)
 
 
+@contextlib.contextmanager
+def durable_file(path: Path, *, exclusive: bool = True, keep: int = 0, mode: int = 0o600, sync: Callable[[int], None] = os.fsync) -> Iterator[BinaryIO]:
+    """Open ``path`` for writing; when the block ends, flush it and ``sync`` it (``os.fsync``;
+    :func:`full_fsync` where the drive's cache matters), so what was written is on disk.
+
+    Never through a link. ``exclusive``: a new file, never an existing one (``mode``, 0600 until
+    the caller sets the final mode). Else the file is created or reused and cut to its first
+    ``keep`` bytes, the next write going there (0: rewrite it; a resumed download keeps its bytes).
+    A block that ends in an exception still syncs what it wrote (a partial download stays usable),
+    and the exception is the one raised.
+    """
+    flags = os.O_WRONLY | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_BINARY", 0) | (os.O_EXCL if exclusive else 0)
+    f = os.fdopen(os.open(path, flags, mode), "wb")
+    try:
+        if not exclusive:
+            f.seek(keep)
+            f.truncate()
+        yield f
+    except BaseException:
+        with contextlib.suppress(OSError):
+            f.flush()
+            sync(f.fileno())
+        with contextlib.suppress(OSError):
+            f.close()
+        raise
+    with f:
+        f.flush()
+        sync(f.fileno())
+
+
+def hash_file(path: Path, digest: Any = None, *, progress: Callable[[int], None] | None = None) -> tuple[Any, int]:
+    """Feed the bytes of ``path`` (in 1 MiB blocks) to ``digest`` (a fresh sha256 by default);
+    return it (``.hexdigest()``, or ``.update`` to hash what follows) and the bytes read.
+    ``progress`` is called with each block's length."""
+    digest = hashlib.sha256() if digest is None else digest
+    size = 0
+    with path.open("rb") as f:
+        while block := f.read(CHUNK):
+            digest.update(block)
+            size += len(block)
+            if progress is not None:
+                progress(len(block))
+    return digest, size
+
+
+def file_sha256(path: Path) -> str:
+    """sha256 hex digest of a file."""
+    return str(hash_file(path)[0].hexdigest())
+
+
 def atomic_write(path: Path, data: bytes) -> None:
     """Replace ``path`` with ``data`` so that a crash leaves either the old or the new content."""
     path.parent.mkdir(parents=True, exist_ok=True)
     temp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
     try:
-        with open(temp, "wb") as f:
+        with durable_file(temp, mode=0o666, sync=full_fsync) as f:
             f.write(data)
-            f.flush()
-            full_fsync(f.fileno())
         os.replace(temp, path)
     finally:
         with contextlib.suppress(FileNotFoundError):

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 import random
 import time
 from collections.abc import Callable
@@ -23,6 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 from urllib.parse import urljoin
 
+from ._fsutil import durable_file, hash_file
 from .checkpoints import Checkpoint, CheckpointHook
 from .config import UpdaterConfig
 from .errors import ConfigError, DownloadError, HTTPStatusError, InstallError, IntegrityError, TooLargeError
@@ -172,10 +172,7 @@ class Downloads:
             try:
                 size = partial.stat().st_size
                 if 0 < size <= blob.size:
-                    digest = hashlib.sha256()
-                    with partial.open("rb") as f:
-                        for block in iter(lambda: f.read(1 << 20), b""):
-                            digest.update(block)
+                    digest, size = hash_file(partial)
                     if size < blob.size:
                         log.info("gupper: resuming the download at %d of %d bytes", size, blob.size)
                         return Resume(size, kept.etag, digest)
@@ -204,19 +201,12 @@ class Downloads:
             self.record(blob, partial, validator)
             self._checkpoint(Checkpoint.DOWNLOAD_STARTED)
 
-        fd = os.open(partial, os.O_WRONLY | os.O_CREAT | getattr(os, "O_BINARY", 0), 0o600)
-        with os.fdopen(fd, "r+b") as out:
-            out.seek(resume.offset)
-            out.truncate()
-            try:
-                with Fetcher(self.fetch_config) as fetcher:
-                    fetcher.download(
-                        blob.url, out, size=blob.size, sha256=blob.sha256, timeout=self.config.download_timeout,
-                        progress=report, resume=resume, on_start=started,
-                    )  # fmt: skip
-            finally:
-                out.flush()
-                os.fsync(out.fileno())
+        # Synced however the fetch ends: what arrived is kept for a resume.
+        with durable_file(partial, exclusive=False, keep=resume.offset) as out, Fetcher(self.fetch_config) as fetcher:
+            fetcher.download(
+                blob.url, out, size=blob.size, sha256=blob.sha256, timeout=self.config.download_timeout,
+                progress=report, resume=resume, on_start=started,
+            )  # fmt: skip
 
     def pick_patch(self, entry: Entry, installed_sha256: str) -> Blob | None:
         """A usable bsdiff4 patch from exactly the installed file, smaller than the full file."""
@@ -246,11 +236,8 @@ class Downloads:
         patch_file = patch_path_for(source)
         self.fetch_verified(patch, patch_file, progress, beside=source, attempts=1)
         try:
-            fd = os.open(out_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_BINARY", 0), 0o600)
-            with os.fdopen(fd, "wb") as out:
+            with durable_file(out_path, exclusive=False) as out:
                 digest = apply_patch(source, patch_file, out, full.size)
-                out.flush()
-                os.fsync(out.fileno())
         except OSError as e:
             unlink_quietly(out_path)
             raise InstallError(f"cannot write the update beside {source} ({e.strerror or e}); free some disk space or check the folder's permissions") from e

@@ -23,10 +23,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-from ._fsutil import fsync_dir
+from ._fsutil import CHUNK, durable_file, file_sha256, fsync_dir
 from .bspatch import apply_patch
 from .errors import IntegrityError, PatchError
-from .package import create_new_file, file_sha256
 from .wire.files import LIST_NAME, FilePatch, PackageEntry
 
 Fetch = Callable[[str, int, str, BinaryIO], None]
@@ -129,9 +128,8 @@ def build(
     where = _Where(installed_dir, dest, work, fetch, blob_url, patch_url, rehash_sources)
     for step in the_plan.steps:
         _make(step, where, done)
-    with (dest / LIST_NAME).open("xb") as f:
+    with durable_file(dest / LIST_NAME, mode=0o666) as f:
         f.write(list_data)
-        os.fsync(f.fileno())
     for d in sorted(dirs, key=lambda p: len(p.parts), reverse=True):
         fsync_dir(str(d))
     return done
@@ -155,8 +153,8 @@ def _make(step: Step, where: _Where, done: Built) -> None:
     installed, dest, work, fetch, blob_url, patch_url = where.installed, where.dest, where.work, where.fetch, where.blob_url, where.patch_url
     out = dest / e.path
     if step.action == "reuse" and e.size == 0:
-        with create_new_file(out) as f:
-            os.fsync(f.fileno())
+        with durable_file(out):
+            pass
         os.chmod(out, e.mode)
         done.copied += 1
         return
@@ -172,13 +170,11 @@ def _make(step: Step, where: _Where, done: Built) -> None:
     if source is not None and step.patch is not None:
         patch_file = work / step.patch.file
         try:
-            with create_new_file(patch_file) as f:
+            with durable_file(patch_file) as f:
                 fetch(patch_url(step.patch.file), step.patch.size, step.patch.sha256, f)
             done.downloaded += step.patch.size
-            with create_new_file(out) as f:
+            with durable_file(out) as f:
                 digest = apply_patch(source, patch_file, f, e.size)
-                f.flush()
-                os.fsync(f.fileno())
             if digest == e.sha256:
                 os.chmod(out, e.mode)
                 done.patched += 1
@@ -188,10 +184,8 @@ def _make(step: Step, where: _Where, done: Built) -> None:
         finally:
             patch_file.unlink(missing_ok=True)
         out.unlink(missing_ok=True)  # a bad patch costs this file a whole download, not the delta
-    with create_new_file(out) as f:
+    with durable_file(out) as f:
         fetch(blob_url(e.sha256), e.size, e.sha256, f)
-        f.flush()
-        os.fsync(f.fileno())
     os.chmod(out, e.mode)
     done.fetched += 1
     done.downloaded += e.size
@@ -208,12 +202,10 @@ def _reuse(source: Path, out: Path, e: PackageEntry, done: Built) -> None:
         except OSError:
             pass  # another filesystem, FAT, or links not allowed: copy instead
     digest = hashlib.sha256()
-    with source.open("rb") as src, create_new_file(out) as f:
-        while block := src.read(1 << 20):
+    with source.open("rb") as src, durable_file(out) as f:
+        while block := src.read(CHUNK):
             digest.update(block)
             f.write(block)
-        f.flush()
-        os.fsync(f.fileno())
     if digest.hexdigest() != e.sha256:
         raise IntegrityError(f"{source} changed while it was copied; refused")
     os.chmod(out, e.mode)

@@ -24,7 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from ._fsutil import drive_barrier, fsync_dir, full_fsync
+from ._fsutil import drive_barrier, durable_file, fsync_dir, full_fsync
 from .errors import InstallError
 
 log = logging.getLogger("gupper")
@@ -39,10 +39,8 @@ WINDOWS_PER_USER_HINT = r"per user, under %LOCALAPPDATA%\Programs, needs no admi
 
 def write_durable(path: str, data: bytes) -> None:
     """Create ``path`` with ``data``, fsynced (not atomic by itself: write a temp name, then rename)."""
-    with open(path, "xb") as f:
+    with durable_file(Path(path), mode=0o666, sync=full_fsync) as f:
         f.write(data)
-        f.flush()
-        full_fsync(f.fileno())
 
 
 def read_small_text(path: str) -> str:

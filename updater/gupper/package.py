@@ -18,13 +18,11 @@ import tarfile
 import zlib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import IO, BinaryIO
+from typing import IO
 
-from ._fsutil import fsync_dir
+from ._fsutil import CHUNK, durable_file, file_sha256, fsync_dir
 from .errors import IntegrityError
 from .wire.files import LIST_NAME, MAX_LIST_BYTES, FileList, PackageEntry, check_link_target, check_member_path
-
-_CHUNK = 1 << 20
 
 
 def extract_package(archive: Path, dest: Path, files_sha256: str | None = None) -> list[PackageEntry]:
@@ -81,9 +79,8 @@ def _extract(tar: tarfile.TarFile, dest: Path, files_sha256: str | None) -> list
     missing = sorted(expected.keys() - seen)
     if missing:
         raise IntegrityError(f"the package lacks {missing[0][:80]!r} (and {len(missing) - 1} more) named by its file list; refused")
-    with (dest / LIST_NAME).open("xb") as f:  # kept with the version: its hook, and what it should hold
+    with durable_file(dest / LIST_NAME, mode=0o666) as f:  # kept with the version: its hook, and what it should hold
         f.write(data)
-        os.fsync(f.fileno())
     for d in sorted(dirs, key=lambda p: len(p.parts), reverse=True):
         fsync_dir(str(d))
     return entries
@@ -105,33 +102,16 @@ def _write_member(tar: tarfile.TarFile, member: tarfile.TarInfo, out: Path, entr
         raise IntegrityError(f"package member {member.name[:80]!r} cannot be read; refused")
     digest = hashlib.sha256()
     written = 0
-    with create_new_file(out) as f:
-        while block := source.read(min(_CHUNK, entry.size - written + 1)):
+    with durable_file(out) as f:
+        while block := source.read(min(CHUNK, entry.size - written + 1)):
             written += len(block)
             if written > entry.size:
                 raise IntegrityError(f"package member {member.name[:80]!r} holds more than its listed {entry.size} bytes; refused")
             digest.update(block)
             f.write(block)
-        f.flush()
-        os.fsync(f.fileno())
     if written != entry.size or digest.hexdigest() != entry.sha256:
         raise IntegrityError(f"package member {member.name[:80]!r} does not match its listed size and sha256; refused")
     os.chmod(out, entry.mode)
-
-
-def create_new_file(path: Path) -> BinaryIO:
-    """Open a new file for writing: never an existing one, never through a link (mode 0600 until done)."""
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_BINARY", 0)
-    return os.fdopen(os.open(path, flags, 0o600), "wb")
-
-
-def file_sha256(path: Path) -> str:
-    """sha256 hex digest of a file, read in 1 MiB blocks."""
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        while block := f.read(_CHUNK):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def scan_folder(folder: Path) -> list[PackageEntry]:

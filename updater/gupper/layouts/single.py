@@ -13,6 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from .. import install as _install
+from .._fsutil import file_sha256
 from ..checkpoints import Checkpoint
 from ..download import Blob, unlink_quietly
 from ..errors import InstallError, UpdateError
@@ -63,8 +64,6 @@ class SingleFile:
 
     def installed_sha256(self) -> str:
         """sha256 of the installed binary, hashed once per file version (an update asks twice)."""
-        from ..package import file_sha256
-
         try:
             st = self.target.stat()
             key = (st.st_ino, st.st_size, st.st_mtime_ns)
