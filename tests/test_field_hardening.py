@@ -469,7 +469,7 @@ def test_too_little_disk_space_is_refused_in_one_line_before_any_download(
     import shutil
 
     real = shutil.disk_usage
-    monkeypatch.setattr("gupper.layouts.shutil.disk_usage", lambda p: real(p)._replace(free=1000))
+    monkeypatch.setattr("gupper.layouts.base.shutil.disk_usage", lambda p: real(p)._replace(free=1000))
     raw.routes[MANIFEST] = ok_manifest()
     with caplog.at_level(logging.INFO, logger="gupper"):
         result = updater(raw.base, raw.ca_path, exe).run(restart=False)

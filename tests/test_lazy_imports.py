@@ -27,8 +27,7 @@ ONLY_WHEN_UPDATING = [
     "gupper.bspatch",  # binary deltas
     "gupper.folder_delta",  # one-folder deltas
     "gupper.package",  # one-folder archives
-    "gupper.folder",  # the one-folder layout (gupper.layouts.folder drives it)
-    "gupper.layouts.folder",
+    "gupper.layouts.folder",  # the one-folder layout
     "gupper.wire.files",  # one-folder file lists and patch indexes
     "tarfile",
     "gzip",

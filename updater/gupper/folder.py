@@ -28,10 +28,11 @@ from pathlib import Path
 
 from . import install as _install
 from .errors import InstallError, PreflightFailedError
-from .layouts import CURRENT, VERSIONS, folder_root
 
 log = logging.getLogger("gupper")
 
+VERSIONS = "versions"
+CURRENT = "current"
 KEEP = 2
 
 
@@ -81,10 +82,21 @@ class FolderLayout:
 
 def detect(executable: Path, install_root: str | None) -> FolderLayout | None:
     """The folder layout the running executable belongs to: ``install_root`` when configured, else
-    recognised from the path ``<root>/versions/<version>/<exe>`` with a ``<root>/current`` beside
-    (:func:`gupper.layouts.folder_root`)."""
+    recognised from the path ``<root>/versions/<version>/<exe>`` with a ``<root>/current`` beside."""
     root = folder_root(executable, install_root)
     return FolderLayout(root, executable.name) if root is not None else None
+
+
+def folder_root(executable: Path, install_root: str | None) -> Path | None:
+    """The root of the one-folder install the executable belongs to: ``install_root`` when
+    configured, else recognised from the path ``<root>/versions/<version>/<exe>`` with a
+    ``<root>/current`` beside; None for a one-file install."""
+    if install_root is not None:
+        return Path(os.path.realpath(install_root))
+    versions = executable.parent.parent
+    if versions.name == VERSIONS and os.path.lexists(versions.parent / CURRENT):
+        return versions.parent
+    return None
 
 
 def switch(layout: FolderLayout, version: str, os_name: str, ops: _install.FileOps | None = None) -> None:

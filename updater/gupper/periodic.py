@@ -6,22 +6,25 @@ import logging
 import random
 import threading
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from .results import Result, Status, Update
 
-if TYPE_CHECKING:
-    from .client import Updater
-
 log = logging.getLogger("gupper")
+
+
+class Runs(Protocol):
+    """What the checker drives: :meth:`gupper.Updater.run`."""
+
+    def run(self, *, restart: bool = True, on_available: Callable[[Update], bool] | None = None) -> Result:
+        """One check, and an install if it finds an update."""
+        ...
 
 
 class PeriodicCheck:
     """A stoppable background update checker (see :meth:`Updater.check_periodically`)."""
 
-    def __init__(
-        self, updater: Updater, interval: float, jitter: float, on_result: Callable[[Result], None], on_available: Callable[[Update], bool] | None = None
-    ) -> None:
+    def __init__(self, updater: Runs, interval: float, jitter: float, on_result: Callable[[Result], None], on_available: Callable[[Update], bool] | None = None) -> None:
         self._updater, self._interval, self._jitter, self._on_result = updater, interval, jitter, on_result
         self._on_available = on_available
         self._stop = threading.Event()

@@ -1,185 +1,30 @@
 """Install layouts: how an update is staged, swapped in, rolled back and cleaned up, per kind of install.
 
-Two implement :class:`InstallLayout`: :class:`~gupper.layouts.single.SingleFile` (a one-file
-app: the executable is replaced in place, ``binary`` releases) and
-:class:`~gupper.layouts.folder.OneFolder` (``<root>/versions/<version>/`` side by side and a
-``<root>/current`` entry point, ``archive`` releases; docs/packages.md). The updater
-(:mod:`gupper.client`) runs the same steps over either; only :func:`open_layout` knows which
-one an install is, and it imports the one-folder code only for a one-folder install.
+Two implement :class:`~gupper.layouts.base.InstallLayout`:
+:class:`~gupper.layouts.single.SingleFile` (a one-file app: the executable is replaced in place,
+``binary`` releases) and :class:`~gupper.layouts.folder.OneFolder` (``<root>/versions/<version>/``
+side by side and a ``<root>/current`` entry point, ``archive`` releases; docs/packages.md). The
+updater (:mod:`gupper.client`) runs the same steps over either; only :func:`open_layout` knows
+which one an install is, and it imports the one-folder code only for a one-folder install.
 """
 
 from __future__ import annotations
 
-import os
-import shutil
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
 
-from ..errors import InstallError
+from ..folder import FolderLayout, folder_root
+from .base import Context, InstallLayout, refuse_early
 
-if TYPE_CHECKING:
-    from ..checkpoints import CheckpointHook
-    from ..config import UpdaterConfig
-    from ..download import Downloads
-    from ..fetch import Progress
-    from ..folder import FolderLayout
-    from ..install import FileOps
-    from ..results import Update
-    from ..wire.manifest import Entry
-
-VERSIONS = "versions"
-CURRENT = "current"
-
-
-@dataclass(frozen=True)
-class Context:
-    """What a layout needs of the updater: its config, the OS whose semantics apply, the
-    downloads, the environment for child processes, the updater's checkpoint and mark-bad hooks,
-    and the filesystem primitives (:class:`~gupper.install.FileOps`; read at each use, as
-    ``Updater.file_ops`` may be set after the updater is made)."""
-
-    config: UpdaterConfig
-    os_name: str
-    downloads: Downloads
-    environ: Mapping[str, str]
-    checkpoint: CheckpointHook
-    mark_bad: Callable[[str, str], None]
-    file_ops: Callable[[], FileOps | None]
-
-
-class InstallLayout(Protocol):
-    """One kind of install, as the updater drives it."""
-
-    @property
-    def kind(self) -> str:
-        """The manifest entry type it installs (``binary``, ``archive``)."""
-        ...
-
-    @property
-    def folder(self) -> FolderLayout | None:
-        """The one-folder paths; None for a one-file install."""
-        ...
-
-    @property
-    def trial_key(self) -> str:
-        """What a trial is recorded against: the executable, or a folder install's ``current``."""
-        ...
-
-    @property
-    def partial(self) -> Path:
-        """The one place a download in progress lives for this install."""
-        ...
-
-    @property
-    def space_dir(self) -> Path:
-        """Where the update is written (its free space is checked before downloading)."""
-        ...
-
-    def cleanup(self) -> None:
-        """At start, under the lock: remove what a killed or failed run left (temp files, ``.old``
-        executables, partial extractions); a resumable partial download and a backup stay."""
-        ...
-
-    def check_writable(self) -> None:
-        """Refuse, before any download, an install this process cannot change.
-
-        Raises:
-            InstallError: no write permission, a read-only volume, a macOS app bundle.
-        """
-        ...
-
-    def installed(self, entry: Entry) -> bool:
-        """Whether ``entry`` is what the installed entry point runs already."""
-        ...
-
-    def stage(self, update: Update, progress: Progress | None) -> Path:
-        """Download and verify ``update``; return what :meth:`install` takes (a file or a folder).
-
-        Raises:
-            UpdateError: a transfer failure (DownloadError), bytes that do not match the signed
-                ones (IntegrityError), a write that failed (InstallError).
-        """
-        ...
-
-    def install(self, staged: Path, version: str, previous: str, preflight: Callable[[Path], None]) -> Path:
-        """Pre-flight ``staged`` (``preflight`` is called with the executable to self-test), then
-        make it the installed version; return the backup a rollback goes back to. A refused
-        pre-flight leaves nothing of ``staged`` behind.
-
-        Raises:
-            PreflightFailedError, PreflightInterruptedError: what ``preflight`` (or a post-install hook) raised.
-            InstallError: the swap failed; the installed version is the one that was there.
-        """
-        ...
-
-    def settle(self, version: str, backup: Path) -> None:
-        """After the trial of ``version`` is recorded: drop what no rollback needs any more."""
-        ...
-
-    def has_backup(self, backup: Path) -> bool:
-        """Whether the backup a trial recorded is still there to roll back to."""
-        ...
-
-    def roll_back(self, backup: Path) -> None:
-        """Make ``backup`` the installed version again.
-
-        Raises:
-            InstallError: the swap back failed.
-        """
-        ...
-
-    def drop_backup(self, backup: Path | None) -> None:
-        """The backup is no longer needed (confirmed, or rolled back to); None: the one a trial
-        never recorded may have left. A one-folder install keeps the previous folder."""
-        ...
-
-    def entry_point(self, launcher: str | None) -> Path:
-        """What to run to start the installed version (``launcher``: the Windows launcher that started the app, if any).
-
-        Raises:
-            InstallError: a folder install whose ``current`` names no version.
-        """
-        ...
-
-
-def folder_root(executable: Path, install_root: str | None) -> Path | None:
-    """The root of the one-folder install the executable belongs to: ``install_root`` when
-    configured, else recognised from the path ``<root>/versions/<version>/<exe>`` with a
-    ``<root>/current`` beside; None for a one-file install."""
-    if install_root is not None:
-        return Path(os.path.realpath(install_root))
-    versions = executable.parent.parent
-    if versions.name == VERSIONS and os.path.lexists(versions.parent / CURRENT):
-        return versions.parent
-    return None
+__all__ = ["Context", "InstallLayout", "open_layout", "refuse_early"]
 
 
 def open_layout(target: Path, ctx: Context) -> InstallLayout:
     """The layout of the install whose executable is ``target``."""
     root = folder_root(target, ctx.config.install_root)
     if root is not None:
-        from ..folder import FolderLayout
         from .folder import OneFolder
 
         return OneFolder(FolderLayout(root, target.name), ctx)
     from .single import SingleFile
 
     return SingleFile(target, ctx)
-
-
-def refuse_early(layout: InstallLayout, entry: Entry) -> None:
-    """Refusals that need no download: an install folder we cannot write, too little space.
-
-    Raises:
-        InstallError: saying which, and what to do.
-    """
-    layout.check_writable()
-    directory = layout.space_dir
-    try:
-        free = shutil.disk_usage(directory).free
-    except OSError:
-        return  # unknown: the write itself will tell
-    if free < entry.size:
-        raise InstallError(f"not enough disk space in {directory} for {entry.version}: {entry.size} bytes needed, {free} free; free some disk space")

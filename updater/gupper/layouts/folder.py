@@ -28,7 +28,7 @@ from ..fetch import Fetcher, Progress
 from ..results import Update
 from ..wire.files import LIST_NAME, MAX_INDEX_BYTES, MAX_LIST_BYTES, FileList, PatchIndex, list_from_wire
 from ..wire.manifest import ARCHIVE, FILES_PATCH_FORMAT, Entry
-from . import Context
+from .base import Context
 
 log = logging.getLogger("gupper")
 

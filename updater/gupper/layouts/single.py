@@ -20,7 +20,7 @@ from ..errors import InstallError, UpdateError
 from ..fetch import Progress
 from ..results import Update
 from ..wire.manifest import BINARY, Entry
-from . import Context
+from .base import Context
 
 log = logging.getLogger("gupper")
 

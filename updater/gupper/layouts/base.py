@@ -1,0 +1,149 @@
+"""What every install layout is to the updater: the :class:`InstallLayout` protocol, the
+:class:`Context` a layout gets, and the refusals common to all (:func:`refuse_early`)."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
+
+from ..errors import InstallError
+
+if TYPE_CHECKING:
+    from ..checkpoints import CheckpointHook
+    from ..config import UpdaterConfig
+    from ..download import Downloads
+    from ..fetch import Progress
+    from ..folder import FolderLayout
+    from ..install import FileOps
+    from ..results import Update
+    from ..wire.manifest import Entry
+
+
+@dataclass(frozen=True)
+class Context:
+    """What a layout needs of the updater: its config, the OS whose semantics apply, the
+    downloads, the environment for child processes, the updater's checkpoint and mark-bad hooks,
+    and the filesystem primitives (:class:`~gupper.install.FileOps`; read at each use, as
+    ``Updater.file_ops`` may be set after the updater is made)."""
+
+    config: UpdaterConfig
+    os_name: str
+    downloads: Downloads
+    environ: Mapping[str, str]
+    checkpoint: CheckpointHook
+    mark_bad: Callable[[str, str], None]
+    file_ops: Callable[[], FileOps | None]
+
+
+class InstallLayout(Protocol):
+    """One kind of install, as the updater drives it."""
+
+    @property
+    def kind(self) -> str:
+        """The manifest entry type it installs (``binary``, ``archive``)."""
+        ...
+
+    @property
+    def folder(self) -> FolderLayout | None:
+        """The one-folder paths; None for a one-file install."""
+        ...
+
+    @property
+    def trial_key(self) -> str:
+        """What a trial is recorded against: the executable, or a folder install's ``current``."""
+        ...
+
+    @property
+    def partial(self) -> Path:
+        """The one place a download in progress lives for this install."""
+        ...
+
+    @property
+    def space_dir(self) -> Path:
+        """Where the update is written (its free space is checked before downloading)."""
+        ...
+
+    def cleanup(self) -> None:
+        """At start, under the lock: remove what a killed or failed run left (temp files, ``.old``
+        executables, partial extractions); a resumable partial download and a backup stay."""
+        ...
+
+    def check_writable(self) -> None:
+        """Refuse, before any download, an install this process cannot change.
+
+        Raises:
+            InstallError: no write permission, a read-only volume, a macOS app bundle.
+        """
+        ...
+
+    def installed(self, entry: Entry) -> bool:
+        """Whether ``entry`` is what the installed entry point runs already."""
+        ...
+
+    def stage(self, update: Update, progress: Progress | None) -> Path:
+        """Download and verify ``update``; return what :meth:`install` takes (a file or a folder).
+
+        Raises:
+            UpdateError: a transfer failure (DownloadError), bytes that do not match the signed
+                ones (IntegrityError), a write that failed (InstallError).
+        """
+        ...
+
+    def install(self, staged: Path, version: str, previous: str, preflight: Callable[[Path], None]) -> Path:
+        """Pre-flight ``staged`` (``preflight`` is called with the executable to self-test), then
+        make it the installed version; return the backup a rollback goes back to. A refused
+        pre-flight leaves nothing of ``staged`` behind.
+
+        Raises:
+            PreflightFailedError, PreflightInterruptedError: what ``preflight`` (or a post-install hook) raised.
+            InstallError: the swap failed; the installed version is the one that was there.
+        """
+        ...
+
+    def settle(self, version: str, backup: Path) -> None:
+        """After the trial of ``version`` is recorded: drop what no rollback needs any more."""
+        ...
+
+    def has_backup(self, backup: Path) -> bool:
+        """Whether the backup a trial recorded is still there to roll back to."""
+        ...
+
+    def roll_back(self, backup: Path) -> None:
+        """Make ``backup`` the installed version again.
+
+        Raises:
+            InstallError: the swap back failed.
+        """
+        ...
+
+    def drop_backup(self, backup: Path | None) -> None:
+        """The backup is no longer needed (confirmed, or rolled back to); None: the one a trial
+        never recorded may have left. A one-folder install keeps the previous folder."""
+        ...
+
+    def entry_point(self, launcher: str | None) -> Path:
+        """What to run to start the installed version (``launcher``: the Windows launcher that started the app, if any).
+
+        Raises:
+            InstallError: a folder install whose ``current`` names no version.
+        """
+        ...
+
+
+def refuse_early(layout: InstallLayout, entry: Entry) -> None:
+    """Refusals that need no download: an install folder we cannot write, too little space.
+
+    Raises:
+        InstallError: saying which, and what to do.
+    """
+    layout.check_writable()
+    directory = layout.space_dir
+    try:
+        free = shutil.disk_usage(directory).free
+    except OSError:
+        return  # unknown: the write itself will tell
+    if free < entry.size:
+        raise InstallError(f"not enough disk space in {directory} for {entry.version}: {entry.size} bytes needed, {free} free; free some disk space")
