@@ -938,13 +938,12 @@ class Updater:
         return Resume()
 
     def _fetch_into(self, partial: Path, blob: _Blob, resume: Resume, progress: Progress | None) -> None:
-        half = blob.size // 2
+        half, halfway = blob.size // 2, [False]
 
-        def report(done: int, total: int) -> None:
-            if done >= half > done - 65536 * 2:
+        def written(offset: int) -> None:  # on the writer's thread: half of the file is on disk
+            if offset >= half and not halfway[0]:
+                halfway[0] = True
                 self._checkpoint("download-half")
-            if progress is not None:
-                progress(done, total)
 
         def started(validator: str | None) -> None:
             # Recorded before the first byte is written: a process killed at any later instant
@@ -960,7 +959,7 @@ class Updater:
                 with Fetcher(self.fetch_config) as fetcher:
                     fetcher.download(
                         blob.url, out, size=blob.size, sha256=blob.sha256, timeout=self.config.download_timeout,
-                        progress=report, resume=resume, on_start=started,
+                        progress=progress, resume=resume, on_start=started, on_written=written,
                     )  # fmt: skip
             finally:
                 out.flush()

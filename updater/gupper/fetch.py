@@ -325,10 +325,10 @@ class _Sink:
     stays flat; ``resume.offset`` counts the bytes written, so a failed download resumes after
     exactly those."""
 
-    def __init__(self, out: BinaryIO, digest: Any, resume: Resume) -> None:
+    def __init__(self, out: BinaryIO, digest: Any, resume: Resume, on_written: Callable[[int], None] | None = None) -> None:
         import queue
 
-        self._out, self._digest, self._resume = out, digest, resume
+        self._out, self._digest, self._resume, self._on_written = out, digest, resume, on_written
         self._pending = bytearray()
         self._pieces: queue.Queue[bytes | None] = queue.Queue(maxsize=QUEUED)
         self._error: BaseException | None = None
@@ -362,6 +362,8 @@ class _Sink:
                 self._out.write(piece)
                 self._digest.update(piece)
                 self._resume.offset += len(piece)
+                if self._on_written is not None:
+                    self._on_written(self._resume.offset)
             except BaseException as e:  # handed to the receiving thread
                 self._error = e
 
@@ -532,6 +534,7 @@ class Fetcher:
         progress: Progress | None = None,
         resume: Resume | None = None,
         on_start: OnStart | None = None,
+        on_written: Callable[[int], None] | None = None,
     ) -> None:
         """Stream ``url`` into ``out``, never past ``size`` bytes, then check size and sha256.
 
@@ -539,7 +542,9 @@ class Fetcher:
         ``resume.digest``), ask only for the rest with Range and If-Range, so a changed file on the
         server restarts from zero instead of being spliced. ``resume`` is kept up to date with the
         response's validator and the bytes written, so a caller can resume after a failure;
-        ``on_start`` hears the validator before the first byte is written.
+        ``on_start`` hears the validator before the first byte is written. ``progress`` hears the
+        bytes received so far, on the calling thread; ``on_written`` the bytes written (in 1 MiB
+        pieces), on the writer's thread.
 
         Raises:
             DownloadError: a transfer failure (retryable: Timeout, HTTPError, or the base class)
@@ -567,7 +572,7 @@ class Fetcher:
                 resume.etag = validator
             if on_start is not None:
                 on_start(resume.etag)
-            sink = _Sink(out, digest, resume)
+            sink = _Sink(out, digest, resume, on_written)
             try:
                 for chunk in self._chunks(resp, watch, url, deadline):
                     if done + len(chunk) > size:
