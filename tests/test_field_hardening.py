@@ -322,33 +322,36 @@ def run_killed_at(step: str, raw: RawServer, exe: Path) -> subprocess.CompletedP
     return proc
 
 
+BIG = fake_app("2.0.0", pad=3 << 20)  # several of the writer's 1 MiB pieces: a kill at half leaves some on disk
+
+
 def half_then_rest(req: Request) -> Script:
-    """The artifact with ETag and Range/If-Range, sent slowly enough for a kill at half."""
+    """The artifact with ETag and Range/If-Range."""
     rng = req.headers.get("range")
     if rng and req.headers.get("if-range") == '"a1"':
         start = int(rng.removeprefix("bytes=").rstrip("-"))
-        head = response(206, [("ETag", '"a1"'), ("Content-Range", f"bytes {start}-{len(NEW) - 1}/{len(NEW)}")], NEW[start:])
+        head = response(206, [("ETag", '"a1"'), ("Content-Range", f"bytes {start}-{len(BIG) - 1}/{len(BIG)}")], BIG[start:])
         return Script.of(head)
-    return Script.of(response(200, [("ETag", '"a1"')], NEW))
+    return Script.of(response(200, [("ETag", '"a1"')], BIG))
 
 
 def test_a_download_killed_mid_way_is_resumed_by_the_next_start(raw: RawServer, exe: Path) -> None:
-    raw.routes[MANIFEST] = ok_manifest()
+    raw.routes[MANIFEST] = ok_manifest(body=manifest(data=BIG))
     raw.routes[ARTIFACT] = half_then_rest
     run_killed_at("download-half", raw, exe)  # a real SIGKILL, no handler runs
     partial = exe.parent / ".app.gupper-partial"
     kept = partial.stat().st_size
-    assert 0 < kept < len(NEW)
+    assert 0 < kept < len(BIG)
     record = StateFile(exe.parent.parent / "state").load().partial
     assert record is not None and record.etag == '"a1"' and record.path == str(partial)
     result = updater(raw.base, raw.ca_path, exe).run(restart=False)
-    assert result.status is Status.INSTALLED and exe.read_bytes() == NEW and names(exe) == [".app.gupper-previous", "app"]
+    assert result.status is Status.INSTALLED and exe.read_bytes() == BIG and names(exe) == [".app.gupper-previous", "app"]
     resumed = [r for r in raw.requests if r.path == ARTIFACT][-1]
     assert resumed.headers.get("range") == f"bytes={kept}-" and resumed.headers.get("if-range") == '"a1"'
 
 
 def test_a_download_killed_before_its_first_byte_leaves_nothing_unrecorded(raw: RawServer, exe: Path) -> None:
-    raw.routes[MANIFEST] = ok_manifest()
+    raw.routes[MANIFEST] = ok_manifest(body=manifest(data=BIG))
     raw.routes[ARTIFACT] = half_then_rest
     run_killed_at("download-started", raw, exe)
     state = StateFile(exe.parent.parent / "state").load()
@@ -359,19 +362,19 @@ def test_a_download_killed_before_its_first_byte_leaves_nothing_unrecorded(raw: 
 
 @pytest.mark.parametrize("step", ["downloaded", "preflight-passed"])
 def test_a_complete_download_killed_before_its_install_is_reused_not_fetched_again(raw: RawServer, exe: Path, step: str) -> None:
-    raw.routes[MANIFEST] = ok_manifest()
+    raw.routes[MANIFEST] = ok_manifest(body=manifest(data=BIG))
     raw.routes[ARTIFACT] = half_then_rest
     run_killed_at(step, raw, exe)
-    assert (exe.parent / ".app.gupper-partial").stat().st_size == len(NEW)
+    assert (exe.parent / ".app.gupper-partial").stat().st_size == len(BIG)
     gets = raw.paths().count(ARTIFACT)
     result = updater(raw.base, raw.ca_path, exe).run(restart=False)
-    assert result.status is Status.INSTALLED and exe.read_bytes() == NEW
+    assert result.status is Status.INSTALLED and exe.read_bytes() == BIG
     assert raw.paths().count(ARTIFACT) == gets  # not one more byte of it fetched
     assert StateFile(exe.parent.parent / "state").load().partial is None
 
 
 def test_a_kept_partial_of_a_release_no_longer_offered_is_removed(raw: RawServer, exe: Path) -> None:
-    raw.routes[MANIFEST] = ok_manifest()
+    raw.routes[MANIFEST] = ok_manifest(body=manifest(data=BIG))
     raw.routes[ARTIFACT] = half_then_rest
     run_killed_at("download-half", raw, exe)
     assert ".app.gupper-partial" in names(exe)

@@ -187,13 +187,12 @@ class Downloads:
         return Resume()
 
     def _fetch_into(self, partial: Path, blob: Blob, resume: Resume, progress: Progress | None) -> None:
-        half = blob.size // 2
+        half, halfway = blob.size // 2, [False]
 
-        def report(done: int, total: int) -> None:
-            if done >= half > done - 65536 * 2:
+        def written(offset: int) -> None:  # on the writer's thread: half of the file is on disk
+            if offset >= half and not halfway[0]:
+                halfway[0] = True
                 self._checkpoint(Checkpoint.DOWNLOAD_HALF)
-            if progress is not None:
-                progress(done, total)
 
         def started(validator: str | None) -> None:
             # Recorded before the first byte is written: a process killed at any later instant
@@ -205,7 +204,7 @@ class Downloads:
         with durable_file(partial, exclusive=False, keep=resume.offset) as out, Fetcher(self.fetch_config) as fetcher:
             fetcher.download(
                 blob.url, out, size=blob.size, sha256=blob.sha256, timeout=self.config.download_timeout,
-                progress=report, resume=resume, on_start=started,
+                progress=progress, resume=resume, on_start=started, on_written=written,
             )  # fmt: skip
 
     def pick_patch(self, entry: Entry, installed_sha256: str) -> Blob | None:
