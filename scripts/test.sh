@@ -7,4 +7,4 @@ bash scripts/ceph.sh install || echo "test.sh: Ceph not installed; the rgw tests
 ruff check .
 ruff format --check .
 mypy
-python -m pytest "$@"
+python -m pytest --tier all "$@"

@@ -14,6 +14,16 @@ from gupper.keys import TrustedKeys
 from gupper_publish.signing import build_signed, keygen, load_signing_key, public_key_of, sign_manifest
 
 from .e2e_support import e2e  # noqa: F401  (the session fixture, shared by the e2e modules)
+from .tiers import (  # noqa: F401  (tiers and workers: see tests/tiers.py)
+    pyinstaller_config_dir,
+    pytest_addoption,
+    pytest_collection_modifyitems,
+    pytest_report_header,
+    pytest_terminal_summary,
+    pytest_xdist_auto_num_workers,
+    pytest_xdist_make_scheduler,
+    temp_dir_of_this_worker,
+)
 
 NOW = datetime(2026, 11, 28, 12, 0, 0, tzinfo=UTC)
 

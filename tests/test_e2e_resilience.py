@@ -104,6 +104,7 @@ def test_sigkill_at_every_step_boundary_leaves_a_runnable_app(env: E2E, tmp_path
     print(f"\nstep kills: {kills} of {len(STEPS)} steps, 0 failures")
 
 
+@pytest.mark.soak  # 50 runs of the app, each killed and then run to the end: minutes
 @pytest.mark.parametrize("seed", [20261128])
 def test_sigkill_at_random_moments_leaves_a_runnable_app(env: E2E, tmp_path: Path, seed: int) -> None:
     v1, v2 = env.build("1.0.0", "2.0.0")

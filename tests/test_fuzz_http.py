@@ -8,7 +8,7 @@ within the documented bound plus slack, its peak memory stays bounded, the insta
 is byte-identical unless the update was installed whole and verified, and nothing is left beside
 it but a partial download the next start can resume.
 
-The quick run (120 examples, derandomised, ~30 s) is part of the fast tier; the ``soak`` run
+The quick run (120 examples, derandomised, ~30 s) is part of the quick tier; the ``soak`` run
 (random, ``GUPPER_SOAK_EXAMPLES``, default 600) runs in CI and by hand with ``-m soak``.
 """
 
