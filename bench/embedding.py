@@ -23,8 +23,8 @@ import time
 from pathlib import Path
 
 from bench import freeze
-from bench.common import median
-from bench.run import ROOT, RUN, Bench, Row, app_env, run_timed
+from bench.common import ROOT, median
+from bench.harness import RUN, Bench, Row, app_env, run_timed
 
 EXCLUDE_CRYPTO = ("--exclude-module", "cryptography", "--exclude-module", "OpenSSL")
 MB = 1e6

@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from bench.common import median
-from bench.run import MIB, RUN, Bench, Row, curl_rate, random_file, run_tufup, sha256_rate
+from bench.harness import MIB, RUN, Bench, Row, curl_rate, random_file, run_tufup, sha256_rate
 
 NGINX_CONF = """
 worker_processes 1;

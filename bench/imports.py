@@ -14,8 +14,8 @@ import re
 import subprocess
 import sys
 
-from bench.common import median
-from bench.run import ROOT, Bench, Row
+from bench.common import ROOT, median
+from bench.harness import Bench, Row
 
 STARTUP = "from gupper import Updater, UpdaterConfig; import filelock, platformdirs"
 COMMANDS = {"pass": "pass", "requests": "import requests", "gupper": STARTUP}

@@ -26,9 +26,9 @@ from typing import Any
 from urllib.parse import urljoin
 
 from bench import freeze
-from bench.common import median
+from bench.common import ROOT, median
 from bench.embedding import tufup_client_dir
-from bench.run import ROOT, RUN, Bench, Row, app_env, install_copy, publish, run_timed, run_tufup, upload_tree
+from bench.harness import RUN, Bench, Row, app_env, install_copy, publish, run_timed, run_tufup, upload_tree
 
 GUPPER_STEPS = [  # (label, from mark, to mark); "spawn" is when the bench started v1
     ("v1 start", "spawn", "main"),

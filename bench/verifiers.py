@@ -19,7 +19,7 @@ from pathlib import Path
 
 from bench import freeze
 from bench.common import CACHE, ensure_venv, median
-from bench.run import RUN, Bench, Row
+from bench.harness import RUN, Bench, Row
 
 # name: (requirement, module to bundle, import statement, verify(pub, sig, msg) -> bool body, maintenance note)
 CANDIDATES: dict[str, tuple[str, str, str, str, str]] = {
