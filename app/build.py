@@ -52,7 +52,8 @@ def config_module(version: str, manifest_url: str, public_keys: Sequence[str], c
     return (
         '"""Written by app/build.py: what this build of the app trusts and where it looks."""\n'
         f"APP = {APP_NAME!r}\nVERSION = {version!r}\nCHANNEL = {channel!r}\n"
-        f"MANIFEST_URL = {manifest_url!r}\nPUBLIC_KEYS = {list(public_keys)!r}\n" + (f"FAULT = {fault!r}\n" if fault else "")
+        f"MANIFEST_URL = {manifest_url!r}\nPUBLIC_KEYS = {list(public_keys)!r}\n"
+        + (f"FAULT = {fault!r}\n" if fault else "")
     )
 
 
@@ -80,7 +81,9 @@ def build_app(
     name = f"{APP_NAME}-{version}-{plat.key}"
     config_text = config_module(version, manifest_url, public_keys, channel, fault)
     src = main_source or ROOT / "app" / "main.py"
-    digest = _inputs_digest(config_text + src.read_text() + ("|onedir" if onedir else "") + ("" if reproducible else "|default-seed"))
+    digest = _inputs_digest(
+        config_text + src.read_text() + ("|onedir" if onedir else "") + ("" if reproducible else "|default-seed")
+    )
     cached = cache_dir / digest / (name if onedir else name + plat.exe_suffix)
     if onedir:
         if not (use_cache and cached.is_dir()):
@@ -113,7 +116,9 @@ def build_app(
     return dest
 
 
-def _pyinstaller(digest: str, src: Path, config_text: str, cache_dir: Path, mode: str, name: str, reproducible: bool = True) -> None:
+def _pyinstaller(
+    digest: str, src: Path, config_text: str, cache_dir: Path, mode: str, name: str, reproducible: bool = True
+) -> None:
     """Run PyInstaller in ``mode`` (``--onefile``/``--onedir``) in a work dir fixed per input digest."""
     work = cache_dir / "work" / digest  # fixed per input: build paths never make two builds differ
     shutil.rmtree(work, ignore_errors=True)
@@ -124,12 +129,30 @@ def _pyinstaller(digest: str, src: Path, config_text: str, cache_dir: Path, mode
     if not reproducible:
         env = {k: v for k, v in os.environ.items() if k not in {"PYTHONHASHSEED", "SOURCE_DATE_EPOCH"}}
     cmd = [
-        sys.executable, "-m", "PyInstaller", mode, "--noconfirm", "--clean", "--log-level", "WARN",
-        "--name", name, "--paths", str(ROOT / "updater"), "--paths", str(work / "src"),
-        "--hidden-import", "_build_config",
-        "--distpath", str(work / "dist"), "--workpath", str(work / "build"), "--specpath", str(work),
+        sys.executable,
+        "-m",
+        "PyInstaller",
+        mode,
+        "--noconfirm",
+        "--clean",
+        "--log-level",
+        "WARN",
+        "--name",
+        name,
+        "--paths",
+        str(ROOT / "updater"),
+        "--paths",
+        str(work / "src"),
+        "--hidden-import",
+        "_build_config",
+        "--distpath",
+        str(work / "dist"),
+        "--workpath",
+        str(work / "build"),
+        "--specpath",
+        str(work),
         str(work / "src" / "main.py"),
-    ]  # fmt: skip
+    ]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
     if proc.returncode != 0:
         raise RuntimeError(f"PyInstaller failed for {name}:\n{proc.stderr[-4000:]}")
@@ -140,15 +163,32 @@ def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--version", required=True, help="PEP 440 version to bake in")
     p.add_argument("--manifest-url", required=True, help="https URL of the channel's latest.json")
-    p.add_argument("--public-key", action="append", required=True, type=Path, help="a .pub file from gupper-publish keygen")
+    p.add_argument(
+        "--public-key", action="append", required=True, type=Path, help="a .pub file from gupper-publish keygen"
+    )
     p.add_argument("--channel", default="stable")
     p.add_argument("--out", type=Path, default=ROOT / "dist")
     p.add_argument("--no-cache", action="store_true")
-    p.add_argument("--onedir", action="store_true", help="build a one-folder bundle dist/app-<version>-<os>-<arch>/ (published as an archive)")
-    p.add_argument("--fault", default="", choices=FAULTS, help="bake in a start-up crash (to see rollback and pre-flight at work)")
+    p.add_argument(
+        "--onedir",
+        action="store_true",
+        help="build a one-folder bundle dist/app-<version>-<os>-<arch>/ (published as an archive)",
+    )
+    p.add_argument(
+        "--fault", default="", choices=FAULTS, help="bake in a start-up crash (to see rollback and pre-flight at work)"
+    )
     args = p.parse_args(argv)
     keys = [k.read_text().strip() for k in args.public_key]
-    path = build_app(args.version, args.manifest_url, keys, args.out, channel=args.channel, use_cache=not args.no_cache, fault=args.fault, onedir=args.onedir)
+    path = build_app(
+        args.version,
+        args.manifest_url,
+        keys,
+        args.out,
+        channel=args.channel,
+        use_cache=not args.no_cache,
+        fault=args.fault,
+        onedir=args.onedir,
+    )
     print(path)
     return 0
 

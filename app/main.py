@@ -34,7 +34,9 @@ def _progress_bar() -> Callable[[int, int], None] | None:
 
     def progress(done: int, total: int) -> None:
         if not bar:
-            bar.append(tqdm(total=total, unit="B", unit_scale=True, desc="downloading update", file=sys.stderr, leave=False))
+            bar.append(
+                tqdm(total=total, unit="B", unit_scale=True, desc="downloading update", file=sys.stderr, leave=False)
+            )
         bar[0].update(done - bar[0].n)
         if done >= total:
             bar[0].close()

@@ -43,17 +43,31 @@ def _hooks_digest() -> str:
     return h.hexdigest()[:12]
 
 
-def build_reproducible(version: str, manifest_url: str, public_keys: Sequence[str], out_dir: Path, *, onedir: bool = False) -> Path:
+def build_reproducible(
+    version: str, manifest_url: str, public_keys: Sequence[str], out_dir: Path, *, onedir: bool = False
+) -> Path:
     """The project's own build: ``PYTHONHASHSEED=0``, fixed work paths, cached; ``onedir`` gives the
     one-folder bundle ``out_dir/app-<version>-<os>-<arch>/`` instead of the one-file binary."""
-    return build_app(version, manifest_url, public_keys, out_dir, cache_dir=BUILD_CACHE / _hooks_digest(), onedir=onedir)
+    return build_app(
+        version, manifest_url, public_keys, out_dir, cache_dir=BUILD_CACHE / _hooks_digest(), onedir=onedir
+    )
 
 
-def build_default(version: str, manifest_url: str, public_keys: Sequence[str], out_dir: Path, *, rebuild: bool = False) -> Path:
+def build_default(
+    version: str, manifest_url: str, public_keys: Sequence[str], out_dir: Path, *, rebuild: bool = False
+) -> Path:
     """The demo app as a user gets it from PyInstaller by default: a random hash seed per build
     (frozen sets and dicts of strings are marshalled in a random order). Each cached build is
     one random draw; ``rebuild`` draws again."""
-    return build_app(version, manifest_url, public_keys, out_dir, cache_dir=CACHE / "default-build-cache", use_cache=not rebuild, reproducible=False)
+    return build_app(
+        version,
+        manifest_url,
+        public_keys,
+        out_dir,
+        cache_dir=CACHE / "default-build-cache",
+        use_cache=not rebuild,
+        reproducible=False,
+    )
 
 
 def differing_bytes(a: bytes, b: bytes) -> int:

@@ -54,13 +54,24 @@ def item9_embedding(b: Bench, tufup_urls: tuple[str, str, Path] | None) -> None:
     # with it) cost. The second build cannot take the update lock.
     sized = {
         "hello --strip": freeze.freeze(floor_py, "hello", "hello-strip", out, flags=["--strip"]),
-        "gupper --strip": freeze.freeze(gupper_py, "gupper_app", "gupper-app-strip", out, config=cfg, paths=[ROOT / "updater"], flags=["--strip"]),
-        "gupper without filelock": freeze.freeze(gupper_py, "gupper_app", "gupper-app-nofilelock", out, config=cfg, paths=[ROOT / "updater"],
-                                                 flags=["--exclude-module", "filelock"]),
-    }  # fmt: skip
+        "gupper --strip": freeze.freeze(
+            gupper_py, "gupper_app", "gupper-app-strip", out, config=cfg, paths=[ROOT / "updater"], flags=["--strip"]
+        ),
+        "gupper without filelock": freeze.freeze(
+            gupper_py,
+            "gupper_app",
+            "gupper-app-nofilelock",
+            out,
+            config=cfg,
+            paths=[ROOT / "updater"],
+            flags=["--exclude-module", "filelock"],
+        ),
+    }
     bundled = freeze.bundled_modules(apps["gupper"])
     if "cryptography" in bundled or "OpenSSL" in bundled:
-        raise RuntimeError("the Gupper app bundles cryptography: is gupper's pyinstaller40 hook registered in the freeze-gupper venv?")
+        raise RuntimeError(
+            "the Gupper app bundles cryptography: is gupper's pyinstaller40 hook registered in the freeze-gupper venv?"
+        )
     env = app_env(b.store, out / "tmp")
     env.update(XDG_STATE_HOME=str(out / "state"), GUPPER_BENCH_CA=b.store.ca)
     cmds: dict[str, list[str]] = {name: [str(exe)] for name, exe in apps.items()}
@@ -71,7 +82,9 @@ def item9_embedding(b: Bench, tufup_urls: tuple[str, str, Path] | None) -> None:
         apps["tufup"] = freeze.freeze(freeze.tufup_venv(), "tufup_app", "tufup-app", out, config=tcfg)
         cmds["tufup"] = [str(apps["tufup"])]
         env["GUPPER_BENCH_TUFUP_DIR"] = str(tufup_client_dir(out / "tufup-client", root))
-    for cmd in cmds.values():  # warm the page cache; the first checks keep the manifest + ETag (Gupper) and metadata (tufup)
+    for (
+        cmd
+    ) in cmds.values():  # warm the page cache; the first checks keep the manifest + ETag (Gupper) and metadata (tufup)
         for _ in range(2):
             _, proc = run_timed(cmd, env)
             if proc.returncode != 0 or "hello" not in proc.stdout:
@@ -92,26 +105,68 @@ def item9_embedding(b: Bench, tufup_urls: tuple[str, str, Path] | None) -> None:
     floor = "a floor, not a Gupper figure"
     b.add(Row("9", "one-file hello world: size", "MB", size["hello"], note=floor))
     b.add(Row("9", "one-file hello world: start to exit", "ms", ms["hello"], note=floor))
-    b.add(Row("9", "hello + requests, cryptography bundled (PyInstaller's default in a venv that has it): size / start", "MB", size["requests+crypto"],
-              note=f"{ms['requests+crypto']:,.0f} ms start to exit; {floor}"))  # fmt: skip
-    b.add(Row("9", "hello + requests without cryptography (requests' floor): size / start", "MB", size["requests"], note=f"{ms['requests']:,.0f} ms; {floor}"))
     b.add(
-        Row("9", "embedding cost: size over hello world", "MB", size["gupper"] - size["hello"], None if t_size is None else t_size - size["hello"],
-            note=f"Gupper app {size['gupper']:.2f} MB (no cryptography bundled: its PyInstaller hook), target <= +4 MB; requests alone: "
-            f"+{size['requests'] - size['hello']:.2f} MB" + ("" if t_size is None else f"; tufup app {t_size:.2f} MB"))
-    )  # fmt: skip
+        Row(
+            "9",
+            "hello + requests, cryptography bundled (PyInstaller's default in a venv that has it): size / start",
+            "MB",
+            size["requests+crypto"],
+            note=f"{ms['requests+crypto']:,.0f} ms start to exit; {floor}",
+        )
+    )
+    b.add(
+        Row(
+            "9",
+            "hello + requests without cryptography (requests' floor): size / start",
+            "MB",
+            size["requests"],
+            note=f"{ms['requests']:,.0f} ms; {floor}",
+        )
+    )
+    b.add(
+        Row(
+            "9",
+            "embedding cost: size over hello world",
+            "MB",
+            size["gupper"] - size["hello"],
+            None if t_size is None else t_size - size["hello"],
+            note=f"Gupper app {size['gupper']:.2f} MB (no cryptography bundled: its PyInstaller "
+            "hook), target <= +4 MB; requests alone: "
+            f"+{size['requests'] - size['hello']:.2f} MB" + ("" if t_size is None else f"; tufup app {t_size:.2f} MB"),
+        )
+    )
     sz = {name: exe.stat().st_size / MB for name, exe in sized.items()}
     b.metrics.update({f"embed_mb_{k}": v for k, v in sz.items()})
-    b.add(Row("9", "embedding cost: size over hello world, both built with --strip", "MB", sz["gupper --strip"] - sz["hello --strip"],
-              note=f"{sz['gupper --strip']:.2f} vs {sz['hello --strip']:.2f} MB: PyInstaller's --strip removes libsodium's debug info (about 1.1 MB)"))  # fmt: skip
-    b.add(Row("9", "what filelock costs the embedding app (size only: built with --exclude-module filelock, never started)", "MB",
-              size["gupper"] - sz["gupper without filelock"],
-              note=f"filelock 3.x/4.x brings sqlite3, asyncio, concurrent.futures and multiprocessing into the bundle; "
-              f"Gupper app without it: +{sz['gupper without filelock'] - size['hello']:.2f} MB over hello world"))  # fmt: skip
     b.add(
-        Row("9", "embedding cost: start to exit over hello world, with a warm no-update check (304)", "ms", ms["gupper"] - ms["hello"],
+        Row(
+            "9",
+            "embedding cost: size over hello world, both built with --strip",
+            "MB",
+            sz["gupper --strip"] - sz["hello --strip"],
+            note=f"{sz['gupper --strip']:.2f} vs {sz['hello --strip']:.2f} MB: PyInstaller's "
+            "--strip removes libsodium's debug info (about 1.1 MB)",
+        )
+    )
+    b.add(
+        Row(
+            "9",
+            "what filelock costs the embedding app (size only: built with --exclude-module filelock, never started)",
+            "MB",
+            size["gupper"] - sz["gupper without filelock"],
+            note=f"filelock 3.x/4.x brings sqlite3, asyncio, concurrent.futures and multiprocessing into the bundle; "
+            f"Gupper app without it: +{sz['gupper without filelock'] - size['hello']:.2f} MB over hello world",
+        )
+    )
+    b.add(
+        Row(
+            "9",
+            "embedding cost: start to exit over hello world, with a warm no-update check (304)",
+            "ms",
+            ms["gupper"] - ms["hello"],
             None if t_ms is None else t_ms - ms["hello"],
-            note=f"Gupper app {ms['gupper']:,.0f} ms vs hello {ms['hello']:,.0f} ms, target <= +150 ms; requests alone: +{ms['requests'] - ms['hello']:,.0f} ms; "
+            note=f"Gupper app {ms['gupper']:,.0f} ms vs hello {ms['hello']:,.0f} ms, target <= +150 "
+            f"ms; requests alone: +{ms['requests'] - ms['hello']:,.0f} ms; "
             f"Gupper app with --no-update (carried, not run): +{ms['gupper --no-update'] - ms['hello']:,.0f} ms"
-            + ("" if t_ms is None else f"; tufup app {t_ms:,.0f} ms (its warm check: root N+1 404 + timestamp.json)"))
-    )  # fmt: skip
+            + ("" if t_ms is None else f"; tufup app {t_ms:,.0f} ms (its warm check: root N+1 404 + timestamp.json)"),
+        )
+    )

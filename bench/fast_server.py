@@ -72,7 +72,10 @@ def nginx_binary() -> str:
     for path in (shutil.which("nginx"), "/usr/sbin/nginx"):
         if path and os.access(path, os.X_OK):
             return path
-    raise RuntimeError("nginx is not installed: apt-get install -y nginx-light (Debian's package; the bench starts it on 127.0.0.1 itself)")
+    raise RuntimeError(
+        "nginx is not installed: apt-get install -y nginx-light (Debian's package; the "
+        "bench starts it on 127.0.0.1 itself)"
+    )
 
 
 def _free_port() -> int:
@@ -87,10 +90,17 @@ def nginx(root: Path, cert: Path, key: Path, prefix: Path) -> Iterator[str]:
     shutil.rmtree(prefix, ignore_errors=True)
     prefix.mkdir(parents=True)
     port = _free_port()
-    user = "user root;" if os.geteuid() == 0 else ""  # as root, workers would run as nobody, who may not read the bench's files
+    user = (
+        "user root;" if os.geteuid() == 0 else ""
+    )  # as root, workers would run as nobody, who may not read the bench's files
     conf = prefix / "nginx.conf"
     conf.write_text(NGINX_CONF.format(user=user, prefix=prefix, port=port, cert=cert, key=key, root=root))
-    proc = subprocess.Popen([nginx_binary(), "-p", str(prefix), "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+    proc = subprocess.Popen(
+        [nginx_binary(), "-p", str(prefix), "-c", str(conf)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
     try:
         deadline = time.monotonic() + 10
         while True:
@@ -99,7 +109,10 @@ def nginx(root: Path, cert: Path, key: Path, prefix: Path) -> Iterator[str]:
                     break
             if proc.poll() is not None or time.monotonic() > deadline:
                 err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
-                raise RuntimeError(f"nginx did not start: {err} {(prefix / 'error.log').read_text() if (prefix / 'error.log').exists() else ''}")
+                raise RuntimeError(
+                    f"nginx did not start: {err} "
+                    f"{(prefix / 'error.log').read_text() if (prefix / 'error.log').exists() else ''}"
+                )
             time.sleep(0.05)
         yield f"https://127.0.0.1:{port}"
     finally:
@@ -162,8 +175,14 @@ def item11_fast_check(b: Bench, tufup_urls: tuple[str, str, Path] | None, tufup_
     n = max(15, b.reps * 4)
     with nginx(root, state / "server.pem", state / "server-key.pem", RUN / "nginx") as base:
         url = f"{base}/gupper/app/stable/latest.json"
-        cfg = UpdaterConfig(app="app", current_version="1.0.0", manifest_url=url, public_keys=(b.public_key,), ca_bundle=b.store.ca,
-                            state_dir=str(RUN / "nginx-check-state"))  # fmt: skip
+        cfg = UpdaterConfig(
+            app="app",
+            current_version="1.0.0",
+            manifest_url=url,
+            public_keys=(b.public_key,),
+            ca_bundle=b.store.ca,
+            state_dir=str(RUN / "nginx-check-state"),
+        )
         assert Updater(cfg).check() is None  # first check: 200, keeps the copy and its ETag
         floor_check(base, "/gupper/app/stable/latest.json", b.store.ca, b.public_key)
         g, f = [], []
@@ -178,16 +197,26 @@ def item11_fast_check(b: Bench, tufup_urls: tuple[str, str, Path] | None, tufup_
         if tufup_urls is not None and b.tufup_python is not None:
             root_json = tufup_urls[2]
             meta, targets = f"{base}/gupper/tufup/metadata/", f"{base}/gupper/tufup/targets/"
-            out = json.loads(run_tufup(b, "check", meta, targets, str(root_json), str(RUN / "nginx-tufup"), "1.0.0", "1", str(n)))
+            out = json.loads(
+                run_tufup(b, "check", meta, targets, str(root_json), str(RUN / "nginx-tufup"), "1.0.0", "1", str(n))
+            )
             assert out["found"] == [None], out
             t_ms = median([r["ms"] for r in out["warm"]])
     gm, fm = median(g), median(f)
     b.metrics.update(fast_g=gm, fast_floor=fm, **({"fast_t": t_ms} if t_ms else {}))
     b.add(
-        Row("11", "no-update check, warm, against nginx (in-process, new client object each time)", "ms", gm, t_ms,
-            note=f"floor (fresh TLS connection + GET + parse + one Ed25519 verify, same process, alternated with Gupper): {fm:.2f} ms; "
-            f"Gupper/floor = {gm / fm:.2f} (target <= 2)" + ("" if t_ms is None else f"; Gupper/tufup = {gm / t_ms:.2f} (target <= 0.5)"))
-    )  # fmt: skip
+        Row(
+            "11",
+            "no-update check, warm, against nginx (in-process, new client object each time)",
+            "ms",
+            gm,
+            t_ms,
+            note="floor (fresh TLS connection + GET + parse + one Ed25519 verify, same process, "
+            f"alternated with Gupper): {fm:.2f} ms; "
+            f"Gupper/floor = {gm / fm:.2f} (target <= 2)"
+            + ("" if t_ms is None else f"; Gupper/tufup = {gm / t_ms:.2f} (target <= 0.5)"),
+        )
+    )
 
 
 # --- item 12: throughput ----------------------------------------------------------------------
@@ -224,7 +253,9 @@ def gathered_download(session: Any, url: str, out: BinaryIO, size: int, sha256: 
         raise ValueError("size or sha256 mismatch")
 
 
-def pipelined_download(session: Any, url: str, out: BinaryIO, size: int, sha256: str, ca: str, chunk: int = MIB) -> None:
+def pipelined_download(
+    session: Any, url: str, out: BinaryIO, size: int, sha256: str, ca: str, chunk: int = MIB
+) -> None:
     """Prototype B for fetch.py: receive (and gather) in this thread; write and hash each 1 MiB
     piece in a second one. hashlib and file writes release the GIL on large buffers, and so does
     the socket read, so receiving overlaps hashing on two cores; a queue of at most 4 pieces keeps
@@ -301,11 +332,41 @@ def item12_throughput(b: Bench) -> None:
     c, g, a, p = (median(rates[k]) for k in ("curl", "gupper", "gathered", "pipelined"))
     bound = min(c, sha_rate)
     b.metrics.update(tp_curl=c, tp_sha=sha_rate, tp_gupper=g, tp_gathered=a, tp_pipelined=p)
-    b.add(Row("12", "256 MiB download + verify against nginx: Gupper (Fetcher.download: receive, write, hash in one thread)", "MiB/s", g,
-              note=f"Gupper / min(curl {c:,.0f}, SHA-256 in memory {sha_rate:,.0f}) = {g / bound:.2f} (target >= 0.9)"))  # fmt: skip
-    b.add(Row("12", "256 MiB download + verify against nginx: prototype A, one thread, writes and hashes 1 MiB pieces", "MiB/s", a,
-              note=f"prototype A / min(curl, SHA-256) = {a / bound:.2f} (bench/fast_server.py: gathered_download)"))  # fmt: skip
-    b.add(Row("12", "256 MiB download + verify against nginx: prototype B, receives in one thread, writes + hashes 1 MiB pieces in another", "MiB/s", p,
-              note=f"prototype B / min(curl, SHA-256) = {p / bound:.2f} (bench/fast_server.py: pipelined_download); proposed for fetch.py"))  # fmt: skip
-    b.add(Row("12", "reference: curl -o file from the same nginx / SHA-256 in memory", "MiB/s", c,
-              note=f"SHA-256 (hashlib, 1 MiB blocks): {sha_rate:,.0f} MiB/s; not Gupper figures"))  # fmt: skip
+    b.add(
+        Row(
+            "12",
+            "256 MiB download + verify against nginx: Gupper (Fetcher.download: receive, write, hash in one thread)",
+            "MiB/s",
+            g,
+            note=f"Gupper / min(curl {c:,.0f}, SHA-256 in memory {sha_rate:,.0f}) = {g / bound:.2f} (target >= 0.9)",
+        )
+    )
+    b.add(
+        Row(
+            "12",
+            "256 MiB download + verify against nginx: prototype A, one thread, writes and hashes 1 MiB pieces",
+            "MiB/s",
+            a,
+            note=f"prototype A / min(curl, SHA-256) = {a / bound:.2f} (bench/fast_server.py: gathered_download)",
+        )
+    )
+    b.add(
+        Row(
+            "12",
+            "256 MiB download + verify against nginx: prototype B, receives in one thread, "
+            "writes + hashes 1 MiB pieces in another",
+            "MiB/s",
+            p,
+            note=f"prototype B / min(curl, SHA-256) = {p / bound:.2f} (bench/fast_server.py: "
+            "pipelined_download); proposed for fetch.py",
+        )
+    )
+    b.add(
+        Row(
+            "12",
+            "reference: curl -o file from the same nginx / SHA-256 in memory",
+            "MiB/s",
+            c,
+            note=f"SHA-256 (hashlib, 1 MiB blocks): {sha_rate:,.0f} MiB/s; not Gupper figures",
+        )
+    )

@@ -54,7 +54,9 @@ def floor_venv() -> Path:
 
 def gupper_venv() -> Path:
     """The floor venv's packages plus Gupper (editable, from this tree); its python."""
-    return ensure_venv(CACHE / "freeze-gupper", ROOT / "bench" / "requirements-freeze.txt", extra=[_pyinstaller_pin(), "-e", str(ROOT)])
+    return ensure_venv(
+        CACHE / "freeze-gupper", ROOT / "bench" / "requirements-freeze.txt", extra=[_pyinstaller_pin(), "-e", str(ROOT)]
+    )
 
 
 def tufup_venv() -> Path:
@@ -63,7 +65,13 @@ def tufup_venv() -> Path:
 
 
 def _venv_digest(python: Path) -> str:
-    proc = subprocess.run([str(python), "-m", "pip", "freeze", "--all", "--disable-pip-version-check"], capture_output=True, text=True, check=True, timeout=120)
+    proc = subprocess.run(
+        [str(python), "-m", "pip", "freeze", "--all", "--disable-pip-version-check"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+    )
     return hashlib.sha256(proc.stdout.encode()).hexdigest()
 
 
@@ -85,7 +93,13 @@ def freeze(
     source = APPS / f"{app}.py"
     config_text = "".join(f"{k} = {v!r}\n" for k, v in (config or {}).items())
     h = hashlib.sha256()
-    for part in (source.read_bytes(), config_text.encode(), "\0".join(flags).encode(), "\0".join(map(str, paths)).encode(), _venv_digest(python).encode()):
+    for part in (
+        source.read_bytes(),
+        config_text.encode(),
+        "\0".join(flags).encode(),
+        "\0".join(map(str, paths)).encode(),
+        _venv_digest(python).encode(),
+    ):
         h.update(part + b"\0")
     if "freeze-gupper" in str(python) or any("updater" in str(p) for p in paths):
         for path in sorted((ROOT / "updater" / "gupper").rglob("*.py")):
@@ -98,12 +112,34 @@ def freeze(
         (work / "src").mkdir(parents=True)
         shutil.copyfile(source, work / "src" / "main.py")
         (work / "src" / "_bench_config.py").write_text(config_text)
-        env = dict(os.environ, PYTHONHASHSEED="0", SOURCE_DATE_EPOCH="1700000000", PYINSTALLER_CONFIG_DIR=str(PYI_CONFIG))
+        env = dict(
+            os.environ, PYTHONHASHSEED="0", SOURCE_DATE_EPOCH="1700000000", PYINSTALLER_CONFIG_DIR=str(PYI_CONFIG)
+        )
         cmd = [
-            str(python), "-m", "PyInstaller", "--onefile", "--noconfirm", "--clean", "--log-level", "WARN", "--name", name,
-            "--paths", str(work / "src"), *[a for p in paths for a in ("--paths", str(p))], "--hidden-import", "_bench_config",
-            *flags, "--distpath", str(work / "dist"), "--workpath", str(work / "build"), "--specpath", str(work), str(work / "src" / "main.py"),
-        ]  # fmt: skip
+            str(python),
+            "-m",
+            "PyInstaller",
+            "--onefile",
+            "--noconfirm",
+            "--clean",
+            "--log-level",
+            "WARN",
+            "--name",
+            name,
+            "--paths",
+            str(work / "src"),
+            *[a for p in paths for a in ("--paths", str(p))],
+            "--hidden-import",
+            "_bench_config",
+            *flags,
+            "--distpath",
+            str(work / "dist"),
+            "--workpath",
+            str(work / "build"),
+            "--specpath",
+            str(work),
+            str(work / "src" / "main.py"),
+        ]
         proc = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False, timeout=900)
         if proc.returncode != 0:
             raise RuntimeError(f"PyInstaller failed for {name}:\n{proc.stderr[-4000:]}")

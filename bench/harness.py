@@ -69,7 +69,11 @@ class Bench:
         self.rows.append(row)
         g = "-" if row.gupper is None else f"{row.gupper:,.2f}"
         t = "-" if row.tufup is None else f"{row.tufup:,.2f}"
-        print(f"  [{row.item}] {row.metric}: gupper {g} {row.unit}; tufup {t} {row.unit} {row.note}", file=sys.stderr, flush=True)
+        print(
+            f"  [{row.item}] {row.metric}: gupper {g} {row.unit}; tufup {t} {row.unit} {row.note}",
+            file=sys.stderr,
+            flush=True,
+        )
 
 
 # --- helpers ---------------------------------------------------------------------------------
@@ -117,15 +121,30 @@ def app_env(store: LocalStore, tmpdir: Path) -> dict[str, str]:
     """Environment for an installed demo binary: trust the local CA, loopback only, own TMPDIR."""
     tmpdir.mkdir(parents=True, exist_ok=True)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("_PYI_", "PYINSTALLER_"))}
-    env.update(REQUESTS_CA_BUNDLE=store.ca, TMPDIR=str(tmpdir), NO_PROXY="127.0.0.1,localhost", no_proxy="127.0.0.1,localhost")
+    env.update(
+        REQUESTS_CA_BUNDLE=store.ca, TMPDIR=str(tmpdir), NO_PROXY="127.0.0.1,localhost", no_proxy="127.0.0.1,localhost"
+    )
     return env
 
 
 def publish(b: Bench, store_arg: str, *files: Path, patches: int, env: dict[str, str] | None = None) -> float:
     """``python -m gupper_publish --patches N`` as a user runs it; returns its wall time in seconds."""
-    cmd = [sys.executable, "-m", "gupper_publish", "--store", store_arg, "--key", str(b.key_path), "--patches", str(patches), *map(str, files)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "gupper_publish",
+        "--store",
+        store_arg,
+        "--key",
+        str(b.key_path),
+        "--patches",
+        str(patches),
+        *map(str, files),
+    ]
     t0 = time.perf_counter()
-    proc = subprocess.run(cmd, cwd=ROOT, env=dict(os.environ, **(env or {})), capture_output=True, text=True, timeout=900, check=False)
+    proc = subprocess.run(
+        cmd, cwd=ROOT, env=dict(os.environ, **(env or {})), capture_output=True, text=True, timeout=900, check=False
+    )
     seconds = time.perf_counter() - t0
     if proc.returncode != 0:
         raise RuntimeError(f"publish failed: {proc.stderr[-2000:]}")
@@ -160,15 +179,33 @@ def random_file(path: Path, size: int) -> Path:
 def gupper_config(b: Bench, version: str, state_dir: Path) -> Any:
     from gupper import UpdaterConfig
 
-    return UpdaterConfig(app="app", current_version=version, manifest_url=b.manifest_url, public_keys=(b.public_key,), ca_bundle=b.store.ca, state_dir=str(state_dir))
+    return UpdaterConfig(
+        app="app",
+        current_version=version,
+        manifest_url=b.manifest_url,
+        public_keys=(b.public_key,),
+        ca_bundle=b.store.ca,
+        state_dir=str(state_dir),
+    )
 
 
 def run_tufup(b: Bench, *args: str, timeout: float = 300) -> str:
     assert b.tufup_python is not None
-    env = dict(os.environ, REQUESTS_CA_BUNDLE=b.store.ca, NO_PROXY="127.0.0.1,localhost", no_proxy="127.0.0.1,localhost")
-    proc = subprocess.run([str(b.tufup_python), str(ROOT / "bench" / "tufup_side.py"), *args], env=env, capture_output=True, text=True, timeout=timeout, check=False)
+    env = dict(
+        os.environ, REQUESTS_CA_BUNDLE=b.store.ca, NO_PROXY="127.0.0.1,localhost", no_proxy="127.0.0.1,localhost"
+    )
+    proc = subprocess.run(
+        [str(b.tufup_python), str(ROOT / "bench" / "tufup_side.py"), *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
     if proc.returncode != 0:
-        raise RuntimeError(f"tufup_side {args[0]} failed ({proc.returncode}):\n{proc.stdout[-1500:]}\n{proc.stderr[-3000:]}")
+        raise RuntimeError(
+            f"tufup_side {args[0]} failed ({proc.returncode}):\n{proc.stdout[-1500:]}\n{proc.stderr[-3000:]}"
+        )
     return proc.stdout
 
 
@@ -181,7 +218,9 @@ def install_copy(exe: Path, where: Path) -> Path:
     return target
 
 
-def run_timed(cmd: list[str], env: dict[str, str], timeout: float = 300) -> tuple[float, subprocess.CompletedProcess[str]]:
+def run_timed(
+    cmd: list[str], env: dict[str, str], timeout: float = 300
+) -> tuple[float, subprocess.CompletedProcess[str]]:
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout, check=False)
     return (time.perf_counter() - t0) * 1000, proc
@@ -192,7 +231,9 @@ def run_timed(cmd: list[str], env: dict[str, str], timeout: float = 300) -> tupl
 Run = tuple[float, list[dict[str, Any]], str]  # wall ms, the requests it made, its stderr
 
 
-def run_stamped(cmd: list[str], env: dict[str, str], timeout: float = 300) -> tuple[float, subprocess.CompletedProcess[str]]:
+def run_stamped(
+    cmd: list[str], env: dict[str, str], timeout: float = 300
+) -> tuple[float, subprocess.CompletedProcess[str]]:
     """``run_timed``, but each stderr line is prefixed with the ms since the start at which it
     arrived (``[  1234 ms] ...``): the demo's log lines then split an update into its steps."""
     t0 = time.perf_counter()
@@ -233,7 +274,9 @@ def step_ms(stderr: str, text: str) -> float | None:
     return None
 
 
-def gupper_updates(b: Bench, tag: str, install: Callable[[Path], Path] | None = None, prefix: str = "/gupper/app/") -> list[Run]:
+def gupper_updates(
+    b: Bench, tag: str, install: Callable[[Path], Path] | None = None, prefix: str = "/gupper/app/"
+) -> list[Run]:
     """``reps`` times: install the real v1 (the one-file binary, or what ``install(dir)`` puts in
     ``dir``: it returns the executable) with a fresh state dir, run it, time until v2 greets."""
     runs: list[Run] = []
@@ -280,7 +323,17 @@ def tufup_updates(
         else:
             install_copy(b.v1, install)
         env = app_env(b.store, RUN / tag / f"t{i}-tmp")
-        cmd = [str(b.tufup_python), str(ROOT / "bench" / "tufup_side.py"), "update", meta_url, targets_url, str(client), str(install), "1.0.0", mode]
+        cmd = [
+            str(b.tufup_python),
+            str(ROOT / "bench" / "tufup_side.py"),
+            "update",
+            meta_url,
+            targets_url,
+            str(client),
+            str(install),
+            "1.0.0",
+            mode,
+        ]
         cmd += ["folder"] if folder is not None else []
         start = time.time()
         ms, proc = run_timed(cmd, env)

@@ -31,11 +31,22 @@ def whole_process_ms(code: str) -> float:
 
 def importtime_ms(code: str) -> float:
     """Sum of the cumulative times of the top-level imports ``-X importtime`` reports, in ms."""
-    proc = subprocess.run([sys.executable, "-X", "importtime", "-c", code], capture_output=True, text=True, check=True, cwd=ROOT, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, "-X", "importtime", "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=ROOT,
+        timeout=60,
+    )
     total = 0
     for line in proc.stderr.splitlines():
         m = re.match(r"import time:\s+\d+ \|\s+(\d+) \| (\S.*)$", line)  # one space before the name: a top-level import
-        if m and m.group(2) not in ("site", "encodings", "codecs", "io", "abc", "_distutils_hack") and not m.group(2).startswith(("encodings", "_")):
+        if (
+            m
+            and m.group(2) not in ("site", "encodings", "codecs", "io", "abc", "_distutils_hack")
+            and not m.group(2).startswith(("encodings", "_"))
+        ):
             total += int(m.group(1))
     return total / 1000
 
@@ -57,8 +68,21 @@ def item13_imports(b: Bench) -> None:
     gi, ri = median(imp["gupper"]), median(imp["requests"])
     b.metrics.update(import_g=g, import_r=r, importtime_g=gi, importtime_r=ri)
     b.add(
-        Row("13", "import cost of the start-up path in plain Python, whole process over `python -c pass`", "ms", g,
-            note=f"`{STARTUP}`: +{g:.1f} ms vs `import requests` +{r:.1f} ms = {g / r:.2f}x (target <= 1.2x); `python -c pass` {base:.1f} ms")
-    )  # fmt: skip
-    b.add(Row("13", "import cost of the start-up path, -X importtime (cumulative, top-level imports)", "ms", gi,
-              note=f"`import requests`: {ri:.1f} ms; ratio {gi / ri:.2f}x"))  # fmt: skip
+        Row(
+            "13",
+            "import cost of the start-up path in plain Python, whole process over `python -c pass`",
+            "ms",
+            g,
+            note=f"`{STARTUP}`: +{g:.1f} ms vs `import requests` +{r:.1f} ms = {g / r:.2f}x (target "
+            f"<= 1.2x); `python -c pass` {base:.1f} ms",
+        )
+    )
+    b.add(
+        Row(
+            "13",
+            "import cost of the start-up path, -X importtime (cumulative, top-level imports)",
+            "ms",
+            gi,
+            note=f"`import requests`: {ri:.1f} ms; ratio {gi / ri:.2f}x",
+        )
+    )

@@ -55,11 +55,18 @@ def _zstd_params(level: int, size: int) -> Any:
     import zstandard  # type: ignore[import-not-found,unused-ignore]
 
     if level >= 19:
-        return zstandard.ZstdCompressionParameters.from_level(level, window_log=ZSTD_WINDOW_LOG, enable_ldm=True, source_size=size)
+        return zstandard.ZstdCompressionParameters.from_level(
+            level, window_log=ZSTD_WINDOW_LOG, enable_ldm=True, source_size=size
+        )
     # Lower levels size their match tables for the input only and miss most of a 25 MB
     # dictionary; tables as large as the window (what `zstd --patch-from` does) fix that.
     return zstandard.ZstdCompressionParameters.from_level(
-        level, window_log=ZSTD_WINDOW_LOG, hash_log=ZSTD_WINDOW_LOG - 1, chain_log=ZSTD_WINDOW_LOG - 1, enable_ldm=True, source_size=size
+        level,
+        window_log=ZSTD_WINDOW_LOG,
+        hash_log=ZSTD_WINDOW_LOG - 1,
+        chain_log=ZSTD_WINDOW_LOG - 1,
+        enable_ldm=True,
+        source_size=size,
     )
 
 
@@ -68,7 +75,9 @@ def _make_zstd(level: int) -> Callable[[bytes, bytes], bytes]:
         import zstandard  # type: ignore[import-not-found,unused-ignore]
 
         d = zstandard.ZstdCompressionDict(old, dict_type=zstandard.DICT_TYPE_RAWCONTENT)
-        return bytes(zstandard.ZstdCompressor(dict_data=d, compression_params=_zstd_params(level, len(new))).compress(new))
+        return bytes(
+            zstandard.ZstdCompressor(dict_data=d, compression_params=_zstd_params(level, len(new))).compress(new)
+        )
 
     return make
 
@@ -157,10 +166,34 @@ FORMATS: dict[str, Format] = {
             "bz2",
             same_patch_as="bsdiff4",
         ),
-        Format("zstd-19 dict+LDM", _make_zstd(19), _apply_zstd_stream, "output and patch stream; old file (dictionary) in memory", "zstandard"),
-        Format("zstd-9 dict+LDM", _make_zstd(9), _apply_zstd_stream, "output and patch stream; old file (dictionary) in memory", "zstandard"),
-        Format("hdiffpatch zstd", _make_hdiff("zstd"), _apply_whole("hdiffpatch"), "no (Python API is bytes -> bytes)", "hdiffpatch"),
-        Format("hdiffpatch lzma2", _make_hdiff("lzma2"), _apply_whole("hdiffpatch"), "no (Python API is bytes -> bytes)", "hdiffpatch"),
+        Format(
+            "zstd-19 dict+LDM",
+            _make_zstd(19),
+            _apply_zstd_stream,
+            "output and patch stream; old file (dictionary) in memory",
+            "zstandard",
+        ),
+        Format(
+            "zstd-9 dict+LDM",
+            _make_zstd(9),
+            _apply_zstd_stream,
+            "output and patch stream; old file (dictionary) in memory",
+            "zstandard",
+        ),
+        Format(
+            "hdiffpatch zstd",
+            _make_hdiff("zstd"),
+            _apply_whole("hdiffpatch"),
+            "no (Python API is bytes -> bytes)",
+            "hdiffpatch",
+        ),
+        Format(
+            "hdiffpatch lzma2",
+            _make_hdiff("lzma2"),
+            _apply_whole("hdiffpatch"),
+            "no (Python API is bytes -> bytes)",
+            "hdiffpatch",
+        ),
     )
 }
 
@@ -205,7 +238,13 @@ class Row:
 
 
 def _child(python: Path, *args: str) -> dict[str, Any]:
-    proc = subprocess.run([str(python), str(Path(__file__).resolve()), "--worker", *args], capture_output=True, text=True, timeout=1800, check=False)
+    proc = subprocess.run(
+        [str(python), str(Path(__file__).resolve()), "--worker", *args],
+        capture_output=True,
+        text=True,
+        timeout=1800,
+        check=False,
+    )
     if proc.returncode != 0:
         raise RuntimeError(f"worker {args[:2]} failed:\n{proc.stderr[-3000:]}")
     result: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
@@ -222,7 +261,11 @@ def measure(python: Path, flavour: str, old: Path, new: Path, work: Path, repeat
     for fmt in FORMATS.values():
         slug = re.sub(r"[^a-z0-9]+", "-", (fmt.same_patch_as or fmt.name).lower())
         patch, out = work / f"{flavour}-{slug}.patch", work / f"{flavour}-{slug}.out"
-        made = made_by[fmt.same_patch_as] if fmt.same_patch_as else _child(python, "make", fmt.name, str(old), str(new), str(patch))
+        made = (
+            made_by[fmt.same_patch_as]
+            if fmt.same_patch_as
+            else _child(python, "make", fmt.name, str(old), str(new), str(patch))
+        )
         made_by[fmt.name] = made
         applies = [_child(python, "apply", fmt.name, str(old), str(patch), str(out)) for _ in range(repeat)]
         out.unlink(missing_ok=True)
@@ -239,7 +282,12 @@ def measure(python: Path, flavour: str, old: Path, new: Path, work: Path, repeat
                 all(a["sha256"] == want for a in applies),
             )
         )
-        print(f"  {flavour:12} {fmt.name:18} {made['size']:>10} B  make {made['seconds']:.2f}s  apply {rows[-1].apply_s:.3f}s", file=sys.stderr, flush=True)
+        print(
+            f"  {flavour:12} {fmt.name:18} {made['size']:>10} B  make {made['seconds']:.2f}s  "
+            f"apply {rows[-1].apply_s:.3f}s",
+            file=sys.stderr,
+            flush=True,
+        )
     return rows
 
 
@@ -278,18 +326,23 @@ for name in ("bsdiff4", "zstandard", "hdiffpatch"):
     native = [f for f in files if str(f).endswith((".so", ".pyd"))]
     packed = sum(len(zlib.compress(f.locate().read_bytes(), 6)) for f in native)
     reqs = [r for r in (d.requires or []) if "extra ==" not in r]
-    out[name] = {"version": d.version, "installed": total, "native": [str(f) for f in native], "packed": packed, "requires": reqs}
+    out[name] = {"version": d.version, "installed": total, "native": [str(f) for f in native],
+                 "packed": packed, "requires": reqs}
 print(json.dumps(out))
 """
     proc = subprocess.run([str(python), "-c", code], capture_output=True, text=True, check=True, timeout=120)
     info = json.loads(proc.stdout)
     lines = [
-        "| package | version | installed size | native modules | zlib-packed native code (≈ added to a one-file app) | runtime deps |",
+        "| package | version | installed size | native modules | zlib-packed native code "
+        "(≈ added to a one-file app) | runtime deps |",
         "| --- | --- | ---: | --- | ---: | --- |",
     ]
     for name, i in info.items():
         natives = ", ".join(Path(n).name.split(".")[0] for n in i["native"])
-        lines.append(f"| {name} | {i['version']} | {i['installed'] / 1e6:.2f} MB | {natives} | {i['packed'] / 1e6:.2f} MB | {', '.join(i['requires']) or 'none'} |")
+        lines.append(
+            f"| {name} | {i['version']} | {i['installed'] / 1e6:.2f} MB | {natives} | "
+            f"{i['packed'] / 1e6:.2f} MB | {', '.join(i['requires']) or 'none'} |"
+        )
     return "\n".join(lines)
 
 
@@ -297,10 +350,18 @@ def environment(python: Path) -> str:
     from bench.common import machine_summary, package_version
 
     versions = subprocess.run(
-        [str(python), "-c", "import bsdiff4, zstandard, hdiffpatch; from importlib.metadata import version as v; "
-         "print(f\"bsdiff4 {v('bsdiff4')}, zstandard {v('zstandard')} (libzstd {zstandard.ZSTD_VERSION}), hdiffpatch {v('hdiffpatch')}\")"],
-        capture_output=True, text=True, check=True, timeout=60,
-    ).stdout.strip()  # fmt: skip
+        [
+            str(python),
+            "-c",
+            "import bsdiff4, zstandard, hdiffpatch; from importlib.metadata import version as v; "
+            "print(f\"bsdiff4 {v('bsdiff4')}, zstandard {v('zstandard')} (libzstd "
+            "{zstandard.ZSTD_VERSION}), hdiffpatch {v('hdiffpatch')}\")",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    ).stdout.strip()
     return f"{machine_summary()}; PyInstaller {package_version('pyinstaller')}; {versions}"
 
 
@@ -321,7 +382,9 @@ def main(argv: list[str] | None = None) -> int:
         return worker(argv[1:])
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     p.add_argument("--repeat", type=int, default=3, help="applies per cell (median); default 3")
-    p.add_argument("--rebuild-default", action="store_true", help="draw new random-seed builds instead of the cached ones")
+    p.add_argument(
+        "--rebuild-default", action="store_true", help="draw new random-seed builds instead of the cached ones"
+    )
     p.add_argument("--no-doc", action="store_true", help="print only; leave docs/delta.md alone")
     args = p.parse_args(argv)
     sys.path.insert(0, str(ROOT))
@@ -333,18 +396,29 @@ def main(argv: list[str] | None = None) -> int:
     out = CACHE / "patch-builds"
     work = CACHE / "patches"
     work.mkdir(parents=True, exist_ok=True)
-    print("building v1.0.0 and v2.0.0, reproducible and default flavours (cached after the first run)", file=sys.stderr, flush=True)
+    print(
+        "building v1.0.0 and v2.0.0, reproducible and default flavours (cached after the first run)",
+        file=sys.stderr,
+        flush=True,
+    )
     pairs = {
         "reproducible": [build_reproducible(v, url, [public], out / "reproducible") for v in ("1.0.0", "2.0.0")],
-        "default": [build_default(v, url, [public], out / "default", rebuild=args.rebuild_default) for v in ("1.0.0", "2.0.0")],
+        "default": [
+            build_default(v, url, [public], out / "default", rebuild=args.rebuild_default) for v in ("1.0.0", "2.0.0")
+        ],
     }
     rows: list[Row] = []
     for flavour, (old, new) in pairs.items():
         rows += measure(python, flavour, old, new, work, max(1, args.repeat))
     full = {flavour: new.stat().st_size for flavour, (_, new) in pairs.items()}
     env = environment(python)
-    result = f"Machine: {env}.\nMeasured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} by `python bench/patch_formats.py --repeat {args.repeat}`.\n\n"
-    result += table(rows, full) + "\n\nClient dependency weight (same wheels, this platform):\n\n" + dependency_table(python)
+    result = (
+        f"Machine: {env}.\nMeasured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} "
+        f"by `python bench/patch_formats.py --repeat {args.repeat}`.\n\n"
+    )
+    result += (
+        table(rows, full) + "\n\nClient dependency weight (same wheels, this platform):\n\n" + dependency_table(python)
+    )
     print(result)
     if not args.no_doc:
         replace_block(ROOT / "docs" / "delta.md", "patch-table", result)

@@ -126,10 +126,16 @@ def setup_tufup_repo(b: Bench) -> tuple[tuple[str, str, Path] | None, dict[str, 
     try:
         for v, exe in (("v1", b.v1), ("v2", b.v2)):
             install_copy(exe, RUN / "bundles" / v)
-        out = run_tufup(b, "repo", str(RUN / "tufup-repo"), str(RUN / "bundles" / "v1"), str(RUN / "bundles" / "v2"), timeout=600)
+        out = run_tufup(
+            b, "repo", str(RUN / "tufup-repo"), str(RUN / "bundles" / "v1"), str(RUN / "bundles" / "v2"), timeout=600
+        )
         states: dict[str, Any] = json.loads(out.strip().splitlines()[-1])
         upload_tree(b, Path(states["v1"]), "tufup")
-        return (b.store.url("tufup/metadata/"), b.store.url("tufup/targets/"), Path(states["v1"]) / "metadata" / "root.json"), states
+        return (
+            b.store.url("tufup/metadata/"),
+            b.store.url("tufup/targets/"),
+            Path(states["v1"]) / "metadata" / "root.json",
+        ), states
     except Exception as e:
         b.tufup_python, b.tufup_why_not = None, f"setting up its repository failed: {e}"
         print(f"!! tufup: {b.tufup_why_not}", file=sys.stderr)
@@ -196,10 +202,24 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     p.add_argument("--quick", action="store_true", help="2 repetitions and one 1 GiB download (a few minutes)")
     p.add_argument("--reps", type=int, default=None, help="repetitions per measurement (default 5, --quick 2)")
-    p.add_argument("--ports", type=int, nargs=2, default=DEFAULT_PORTS, metavar=("S3", "PUBLIC"), help="loopback ports of the local store")
+    p.add_argument(
+        "--ports",
+        type=int,
+        nargs=2,
+        default=DEFAULT_PORTS,
+        metavar=("S3", "PUBLIC"),
+        help="loopback ports of the local store",
+    )
     p.add_argument("--skip", action="append", default=[], choices=ITEMS, help="skip an item (repeatable)")
-    p.add_argument("--only", action="append", default=[], choices=ITEMS, help="run only this item (repeatable), e.g. --only 8")
-    p.add_argument("--out", type=Path, default=None, help=f"results file (default: bench/results.md; with --only/--skip: {PARTIAL_OUT.relative_to(ROOT)})")
+    p.add_argument(
+        "--only", action="append", default=[], choices=ITEMS, help="run only this item (repeatable), e.g. --only 8"
+    )
+    p.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help=f"results file (default: bench/results.md; with --only/--skip: {PARTIAL_OUT.relative_to(ROOT)})",
+    )
     args = p.parse_args(argv)
     reps = args.reps or (2 if args.quick else 5)
     started = time.time()
@@ -208,7 +228,10 @@ def main(argv: list[str] | None = None) -> int:
     command = "python bench/run.py" + (" --quick" if args.quick else "") + (f" --reps {args.reps}" if args.reps else "")
     command += "".join(f" --only {i}" for i in args.only) + "".join(f" --skip {i}" for i in args.skip)
     if not all(free_port(port) for port in args.ports):
-        print(f"ports {args.ports} are busy; pass --ports with two free loopback ports (builds are then redone)", file=sys.stderr)
+        print(
+            f"ports {args.ports} are busy; pass --ports with two free loopback ports (builds are then redone)",
+            file=sys.stderr,
+        )
         return 2
     # The demo builds (app/build.py, --clean) get a PyInstaller cache of their own, so builds
     # elsewhere on the machine (tests, other checkouts) cannot empty it under them, nor they under those.
@@ -219,7 +242,11 @@ def main(argv: list[str] | None = None) -> int:
     fresh_run_dir()
     access_log = RUN / "access.log"
     key_path, public = bench_key("run")
-    store = start_local_store(CACHE / "store", access_log=access_log, extra_args=["--s3-port", str(args.ports[0]), "--public-port", str(args.ports[1])])
+    store = start_local_store(
+        CACHE / "store",
+        access_log=access_log,
+        extra_args=["--s3-port", str(args.ports[0]), "--public-port", str(args.ports[1])],
+    )
     failures: list[str] = []
     try:
         print("== building v1 and v2 (cached)", file=sys.stderr, flush=True)

@@ -50,7 +50,8 @@ def hwm_kib():  # VmHWM, not ru_maxrss: Linux carries the parent's high-water ma
     with open("/proc/self/status", encoding="ascii") as f:
         return next(int(line.split()[1]) for line in f if line.startswith("VmHWM:"))
 url, key, ca, exe, state = sys.argv[1:6]
-u = Updater(UpdaterConfig(app="huge", current_version="1.0.0", manifest_url=url, public_keys=(key,), ca_bundle=ca, executable=exe, state_dir=state))
+u = Updater(UpdaterConfig(app="huge", current_version="1.0.0", manifest_url=url, public_keys=(key,),
+                          ca_bundle=ca, executable=exe, state_dir=state))
 t0 = time.perf_counter()
 update = u.check()
 t1 = time.perf_counter()
@@ -97,8 +98,12 @@ def item4_big(b: Bench) -> None:
             shutil.rmtree(state_dir, ignore_errors=True)
             proc = subprocess.run(
                 [sys.executable, "-c", BIG_CLIENT, url, b.public_key, b.store.ca, str(exe), str(state_dir)],
-                cwd=ROOT, capture_output=True, text=True, timeout=900, check=False,
-            )  # fmt: skip
+                cwd=ROOT,
+                capture_output=True,
+                text=True,
+                timeout=900,
+                check=False,
+            )
             if proc.returncode != 0:
                 raise RuntimeError(f"1 GiB client failed: {proc.stderr[-3000:]}")
             r = json.loads(proc.stdout.strip().splitlines()[-1])
@@ -120,8 +125,24 @@ def item4_big(b: Bench) -> None:
     gt, ct, cst = median(g_tp), median(c_tp), median(cs_tp)
     bound = 1 / (1 / ct + 1 / sha_rate)  # one thread that receives, then hashes, each piece
     b.metrics.update(g_tp=gt, curl_tp=ct, curl_sha_tp=cst, serial_bound=bound, rss=median(g_rss))
-    b.add(Row("4", "1 GiB artifact: Gupper download+verify throughput", "MiB/s", gt, note=f"Gupper/curl = {gt / ct:.2f} (target >= 0.9); stdlib threaded HTTPS server"))
-    b.add(Row("4", "reference: curl -o file (plain transfer, no hash)", "MiB/s", ct, note="curl from the same server; not a Gupper figure"))
+    b.add(
+        Row(
+            "4",
+            "1 GiB artifact: Gupper download+verify throughput",
+            "MiB/s",
+            gt,
+            note=f"Gupper/curl = {gt / ct:.2f} (target >= 0.9); stdlib threaded HTTPS server",
+        )
+    )
+    b.add(
+        Row(
+            "4",
+            "reference: curl -o file (plain transfer, no hash)",
+            "MiB/s",
+            ct,
+            note="curl from the same server; not a Gupper figure",
+        )
+    )
     b.add(
         Row(
             "4",
@@ -137,7 +158,8 @@ def item4_big(b: Bench) -> None:
             "reference: SHA-256 on this CPU (hashlib, in memory)",
             "MiB/s",
             sha_rate,
-            note=f"{ssl.OPENSSL_VERSION}; receive-then-hash in one thread can reach at most 1/(1/curl + 1/sha256) = {bound:.0f} MiB/s; "
+            note=f"{ssl.OPENSSL_VERSION}; receive-then-hash in one thread can reach at most "
+            f"1/(1/curl + 1/sha256) = {bound:.0f} MiB/s; "
             f"Gupper reaches {gt / bound:.2f} of that",
         )
     )

@@ -66,7 +66,13 @@ def wire_bytes(url: str, ca: str, etag: str | None = None) -> dict[str, int]:
         flush()
         handshake = count["sent"] + count["received"]
         path = u.path + (f"?{u.query}" if u.query else "")
-        lines = [f"GET {path} HTTP/1.1", f"Host: {u.netloc}", "User-Agent: gupper-bench", "Accept-Encoding: identity", "Connection: close"]
+        lines = [
+            f"GET {path} HTTP/1.1",
+            f"Host: {u.netloc}",
+            "User-Agent: gupper-bench",
+            "Accept-Encoding: identity",
+            "Connection: close",
+        ]
         if etag:
             lines.append(f"If-None-Match: {etag}")
         tls.write(("\r\n".join(lines) + "\r\n\r\n").encode())
@@ -87,7 +93,13 @@ def wire_bytes(url: str, ca: str, etag: str | None = None) -> dict[str, int]:
             response += chunk
     head, _, body = bytes(response).partition(b"\r\n\r\n")
     status = int(head.split(b" ", 2)[1]) if head.startswith(b"HTTP/") else 0
-    return {"status": status, "total": count["sent"] + count["received"], "handshake": handshake, "headers": len(head) + 4, "body": len(body)}
+    return {
+        "status": status,
+        "total": count["sent"] + count["received"],
+        "handshake": handshake,
+        "headers": len(head) + 4,
+        "body": len(body),
+    }
 
 
 def replay_on_wire(b: Bench, served: list[dict[str, Any]]) -> int:
@@ -141,7 +153,9 @@ def item1_check(b: Bench, tufup_urls: tuple[str, str, Path] | None) -> None:
     t: dict[str, tuple[float, float, float, int] | None] = {"first": None, "warm": None}
     if tufup_urls is not None and b.tufup_python is not None:
         meta_url, targets_url, root = tufup_urls
-        result = json.loads(run_tufup(b, "check", meta_url, targets_url, str(root), str(RUN / "tufup-client"), "1.0.0", str(n), str(n)))
+        result = json.loads(
+            run_tufup(b, "check", meta_url, targets_url, str(root), str(RUN / "tufup-client"), "1.0.0", str(n), str(n))
+        )
         assert result["found"] == [None], f"tufup found an update: {result}"
         for kind, key in (("first", "cold"), ("warm", "warm")):
             windows = [(r["start"], r["end"], r["ms"]) for r in result[key]]
@@ -150,16 +164,27 @@ def item1_check(b: Bench, tufup_urls: tuple[str, str, Path] | None) -> None:
     labels = {
         "first": (
             "no-update check, first on a fresh install",
-            "Gupper: GET latest.json (200), verify, keep it + its ETag; tufup: only the shipped root.json, fetches root N+1 (404), timestamp, snapshot, targets",
+            "Gupper: GET latest.json (200), verify, keep it + its ETag; tufup: only the "
+            "shipped root.json, fetches root N+1 (404), timestamp, snapshot, targets",
         ),
         "warm": (
             "no-update check, warm (every later start)",
-            "Gupper: If-None-Match -> 304, verify the kept signed copy again; tufup: metadata kept, fetches root N+1 (404) and timestamp.json",
+            "Gupper: If-None-Match -> 304, verify the kept signed copy again; tufup: metadata "
+            "kept, fetches root N+1 (404) and timestamp.json",
         ),
     }
     for kind, (label, note) in labels.items():
         gv, tv = g[kind], t[kind]
-        b.add(Row("1", f"{label}: wall time (in-process, new client object each time)", "ms", gv[0], tv[0] if tv else None, note))
+        b.add(
+            Row(
+                "1",
+                f"{label}: wall time (in-process, new client object each time)",
+                "ms",
+                gv[0],
+                tv[0] if tv else None,
+                note,
+            )
+        )
         b.add(Row("1", f"{label}: requests", "requests", gv[1], tv[1] if tv else None))
         b.add(Row("1", f"{label}: bytes transferred (bodies)", "bytes", gv[2], tv[2] if tv else None))
         b.add(
@@ -169,7 +194,8 @@ def item1_check(b: Bench, tufup_urls: tuple[str, str, Path] | None) -> None:
                 "bytes",
                 gv[3],
                 tv[3] if tv else None,
-                "each request replayed over a fresh TLS 1.3 connection and counted at the TCP level (loopback CA: a 1-certificate chain)",
+                "each request replayed over a fresh TLS 1.3 connection and counted at the TCP "
+                "level (loopback CA: a 1-certificate chain)",
             )
         )
         b.metrics[f"g_{kind}_ms"], b.metrics[f"g_{kind}_req"] = gv[0], gv[1]

@@ -36,7 +36,9 @@ def item7_concurrency(b: Bench) -> None:
     def warm(_: int) -> tuple[float, str | None]:
         t0 = time.perf_counter()
         try:
-            Updater(gupper_config(b, "2.0.0", warm_dir)).check()  # If-None-Match -> 304, verify the kept copy; nothing written
+            Updater(
+                gupper_config(b, "2.0.0", warm_dir)
+            ).check()  # If-None-Match -> 304, verify the kept copy; nothing written
         except Exception as e:
             return (time.perf_counter() - t0) * 1000, type(e).__name__
         return (time.perf_counter() - t0) * 1000, None
@@ -63,7 +65,9 @@ def item7_concurrency(b: Bench) -> None:
                 f"{total} checks, {workers} workers, {label}: p50 / p99 latency",
                 "ms",
                 pct(lat, 50),
-                note=f"p99 {pct(lat, 99):.0f} ms; {len(errors)} errors{' ' + str(sorted(set(errors))) if errors else ''}; "
-                f"{total / wall:.0f} checks/s; statuses {','.join(statuses)}; {sum(x['bytes_sent'] for x in served) / max(1, len(served)):.0f} B/response",
+                note=f"p99 {pct(lat, 99):.0f} ms; {len(errors)} "
+                f"errors{' ' + str(sorted(set(errors))) if errors else ''}; "
+                f"{total / wall:.0f} checks/s; statuses {','.join(statuses)}; "
+                f"{sum(x['bytes_sent'] for x in served) / max(1, len(served)):.0f} B/response",
             )
         )

@@ -32,17 +32,45 @@ def item3_delta(b: Bench, tufup_urls: tuple[str, str, Path] | None, states: dict
         return median([fn(r) for r in runs]) if runs else None
 
     note = (
-        GUPPER_RUN_NOTE.replace("downloads,", "downloads the bsdiff4 patch of the binary, applies it (streaming, stdlib bz2),")
+        GUPPER_RUN_NOTE.replace(
+            "downloads,", "downloads the bsdiff4 patch of the binary, applies it (streaming, stdlib bz2),"
+        )
         + "; "
-        + TUFUP_RUN_NOTE.replace("downloads,", "downloads the bsdiff4 patch of the uncompressed .tar, gunzips v1's kept .tar.gz, patches in memory, gzips the result,")
+        + TUFUP_RUN_NOTE.replace(
+            "downloads,",
+            "downloads the bsdiff4 patch of the uncompressed .tar, gunzips v1's kept .tar.gz, "
+            "patches in memory, gzips the result,",
+        )
     )
     note += "; " + demo_steps(g)
     g_patch, t_patch = med(g, lambda r: total_bytes(r, ".bsdiff4")), med(t, lambda r: total_bytes(r, ".patch"))
     g_total, t_total = med(g, total_bytes), med(t, total_bytes)
-    b.add(Row("3", "delta update v1 -> v2: wall time to the new version running", "ms", med(g, lambda r: r[0]), med(t, lambda r: r[0]), note))
-    b.add(Row("3", "delta update v1 -> v2: patch bytes", "bytes", g_patch, t_patch, "Gupper: one binary; tufup: the .tar of the bundle dir (the same one binary)"))
+    b.add(
+        Row(
+            "3",
+            "delta update v1 -> v2: wall time to the new version running",
+            "ms",
+            med(g, lambda r: r[0]),
+            med(t, lambda r: r[0]),
+            note,
+        )
+    )
+    b.add(
+        Row(
+            "3",
+            "delta update v1 -> v2: patch bytes",
+            "bytes",
+            g_patch,
+            t_patch,
+            "Gupper: one binary; tufup: the .tar of the bundle dir (the same one binary)",
+        )
+    )
     b.add(Row("3", "delta update v1 -> v2: bytes transferred (patch + metadata)", "bytes", g_total, t_total))
-    b.add(Row("3", "delta update v1 -> v2: requests", "requests", med(g, lambda r: len(r[1])), med(t, lambda r: len(r[1]))))
+    b.add(
+        Row(
+            "3", "delta update v1 -> v2: requests", "requests", med(g, lambda r: len(r[1])), med(t, lambda r: len(r[1]))
+        )
+    )
     b.add(
         Row(
             "3",
@@ -50,8 +78,10 @@ def item3_delta(b: Bench, tufup_urls: tuple[str, str, Path] | None, states: dict
             "s",
             g_publish,
             float(states["publish_patch_s"]) if t else None,
-            "Gupper: the CLI (Python start-up, bsdiff4 of the 26 MB binaries, S3 PUT of the patch, signed manifest; v2 itself already uploaded); "
-            f"tufup: add_bundle + publish_changes in-process, local files only (gzip the bundle, bsdiff4 of the .tar, sign; "
+            "Gupper: the CLI (Python start-up, bsdiff4 of the 26 MB binaries, S3 PUT of the "
+            "patch, signed manifest; v2 itself already uploaded); "
+            "tufup: add_bundle + publish_changes in-process, local files only (gzip the "
+            "bundle, bsdiff4 of the .tar, sign; "
             f"{float(states.get('publish_full_s', 0)):.1f} s with skip_patch=True), upload not included",
         )
     )

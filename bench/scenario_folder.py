@@ -15,7 +15,18 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from bench.common import build_reproducible, median
-from bench.harness import RUN, Bench, Row, Run, gupper_updates, publish, run_tufup, total_bytes, tufup_updates, upload_tree
+from bench.harness import (
+    RUN,
+    Bench,
+    Row,
+    Run,
+    gupper_updates,
+    publish,
+    run_tufup,
+    total_bytes,
+    tufup_updates,
+    upload_tree,
+)
 
 FOLDER_PREFIX = "folder"  # item 8's corner of the bucket: its builds bake folder/app/stable/latest.json in
 TUFUP_FOLDER_PREFIX = "tufup-folder"
@@ -70,7 +81,9 @@ def item8_gupper(b: Bench, v1: Path, v2: Path) -> FolderSide:
                 raise RuntimeError(f"{link} -> {os.readlink(link)}, not versions/2.0.0")
 
     publish(b, store_arg, v1, patches=3, env=env)
-    publish_archive = publish(b, store_arg, v2, patches=0, env=env)  # the archive path first: no file list, no patch listed
+    publish_archive = publish(
+        b, store_arg, v2, patches=0, env=env
+    )  # the archive path first: no file list, no patch listed
     full = gupper_updates(b, "folder-full", install, prefix)
     switched("folder-full", full)
     for _, served, stderr in full:
@@ -122,7 +135,10 @@ def item8_tufup(b: Bench, v1: Path, v2: Path) -> FolderSide | None:
 def item8_folder(b: Bench) -> None:
     manifest = b.store.url(f"{FOLDER_PREFIX}/app/stable/latest.json")
     with ThreadPoolExecutor(2) as pool:
-        v1, v2 = pool.map(lambda v: build_reproducible(v, manifest, [b.public_key], RUN / "dist-onedir", onedir=True), ["1.0.0", "2.0.0"])
+        v1, v2 = pool.map(
+            lambda v: build_reproducible(v, manifest, [b.public_key], RUN / "dist-onedir", onedir=True),
+            ["1.0.0", "2.0.0"],
+        )
     n_files, folder_bytes, changed = folder_stats(v1, v2)
     g = item8_gupper(b, v1, v2)
     t = item8_tufup(b, v1, v2)
@@ -138,42 +154,71 @@ def item8_folder(b: Bench) -> None:
 
     size = f"{folder_bytes / 1e6:.0f} MB"
     g_note = (
-        f"Gupper: the installed one-folder v1 (<root>/current/app; {n_files} files, {size}, {changed} changed in v2) starts, checks, "
-        "{how}, pre-flights v2, switches `current` atomically (one rename), execs v2 (3 starts of the frozen app: v1, v2's pre-flight, v2; "
+        f"Gupper: the installed one-folder v1 (<root>/current/app; {n_files} files, "
+        f"{size}, {changed} changed in v2) starts, checks, "
+        "{how}, pre-flights v2, switches `current` atomically (one rename), execs v2 (3 "
+        "starts of the frozen app: v1, v2's pre-flight, v2; "
         "one-folder: no PyInstaller extraction)"
     )
     t_note = (
-        "tufup: a Python script (not the frozen v1) checks, {how}, extracts, copies the bundle over the install dir file by file "
+        "tufup: a Python script (not the frozen v1) checks, {how}, extracts, copies the "
+        "bundle over the install dir file by file "
         "(its macOS installer; not atomic), execs v2 --no-update"
     )
     delta_note = (
         g_note.format(
-            how="fetches the patch index (the new file list is rebuilt from v1's and checked against the signed hash) and a bsdiff4 patch "
+            how="fetches the patch index (the new file list is rebuilt from v1's and checked "
+            "against the signed hash) and a bsdiff4 patch "
             "per changed file, hard-links the unchanged files from v1, "
             f"patches the changed ones, verifies each ({g.built})"
         )
         + "; "
         + t_note.format(
-            how="downloads the bsdiff4 patch of the whole uncompressed .tar of the bundle dir, gunzips v1's kept .tar.gz, patches in memory, re-gzips the result"
+            how="downloads the bsdiff4 patch of the whole uncompressed .tar of the bundle dir, "
+            "gunzips v1's kept .tar.gz, patches in memory, re-gzips the result"
         )
     )
     full_note = (
-        g_note.format(how="downloads the archive (v2 published with --patches 0), verifies it, extracts it into versions/2.0.0")
+        g_note.format(
+            how="downloads the archive (v2 published with --patches 0), verifies it, extracts it into versions/2.0.0"
+        )
         + "; "
         + t_note.format(how="downloads the .tar.gz (published with skip_patch=True)")
     )
     t_full, t_delta = (t.full, t.delta) if t else (None, None)
-    parts = {"latest.json": "latest.json", ".json.gz": "file list (gzipped)", ".files.json": "patch index", ".bsdiff4": "per-file patches"}
+    parts = {
+        "latest.json": "latest.json",
+        ".json.gz": "file list (gzipped)",
+        ".files.json": "patch index",
+        ".bsdiff4": "per-file patches",
+    }
     sizes = {what: med(g.delta, partial(total_bytes, suffix=suffix)) or 0 for suffix, what in parts.items()}
-    g_parts = " + ".join(f"{what} {n:,.0f} B" for what, n in sizes.items() if n)  # the list is fetched only if v1's files differ
+    g_parts = " + ".join(
+        f"{what} {n:,.0f} B" for what, n in sizes.items() if n
+    )  # the list is fetched only if v1's files differ
     t_patch = med(t_delta, lambda r: total_bytes(r, ".patch"))
     bytes_note = f"Gupper: {g_parts}" + (
-        f"; tufup: patch {t_patch:,.0f} B (of the .tar: every member's header, mtime included, besides the changed file) + TUF metadata" if t_patch is not None else ""
+        f"; tufup: patch {t_patch:,.0f} B (of the .tar: every member's header, mtime "
+        "included, besides the changed file) + TUF metadata"
+        if t_patch is not None
+        else ""
     )
     label = "one-folder update v1 -> v2"
     rows = [
-        (f"{label}, delta (Gupper --patches 3, tufup patch): wall time to the new version running", "ms", med(g.delta, wall), med(t_delta, wall), delta_note),
-        (f"{label}, delta: bytes transferred", "bytes", med(g.delta, total_bytes), med(t_delta, total_bytes), bytes_note),
+        (
+            f"{label}, delta (Gupper --patches 3, tufup patch): wall time to the new version running",
+            "ms",
+            med(g.delta, wall),
+            med(t_delta, wall),
+            delta_note,
+        ),
+        (
+            f"{label}, delta: bytes transferred",
+            "bytes",
+            med(g.delta, total_bytes),
+            med(t_delta, total_bytes),
+            bytes_note,
+        ),
         (f"{label}, delta: requests", "requests", med(g.delta, requests), med(t_delta, requests), ""),
         (
             f"{label}, full (Gupper --patches 0: the archive; tufup: no patch): wall time to the new version running",
@@ -189,9 +234,11 @@ def item8_folder(b: Bench) -> None:
             "s",
             g.publish_s,
             t.publish_s if t else None,
-            f"one run each. Gupper: the CLI from scratch (Python start-up, deterministic .tar.gz, the file list and the {n_files} files one by one ({size}), "
+            "one run each. Gupper: the CLI from scratch (Python start-up, deterministic "
+            f".tar.gz, the file list and the {n_files} files one by one ({size}), "
             f"bsdiff4 of the changed files, S3 PUTs, signed manifest; {g.publish_nopatch_s:.1f} s with --patches 0); "
-            f"tufup: add_bundle + publish_changes in-process, local files only (gzip the bundle, bsdiff4 of the {size} .tar, sign"
+            "tufup: add_bundle + publish_changes in-process, local files only (gzip the "
+            f"bundle, bsdiff4 of the {size} .tar, sign"
             + (f"; {t.publish_nopatch_s:.1f} s with skip_patch=True" if t else "")
             + "), upload not included",
         ),

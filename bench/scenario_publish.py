@@ -17,7 +17,9 @@ def item6_publish(b: Bench) -> None:
         f = RUN / "publish" / f"bigapp-{stamp}.{i}.0-linux-amd64"
         f.unlink(missing_ok=True)
         os.link(src, f)
-        times.append(publish(b, f"s3://{b.store.bucket}", f, patches=0, env=b.store.s3_env()))  # no bsdiff4 of 100 MB files
+        times.append(
+            publish(b, f"s3://{b.store.bucket}", f, patches=0, env=b.store.s3_env())
+        )  # no bsdiff4 of 100 MB files
         f.unlink()
     b.add(
         Row(
@@ -25,6 +27,7 @@ def item6_publish(b: Bench) -> None:
             "publish a 100 MB artifact to the S3 server (CLI, incl. Python start-up and manifest)",
             "s",
             median(times),
-            note=f"{100 / median(times):.0f} MB/s; --patches 0 (with patches, each earlier release adds a bsdiff4 run: about 14 s per 26 MB)",
+            note=f"{100 / median(times):.0f} MB/s; --patches 0 (with patches, each earlier release "
+            "adds a bsdiff4 run: about 14 s per 26 MB)",
         )
     )

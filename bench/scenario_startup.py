@@ -22,4 +22,12 @@ def item5_startup(b: Bench) -> None:
             sink.append(ms)
     b.add(Row("5", "demo app start to exit, update check on (up to date: 304)", "ms", median(on)))
     b.add(Row("5", "demo app start to exit, --no-update", "ms", median(off)))
-    b.add(Row("5", "added start-up time of the update check", "ms", median(on) - median(off), note="one-file binary; the difference of the two medians"))
+    b.add(
+        Row(
+            "5",
+            "added start-up time of the update check",
+            "ms",
+            median(on) - median(off),
+            note="one-file binary; the difference of the two medians",
+        )
+    )

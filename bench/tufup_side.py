@@ -100,7 +100,9 @@ def fresh_client_dir(client_dir: Path, root: Path) -> None:
     shutil.copyfile(root, client_dir / "metadata" / "root.json")
 
 
-def check(meta_url: str, targets_url: str, root: Path, client_dir: Path, version: str, cold: int, warm: int) -> dict[str, Any]:
+def check(
+    meta_url: str, targets_url: str, root: Path, client_dir: Path, version: str, cold: int, warm: int
+) -> dict[str, Any]:
     import tufup.client  # type: ignore[import-not-found,unused-ignore]  # noqa: F401  # imports are not part of a check
 
     runs: dict[str, list[dict[str, float]]] = {"cold": [], "warm": []}
@@ -118,14 +120,20 @@ def check(meta_url: str, targets_url: str, root: Path, client_dir: Path, version
     return {**runs, "found": sorted(found, key=str)}
 
 
-def update(meta_url: str, targets_url: str, client_dir: Path, install_dir: Path, version: str, mode: str, layout: str = "file") -> int:
+def update(
+    meta_url: str, targets_url: str, client_dir: Path, install_dir: Path, version: str, mode: str, layout: str = "file"
+) -> int:
     client = _client(meta_url, targets_url, client_dir, version, install_dir)
     meta = client.check_for_updates(patch=mode == "patch")
     if meta is None:
         print("tufup: no update", file=sys.stderr)
         return 1
     kinds = sorted({"patch" if t.is_patch else "archive" for t in client.new_targets})
-    print(f"tufup: downloading {'+'.join(kinds)} ({sum(f.length for f in client.new_targets.values())} bytes)", file=sys.stderr, flush=True)
+    print(
+        f"tufup: downloading {'+'.join(kinds)} ({sum(f.length for f in client.new_targets.values())} bytes)",
+        file=sys.stderr,
+        flush=True,
+    )
 
     def install(src_dir: Path, dst_dir: Path, **_: Any) -> None:
         # tufup's own installer refuses Linux; this does what Gupper's apply does.

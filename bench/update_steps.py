@@ -68,7 +68,13 @@ def shares(runs: list[dict[str, float]], steps: list[tuple[str, str, str]]) -> d
 def curl_ms(url: str, ca: str, n: int = 5) -> float:
     times = []
     for _ in range(n):
-        proc = subprocess.run(["curl", "-sS", "--cacert", ca, "-o", "/dev/null", "-w", "%{time_total}", url], capture_output=True, text=True, timeout=120, check=True)
+        proc = subprocess.run(
+            ["curl", "-sS", "--cacert", ca, "-o", "/dev/null", "-w", "%{time_total}", url],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=True,
+        )
         times.append(float(proc.stdout) * 1000)
     return median(times)
 
@@ -102,7 +108,9 @@ def gupper_runs(b: Bench, v1: Path, tag: str, reps: int) -> tuple[list[dict[str,
     return runs, walls
 
 
-def tufup_runs(b: Bench, v1: Path, template: Path, tag: str, reps: int, patch_from: Path | None) -> tuple[list[dict[str, float]], list[float]]:
+def tufup_runs(
+    b: Bench, v1: Path, template: Path, tag: str, reps: int, patch_from: Path | None
+) -> tuple[list[dict[str, float]], list[float]]:
     runs, walls = [], []
     for i in range(reps):
         base = RUN / "steps" / f"tufup-{tag}-{i}"
@@ -136,21 +144,35 @@ def item10_update_steps(b: Bench) -> None:
     gupper_py = freeze.gupper_venv()
     url = b.store.url("bapp/stable/latest.json")
     g = {
-        v: freeze.freeze(gupper_py, "gupper_app", f"bapp-{v}-{plat}", out / "dist",
-                         config={"APP": "bapp", "VERSION": v, "MANIFEST_URL": url, "PUBLIC_KEYS": [b.public_key]}, paths=[ROOT / "updater"])
+        v: freeze.freeze(
+            gupper_py,
+            "gupper_app",
+            f"bapp-{v}-{plat}",
+            out / "dist",
+            config={"APP": "bapp", "VERSION": v, "MANIFEST_URL": url, "PUBLIC_KEYS": [b.public_key]},
+            paths=[ROOT / "updater"],
+        )
         for v in ("1.0.0", "2.0.0")
-    }  # fmt: skip
+    }
     bucket, env = f"s3://{b.store.bucket}", b.store.s3_env()
     publish(b, bucket, g["1.0.0"], patches=0, env=env)
     publish(b, bucket, g["2.0.0"], patches=0, env=env)
     t: dict[str, Any] = {}
     tufup_exe = tufup_builds(b, out)["1.0.0"] if b.tufup_python is not None else None
-    starts = start_ms({"gupper": g["1.0.0"]} | ({"tufup": tufup_exe} if tufup_exe else {}), app_env(b.store, out / "start-tmp"), max(7, 2 * reps))
+    starts = start_ms(
+        {"gupper": g["1.0.0"]} | ({"tufup": tufup_exe} if tufup_exe else {}),
+        app_env(b.store, out / "start-tmp"),
+        max(7, 2 * reps),
+    )
     g_start = starts["gupper"]
     g_full_transfer = curl_ms(b.store.url(f"bapp/2.0.0/{g['2.0.0'].name}"), b.store.ca)
     full_runs, full_walls = gupper_runs(b, g["1.0.0"], "full", reps)
     publish(b, bucket, g["2.0.0"], patches=1, env=env)  # adds the v1 -> v2 bsdiff4 patch to the entry
-    manifest = json.loads(subprocess.run(["curl", "-sS", "--cacert", b.store.ca, url], capture_output=True, text=True, check=True, timeout=60).stdout)
+    manifest = json.loads(
+        subprocess.run(
+            ["curl", "-sS", "--cacert", b.store.ca, url], capture_output=True, text=True, check=True, timeout=60
+        ).stdout
+    )
     patch_url = next(p["url"] for e in manifest["signed"]["platforms"].values() for p in e.get("patches", []))
     g_patch_transfer = curl_ms(urljoin(url, patch_url), b.store.ca)
     delta_runs, delta_walls = gupper_runs(b, g["1.0.0"], "delta", reps)
@@ -158,26 +180,44 @@ def item10_update_steps(b: Bench) -> None:
     if tufup_exe is not None:
         t = tufup_side(b, out, reps, starts["tufup"])
 
-    for kind, runs, walls, transfer in (("full", full_runs, full_walls, g_full_transfer), ("delta", delta_runs, delta_walls, g_patch_transfer)):
+    for kind, runs, walls, transfer in (
+        ("full", full_runs, full_walls, g_full_transfer),
+        ("delta", delta_runs, delta_walls, g_patch_transfer),
+    ):
         total = median(walls)
         floor = 3 * g_start + transfer
         parts = shares(runs, GUPPER_STEPS)
         tk = t.get(kind)
         b.metrics[f"steps_{kind}_ratio"] = total / floor
         b.add(
-            Row("10", f"one-file update v1 -> v2, {kind}, same hello-world app frozen alike: wall time to v2 exiting", "ms", total,
+            Row(
+                "10",
+                f"one-file update v1 -> v2, {kind}, same hello-world app frozen alike: wall time to v2 exiting",
+                "ms",
+                total,
                 None if tk is None else tk["total"],
-                note=f"Gupper: {describe(parts, total)}. Floor: 3 starts x {g_start:,.0f} ms + transfer {transfer:,.1f} ms = {floor:,.0f} ms; "
+                note=f"Gupper: {describe(parts, total)}. Floor: 3 starts x {g_start:,.0f} ms + transfer "
+                f"{transfer:,.1f} ms = {floor:,.0f} ms; "
                 f"Gupper/floor = {total / floor:.2f} (target <= 1.2)"
-                + ("" if tk is None else f". tufup (frozen the same way, no pre-flight): {describe(tk['parts'], tk['total'])}; its floor 2 starts x "
-                   f"{tk['start']:,.0f} ms + transfer = {tk['floor']:,.0f} ms, tufup/floor = {tk['total'] / tk['floor']:.2f}"))
-        )  # fmt: skip
+                + (
+                    ""
+                    if tk is None
+                    else ". tufup (frozen the same way, no pre-flight): "
+                    f"{describe(tk['parts'], tk['total'])}; its floor 2 starts x "
+                    f"{tk['start']:,.0f} ms + transfer = {tk['floor']:,.0f} ms, tufup/floor = "
+                    f"{tk['total'] / tk['floor']:.2f}"
+                ),
+            )
+        )
 
 
 def tufup_builds(b: Bench, out: Path) -> dict[str, Path]:
     """tufup's bench app, v1 and v2, baked with the URLs of its repository under ``tufupf/``."""
     cfg = {"APP": "app", "META_URL": b.store.url("tufupf/metadata/"), "TARGETS_URL": b.store.url("tufupf/targets/")}
-    return {v: freeze.freeze(freeze.tufup_venv(), "tufup_app", "app", out / f"tufup-dist-{v}", config=cfg | {"VERSION": v}) for v in ("1.0.0", "2.0.0")}
+    return {
+        v: freeze.freeze(freeze.tufup_venv(), "tufup_app", "app", out / f"tufup-dist-{v}", config=cfg | {"VERSION": v})
+        for v in ("1.0.0", "2.0.0")
+    }
 
 
 def tufup_side(b: Bench, out: Path, reps: int, start: float) -> dict[str, Any]:
@@ -200,11 +240,21 @@ def tufup_side(b: Bench, out: Path, reps: int, start: float) -> dict[str, Any]:
     archive = next(Path(states["v2"], "targets").glob("*2.0.0*.tar.gz"))
     runs, walls = tufup_runs(b, exes["1.0.0"], template, "full", reps, None)
     transfer = curl_ms(targets_url + archive.name, b.store.ca)
-    result["full"] = {"total": median(walls), "parts": shares(runs, TUFUP_STEPS), "start": start, "floor": 2 * start + transfer}
+    result["full"] = {
+        "total": median(walls),
+        "parts": shares(runs, TUFUP_STEPS),
+        "start": start,
+        "floor": 2 * start + transfer,
+    }
     upload_tree(b, Path(states["v2p"]), "tufupf")
     patch = next(Path(states["v2p"], "targets").glob("*.patch"))
     current = next(Path(states["v1"], "targets").glob("*1.0.0*.tar.gz"))
     runs, walls = tufup_runs(b, exes["1.0.0"], template, "delta", reps, current)
     transfer = curl_ms(targets_url + patch.name, b.store.ca)
-    result["delta"] = {"total": median(walls), "parts": shares(runs, TUFUP_STEPS), "start": start, "floor": 2 * start + transfer}
+    result["delta"] = {
+        "total": median(walls),
+        "parts": shares(runs, TUFUP_STEPS),
+        "start": start,
+        "floor": 2 * start + transfer,
+    }
     return result

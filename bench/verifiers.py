@@ -26,22 +26,26 @@ CANDIDATES: dict[str, tuple[str, str, str, str, str]] = {
     "cryptography": (
         "cryptography>=42",
         "cryptography.hazmat.primitives.asymmetric.ed25519",
-        "from cryptography.exceptions import InvalidSignature\nfrom cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey",
-        "try:\n    Ed25519PublicKey.from_public_bytes(pub).verify(sig, msg)\n    return True\nexcept (InvalidSignature, ValueError):\n    return False",
+        "from cryptography.exceptions import InvalidSignature\nfrom "
+        "cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey",
+        "try:\n    Ed25519PublicKey.from_public_bytes(pub).verify(sig, msg)\n    return "
+        "True\nexcept (InvalidSignature, ValueError):\n    return False",
         "PyCA; Rust + OpenSSL statically linked",
     ),
     "pynacl": (
         "pynacl>=1.5",
         "nacl.signing",
         "from nacl.exceptions import BadSignatureError\nfrom nacl.signing import VerifyKey",
-        "try:\n    VerifyKey(pub).verify(msg, sig)\n    return True\nexcept (BadSignatureError, ValueError):\n    return False",
+        "try:\n    VerifyKey(pub).verify(msg, sig)\n    return True\nexcept "
+        "(BadSignatureError, ValueError):\n    return False",
         "PyCA; libsodium via cffi",
     ),
     "pycryptodomex": (
         "pycryptodomex>=3.15",
         "Cryptodome.Signature.eddsa",
         "from Cryptodome.Signature import eddsa",
-        "try:\n    eddsa.new(eddsa.import_public_key(pub), 'rfc8032').verify(msg, sig)\n    return True\nexcept ValueError:\n    return False",
+        "try:\n    eddsa.new(eddsa.import_public_key(pub), 'rfc8032').verify(msg, sig)\n  "
+        "  return True\nexcept ValueError:\n    return False",
         "one maintainer, active; own C modules",
     ),
     "ecdsa": (
@@ -68,7 +72,8 @@ v = {k: base64.b64decode(x) for k, x in json.loads(sys.argv[1]).items()}
 def verify(pub, sig, msg):
 {body}
 bad = bytearray(v["msg"]); bad[0] ^= 1
-checks = dict(valid=verify(v["pub"], v["sig"], v["msg"]), flipped=verify(v["pub"], v["sig"], bytes(bad)), noncanonical=verify(v["pub"], v["noncanon"], v["msg"]))
+checks = dict(valid=verify(v["pub"], v["sig"], v["msg"]), flipped=verify(v["pub"], v["sig"], bytes(bad)),
+              noncanonical=verify(v["pub"], v["noncanon"], v["msg"]))
 n, t0 = 0, time.perf_counter()
 while (el := time.perf_counter() - t0) < 1.0 or n < 20:
     verify(v["pub"], v["sig"], v["msg"]); n += 1
@@ -89,17 +94,36 @@ def vectors() -> str:
     order = 2**252 + 27742317777372353535851937790883648493
     noncanon = sig[:32] + (int.from_bytes(sig[32:], "little") + order).to_bytes(32, "little")
     pub = key.public_key().public_bytes_raw()
-    return json.dumps({k: base64.b64encode(x).decode() for k, x in {"pub": pub, "msg": msg, "sig": sig, "noncanon": noncanon}.items()})
+    return json.dumps(
+        {k: base64.b64encode(x).decode() for k, x in {"pub": pub, "msg": msg, "sig": sig, "noncanon": noncanon}.items()}
+    )
 
 
 def wheel_mb(python: Path, requirement: str) -> tuple[float, str]:
     where = CACHE / "verifier-wheels" / requirement.split(">", maxsplit=1)[0].split("=", maxsplit=1)[0]
     if not where.is_dir() or not any(where.glob("*.whl")):
         where.mkdir(parents=True, exist_ok=True)
-        subprocess.run([str(python), "-m", "pip", "download", "-q", "--disable-pip-version-check", "--only-binary=:all:", "-d", str(where), requirement],
-                       check=True, capture_output=True, timeout=600)  # fmt: skip
+        subprocess.run(
+            [
+                str(python),
+                "-m",
+                "pip",
+                "download",
+                "-q",
+                "--disable-pip-version-check",
+                "--only-binary=:all:",
+                "-d",
+                str(where),
+                requirement,
+            ],
+            check=True,
+            capture_output=True,
+            timeout=600,
+        )
     wheels = sorted(where.glob("*.whl"))
-    return sum(w.stat().st_size for w in wheels) / 1e6, ", ".join(w.name.split("-")[0] + " " + w.name.split("-")[1] for w in wheels)
+    return sum(w.stat().st_size for w in wheels) / 1e6, ", ".join(
+        w.name.split("-")[0] + " " + w.name.split("-")[1] for w in wheels
+    )
 
 
 def item14_verifiers(b: Bench) -> None:
@@ -112,8 +136,12 @@ def item14_verifiers(b: Bench) -> None:
         reqfile = CACHE / f"verifier-{name}.txt"
         reqfile.write_text(req + "\n")
         py = ensure_venv(CACHE / f"verifier-{name}", reqfile)
-        script = MEASURE.replace("{imports}", imports).replace("{body}", "\n".join("    " + line for line in body.splitlines()))
-        got = json.loads(subprocess.run([str(py), "-c", script, vec], capture_output=True, text=True, check=True, timeout=120).stdout)
+        script = MEASURE.replace("{imports}", imports).replace(
+            "{body}", "\n".join("    " + line for line in body.splitlines())
+        )
+        got = json.loads(
+            subprocess.run([str(py), "-c", script, vec], capture_output=True, text=True, check=True, timeout=120).stdout
+        )
         stmt = imports.replace("\n", "; ")
         pairs: dict[str, list[float]] = {"pass": [], "import": []}
         for _ in range(rounds):
@@ -124,15 +152,38 @@ def item14_verifiers(b: Bench) -> None:
         import_ms = median(pairs["import"]) - median(pairs["pass"])
         wheels, wheel_names = wheel_mb(py, req)
         site = next((Path(py).parent.parent / "lib").glob("python3*/site-packages"))
-        bundle = freeze.freeze(floor_py, "hello", f"hello-{name}", out, flags=["--hidden-import", module], paths=[site]).stat().st_size
-        version = subprocess.run([str(py), "-m", "pip", "show", req.split(">")[0]], capture_output=True, text=True, check=True, timeout=60).stdout
-        version = next((line.split(":", 1)[1].strip() for line in version.splitlines() if line.startswith("Version:")), "?")
+        bundle = (
+            freeze.freeze(floor_py, "hello", f"hello-{name}", out, flags=["--hidden-import", module], paths=[site])
+            .stat()
+            .st_size
+        )
+        version = subprocess.run(
+            [str(py), "-m", "pip", "show", req.split(">")[0]], capture_output=True, text=True, check=True, timeout=60
+        ).stdout
+        version = next(
+            (line.split(":", 1)[1].strip() for line in version.splitlines() if line.startswith("Version:")), "?"
+        )
         ok = got["valid"] and not got["flipped"]
         b.metrics[f"verifier_{name}"] = got["verify_us"]
         b.add(
-            Row("14", f"Ed25519 verifier {name} {version}: one-file bundle over hello world", "MB", (bundle - hello) / 1e6,
-                note=f"import +{import_ms:.1f} ms (whole process); verify {got['verify_us']:,.0f} us (1 kB); wheels {wheels:.2f} MB ({wheel_names}); "
-                f"{'verifies' if ok else 'FAILS to verify'} our signatures; non-canonical S {'accepted (malleable)' if got['noncanonical'] else 'refused'}; {who}")
-        )  # fmt: skip
-    b.add(Row("14", "Ed25519 verifier pymonocypher: not comparable", "MB", None,
-              note="Monocypher 4's signature_check is EdDSA with BLAKE2b, not RFC 8032 Ed25519: it cannot check Gupper's signatures"))  # fmt: skip
+            Row(
+                "14",
+                f"Ed25519 verifier {name} {version}: one-file bundle over hello world",
+                "MB",
+                (bundle - hello) / 1e6,
+                note=f"import +{import_ms:.1f} ms (whole process); verify {got['verify_us']:,.0f} us (1 "
+                f"kB); wheels {wheels:.2f} MB ({wheel_names}); "
+                f"{'verifies' if ok else 'FAILS to verify'} our signatures; non-canonical S "
+                f"{'accepted (malleable)' if got['noncanonical'] else 'refused'}; {who}",
+            )
+        )
+    b.add(
+        Row(
+            "14",
+            "Ed25519 verifier pymonocypher: not comparable",
+            "MB",
+            None,
+            note="Monocypher 4's signature_check is EdDSA with BLAKE2b, not RFC 8032 Ed25519: it "
+            "cannot check Gupper's signatures",
+        )
+    )

@@ -92,7 +92,9 @@ def _compiler(command: list[str], on_windows: bool) -> Compiler:
     return Compiler(tuple(command), msvc=msvc, windows_target=on_windows or "mingw32" in stem)
 
 
-def compile_program(source: Path, exe: Path, *, windowed: bool = False, strict: bool = False, compiler: Compiler | None = None) -> Path:
+def compile_program(
+    source: Path, exe: Path, *, windowed: bool = False, strict: bool = False, compiler: Compiler | None = None
+) -> Path:
     """Compile the one-file C program ``source`` to ``exe`` and return ``exe``.
 
     ``windowed``: for Windows, the GUI subsystem (no console window; ignored elsewhere).
@@ -105,9 +107,30 @@ def compile_program(source: Path, exe: Path, *, windowed: bool = False, strict: 
     with tempfile.TemporaryDirectory(prefix="gupper-launcher-") as work:
         if cc.msvc:
             link = ["/SUBSYSTEM:WINDOWS", "/ENTRY:mainCRTStartup"] if windowed else ["/SUBSYSTEM:CONSOLE"]
-            cmd = [*cc.command, "/nologo", "/O2", "/W3", *(["/WX"] if strict else []), str(source), f"/Fe{exe}", f"/Fo{work}{os.sep}", "/link", *link]
+            cmd = [
+                *cc.command,
+                "/nologo",
+                "/O2",
+                "/W3",
+                *(["/WX"] if strict else []),
+                str(source),
+                f"/Fe{exe}",
+                f"/Fo{work}{os.sep}",
+                "/link",
+                *link,
+            ]
         else:
-            cmd = [*cc.command, "-std=c11", "-O2", "-Wall", "-Wextra", *(["-Werror"] if strict else []), "-o", str(exe), str(source)]
+            cmd = [
+                *cc.command,
+                "-std=c11",
+                "-O2",
+                "-Wall",
+                "-Wextra",
+                *(["-Werror"] if strict else []),
+                "-o",
+                str(exe),
+                str(source),
+            ]
             if cc.windows_target:
                 cmd.append("-mwindows" if windowed else "-mconsole")
                 if "gcc" in Path(cc.command[0]).name.lower():
@@ -122,7 +145,9 @@ def compile_program(source: Path, exe: Path, *, windowed: bool = False, strict: 
     return exe
 
 
-def build_launcher(out: Path, *, name: str = "launcher", windowed: bool = False, strict: bool = False, compiler: Compiler | None = None) -> Path:
+def build_launcher(
+    out: Path, *, name: str = "launcher", windowed: bool = False, strict: bool = False, compiler: Compiler | None = None
+) -> Path:
     """Compile the launcher into the folder ``out`` as ``<name>`` (``<name>.exe`` for Windows); return its path.
 
     Raises CompilerNotFound (one line) when this machine has no C compiler, BuildError when the
@@ -136,8 +161,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Command line: build the launcher, print its path; exit code 2 with one line on failure."""
     parser = argparse.ArgumentParser(prog="build.py", description="Build the Gupper launcher for one-folder installs.")
     parser.add_argument("--out", type=Path, required=True, help="folder to write the launcher to")
-    parser.add_argument("--name", default="launcher", help="its file name without .exe: install it as <root>/<app>[.exe] (default: launcher)")
-    parser.add_argument("--windowed", action="store_true", help="Windows: GUI subsystem, no console window (for windowed apps)")
+    parser.add_argument(
+        "--name",
+        default="launcher",
+        help="its file name without .exe: install it as <root>/<app>[.exe] (default: launcher)",
+    )
+    parser.add_argument(
+        "--windowed", action="store_true", help="Windows: GUI subsystem, no console window (for windowed apps)"
+    )
     parser.add_argument("--strict", action="store_true", help="treat compiler warnings as errors")
     args = parser.parse_args(argv)
     try:

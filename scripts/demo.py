@@ -33,7 +33,9 @@ def step(text: str) -> None:
 def run(cmd: list[str], env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     shown = " ".join(str(c).replace(str(ROOT) + "/", "") for c in cmd)
     print(f"$ {shown}", flush=True)
-    proc = subprocess.run(cmd, env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=300, check=False)
+    proc = subprocess.run(
+        cmd, env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=300, check=False
+    )
     for line in proc.stdout.splitlines():
         print(f"  | {line}", flush=True)
     if proc.returncode != 0:
@@ -50,7 +52,11 @@ def same_files(a: Path, b: Path) -> bool:
 
     def listing(root: Path) -> list[tuple[str, str, int]]:
         return [
-            (p.relative_to(root).as_posix(), os.readlink(p) if p.is_symlink() else sha(p) if p.is_file() else "", p.lstat().st_mode)
+            (
+                p.relative_to(root).as_posix(),
+                os.readlink(p) if p.is_symlink() else sha(p) if p.is_file() else "",
+                p.lstat().st_mode,
+            )
             for p in sorted(root.rglob("*"))
             if p.name != ".gupper-files.json"
         ]
@@ -77,7 +83,11 @@ def _args() -> argparse.Namespace:
     parser.add_argument("--s3-port", type=int, default=19443, help="local S3 API port (fixed so builds stay cached)")
     parser.add_argument("--public-port", type=int, default=19444, help="public HTTPS front port")
     parser.add_argument("--fresh", action="store_true", help="forget the demo's key and install first")
-    parser.add_argument("--onedir", action="store_true", help="the one-folder flavour: publish folders as archives, install versions side by side")
+    parser.add_argument(
+        "--onedir",
+        action="store_true",
+        help="the one-folder flavour: publish folders as archives, install versions side by side",
+    )
     return parser.parse_args()
 
 
@@ -100,20 +110,30 @@ def main() -> int:
         env = dict(os.environ, **store.s3_env())
         env["REQUESTS_CA_BUNDLE"] = store.ca  # the app trusts the store's local CA, as it would a corporate one
         env["XDG_STATE_HOME"] = str(DEMO / "state")  # the app's updater state stays inside the demo folder
-        shutil.rmtree(DEMO / "state", ignore_errors=True)  # the demo's store starts empty: so does its memory of serials
+        shutil.rmtree(
+            DEMO / "state", ignore_errors=True
+        )  # the demo's store starts empty: so does its memory of serials
 
         flavour = "one-folder" if args.onedir else "one-file"
         step(f"Building the demo app as v1.0.0 and v2.0.0 (PyInstaller {flavour}; cached by source hash)")
         dist = DEMO / ("dist-onedir" if args.onedir else "dist")
         with ThreadPoolExecutor(2) as pool:  # two cores, two builds
-            futures = {v: pool.submit(build_app, v, manifest_url, [public], dist, onedir=args.onedir) for v in ("1.0.0", "2.0.0")}
+            futures = {
+                v: pool.submit(build_app, v, manifest_url, [public], dist, onedir=args.onedir)
+                for v in ("1.0.0", "2.0.0")
+            }
             builds = {v: f.result() for v, f in futures.items()}
         for path in builds.values():
-            size = sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) if path.is_dir() else path.stat().st_size
+            size = (
+                sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) if path.is_dir() else path.stat().st_size
+            )
             print(f"  {path.relative_to(ROOT)}{'/' if path.is_dir() else ''}  {size / 1e6:.1f} MB")
 
         publish = [sys.executable, "-m", "gupper_publish", "--store", f"s3://{store.bucket}", "--key", str(key)]
-        step("Publishing v1.0.0" + (" (the folder goes up as a deterministic .tar.gz with its signed file list)" if args.onedir else ""))
+        step(
+            "Publishing v1.0.0"
+            + (" (the folder goes up as a deterministic .tar.gz with its signed file list)" if args.onedir else "")
+        )
         run([*publish, str(builds["1.0.0"])], env)
 
         install = DEMO / "install"
@@ -134,7 +154,9 @@ def main() -> int:
         run([str(app)], env)
         if args.onedir:
             what = "current points at versions/2.0.0, whose files are the published v2.0.0 folder's"
-            same = os.readlink(install / "current") == "versions/2.0.0" and same_files(install / "versions" / "2.0.0", builds["2.0.0"])
+            same = os.readlink(install / "current") == "versions/2.0.0" and same_files(
+                install / "versions" / "2.0.0", builds["2.0.0"]
+            )
         else:
             what, same = "installed binary is byte-identical to the published v2.0.0", sha(app) == sha(builds["2.0.0"])
         ok = "version 2.0.0" in out.stdout and same

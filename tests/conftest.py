@@ -44,11 +44,16 @@ def fake_app(version: str, *, pad: int = 2000, self_test_version: str | None = N
     """A shell script standing in for an app binary: answers the updater's self-test, prints its version."""
     answer = self_test_version or version
     return (
-        f'#!/bin/sh\nif [ -n "$GUPPER_SELF_TEST" ]; then echo "gupper-self-test $GUPPER_SELF_TEST {answer}"; exit 0; fi\necho {version}\n'.encode() + b"#" * pad + b"\n"
+        '#!/bin/sh\nif [ -n "$GUPPER_SELF_TEST" ]; then echo "gupper-self-test '
+        f'$GUPPER_SELF_TEST {answer}"; exit 0; fi\necho {version}\n'.encode()
+        + b"#" * pad
+        + b"\n"
     )
 
 
-def entry(version: str = "2.0.0", *, size: int = 10, sha: str = "ab" * 32, url: str = "../2.0.0/app-2.0.0-linux-amd64") -> dict[str, Any]:
+def entry(
+    version: str = "2.0.0", *, size: int = 10, sha: str = "ab" * 32, url: str = "../2.0.0/app-2.0.0-linux-amd64"
+) -> dict[str, Any]:
     return {"version": version, "type": "binary", "url": url, "size": size, "sha256": sha}
 
 

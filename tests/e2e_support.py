@@ -63,7 +63,11 @@ class E2E:
 
         self.store.stop()
         ports = [str(urlsplit(u).port) for u in (self.store.s3_endpoint, self.store.public_base)]
-        self.store = start_local_store(self.store.state_dir, access_log=self.access_log, extra_args=["--s3-port", ports[0], "--public-port", ports[1]])
+        self.store = start_local_store(
+            self.store.state_dir,
+            access_log=self.access_log,
+            extra_args=["--s3-port", ports[0], "--public-port", ports[1]],
+        )
 
     def s3(self) -> Any:
         import boto3
@@ -76,17 +80,31 @@ class E2E:
         out = self.build_dir / (f"dist-{fault}" if fault else "dist")
 
         def one(version: str) -> Path:
-            return build_app(version, self.manifest_url, [self.key.public], out, cache_dir=self.build_dir / "cache", fault=fault)
+            return build_app(
+                version, self.manifest_url, [self.key.public], out, cache_dir=self.build_dir / "cache", fault=fault
+            )
 
         with ThreadPoolExecutor(2) as pool:
             self.builds.update(zip([(v, fault) for v in missing], pool.map(one, missing), strict=True))
         return [self.builds[v, fault] for v in versions]
 
-    def publish(self, *files: Path, key: Path | None = None, patches: int = 0, extra: Sequence[str] = ()) -> subprocess.CompletedProcess[str]:
+    def publish(
+        self, *files: Path, key: Path | None = None, patches: int = 0, extra: Sequence[str] = ()
+    ) -> subprocess.CompletedProcess[str]:
         """``gupper-publish`` through its CLI; no delta patches unless asked (making one takes ~14 s)."""
-        cmd = [sys.executable, "-m", "gupper_publish", "--store", f"s3://{self.store.bucket}", "--key", str(key or self.key.path)]
+        cmd = [
+            sys.executable,
+            "-m",
+            "gupper_publish",
+            "--store",
+            f"s3://{self.store.bucket}",
+            "--key",
+            str(key or self.key.path),
+        ]
         cmd += ["--patches", str(patches), *extra, *map(str, files)]
-        proc = subprocess.run(cmd, env=dict(os.environ, **self.store.s3_env()), text=True, capture_output=True, timeout=120, check=False)
+        proc = subprocess.run(
+            cmd, env=dict(os.environ, **self.store.s3_env()), text=True, capture_output=True, timeout=120, check=False
+        )
         assert proc.returncode == 0, proc.stderr
         return proc
 
@@ -95,7 +113,9 @@ class E2E:
         cmd = [sys.executable, "-m", "gupper_publish", *args, "--store", f"s3://{self.store.bucket}"]
         if args and args[0] not in ("list", "status", "prune", "init"):
             cmd += ["--key", str(self.key.path)]
-        proc = subprocess.run(cmd, env=dict(os.environ, **self.store.s3_env()), text=True, capture_output=True, timeout=120, check=False)
+        proc = subprocess.run(
+            cmd, env=dict(os.environ, **self.store.s3_env()), text=True, capture_output=True, timeout=120, check=False
+        )
         assert not check or proc.returncode == 0, proc.stderr
         return proc
 
@@ -126,7 +146,9 @@ class E2E:
             TMPDIR=str(tmpdir),
             TMP=str(tmpdir),  # Windows: GetTempPath (where the one-file bootloader extracts) reads TMP, then TEMP
             TEMP=str(tmpdir),
-            GUPPER_DEMO_STATE_DIR=str(tmp / "state"),  # the updater's state per test (platformdirs ignores XDG_* on macOS and Windows)
+            GUPPER_DEMO_STATE_DIR=str(
+                tmp / "state"
+            ),  # the updater's state per test (platformdirs ignores XDG_* on macOS and Windows)
             XDG_STATE_HOME=str(tmp / "state"),
             GUPPER_DEMO_DEBUG="1",
             NO_PROXY="127.0.0.1,localhost",
@@ -134,9 +156,19 @@ class E2E:
         run_env.update(env or {})
         return run_env
 
-    def run_app(self, exe: Path, tmp: Path, *args: str, env: dict[str, str] | None = None, timeout: float = 120, **kw: Any) -> subprocess.CompletedProcess[str]:
+    def run_app(
+        self, exe: Path, tmp: Path, *args: str, env: dict[str, str] | None = None, timeout: float = 120, **kw: Any
+    ) -> subprocess.CompletedProcess[str]:
         """Run the installed app with its own TMPDIR, so leftover ``_MEI*`` dirs can be seen."""
-        return subprocess.run([str(exe), *args], env=self.app_env(tmp, env), text=True, capture_output=True, timeout=timeout, check=False, **kw)
+        return subprocess.run(
+            [str(exe), *args],
+            env=self.app_env(tmp, env),
+            text=True,
+            capture_output=True,
+            timeout=timeout,
+            check=False,
+            **kw,
+        )
 
     def artifact_gets(self) -> list[dict[str, Any]]:
         """GETs of release binaries the public front served (not manifests)."""
@@ -169,7 +201,9 @@ def e2e(tmp_path_factory: pytest.TempPathFactory) -> Iterator[E2E]:
     access_log = base / "access.log"
     store = start_local_store(base / "store", access_log=access_log)
     try:
-        yield E2E(store, ReleaseKey(key_path, load_signing_key(key_path), public.to_text()), access_log, base / "builds")
+        yield E2E(
+            store, ReleaseKey(key_path, load_signing_key(key_path), public.to_text()), access_log, base / "builds"
+        )
     finally:
         store.stop()
 

@@ -46,4 +46,6 @@ def stub_for(filename: str, body: bytes) -> bytes:
     """``body`` as an executable for the platform in ``filename`` (``app-1.0.0-linux-amd64``), if it names one."""
     parts = filename.removesuffix(".exe").rsplit("-", 2)
     platform = parse_platform_key("-".join(parts[-2:])) if len(parts) == 3 else None
-    return body if platform is None else exe_stub(platform.key, body)  # a bad name stays as it is: the name check answers first
+    return (
+        body if platform is None else exe_stub(platform.key, body)
+    )  # a bad name stays as it is: the name check answers first

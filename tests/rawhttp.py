@@ -63,14 +63,18 @@ class Request:
 Route = Script | Callable[[Request], Script]
 
 
-def response(status: int | str, headers: list[tuple[str, str | bytes]] | None = None, body: bytes = b"", *, length: bool = True) -> bytes:
+def response(
+    status: int | str, headers: list[tuple[str, str | bytes]] | None = None, body: bytes = b"", *, length: bool = True
+) -> bytes:
     """Raw bytes of a response; ``status`` may be a whole status line. Header values may be bytes (sent as they are)."""
     line = status if isinstance(status, str) else f"HTTP/1.1 {status} X"
     out = bytearray(line.encode("latin-1") + b"\r\n")
     names = set()
     for name, value in headers or []:
         names.add(name.lower())
-        out += name.encode("latin-1") + b": " + (value if isinstance(value, bytes) else value.encode("latin-1")) + b"\r\n"
+        out += (
+            name.encode("latin-1") + b": " + (value if isinstance(value, bytes) else value.encode("latin-1")) + b"\r\n"
+        )
     if length and "content-length" not in names and "transfer-encoding" not in names:
         out += f"Content-Length: {len(body)}\r\n".encode()
     return bytes(out + b"\r\n" + body)

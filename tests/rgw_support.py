@@ -89,7 +89,11 @@ class CephRGW:
 
     def s3_env(self) -> dict[str, str]:
         """Environment for a publisher subprocess (boto3's standard variables); merge into ``os.environ``."""
-        no_proxy = ",".join(part for part in (os.environ.get("NO_PROXY") or os.environ.get("no_proxy"), "127.0.0.1,localhost,::1") if part)
+        no_proxy = ",".join(
+            part
+            for part in (os.environ.get("NO_PROXY") or os.environ.get("no_proxy"), "127.0.0.1,localhost,::1")
+            if part
+        )
         return {
             "AWS_ENDPOINT_URL": self.s3_endpoint,
             "AWS_ACCESS_KEY_ID": self.access_key,
@@ -134,7 +138,9 @@ class CephRGW:
     def __enter__(self) -> CephRGW:
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.stop()
 
 
@@ -212,7 +218,13 @@ class _Starter:
         """Start a daemon in the foreground under setpriv: it gets SIGKILL when this process dies."""
         log = (self.base / "log" / f"{name}.out").open("ab")
         with log:
-            return subprocess.Popen(["setpriv", "--pdeathsig", "KILL", *cmd], stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=self.base)
+            return subprocess.Popen(
+                ["setpriv", "--pdeathsig", "KILL", *cmd],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                cwd=self.base,
+            )
 
 
 def _wait_for_https(port: int, ca: Path, proc: subprocess.Popen[bytes], log: Path, deadline: float) -> None:
@@ -222,7 +234,10 @@ def _wait_for_https(port: int, ca: Path, proc: subprocess.Popen[bytes], log: Pat
         if proc.poll() is not None:
             raise CephError(f"radosgw exited with {proc.returncode}:\n{_tail(log)}")
         try:
-            with socket.create_connection(("127.0.0.1", port), timeout=2) as raw, context.wrap_socket(raw, server_hostname="127.0.0.1"):
+            with (
+                socket.create_connection(("127.0.0.1", port), timeout=2) as raw,
+                context.wrap_socket(raw, server_hostname="127.0.0.1"),
+            ):
                 return
         except OSError:
             pass
@@ -248,7 +263,9 @@ def start_ceph_rgw(base: Path, *, bucket: str = "gupper") -> CephRGW:
     s.conf.write_text(_conf(base, fsid, mon_port, rgw_port, tls.server_cert, tls.server_key))
     rgw = CephRGW(base, f"https://127.0.0.1:{rgw_port}", str(tls.ca_cert), s.conf, bucket)
     try:
-        s.run("monmaptool", "--create", "--addv", "a", f"[v1:127.0.0.1:{mon_port}]", "--fsid", fsid, str(base / "monmap"))
+        s.run(
+            "monmaptool", "--create", "--addv", "a", f"[v1:127.0.0.1:{mon_port}]", "--fsid", fsid, str(base / "monmap")
+        )
         s.run("ceph-mon", "-c", str(s.conf), "--mkfs", "-i", "a", "--monmap", str(base / "monmap"))
         rgw.processes["mon"] = s.daemon("mon", ["ceph-mon", "-c", str(s.conf), "-i", "a", "-f"])
         osd_uuid = str(uuid.uuid4())
@@ -259,9 +276,22 @@ def start_ceph_rgw(base: Path, *, bucket: str = "gupper") -> CephRGW:
         rgw.processes["osd"] = s.daemon("osd", ["ceph-osd", "-c", str(s.conf), "-i", osd_id, "-f"])
         # Blocks until the OSD is up and RGW's pools are writable: the user is stored in them.
         s.run(
-            "radosgw-admin", "-c", str(s.conf), "-n", "client.rgw.gupper", "user", "create", "--uid", "gupper", "--display-name", "Gupper tests",
-            "--access-key", ACCESS_KEY, "--secret", SECRET_KEY,
-        )  # fmt: skip
+            "radosgw-admin",
+            "-c",
+            str(s.conf),
+            "-n",
+            "client.rgw.gupper",
+            "user",
+            "create",
+            "--uid",
+            "gupper",
+            "--display-name",
+            "Gupper tests",
+            "--access-key",
+            ACCESS_KEY,
+            "--secret",
+            SECRET_KEY,
+        )
         rgw.processes["rgw"] = s.daemon("rgw", ["radosgw", "-c", str(s.conf), "-n", "client.rgw.gupper", "-f"])
         _wait_for_https(rgw_port, tls.ca_cert, rgw.processes["rgw"], rgw.log("rgw"), time.monotonic() + STEP_TIMEOUT)
     except BaseException as e:
@@ -274,7 +304,8 @@ def start_ceph_rgw(base: Path, *, bucket: str = "gupper") -> CephRGW:
 
 
 def rgw_cluster(base: Path) -> Iterator[CephRGW]:
-    """For a pytest fixture: a running cluster under ``base``, stopped afterwards; a skip naming the install command without Ceph."""
+    """For a pytest fixture: a running cluster under ``base``, stopped afterwards; a skip naming the install command
+    without Ceph."""
     import pytest
 
     missing = missing_binaries()
@@ -286,9 +317,17 @@ def rgw_cluster(base: Path) -> Iterator[CephRGW]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m tests.rgw_support --state-dir DIR``: run the cluster until Ctrl-C or stdin closes."""
-    parser = argparse.ArgumentParser(description="Run a throwaway single-node Ceph RGW (HTTPS on 127.0.0.1) for trying Gupper against.")
-    parser.add_argument("--state-dir", type=Path, required=True, help="an empty directory for config, data, logs and TLS files")
-    parser.add_argument("--bucket", default="gupper", help="bucket name printed in the READY line (create it with 'gupper-publish init')")
+    parser = argparse.ArgumentParser(
+        description="Run a throwaway single-node Ceph RGW (HTTPS on 127.0.0.1) for trying Gupper against."
+    )
+    parser.add_argument(
+        "--state-dir", type=Path, required=True, help="an empty directory for config, data, logs and TLS files"
+    )
+    parser.add_argument(
+        "--bucket",
+        default="gupper",
+        help="bucket name printed in the READY line (create it with 'gupper-publish init')",
+    )
     args = parser.parse_args(argv)
     try:
         rgw = start_ceph_rgw(args.state_dir, bucket=args.bucket)
@@ -296,7 +335,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"ceph: error: {e}", file=sys.stderr)
         return 1
     with rgw:
-        print("GUPPER-RGW-READY " + json.dumps({"s3_endpoint": rgw.s3_endpoint, "public_base": rgw.public_base, "ca": rgw.ca, **rgw.s3_env()}), flush=True)
+        print(
+            "GUPPER-RGW-READY "
+            + json.dumps(
+                {"s3_endpoint": rgw.s3_endpoint, "public_base": rgw.public_base, "ca": rgw.ca, **rgw.s3_env()}
+            ),
+            flush=True,
+        )
         for name, value in rgw.s3_env().items():
             if name.startswith("AWS_"):
                 print(f"export {name}={value}", flush=True)

@@ -27,7 +27,9 @@ def accept(data: bytes, trusted: TrustedKeys, seen: ChannelRecord = FIRST) -> Ac
     return accept_manifest(data, trusted, seen, app="app", channel="stable", now=NOW)
 
 
-def test_a_newer_manifest_is_saved_and_the_same_one_again_changes_nothing(make_manifest: MakeManifest, trusted: TrustedKeys) -> None:
+def test_a_newer_manifest_is_saved_and_the_same_one_again_changes_nothing(
+    make_manifest: MakeManifest, trusted: TrustedKeys
+) -> None:
     first = accept(make_manifest(serial=3), trusted, ChannelRecord(2, "x"))
     assert first.adopt is None and first.record == ChannelRecord(3, digest_of(first.manifest))
     again = accept(make_manifest(serial=3), trusted, first.record)
@@ -46,7 +48,15 @@ def test_verification_comes_before_freshness(make_manifest: MakeManifest, truste
 
 def rotation(signers: list[Ed25519PrivateKey], new: Ed25519PrivateKey) -> bytes:
     announced = {"keys": [public_key_of(new).to_text()], "threshold": 1}
-    signed = build_signed(app="app", channel="stable", serial=2, now=NOW, expires_in=timedelta(days=30), platforms={"linux-amd64": entry()}, keys=announced)
+    signed = build_signed(
+        app="app",
+        channel="stable",
+        serial=2,
+        now=NOW,
+        expires_in=timedelta(days=30),
+        platforms={"linux-amd64": entry()},
+        keys=announced,
+    )
     return sign_manifest(signed, signers)
 
 

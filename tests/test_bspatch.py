@@ -55,7 +55,9 @@ def test_wrong_expected_size_and_garbage_are_refused(tmp_path: Path) -> None:
 
 @settings(max_examples=150, deadline=None)
 @given(st.binary(max_size=600), st.integers(min_value=0, max_value=5000))
-def test_any_corruption_gives_a_patch_error_or_bytes_of_the_signed_size(tmp_path_factory: pytest.TempPathFactory, noise: bytes, at: int) -> None:
+def test_any_corruption_gives_a_patch_error_or_bytes_of_the_signed_size(
+    tmp_path_factory: pytest.TempPathFactory, noise: bytes, at: int
+) -> None:
     tmp = tmp_path_factory.mktemp("fuzz")
     old, new = _pair(5, 20_000)
     (tmp / "old").write_bytes(old)

@@ -40,7 +40,15 @@ if __name__ == "__main__":
 
 def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if k not in REPRODUCIBLE_ENV}  # the helper sets them itself
-    return subprocess.run([sys.executable, "-m", "gupper_publish", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=TIMEOUT, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "gupper_publish", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+        check=False,
+    )
 
 
 def write_app(project: Path, version: str) -> Path:
@@ -72,7 +80,9 @@ def test_two_builds_are_identical_and_two_versions_differ_by_a_tiny_patch(tmp_pa
     print(f"\nbuild {len(one)} bytes; patch 1.0.0 -> 1.0.1: {len(patch)} bytes")
     assert len(patch) < 2000 and bsdiff4.patch(one, patch) == two
     # The named output publishes as it is (its header matches its name).
-    published = cli("publish", "--store", str(tmp_path / "store"), "--key", str(keygen(tmp_path)), str(out), cwd=project)
+    published = cli(
+        "publish", "--store", str(tmp_path / "store"), "--key", str(keygen(tmp_path)), str(out), cwd=project
+    )
     assert published.returncode == 0, published.stderr
 
 
@@ -88,14 +98,41 @@ def test_a_one_folder_build_is_named_and_its_entry_point_publishes(tmp_path: Pat
     write_app(project, "2.0.0")
     (project / "src" / "notes.txt").write_text("shipped beside the app\n")
     data = f"src/notes.txt{os.pathsep}."  # PyInstaller's SOURCE:DEST (';' on Windows)
-    proc = cli("build", "src/tiny.py", "--name", "tiny", "--version", "2.0.0", "--onedir", "--out", "out", "--", "--add-data", data, cwd=project)
+    proc = cli(
+        "build",
+        "src/tiny.py",
+        "--name",
+        "tiny",
+        "--version",
+        "2.0.0",
+        "--onedir",
+        "--out",
+        "out",
+        "--",
+        "--add-data",
+        data,
+        cwd=project,
+    )
     assert proc.returncode == 0, proc.stderr
     folder = project / "out" / f"tiny-2.0.0-{PLATFORM.key}"
     assert proc.stdout == f"{Path('out') / folder.name}\n"
     exe = folder / f"tiny{PLATFORM.exe_suffix}"
-    assert (folder / "_internal").is_dir() and subprocess.run([str(exe)], capture_output=True, text=True, timeout=TIMEOUT, check=False).stdout.count("2.0.0") == 1
-    assert (folder / "_internal" / "notes.txt").read_text() == "shipped beside the app\n"  # the arguments after '--' reached PyInstaller
-    published = cli("publish", "--json", "--store", str(tmp_path / "store"), "--key", str(keygen(tmp_path)), str(folder), cwd=project)
+    assert (folder / "_internal").is_dir() and subprocess.run(
+        [str(exe)], capture_output=True, text=True, timeout=TIMEOUT, check=False
+    ).stdout.count("2.0.0") == 1
+    assert (
+        folder / "_internal" / "notes.txt"
+    ).read_text() == "shipped beside the app\n"  # the arguments after '--' reached PyInstaller
+    published = cli(
+        "publish",
+        "--json",
+        "--store",
+        str(tmp_path / "store"),
+        "--key",
+        str(keygen(tmp_path)),
+        str(folder),
+        cwd=project,
+    )
     assert published.returncode == 0, published.stderr
     assert (tmp_path / "store" / "tiny" / "2.0.0" / f"tiny-2.0.0-{PLATFORM.key}.tar.gz").exists()
 
@@ -108,14 +145,18 @@ def test_a_failing_build_says_why_in_one_line_and_where_the_log_is(tmp_path: Pat
     proc = cli("build", "src/broken.py", "--name", "broken", "--version", "1.0", cwd=project)
     assert proc.returncode == 1 and proc.stderr.count("\n") == 1
     assert proc.stderr.startswith("gupper-publish: error: PyInstaller failed (exit code 1): ")
-    assert proc.stderr.rstrip().endswith(f"the whole log is {project / 'build' / 'gupper' / 'broken' / 'pyinstaller.log'}")
+    assert proc.stderr.rstrip().endswith(
+        f"the whole log is {project / 'build' / 'gupper' / 'broken' / 'pyinstaller.log'}"
+    )
     assert not (project / "dist").exists()
     bad = cli("build", "src/broken.py", "--name", "bro ken", "--version", "1.0", cwd=project)
     assert bad.returncode == 1 and "app name 'bro ken' must be letters" in bad.stderr
 
 
 def test_the_command_line_and_name_are_the_documented_ones() -> None:
-    options = BuildOptions(script=Path("src/tiny.py"), name="tiny", version="1.0", pyinstaller_args=("--windowed",), python="py")
+    options = BuildOptions(
+        script=Path("src/tiny.py"), name="tiny", version="1.0", pyinstaller_args=("--windowed",), python="py"
+    )
     cmd = pyinstaller_command(options, Path("/w"), Path("/project"))
     assert cmd[:3] == ["py", "-m", "PyInstaller"] and cmd[-2:] == ["--windowed", "src/tiny.py"]
     for flag in ("--onefile", "--noupx", "--clean", "--noconfirm"):
@@ -131,10 +172,39 @@ def test_the_command_line_and_name_are_the_documented_ones() -> None:
 def test_relative_paths_for_pyinstaller_are_taken_from_the_current_folder() -> None:
     # The spec file lives in the work folder, where PyInstaller would otherwise look for them.
     cwd = Path("/project").resolve()
-    given = ["--add-data", "assets:assets", "--add-binary=lib/x.so:.", "--icon", "app.ico", "-i", "NONE", "--paths", f"src{os.pathsep}/abs",
-             "--resource", "res/a.bin,BINARY", "--windowed", "--hidden-import", "assets", "--manifest", "<xml/>"]  # fmt: skip
+    given = [
+        "--add-data",
+        "assets:assets",
+        "--add-binary=lib/x.so:.",
+        "--icon",
+        "app.ico",
+        "-i",
+        "NONE",
+        "--paths",
+        f"src{os.pathsep}/abs",
+        "--resource",
+        "res/a.bin,BINARY",
+        "--windowed",
+        "--hidden-import",
+        "assets",
+        "--manifest",
+        "<xml/>",
+    ]
     assert absolute_paths(given, cwd) == [
-        "--add-data", f"{cwd / 'assets'}:assets", f"--add-binary={cwd / 'lib/x.so'}:.", "--icon", str(cwd / "app.ico"), "-i", "NONE",
-        "--paths", f"{cwd / 'src'}{os.pathsep}/abs", "--resource", f"{cwd / 'res/a.bin'},BINARY", "--windowed", "--hidden-import", "assets",
-        "--manifest", "<xml/>",
-    ]  # fmt: skip
+        "--add-data",
+        f"{cwd / 'assets'}:assets",
+        f"--add-binary={cwd / 'lib/x.so'}:.",
+        "--icon",
+        str(cwd / "app.ico"),
+        "-i",
+        "NONE",
+        "--paths",
+        f"{cwd / 'src'}{os.pathsep}/abs",
+        "--resource",
+        f"{cwd / 'res/a.bin'},BINARY",
+        "--windowed",
+        "--hidden-import",
+        "assets",
+        "--manifest",
+        "<xml/>",
+    ]

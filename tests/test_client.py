@@ -81,7 +81,9 @@ def beside(exe: Path) -> list[str]:
 
 
 @pytest.mark.posix
-def test_update_is_downloaded_verified_and_installed(sim: Sim, installed: Path, make_manifest: MakeManifest, keypair: tuple[Path, object, str]) -> None:
+def test_update_is_downloaded_verified_and_installed(
+    sim: Sim, installed: Path, make_manifest: MakeManifest, keypair: tuple[Path, object, str]
+) -> None:
     publish_release(sim, make_manifest)
     seen: list[tuple[int, int]] = []
     result = make_updater(sim, installed, keypair[2]).run(restart=False, progress=lambda d, t: seen.append((d, t)))
@@ -94,14 +96,18 @@ def test_update_is_downloaded_verified_and_installed(sim: Sim, installed: Path, 
     assert beside(installed) == ["app"]
 
 
-def test_up_to_date_downloads_nothing(sim: Sim, installed: Path, make_manifest: MakeManifest, keypair: tuple[Path, object, str]) -> None:
+def test_up_to_date_downloads_nothing(
+    sim: Sim, installed: Path, make_manifest: MakeManifest, keypair: tuple[Path, object, str]
+) -> None:
     publish_release(sim, make_manifest)
     result = make_updater(sim, installed, keypair[2], current_version="2.0.0").run(restart=False)
     assert result.status is Status.UP_TO_DATE
     assert [r[1] for r in sim.requests] == [MANIFEST]
 
 
-def test_platform_without_entry_means_no_update(sim: Sim, installed: Path, make_manifest: MakeManifest, keypair: tuple[Path, object, str]) -> None:
+def test_platform_without_entry_means_no_update(
+    sim: Sim, installed: Path, make_manifest: MakeManifest, keypair: tuple[Path, object, str]
+) -> None:
     publish_release(sim, make_manifest)
     result = make_updater(sim, installed, keypair[2], platform=Platform("darwin", "arm64")).run(restart=False)
     assert result.status is Status.UP_TO_DATE and installed.read_bytes() == OLD
@@ -120,9 +126,15 @@ def test_platform_without_entry_means_no_update(sim: Sim, installed: Path, make_
     ],
 )
 def test_bad_releases_are_refused_and_the_installed_binary_is_untouched(
-    sim: Sim, installed: Path, make_manifest: MakeManifest, keypair: tuple[Path, object, str], caplog: pytest.LogCaptureFixture,
-    tamper: str, error: type[Exception], message: str,
-) -> None:  # fmt: skip
+    sim: Sim,
+    installed: Path,
+    make_manifest: MakeManifest,
+    keypair: tuple[Path, object, str],
+    caplog: pytest.LogCaptureFixture,
+    tamper: str,
+    error: type[Exception],
+    message: str,
+) -> None:
     publish_release(sim, make_manifest)
     if tamper == "artifact":
         sim.routes[ARTIFACT] = NEW[:-1] + b"X"
@@ -145,11 +157,17 @@ def test_bad_releases_are_refused_and_the_installed_binary_is_untouched(
     assert result.status is Status.FAILED and isinstance(result.error, error)
     assert message in result.message
     warnings = [r for r in caplog.records if r.levelno >= logging.WARNING]
-    assert len(warnings) == 1 and "\n" not in warnings[0].getMessage() and "carrying on with 1.0.0" in warnings[0].getMessage()
+    assert (
+        len(warnings) == 1
+        and "\n" not in warnings[0].getMessage()
+        and "carrying on with 1.0.0" in warnings[0].getMessage()
+    )
     assert installed.read_bytes() == OLD and beside(installed) == ["app"]
 
 
-def test_store_down_is_one_warning_and_no_change(tmp_path: Path, installed: Path, keypair: tuple[Path, object, str]) -> None:
+def test_store_down_is_one_warning_and_no_change(
+    tmp_path: Path, installed: Path, keypair: tuple[Path, object, str]
+) -> None:
     with serve(tmp_path) as sim:
         pass  # stopped: nothing listens on its port any more
     result = make_updater(sim, installed, keypair[2]).run(restart=False)
@@ -157,13 +175,17 @@ def test_store_down_is_one_warning_and_no_change(tmp_path: Path, installed: Path
     assert "connection refused" in result.message and installed.read_bytes() == OLD
 
 
-def test_untrusted_certificate_is_refused(sim: Sim, installed: Path, make_manifest: MakeManifest, keypair: tuple[Path, object, str]) -> None:
+def test_untrusted_certificate_is_refused(
+    sim: Sim, installed: Path, make_manifest: MakeManifest, keypair: tuple[Path, object, str]
+) -> None:
     publish_release(sim, make_manifest)
     result = make_updater(sim, installed, keypair[2], ca_bundle=None).run(restart=False)
     assert isinstance(result.error, DownloadError) and "certificate is not trusted" in result.message
 
 
-def test_redirect_to_http_is_refused(sim: Sim, installed: Path, make_manifest: MakeManifest, keypair: tuple[Path, object, str]) -> None:
+def test_redirect_to_http_is_refused(
+    sim: Sim, installed: Path, make_manifest: MakeManifest, keypair: tuple[Path, object, str]
+) -> None:
     publish_release(sim, make_manifest)
 
     def to_http(h: BaseHTTPRequestHandler) -> None:
@@ -180,7 +202,11 @@ def test_redirect_to_http_is_refused(sim: Sim, installed: Path, make_manifest: M
 
 def test_plain_http_manifest_url_is_a_config_error(installed: Path, keypair: tuple[Path, object, str]) -> None:
     with pytest.raises(ConfigError, match="https only"):
-        Updater(UpdaterConfig(app="app", current_version="1", manifest_url="http://example.com/latest.json", public_keys=(keypair[2],)))
+        Updater(
+            UpdaterConfig(
+                app="app", current_version="1", manifest_url="http://example.com/latest.json", public_keys=(keypair[2],)
+            )
+        )
 
 
 def test_not_frozen_and_no_executable_means_updates_off(sim: Sim, keypair: tuple[Path, object, str]) -> None:
@@ -189,7 +215,9 @@ def test_not_frozen_and_no_executable_means_updates_off(sim: Sim, keypair: tuple
     assert sim.requests == []
 
 
-def test_restarted_process_skips_the_check_and_flags_a_version_mismatch(sim: Sim, installed: Path, keypair: tuple[Path, object, str]) -> None:
+def test_restarted_process_skips_the_check_and_flags_a_version_mismatch(
+    sim: Sim, installed: Path, keypair: tuple[Path, object, str]
+) -> None:
     u = make_updater(sim, installed, keypair[2])
     u.environ["_GUPPER_RESTARTED"] = "1.0.0"
     assert u.run().status is Status.JUST_UPDATED and "_GUPPER_RESTARTED" not in u.environ

@@ -59,7 +59,10 @@ def test_every_error_ends_in_error_and_shadows_no_builtin_or_requests_name(modul
 def test_transfer_failures_and_content_mismatches_are_separate_branches() -> None:
     errors = gupper.errors
     assert not issubclass(IntegrityError, DownloadError) and not issubclass(DownloadError, IntegrityError)
-    assert {e for e in (errors.HTTPStatusError, errors.TransferTimeoutError) if issubclass(e, DownloadError)} == {errors.HTTPStatusError, errors.TransferTimeoutError}
+    assert {e for e in (errors.HTTPStatusError, errors.TransferTimeoutError) if issubclass(e, DownloadError)} == {
+        errors.HTTPStatusError,
+        errors.TransferTimeoutError,
+    }
     assert all(issubclass(e, IntegrityError) for e in (errors.TooLargeError, errors.PatchError))
     branches = [ManifestError, DownloadError, IntegrityError, errors.InstallError, errors.ConfigError]
     for cls in exceptions_of(errors).values():  # each error under exactly one branch: except order cannot matter
@@ -70,7 +73,9 @@ def test_transfer_failures_and_content_mismatches_are_separate_branches() -> Non
 @pytest.mark.parametrize(("old", "new"), sorted(OLD_CLIENT.items()))
 def test_the_previous_client_names_still_import_with_a_warning(old: str, new: str) -> None:
     for module in (gupper, gupper.errors):
-        with pytest.warns(DeprecationWarning, match=f"{module.__name__}.{old} is deprecated.*use {module.__name__}.{new}"):
+        with pytest.warns(
+            DeprecationWarning, match=f"{module.__name__}.{old} is deprecated.*use {module.__name__}.{new}"
+        ):
             assert getattr(module, old) is getattr(gupper.errors, new)
     assert old not in gupper.__all__ and new in gupper.__all__
 

@@ -54,9 +54,19 @@ def test_v1_updates_itself_to_v2_and_runs_it(env: E2E, tmp_path: Path) -> None:
     no_leftovers(exe.parent, tmp_path, updated=True)  # no temp file beside the exe, no _MEI dir left in TMPDIR
     assert env.run_app(exe, tmp_path, "--version").stdout.strip() == "2.0.0"
     artifact_gets = [r for r in env.served() if r["path"].endswith(artifact("2.0.0"))]
-    assert len(artifact_gets) == 1 and artifact_gets[0]["status"] == 200 and artifact_gets[0]["bytes_sent"] >= v2.stat().st_size
-    again = env.run_app(exe, tmp_path)  # the next start: up to date, and it removes what the update left (Windows: the old exe)
-    assert again.returncode == 0 and again.stdout.splitlines() == ["Hello from the Gupper demo app, version 2.0.0"] and gupper_lines(again.stderr) == []
+    assert (
+        len(artifact_gets) == 1
+        and artifact_gets[0]["status"] == 200
+        and artifact_gets[0]["bytes_sent"] >= v2.stat().st_size
+    )
+    again = env.run_app(
+        exe, tmp_path
+    )  # the next start: up to date, and it removes what the update left (Windows: the old exe)
+    assert (
+        again.returncode == 0
+        and again.stdout.splitlines() == ["Hello from the Gupper demo app, version 2.0.0"]
+        and gupper_lines(again.stderr) == []
+    )
     no_leftovers(exe.parent, tmp_path)
 
 
@@ -81,9 +91,13 @@ def _tamper(env: E2E, attack: str, tmp: Path, v2: Path) -> None:
     elif attack == "expired":  # a replayed manifest whose lifetime ran out
         doc = json.loads(s3.get_object(Bucket=bucket, Key=manifest_key)["Body"].read())
         signed = build_signed(
-            app="app", channel="stable", serial=doc["signed"]["serial"] + 1, now=datetime.now(UTC) - timedelta(days=40),
-            expires_in=timedelta(days=30), platforms=doc["signed"]["platforms"],
-        )  # fmt: skip
+            app="app",
+            channel="stable",
+            serial=doc["signed"]["serial"] + 1,
+            now=datetime.now(UTC) - timedelta(days=40),
+            expires_in=timedelta(days=30),
+            platforms=doc["signed"]["platforms"],
+        )
         s3.put_object(Bucket=bucket, Key=manifest_key, Body=sign_manifest(signed, [env.key.private]))
 
 
@@ -96,7 +110,9 @@ def _tamper(env: E2E, attack: str, tmp: Path, v2: Path) -> None:
         ("expired", "the publisher must re-sign it"),
     ],
 )
-def test_attacks_are_refused_and_the_installed_binary_still_runs(env: E2E, tmp_path: Path, attack: str, message: str) -> None:
+def test_attacks_are_refused_and_the_installed_binary_still_runs(
+    env: E2E, tmp_path: Path, attack: str, message: str
+) -> None:
     v1, v2 = env.build("1.0.0", "2.0.0")
     env.publish(v1, v2)
     _tamper(env, attack, tmp_path, v2)
@@ -107,7 +123,10 @@ def test_attacks_are_refused_and_the_installed_binary_still_runs(env: E2E, tmp_p
     assert proc.stdout.splitlines() == ["Hello from the Gupper demo app, version 1.0.0"]
     *progress, line = gupper_lines(proc.stderr)
     assert line.startswith("gupper: update failed, carrying on with 1.0.0: ") and message in line
-    assert progress in ([], [f"gupper: updating app 1.0.0 -> 2.0.0 ({v2.stat().st_size} bytes)"])  # the one failure line is the last
+    assert progress in (
+        [],
+        [f"gupper: updating app 1.0.0 -> 2.0.0 ({v2.stat().st_size} bytes)"],
+    )  # the one failure line is the last
     assert sha256(exe) == before
     no_leftovers(exe.parent, tmp_path)
     assert env.run_app(exe, tmp_path, "--version").stdout.strip() == "1.0.0"
@@ -124,7 +143,9 @@ def test_store_serves_artifacts_immutable_and_the_manifest_revalidated(env: E2E)
     assert art.headers["Cache-Control"] == "public, max-age=31536000, immutable"
     assert art.headers["Content-Type"] == "application/octet-stream"
     assert man.headers["Cache-Control"] == "no-cache" and man.headers["Content-Type"] == "application/json"
-    again = requests.get(env.manifest_url, verify=env.store.ca, timeout=10, headers={"If-None-Match": man.headers["ETag"]})
+    again = requests.get(
+        env.manifest_url, verify=env.store.ca, timeout=10, headers={"If-None-Match": man.headers["ETag"]}
+    )
     assert again.status_code == 304 and again.content == b""
 
 
@@ -132,7 +153,9 @@ def test_builds_are_reproducible_byte_for_byte(env: E2E, tmp_path: Path) -> None
     from app.build import build_app
 
     (cached,) = env.build("1.0.0")
-    fresh = build_app("1.0.0", env.manifest_url, [env.key.public], tmp_path / "out", cache_dir=tmp_path / "cache", use_cache=False)
+    fresh = build_app(
+        "1.0.0", env.manifest_url, [env.key.public], tmp_path / "out", cache_dir=tmp_path / "cache", use_cache=False
+    )
     assert fresh.read_bytes() == cached.read_bytes()
 
 

@@ -32,7 +32,17 @@ from .e2e_support import E2E, PLATFORM, gupper_lines
 pytestmark = [pytest.mark.e2e, pytest.mark.posix]
 
 GREETING = "Hello from the Gupper demo app, version {}"
-STEPS = ["checked", "download-started", "download-half", "downloaded", "extracted", "preflight-passed", "swapped", "trial-started", "restarting"]
+STEPS = [
+    "checked",
+    "download-started",
+    "download-half",
+    "downloaded",
+    "extracted",
+    "preflight-passed",
+    "swapped",
+    "trial-started",
+    "restarting",
+]
 
 
 @pytest.fixture
@@ -46,7 +56,9 @@ def build_folders(env: E2E, *versions: str) -> list[Path]:
     out = env.build_dir / "dist-onedir"
 
     def one(version: str) -> Path:
-        return build_app(version, env.manifest_url, [env.key.public], out, cache_dir=env.build_dir / "cache", onedir=True)
+        return build_app(
+            version, env.manifest_url, [env.key.public], out, cache_dir=env.build_dir / "cache", onedir=True
+        )
 
     with ThreadPoolExecutor(2) as pool:
         return list(pool.map(one, versions))
@@ -61,14 +73,21 @@ def install_folder(tmp: Path, build: Path, version: str) -> FolderLayout:
     return layout
 
 
-def run(env: E2E, layout: FolderLayout, tmp: Path, extra: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+def run(
+    env: E2E, layout: FolderLayout, tmp: Path, extra: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     return env.run_app(layout.current / "app", tmp, env=extra)
 
 
 def same_tree(a: Path, b: Path) -> bool:
     def listing(root: Path) -> list[tuple[str, bytes]]:
-        paths = [p for p in sorted(root.rglob("*")) if p.name != LIST_NAME]  # the updater keeps the file list with each version
-        return [(p.relative_to(root).as_posix(), p.read_bytes() if p.is_file() and not p.is_symlink() else b"") for p in paths]
+        paths = [
+            p for p in sorted(root.rglob("*")) if p.name != LIST_NAME
+        ]  # the updater keeps the file list with each version
+        return [
+            (p.relative_to(root).as_posix(), p.read_bytes() if p.is_file() and not p.is_symlink() else b"")
+            for p in paths
+        ]
 
     return listing(a) == listing(b)
 
@@ -146,14 +165,22 @@ def malicious_archive(v2: Path, out: Path, case: str) -> tuple[int, str, str]:
         tail.append((_tar_info(f"{ESCAPE}/evil", tarfile.REGTYPE, size=len(EVIL)), EVIL))
     elif case == "symlink out and a file through it (listed)":
         entries += [{"path": "escape", "type": "link", "target": ESCAPE}, _file("escape/evil", EVIL)]
-        tail += [(_tar_info("escape", tarfile.SYMTYPE, linkname=ESCAPE), None), (_tar_info("escape/evil", tarfile.REGTYPE, size=len(EVIL)), EVIL)]
+        tail += [
+            (_tar_info("escape", tarfile.SYMTYPE, linkname=ESCAPE), None),
+            (_tar_info("escape/evil", tarfile.REGTYPE, size=len(EVIL)), EVIL),
+        ]
     elif case == "symlink out and a file through it (tar only)":
         entries += [{"path": "escape", "type": "dir"}, _file("escape/evil", EVIL)]
-        tail += [(_tar_info("escape", tarfile.SYMTYPE, linkname=ESCAPE), None), (_tar_info("escape/evil", tarfile.REGTYPE, size=len(EVIL)), EVIL)]
+        tail += [
+            (_tar_info("escape", tarfile.SYMTYPE, linkname=ESCAPE), None),
+            (_tar_info("escape/evil", tarfile.REGTYPE, size=len(EVIL)), EVIL),
+        ]
     else:
         assert case == "oversize", case
         oversize = "app"  # the executable, with more bytes than its listed size and sha256 cover
-    listing = canonical_bytes({"_type": "gupper-files", "schema": 1, "files": sorted(entries, key=lambda e: str(e["path"]))})
+    listing = canonical_bytes(
+        {"_type": "gupper-files", "schema": 1, "files": sorted(entries, key=lambda e: str(e["path"]))}
+    )
     with (
         out.open("wb") as raw,
         gzip.GzipFile(fileobj=raw, mode="wb", mtime=0, compresslevel=1) as gz,
@@ -200,21 +227,34 @@ def tree(root: Path, skip: str) -> dict[str, tuple[Any, ...]]:
             st = path.lstat()
             target = os.readlink(path) if stat.S_ISLNK(st.st_mode) else ""
             mtime = st.st_mtime_ns if stat.S_ISREG(st.st_mode) else 0
-            out[path.relative_to(root).as_posix()] = (stat.S_IFMT(st.st_mode), stat.S_IMODE(st.st_mode), st.st_size, mtime, target)
+            out[path.relative_to(root).as_posix()] = (
+                stat.S_IFMT(st.st_mode),
+                stat.S_IMODE(st.st_mode),
+                st.st_size,
+                mtime,
+                target,
+            )
     return out
 
 
 MALICIOUS = {
     "traversal (listed)": "package member '../../../outside/evil' could resolve outside the package; refused",
-    "traversal (tar only)": "the package holds '../../../outside/evil', which its file list does not name (or names once); refused",
-    "symlink out and a file through it (listed)": "link 'escape' points to '../../../outside', outside the package; refused",
-    "symlink out and a file through it (tar only)": "package member 'escape' is not the directory its list says; refused",
+    "traversal (tar only)": "the package holds '../../../outside/evil', which its file list does not name (or "
+    "names once); refused",
+    "symlink out and a file through it (listed)": (
+        "link 'escape' points to '../../../outside', outside the package; refused"
+    ),
+    "symlink out and a file through it (tar only)": (
+        "package member 'escape' is not the directory its list says; refused"
+    ),
     "oversize": "package member 'app' is not a regular file of the listed {app_size} bytes; refused",
 }
 
 
 @pytest.mark.parametrize("case", sorted(MALICIOUS))
-def test_a_signed_malicious_archive_is_refused_and_the_folder_app_runs_on_untouched(env: E2E, tmp_path: Path, case: str) -> None:
+def test_a_signed_malicious_archive_is_refused_and_the_folder_app_runs_on_untouched(
+    env: E2E, tmp_path: Path, case: str
+) -> None:
     v1, v2 = build_folders(env, "1.0.0", "2.0.0")
     env.publish(v2)  # the real publisher's manifest and archive entry for 2.0.0 (v1 need not be in the store)
     size = serve_malicious(env, tmp_path / "evil.tar.gz", case, v2)
@@ -232,10 +272,14 @@ def test_a_signed_malicious_archive_is_refused_and_the_folder_app_runs_on_untouc
         if attempt == "first run":
             updating, refusal = gupper_lines(proc.stderr)  # the download, then one line saying why it was not installed
             assert updating == f"gupper: updating app 1.0.0 -> 2.0.0 ({size} bytes)", (attempt, proc.stderr)
-            assert refusal.startswith("gupper: update failed, carrying on with 1.0.0: ") and refusal.endswith(message), (attempt, refusal)
+            assert refusal.startswith("gupper: update failed, carrying on with 1.0.0: ") and refusal.endswith(
+                message
+            ), (attempt, refusal)
         else:  # the signed bytes themselves were refused: 2.0.0 is marked bad and never fetched again
             (skipped,) = gupper_lines(proc.stderr)
-            assert skipped.startswith("gupper: skipping 2.0.0, marked bad on this machine (") and message in skipped, proc.stderr
+            assert skipped.startswith("gupper: skipping 2.0.0, marked bad on this machine (") and message in skipped, (
+                proc.stderr
+            )
             assert len(env.artifact_gets()) == 1
         assert os.readlink(layout.current) == "versions/1.0.0", attempt
         assert sorted(p.name for p in layout.versions.iterdir()) == ["1.0.0"], attempt  # no temp folder, no 2.0.0

@@ -28,7 +28,9 @@ def published(e2e: E2E) -> tuple[Path, Path, dict[str, object]]:
     return v1, v2, doc["signed"]["platforms"][PLATFORM.key]
 
 
-def test_a_folder_app_updates_by_patching_only_the_files_that_changed(e2e: E2E, tmp_path: Path, published: tuple[Path, Path, dict[str, object]]) -> None:
+def test_a_folder_app_updates_by_patching_only_the_files_that_changed(
+    e2e: E2E, tmp_path: Path, published: tuple[Path, Path, dict[str, object]]
+) -> None:
     v1, v2, entry = published
     e2e.access_log.write_text("")
     layout = install_folder(tmp_path, v1, "1.0.0")
@@ -44,13 +46,22 @@ def test_a_folder_app_updates_by_patching_only_the_files_that_changed(e2e: E2E, 
     assert not [r for r in gets if r["path"].endswith(".tar.gz")]
     fetched = sum(r["bytes_sent"] for r in gets)
     total = sum(p.stat().st_size for p in v2.rglob("*") if p.is_file() and not p.is_symlink())
-    print(f"\nfolder delta: {len(gets)} GETs, {fetched} body bytes vs archive {entry['size']} bytes, folder {total} bytes; {built[0]}")
+    print(
+        f"\nfolder delta: {len(gets)} GETs, {fetched} body bytes vs archive "
+        f"{entry['size']} bytes, folder {total} bytes; {built[0]}"
+    )
     assert fetched < int(str(entry["size"])) // 100
-    linked = [p for p in layout.version_dir("2.0.0").rglob("*") if p.is_file() and not p.is_symlink() and p.stat().st_nlink > 1]
+    linked = [
+        p
+        for p in layout.version_dir("2.0.0").rglob("*")
+        if p.is_file() and not p.is_symlink() and p.stat().st_nlink > 1
+    ]
     assert len(linked) > 10  # unchanged files are hard links to 1.0.0's, not copies
 
 
-def test_sigkill_at_every_step_of_a_folder_delta_leaves_a_runnable_app(e2e: E2E, tmp_path: Path, published: tuple[Path, Path, dict[str, object]]) -> None:
+def test_sigkill_at_every_step_of_a_folder_delta_leaves_a_runnable_app(
+    e2e: E2E, tmp_path: Path, published: tuple[Path, Path, dict[str, object]]
+) -> None:
     v1, v2, _entry = published
     for step in STEPS:
         tmp = tmp_path / step

@@ -41,7 +41,9 @@ def artifacts(tmp: Path, app: str, *versions: str) -> list[Path]:
 
 def fetch(env: E2E, app: str = "app", channel: str = "stable") -> Manifest:
     body = requests.get(env.store.url(f"{app}/{channel}/latest.json"), verify=env.store.ca, timeout=10).content
-    return verify_manifest(body, TrustedKeys.from_texts([env.key.public]), app=app, channel=channel, now=datetime.now(UTC))
+    return verify_manifest(
+        body, TrustedKeys.from_texts([env.key.public]), app=app, channel=channel, now=datetime.now(UTC)
+    )
 
 
 def test_staged_rollout_reaches_its_share_and_raising_it_only_adds_installs(env: E2E, tmp_path: Path) -> None:
@@ -52,7 +54,11 @@ def test_staged_rollout_reaches_its_share_and_raising_it_only_adds_installs(env:
 
     def cohort() -> set[str]:
         manifest = fetch(env)
-        return {i for i in ids if (d := choose_update(manifest, "linux-amd64", Version("1.0.0"), i).entry) and str(d.version) == "2.0.0"}
+        return {
+            i
+            for i in ids
+            if (d := choose_update(manifest, "linux-amd64", Version("1.0.0"), i).entry) and str(d.version) == "2.0.0"
+        }
 
     at10 = cohort()
     print(f"\n10% rollout: {len(at10)} of {len(ids)} installs ({len(at10) / len(ids):.1%})")
@@ -73,11 +79,15 @@ def test_promote_beta_to_stable_without_reupload(env: E2E, tmp_path: Path) -> No
     env.publish(v2, extra=["--channel", "beta", "--force"])
     assert str(fetch(env).entries["linux-amd64"].version) == "1.0.0"
     assert str(fetch(env, channel="beta").entries["linux-amd64"].version) == "2.0.0"
-    keys_before = sorted(o["Key"] for o in env.s3().list_objects_v2(Bucket=env.store.bucket)["Contents"] if "/2.0.0/" in o["Key"])
+    keys_before = sorted(
+        o["Key"] for o in env.s3().list_objects_v2(Bucket=env.store.bucket)["Contents"] if "/2.0.0/" in o["Key"]
+    )
     env.cli("promote", "app", "2.0.0", "--from", "beta", "--to", "stable")
     stable = fetch(env)
     assert str(stable.entries["linux-amd64"].version) == "2.0.0" and stable.channel == "stable"
-    keys_after = sorted(o["Key"] for o in env.s3().list_objects_v2(Bucket=env.store.bucket)["Contents"] if "/2.0.0/" in o["Key"])
+    keys_after = sorted(
+        o["Key"] for o in env.s3().list_objects_v2(Bucket=env.store.bucket)["Contents"] if "/2.0.0/" in o["Key"]
+    )
     assert keys_after == keys_before == ["app/2.0.0/app-2.0.0-linux-amd64"]
 
 
@@ -91,23 +101,47 @@ def test_two_apps_in_one_bucket_never_see_each_others_manifests(env: E2E, tmp_pa
     exe.write_bytes(fake_app("0.1.0"))
     exe.chmod(0o755)
     crossed = Updater(
-        UpdaterConfig(app="app", current_version="0.1.0", manifest_url=env.store.url("other/stable/latest.json"), public_keys=(env.key.public,),
-                      ca_bundle=env.store.ca, executable=str(exe), platform=Platform("linux", "amd64"), state_dir=str(tmp_path / "state")),
-        environ={}, argv=["app"],
-    ).run(restart=False)  # fmt: skip
-    assert crossed.status is Status.FAILED and isinstance(crossed.error, WrongTargetError) and exe.read_bytes() == fake_app("0.1.0")
+        UpdaterConfig(
+            app="app",
+            current_version="0.1.0",
+            manifest_url=env.store.url("other/stable/latest.json"),
+            public_keys=(env.key.public,),
+            ca_bundle=env.store.ca,
+            executable=str(exe),
+            platform=Platform("linux", "amd64"),
+            state_dir=str(tmp_path / "state"),
+        ),
+        environ={},
+        argv=["app"],
+    ).run(restart=False)
+    assert (
+        crossed.status is Status.FAILED
+        and isinstance(crossed.error, WrongTargetError)
+        and exe.read_bytes() == fake_app("0.1.0")
+    )
 
 
 def test_second_check_is_a_304_with_no_manifest_body(env: E2E, tmp_path: Path) -> None:
     env.publish(*artifacts(tmp_path, "app", "1.0.0"), extra=["--force"])
     exe = tmp_path / "app"
     exe.write_bytes(fake_app("1.0.0"))
-    cfg = UpdaterConfig(app="app", current_version="1.0.0", manifest_url=env.manifest_url, public_keys=(env.key.public,), ca_bundle=env.store.ca,
-                        executable=str(exe), platform=Platform("linux", "amd64"), state_dir=str(tmp_path / "state"))  # fmt: skip
+    cfg = UpdaterConfig(
+        app="app",
+        current_version="1.0.0",
+        manifest_url=env.manifest_url,
+        public_keys=(env.key.public,),
+        ca_bundle=env.store.ca,
+        executable=str(exe),
+        platform=Platform("linux", "amd64"),
+        state_dir=str(tmp_path / "state"),
+    )
     for _ in range(2):
         assert Updater(cfg, environ={}, argv=["app"]).run(restart=False).status is Status.UP_TO_DATE
     first, second = [r for r in env.served() if r["path"].endswith("latest.json")]
-    print(f"\nfirst check: {first['status']} {first['bytes_sent']} bytes; second: {second['status']} {second['bytes_sent']} bytes")
+    print(
+        f"\nfirst check: {first['status']} {first['bytes_sent']} bytes; second: "
+        f"{second['status']} {second['bytes_sent']} bytes"
+    )
     assert first["status"] == 200 and second["status"] == 304 and second["if_none_match"]
     manifest_size = len(env.s3().get_object(Bucket=env.store.bucket, Key="app/stable/latest.json")["Body"].read())
     assert second["bytes_sent"] < manifest_size  # headers only, no body

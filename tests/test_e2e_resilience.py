@@ -21,7 +21,17 @@ from .e2e_support import E2E, gupper_lines, no_leftovers, sha256
 pytestmark = [pytest.mark.e2e, pytest.mark.posix]
 
 GREETING = "Hello from the Gupper demo app, version {}"
-STEPS = ["checked", "download-started", "download-half", "downloaded", "preflight-passed", "backed-up", "swapped", "trial-started", "restarting"]
+STEPS = [
+    "checked",
+    "download-started",
+    "download-half",
+    "downloaded",
+    "preflight-passed",
+    "backed-up",
+    "swapped",
+    "trial-started",
+    "restarting",
+]
 
 
 @pytest.fixture
@@ -42,7 +52,10 @@ def test_a_release_that_crashes_at_start_up_is_rolled_back_automatically(env: E2
     third = env.run_app(exe, tmp_path)  # start 3: over the limit → rolled back to 1.0.0, which runs
     assert third.returncode == 0, third.stderr
     assert third.stdout.splitlines() == [GREETING.format("1.0.0")]
-    rolled = "gupper: 3.0.0 started 2 times without Updater.confirm() (it crashed at start, or the app never calls confirm()); rolled back to 1.0.0"
+    rolled = (
+        "gupper: 3.0.0 started 2 times without Updater.confirm() (it crashed at start, or "
+        "the app never calls confirm()); rolled back to 1.0.0"
+    )
     assert any(line.startswith(rolled) for line in gupper_lines(third.stderr)), third.stderr
     assert sha256(exe) == sha256(v1)
     no_leftovers(exe.parent, tmp_path)
@@ -58,7 +71,10 @@ def test_a_release_that_fails_preflight_is_never_swapped_in(env: E2E, tmp_path: 
     exe = env.install(tmp_path, "1.0.0")
     proc = env.run_app(exe, tmp_path)
     assert proc.returncode == 0 and proc.stdout.splitlines() == [GREETING.format("1.0.0")]
-    assert gupper_lines(proc.stderr)[-1] == ("gupper: update failed, carrying on with 1.0.0: the new version 3.0.0 failed its self-test (exit code 3); not installed")
+    assert gupper_lines(proc.stderr)[-1] == (
+        "gupper: update failed, carrying on with 1.0.0: the new version 3.0.0 failed its "
+        "self-test (exit code 3); not installed"
+    )
     assert sha256(exe) == sha256(v1)
     no_leftovers(exe.parent, tmp_path)
     again = env.run_app(exe, tmp_path)
@@ -70,13 +86,19 @@ def test_two_instances_started_together_install_once_and_both_exit_0(env: E2E, t
     env.publish(v1, v2)
     exe = env.install(tmp_path, "1.0.0")
     run_env = env.app_env(tmp_path)
-    procs = [subprocess.Popen([str(exe)], env=run_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    procs = [
+        subprocess.Popen([str(exe)], env=run_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for _ in range(2)
+    ]
     outs = [p.communicate(timeout=120) for p in procs]
     assert [p.returncode for p in procs] == [0, 0], outs
     assert sha256(exe) == sha256(v2)
     assert len(env.artifact_gets()) == 1
     greetings = sorted(o[0].strip() for o in outs)
-    assert GREETING.format("2.0.0") in greetings and set(greetings) <= {GREETING.format("1.0.0"), GREETING.format("2.0.0")}
+    assert GREETING.format("2.0.0") in greetings and set(greetings) <= {
+        GREETING.format("1.0.0"),
+        GREETING.format("2.0.0"),
+    }
     no_leftovers(exe.parent, tmp_path)
 
 
@@ -122,7 +144,13 @@ def test_sigkill_at_random_moments_leaves_a_runnable_app(env: E2E, tmp_path: Pat
     for i in range(runs):
         tmp = tmp_path / f"r{i}"
         exe = env.install(tmp, "1.0.0")
-        proc = subprocess.Popen([str(exe)], env=env.app_env(tmp), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        proc = subprocess.Popen(
+            [str(exe)],
+            env=env.app_env(tmp),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
         try:
             proc.wait(timeout=rng.uniform(0.05, span))  # the fault injection itself: kill at a random moment
         except subprocess.TimeoutExpired:
@@ -142,7 +170,8 @@ def test_sigkill_at_random_moments_leaves_a_runnable_app(env: E2E, tmp_path: Pat
         assert set(p.name for p in exe.parent.iterdir()) == {"app"}
         shutil.rmtree(tmp, ignore_errors=True)  # SIGKILL of the bootloader leaves its _MEI dir (a PyInstaller limit)
     print(
-        f"\nrandom kills: {runs} runs over 0-{span:.2f}s, found old {outcomes['old']} / new {outcomes['new']}, 0 failures; "
+        f"\nrandom kills: {runs} runs over 0-{span:.2f}s, found old {outcomes['old']} / "
+        f"new {outcomes['new']}, 0 failures; "
         f"{partials} kill-left partials, {resumed} resumed or reused by the next start"
     )
 
@@ -151,10 +180,15 @@ def test_sigkill_at_random_moments_leaves_a_runnable_app(env: E2E, tmp_path: Pat
 def small_tmpfs() -> Iterator[Path]:
     """A 30 MiB tmpfs: room for the installed app (~25 MB), not for a second copy."""
     mnt = Path(tempfile.mkdtemp(prefix="gupper-tmpfs-"))
-    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=30m", "tmpfs", str(mnt)], capture_output=True, text=True, check=False)
+    proc = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=30m", "tmpfs", str(mnt)], capture_output=True, text=True, check=False
+    )
     if proc.returncode != 0:
         mnt.rmdir()
-        pytest.skip(f"cannot mount a tmpfs here ({proc.stderr.strip()}); the RLIMIT_FSIZE test in test_resilience.py covers disk full")
+        pytest.skip(
+            f"cannot mount a tmpfs here ({proc.stderr.strip()}); the RLIMIT_FSIZE test in "
+            "test_resilience.py covers disk full"
+        )
     try:
         yield mnt
     finally:
@@ -171,7 +205,9 @@ def test_disk_full_gives_one_clear_line_and_leaves_nothing(env: E2E, tmp_path: P
     proc = env.run_app(exe, tmp_path)
     assert proc.returncode == 0 and proc.stdout.splitlines() == [GREETING.format("1.0.0")]
     (line,) = gupper_lines(proc.stderr)  # refused before the "updating" line and any download
-    assert line.startswith(f"gupper: update failed, carrying on with 1.0.0: not enough disk space in {small_tmpfs} for 2.0.0: ")
+    assert line.startswith(
+        f"gupper: update failed, carrying on with 1.0.0: not enough disk space in {small_tmpfs} for 2.0.0: "
+    )
     assert line.endswith("; free some disk space")
     assert sorted(p.name for p in small_tmpfs.iterdir()) == ["app"] and sha256(exe) == sha256(v1)
     assert env.artifact_gets() == []
@@ -199,7 +235,9 @@ def test_unwritable_install_dir_is_refused_before_downloading(env: E2E, tmp_path
         kwargs: dict[str, object] = {"user": "nobody"} if os.geteuid() == 0 else {}
         if os.geteuid() != 0:
             install.chmod(0o555)
-        proc = subprocess.run([str(exe)], env=run_env, capture_output=True, text=True, timeout=120, check=False, **kwargs)  # type: ignore[call-overload]
+        proc = subprocess.run(
+            [str(exe)], env=run_env, capture_output=True, text=True, timeout=120, check=False, **kwargs
+        )  # type: ignore[call-overload]
         assert proc.returncode == 0, proc.stderr
         assert proc.stdout.splitlines() == [GREETING.format("1.0.0")]
         *_, line = gupper_lines(proc.stderr)

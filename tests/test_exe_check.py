@@ -65,7 +65,9 @@ def test_this_interpreter_is_an_elf_executable_for_this_machine_only() -> None:
         pytest.skip("the interpreter is ELF on Linux only")
     assert verdict(data, "linux", HERE.arch) is None
     assert verdict(data, "linux", OTHER_ARCH) == f"an ELF 64-bit executable for {HERE.arch}, not for {OTHER_ARCH}"
-    assert verdict(data, "windows", HERE.arch) == "an ELF 64-bit executable (a Linux program), not a PE executable (.exe)"
+    assert (
+        verdict(data, "windows", HERE.arch) == "an ELF 64-bit executable (a Linux program), not a PE executable (.exe)"
+    )
     assert verdict(data, "darwin", HERE.arch) == "an ELF 64-bit executable (a Linux program), not a Mach-O executable"
 
 
@@ -89,8 +91,13 @@ def test_an_object_file_from_gcc_is_not_a_program(tmp_path: Path) -> None:
     subprocess.run(["gcc", "m.c", "-o", "m"], cwd=tmp_path, check=True, timeout=60)
     subprocess.run(["gcc", "-shared", "-fPIC", "m.c", "-o", "libm.so"], cwd=tmp_path, check=True, timeout=60)
     assert verdict((tmp_path / "m").read_bytes(), "linux", HERE.arch) is None
-    assert verdict((tmp_path / "libm.so").read_bytes(), "linux", HERE.arch) is None  # documented: a shared library is not told from a PIE
-    assert verdict((tmp_path / "m.o").read_bytes(), "linux", HERE.arch) == "an ELF 64-bit file, but it is an object file (.o), not a linked program"
+    assert (
+        verdict((tmp_path / "libm.so").read_bytes(), "linux", HERE.arch) is None
+    )  # documented: a shared library is not told from a PIE
+    assert (
+        verdict((tmp_path / "m.o").read_bytes(), "linux", HERE.arch)
+        == "an ELF 64-bit file, but it is an object file (.o), not a linked program"
+    )
 
 
 @pytest.mark.parametrize(
@@ -99,11 +106,20 @@ def test_an_object_file_from_gcc_is_not_a_program(tmp_path: Path) -> None:
         (b"hello\n", "a text file of 6 bytes, not an ELF executable"),
         (b"", "an empty file, not an ELF executable"),
         (b"#!/bin/sh\necho hi\n", "a script for /bin/sh, not an ELF executable"),
-        (b"PK\x03\x04" + bytes(40), "a zip archive (a one-folder build? name it <app>-<version>-<os>-<arch>.zip), not an ELF executable"),
-        (b"\x1f\x8b\x08" + bytes(40), "a gzip file (a one-folder build? name it <app>-<version>-<os>-<arch>.tar.gz), not an ELF executable"),
+        (
+            b"PK\x03\x04" + bytes(40),
+            "a zip archive (a one-folder build? name it <app>-<version>-<os>-<arch>.zip), not an ELF executable",
+        ),
+        (
+            b"\x1f\x8b\x08" + bytes(40),
+            "a gzip file (a one-folder build? name it <app>-<version>-<os>-<arch>.tar.gz), not an ELF executable",
+        ),
         (bytes(range(256)) * 4, "a file of an unknown kind (no ELF, PE or Mach-O header), not an ELF executable"),
         (b"MZ" + bytes(100), "a DOS MZ file without a Windows PE header, not an ELF executable"),
-        (elf_header("amd64")[:7] + b"\x09" + elf_header("amd64")[8:], "an ELF 64-bit file for FreeBSD, not an ELF executable"),
+        (
+            elf_header("amd64")[:7] + b"\x09" + elf_header("amd64")[8:],
+            "an ELF 64-bit file for FreeBSD, not an ELF executable",
+        ),
         (elf_header("amd64", e_type=4), "an ELF 64-bit file, but it is a core dump"),
     ],
 )
@@ -127,15 +143,22 @@ def test_mach_o_thin_and_universal_binaries_are_read_slice_by_slice() -> None:
     arm, x86 = macho_header("arm64") + bytes(64), macho_header("amd64") + bytes(64)
     assert verdict(arm, "darwin", "arm64") is None
     assert verdict(arm, "darwin", "amd64") == "a Mach-O 64-bit executable for arm64, not for amd64"
-    assert verdict(macho_header("arm64", filetype=6), "darwin", "arm64") == "a Mach-O 64-bit file, but it is a dynamic library (.dylib), not a program"
+    assert (
+        verdict(macho_header("arm64", filetype=6), "darwin", "arm64")
+        == "a Mach-O 64-bit file, but it is a dynamic library (.dylib), not a program"
+    )
     universal = fat([("amd64", x86), ("arm64", arm)])
     assert identify(reader(universal)).archs == ("amd64", "arm64")
     assert verdict(universal, "darwin", "arm64") is None and verdict(universal, "darwin", "amd64") is None
-    assert verdict(universal, "linux", "amd64") == "a Mach-O universal executable (a macOS program), not an ELF executable"
+    assert (
+        verdict(universal, "linux", "amd64") == "a Mach-O universal executable (a macOS program), not an ELF executable"
+    )
     intel_only = fat([("amd64", x86)])
     assert verdict(intel_only, "darwin", "arm64") == "a Mach-O universal executable for amd64, not for arm64"
     lying = fat([("arm64", x86)])  # the table says arm64, the slice holds x86_64 code
-    assert verdict(lying, "darwin", "arm64") == "a Mach-O universal executable, but its arm64 slice holds code for amd64"
+    assert (
+        verdict(lying, "darwin", "arm64") == "a Mach-O universal executable, but its arm64 slice holds code for amd64"
+    )
     assert verdict(fat([("arm64", macho_header("arm64", filetype=6))]), "darwin", "arm64") == (
         "a Mach-O universal executable, but its arm64 slice: it is a dynamic library (.dylib), not a program"
     )
@@ -163,7 +186,9 @@ def keys_under(client: Any, bucket: str, prefix: str) -> list[str]:
     return [o["Key"] for o in client.list_objects_v2(Bucket=bucket, Prefix=prefix + "/").get("Contents", [])]
 
 
-def test_a_six_byte_text_file_is_refused_and_the_version_stays_free(tmp_path: Path, s3: tuple[S3Store, Any], keypair: KeyPair) -> None:
+def test_a_six_byte_text_file_is_refused_and_the_version_stays_free(
+    tmp_path: Path, s3: tuple[S3Store, Any], keypair: KeyPair
+) -> None:
     store, client = s3
     name = f"app-1.0.0-{HERE.key}"
     bad = tmp_path / "bad" / name
@@ -173,7 +198,10 @@ def test_a_six_byte_text_file_is_refused_and_the_version_stays_free(tmp_path: Pa
     with pytest.raises(NotAnExecutableError) as refused:
         publish(store, [bad], options)
     message = str(refused.value)
-    assert message.startswith(f"{name} is a text file of 6 bytes, not an ELF executable; its name says {HERE.key}") and "--force" in message
+    assert (
+        message.startswith(f"{name} is a text file of 6 bytes, not an ELF executable; its name says {HERE.key}")
+        and "--force" in message
+    )
     assert "\n" not in message
     assert keys_under(client, store.bucket, store.prefix) == []  # nothing uploaded: no artifact, no state, no manifest
     good = tmp_path / "good" / name
@@ -185,14 +213,20 @@ def test_a_six_byte_text_file_is_refused_and_the_version_stays_free(tmp_path: Pa
     assert body == PYTHON.read_bytes()
 
 
-def test_a_linux_binary_named_exe_is_refused_and_the_windows_build_then_publishes(tmp_path: Path, s3: tuple[S3Store, Any], keypair: KeyPair) -> None:
+def test_a_linux_binary_named_exe_is_refused_and_the_windows_build_then_publishes(
+    tmp_path: Path, s3: tuple[S3Store, Any], keypair: KeyPair
+) -> None:
     store, client = s3
     (tmp_path / "wrong").mkdir()
     (tmp_path / "right").mkdir()
     wrong = tmp_path / "wrong" / "app-2.0.0-windows-amd64.exe"
     shutil.copyfile(PYTHON, wrong)
     options = PublishOptions(keys=[keypair[1]], clock=lambda: NOW)
-    with pytest.raises(NotAnExecutableError, match=r"^app-2.0.0-windows-amd64.exe is an ELF 64-bit executable \(a Linux program\), not a PE executable \(.exe\)"):
+    with pytest.raises(
+        NotAnExecutableError,
+        match=r"^app-2.0.0-windows-amd64.exe is an ELF 64-bit executable \(a Linux program\), "
+        r"not a PE executable \(.exe\)",
+    ):
         publish(store, [wrong], options)
     assert keys_under(client, store.bucket, store.prefix) == []
     right = tmp_path / "right" / "app-2.0.0-windows-amd64.exe"
@@ -200,7 +234,9 @@ def test_a_linux_binary_named_exe_is_refused_and_the_windows_build_then_publishe
     assert publish(store, [right], options).artifacts[0].status == "uploaded"
 
 
-def test_one_bad_file_among_several_stops_the_whole_publish_before_any_upload(tmp_path: Path, s3: tuple[S3Store, Any], keypair: KeyPair) -> None:
+def test_one_bad_file_among_several_stops_the_whole_publish_before_any_upload(
+    tmp_path: Path, s3: tuple[S3Store, Any], keypair: KeyPair
+) -> None:
     store, client = s3
     good, bad = tmp_path / f"app-3.0.0-{HERE.key}", tmp_path / f"app-3.0.0-darwin-{HERE.arch}"
     shutil.copyfile(PYTHON, good)
@@ -220,12 +256,20 @@ def folder_build(base: Path, entry: bytes | None, name: str = f"app-1.0.0-{HERE.
     return folder
 
 
-def test_a_one_folder_build_is_checked_by_its_entry_point(tmp_path: Path, s3: tuple[S3Store, Any], keypair: KeyPair) -> None:
+def test_a_one_folder_build_is_checked_by_its_entry_point(
+    tmp_path: Path, s3: tuple[S3Store, Any], keypair: KeyPair
+) -> None:
     store, client = s3
     options = PublishOptions(keys=[keypair[1]], clock=lambda: NOW)
-    with pytest.raises(NotAnExecutableError, match=r"has an entry point app that is a text file of 6 bytes, not an ELF executable; .* --force"):
+    with pytest.raises(
+        NotAnExecutableError,
+        match=r"has an entry point app that is a text file of 6 bytes, not an ELF executable; .* --force",
+    ):
         publish(store, [folder_build(tmp_path / "text", b"hello\n")], options)
-    with pytest.raises(NotAnExecutableError, match=r"has no entry point app \(the executable is named after the app, as 'pyinstaller --name app' does\)"):
+    with pytest.raises(
+        NotAnExecutableError,
+        match=r"has no entry point app \(the executable is named after the app, as 'pyinstaller --name app' does\)",
+    ):
         publish(store, [folder_build(tmp_path / "none", None)], options)
     zipped = folder_build(tmp_path / "zip", b"hello\n")
     archive = shutil.make_archive(str(tmp_path / "zip" / zipped.name), "zip", zipped.parent, zipped.name)
@@ -238,7 +282,9 @@ def test_a_one_folder_build_is_checked_by_its_entry_point(tmp_path: Path, s3: tu
     assert publish(store, [linked], options).artifacts[0].status == "uploaded"
 
 
-def test_force_publishes_the_exotic_and_the_cli_says_how(tmp_path: Path, keypair: KeyPair, capsys: pytest.CaptureFixture[str]) -> None:
+def test_force_publishes_the_exotic_and_the_cli_says_how(
+    tmp_path: Path, keypair: KeyPair, capsys: pytest.CaptureFixture[str]
+) -> None:
     from gupper_publish.cli import main
 
     script = tmp_path / f"tool-1.0.0-{HERE.key}"
@@ -246,7 +292,10 @@ def test_force_publishes_the_exotic_and_the_cli_says_how(tmp_path: Path, keypair
     base = ["publish", "--store", str(tmp_path / "store"), "--key", str(keypair[0]), "--patches", "0"]
     assert main([*base, str(script)]) == 1
     err = capsys.readouterr().err
-    assert err.startswith(f"gupper-publish: error: {script.name} is a script for /bin/sh, not an ELF executable") and err.count("\n") == 1
+    assert (
+        err.startswith(f"gupper-publish: error: {script.name} is a script for /bin/sh, not an ELF executable")
+        and err.count("\n") == 1
+    )
     assert not (tmp_path / "store").exists()
     assert main([*base, "--force", "--json", str(script)]) == 0
     assert json.loads(capsys.readouterr().out)["artifacts"][0]["status"] == "uploaded"
@@ -262,10 +311,15 @@ def test_windows_and_macos_folders_have_their_own_entry_points(tmp_path: Path, k
     assert publish(store, [windows], options).artifacts[0].status == "uploaded"
     bundle = tmp_path / "m" / "app-1.0.0-darwin-arm64"
     (bundle / "app.app" / "Contents" / "MacOS").mkdir(parents=True)
-    (bundle / "app.app" / "Contents" / "MacOS" / "app").write_bytes(fat([("amd64", macho_header("amd64")), ("arm64", macho_header("arm64"))]))
+    (bundle / "app.app" / "Contents" / "MacOS" / "app").write_bytes(
+        fat([("amd64", macho_header("amd64")), ("arm64", macho_header("arm64"))])
+    )
     assert publish(store, [bundle], options).artifacts[0].status == "uploaded"
     intel = tmp_path / "i" / "app-1.0.0-darwin-amd64"
     (intel / "Contents" / "MacOS").mkdir(parents=True)
     (intel / "Contents" / "MacOS" / "app").write_bytes(macho_header("arm64") + bytes(64))
-    with pytest.raises(NotAnExecutableError, match="has an entry point Contents/MacOS/app that is a Mach-O 64-bit executable for arm64, not for amd64"):
+    with pytest.raises(
+        NotAnExecutableError,
+        match="has an entry point Contents/MacOS/app that is a Mach-O 64-bit executable for arm64, not for amd64",
+    ):
         publish(store, [intel], options)

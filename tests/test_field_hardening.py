@@ -44,11 +44,31 @@ KEY = Ed25519PrivateKey.generate()
 SLACK = 2.0  # scheduling slack on a loaded 2-core machine; the hangs fixed here were unbounded
 
 
-def manifest(serial: int = 1, version: str = "2.0.0", data: bytes = NEW, url: str = "../2.0.0/app-2.0.0-linux-amd64", notes: str | None = None, **extra: Any) -> bytes:
-    entry: dict[str, Any] = {"version": version, "type": "binary", "url": url, "size": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+def manifest(
+    serial: int = 1,
+    version: str = "2.0.0",
+    data: bytes = NEW,
+    url: str = "../2.0.0/app-2.0.0-linux-amd64",
+    notes: str | None = None,
+    **extra: Any,
+) -> bytes:
+    entry: dict[str, Any] = {
+        "version": version,
+        "type": "binary",
+        "url": url,
+        "size": len(data),
+        "sha256": hashlib.sha256(data).hexdigest(),
+    }
     if notes is not None:
         entry["notes"] = notes
-    signed = build_signed(app="app", channel="stable", serial=serial, now=NOW, expires_in=timedelta(days=30), platforms={"linux-amd64": entry})
+    signed = build_signed(
+        app="app",
+        channel="stable",
+        serial=serial,
+        now=NOW,
+        expires_in=timedelta(days=30),
+        platforms={"linux-amd64": entry},
+    )
     signed.update(extra)
     return sign_manifest(signed, [KEY])
 
@@ -70,10 +90,22 @@ def exe(tmp_path: Path) -> Path:
 
 def updater(base: str, ca: str, exe: Path, **kw: Any) -> Updater:
     cfg = UpdaterConfig(
-        app="app", current_version="1.0.0", manifest_url=base + MANIFEST, public_keys=(public_key_of(KEY).to_text(),),
-        ca_bundle=ca, executable=str(exe), platform=Platform("linux", "amd64"), state_dir=str(exe.parent.parent / "state"),
-        retries=0, download_attempts=1, connect_timeout=2, read_timeout=2, manifest_timeout=3, download_timeout=3, preflight_timeout=10,
-    )  # fmt: skip
+        app="app",
+        current_version="1.0.0",
+        manifest_url=base + MANIFEST,
+        public_keys=(public_key_of(KEY).to_text(),),
+        ca_bundle=ca,
+        executable=str(exe),
+        platform=Platform("linux", "amd64"),
+        state_dir=str(exe.parent.parent / "state"),
+        retries=0,
+        download_attempts=1,
+        connect_timeout=2,
+        read_timeout=2,
+        manifest_timeout=3,
+        download_timeout=3,
+        preflight_timeout=10,
+    )
     return Updater(replace(cfg, **kw), clock=lambda: NOW, environ={}, argv=["app"])
 
 
@@ -106,12 +138,19 @@ HEAD = response(200, [("ETag", '"m1"'), ("X-Pad", "p" * 450)], b"")
     [
         Script(trickled(HEAD, 0.05), end="hang"),  # status line and headers one byte at a time
         Script(tuple(Step(b"HTTP/1.1 100 Continue\r\n\r\n", 0.01) for _ in range(3000)), end="hang"),  # endless 1xx
-        Script(tuple(Step(b"HTTP/1.1 100 Continue\r\nX-Pad: " + b"a" * 1000 + b"\r\n\r\n", 0.001) for _ in range(20000)), end="hang"),
-        Script((Step(response(200, [("Content-Length", "100000")], b"")), *trickled(b"x" * 400, 0.02)), end="hang"),  # body trickle
+        Script(
+            tuple(Step(b"HTTP/1.1 100 Continue\r\nX-Pad: " + b"a" * 1000 + b"\r\n\r\n", 0.001) for _ in range(20000)),
+            end="hang",
+        ),
+        Script(
+            (Step(response(200, [("Content-Length", "100000")], b"")), *trickled(b"x" * 400, 0.02)), end="hang"
+        ),  # body trickle
     ],
     ids=["head-trickle", "endless-100-continue", "fast-100-continue", "body-trickle"],
 )
-def test_a_trickling_manifest_is_cut_off_at_its_deadline(raw: RawServer, exe: Path, script: Script, request: pytest.FixtureRequest) -> None:
+def test_a_trickling_manifest_is_cut_off_at_its_deadline(
+    raw: RawServer, exe: Path, script: Script, request: pytest.FixtureRequest
+) -> None:
     raw.routes[MANIFEST] = script
     result, took = timed_run(updater(raw.base, raw.ca_path, exe, manifest_timeout=1.5))
     print(f"\nmanifest, {request.node.callspec.id}: run() returned after {took:.2f} s (manifest_timeout 1.5 s)")
@@ -122,7 +161,9 @@ def test_a_trickling_manifest_is_cut_off_at_its_deadline(raw: RawServer, exe: Pa
 
 def test_a_trickling_artifact_head_is_cut_off_at_its_deadline(raw: RawServer, exe: Path) -> None:
     raw.routes[MANIFEST] = ok_manifest()
-    raw.routes[ARTIFACT] = Script(trickled(response(200, [("ETag", '"a1"'), ("X-Pad", "p" * 450)], NEW)[:500], 0.05), end="hang")
+    raw.routes[ARTIFACT] = Script(
+        trickled(response(200, [("ETag", '"a1"'), ("X-Pad", "p" * 450)], NEW)[:500], 0.05), end="hang"
+    )
     result, took = timed_run(updater(raw.base, raw.ca_path, exe, download_timeout=1.5))
     print(f"\nartifact, head trickle: run() returned after {took:.2f} s (download_timeout 1.5 s)")
     assert result.status is Status.FAILED and "deadline" in result.message, result.message
@@ -133,13 +174,30 @@ def test_the_worst_case_with_an_update_is_the_documented_sum(raw: RawServer, exe
     """manifest_timeout + (1 + download_attempts) x download_timeout + back-off: a patch and every
     attempt at the full file each trickle until their own deadline."""
     patch_url = "/app/2.0.0/app-2.0.0-linux-amd64.from-old.bsdiff4"
-    patch = {"format": "bsdiff4", "from_sha256": hashlib.sha256(OLD).hexdigest(), "url": ".." + patch_url.removeprefix("/app"), "size": 1000}
+    patch = {
+        "format": "bsdiff4",
+        "from_sha256": hashlib.sha256(OLD).hexdigest(),
+        "url": ".." + patch_url.removeprefix("/app"),
+        "size": 1000,
+    }
     patches = [{**patch, "sha256": "ab" * 32}]
     entry_manifest = build_signed(
-        app="app", channel="stable", serial=1, now=NOW, expires_in=timedelta(days=30),
-        platforms={"linux-amd64": {"version": "2.0.0", "type": "binary", "url": "../2.0.0/app-2.0.0-linux-amd64", "size": len(NEW),
-                                   "sha256": hashlib.sha256(NEW).hexdigest(), "patches": patches}},
-    )  # fmt: skip
+        app="app",
+        channel="stable",
+        serial=1,
+        now=NOW,
+        expires_in=timedelta(days=30),
+        platforms={
+            "linux-amd64": {
+                "version": "2.0.0",
+                "type": "binary",
+                "url": "../2.0.0/app-2.0.0-linux-amd64",
+                "size": len(NEW),
+                "sha256": hashlib.sha256(NEW).hexdigest(),
+                "patches": patches,
+            }
+        },
+    )
     raw.routes[MANIFEST] = ok_manifest(body=sign_manifest(entry_manifest, [KEY]))
     slow = Script(trickled(response(200, [("ETag", '"a1"')], NEW)[:300], 0.05), end="hang")
     raw.routes[ARTIFACT] = slow
@@ -157,7 +215,10 @@ def test_a_trickled_tls_handshake_is_cut_off_at_the_deadline(tmp_path: Path, exe
     with httpsim.serve(tmp_path) as sim, rawhttp.trickle_relay(int(sim.base.rsplit(":", 1)[1]), 0.05) as port:
         sim.routes[MANIFEST] = manifest()
         start = time.monotonic()
-        with pytest.raises(Exception, match="deadline") as err, Fetcher(FetchConfig(ca_bundle=sim.ca_path, retries=0)) as f:
+        with (
+            pytest.raises(Exception, match="deadline") as err,
+            Fetcher(FetchConfig(ca_bundle=sim.ca_path, retries=0)) as f,
+        ):
             f.get_small(f"https://127.0.0.1:{port}{MANIFEST}", max_bytes=1 << 20, timeout=1.0)
         assert type(err.value).__name__ == "TransferTimeoutError"
         assert time.monotonic() - start < 1.0 + SLACK
@@ -174,9 +235,16 @@ def test_a_resolver_that_hangs_cannot_hold_the_app(monkeypatch: pytest.MonkeyPat
 
     monkeypatch.setattr(socket, "getaddrinfo", hanging)
     cfg = UpdaterConfig(
-        app="app", current_version="1.0.0", manifest_url="https://updates.example.test" + MANIFEST, public_keys=(public_key_of(KEY).to_text(),),
-        executable=str(exe), platform=Platform("linux", "amd64"), state_dir=str(exe.parent.parent / "state"), manifest_timeout=1.0, retries=0,
-    )  # fmt: skip
+        app="app",
+        current_version="1.0.0",
+        manifest_url="https://updates.example.test" + MANIFEST,
+        public_keys=(public_key_of(KEY).to_text(),),
+        executable=str(exe),
+        platform=Platform("linux", "amd64"),
+        state_dir=str(exe.parent.parent / "state"),
+        manifest_timeout=1.0,
+        retries=0,
+    )
     try:
         result, took = timed_run(Updater(cfg, clock=lambda: NOW, environ={}, argv=["app"]))
     finally:
@@ -191,11 +259,16 @@ def test_a_resolver_that_hangs_cannot_hold_the_app(monkeypatch: pytest.MonkeyPat
 def test_304_to_an_unconditional_request_is_a_failure_not_a_crash(raw: RawServer, exe: Path) -> None:
     raw.routes[MANIFEST] = Script.of(response(304, [("ETag", '"m1"')], length=False))
     result = updater(raw.base, raw.ca_path, exe).run(restart=False)
-    assert result.status is Status.FAILED and "304" in result.message and type(result.error).__name__ == "HTTPStatusError"
+    assert (
+        result.status is Status.FAILED and "304" in result.message and type(result.error).__name__ == "HTTPStatusError"
+    )
     assert [r.headers.get("if-none-match") for r in raw.requests] == [None]
 
 
-@pytest.mark.parametrize("location", [b"https://[::1/x", b"https://127.0.0.1:99999999/x", b"/\xff\xfe/latest.json", b"https://\xc3\x28.example/x"])
+@pytest.mark.parametrize(
+    "location",
+    [b"https://[::1/x", b"https://127.0.0.1:99999999/x", b"/\xff\xfe/latest.json", b"https://\xc3\x28.example/x"],
+)
 def test_an_unusable_redirect_is_a_failure_not_a_crash(raw: RawServer, exe: Path, location: bytes) -> None:
     raw.routes[MANIFEST] = Script.of(response(302, [("Location", location)]))
     result = updater(raw.base, raw.ca_path, exe).run(restart=False)
@@ -211,7 +284,9 @@ def test_a_signed_entry_url_that_does_not_parse_is_refused_as_malformed(raw: Raw
     assert ARTIFACT not in raw.paths()
 
 
-def test_a_bug_in_gupper_is_one_line_and_a_failed_result(raw: RawServer, exe: Path, caplog: pytest.LogCaptureFixture) -> None:
+def test_a_bug_in_gupper_is_one_line_and_a_failed_result(
+    raw: RawServer, exe: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     raw.routes[MANIFEST] = ok_manifest()
 
     def broken(step: str) -> None:
@@ -230,7 +305,13 @@ def test_a_bug_in_gupper_is_one_line_and_a_failed_result(raw: RawServer, exe: Pa
 def test_an_unsupported_cpu_turns_updates_off_instead_of_crashing(exe: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("gupper.platforms._machine", lambda: "riscv64")
     pub = public_key_of(KEY).to_text()
-    cfg = UpdaterConfig(app="app", current_version="1.0.0", manifest_url="https://example.test" + MANIFEST, public_keys=(pub,), executable=str(exe))
+    cfg = UpdaterConfig(
+        app="app",
+        current_version="1.0.0",
+        manifest_url="https://example.test" + MANIFEST,
+        public_keys=(pub,),
+        executable=str(exe),
+    )
     result = Updater(cfg, environ={}).run(restart=False)
     assert result.status is Status.DISABLED and "riscv64" in result.message
 
@@ -253,7 +334,9 @@ def test_a_captive_portal_page_does_not_poison_the_manifest_cache(raw: RawServer
     current = manifest(version="1.0.0")  # up to date
     raw.routes[MANIFEST] = conditional('"m1"', current)
     assert updater(raw.base, raw.ca_path, exe).run(restart=False).status is Status.UP_TO_DATE
-    raw.routes[MANIFEST] = Script.of(response(200, [("ETag", '"portal"')], b"<html>Please log in to the hotel wifi</html>"))
+    raw.routes[MANIFEST] = Script.of(
+        response(200, [("ETag", '"portal"')], b"<html>Please log in to the hotel wifi</html>")
+    )
     assert updater(raw.base, raw.ca_path, exe).run(restart=False).status is Status.FAILED
     raw.routes[MANIFEST] = conditional('"m1"', current)  # back on the honest network: it answers 304
     again = updater(raw.base, raw.ca_path, exe).run(restart=False)
@@ -292,7 +375,9 @@ def test_a_cached_copy_that_fails_is_dropped_and_the_next_request_is_uncondition
 
 def test_a_partial_without_a_validator_is_not_left_beside_the_executable(raw: RawServer, exe: Path) -> None:
     raw.routes[MANIFEST] = ok_manifest()
-    raw.routes[ARTIFACT] = Script.of(response(200, [("Content-Length", str(len(NEW)))], NEW[: len(NEW) // 2], length=False), end="reset")
+    raw.routes[ARTIFACT] = Script.of(
+        response(200, [("Content-Length", str(len(NEW)))], NEW[: len(NEW) // 2], length=False), end="reset"
+    )
     result = updater(raw.base, raw.ca_path, exe).run(restart=False)
     assert result.status is Status.FAILED and "mid-transfer" in result.message
     assert names(exe) == ["app"] and exe.read_bytes() == OLD
@@ -316,7 +401,9 @@ u.run(restart=False)
 
 def run_killed_at(step: str, raw: RawServer, exe: Path) -> subprocess.CompletedProcess[str]:
     root = str(Path(__file__).resolve().parent.parent)
-    code = KILLER.format(root=root, base=raw.base, ca=raw.ca_path, exe=str(exe), step=step, public=public_key_of(KEY).to_text())
+    code = KILLER.format(
+        root=root, base=raw.base, ca=raw.ca_path, exe=str(exe), step=step, public=public_key_of(KEY).to_text()
+    )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False)
     assert proc.returncode == -signal.SIGKILL, proc.stderr
     return proc
@@ -330,7 +417,9 @@ def half_then_rest(req: Request) -> Script:
     rng = req.headers.get("range")
     if rng and req.headers.get("if-range") == '"a1"':
         start = int(rng.removeprefix("bytes=").rstrip("-"))
-        head = response(206, [("ETag", '"a1"'), ("Content-Range", f"bytes {start}-{len(BIG) - 1}/{len(BIG)}")], BIG[start:])
+        head = response(
+            206, [("ETag", '"a1"'), ("Content-Range", f"bytes {start}-{len(BIG) - 1}/{len(BIG)}")], BIG[start:]
+        )
         return Script.of(head)
     return Script.of(response(200, [("ETag", '"a1"')], BIG))
 
@@ -345,7 +434,9 @@ def test_a_download_killed_mid_way_is_resumed_by_the_next_start(raw: RawServer, 
     record = StateFile(exe.parent.parent / "state").load().partial
     assert record is not None and record.etag == '"a1"' and record.path == str(partial)
     result = updater(raw.base, raw.ca_path, exe).run(restart=False)
-    assert result.status is Status.INSTALLED and exe.read_bytes() == BIG and names(exe) == [".app.gupper-previous", "app"]
+    assert (
+        result.status is Status.INSTALLED and exe.read_bytes() == BIG and names(exe) == [".app.gupper-previous", "app"]
+    )
     resumed = [r for r in raw.requests if r.path == ARTIFACT][-1]
     assert resumed.headers.get("range") == f"bytes={kept}-" and resumed.headers.get("if-range") == '"a1"'
 
@@ -361,7 +452,9 @@ def test_a_download_killed_before_its_first_byte_leaves_nothing_unrecorded(raw: 
 
 
 @pytest.mark.parametrize("step", ["downloaded", "preflight-passed"])
-def test_a_complete_download_killed_before_its_install_is_reused_not_fetched_again(raw: RawServer, exe: Path, step: str) -> None:
+def test_a_complete_download_killed_before_its_install_is_reused_not_fetched_again(
+    raw: RawServer, exe: Path, step: str
+) -> None:
     raw.routes[MANIFEST] = ok_manifest(body=manifest(data=BIG))
     raw.routes[ARTIFACT] = half_then_rest
     run_killed_at(step, raw, exe)
@@ -403,7 +496,9 @@ def test_a_recorded_partial_that_cannot_be_resumed_is_removed(raw: RawServer, ex
     state_dir = exe.parent.parent / "state"
     partial = exe.parent / ".app.gupper-partial"
     partial.write_bytes(NEW)  # complete already: nothing to resume, and not verified
-    state = ClientState(partial=PartialDownload(raw.url(ARTIFACT), hashlib.sha256(NEW).hexdigest(), len(NEW), '"a1"', str(partial)))
+    state = ClientState(
+        partial=PartialDownload(raw.url(ARTIFACT), hashlib.sha256(NEW).hexdigest(), len(NEW), '"a1"', str(partial))
+    )
     StateFile(state_dir).save(state)
     raw.routes[MANIFEST] = ok_manifest(body=manifest(version="1.0.0"))
     assert updater(raw.base, raw.ca_path, exe).run(restart=False).status is Status.UP_TO_DATE
@@ -414,7 +509,12 @@ def test_a_recorded_partial_that_cannot_be_resumed_is_removed(raw: RawServer, ex
 
 
 def self_test_dies_of(sig: str) -> bytes:
-    return f'#!/bin/sh\nif [ -n "$GUPPER_SELF_TEST" ]; then mkdir -p "$TMPDIR/_MEIfake"; kill -{sig} $$; fi\necho 2.0.0\n'.encode() + b"#" * 2000 + b"\n"
+    return (
+        f'#!/bin/sh\nif [ -n "$GUPPER_SELF_TEST" ]; then mkdir -p "$TMPDIR/_MEIfake"; kill -{sig} $$; fi\n'.encode()
+        + b"echo 2.0.0\n"
+        + b"#" * 2000
+        + b"\n"
+    )
 
 
 def test_a_self_test_killed_by_a_signal_is_retried_then_given_up(raw: RawServer, exe: Path) -> None:
@@ -428,7 +528,9 @@ def test_a_self_test_killed_by_a_signal_is_retried_then_given_up(raw: RawServer,
         assert type(result.error).__name__ == "PreflightInterruptedError" and "2.0.0" not in state.load().bad_versions
         assert state.load().preflight_interrupted == {"2.0.0": attempt}
     third = updater(raw.base, raw.ca_path, exe).run(restart=False)
-    assert type(third.error).__name__ == "PreflightFailedError" and "killed 3 times" in state.load().bad_versions["2.0.0"]
+    assert (
+        type(third.error).__name__ == "PreflightFailedError" and "killed 3 times" in state.load().bad_versions["2.0.0"]
+    )
     assert exe.read_bytes() == OLD and names(exe) == ["app"]
     scratch = [p for p in Path(os.environ.get("TMPDIR", "/tmp")).glob("gupper-preflight-app*")]
     assert scratch == []  # the self-test's extraction folder (here: $TMPDIR/_MEIfake) is gone
@@ -439,7 +541,10 @@ def test_a_self_test_that_crashes_is_a_verdict_at_once(raw: RawServer, exe: Path
     raw.routes[MANIFEST] = ok_manifest(body=manifest(data=crashing))
     raw.routes[ARTIFACT] = ok_artifact(crashing)
     result = updater(raw.base, raw.ca_path, exe).run(restart=False)
-    assert type(result.error).__name__ == "PreflightFailedError" and "2.0.0" in StateFile(exe.parent.parent / "state").load().bad_versions
+    assert (
+        type(result.error).__name__ == "PreflightFailedError"
+        and "2.0.0" in StateFile(exe.parent.parent / "state").load().bad_versions
+    )
 
 
 # --- 7. Refusals that need no network come before the "updating" line, once ---------------------
@@ -454,8 +559,12 @@ def test_an_unwritable_install_folder_is_refused_in_one_line_before_any_download
 ) -> None:
     from gupper import InstallError
 
-    def denied(target: Path, *args: object) -> None:  # what the writability probe says in Program Files or /usr/local/bin
-        raise InstallError(f"cannot update {target}: no write permission on {target.parent}; reinstall the app in a folder you own")
+    def denied(
+        target: Path, *args: object
+    ) -> None:  # what the writability probe says in Program Files or /usr/local/bin
+        raise InstallError(
+            f"cannot update {target}: no write permission on {target.parent}; reinstall the app in a folder you own"
+        )
 
     monkeypatch.setattr("gupper.install.check_writable", denied)
     raw.routes[MANIFEST] = ok_manifest()
@@ -480,11 +589,15 @@ def test_too_little_disk_space_is_refused_in_one_line_before_any_download(
     assert len(warnings_and_infos(caplog)) == 1 and raw.paths() == [MANIFEST]
 
 
-def test_a_version_marked_bad_is_skipped_with_one_line(raw: RawServer, exe: Path, caplog: pytest.LogCaptureFixture) -> None:
+def test_a_version_marked_bad_is_skipped_with_one_line(
+    raw: RawServer, exe: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     StateFile(exe.parent.parent / "state").save(ClientState(bad_versions={"2.0.0": "failed its self-test"}))
     raw.routes[MANIFEST] = ok_manifest()
     with caplog.at_level(logging.INFO, logger="gupper"):
         result = updater(raw.base, raw.ca_path, exe).run(restart=False)
     assert result.status is Status.UP_TO_DATE
-    assert warnings_and_infos(caplog) == ["gupper: skipping 2.0.0, marked bad on this machine (failed its self-test); waiting for a newer release"]
+    assert warnings_and_infos(caplog) == [
+        "gupper: skipping 2.0.0, marked bad on this machine (failed its self-test); waiting for a newer release"
+    ]
     assert raw.paths() == [MANIFEST]

@@ -99,10 +99,19 @@ def install(tmp_path: Path, build: Path, version: str = "1.0.0") -> FolderLayout
 
 def updater(sim: Sim, layout: FolderLayout, **kw: Any) -> Updater:
     cfg = UpdaterConfig(
-        app="app", current_version="1.0.0", manifest_url=sim.url(MANIFEST), public_keys=(public_key_of(KEY).to_text(),),
-        ca_bundle=sim.ca_path, executable=str(layout.current / "app"), platform=Platform("linux", "amd64"),
-        state_dir=str(layout.root.parent / "state"), retries=0, download_attempts=1, read_timeout=2, preflight_timeout=10,
-    )  # fmt: skip
+        app="app",
+        current_version="1.0.0",
+        manifest_url=sim.url(MANIFEST),
+        public_keys=(public_key_of(KEY).to_text(),),
+        ca_bundle=sim.ca_path,
+        executable=str(layout.current / "app"),
+        platform=Platform("linux", "amd64"),
+        state_dir=str(layout.root.parent / "state"),
+        retries=0,
+        download_attempts=1,
+        read_timeout=2,
+        preflight_timeout=10,
+    )
     return Updater(replace(cfg, **kw), clock=lambda: NOW, environ={}, argv=["app"])
 
 
@@ -112,7 +121,13 @@ def tree(root: Path) -> list[tuple[str, str, bytes]]:
         if p.name == LIST_NAME:
             continue
         kind = "link" if p.is_symlink() else "dir" if p.is_dir() else oct(p.stat().st_mode & 0o777)
-        out.append((p.relative_to(root).as_posix(), kind, os.readlink(p).encode() if p.is_symlink() else p.read_bytes() if p.is_file() else b""))
+        out.append(
+            (
+                p.relative_to(root).as_posix(),
+                kind,
+                os.readlink(p).encode() if p.is_symlink() else p.read_bytes() if p.is_file() else b"",
+            )
+        )
     return out
 
 
@@ -146,12 +161,19 @@ def test_a_folder_release_is_stored_file_by_file_with_a_patch_index_signed_in_it
     patched = parsed.patches
     assert sorted(patched) == ["_internal/data.bin", "app"]  # changed in place; moved and new files are not patched
     assert parsed.delta.remove == ("_internal/moved.bin",)
-    assert sorted(e.path for e in parsed.delta.put) == ["_internal/data.bin", "_internal/notes.txt", "_internal/sub/moved.bin", "app"]
+    assert sorted(e.path for e in parsed.delta.put) == [
+        "_internal/data.bin",
+        "_internal/notes.txt",
+        "_internal/sub/moved.bin",
+        "app",
+    ]
     for path, fp in patched.items():
         assert fp.size < (v2 / path).stat().st_size // 10
         assert (store.root / "app/2.0.0/patches/files" / fp.file).stat().st_size == fp.size
     before = sorted(p.relative_to(store.root).as_posix() for p in store.root.rglob("*"))
-    publish(store, [v2], PublishOptions(keys=[KEY], clock=lambda: NOW), force=True)  # the same release again: nothing new
+    publish(
+        store, [v2], PublishOptions(keys=[KEY], clock=lambda: NOW), force=True
+    )  # the same release again: nothing new
     assert sorted(p.relative_to(store.root).as_posix() for p in store.root.rglob("*")) == before
 
 
@@ -184,9 +206,13 @@ def test_a_folder_update_fetches_only_patches_and_new_files_and_links_the_rest(s
     ]
     assert len(patches) == 2 and len(fetched) == 4  # app and data.bin patched; each object fetched once
     assert served_bytes(sim, fetched) < len(sim.routes[archive]) // 10  # type: ignore[arg-type]
-    same_inode = (new / "_internal/big.bin").stat().st_ino == (layout.version_dir("1.0.0") / "_internal/big.bin").stat().st_ino
+    same_inode = (new / "_internal/big.bin").stat().st_ino == (
+        layout.version_dir("1.0.0") / "_internal/big.bin"
+    ).stat().st_ino
     assert same_inode  # unchanged files are hard links, not copies
-    assert (new / "_internal/sub/moved.bin").stat().st_ino == (layout.version_dir("1.0.0") / "_internal/moved.bin").stat().st_ino
+    assert (new / "_internal/sub/moved.bin").stat().st_ino == (
+        layout.version_dir("1.0.0") / "_internal/moved.bin"
+    ).stat().st_ino
     assert not [p for p in layout.versions.iterdir() if p.name.startswith(".")]
 
 
@@ -207,7 +233,9 @@ def test_a_file_damaged_on_disk_is_fetched_instead_of_copied(sim: Sim, tmp_path:
     assert damaged.read_bytes()[:1] == b"X"  # the installed version is never written to
 
 
-def test_a_tampered_file_in_the_store_falls_back_to_the_archive(sim: Sim, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+def test_a_tampered_file_in_the_store_falls_back_to_the_archive(
+    sim: Sim, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     store, v1, v2 = publish_both(tmp_path)
     serve_store(sim, store.root)
     notes = hashlib.sha256((v2 / "_internal/notes.txt").read_bytes()).hexdigest()
@@ -221,14 +249,18 @@ def test_a_tampered_file_in_the_store_falls_back_to_the_archive(sim: Sim, tmp_pa
     assert not [p for p in layout.versions.iterdir() if p.name.startswith(".")]
 
 
-def test_an_install_that_differs_from_its_release_fetches_the_list_and_a_tampered_one_falls_back(sim: Sim, tmp_path: Path) -> None:
+def test_an_install_that_differs_from_its_release_fetches_the_list_and_a_tampered_one_falls_back(
+    sim: Sim, tmp_path: Path
+) -> None:
     store, v1, v2 = publish_both(tmp_path)
     serve_store(sim, store.root)
     listed = "/app/2.0.0/files/app-2.0.0-linux-amd64.json.gz"
     good = sim.routes[listed]
     sim.routes[listed] = b'{"_type":"gupper-files","schema":1,"files":[{"path":"../x","type":"dir"}]}'
     layout = install(tmp_path, v1)
-    (layout.version_dir("1.0.0") / "_internal/extra.txt").write_bytes(b"left by someone\n")  # not the published 1.0.0 any more
+    (layout.version_dir("1.0.0") / "_internal/extra.txt").write_bytes(
+        b"left by someone\n"
+    )  # not the published 1.0.0 any more
     assert updater(sim, layout).run(restart=False).status is Status.INSTALLED
     assert got(sim).count(listed) == 1 and "/app/2.0.0/app-2.0.0-linux-amd64.tar.gz" in got(sim)
     assert tree(layout.version_dir("2.0.0")) == tree(v2)
@@ -237,7 +269,9 @@ def test_an_install_that_differs_from_its_release_fetches_the_list_and_a_tampere
     again = install(tmp_path / "again", v1)
     (again.version_dir("1.0.0") / "_internal/extra.txt").write_bytes(b"left by someone\n")
     assert updater(sim, again).run(restart=False).status is Status.INSTALLED
-    assert listed in got(sim) and "/app/2.0.0/app-2.0.0-linux-amd64.tar.gz" not in got(sim)  # the good list: still a delta
+    assert listed in got(sim) and "/app/2.0.0/app-2.0.0-linux-amd64.tar.gz" not in got(
+        sim
+    )  # the good list: still a delta
     assert tree(again.version_dir("2.0.0")) == tree(v2)
 
 
@@ -254,10 +288,14 @@ def test_the_list_delta_rebuilds_the_new_list_byte_for_byte(tmp_path: Path) -> N
         d = list_delta(FileList.from_bytes(a), FileList.from_bytes(b))
         assert ListDelta.from_json(d.to_json()).apply(FileList.from_bytes(a)).to_bytes() == b
     wrong = ListDelta()  # a delta that does not reproduce the list: the signed files_sha256 decides
-    assert hashlib.sha256(wrong.apply(FileList.from_bytes(old)).to_bytes()).hexdigest() != hashlib.sha256(new).hexdigest()
+    assert (
+        hashlib.sha256(wrong.apply(FileList.from_bytes(old)).to_bytes()).hexdigest() != hashlib.sha256(new).hexdigest()
+    )
 
 
-def test_without_patches_changed_files_are_fetched_whole_and_a_release_with_none_takes_the_archive(sim: Sim, tmp_path: Path) -> None:
+def test_without_patches_changed_files_are_fetched_whole_and_a_release_with_none_takes_the_archive(
+    sim: Sim, tmp_path: Path
+) -> None:
     store, v1, v2 = publish_both(tmp_path, patches=1)
     state = json.loads((store.root / "app/stable/channel.json").read_bytes())
     state["releases"]["2.0.0"]["artifacts"]["linux-amd64"]["patches"] = []
@@ -270,7 +308,9 @@ def test_without_patches_changed_files_are_fetched_whole_and_a_release_with_none
     assert updater(sim, layout).run(restart=False).status is Status.INSTALLED
     assert tree(layout.version_dir("2.0.0")) == tree(v2)
     fetched = got(sim)
-    assert not [p for p in fetched if "/patches/" in p] and sum("/sha256/" in p for p in fetched) == 3  # app, data.bin, notes.txt
+    assert (
+        not [p for p in fetched if "/patches/" in p] and sum("/sha256/" in p for p in fetched) == 3
+    )  # app, data.bin, notes.txt
 
 
 # --- the pure plan -----------------------------------------------------------------------------
@@ -289,7 +329,13 @@ def test_plan_reuses_by_content_patches_from_a_listed_source_and_fetches_the_res
     }
     p = plan(old, new, patches)
     actions = {s.entry.path: (s.action, s.source) for s in p.steps}
-    assert actions == {"moved/a": ("reuse", "a"), "b": ("patch", "b"), "c": ("fetch", ""), "d": ("fetch", ""), "e": ("reuse", "")}
+    assert actions == {
+        "moved/a": ("reuse", "a"),
+        "b": ("patch", "b"),
+        "c": ("fetch", ""),
+        "d": ("fetch", ""),
+        "e": ("reuse", ""),
+    }
     assert p.download == 10 + 100 + 100 and p.count("fetch") == 2
 
 
@@ -305,7 +351,13 @@ def index_with(**patch: Any) -> bytes:
 
 @pytest.mark.parametrize(
     "index",
-    [b"[]", b'{"_type":"gupper-files-patches","schema":2,"patches":{}}', index_with(file="../../x"), index_with(size=-1), index_with(sha256="x")],
+    [
+        b"[]",
+        b'{"_type":"gupper-files-patches","schema":2,"patches":{}}',
+        index_with(file="../../x"),
+        index_with(size=-1),
+        index_with(sha256="x"),
+    ],
 )
 def test_a_malformed_patch_index_is_refused(index: bytes) -> None:
     with pytest.raises(IntegrityError, match="patch index"):
@@ -316,10 +368,14 @@ def test_promote_without_a_source_channel_keeps_the_folder_delta(tmp_path: Path)
     from gupper_publish.release import promote
 
     store, _v1, _v2 = publish_both(tmp_path)
-    promote(store, "app", "2.0.0", to_channel="beta", options=PublishOptions(keys=[KEY], clock=lambda: NOW, channel="beta"))
+    promote(
+        store, "app", "2.0.0", to_channel="beta", options=PublishOptions(keys=[KEY], clock=lambda: NOW, channel="beta")
+    )
     beta = json.loads((store.root / "app/beta/latest.json").read_bytes())["signed"]["platforms"]["linux-amd64"]
     stable = json.loads((store.root / "app/stable/latest.json").read_bytes())["signed"]["platforms"]["linux-amd64"]
-    assert {k: beta.get(k) for k in ("files_sha256", "files_url", "blobs_url")} == {k: stable[k] for k in ("files_sha256", "files_url", "blobs_url")}
+    assert {k: beta.get(k) for k in ("files_sha256", "files_url", "blobs_url")} == {
+        k: stable[k] for k in ("files_sha256", "files_url", "blobs_url")
+    }
 
 
 def test_a_stored_list_is_gzip_bounded_against_bombs_and_trailing_bytes() -> None:
@@ -348,7 +404,9 @@ def test_a_file_whose_mode_changes_is_copied_not_linked_and_the_installed_one_ke
 
     built = build(plan(new, new, {}), new, b"{}", installed, tmp_path / "new", tmp_path / "work", no_fetch, str, str)
     assert (built.linked, built.copied, built.downloaded) == (1, 1, 0)
-    assert (tmp_path / "new/tool").stat().st_mode & 0o777 == 0o755 and (installed / "tool").stat().st_mode & 0o777 == 0o644
+    assert (tmp_path / "new/tool").stat().st_mode & 0o777 == 0o755 and (
+        installed / "tool"
+    ).stat().st_mode & 0o777 == 0o644
     assert (tmp_path / "new/data").stat().st_ino == (installed / "data").stat().st_ino
 
 

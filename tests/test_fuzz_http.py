@@ -51,7 +51,18 @@ status_lines = st.one_of(
     st.just(b"HTTP/1.1 200 OK"),  # weighted: a share of the cases must get far enough to install
     st.just(b"HTTP/1.1 200 OK"),
     st.sampled_from(_CODES).map(lambda c: f"HTTP/1.1 {c} Reason".encode()),
-    st.sampled_from([b"HTTP/1.0 200 OK", b"HTTP/2 200", b"ICY 200 OK", b"HTTP/1.1 2000 X", b"HTTP/1.1 -1 X", b"", b"HTTP/1.1 200 \xff\xfe", b"garbage"]),
+    st.sampled_from(
+        [
+            b"HTTP/1.0 200 OK",
+            b"HTTP/2 200",
+            b"ICY 200 OK",
+            b"HTTP/1.1 2000 X",
+            b"HTTP/1.1 -1 X",
+            b"",
+            b"HTTP/1.1 200 \xff\xfe",
+            b"garbage",
+        ]
+    ),
     st.binary(max_size=40).filter(lambda b: b"\r\n" not in b),
 )
 
@@ -99,7 +110,10 @@ def headers_for(body: bytes) -> st.SearchStrategy[list[tuple[bytes, bytes]]]:
         st.tuples(st.just(b"Content-Length"), header_values),
         st.tuples(st.just(b"Location"), locations),
         st.tuples(st.just(b"ETag"), header_values),
-        st.tuples(st.binary(min_size=1, max_size=20).filter(lambda b: b":" not in b and b"\r" not in b and b"\n" not in b), header_values),
+        st.tuples(
+            st.binary(min_size=1, max_size=20).filter(lambda b: b":" not in b and b"\r" not in b and b"\n" not in b),
+            header_values,
+        ),
     )
     return st.one_of(st.lists(one, max_size=6), st.just([(b"X-Many-%d" % i, b"x") for i in range(150)]))
 
@@ -116,7 +130,21 @@ def chunked(body: bytes, broken: bool) -> bytes:
 def responses(draw: Any, good: bytes) -> Script:
     """One response, as bytes and timing."""
     body = draw(
-        st.sampled_from(["good", "good", "good", "truncated", "extended", "empty", "random", "gzip", "chunked", "broken-chunks", "large"]).map(
+        st.sampled_from(
+            [
+                "good",
+                "good",
+                "good",
+                "truncated",
+                "extended",
+                "empty",
+                "random",
+                "gzip",
+                "chunked",
+                "broken-chunks",
+                "large",
+            ]
+        ).map(
             lambda k: {
                 "good": good,
                 "truncated": good[: len(good) // 2],
@@ -135,7 +163,10 @@ def responses(draw: Any, good: bytes) -> Script:
         data = good_head + good
         cuts = sorted(draw(st.lists(st.integers(0, len(data)), max_size=3)))
         bounds = [0, *cuts, len(data)]
-        return Script(tuple(Step(data[a:b], 0.01) for a, b in itertools.pairwise(bounds)), end=draw(st.sampled_from(["close", "keep"])))
+        return Script(
+            tuple(Step(data[a:b], 0.01) for a, b in itertools.pairwise(bounds)),
+            end=draw(st.sampled_from(["close", "keep"])),
+        )
     head = bytearray(draw(status_lines) + b"\r\n")
     for name, value in draw(headers_for(body)):
         head += name + b": " + value + b"\r\n"
@@ -178,9 +209,22 @@ class Lab:
         good_manifest = Script.of(rawhttp.response(200, [("ETag", '"m1"')], GOOD_MANIFEST), end="keep")
         good_artifact = Script.of(rawhttp.response(200, [("ETag", '"a1"')], NEW), end="keep")
         self.server.routes.clear()
-        self.server.routes.update({MANIFEST: script if target == "manifest" else good_manifest, ARTIFACT: script if target == "artifact" else good_artifact})
+        self.server.routes.update(
+            {
+                MANIFEST: script if target == "manifest" else good_manifest,
+                ARTIFACT: script if target == "artifact" else good_artifact,
+            }
+        )
         self.server.routes["/elsewhere"] = script
-        u = updater(self.server.base, self.server.ca_path, exe, manifest_timeout=TIMEOUT, download_timeout=TIMEOUT, connect_timeout=0.5, read_timeout=0.5)
+        u = updater(
+            self.server.base,
+            self.server.ca_path,
+            exe,
+            manifest_timeout=TIMEOUT,
+            download_timeout=TIMEOUT,
+            connect_timeout=0.5,
+            read_timeout=0.5,
+        )
         tracemalloc.start()
         start = time.monotonic()
         try:
@@ -213,7 +257,9 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
         yield Lab(base, server)
 
 
-@settings(max_examples=QUICK_EXAMPLES, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck), database=None)
+@settings(
+    max_examples=QUICK_EXAMPLES, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck), database=None
+)
 @given(case=cases())
 def test_fuzzed_responses_never_hang_raise_leak_or_touch_the_app(lab: Lab, case: tuple[str, Script]) -> None:
     lab.check(*case)

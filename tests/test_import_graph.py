@@ -38,7 +38,9 @@ def imported_names(path: Path) -> list[str]:
 def test_the_client_is_the_whole_of_updater_gupper_and_reads_as_python() -> None:
     files = client_files()
     assert {"client.py", "download.py", "errors.py"} <= {f.name for f in files} and len(files) > 25
-    assert imported_names(CLIENT / "layouts" / "folder.py")  # the walk sees imports (a test that could pass on nothing would prove nothing)
+    assert imported_names(
+        CLIENT / "layouts" / "folder.py"
+    )  # the walk sees imports (a test that could pass on nothing would prove nothing)
 
 
 @pytest.mark.parametrize("path", client_files(), ids=lambda p: str(p.relative_to(CLIENT)))
@@ -52,7 +54,8 @@ import importlib, json, pkgutil, sys
 for blocked in {forbidden!r}:
     sys.modules[blocked] = None  # "import gupper_publish" now raises ImportError
 import gupper
-names = sorted(m.name for m in pkgutil.walk_packages(gupper.__path__, "gupper.") if "hook-" not in m.name and not m.name.endswith("__main__"))
+modules = pkgutil.walk_packages(gupper.__path__, "gupper.")
+names = sorted(m.name for m in modules if "hook-" not in m.name and not m.name.endswith("__main__"))
 for name in names:
     importlib.import_module(name)
 print(json.dumps(names))
@@ -61,7 +64,9 @@ print(json.dumps(names))
 
 def test_every_client_module_imports_without_the_publisher_or_the_store() -> None:
     code = IMPORT_ALL.format(forbidden=FORBIDDEN)
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False, cwd=ROOT)
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False, cwd=ROOT
+    )
     assert proc.returncode == 0, proc.stderr
     imported = json.loads(proc.stdout)
     assert {"gupper.client", "gupper.layouts.folder", "gupper.wire.files", "gupper.download"} <= set(imported)

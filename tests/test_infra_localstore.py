@@ -116,7 +116,10 @@ def get_until_server_closes(store: LocalStore, key: str, headers: dict[str, str]
     request = ("\r\n".join(lines) + "\r\n\r\n").encode()
     context = ssl.create_default_context(cafile=store.ca)
     chunks = []
-    with socket.create_connection((host, port), timeout=HTTP_TIMEOUT) as raw, context.wrap_socket(raw, server_hostname=host) as tls:
+    with (
+        socket.create_connection((host, port), timeout=HTTP_TIMEOUT) as raw,
+        context.wrap_socket(raw, server_hostname=host) as tls,
+    ):
         tls.sendall(request)
         while data := tls.recv(65536):
             chunks.append(data)

@@ -79,7 +79,9 @@ class WindowsFS:
         os.unlink(path)
 
     def ops(self) -> FileOps:
-        return FileOps(replace=self.replace, rename=self.rename, unlink=self.unlink, sleep=lambda s: None, fsync_dir=lambda p: None)
+        return FileOps(
+            replace=self.replace, rename=self.rename, unlink=self.unlink, sleep=lambda s: None, fsync_dir=lambda p: None
+        )
 
 
 def test_windows_semantics_refuse_the_posix_method(tmp_path: Path) -> None:
@@ -147,10 +149,16 @@ def test_unwritable_install_dir_is_detected_before_download(tmp_path: Path) -> N
 def test_child_environment_resets_pyinstaller_state_and_library_path(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(sys, "frozen", True, raising=False)
     env = child_environment(
-        {"_PYI_APPLICATION_HOME_DIR": "/tmp/_MEI1", "_PYI_PARENT_PROCESS_LEVEL": "1", "LD_LIBRARY_PATH": "/tmp/_MEI1",
-         "LD_LIBRARY_PATH_ORIG": "/usr/lib/custom", "DYLD_LIBRARY_PATH": "/tmp/_MEI1", "HOME": "/home/u"},
+        {
+            "_PYI_APPLICATION_HOME_DIR": "/tmp/_MEI1",
+            "_PYI_PARENT_PROCESS_LEVEL": "1",
+            "LD_LIBRARY_PATH": "/tmp/_MEI1",
+            "LD_LIBRARY_PATH_ORIG": "/usr/lib/custom",
+            "DYLD_LIBRARY_PATH": "/tmp/_MEI1",
+            "HOME": "/home/u",
+        },
         "2.0.0",
-    )  # fmt: skip
+    )
     assert env == {
         "LD_LIBRARY_PATH": "/usr/lib/custom",
         "HOME": "/home/u",

@@ -71,11 +71,17 @@ def publish(raw: RawServer, data: bytes, notes: str | None = None) -> None:
 
 def python_app(template: str, raw: RawServer, marker: Path) -> bytes:
     paths = [p for p in sys.path if p]
-    return template.format(python=sys.executable, paths=paths, marker=str(marker), url=raw.url(MANIFEST), key=public_key_of(KEY).to_text()).encode()
+    return template.format(
+        python=sys.executable, paths=paths, marker=str(marker), url=raw.url(MANIFEST), key=public_key_of(KEY).to_text()
+    ).encode()
 
 
-@pytest.mark.parametrize("template", [ASK_FIRST_APP, GUI_APP], ids=["updater-built-at-start", "answer_self_test-first-in-main"])
-def test_the_ask_first_flow_self_tests_without_starting_the_apps_ui(raw: RawServer, exe: Path, tmp_path: Path, template: str) -> None:
+@pytest.mark.parametrize(
+    "template", [ASK_FIRST_APP, GUI_APP], ids=["updater-built-at-start", "answer_self_test-first-in-main"]
+)
+def test_the_ask_first_flow_self_tests_without_starting_the_apps_ui(
+    raw: RawServer, exe: Path, tmp_path: Path, template: str
+) -> None:
     marker = tmp_path / "window"
     new = python_app(template, raw, marker)
     publish(raw, new)
@@ -87,8 +93,12 @@ def test_the_ask_first_flow_self_tests_without_starting_the_apps_ui(raw: RawServ
     assert exe.read_bytes() == new and not marker.exists()
 
 
-def test_a_new_version_whose_updater_config_is_broken_fails_its_self_test(raw: RawServer, exe: Path, tmp_path: Path) -> None:
-    broken = python_app(ASK_FIRST_APP.replace("public_keys=({key!r},)", "public_keys=('ed25519:not-a-key',)"), raw, tmp_path / "window")
+def test_a_new_version_whose_updater_config_is_broken_fails_its_self_test(
+    raw: RawServer, exe: Path, tmp_path: Path
+) -> None:
+    broken = python_app(
+        ASK_FIRST_APP.replace("public_keys=({key!r},)", "public_keys=('ed25519:not-a-key',)"), raw, tmp_path / "window"
+    )
     publish(raw, broken)
     result = updater(raw.base, raw.ca_path, exe).run(restart=False)
     assert result.status is Status.FAILED and type(result.error).__name__ == "PreflightFailedError"
@@ -105,7 +115,9 @@ def test_on_available_sees_version_size_and_notes_and_can_defer(raw: RawServer, 
 
     result = updater(raw.base, raw.ca_path, exe).run(restart=False, on_available=ask)
     assert result.status is Status.DEFERRED and "2.0.0 is available" in result.message
-    assert [(u.version, u.size, u.notes) for u in seen] == [("2.0.0", len(NEW), "Faster start-up.\nFixes the crash on save.")]
+    assert [(u.version, u.size, u.notes) for u in seen] == [
+        ("2.0.0", len(NEW), "Faster start-up.\nFixes the crash on save.")
+    ]
     assert ARTIFACT not in raw.paths() and exe.read_bytes() == OLD
     accepted = updater(raw.base, raw.ca_path, exe).run(restart=False, on_available=lambda update: True)
     assert accepted.status is Status.INSTALLED and exe.read_bytes() == NEW
@@ -133,13 +145,17 @@ def test_a_step_while_another_instance_updates_is_refused_not_raced(raw: RawServ
             second.download(update)
 
 
-def test_confirm_never_raises(exe: Path, raw: RawServer, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+def test_confirm_never_raises(
+    exe: Path, raw: RawServer, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
     def broken(self: object) -> None:
         raise OSError(5, "Input/output error")
 
     monkeypatch.setattr("gupper.state.StateFile.load", broken)
     updater(raw.base, raw.ca_path, exe).confirm()
-    assert [r.getMessage() for r in caplog.records] == ["gupper: could not confirm 1.0.0 (OSError: [Errno 5] Input/output error); it stays on trial"]
+    assert [r.getMessage() for r in caplog.records] == [
+        "gupper: could not confirm 1.0.0 (OSError: [Errno 5] Input/output error); it stays on trial"
+    ]
 
 
 LOGGING_DEFAULTS = """
@@ -157,16 +173,32 @@ print("result:", result.status.value)
     ("setup", "expect"),
     [
         ("", ["gupper: update failed, carrying on with 1.0.0: "]),  # no logging configured: warnings still reach stderr
-        ("import logging; logging.basicConfig(level=logging.INFO, format='%(message)s')", ["gupper: updating app 1.0.0 -> 2.0.0", "gupper: update failed"]),
+        (
+            "import logging; logging.basicConfig(level=logging.INFO, format='%(message)s')",
+            ["gupper: updating app 1.0.0 -> 2.0.0", "gupper: update failed"],
+        ),
     ],
     ids=["no-logging-configured", "info-enabled"],
 )
-def test_what_reaches_stderr_with_and_without_logging_configured(raw: RawServer, exe: Path, setup: str, expect: list[str]) -> None:
+def test_what_reaches_stderr_with_and_without_logging_configured(
+    raw: RawServer, exe: Path, setup: str, expect: list[str]
+) -> None:
     publish(raw, NEW)
-    raw.routes[ARTIFACT] = Script.of(response(200, [("Content-Length", str(len(NEW)))], NEW[:100], length=False), end="reset")
+    raw.routes[ARTIFACT] = Script.of(
+        response(200, [("Content-Length", str(len(NEW)))], NEW[:100], length=False), end="reset"
+    )
     root = str(Path(__file__).resolve().parent.parent)
-    code = LOGGING_DEFAULTS.format(paths=[root, *sys.path], setup=setup, base=raw.base, ca=raw.ca_path, exe=str(exe), key=public_key_of(KEY).to_text())
-    proc = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, timeout=60, check=False)
+    code = LOGGING_DEFAULTS.format(
+        paths=[root, *sys.path],
+        setup=setup,
+        base=raw.base,
+        ca=raw.ca_path,
+        exe=str(exe),
+        key=public_key_of(KEY).to_text(),
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, timeout=60, check=False
+    )
     assert proc.stdout.strip() == "result: failed", proc.stderr
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
     assert len(lines) == len(expect) and all(line.startswith(e) for line, e in zip(lines, expect, strict=True)), lines

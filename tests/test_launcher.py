@@ -58,11 +58,19 @@ def binaries(tmp_path_factory: pytest.TempPathFactory) -> Binaries:
         pytest.skip(f"no C compiler on this machine, the launcher cannot be built: {e}")
     out = tmp_path_factory.mktemp("launcher-build")
     launcher = build_launcher(out, strict=True, compiler=compiler)
-    echo = compile_program(HERE / "testdata" / "echo_args.c", out / ("echo_args" + compiler.exe_suffix), strict=True, compiler=compiler)
+    echo = compile_program(
+        HERE / "testdata" / "echo_args.c", out / ("echo_args" + compiler.exe_suffix), strict=True, compiler=compiler
+    )
     return Binaries(launcher, echo)
 
 
-def install(root: Path, binaries: Binaries, pointer: bytes | None = b"versions/1.0.0\n", versions: tuple[str, ...] = ("1.0.0",), name: str = "app") -> Path:
+def install(
+    root: Path,
+    binaries: Binaries,
+    pointer: bytes | None = b"versions/1.0.0\n",
+    versions: tuple[str, ...] = ("1.0.0",),
+    name: str = "app",
+) -> Path:
     """A one-folder install under ``root``: the launcher as ``<root>/<name>``, ``current`` holding ``pointer``."""
     for version in versions:
         folder = root / "versions" / version
@@ -74,8 +82,18 @@ def install(root: Path, binaries: Binaries, pointer: bytes | None = b"versions/1
     return root / (name + EXE)
 
 
-def run(command: str | Path, *args: str, cwd: Path | None = None, stdin: bytes = b"", env: dict[str, str] | None = None) -> Run:
-    proc = subprocess.run([str(command), *args], cwd=cwd, input=stdin, capture_output=True, env={**os.environ, **(env or {})}, timeout=60, check=False)
+def run(
+    command: str | Path, *args: str, cwd: Path | None = None, stdin: bytes = b"", env: dict[str, str] | None = None
+) -> Run:
+    proc = subprocess.run(
+        [str(command), *args],
+        cwd=cwd,
+        input=stdin,
+        capture_output=True,
+        env={**os.environ, **(env or {})},
+        timeout=60,
+        check=False,
+    )
     return Run(proc.returncode, proc.stdout.decode().splitlines(), proc.stderr.decode())
 
 
@@ -158,7 +176,20 @@ def test_posix_execs_in_place(tmp_path: Path, binaries: Binaries) -> None:
 
 def test_arguments_arrive_intact(tmp_path: Path, binaries: Binaries) -> None:
     launcher = install(tmp_path, binaries)
-    args = ["a b", "", 'say "hi"', "back\\slash\\", 'x\\"y', "tab\there", " lead and trail ", "%PATH%", "^&|<>", "--flag=1", "'single'", "\\\\server\\share"]
+    args = [
+        "a b",
+        "",
+        'say "hi"',
+        "back\\slash\\",
+        'x\\"y',
+        "tab\there",
+        " lead and trail ",
+        "%PATH%",
+        "^&|<>",
+        "--flag=1",
+        "'single'",
+        "\\\\server\\share",
+    ]
     if not WINDOWS:  # the echo target reads its argv in the ANSI code page on Windows
         args.append("unicode-é€")
     result = run(launcher, *args)
@@ -259,7 +290,13 @@ def test_a_missing_version_folder_is_reported(tmp_path: Path, binaries: Binaries
 
 def test_the_build_script_runs_and_reports_a_missing_compiler(tmp_path: Path, binaries: Binaries) -> None:
     script = HERE / "build.py"
-    proc = subprocess.run([sys.executable, str(script), "--out", str(tmp_path / "out"), "--name", "app"], capture_output=True, text=True, timeout=120, check=False)
+    proc = subprocess.run(
+        [sys.executable, str(script), "--out", str(tmp_path / "out"), "--name", "app"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert proc.returncode == 0, proc.stderr
     assert Path(proc.stdout.strip()) == tmp_path / "out" / ("app" + EXE)
     assert (tmp_path / "out" / ("app" + EXE)).is_file()
@@ -268,7 +305,15 @@ def test_the_build_script_runs_and_reports_a_missing_compiler(tmp_path: Path, bi
     empty.mkdir()
     env = {k: v for k, v in os.environ.items() if k != "CC"}
     env["PATH"] = str(empty)
-    proc = subprocess.run([sys.executable, str(script), "--out", str(tmp_path / "none")], capture_output=True, text=True, env=env, cwd=empty, timeout=60, check=False)
+    proc = subprocess.run(
+        [sys.executable, str(script), "--out", str(tmp_path / "none")],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=empty,
+        timeout=60,
+        check=False,
+    )
     assert proc.returncode == 2
     (line,) = proc.stderr.splitlines()
     assert line.startswith("build.py: no C compiler found"), line

@@ -65,7 +65,9 @@ def no_update_start(sim: Sim, tmp_path: Path, public_key: str) -> dict[str, list
     exe.parent.mkdir()
     exe.write_bytes(b"#!/bin/sh\n")
     args = [sim.url(MANIFEST), public_key, sim.ca_path, str(exe), str(tmp_path / "state")]
-    proc = subprocess.run([sys.executable, "-c", SCRIPT, *args], capture_output=True, text=True, timeout=60, check=False, cwd=ROOT)
+    proc = subprocess.run(
+        [sys.executable, "-c", SCRIPT, *args], capture_output=True, text=True, timeout=60, check=False, cwd=ROOT
+    )
     assert proc.returncode == 0, proc.stderr
     out: dict[str, list[str]] = json.loads(proc.stdout)
     return out
@@ -91,11 +93,15 @@ def etag_route(body: bytes) -> Handler:
     return handle
 
 
-def test_import_gupper_loads_no_submodule_and_no_transport(sim: Sim, tmp_path: Path, make_manifest: MakeManifest, keypair: tuple[Path, object, str]) -> None:
+def test_import_gupper_loads_no_submodule_and_no_transport(
+    sim: Sim, tmp_path: Path, make_manifest: MakeManifest, keypair: tuple[Path, object, str]
+) -> None:
     sim.routes[MANIFEST] = make_manifest(platforms={"linux-amd64": entry("2.0.0")})
     loaded = set(no_update_start(sim, tmp_path, keypair[2])["after_import"])
     assert "gupper" in loaded
-    assert not {m for m in loaded if m.startswith("gupper.")}, "import gupper must not load its submodules (names load on first use)"
+    assert not {m for m in loaded if m.startswith("gupper.")}, (
+        "import gupper must not load its submodules (names load on first use)"
+    )
     assert not {"requests", "urllib3", "nacl", "packaging"} & loaded
 
 

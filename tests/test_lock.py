@@ -31,7 +31,9 @@ def test_a_second_holder_is_refused_at_once_and_gets_it_after_a_release(tmp_path
 
 def test_a_killed_holder_leaves_no_stale_lock(tmp_path: Path) -> None:
     path = tmp_path / "update.lock"
-    proc = subprocess.Popen([sys.executable, "-c", HOLDER.format(paths=sys.path, path=str(path))], stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", HOLDER.format(paths=sys.path, path=str(path))], stdout=subprocess.PIPE, text=True
+    )
     try:
         assert proc.stdout is not None and proc.stdout.readline().strip() == "held"
         assert not ExclusiveLock(path).acquire()  # held by another process

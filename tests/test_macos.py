@@ -21,7 +21,8 @@ from .test_client import make_updater
 from .test_windows import publish_one
 
 BUNDLE_MESSAGE = (
-    "cannot update {exe}: it is inside the macOS app bundle {bundle}, and replacing a file in a signed bundle breaks its code signature; "
+    "cannot update {exe}: it is inside the macOS app bundle {bundle}, and replacing a "
+    "file in a signed bundle breaks its code signature; "
     "ship the app as a one-file or one-folder build outside a .app bundle, or update the bundle with Sparkle"
 )
 
@@ -30,7 +31,10 @@ BUNDLE_MESSAGE = (
     ("path", "bundle"),
     [
         ("/Applications/Demo.app/Contents/MacOS/demo", "/Applications/Demo.app"),
-        ("/Users/u/Applications/My Tool.APP/Contents/Resources/app/versions/1.0/app", "/Users/u/Applications/My Tool.APP"),
+        (
+            "/Users/u/Applications/My Tool.APP/Contents/Resources/app/versions/1.0/app",
+            "/Users/u/Applications/My Tool.APP",
+        ),
         ("/opt/demo/app", None),
         ("/opt/Demo.app/app", None),  # a folder named .app without Contents/ is no bundle
     ],
@@ -39,16 +43,22 @@ def test_app_bundles_are_recognised_by_their_layout(path: str, bundle: str | Non
     assert app_bundle_of(Path(path)) == (Path(bundle) if bundle else None)
 
 
-def test_an_executable_inside_an_app_bundle_is_refused_before_downloading(tmp_path: Path, make_manifest: MakeManifest, keypair: tuple[Path, object, str]) -> None:
+def test_an_executable_inside_an_app_bundle_is_refused_before_downloading(
+    tmp_path: Path, make_manifest: MakeManifest, keypair: tuple[Path, object, str]
+) -> None:
     bundle = tmp_path / "Demo.app"
     exe = bundle / "Contents" / "MacOS" / "demo"
     exe.parent.mkdir(parents=True)
     exe.write_bytes(fake_app("1.0.0"))
     with serve(tmp_path) as sim:
         publish_one(sim, make_manifest, "darwin-arm64")
-        result = make_updater(sim, exe, keypair[2], platform=Platform("darwin", "arm64"), state_dir=str(tmp_path / "state")).run(restart=False)
+        result = make_updater(
+            sim, exe, keypair[2], platform=Platform("darwin", "arm64"), state_dir=str(tmp_path / "state")
+        ).run(restart=False)
     real = Path(os.path.realpath(exe))
-    assert result.status is Status.FAILED and result.message == BUNDLE_MESSAGE.format(exe=real, bundle=app_bundle_of(real))
+    assert result.status is Status.FAILED and result.message == BUNDLE_MESSAGE.format(
+        exe=real, bundle=app_bundle_of(real)
+    )
     assert [r[1] for r in sim.requests] == ["/app/stable/latest.json"]
     assert exe.read_bytes() == fake_app("1.0.0") and sorted(p.name for p in exe.parent.iterdir()) == ["demo"]
 
@@ -97,7 +107,12 @@ def test_the_drive_cache_is_flushed_before_the_rename_that_installs(tmp_path: Pa
     def symlink(to: str, path: str) -> None:  # a pointer file stands in: Windows needs a privilege for links
         Path(path).write_text(to)
 
-    ops = FileOps(barrier=lambda p: order.append(f"barrier {Path(p).name}"), replace=replace, fsync_dir=lambda p: order.append("fsync_dir"), symlink=symlink)
+    ops = FileOps(
+        barrier=lambda p: order.append(f"barrier {Path(p).name}"),
+        replace=replace,
+        fsync_dir=lambda p: order.append("fsync_dir"),
+        symlink=symlink,
+    )
     target = tmp_path / "app"
     target.write_bytes(b"old")
     new = temp_path_for(target)

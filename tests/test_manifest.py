@@ -69,7 +69,9 @@ def test_missing_signatures_are_refused(make_manifest: MakeManifest, trusted: Tr
         verify_manifest(json.dumps(doc).encode(), trusted, app="app", channel="stable", now=NOW)
 
 
-def test_duplicate_signatures_count_once_towards_threshold(make_manifest: MakeManifest, keypair: tuple[object, Ed25519PrivateKey, str]) -> None:
+def test_duplicate_signatures_count_once_towards_threshold(
+    make_manifest: MakeManifest, keypair: tuple[object, Ed25519PrivateKey, str]
+) -> None:
     other = Ed25519PrivateKey.generate()
     two_of_two = TrustedKeys((PublicKey.parse(keypair[2]), public_key_of(other)), threshold=2)
     doc = json.loads(make_manifest())
@@ -87,7 +89,9 @@ def test_expired_manifest_is_refused_with_a_hint(make_manifest: MakeManifest, tr
 
 
 @pytest.mark.parametrize(("app", "channel"), [("other", "stable"), ("app", "beta")])
-def test_manifest_for_another_app_or_channel_is_refused(make_manifest: MakeManifest, trusted: TrustedKeys, app: str, channel: str) -> None:
+def test_manifest_for_another_app_or_channel_is_refused(
+    make_manifest: MakeManifest, trusted: TrustedKeys, app: str, channel: str
+) -> None:
     with pytest.raises(WrongTargetError, match="check the manifest URL"):
         verify_manifest(make_manifest(app=app, channel=channel), trusted, app="app", channel="stable", now=NOW)
 
@@ -103,7 +107,9 @@ def test_manifest_for_another_app_or_channel_is_refused(make_manifest: MakeManif
         ("url", "//evil.example/x", "unusable url"),
     ],
 )
-def test_bad_entries_are_malformed(make_manifest: MakeManifest, trusted: TrustedKeys, field: str, value: object, message: str) -> None:
+def test_bad_entries_are_malformed(
+    make_manifest: MakeManifest, trusted: TrustedKeys, field: str, value: object, message: str
+) -> None:
     e = entry()
     e[field] = value
     with pytest.raises(MalformedError, match=message):
@@ -112,7 +118,15 @@ def test_bad_entries_are_malformed(make_manifest: MakeManifest, trusted: Trusted
 
 @pytest.mark.parametrize(
     "data",
-    [b"", b"not json", b"[]", b'{"signed": {}}', b'{"signed": [], "signatures": []}', b'{"signed":{"serial":1.5},"signatures":[]}', b"\xff\xfe"],
+    [
+        b"",
+        b"not json",
+        b"[]",
+        b'{"signed": {}}',
+        b'{"signed": [], "signatures": []}',
+        b'{"signed":{"serial":1.5},"signatures":[]}',
+        b"\xff\xfe",
+    ],
 )
 def test_garbage_is_malformed(data: bytes, trusted: TrustedKeys) -> None:
     with pytest.raises(MalformedError):
@@ -144,11 +158,20 @@ _json_values = st.recursive(
     lambda c: st.lists(c, max_size=4) | st.dictionaries(st.text(max_size=8), c, max_size=4),
 )
 _near_valid = st.fixed_dictionaries(
-    {"_type": st.just("gupper-manifest") | st.text(max_size=4), "schema": st.just(1) | st.integers(), "app": st.just("app") | st.text(max_size=4),
-     "channel": st.just("stable"), "serial": st.integers(), "created": st.just("2026-11-01T00:00:00Z") | st.text(max_size=4),
-     "expires": st.just("2027-01-01T00:00:00Z") | st.text(max_size=4),
-     "platforms": st.dictionaries(st.text(max_size=12), st.dictionaries(st.sampled_from(["version", "type", "url", "size", "sha256"]), _json_values))},
-)  # fmt: skip
+    {
+        "_type": st.just("gupper-manifest") | st.text(max_size=4),
+        "schema": st.just(1) | st.integers(),
+        "app": st.just("app") | st.text(max_size=4),
+        "channel": st.just("stable"),
+        "serial": st.integers(),
+        "created": st.just("2026-11-01T00:00:00Z") | st.text(max_size=4),
+        "expires": st.just("2027-01-01T00:00:00Z") | st.text(max_size=4),
+        "platforms": st.dictionaries(
+            st.text(max_size=12),
+            st.dictionaries(st.sampled_from(["version", "type", "url", "size", "sha256"]), _json_values),
+        ),
+    },
+)
 
 
 def _signed_doc(signed: object) -> bytes:

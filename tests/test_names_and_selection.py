@@ -23,7 +23,9 @@ from gupper_publish.stores import ObjectInfo
         ("app-1.0-linux-x86_64", "app", "1.0", "linux-amd64", "app-1.0-linux-amd64"),
     ],
 )
-def test_artifact_names_parse_and_canonicalise(filename: str, app: str, version: str, plat: str, canonical: str) -> None:
+def test_artifact_names_parse_and_canonicalise(
+    filename: str, app: str, version: str, plat: str, canonical: str
+) -> None:
     name = parse_artifact_name(filename)
     assert (name.app, str(name.version), name.platform.key, name.filename) == (app, version, plat, canonical)
     assert name.key == f"{app}/{version}/{canonical}"
@@ -31,17 +33,33 @@ def test_artifact_names_parse_and_canonicalise(filename: str, app: str, version:
 
 @pytest.mark.parametrize(
     "filename",
-    ["app", "app-1.2.0-linux", "app-banana-linux-amd64", "app-1.2.0-plan9-amd64", "app-1.2.0-linux-mips", "app-1.2.0-linux-amd64.exe",
-     "app-1.2.0-windows-amd64", "../app-1.2.0-linux-amd64", "..-1.0-linux-amd64", "-1.0-linux-amd64"],
-)  # fmt: skip
+    [
+        "app",
+        "app-1.2.0-linux",
+        "app-banana-linux-amd64",
+        "app-1.2.0-plan9-amd64",
+        "app-1.2.0-linux-mips",
+        "app-1.2.0-linux-amd64.exe",
+        "app-1.2.0-windows-amd64",
+        "../app-1.2.0-linux-amd64",
+        "..-1.0-linux-amd64",
+        "-1.0-linux-amd64",
+    ],
+)
 def test_bad_names_are_refused_with_the_pattern(filename: str) -> None:
     with pytest.raises(BadArtifactNameError, match=r"<app>-<version>-<os>-<arch>"):
         parse_artifact_name(filename)
 
 
 def test_relative_url_points_from_manifest_to_artifact() -> None:
-    assert relative_url(manifest_key("app", "stable"), "app/1.2.0/app-1.2.0-linux-amd64") == "../1.2.0/app-1.2.0-linux-amd64"
-    assert relative_url("app/stable/latest.json", "app/1.0+local/app-1.0+local-linux-amd64") == "../1.0%2Blocal/app-1.0%2Blocal-linux-amd64"
+    assert (
+        relative_url(manifest_key("app", "stable"), "app/1.2.0/app-1.2.0-linux-amd64")
+        == "../1.2.0/app-1.2.0-linux-amd64"
+    )
+    assert (
+        relative_url("app/stable/latest.json", "app/1.0+local/app-1.0+local-linux-amd64")
+        == "../1.0%2Blocal/app-1.0%2Blocal-linux-amd64"
+    )
 
 
 def _objs(*keys: str) -> list[ObjectInfo]:

@@ -70,7 +70,9 @@ def test_identical_folders_give_identical_archives_and_a_tar_gz_is_repacked_the_
     (tmp_path / "w3").mkdir()
     out_a, list_a = make_archive(a, tmp_path / "w1")
     out_b, list_b = make_archive(b, tmp_path / "w2")
-    assert out_a.name == "app-1.0.0-linux-amd64.tar.gz" and out_a.read_bytes() == out_b.read_bytes() and list_a == list_b
+    assert (
+        out_a.name == "app-1.0.0-linux-amd64.tar.gz" and out_a.read_bytes() == out_b.read_bytes() and list_a == list_b
+    )
     user = tmp_path / "app-1.0.0-linux-amd64.tar.gz"
     with tarfile.open(user, "w:gz") as tar:  # a user's own tar: real mtimes, uids, a top folder
         tar.add(b, arcname="app-1.0.0-linux-amd64")
@@ -91,8 +93,14 @@ def test_publishing_a_folder_writes_an_archive_entry_with_its_file_list_signed(t
     signed = json.loads((tmp_path / "site" / "app" / "stable" / "latest.json").read_bytes())["signed"]
     entry = signed["platforms"]["linux-amd64"]
     archive = tmp_path / "site" / "app" / "1.2.0" / "app-1.2.0-linux-amd64.tar.gz"
-    assert entry["type"] == "archive" and entry["format"] == "tar.gz" and entry["url"] == "../1.2.0/app-1.2.0-linux-amd64.tar.gz"
-    assert entry["size"] == archive.stat().st_size and entry["sha256"] == hashlib.sha256(archive.read_bytes()).hexdigest()
+    assert (
+        entry["type"] == "archive"
+        and entry["format"] == "tar.gz"
+        and entry["url"] == "../1.2.0/app-1.2.0-linux-amd64.tar.gz"
+    )
+    assert (
+        entry["size"] == archive.stat().st_size and entry["sha256"] == hashlib.sha256(archive.read_bytes()).hexdigest()
+    )
     with tarfile.open(archive, "r:gz") as tar:
         listing = tar.extractfile(LIST_NAME).read()  # type: ignore[union-attr]
     assert entry["files_sha256"] == hashlib.sha256(listing).hexdigest()
@@ -103,10 +111,24 @@ def test_publishing_a_folder_writes_an_archive_entry_with_its_file_list_signed(t
 # --- safe extraction ---------------------------------------------------------------------------
 
 
-def craft(path: Path, entries: list[dict[str, Any]], members: list[tuple[tarfile.TarInfo, bytes | None]], *, listing: bytes | None = None) -> str:
+def craft(
+    path: Path,
+    entries: list[dict[str, Any]],
+    members: list[tuple[tarfile.TarInfo, bytes | None]],
+    *,
+    listing: bytes | None = None,
+) -> str:
     """Write a hand-made archive: a list (given or from ``entries``) then ``members`` as they are."""
-    listing = listing if listing is not None else json.dumps({"_type": "gupper-files", "schema": 1, "files": entries}).encode()
-    with path.open("wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) as gz, tarfile.open(fileobj=gz, mode="w", format=tarfile.GNU_FORMAT) as tar:
+    listing = (
+        listing
+        if listing is not None
+        else json.dumps({"_type": "gupper-files", "schema": 1, "files": entries}).encode()
+    )
+    with (
+        path.open("wb") as raw,
+        gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) as gz,
+        tarfile.open(fileobj=gz, mode="w", format=tarfile.GNU_FORMAT) as tar,
+    ):
         info = tarfile.TarInfo(LIST_NAME)
         info.size = len(listing)
         tar.addfile(info, io.BytesIO(listing))
@@ -148,26 +170,58 @@ def sandbox(tmp_path: Path) -> Iterator[tuple[Path, Path]]:
 EVIL = b"#!/bin/sh\necho pwned\n"
 
 MALICIOUS: dict[str, tuple[list[dict[str, Any]], list[tuple[tarfile.TarInfo, bytes | None]], str]] = {
-    "traversal in the list": ([file_entry("../../outside/evil", EVIL)], [reg("../../outside/evil", EVIL)], "could resolve outside"),
+    "traversal in the list": (
+        [file_entry("../../outside/evil", EVIL)],
+        [reg("../../outside/evil", EVIL)],
+        "could resolve outside",
+    ),
     "traversal in the tar only": ([file_entry("ok", EVIL)], [reg("../../outside/ok", EVIL)], "does not name"),
     "absolute path": ([file_entry("/tmp/evil", EVIL)], [reg("/tmp/evil", EVIL)], "not a relative path"),
-    "symlink out (absolute)": ([{"path": "l", "type": "link", "target": "/etc"}], [special("l", tarfile.SYMTYPE, "/etc")], "outside the package"),
-    "symlink out (relative)": ([{"path": "l", "type": "link", "target": "../../outside"}], [special("l", tarfile.SYMTYPE, "../../outside")], "outside the package"),
-    "symlink out through another link": (
-        [{"path": "d", "type": "dir"}, {"path": "d/up", "type": "link", "target": ".."}, {"path": "d/out", "type": "link", "target": "up/../.."}],
-        [special("d", tarfile.DIRTYPE), special("d/up", tarfile.SYMTYPE, ".."), special("d/out", tarfile.SYMTYPE, "up/../..")],
+    "symlink out (absolute)": (
+        [{"path": "l", "type": "link", "target": "/etc"}],
+        [special("l", tarfile.SYMTYPE, "/etc")],
         "outside the package",
     ),
-    "tar link differs from the list": ([{"path": "l", "type": "link", "target": "x"}], [special("l", tarfile.SYMTYPE, "../../outside")], "not the link"),
+    "symlink out (relative)": (
+        [{"path": "l", "type": "link", "target": "../../outside"}],
+        [special("l", tarfile.SYMTYPE, "../../outside")],
+        "outside the package",
+    ),
+    "symlink out through another link": (
+        [
+            {"path": "d", "type": "dir"},
+            {"path": "d/up", "type": "link", "target": ".."},
+            {"path": "d/out", "type": "link", "target": "up/../.."},
+        ],
+        [
+            special("d", tarfile.DIRTYPE),
+            special("d/up", tarfile.SYMTYPE, ".."),
+            special("d/out", tarfile.SYMTYPE, "up/../.."),
+        ],
+        "outside the package",
+    ),
+    "tar link differs from the list": (
+        [{"path": "l", "type": "link", "target": "x"}],
+        [special("l", tarfile.SYMTYPE, "../../outside")],
+        "not the link",
+    ),
     "write through a link": (
         [{"path": "l", "type": "link", "target": "sub"}, file_entry("l/evil", EVIL)],
         [special("l", tarfile.SYMTYPE, "sub"), reg("l/evil", EVIL)],
         "not a listed directory",
     ),
-    "character device in the list": ([{"path": "tty", "type": "chr"}], [special("tty", tarfile.CHRTYPE)], "only dir, file and link"),
+    "character device in the list": (
+        [{"path": "tty", "type": "chr"}],
+        [special("tty", tarfile.CHRTYPE)],
+        "only dir, file and link",
+    ),
     "device in the tar": ([file_entry("tty", b"")], [special("tty", tarfile.CHRTYPE)], "not a regular file"),
     "fifo in the tar": ([file_entry("pipe", b"")], [special("pipe", tarfile.FIFOTYPE)], "not a regular file"),
-    "hard link in the tar": ([file_entry("h", b"")], [special("h", tarfile.LNKTYPE, "/etc/passwd")], "not a regular file"),
+    "hard link in the tar": (
+        [file_entry("h", b"")],
+        [special("h", tarfile.LNKTYPE, "/etc/passwd")],
+        "not a regular file",
+    ),
     "more bytes than declared": ([file_entry("big", b"x" * 10)], [reg("big", b"x" * 5000)], "listed 10 bytes"),
     "altered bytes": ([file_entry("f", b"good")], [reg("f", b"evil")], "does not match"),
     "member not in the list": ([file_entry("f", b"a")], [reg("f", b"a"), reg("extra", b"b")], "does not name"),
@@ -177,7 +231,9 @@ MALICIOUS: dict[str, tuple[list[dict[str, Any]], list[tuple[tarfile.TarInfo, byt
 
 
 @pytest.mark.parametrize("case", sorted(MALICIOUS))
-def test_a_malicious_archive_is_refused_and_nothing_is_written_outside(tmp_path: Path, sandbox: tuple[Path, Path], case: str) -> None:
+def test_a_malicious_archive_is_refused_and_nothing_is_written_outside(
+    tmp_path: Path, sandbox: tuple[Path, Path], case: str
+) -> None:
     versions, _ = sandbox
     entries, members, message = MALICIOUS[case]
     archive = tmp_path / "evil.tar.gz"
@@ -189,7 +245,9 @@ def test_a_malicious_archive_is_refused_and_nothing_is_written_outside(tmp_path:
     shutil.rmtree(dest)  # the caller removes the half-written temp folder
 
 
-def test_an_archive_without_its_list_first_or_with_another_list_is_refused(tmp_path: Path, sandbox: tuple[Path, Path]) -> None:
+def test_an_archive_without_its_list_first_or_with_another_list_is_refused(
+    tmp_path: Path, sandbox: tuple[Path, Path]
+) -> None:
     versions, _ = sandbox
     archive = tmp_path / "a.tar.gz"
     craft(archive, [file_entry("f", b"a")], [reg("f", b"a")])
@@ -269,7 +327,10 @@ def test_switch_refuses_a_missing_version_and_a_failed_rename_leaves_the_old_lin
 
     with pytest.raises(InstallError, match="left as it was"):
         switch(layout, "2.0.0", "linux", FileOps(replace=refuse))
-    assert os.readlink(layout.current) == "versions/1.0.0" and sorted(p.name for p in layout.root.iterdir()) == ["current", "versions"]
+    assert os.readlink(layout.current) == "versions/1.0.0" and sorted(p.name for p in layout.root.iterdir()) == [
+        "current",
+        "versions",
+    ]
 
 
 def test_windows_current_is_a_pointer_file_written_atomically(tmp_path: Path) -> None:
@@ -306,7 +367,9 @@ def sim(tmp_path: Path) -> Iterator[Sim]:
         yield s
 
 
-def serve_release(sim: Sim, tmp_path: Path, version: str, *, exe: bytes | None = None, hook: bytes | None = None) -> None:
+def serve_release(
+    sim: Sim, tmp_path: Path, version: str, *, exe: bytes | None = None, hook: bytes | None = None
+) -> None:
     folder = make_folder(tmp_path / f"dist-{version}", version, exe=exe)
     if hook is not None:
         (folder / "hooks").mkdir()
@@ -318,19 +381,35 @@ def serve_release(sim: Sim, tmp_path: Path, version: str, *, exe: bytes | None =
     url = f"/app/{version}/app-{version}-linux-amd64.tar.gz"
     sim.routes[url] = data
     entry = {
-        "version": version, "type": "archive", "format": "tar.gz", "url": f"../{version}/app-{version}-linux-amd64.tar.gz",
-        "size": len(data), "sha256": hashlib.sha256(data).hexdigest(), "files_sha256": files_sha256,
-    }  # fmt: skip
-    signed = build_signed(app="app", channel="stable", serial=1, now=NOW, expires_in=timedelta(days=30), platforms={"linux-amd64": entry})
+        "version": version,
+        "type": "archive",
+        "format": "tar.gz",
+        "url": f"../{version}/app-{version}-linux-amd64.tar.gz",
+        "size": len(data),
+        "sha256": hashlib.sha256(data).hexdigest(),
+        "files_sha256": files_sha256,
+    }
+    signed = build_signed(
+        app="app", channel="stable", serial=1, now=NOW, expires_in=timedelta(days=30), platforms={"linux-amd64": entry}
+    )
     sim.routes[MANIFEST] = sign_manifest(signed, [KEY])
 
 
 def folder_updater(sim: Sim, layout: FolderLayout, version: str = "1.0.0", **kw: Any) -> Updater:
     cfg = UpdaterConfig(
-        app="app", current_version=version, manifest_url=sim.url(MANIFEST), public_keys=(public_key_of(KEY).to_text(),),
-        ca_bundle=sim.ca_path, executable=str(layout.current / "app"), platform=Platform("linux", "amd64"),
-        state_dir=str(layout.root.parent / "state"), retries=0, download_attempts=1, read_timeout=2, preflight_timeout=10,
-    )  # fmt: skip
+        app="app",
+        current_version=version,
+        manifest_url=sim.url(MANIFEST),
+        public_keys=(public_key_of(KEY).to_text(),),
+        ca_bundle=sim.ca_path,
+        executable=str(layout.current / "app"),
+        platform=Platform("linux", "amd64"),
+        state_dir=str(layout.root.parent / "state"),
+        retries=0,
+        download_attempts=1,
+        read_timeout=2,
+        preflight_timeout=10,
+    )
     return Updater(replace(cfg, **kw), clock=lambda: NOW, environ={}, argv=["app"])
 
 
@@ -346,10 +425,14 @@ def test_folder_install_updates_switches_current_and_keeps_the_last_two(sim: Sim
     result = up.run(restart=False)
     assert result.status is Status.INSTALLED, result.message
     assert layout.current_version("linux") == "2.0.0" and versions_of(layout) == ["1.0.0", "2.0.0"]
-    assert (layout.current / "app").read_bytes() == fake_app("2.0.0") and (layout.current / "lib.so").read_bytes() == b"library bytes\n"
+    assert (layout.current / "app").read_bytes() == fake_app("2.0.0") and (
+        layout.current / "lib.so"
+    ).read_bytes() == b"library bytes\n"
     assert sorted(p.name for p in layout.root.iterdir()) == ["current", "versions"]
     trial = StateFile(layout.root.parent / "state").load().trial
-    assert trial is not None and trial.target == str(layout.current) and trial.backup == str(layout.version_dir("1.0.0"))
+    assert (
+        trial is not None and trial.target == str(layout.current) and trial.backup == str(layout.version_dir("1.0.0"))
+    )
     new = folder_updater(sim, layout, "2.0.0")
     assert new.run(restart=False).status is Status.UP_TO_DATE
     new.confirm()
@@ -417,7 +500,10 @@ def test_a_folder_with_a_link_out_or_a_fifo_cannot_be_published(tmp_path: Path) 
 
 # --- post-install hook -------------------------------------------------------------------------
 
-MIGRATE = b'#!/bin/sh\necho "$GUPPER_PREVIOUS_VERSION -> $GUPPER_NEW_VERSION in $(basename "$PWD")" > "$GUPPER_INSTALL_ROOT/migrated"\n'
+MIGRATE = (
+    b'#!/bin/sh\necho "$GUPPER_PREVIOUS_VERSION -> $GUPPER_NEW_VERSION in $(basename '
+    b'"$PWD")" > "$GUPPER_INSTALL_ROOT/migrated"\n'
+)
 
 
 def test_a_post_install_hook_runs_in_the_new_folder_before_the_switch(sim: Sim, tmp_path: Path) -> None:
@@ -432,7 +518,10 @@ def test_a_failing_post_install_hook_aborts_the_switch_and_marks_the_version_bad
     layout = layout_with(tmp_path, "1.0.0", current="1.0.0")
     serve_release(sim, tmp_path, "2.0.0", hook=b"#!/bin/sh\nexit 4\n")
     result = folder_updater(sim, layout).run(restart=False)
-    assert result.status is Status.FAILED and "the post-install hook of 2.0.0 failed (exit code 4); not installed" in result.message
+    assert (
+        result.status is Status.FAILED
+        and "the post-install hook of 2.0.0 failed (exit code 4); not installed" in result.message
+    )
     assert layout.current_version("linux") == "1.0.0" and versions_of(layout) == ["1.0.0"]
     assert "marked bad" in folder_updater(sim, layout).run(restart=False).message
 
@@ -446,8 +535,12 @@ def test_a_post_install_hook_must_be_a_listed_executable(tmp_path: Path) -> None
             pack_folder(folder, tmp_path / "a.tar.gz", hook)
 
 
-@pytest.mark.parametrize("case", ["traversal in the list", "symlink out (relative)", "more bytes than declared", "fifo in the tar"])
-def test_the_updater_refuses_a_signed_malicious_archive_and_changes_nothing(sim: Sim, tmp_path: Path, case: str) -> None:
+@pytest.mark.parametrize(
+    "case", ["traversal in the list", "symlink out (relative)", "more bytes than declared", "fifo in the tar"]
+)
+def test_the_updater_refuses_a_signed_malicious_archive_and_changes_nothing(
+    sim: Sim, tmp_path: Path, case: str
+) -> None:
     layout = layout_with(tmp_path, "1.0.0", current="1.0.0")
     outside = tmp_path / "outside"
     outside.mkdir()
@@ -457,10 +550,17 @@ def test_the_updater_refuses_a_signed_malicious_archive_and_changes_nothing(sim:
     data = archive.read_bytes()
     sim.routes["/app/2.0.0/app-2.0.0-linux-amd64.tar.gz"] = data
     entry = {
-        "version": "2.0.0", "type": "archive", "format": "tar.gz", "url": "../2.0.0/app-2.0.0-linux-amd64.tar.gz",
-        "size": len(data), "sha256": hashlib.sha256(data).hexdigest(), "files_sha256": files_sha256,
-    }  # fmt: skip
-    signed = build_signed(app="app", channel="stable", serial=1, now=NOW, expires_in=timedelta(days=30), platforms={"linux-amd64": entry})
+        "version": "2.0.0",
+        "type": "archive",
+        "format": "tar.gz",
+        "url": "../2.0.0/app-2.0.0-linux-amd64.tar.gz",
+        "size": len(data),
+        "sha256": hashlib.sha256(data).hexdigest(),
+        "files_sha256": files_sha256,
+    }
+    signed = build_signed(
+        app="app", channel="stable", serial=1, now=NOW, expires_in=timedelta(days=30), platforms={"linux-amd64": entry}
+    )
     sim.routes[MANIFEST] = sign_manifest(signed, [KEY])  # signed by the real key: only extraction stands in the way
     result = folder_updater(sim, layout).run(restart=False)
     assert result.status is Status.FAILED and isinstance(result.error, IntegrityError) and message in result.message
@@ -488,7 +588,14 @@ def test_an_archive_damaged_in_transit_is_not_marked_bad(sim: Sim, tmp_path: Pat
 S_LINK, S_DIR, S_FILE = 0o120000, 0o040000, 0o100000
 
 
-def zip_folder(folder: Path, out: Path, *, top: str | None = None, dir_entries: bool = True, extra: Sequence[tuple[zipfile.ZipInfo, bytes]] = ()) -> Path:
+def zip_folder(
+    folder: Path,
+    out: Path,
+    *,
+    top: str | None = None,
+    dir_entries: bool = True,
+    extra: Sequence[tuple[zipfile.ZipInfo, bytes]] = (),
+) -> Path:
     """Zip a build folder the way ``zip -r --symlinks`` does: symlinks as ``S_IFLNK`` members whose
     content is the target, Unix modes in ``external_attr``; ``top`` prefixes every name."""
     prefix = f"{top}/" if top else ""
@@ -529,25 +636,40 @@ def archive_of(path: Path, workdir: Path, post_install: str | None = None) -> by
 def test_a_zip_of_a_folder_gives_the_byte_identical_archive_with_modes_and_links(tmp_path: Path) -> None:
     folder = make_folder(tmp_path / "dist", "1.2.0")
     expected = archive_of(folder, tmp_path / "w0")
-    stale = [(zinfo("app-1.2.0-linux-amd64/.gupper-files.json", S_FILE | 0o644), b"{}"), (zinfo("__MACOSX/app-1.2.0-linux-amd64/._app", S_FILE | 0o644), b"\0")]
+    stale = [
+        (zinfo("app-1.2.0-linux-amd64/.gupper-files.json", S_FILE | 0o644), b"{}"),
+        (zinfo("__MACOSX/app-1.2.0-linux-amd64/._app", S_FILE | 0o644), b"\0"),
+    ]
     zips = {
         "one top folder": zip_folder(folder, tmp_path / "a" / "app-1.2.0-linux-amd64.zip", top="app-1.2.0-linux-amd64"),
-        "no top folder, no dir entries": zip_folder(folder, tmp_path / "b" / "app-1.2.0-linux-amd64.zip", dir_entries=False),
-        "a stale file list and macOS resource forks": zip_folder(folder, tmp_path / "c" / "app-1.2.0-linux-amd64.zip", top="app-1.2.0-linux-amd64", extra=stale),
+        "no top folder, no dir entries": zip_folder(
+            folder, tmp_path / "b" / "app-1.2.0-linux-amd64.zip", dir_entries=False
+        ),
+        "a stale file list and macOS resource forks": zip_folder(
+            folder, tmp_path / "c" / "app-1.2.0-linux-amd64.zip", top="app-1.2.0-linux-amd64", extra=stale
+        ),
     }
     for i, (case, path) in enumerate(zips.items()):
         assert archive_of(path, tmp_path / f"w{i + 1}") == expected, case
     with tarfile.open(fileobj=io.BytesIO(expected), mode="r:gz") as tar:
         modes = {m.name: m.mode for m in tar.getmembers() if m.isreg()}
         link = tar.getmember("lib.so")
-    assert modes == {LIST_NAME: 0o644, "_internal/lib.so": 0o644, "app": 0o755} and link.issym() and link.linkname == "_internal/lib.so"
+    assert (
+        modes == {LIST_NAME: 0o644, "_internal/lib.so": 0o644, "app": 0o755}
+        and link.issym()
+        and link.linkname == "_internal/lib.so"
+    )
 
 
 @pytest.mark.skipif(shutil.which("zip") is None, reason="needs Info-ZIP's zip")
 def test_a_zip_made_by_info_zip_gives_the_byte_identical_archive(tmp_path: Path) -> None:
     folder = make_folder(tmp_path / "dist", "1.2.0")
-    subprocess.run(["zip", "-qr", "--symlinks", "app-1.2.0-linux-amd64.zip", folder.name], cwd=folder.parent, check=True)
-    assert archive_of(folder.parent / "app-1.2.0-linux-amd64.zip", tmp_path / "w1") == archive_of(folder, tmp_path / "w2")
+    subprocess.run(
+        ["zip", "-qr", "--symlinks", "app-1.2.0-linux-amd64.zip", folder.name], cwd=folder.parent, check=True
+    )
+    assert archive_of(folder.parent / "app-1.2.0-linux-amd64.zip", tmp_path / "w1") == archive_of(
+        folder, tmp_path / "w2"
+    )
 
 
 def test_publishing_a_zip_publishes_the_folders_archive_and_the_folder_is_then_unchanged(tmp_path: Path) -> None:
@@ -557,11 +679,17 @@ def test_publishing_a_zip_publishes_the_folders_archive_and_the_folder_is_then_u
     (folder / "hooks" / "migrate").chmod(0o755)  # --post-install needs the executable bit to survive the zip
     zipped = zip_folder(folder, tmp_path / "app-1.2.0-linux-amd64.zip", top=folder.name)
     store = LocalStore(tmp_path / "site")
-    report = publish(store, [zipped], PublishOptions(keys=[KEY], clock=lambda: NOW), force=True, post_install="hooks/migrate")
+    report = publish(
+        store, [zipped], PublishOptions(keys=[KEY], clock=lambda: NOW), force=True, post_install="hooks/migrate"
+    )
     assert [(a.key, a.status) for a in report.artifacts] == [("app/1.2.0/app-1.2.0-linux-amd64.tar.gz", "uploaded")]
-    entry = json.loads((tmp_path / "site" / "app" / "stable" / "latest.json").read_bytes())["signed"]["platforms"]["linux-amd64"]
+    entry = json.loads((tmp_path / "site" / "app" / "stable" / "latest.json").read_bytes())["signed"]["platforms"][
+        "linux-amd64"
+    ]
     assert entry["type"] == "archive" and entry["url"] == "../1.2.0/app-1.2.0-linux-amd64.tar.gz"
-    again = publish(store, [folder], PublishOptions(keys=[KEY], clock=lambda: NOW), force=True, post_install="hooks/migrate")
+    again = publish(
+        store, [folder], PublishOptions(keys=[KEY], clock=lambda: NOW), force=True, post_install="hooks/migrate"
+    )
     assert [a.status for a in again.artifacts] == ["unchanged"] and not again.manifests[0].changed
     assert not list((tmp_path / "site").rglob("*.zip"))
 
@@ -576,7 +704,9 @@ def zip_with(path: Path, members: list[tuple[zipfile.ZipInfo, bytes]]) -> Path:
     return path
 
 
-def good(name: str = "top/app", data: bytes = b"#!/bin/sh\n", mode: int = S_FILE | 0o755) -> tuple[zipfile.ZipInfo, bytes]:
+def good(
+    name: str = "top/app", data: bytes = b"#!/bin/sh\n", mode: int = S_FILE | 0o755
+) -> tuple[zipfile.ZipInfo, bytes]:
     return zinfo(name, mode), data
 
 
@@ -609,8 +739,14 @@ MALICIOUS_ZIPS: dict[str, tuple[list[tuple[zipfile.ZipInfo, bytes]], str]] = {
     "dot part": ([good(), good("top/./x")], "'top/./x' holds an empty or '.' path part"),
     "duplicate name": ([good(), good(data=b"other")], "'top/app' appears twice"),
     "file and dir of one name": ([good(), good("top/app/", b"", S_DIR | 0o755)], "'top/app/' appears twice"),
-    "symlink out (relative)": ([good(), good("top/l", b"../../outside", S_LINK | 0o777)], "'top/l' is a symlink to '../../outside', outside the zip"),
-    "symlink out (absolute)": ([good(), good("top/l", b"/etc", S_LINK | 0o777)], "'top/l' is a symlink to '/etc', outside the zip"),
+    "symlink out (relative)": (
+        [good(), good("top/l", b"../../outside", S_LINK | 0o777)],
+        "'top/l' is a symlink to '../../outside', outside the zip",
+    ),
+    "symlink out (absolute)": (
+        [good(), good("top/l", b"/etc", S_LINK | 0o777)],
+        "'top/l' is a symlink to '/etc', outside the zip",
+    ),
     "symlink out and a file through it": (
         [good(), good("top/out", b"../../outside", S_LINK | 0o777), good("top/out/evil", b"pwned")],
         "'top/out' is a symlink to '../../outside', outside the zip",
@@ -619,11 +755,17 @@ MALICIOUS_ZIPS: dict[str, tuple[list[tuple[zipfile.ZipInfo, bytes]], str]] = {
         [good(), good("top/l", b"sub", S_LINK | 0o777), good("top/l/evil", b"x")],
         "'top/l/evil' lies under 'top/l', which is a link, not a directory",
     ),
-    "a file under a file": ([good(), good("top/app/evil", b"x")], "'top/app/evil' lies under 'top/app', which is a file"),
+    "a file under a file": (
+        [good(), good("top/app/evil", b"x")],
+        "'top/app/evil' lies under 'top/app', which is a file",
+    ),
     "character device": ([good(), good("top/tty", b"", 0o020000 | 0o644)], "'top/tty' is a device, FIFO or socket"),
     "fifo": ([good(), good("top/pipe", b"", 0o010000 | 0o644)], "'top/pipe' is a device, FIFO or socket"),
     "encrypted member": ([good(), good("top/secret")], "'top/secret' is encrypted"),
-    "bzip2 member": ([good(), (zinfo("top/b", S_FILE | 0o644, compress=zipfile.ZIP_BZIP2), b"b")], "'top/b' uses compression method 12"),
+    "bzip2 member": (
+        [good(), (zinfo("top/b", S_FILE | 0o644, compress=zipfile.ZIP_BZIP2), b"b")],
+        "'top/b' uses compression method 12",
+    ),
     "no unix modes (made on Windows)": ([good()], "carries no Unix permissions"),
 }
 
@@ -642,7 +784,10 @@ def test_a_malicious_zip_is_refused_in_one_line_and_nothing_is_written(tmp_path:
         publish(LocalStore(tmp_path / "site"), [zipped], PublishOptions(keys=[KEY], clock=lambda: NOW))
     text = str(info.value)
     assert message in text and "\n" not in text, text
-    assert text.startswith("app-1.2.0-linux-amd64.zip") and "zip -r --symlinks app-1.2.0-linux-amd64.zip app-1.2.0-linux-amd64" in text
+    assert (
+        text.startswith("app-1.2.0-linux-amd64.zip")
+        and "zip -r --symlinks app-1.2.0-linux-amd64.zip app-1.2.0-linux-amd64" in text
+    )
     assert sorted(tmp_path.rglob("*")) == before and not (tmp_path / "site").exists()
 
 
@@ -650,24 +795,37 @@ def test_a_zip_bomb_is_refused_by_its_declared_sizes_before_anything_is_written(
     from gupper_publish.archive import unpack_user_zip
     from gupper_publish.errors import PublishError
 
-    zipped = zip_with(tmp_path / "app-1.2.0-linux-amd64.zip", [good(), good("top/a", b"\0" * (600 << 10)), good("top/b", b"\0" * (600 << 10))])
+    zipped = zip_with(
+        tmp_path / "app-1.2.0-linux-amd64.zip",
+        [good(), good("top/a", b"\0" * (600 << 10)), good("top/b", b"\0" * (600 << 10))],
+    )
     assert zipped.stat().st_size < 10 << 10  # 1.2 MiB of zeros, deflated
     into = tmp_path / "into"
     into.mkdir()
-    with pytest.raises(PublishError, match=r"member 'top/b' takes the declared unpacked size past the 1048576-byte limit \(a zip bomb\?\); refused"):
+    with pytest.raises(
+        PublishError,
+        match=r"member 'top/b' takes the declared unpacked size past the 1048576-byte limit \(a zip bomb\?\); refused",
+    ):
         unpack_user_zip(zipped, into, max_bytes=1 << 20)
     assert list(into.iterdir()) == []
-    assert unpack_user_zip(zipped, into, max_bytes=2 << 20) == into / "top" and (into / "top" / "b").stat().st_size == 600 << 10
+    assert (
+        unpack_user_zip(zipped, into, max_bytes=2 << 20) == into / "top"
+        and (into / "top" / "b").stat().st_size == 600 << 10
+    )
 
 
 def test_a_zip_member_holding_more_than_its_declared_size_is_refused(tmp_path: Path) -> None:
     from gupper_publish.errors import PublishError
 
-    zipped = zip_with(tmp_path / "app-1.2.0-linux-amd64.zip", [good("top/app", b"#!/bin/sh\n" + b"#" * 5000, S_FILE | 0o755)])
+    zipped = zip_with(
+        tmp_path / "app-1.2.0-linux-amd64.zip", [good("top/app", b"#!/bin/sh\n" + b"#" * 5000, S_FILE | 0o755)]
+    )
     patch_central(zipped, "top/app", {(24, "<I"): 10})  # declare 10 bytes uncompressed
     with zipfile.ZipFile(zipped) as zf:
         assert zf.getinfo("top/app").file_size == 10 and zf.getinfo("top/app").compress_size > 10
-    with pytest.raises(PublishError, match=r"app-1.2.0-linux-amd64.zip: cannot unpack member 'top/app' \(Bad CRC-32") as info:
+    with pytest.raises(
+        PublishError, match=r"app-1.2.0-linux-amd64.zip: cannot unpack member 'top/app' \(Bad CRC-32"
+    ) as info:
         make_archive(zipped, tmp_path)
     assert "\n" not in str(info.value) and sorted(p.name for p in tmp_path.iterdir()) == ["app-1.2.0-linux-amd64.zip"]
 
@@ -680,5 +838,9 @@ def test_a_zip_without_unix_modes_is_fine_for_windows_and_not_a_zip_is_one_line(
     assert archive_of(zipped, tmp_path / "w1")
     broken = tmp_path / "app-1.2.0-linux-amd64.zip"
     broken.write_bytes(b"PK not really a zip")
-    with pytest.raises(PublishError, match=r"cannot read .*app-1.2.0-linux-amd64.zip as a zip \(File is not a zip file\); pass the build folder itself"):
+    with pytest.raises(
+        PublishError,
+        match=r"cannot read .*app-1.2.0-linux-amd64.zip as a zip \(File is not a zip file\); "
+        r"pass the build folder itself",
+    ):
         make_archive(broken, tmp_path)

@@ -52,15 +52,25 @@ def windows(native_machine: int | None) -> Callable[[str], str | None]:
 @pytest.mark.parametrize(
     ("machine", "values", "expected"),
     [
-        ("x86_64", {"sysctl.proc_translated": 1, "hw.optional.arm64": 1}, ["darwin-arm64", "darwin-amd64"]),  # x86_64 app under Rosetta
-        ("x86_64", {"sysctl.proc_translated": 1}, ["darwin-arm64", "darwin-amd64"]),  # older macOS without hw.optional.arm64
+        (
+            "x86_64",
+            {"sysctl.proc_translated": 1, "hw.optional.arm64": 1},
+            ["darwin-arm64", "darwin-amd64"],
+        ),  # x86_64 app under Rosetta
+        (
+            "x86_64",
+            {"sysctl.proc_translated": 1},
+            ["darwin-arm64", "darwin-amd64"],
+        ),  # older macOS without hw.optional.arm64
         ("arm64", {"sysctl.proc_translated": 0, "hw.optional.arm64": 1}, ["darwin-arm64"]),  # native on Apple silicon
         ("x86_64", {"sysctl.proc_translated": 0, "hw.optional.arm64": 0}, ["darwin-amd64"]),  # an Intel Mac (macOS 11+)
         ("x86_64", {}, ["darwin-amd64"]),  # an Intel Mac before macOS 11: neither name exists
     ],
     ids=["rosetta", "rosetta-old-macos", "apple-silicon", "intel", "intel-old-macos"],
 )
-def test_macos_prefers_the_native_build_under_rosetta(machine: str, values: dict[str, int], expected: list[str]) -> None:
+def test_macos_prefers_the_native_build_under_rosetta(
+    machine: str, values: dict[str, int], expected: list[str]
+) -> None:
     assert [p.key for p in platform_candidates("darwin", machine, native_arch=darwin(values))] == expected
     assert current_platform("darwin", machine).key == expected[-1]  # builds are named after the binary's own CPU
 
@@ -68,7 +78,12 @@ def test_macos_prefers_the_native_build_under_rosetta(machine: str, values: dict
 @pytest.mark.parametrize(
     ("machine", "interpreter", "native", "expected"),
     [
-        ("ARM64", "win-amd64", ARM64, ["windows-arm64", "windows-amd64"]),  # x64 app on Windows on ARM, Python 3.12+ reports the host
+        (
+            "ARM64",
+            "win-amd64",
+            ARM64,
+            ["windows-arm64", "windows-amd64"],
+        ),  # x64 app on Windows on ARM, Python 3.12+ reports the host
         ("AMD64", "win-amd64", ARM64, ["windows-arm64", "windows-amd64"]),  # same, Python 3.11 reports the emulated CPU
         ("ARM64", "win-arm64", ARM64, ["windows-arm64"]),  # native ARM64 build
         ("AMD64", "win-amd64", AMD64, ["windows-amd64"]),  # x64 on x64
@@ -76,7 +91,9 @@ def test_macos_prefers_the_native_build_under_rosetta(machine: str, values: dict
     ],
     ids=["woa-x64-py312", "woa-x64-py311", "woa-native", "x64", "no-iswow64process2"],
 )
-def test_windows_on_arm_is_told_apart_from_the_binarys_own_cpu(machine: str, interpreter: str, native: int | None, expected: list[str]) -> None:
+def test_windows_on_arm_is_told_apart_from_the_binarys_own_cpu(
+    machine: str, interpreter: str, native: int | None, expected: list[str]
+) -> None:
     candidates = platform_candidates("win32", machine, interpreter, native_arch=windows(native))
     assert [p.key for p in candidates] == expected
     # The binary's own CPU comes from the interpreter's build, not platform.machine(): an x64 build
@@ -146,27 +163,49 @@ def sim(tmp_path: Path) -> Any:
         yield s
 
 
-def _rosetta_updater(sim: Sim, tmp_path: Path, public_key: str, monkeypatch: pytest.MonkeyPatch) -> tuple[Updater, Path]:
-    rosetta = platform_candidates("darwin", "x86_64", native_arch=darwin({"sysctl.proc_translated": 1, "hw.optional.arm64": 1}))
+def _rosetta_updater(
+    sim: Sim, tmp_path: Path, public_key: str, monkeypatch: pytest.MonkeyPatch
+) -> tuple[Updater, Path]:
+    rosetta = platform_candidates(
+        "darwin", "x86_64", native_arch=darwin({"sysctl.proc_translated": 1, "hw.optional.arm64": 1})
+    )
     monkeypatch.setattr(gupper.client, "platform_candidates", lambda: rosetta)  # what the detector says on that Mac
     exe = tmp_path / "install" / "app"
     exe.parent.mkdir()
     exe.write_bytes(b"#!/bin/sh\necho old\n")
     exe.chmod(0o755)
-    cfg = UpdaterConfig(app="app", current_version="1.0.0", manifest_url=sim.url("/app/stable/latest.json"), public_keys=(public_key,),
-                        ca_bundle=sim.ca_path, executable=str(exe), retries=0, download_attempts=1, state_dir=str(tmp_path / "state"))  # fmt: skip
+    cfg = UpdaterConfig(
+        app="app",
+        current_version="1.0.0",
+        manifest_url=sim.url("/app/stable/latest.json"),
+        public_keys=(public_key,),
+        ca_bundle=sim.ca_path,
+        executable=str(exe),
+        retries=0,
+        download_attempts=1,
+        state_dir=str(tmp_path / "state"),
+    )
     return Updater(cfg, clock=lambda: NOW, environ={}, argv=["app"]), exe
 
 
-@pytest.mark.parametrize("published", [("darwin-arm64", "darwin-amd64"), ("darwin-amd64",)], ids=["both", "x86_64-only"])
+@pytest.mark.parametrize(
+    "published", [("darwin-arm64", "darwin-amd64"), ("darwin-amd64",)], ids=["both", "x86_64-only"]
+)
 def test_an_x86_64_app_under_rosetta_takes_the_native_build_when_there_is_one(
-    sim: Sim, tmp_path: Path, make_manifest: MakeManifest, keypair: tuple[Path, object, str], monkeypatch: pytest.MonkeyPatch, published: tuple[str, ...]
+    sim: Sim,
+    tmp_path: Path,
+    make_manifest: MakeManifest,
+    keypair: tuple[Path, object, str],
+    monkeypatch: pytest.MonkeyPatch,
+    published: tuple[str, ...],
 ) -> None:
     platforms = {}
     for key in published:
         url = f"/app/2.0.0/app-2.0.0-{key}"
         sim.routes[url] = NEW
-        platforms[key] = entry("2.0.0", size=len(NEW), sha=hashlib.sha256(NEW).hexdigest(), url=f"../2.0.0/app-2.0.0-{key}")
+        platforms[key] = entry(
+            "2.0.0", size=len(NEW), sha=hashlib.sha256(NEW).hexdigest(), url=f"../2.0.0/app-2.0.0-{key}"
+        )
     sim.routes["/app/stable/latest.json"] = make_manifest(platforms=platforms)
     updater, _exe = _rosetta_updater(sim, tmp_path, keypair[2], monkeypatch)
     update = updater.check()
@@ -176,7 +215,11 @@ def test_an_x86_64_app_under_rosetta_takes_the_native_build_when_there_is_one(
 
 
 def test_no_build_for_either_cpu_is_no_update(
-    sim: Sim, tmp_path: Path, make_manifest: MakeManifest, keypair: tuple[Path, object, str], monkeypatch: pytest.MonkeyPatch
+    sim: Sim,
+    tmp_path: Path,
+    make_manifest: MakeManifest,
+    keypair: tuple[Path, object, str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     sim.routes["/app/stable/latest.json"] = make_manifest(platforms={"linux-amd64": entry()})
     updater, exe = _rosetta_updater(sim, tmp_path, keypair[2], monkeypatch)

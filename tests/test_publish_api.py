@@ -46,7 +46,15 @@ def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningStore]:
 def run_example(cwd: Path, running: RunningStore, prefix: str, key_text: str) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("GUPPER_", "AWS_"))}
     env |= running.s3_env() | {"GUPPER_STORE": f"s3://{running.bucket}/{prefix}", "GUPPER_SIGNING_KEY": key_text}
-    return subprocess.run([sys.executable, "-c", example()], cwd=cwd, env=env, capture_output=True, text=True, timeout=TIMEOUT, check=False)
+    return subprocess.run(
+        [sys.executable, "-c", example()],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+        check=False,
+    )
 
 
 def test_the_documented_example_publishes_and_refuses_as_it_says(tmp_path: Path, running: RunningStore) -> None:
@@ -65,17 +73,23 @@ def test_the_documented_example_publishes_and_refuses_as_it_says(tmp_path: Path,
         "manifest myapp/stable/latest.json serial 1 {'linux-amd64': '1.2.0'}",
     ]
     body = requests.get(running.url("api/myapp/stable/latest.json"), verify=running.ca, timeout=10).content
-    manifest = verify_manifest(body, TrustedKeys.from_texts([public.to_text()]), app="myapp", channel="stable", now=datetime.now(UTC))
+    manifest = verify_manifest(
+        body, TrustedKeys.from_texts([public.to_text()]), app="myapp", channel="stable", now=datetime.now(UTC)
+    )
     assert str(manifest.entries["linux-amd64"].version) == "1.2.0"
     # The refusal path as the example handles it: one line, nothing uploaded, the key not shown.
     build.write_text("hello\n")
     refused = run_example(tmp_path, running, "api-refused", key_path.read_text())
     assert refused.returncode == 1 and refused.stdout == ""
     assert refused.stderr == (
-        "not published: myapp-1.2.0-linux-amd64 is a text file of 6 bytes, not an ELF executable; its name says linux-amd64: publish the build made "
-        "for it (what PyInstaller wrote to dist/ on linux), or pass --force if this file really is what those installs should run\n"
+        "not published: myapp-1.2.0-linux-amd64 is a text file of 6 bytes, not an ELF "
+        "executable; its name says linux-amd64: publish the build made "
+        "for it (what PyInstaller wrote to dist/ on linux), or pass --force if this file "
+        "really is what those installs should run\n"
     )
-    assert requests.get(running.url("api-refused/myapp/stable/latest.json"), verify=running.ca, timeout=10).status_code in (403, 404)
+    assert requests.get(
+        running.url("api-refused/myapp/stable/latest.json"), verify=running.ca, timeout=10
+    ).status_code in (403, 404)
 
 
 def test_public_names_are_documented() -> None:

@@ -54,13 +54,28 @@ def build(dist: Path, version: str, platform: str) -> Path:
     return path
 
 
-def run_publishers(store_url: str, key: Path, files: list[tuple[Path, int | None]], env: dict[str, str]) -> list[subprocess.CompletedProcess[str]]:
+def run_publishers(
+    store_url: str, key: Path, files: list[tuple[Path, int | None]], env: dict[str, str]
+) -> list[subprocess.CompletedProcess[str]]:
     """Start every publisher before waiting for any, then wait for each with a deadline."""
     procs = []
     for path, rollout in files:
-        cmd = [sys.executable, "-m", "gupper_publish", "publish", "--store", store_url, "--key", str(key), "--json", str(path)]
+        cmd = [
+            sys.executable,
+            "-m",
+            "gupper_publish",
+            "publish",
+            "--store",
+            store_url,
+            "--key",
+            str(key),
+            "--json",
+            str(path),
+        ]
         cmd += ["--rollout", str(rollout)] if rollout is not None else []
-        procs.append(subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+        procs.append(
+            subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        )
     done = []
     try:
         for proc in procs:
@@ -106,7 +121,9 @@ def test_eight_concurrent_publisher_processes_lose_nothing_and_bump_the_serial_b
     assert [r.returncode for r in results] == [0] * 8, [r.stderr for r in results]
     reported = sorted(json.loads(r.stdout)["manifests"][0]["serial"] for r in results)
 
-    manifest = verify_manifest(read("app/stable/latest.json"), TrustedKeys.from_texts([keypair[2]]), app="app", channel="stable", now=NOW)
+    manifest = verify_manifest(
+        read("app/stable/latest.json"), TrustedKeys.from_texts([keypair[2]]), app="app", channel="stable", now=NOW
+    )
     assert manifest.serial == before + 8
     assert max(reported) == before + 8  # someone wrote the last serial, and nobody wrote one beyond it
     served = {(str(e.version), p) for p, e in manifest.entries.items()}

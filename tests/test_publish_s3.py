@@ -68,26 +68,37 @@ def recorder(sent: list[int]) -> ProgressFactory:
     return factory
 
 
-def test_a_large_artifact_goes_up_in_parallel_parts_each_with_its_sha256(tmp_path: Path, running: RunningStore, s3: Any, keypair: KeyPair) -> None:
+def test_a_large_artifact_goes_up_in_parallel_parts_each_with_its_sha256(
+    tmp_path: Path, running: RunningStore, s3: Any, keypair: KeyPair
+) -> None:
     store = S3Store(running.bucket, "multipart", client=s3, multipart_threshold=PART, multipart_chunksize=PART)
     build = big_build(tmp_path / "dist", "1.0.0")
     data = build.read_bytes()
     sent: list[int] = []
     report = publish(store, [build], PublishOptions(keys=[keypair[1]], clock=lambda: NOW), progress=recorder(sent))
     assert report.artifacts[0].status == "uploaded" and sum(sent) == len(data)
-    head = s3.head_object(Bucket=running.bucket, Key="multipart/app/1.0.0/app-1.0.0-linux-amd64", ChecksumMode="ENABLED")
+    head = s3.head_object(
+        Bucket=running.bucket, Key="multipart/app/1.0.0/app-1.0.0-linux-amd64", ChecksumMode="ENABLED"
+    )
     assert head["ETag"].endswith('-3"')  # three parts
     parts = [data[i : i + PART] for i in range(0, len(data), PART)]
     composite = base64.b64encode(hashlib.sha256(b"".join(hashlib.sha256(p).digest() for p in parts)).digest()).decode()
     assert head["ChecksumSHA256"].split("-")[0] == composite  # every part went up with its own, correct SHA256
     assert head["Metadata"]["sha256"] == hashlib.sha256(data).hexdigest()
-    assert (head["ContentType"], head["CacheControl"]) == ("application/octet-stream", "public, max-age=31536000, immutable")
-    public = requests.get(running.url("multipart/app/1.0.0/app-1.0.0-linux-amd64"), verify=running.ca, timeout=HTTP_TIMEOUT)
+    assert (head["ContentType"], head["CacheControl"]) == (
+        "application/octet-stream",
+        "public, max-age=31536000, immutable",
+    )
+    public = requests.get(
+        running.url("multipart/app/1.0.0/app-1.0.0-linux-amd64"), verify=running.ca, timeout=HTTP_TIMEOUT
+    )
     assert public.status_code == 200 and public.content == data
     # Create-only holds for multipart too: the completing request carries If-None-Match: *,
     # and the refused upload is aborted rather than left as orphan parts.
     with pytest.raises(AlreadyExistsError):
-        store.create_file("app/1.0.0/app-1.0.0-linux-amd64", build, sha256="00" * 32, content_type="x", cache_control="x")
+        store.create_file(
+            "app/1.0.0/app-1.0.0-linux-amd64", build, sha256="00" * 32, content_type="x", cache_control="x"
+        )
     assert s3.list_multipart_uploads(Bucket=running.bucket, Prefix="multipart/").get("Uploads", []) == []
     assert s3.get_object(Bucket=running.bucket, Key="multipart/app/1.0.0/app-1.0.0-linux-amd64")["Body"].read() == data
     # Same name, other bytes: refused before any upload starts.
@@ -98,26 +109,74 @@ def test_a_large_artifact_goes_up_in_parallel_parts_each_with_its_sha256(tmp_pat
     assert again.artifacts[0].status == "unchanged" and not again.manifests[0].changed
 
 
-def test_a_small_artifact_is_one_put_with_the_whole_files_sha256(tmp_path: Path, running: RunningStore, s3: Any, keypair: KeyPair) -> None:
+def test_a_small_artifact_is_one_put_with_the_whole_files_sha256(
+    tmp_path: Path, running: RunningStore, s3: Any, keypair: KeyPair
+) -> None:
     store = S3Store(running.bucket, "single", client=s3)
     build = big_build(tmp_path / "dist", "1.0.0", size=4096)
     publish(store, [build], PublishOptions(keys=[keypair[1]], clock=lambda: NOW))
     head = s3.head_object(Bucket=running.bucket, Key="single/app/1.0.0/app-1.0.0-linux-amd64", ChecksumMode="ENABLED")
-    assert "-" not in head["ETag"] and head["ChecksumSHA256"] == base64.b64encode(hashlib.sha256(build.read_bytes()).digest()).decode()
+    assert (
+        "-" not in head["ETag"]
+        and head["ChecksumSHA256"] == base64.b64encode(hashlib.sha256(build.read_bytes()).digest()).decode()
+    )
 
 
-def test_cli_release_commands_work_against_s3(tmp_path: Path, use_store_env: RunningStore, keypair: KeyPair, capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_release_commands_work_against_s3(
+    tmp_path: Path, use_store_env: RunningStore, keypair: KeyPair, capsys: pytest.CaptureFixture[str]
+) -> None:
     url, key = f"s3://{use_store_env.bucket}/cli", str(keypair[0])
     dist = tmp_path / "dist"
     assert main(["publish", "--store", url, "--key", key, str(big_build(dist, "1.0.0", 1000))]) == 0
-    assert main(["publish", "--store", url, "--key", key, "--channel", "beta", "--rollout", "10", str(big_build(dist, "1.1.0", 1000))]) == 0
-    assert main(["promote", "app", "1.1.0", "--from", "beta", "--to", "stable", "--rollout", "25", "--store", url, "--key", key]) == 0
+    assert (
+        main(
+            [
+                "publish",
+                "--store",
+                url,
+                "--key",
+                key,
+                "--channel",
+                "beta",
+                "--rollout",
+                "10",
+                str(big_build(dist, "1.1.0", 1000)),
+            ]
+        )
+        == 0
+    )
+    assert (
+        main(
+            [
+                "promote",
+                "app",
+                "1.1.0",
+                "--from",
+                "beta",
+                "--to",
+                "stable",
+                "--rollout",
+                "25",
+                "--store",
+                url,
+                "--key",
+                key,
+            ]
+        )
+        == 0
+    )
     capsys.readouterr()
     assert main(["list", "app", "--store", url, "--json"]) == 0
     doc = json.loads(capsys.readouterr().out)["apps"]["app"]["channels"]
-    assert doc["stable"]["platforms"]["linux-amd64"] == {"version": "1.1.0", "rollout": {"percent": 25, "id": "1.1.0"}, "fallback": "1.0.0"}
+    assert doc["stable"]["platforms"]["linux-amd64"] == {
+        "version": "1.1.0",
+        "rollout": {"percent": 25, "id": "1.1.0"},
+        "fallback": "1.0.0",
+    }
     assert doc["beta"]["platforms"]["linux-amd64"]["rollout"] == {"percent": 10, "id": "1.1.0"}
-    manifest = requests.get(use_store_env.url("cli/app/stable/latest.json"), verify=use_store_env.ca, timeout=HTTP_TIMEOUT)
+    manifest = requests.get(
+        use_store_env.url("cli/app/stable/latest.json"), verify=use_store_env.ca, timeout=HTTP_TIMEOUT
+    )
     assert manifest.status_code == 200 and manifest.json()["signed"]["serial"] == 2
 
 
@@ -147,11 +206,26 @@ def test_init_creates_the_bucket_and_a_get_only_policy_that_the_public_front_enf
         artifact_url = running.url("releases/app/1.0.0/app-1.0.0-linux-amd64")
         got = requests.get(artifact_url, verify=running.ca, timeout=HTTP_TIMEOUT)
         assert got.status_code == 200 and got.content == build.read_bytes()
-        assert requests.get(running.url("releases/app/stable/latest.json"), verify=running.ca, timeout=HTTP_TIMEOUT).status_code == 200
-        assert requests.get(running.url("private/notes.txt"), verify=running.ca, timeout=HTTP_TIMEOUT).status_code == 403  # outside the prefix
+        assert (
+            requests.get(
+                running.url("releases/app/stable/latest.json"), verify=running.ca, timeout=HTTP_TIMEOUT
+            ).status_code
+            == 200
+        )
+        assert (
+            requests.get(running.url("private/notes.txt"), verify=running.ca, timeout=HTTP_TIMEOUT).status_code == 403
+        )  # outside the prefix
         assert requests.put(artifact_url, data=b"evil", verify=running.ca, timeout=HTTP_TIMEOUT).status_code == 405
         assert requests.delete(artifact_url, verify=running.ca, timeout=HTTP_TIMEOUT).status_code == 405
         assert requests.get(running.public_base, verify=running.ca, timeout=HTTP_TIMEOUT).status_code == 403
-        listing = requests.get(running.public_base + "/", params={"list-type": "2", "prefix": "releases/"}, verify=running.ca, timeout=HTTP_TIMEOUT)
+        listing = requests.get(
+            running.public_base + "/",
+            params={"list-type": "2", "prefix": "releases/"},
+            verify=running.ca,
+            timeout=HTTP_TIMEOUT,
+        )
         assert listing.status_code == 403
-        assert s3.get_object(Bucket=running.bucket, Key="releases/app/1.0.0/app-1.0.0-linux-amd64")["Body"].read() == build.read_bytes()
+        assert (
+            s3.get_object(Bucket=running.bucket, Key="releases/app/1.0.0/app-1.0.0-linux-amd64")["Body"].read()
+            == build.read_bytes()
+        )

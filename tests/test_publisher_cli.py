@@ -31,7 +31,15 @@ TIMEOUT = 60
 
 def cli(*args: str, **kwargs: object) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("GUPPER_")}
-    return subprocess.run([sys.executable, "-m", "gupper_publish", *args], env=env, capture_output=True, text=True, timeout=TIMEOUT, check=False, **kwargs)  # type: ignore[call-overload, no-any-return]
+    return subprocess.run(  # type: ignore[call-overload, no-any-return]
+        [sys.executable, "-m", "gupper_publish", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+        check=False,
+        **kwargs,
+    )
 
 
 def build(dist: Path, version: str, size: int = 200_000) -> Path:
@@ -81,7 +89,12 @@ def test_a_reader_that_went_away_ends_the_command_quietly(tmp_path: Path, keypai
     assert (proc.returncode, proc.stderr) == (141, "")
     # As people write it: more output than a pipe holds, and 'head -1' stops reading after one line.
     shell = subprocess.run(
-        ["bash", "-c", f'set -o pipefail; "{sys.executable}" -m gupper_publish list --json --store "{store}" | head -1; echo "status ${{PIPESTATUS[0]}}" >&2'],
+        [
+            "bash",
+            "-c",
+            f'set -o pipefail; "{sys.executable}" -m gupper_publish list --json --store '
+            f'"{store}" | head -1; echo "status ${{PIPESTATUS[0]}}" >&2',
+        ],
         capture_output=True,
         text=True,
         timeout=TIMEOUT,
@@ -105,9 +118,15 @@ def all_actions(parser: argparse.ArgumentParser, path: str = "gupper-publish") -
 def test_every_argument_has_help_and_list_and_status_say_different_things() -> None:
     missing = [f"{where}: {a.dest}" for where, a in all_actions(_parser()) if not a.help or a.help == argparse.SUPPRESS]
     assert missing == []
-    positionals = [(where, a.dest) for where, a in all_actions(_parser()) if not a.option_strings and not isinstance(a, argparse._SubParsersAction)]
+    positionals = [
+        (where, a.dest)
+        for where, a in all_actions(_parser())
+        if not a.option_strings and not isinstance(a, argparse._SubParsersAction)
+    ]
     assert ("gupper-publish promote", "version") in positionals and ("gupper-publish build", "script") in positionals
-    helps = {a.dest: a for _, a in all_actions(_parser()) if isinstance(a, argparse._SubParsersAction)}["command"]._choices_actions
+    helps = {a.dest: a for _, a in all_actions(_parser()) if isinstance(a, argparse._SubParsersAction)}[
+        "command"
+    ]._choices_actions
     by_name = {c.dest: c.help for c in helps}
     assert by_name["list"] != by_name["status"] and "alias of 'list'" in str(by_name["status"])
     top = cli("--help").stdout
@@ -138,11 +157,16 @@ def test_a_terminal_sees_hashing_and_patching_and_a_pipe_sees_neither(tmp_path: 
     base = ["--store", str(store), "--key", str(keypair[0])]
     assert cli("publish", *base, str(build(tmp_path / "dist", "1.0.0"))).returncode == 0
     master, slave = pty.openpty()
-    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))  # a new pty is 0x0; tqdm draws to the width
+    fcntl.ioctl(
+        slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0)
+    )  # a new pty is 0x0; tqdm draws to the width
     try:
         env = {k: v for k, v in os.environ.items() if not k.startswith("GUPPER_")}
         proc = subprocess.Popen(
-            [sys.executable, "-m", "gupper_publish", "publish", *base, str(build(tmp_path / "dist", "2.0.0"))], stdout=subprocess.PIPE, stderr=slave, env=env
+            [sys.executable, "-m", "gupper_publish", "publish", *base, str(build(tmp_path / "dist", "2.0.0"))],
+            stdout=subprocess.PIPE,
+            stderr=slave,
+            env=env,
         )
         os.close(slave)
         terminal = read_tty(master, proc).decode("utf-8", "replace")
@@ -154,7 +178,9 @@ def test_a_terminal_sees_hashing_and_patching_and_a_pipe_sees_neither(tmp_path: 
     assert "making patches for app-2.0.0-linux-amd64 from 1.0.0 ..." in terminal
     assert "making patches for app-2.0.0-linux-amd64 from 1.0.0: done in" in terminal
     assert "uploading app-2.0.0-linux-amd64" in terminal
-    assert "patch     " in stdout and "hashing app-" not in stdout  # the report stays on stdout, the display on the terminal
+    assert (
+        "patch     " in stdout and "hashing app-" not in stdout
+    )  # the report stays on stdout, the display on the terminal
     piped = cli("publish", *base, str(build(tmp_path / "dist", "3.0.0")))
     assert piped.returncode == 0 and piped.stderr == ""  # no progress in logs or pipes
 

@@ -45,8 +45,8 @@ def readme_blocks() -> list[tuple[str, str, str]]:
 
 # Blocks of the section run by another test (its own app name, its own store): first line -> test.
 COVERED_ELSEWHERE = {
-    "pip install gupper                 # the client your app embeds: requests, packaging, pynacl, platformdirs": "tests/test_packaging.py",
-    "gupper-publish build notely.py --name notely --version 1.0.0             # prints dist/notely-1.0.0-linux-amd64": "tests/test_build_helper.py",
+    "pip install gupper                 # the client your app embeds: requests, packaging, pynacl, platformdirs": "tests/test_packaging.py",  # noqa: E501 (the README's line, verbatim)
+    "gupper-publish build notely.py --name notely --version 1.0.0             # prints dist/notely-1.0.0-linux-amd64": "tests/test_build_helper.py",  # noqa: E501 (the README's line, verbatim)
 }
 
 
@@ -110,9 +110,16 @@ def test_the_gui_example_asks_then_installs(raw: RawServer, tmp_path: Path) -> N
     window = FakeWindow({"is available": True, "Restart now?": False})
     namespace: dict[str, Any] = {"__name__": "notely_gui", "__version__": "1.0.0", "make_window": lambda: window}
     namespace["UPDATES"] = UpdaterConfig(
-        app="app", current_version="1.0.0", manifest_url=raw.url(MANIFEST), public_keys=(public_key_of(KEY).to_text(),), ca_bundle=raw.ca_path,
-        executable=str(exe), platform=Platform("linux", "amd64"), state_dir=str(tmp_path / "state"), retries=0,
-    )  # fmt: skip
+        app="app",
+        current_version="1.0.0",
+        manifest_url=raw.url(MANIFEST),
+        public_keys=(public_key_of(KEY).to_text(),),
+        ca_bundle=raw.ca_path,
+        executable=str(exe),
+        platform=Platform("linux", "amd64"),
+        state_dir=str(tmp_path / "state"),
+        retries=0,
+    )
     exec(compile(code, "README.md#gui-example", "exec"), namespace)
     namespace["CHECK_EVERY"] = 0.05  # the example's 6 hours, shortened for the test
     namespace["main"]()
@@ -132,18 +139,26 @@ def test_the_readme_section_followed_literally_in_a_fresh_venv(e2e: E2E, tmp_pat
     project, home = tmp_path / "notely", tmp_path / "home"
     project.mkdir()
     home.mkdir()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("VIRTUAL_ENV", "PYTHONPATH", "_PYI_", "PYINSTALLER_", "GUPPER_"))}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("VIRTUAL_ENV", "PYTHONPATH", "_PYI_", "PYINSTALLER_", "GUPPER_"))
+    }
     env.update(e2e.store.s3_env())  # the user's S3 credentials and endpoint
     env.update(HOME=str(home), TMPDIR=str(tmp_path), PIP_DISABLE_PIP_VERSION_CHECK="1")
     app_env = dict(env, REQUESTS_CA_BUNDLE=e2e.store.ca)  # the installed app trusts the store's test CA (pip must not)
-    env["PATH"] = f"{project / '.venv' / 'bin'}{os.pathsep}{env['PATH']}"  # what ". .venv/bin/activate" does for later blocks
+    env["PATH"] = (
+        f"{project / '.venv' / 'bin'}{os.pathsep}{env['PATH']}"  # what ". .venv/bin/activate" does for later blocks
+    )
     bucket, public = f"s3://{e2e.store.bucket}", e2e.store.url("").rstrip("/")
 
     def fill(code: str) -> str:
         code = code.replace('"gupper[publisher]"', f'"{ROOT}[publisher]"').replace("s3://my-bucket", bucket)
         code = code.replace("https://downloads.example.com", public)
         if (project / "keys" / "release.pub").exists():
-            code = code.replace("ed25519:PASTE-THE-LINE-OF-keys/release.pub", (project / "keys" / "release.pub").read_text().strip())
+            code = code.replace(
+                "ed25519:PASTE-THE-LINE-OF-keys/release.pub", (project / "keys" / "release.pub").read_text().strip()
+            )
         return code
 
     ran: list[str] = []
@@ -153,8 +168,18 @@ def test_the_readme_section_followed_literally_in_a_fresh_venv(e2e: E2E, tmp_pat
             (project / arg).write_text(fill(code) + "\n")
         elif kind in ("sh", "run"):
             run_env = app_env if kind == "run" else env
-            proc = subprocess.run(["bash", "-euo", "pipefail", "-c", fill(code)], cwd=project, env=run_env, capture_output=True, text=True, timeout=900, check=False)
-            assert proc.returncode == 0, f"README block failed:\n{code}\n--- stdout\n{proc.stdout[-3000:]}\n--- stderr\n{proc.stderr[-3000:]}"
+            proc = subprocess.run(
+                ["bash", "-euo", "pipefail", "-c", fill(code)],
+                cwd=project,
+                env=run_env,
+                capture_output=True,
+                text=True,
+                timeout=900,
+                check=False,
+            )
+            assert proc.returncode == 0, (
+                f"README block failed:\n{code}\n--- stdout\n{proc.stdout[-3000:]}\n--- stderr\n{proc.stderr[-3000:]}"
+            )
             if kind == "run":
                 output, printed = proc.stderr, proc.stdout
         ran.append(kind)

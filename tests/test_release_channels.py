@@ -22,16 +22,32 @@ def art(version: str, platform: str = "linux-amd64", size: int = 10) -> ch.Artif
 
 
 def add(state: ch.ChannelState, version: str, *platforms: str, rollout: int | None = None) -> ch.ChannelState:
-    return ch.add_release(state, Version(version), {p: art(version, p) for p in platforms or ("linux-amd64",)}, rollout=rollout, added="2026-11-28T12:00:00Z")
+    return ch.add_release(
+        state,
+        Version(version),
+        {p: art(version, p) for p in platforms or ("linux-amd64",)},
+        rollout=rollout,
+        added="2026-11-28T12:00:00Z",
+    )
 
 
 def entry(version: str, platform: str = "linux-amd64") -> dict[str, Any]:
-    return {"version": version, "type": "binary", "url": f"../{version}/app-{version}-{platform}", "size": 10, "sha256": SHA}
+    return {
+        "version": version,
+        "type": "binary",
+        "url": f"../{version}/app-{version}-{platform}",
+        "size": 10,
+        "sha256": SHA,
+    }
 
 
 def test_a_staged_release_carries_rollout_and_the_best_complete_release_as_fallback() -> None:
     state = add(add(add(ch.ChannelState("app", "stable"), "1.0.0"), "1.1.0"), "2.0.0", rollout=10)
-    assert ch.derive(state, MKEY) == {"platforms": {"linux-amd64": {**entry("2.0.0"), "rollout": {"percent": 10, "id": "2.0.0"}, "fallback": entry("1.1.0")}}}
+    assert ch.derive(state, MKEY) == {
+        "platforms": {
+            "linux-amd64": {**entry("2.0.0"), "rollout": {"percent": 10, "id": "2.0.0"}, "fallback": entry("1.1.0")}
+        }
+    }
     halted = ch.set_rollout(state, Version("2.0.0"), 0)
     assert ch.derive(halted, MKEY)["platforms"]["linux-amd64"]["rollout"] == {"percent": 0, "id": "2.0.0"}
     assert ch.derive(halted, MKEY)["platforms"]["linux-amd64"]["fallback"] == entry("1.1.0")
@@ -73,7 +89,13 @@ def test_add_release_merges_platforms_keeps_rollout_and_refuses_another_file() -
     assert sorted(record.artifacts) == ["linux-amd64", "windows-amd64"] and record.rollout == 10
     assert add(state, "2.0.0", "linux-amd64") == state
     with pytest.raises(ImmutableConflictError):
-        ch.add_release(state, Version("2.0.0"), {"linux-amd64": ch.ArtifactRecord("app-2.0.0-linux-amd64", 11, SHA)}, rollout=None, added="")
+        ch.add_release(
+            state,
+            Version("2.0.0"),
+            {"linux-amd64": ch.ArtifactRecord("app-2.0.0-linux-amd64", 11, SHA)},
+            rollout=None,
+            added="",
+        )
     with pytest.raises(PublishError, match="same version spelled twice"):
         add(state, "2.0")
     with pytest.raises(PublishError, match=r"0\.\.100"):
@@ -108,7 +130,10 @@ def test_state_json_is_refused_when_it_belongs_elsewhere_or_is_damaged() -> None
 
 
 def test_seeding_refuses_a_manifest_entry_at_a_foreign_url() -> None:
-    signed = {"serial": 4, "platforms": {"linux-amd64": {**entry("1.0.0"), "url": "https://elsewhere.example/app-1.0.0-linux-amd64"}}}
+    signed = {
+        "serial": 4,
+        "platforms": {"linux-amd64": {**entry("1.0.0"), "url": "https://elsewhere.example/app-1.0.0-linux-amd64"}},
+    }
     with pytest.raises(PublishError, match="not its canonical key"):
         ch.seed_from_manifest("app", "stable", signed, "w")
 
@@ -130,18 +155,26 @@ def states(draw: st.DrawFn) -> ch.ChannelState:
 
 @settings(max_examples=200, deadline=None)
 @given(states())
-def test_derived_entries_are_never_yanked_and_a_fallback_is_always_a_lower_complete_release(state: ch.ChannelState) -> None:
+def test_derived_entries_are_never_yanked_and_a_fallback_is_always_a_lower_complete_release(
+    state: ch.ChannelState,
+) -> None:
     payload = ch.derive(state, MKEY)
     for platform, e in payload["platforms"].items():
         for served in (e, e.get("fallback")):
             if served is not None:
                 assert not state.is_yanked(Version(served["version"]))
                 assert platform in state.releases[served["version"]].artifacts
-        complete = [r.version for r in state.releases.values() if r.rollout is None and platform in r.artifacts and not state.is_yanked(r.version)]
+        complete = [
+            r.version
+            for r in state.releases.values()
+            if r.rollout is None and platform in r.artifacts and not state.is_yanked(r.version)
+        ]
         if "rollout" in e:
             assert e["rollout"] == {"percent": state.releases[e["version"]].rollout, "id": e["version"]}
             if complete:
-                assert e["fallback"]["version"] == str(max(complete)) and Version(e["fallback"]["version"]) < Version(e["version"])
+                assert e["fallback"]["version"] == str(max(complete)) and Version(e["fallback"]["version"]) < Version(
+                    e["version"]
+                )
                 assert "rollout" not in e["fallback"]
         else:
             assert "fallback" not in e and Version(e["version"]) == max(complete)

@@ -53,8 +53,12 @@ class Env:
         path.write_bytes(exe_stub(platform, f"{version} {platform}\n".encode() * 40))
         return path
 
-    def publish(self, version: str, platform: str = "linux-amd64", *, channel: str = "stable", rollout: int | None = None) -> Any:
-        return publish(self.store, [self.build(version, platform)], replace(self.opts, channel=channel), rollout=rollout)
+    def publish(
+        self, version: str, platform: str = "linux-amd64", *, channel: str = "stable", rollout: int | None = None
+    ) -> Any:
+        return publish(
+            self.store, [self.build(version, platform)], replace(self.opts, channel=channel), rollout=rollout
+        )
 
     def raw(self, channel: str = "stable") -> dict[str, Any]:
         signed: dict[str, Any] = json.loads((self.root / "app" / channel / "latest.json").read_bytes())["signed"]
@@ -62,7 +66,9 @@ class Env:
 
     def manifest(self, channel: str = "stable", trusted: TrustedKeys | None = None) -> Manifest:
         data = (self.root / "app" / channel / "latest.json").read_bytes()
-        return verify_manifest(data, trusted or TrustedKeys.from_texts([self.public]), app="app", channel=channel, now=NOW)
+        return verify_manifest(
+            data, trusted or TrustedKeys.from_texts([self.public]), app="app", channel=channel, now=NOW
+        )
 
     def cli(self, *argv: str) -> int:
         return main([*argv[:1], "--store", str(self.root), *argv[1:]])
@@ -103,7 +109,9 @@ def test_promote_without_from_takes_the_files_from_the_store_and_refuses_what_is
         promote(env.store, "app", "3.0.0", to_channel="stable", from_channel="nightly", options=env.opts)
 
 
-def test_pre_releases_are_refused_for_stable_before_anything_is_uploaded(env: Env, capsys: pytest.CaptureFixture[str]) -> None:
+def test_pre_releases_are_refused_for_stable_before_anything_is_uploaded(
+    env: Env, capsys: pytest.CaptureFixture[str]
+) -> None:
     env.publish("1.0.0")
     before = sorted(p.relative_to(env.root) for p in env.root.rglob("*"))
     assert env.cli("publish", "--key", str(env.key_path), str(env.build("2.0.0rc1"))) == 1
@@ -136,18 +144,28 @@ def test_staged_rollout_raise_halt_complete(env: Env) -> None:
     assert extra == {"rollout": {"percent": 10, "id": "2.0.0"}, "fallback": fallback}  # signed, as the client reads it
     serial = env.raw()["serial"]
     raised = set_rollout(env.store, "app", "2.0.0", 50, env.opts)
-    assert raised.serial == serial + 1 and env.raw()["platforms"]["linux-amd64"]["rollout"] == {"percent": 50, "id": "2.0.0"}  # same id: earlier cohort stays in
+    assert raised.serial == serial + 1 and env.raw()["platforms"]["linux-amd64"]["rollout"] == {
+        "percent": 50,
+        "id": "2.0.0",
+    }  # same id: earlier cohort stays in
     assert env.cli("rollout", "app", "2.0.0", "--halt", "--key", str(env.key_path)) == 0
     halted = env.raw()["platforms"]["linux-amd64"]
     assert halted["rollout"]["percent"] == 0 and halted["fallback"]["version"] == "1.0.0"
     assert env.cli("rollout", "app", "2.0.0", "--complete", "--key", str(env.key_path)) == 0
     done = env.raw()
-    assert done["platforms"]["linux-amd64"].keys() - {"patches"} == {"version", "type", "url", "size", "sha256"} and done["serial"] == serial + 3
+    assert (
+        done["platforms"]["linux-amd64"].keys() - {"patches"} == {"version", "type", "url", "size", "sha256"}
+        and done["serial"] == serial + 3
+    )
     assert done["platforms"]["linux-amd64"]["version"] == "2.0.0"
-    assert set_rollout(env.store, "app", "2.0.0", 100, env.opts).changed is False  # completing again: same manifest, same serial
+    assert (
+        set_rollout(env.store, "app", "2.0.0", 100, env.opts).changed is False
+    )  # completing again: same manifest, same serial
 
 
-def test_yank_regenerates_every_channel_carrying_it_and_keeps_earlier_yanks(env: Env, capsys: pytest.CaptureFixture[str]) -> None:
+def test_yank_regenerates_every_channel_carrying_it_and_keeps_earlier_yanks(
+    env: Env, capsys: pytest.CaptureFixture[str]
+) -> None:
     env.publish("1.0.0")
     env.publish("1.1.0")
     promote(env.store, "app", "1.1.0", to_channel="beta", from_channel="stable", options=env.opts)
@@ -173,7 +191,12 @@ def test_list_json_has_the_documented_shape(env: Env, capsys: pytest.CaptureFixt
     env.publish("2.0.0", rollout=10)
     env.publish("2.1.0b1", channel="beta")
     yank(env.store, "app", "2.1.0b1", env.opts)
-    regenerate_manifest(env.store, "app", replace(env.opts, channel="beta", clock=lambda: NOW - timedelta(days=60), expires_in=timedelta(days=30)), force=True)
+    regenerate_manifest(
+        env.store,
+        "app",
+        replace(env.opts, channel="beta", clock=lambda: NOW - timedelta(days=60), expires_in=timedelta(days=30)),
+        force=True,
+    )
     (env.root / "app/0.9.0").mkdir()
     (env.root / "app/0.9.0/app-0.9.0-linux-amd64").write_bytes(exe_stub("linux-amd64", b"old build, in no channel"))
     assert env.cli("list", "--json") == 0
@@ -184,23 +207,51 @@ def test_list_json_has_the_documented_shape(env: Env, capsys: pytest.CaptureFixt
     stable = app["channels"]["stable"]
     assert stable.keys() == {"manifest", "state", "in_sync", "platforms", "releases", "yanked", "keys"}
     expires = format_time(NOW + LIFETIME)
-    assert stable["manifest"] == {"key": "app/stable/latest.json", "serial": 2, "created": "2026-11-28T12:00:00Z", "expires": expires, "expired": False}
-    assert stable["state"] == {"key": "app/stable/channel.json", "serial": 2, "stored": True} and stable["in_sync"] is True
-    assert stable["platforms"] == {"linux-amd64": {"version": "2.0.0", "rollout": {"percent": 10, "id": "2.0.0"}, "fallback": "1.0.0"}}
+    assert stable["manifest"] == {
+        "key": "app/stable/latest.json",
+        "serial": 2,
+        "created": "2026-11-28T12:00:00Z",
+        "expires": expires,
+        "expired": False,
+    }
+    assert (
+        stable["state"] == {"key": "app/stable/channel.json", "serial": 2, "stored": True} and stable["in_sync"] is True
+    )
+    assert stable["platforms"] == {
+        "linux-amd64": {"version": "2.0.0", "rollout": {"percent": 10, "id": "2.0.0"}, "fallback": "1.0.0"}
+    }
     assert stable["releases"] == [
-        {"version": "2.0.0", "status": "rollout", "rollout": 10, "added": "2026-11-28T12:00:00Z", "platforms": ["linux-amd64"]},
-        {"version": "1.0.0", "status": "complete", "rollout": None, "added": "2026-11-28T12:00:00Z", "platforms": ["linux-amd64"]},
+        {
+            "version": "2.0.0",
+            "status": "rollout",
+            "rollout": 10,
+            "added": "2026-11-28T12:00:00Z",
+            "platforms": ["linux-amd64"],
+        },
+        {
+            "version": "1.0.0",
+            "status": "complete",
+            "rollout": None,
+            "added": "2026-11-28T12:00:00Z",
+            "platforms": ["linux-amd64"],
+        },
     ]
     assert stable["yanked"] == [] and stable["keys"] is None
     beta = app["channels"]["beta"]
-    assert beta["releases"][0]["status"] == "yanked" and beta["yanked"] == ["2.1.0b1"] and beta["manifest"]["expired"] is True
+    assert (
+        beta["releases"][0]["status"] == "yanked"
+        and beta["yanked"] == ["2.1.0b1"]
+        and beta["manifest"]["expired"] is True
+    )
     assert [(r["version"], r["channels"], r["referenced"]) for r in app["releases"]] == [
         ("2.1.0b1", ["beta"], False),
         ("2.0.0", ["stable"], True),
         ("1.0.0", ["stable"], True),
         ("0.9.0", [], False),
     ]
-    assert app["releases"][1]["platforms"] == {"linux-amd64": {"key": "app/2.0.0/app-2.0.0-linux-amd64", "size": env.build("2.0.0").stat().st_size}}
+    assert app["releases"][1]["platforms"] == {
+        "linux-amd64": {"key": "app/2.0.0/app-2.0.0-linux-amd64", "size": env.build("2.0.0").stat().st_size}
+    }
     # The table says the same for people.
     assert env.cli("status", "app") == 0
     table = capsys.readouterr().out.splitlines()
@@ -227,36 +278,69 @@ def test_prune_deletes_only_old_releases_no_manifest_references(env: Env, capsys
     manifests = {c: (env.root / f"app/{c}/latest.json").read_bytes() for c in ("stable", "beta")}
     assert env.cli("prune", "app", "--keep", "2", "--dry-run", "--json") == 0
     dry = json.loads(capsys.readouterr().out)
-    assert [k for k in dry["deleted"] if "/patches/" not in k] == ["app/1.1.0/app-1.1.0-linux-amd64", "app/1.2.0/app-1.2.0-linux-amd64"]
-    assert all(k.startswith(("app/1.1.0/patches/", "app/1.2.0/patches/")) for k in dry["deleted"] if "/patches/" in k)  # their patches go too
+    assert [k for k in dry["deleted"] if "/patches/" not in k] == [
+        "app/1.1.0/app-1.1.0-linux-amd64",
+        "app/1.2.0/app-1.2.0-linux-amd64",
+    ]
+    assert all(
+        k.startswith(("app/1.1.0/patches/", "app/1.2.0/patches/")) for k in dry["deleted"] if "/patches/" in k
+    )  # their patches go too
     assert dry["dry_run"] is True
     assert (env.root / "app/1.1.0/app-1.1.0-linux-amd64").exists()
     report = prune(env.store, "app", 2)
     assert report.kept == ["2.1.0", "2.0.0"] and report.referenced == ["2.1.0", "2.0.0", "1.3.0", "1.0.0"]
     assert not (env.root / "app/1.1.0").exists() and not (env.root / "app/1.2.0").exists()
-    for kept in ("1.0.0/app-1.0.0-linux-amd64", "1.0.0/app-1.0.0-windows-amd64.exe", "1.3.0/app-1.3.0-linux-amd64", "2.0.0/app-2.0.0-linux-amd64"):
+    for kept in (
+        "1.0.0/app-1.0.0-linux-amd64",
+        "1.0.0/app-1.0.0-windows-amd64.exe",
+        "1.3.0/app-1.3.0-linux-amd64",
+        "2.0.0/app-2.0.0-linux-amd64",
+    ):
         assert (env.root / "app" / kept).exists()
     assert {c: (env.root / f"app/{c}/latest.json").read_bytes() for c in manifests} == manifests  # nothing re-signed
-    assert set(json.loads((env.root / "app/stable/channel.json").read_bytes())["releases"]) == {"1.0.0", "1.3.0", "2.0.0"}
-    # With the pruned releases gone from the state, completing 2.0.0 then yanking it falls back to 1.3.0, never to a deleted file.
+    assert set(json.loads((env.root / "app/stable/channel.json").read_bytes())["releases"]) == {
+        "1.0.0",
+        "1.3.0",
+        "2.0.0",
+    }
+    # With the pruned releases gone from the state, completing 2.0.0 then yanking it falls back to 1.3.0, never to a
+    # deleted file.
     set_rollout(env.store, "app", "2.0.0", 100, env.opts)
     yank(env.store, "app", "2.0.0", env.opts)
     assert served(env.manifest()) == {"linux-amd64": "1.3.0", "windows-amd64": "1.0.0"}
     assert env.cli("prune", "app", "--keep", "0") == 1 and "at least 1" in capsys.readouterr().err
 
 
-def test_rotate_keys_announces_the_new_set_signed_by_old_and_new_and_later_publishes_carry_it(env: Env, tmp_path: Path) -> None:
+def test_rotate_keys_announces_the_new_set_signed_by_old_and_new_and_later_publishes_carry_it(
+    env: Env, tmp_path: Path
+) -> None:
     env.publish("1.0.0")
     new_path, new_pub, new_public = keygen(tmp_path / "keys" / "new")
     new_key = load_signing_key(new_path)
     with pytest.raises(SigningKeyError, match="threshold 1, and only 0"):
         rotate_keys(env.store, "app", [new_public.to_text()], 1, env.opts)  # not signed by the new set
-    assert env.cli("rotate-keys", "app", "--new-key", str(new_pub), "--threshold", "1", "--key", str(env.key_path), "--key", str(new_path)) == 0
+    assert (
+        env.cli(
+            "rotate-keys",
+            "app",
+            "--new-key",
+            str(new_pub),
+            "--threshold",
+            "1",
+            "--key",
+            str(env.key_path),
+            "--key",
+            str(new_path),
+        )
+        == 0
+    )
     both = TrustedKeys.from_texts([env.public, new_public.to_text()], 2)
     rotated = env.manifest(trusted=both)  # both signatures are there
     assert env.raw()["keys"] == {"keys": [new_public.to_text()], "threshold": 1} and rotated.serial == 2
     publish(env.store, [env.build("1.1.0")], replace(env.opts, keys=[env.key, new_key]))
-    assert env.raw()["keys"] == {"keys": [new_public.to_text()], "threshold": 1} and env.raw()["serial"] == 3  # copied forward
+    assert (
+        env.raw()["keys"] == {"keys": [new_public.to_text()], "threshold": 1} and env.raw()["serial"] == 3
+    )  # copied forward
     with pytest.raises(SigningKeyError, match="rotate-keys"):
         env.publish("1.2.0")  # the old key alone no longer satisfies the announced set
     assert not (env.root / "app/1.2.0").exists()  # refused before the upload
@@ -299,7 +383,9 @@ class RacingStore(LocalStore):
             other, self.other = self.other, None
             other()
         try:
-            return super().swap(key, data, expect_etag=expect_etag, content_type=content_type, cache_control=cache_control)
+            return super().swap(
+                key, data, expect_etag=expect_etag, content_type=content_type, cache_control=cache_control
+            )
         except PreconditionFailedError:
             self.lost += 1
             raise
@@ -330,7 +416,9 @@ def test_resign_of_a_channel_with_nothing_published_says_so(env: Env, capsys: py
         (["rotate-keys", "app", "--new-key", "ed25519:AAAA", "--threshold", "1"], "--new-key ed25519:AAAA"),
     ],
 )
-def test_cli_refusals_are_one_line_with_exit_code_1(env: Env, capsys: pytest.CaptureFixture[str], argv: list[str], message: str) -> None:
+def test_cli_refusals_are_one_line_with_exit_code_1(
+    env: Env, capsys: pytest.CaptureFixture[str], argv: list[str], message: str
+) -> None:
     env.publish("1.0.0")
     if argv[0] == "publish":
         argv = [*argv, str(env.build("2.0.0"))]
@@ -354,7 +442,9 @@ def test_progress_bar_only_on_a_terminal() -> None:
         progress: Progress = callback
         progress(1024)
         progress(1024)
-    assert "app-1.0.0-linux-amd64:" in stream.getvalue() and "/2.00k" in stream.getvalue()  # name and size; tqdm throttles redraws
+    assert (
+        "app-1.0.0-linux-amd64:" in stream.getvalue() and "/2.00k" in stream.getvalue()
+    )  # name and size; tqdm throttles redraws
 
 
 def test_status_of_a_store_is_plain_data(env: Env) -> None:

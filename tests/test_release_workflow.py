@@ -44,21 +44,29 @@ def test_three_os_builds_then_one_publish_job_with_the_key_from_a_secret() -> No
     on = doc.get("on") or doc.get(True)  # YAML 1.1 reads a bare 'on' as true
     assert on == {"push": {"tags": ["v*"]}} and doc["permissions"] == {"contents": "read"}
     build, publish = doc["jobs"]["build"], doc["jobs"]["publish"]
-    assert build["strategy"]["matrix"]["os"] == ["ubuntu-latest", "windows-latest", "macos-latest"] and build["runs-on"] == "${{ matrix.os }}"
+    assert (
+        build["strategy"]["matrix"]["os"] == ["ubuntu-latest", "windows-latest", "macos-latest"]
+        and build["runs-on"] == "${{ matrix.os }}"
+    )
     runs = [s.get("run", "") for s in build["steps"]]
     assert any(r.startswith("gupper-publish build ") for r in runs)  # PYTHONHASHSEED=0, fixed work paths, named output
     assert publish["needs"] == "build" and publish["runs-on"] == "ubuntu-latest" and publish["environment"] == "release"
     (step,) = [s for s in publish["steps"] if "gupper-publish publish" in s.get("run", "")]
     assert step["env"]["GUPPER_SIGNING_KEY"] == "${{ secrets.GUPPER_SIGNING_KEY }}"
-    assert "--key" not in step["run"] and "GUPPER_SIGNING_KEY" not in step["run"]  # never on a command line, never echoed
-    assert not [s for job in doc["jobs"].values() for s in job["steps"] if "secrets." in json.dumps(s) and s is not step]
+    assert (
+        "--key" not in step["run"] and "GUPPER_SIGNING_KEY" not in step["run"]
+    )  # never on a command line, never echoed
+    assert not [
+        s for job in doc["jobs"].values() for s in job["steps"] if "secrets." in json.dumps(s) and s is not step
+    ]
 
 
 EXPRESSION = re.compile(r"\$\{\{\s*(.*?)\s*\}\}")
 
 
 def expand(text: str, context: Mapping[str, Mapping[str, str]]) -> str:
-    """``${{ vars.X }}``, ``${{ secrets.X }}``, ``${{ matrix.X }}`` and ``${{ a || 'default' }}``, as GitHub evaluates them."""
+    """``${{ vars.X }}``, ``${{ secrets.X }}``, ``${{ matrix.X }}`` and ``${{ a || 'default' }}``, as GitHub evaluates
+    them."""
 
     def one(match: re.Match[str]) -> str:
         for alternative in match.group(1).split("||"):
@@ -74,7 +82,9 @@ def expand(text: str, context: Mapping[str, Mapping[str, str]]) -> str:
     return EXPRESSION.sub(one, text)
 
 
-def run_steps(job: str, workspace: Path, context: Mapping[str, Mapping[str, str]], github: Mapping[str, str]) -> list[subprocess.CompletedProcess[str]]:
+def run_steps(
+    job: str, workspace: Path, context: Mapping[str, Mapping[str, str]], github: Mapping[str, str]
+) -> list[subprocess.CompletedProcess[str]]:
     """The job's ``run`` steps but 'install' (this venv has what it installs), with bash -eo pipefail as on a runner."""
     env_file = workspace / "github_env"
     env_file.touch()
@@ -84,10 +94,22 @@ def run_steps(job: str, workspace: Path, context: Mapping[str, Mapping[str, str]
             continue
         added = dict(line.split("=", 1) for line in env_file.read_text().splitlines() if "=" in line)
         step_env = {k: expand(str(v), context) for k, v in (step.get("env") or {}).items()}
-        env = {**{k: v for k, v in os.environ.items() if not k.startswith(("GUPPER_", "AWS_"))}, **github, "GITHUB_ENV": str(env_file), **added, **step_env}
+        env = {
+            **{k: v for k, v in os.environ.items() if not k.startswith(("GUPPER_", "AWS_"))},
+            **github,
+            "GITHUB_ENV": str(env_file),
+            **added,
+            **step_env,
+        }
         script = expand(step["run"], context)
         proc = subprocess.run(
-            ["bash", "--noprofile", "--norc", "-eo", "pipefail", "-c", script], cwd=workspace, env=env, capture_output=True, text=True, timeout=TIMEOUT, check=False
+            ["bash", "--noprofile", "--norc", "-eo", "pipefail", "-c", script],
+            cwd=workspace,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=TIMEOUT,
+            check=False,
         )
         assert proc.returncode == 0, (job, step.get("name"), proc.stdout, proc.stderr)
         done.append(proc)
@@ -111,12 +133,24 @@ def test_the_workflows_steps_release_the_demo_app_and_an_install_updates(tmp_pat
         shutil.copyfile(ROOT / "app" / name, workspace / "app" / name)
     s3 = running.s3_env()
     context = {
-        "vars": {"GUPPER_STORE": f"s3://{running.bucket}/ci", "GUPPER_MANIFEST_URL": running.url("ci/app/stable/latest.json"), "GUPPER_PUBLIC_KEY": public.to_text()}
+        "vars": {
+            "GUPPER_STORE": f"s3://{running.bucket}/ci",
+            "GUPPER_MANIFEST_URL": running.url("ci/app/stable/latest.json"),
+            "GUPPER_PUBLIC_KEY": public.to_text(),
+        }
         | {"AWS_ENDPOINT_URL": s3["AWS_ENDPOINT_URL"], "AWS_REGION": s3["AWS_DEFAULT_REGION"]},
-        "secrets": {"GUPPER_SIGNING_KEY": key_path.read_text(), "AWS_ACCESS_KEY_ID": s3["AWS_ACCESS_KEY_ID"], "AWS_SECRET_ACCESS_KEY": s3["AWS_SECRET_ACCESS_KEY"]},
+        "secrets": {
+            "GUPPER_SIGNING_KEY": key_path.read_text(),
+            "AWS_ACCESS_KEY_ID": s3["AWS_ACCESS_KEY_ID"],
+            "AWS_SECRET_ACCESS_KEY": s3["AWS_SECRET_ACCESS_KEY"],
+        },
         "matrix": {"os": "ubuntu-latest"},
     }
-    transport = {"AWS_CA_BUNDLE": s3["AWS_CA_BUNDLE"], "NO_PROXY": s3["NO_PROXY"], "no_proxy": s3["no_proxy"]}  # the local store's test CA
+    transport = {
+        "AWS_CA_BUNDLE": s3["AWS_CA_BUNDLE"],
+        "NO_PROXY": s3["NO_PROXY"],
+        "no_proxy": s3["no_proxy"],
+    }  # the local store's test CA
     outputs = []
     for version in ("1.0.0", "1.1.0"):
         (workspace / "github_env").unlink(missing_ok=True)
@@ -133,7 +167,9 @@ def test_the_workflows_steps_release_the_demo_app_and_an_install_updates(tmp_pat
     print(f"\nworkflow release 1.1.0: {(tmp_path / 'app-1.1.0').stat().st_size} bytes, patch from 1.0.0: {size} bytes")
     assert size < 5_000  # reproducible builds: the two versions differ where their code does (667 bytes measured)
     body = requests.get(running.url("ci/app/stable/latest.json"), verify=running.ca, timeout=HTTP_TIMEOUT).content
-    manifest = verify_manifest(body, TrustedKeys.from_texts([public.to_text()]), app="app", channel="stable", now=datetime.now(UTC))
+    manifest = verify_manifest(
+        body, TrustedKeys.from_texts([public.to_text()]), app="app", channel="stable", now=datetime.now(UTC)
+    )
     assert str(manifest.entries["linux-amd64"].version) == "1.1.0"
     # An install of the first release, run as a user would: it finds 1.1.0, patches itself, restarts.
     install = tmp_path / "install"
@@ -142,7 +178,11 @@ def test_the_workflows_steps_release_the_demo_app_and_an_install_updates(tmp_pat
     shutil.copyfile(tmp_path / "app-1.0.0", exe)
     exe.chmod(0o755)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("_PYI_", "PYINSTALLER_", "GUPPER_", "AWS_"))}
-    env |= {"REQUESTS_CA_BUNDLE": running.ca, "XDG_STATE_HOME": str(tmp_path / "state"), "NO_PROXY": "127.0.0.1,localhost"}
+    env |= {
+        "REQUESTS_CA_BUNDLE": running.ca,
+        "XDG_STATE_HOME": str(tmp_path / "state"),
+        "NO_PROXY": "127.0.0.1,localhost",
+    }
     proc = subprocess.run([str(exe)], env=env, capture_output=True, text=True, timeout=TIMEOUT, check=False)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip().endswith("version 1.1.0") and exe.read_bytes() == (tmp_path / "app-1.1.0").read_bytes()

@@ -80,17 +80,34 @@ KEY = Ed25519PrivateKey.generate()
 
 def publish(sim: Sim, artifact: bytes | httpsim.Handler, data: bytes = NEW, version: str = "2.0.0") -> None:
     sim.routes[ARTIFACT] = artifact
-    entry = {"version": version, "type": "binary", "url": "../2.0.0/app-2.0.0-linux-amd64", "size": len(data), "sha256": hashlib.sha256(data).hexdigest()}
-    signed = build_signed(app="app", channel="stable", serial=1, now=NOW, expires_in=timedelta(days=30), platforms={"linux-amd64": entry})
+    entry = {
+        "version": version,
+        "type": "binary",
+        "url": "../2.0.0/app-2.0.0-linux-amd64",
+        "size": len(data),
+        "sha256": hashlib.sha256(data).hexdigest(),
+    }
+    signed = build_signed(
+        app="app", channel="stable", serial=1, now=NOW, expires_in=timedelta(days=30), platforms={"linux-amd64": entry}
+    )
     sim.routes[MANIFEST] = sign_manifest(signed, [KEY])
 
 
 def updater(sim: Sim, exe: Path, **kw: Any) -> Updater:
     cfg = UpdaterConfig(
-        app="app", current_version="1.0.0", manifest_url=sim.url(MANIFEST), public_keys=(public_key_of(KEY).to_text(),),
-        ca_bundle=sim.ca_path, executable=str(exe), platform=Platform("linux", "amd64"), state_dir=str(exe.parent.parent / "state"),
-        retries=0, download_attempts=1, read_timeout=2, preflight_timeout=10,
-    )  # fmt: skip
+        app="app",
+        current_version="1.0.0",
+        manifest_url=sim.url(MANIFEST),
+        public_keys=(public_key_of(KEY).to_text(),),
+        ca_bundle=sim.ca_path,
+        executable=str(exe),
+        platform=Platform("linux", "amd64"),
+        state_dir=str(exe.parent.parent / "state"),
+        retries=0,
+        download_attempts=1,
+        read_timeout=2,
+        preflight_timeout=10,
+    )
     return Updater(replace(cfg, **kw), clock=lambda: NOW, environ={}, argv=["app"])
 
 
@@ -110,7 +127,12 @@ def test_interrupted_download_resumes_from_its_offset_on_the_next_run(sim: Sim, 
     assert (exe.parent / ".app.gupper-partial").stat().st_size == len(NEW) // 2
     second = updater(sim, exe).run(restart=False)
     assert second.status is Status.INSTALLED and exe.read_bytes() == NEW
-    assert server.log[1] == {"range": f"bytes={len(NEW) // 2}-", "if_range": '"v2"', "status": 206, "sent": len(NEW) - len(NEW) // 2}
+    assert server.log[1] == {
+        "range": f"bytes={len(NEW) // 2}-",
+        "if_range": '"v2"',
+        "status": 206,
+        "sent": len(NEW) - len(NEW) // 2,
+    }
     served = sum(r["sent"] for r in server.log)
     print(f"artifact {len(NEW)} bytes, served {served} bytes in {len(server.log)} responses ({served / len(NEW):.3f}x)")
     assert served < 1.2 * len(NEW)
@@ -153,10 +175,14 @@ def test_a_partial_for_another_release_is_dropped(sim: Sim, exe: Path) -> None:
         (b"\x7fELF\x02\x01\x01" + b"\0" * 100, "cannot be started here"),
     ],
 )
-def test_a_release_failing_preflight_is_never_swapped_in_and_is_marked_bad(sim: Sim, exe: Path, binary: bytes, message: str) -> None:
+def test_a_release_failing_preflight_is_never_swapped_in_and_is_marked_bad(
+    sim: Sim, exe: Path, binary: bytes, message: str
+) -> None:
     publish(sim, binary, data=binary)
     result = updater(sim, exe, preflight_timeout=1).run(restart=False)
-    assert result.status is Status.FAILED and isinstance(result.error, PreflightFailedError) and message in result.message
+    assert (
+        result.status is Status.FAILED and isinstance(result.error, PreflightFailedError) and message in result.message
+    )
     assert exe.read_bytes() == OLD and names(exe) == ["app"]
     again = updater(sim, exe).run(restart=False)
     assert again.status is Status.UP_TO_DATE and "marked bad" in again.message
@@ -224,7 +250,8 @@ cfg = json.loads(sys.argv[1])
 resource.setrlimit(resource.RLIMIT_FSIZE, (cfg.pop("fsize"), resource.RLIM_INFINITY))  # no file may grow past this
 logging.basicConfig(level=logging.WARNING, format="%(message)s")
 now = datetime.fromisoformat(cfg.pop("now"))
-result = Updater(UpdaterConfig(platform=Platform("linux", "amd64"), **cfg), clock=lambda: now, environ={}, argv=["app"]).run(restart=False)
+config = UpdaterConfig(platform=Platform("linux", "amd64"), **cfg)
+result = Updater(config, clock=lambda: now, environ={}, argv=["app"]).run(restart=False)
 print(result.status.value)
 """
 
@@ -236,14 +263,27 @@ def test_disk_full_is_one_clear_line_and_leaves_nothing(sim: Sim, exe: Path) -> 
 
     publish(sim, NEW)
     cfg = {
-        "app": "app", "current_version": "1.0.0", "manifest_url": sim.url(MANIFEST), "public_keys": [public_key_of(KEY).to_text()],
-        "ca_bundle": sim.ca_path, "executable": str(exe), "state_dir": str(exe.parent.parent / "state"), "retries": 0,
-        "download_attempts": 1, "fsize": len(NEW) // 2, "now": NOW.isoformat(),
-    }  # fmt: skip
-    proc = subprocess.run([sys.executable, "-c", _RUN_UPDATER, json.dumps(cfg)], capture_output=True, text=True, timeout=60, check=False)
+        "app": "app",
+        "current_version": "1.0.0",
+        "manifest_url": sim.url(MANIFEST),
+        "public_keys": [public_key_of(KEY).to_text()],
+        "ca_bundle": sim.ca_path,
+        "executable": str(exe),
+        "state_dir": str(exe.parent.parent / "state"),
+        "retries": 0,
+        "download_attempts": 1,
+        "fsize": len(NEW) // 2,
+        "now": NOW.isoformat(),
+    }
+    proc = subprocess.run(
+        [sys.executable, "-c", _RUN_UPDATER, json.dumps(cfg)], capture_output=True, text=True, timeout=60, check=False
+    )
     assert proc.stdout.strip() == "failed", proc.stderr
     (line,) = proc.stderr.strip().splitlines()
-    assert line.startswith("gupper: update failed, carrying on with 1.0.0: cannot write the update beside") and "free some disk space" in line
+    assert (
+        line.startswith("gupper: update failed, carrying on with 1.0.0: cannot write the update beside")
+        and "free some disk space" in line
+    )
     assert names(exe) == ["app"] and exe.read_bytes() == OLD
 
 

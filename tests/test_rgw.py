@@ -63,14 +63,22 @@ def cli_env(rgw: CephRGW, s3: Any, monkeypatch: pytest.MonkeyPatch) -> CephRGW:
 @pytest.fixture(scope="module")
 def s3(rgw: CephRGW) -> Any:
     # Checksums only when required: this client only inspects what the publisher did.
-    client = boto3.client("s3", config=Config(request_checksum_calculation="when_required", response_checksum_validation="when_required"), **rgw.boto3_kwargs())
+    client = boto3.client(
+        "s3",
+        config=Config(request_checksum_calculation="when_required", response_checksum_validation="when_required"),
+        **rgw.boto3_kwargs(),
+    )
     client.create_bucket(Bucket=rgw.bucket)
     return client
 
 
 def rgw_store(rgw: CephRGW, prefix: str, **kw: Any) -> S3Store:
     """An S3Store on RGW with its own client, configured as the publisher configures its own."""
-    client = boto3.client("s3", config=Config(request_checksum_calculation="when_required", response_checksum_validation="when_required"), **rgw.boto3_kwargs())
+    client = boto3.client(
+        "s3",
+        config=Config(request_checksum_calculation="when_required", response_checksum_validation="when_required"),
+        **rgw.boto3_kwargs(),
+    )
     return S3Store(rgw.bucket, prefix, client=client, **kw)
 
 
@@ -85,7 +93,9 @@ def read_json(s3: Any, bucket: str, key: str) -> Any:
     return json.loads(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
 
 
-def test_rgw_is_detected_and_publish_writes_state_and_manifest(tmp_path: Path, cli_env: CephRGW, s3: Any, keypair: KeyPair) -> None:
+def test_rgw_is_detected_and_publish_writes_state_and_manifest(
+    tmp_path: Path, cli_env: CephRGW, s3: Any, keypair: KeyPair
+) -> None:
     """Issue 13 (1): boto3's default aws-chunked PutObject got 411 MissingContentLength on channel.json."""
     url, key = f"s3://{cli_env.bucket}/first", str(keypair[0])
     v1 = build(tmp_path / "dist", "1.0.0")
@@ -99,8 +109,13 @@ def test_rgw_is_detected_and_publish_writes_state_and_manifest(tmp_path: Path, c
         channel="stable",
         now=NOW,
     )
-    assert manifest.serial == 1 and manifest.entries["linux-amd64"].sha256 == hashlib.sha256(v1.read_bytes()).hexdigest()
-    assert s3.get_object(Bucket=cli_env.bucket, Key="first/app/1.0.0/app-1.0.0-linux-amd64")["Body"].read() == v1.read_bytes()
+    assert (
+        manifest.serial == 1 and manifest.entries["linux-amd64"].sha256 == hashlib.sha256(v1.read_bytes()).hexdigest()
+    )
+    assert (
+        s3.get_object(Bucket=cli_env.bucket, Key="first/app/1.0.0/app-1.0.0-linux-amd64")["Body"].read()
+        == v1.read_bytes()
+    )
     assert S3Store(cli_env.bucket).compat.name == "ceph"  # from RGW's own headers, nothing configured
 
 
@@ -115,37 +130,66 @@ def test_second_publish_and_yank_replace_state_with_rgws_if_match_form(
     assert main(["yank", "app", "1.2.0", "--store", url, "--key", key]) == 0, capsys.readouterr().err
     assert main(["rollout", "app", "1.1.0", "--percent", "100", "--store", url, "--key", key]) == 0
     signed = read_json(s3, cli_env.bucket, "second/app/stable/latest.json")["signed"]
-    assert signed["serial"] == 4 and signed["yanked"] == ["1.2.0"] and signed["platforms"]["linux-amd64"]["version"] == "1.1.0"
+    assert (
+        signed["serial"] == 4
+        and signed["yanked"] == ["1.2.0"]
+        and signed["platforms"]["linux-amd64"]["version"] == "1.1.0"
+    )
     # The same holds when the store was declared as another kind: the unquoted form is found by behaviour.
     store = S3Store(cli_env.bucket, "second", compat="aws")
     opts = PublishOptions(keys=[keypair[1]], clock=lambda: NOW)
     assert publish(store, [build(dist, "1.3.0")], opts).manifests[0].serial == 5
 
 
-def test_multipart_artifacts_go_up_without_flexible_checksums(tmp_path: Path, cli_env: CephRGW, s3: Any, keypair: KeyPair) -> None:
-    """Issue 13 (1b): UploadPart with a SHA256 checksum got 411 on RGW, so files of 16 MB or more could not be published."""
+def test_multipart_artifacts_go_up_without_flexible_checksums(
+    tmp_path: Path, cli_env: CephRGW, s3: Any, keypair: KeyPair
+) -> None:
+    """Issue 13 (1b): UploadPart with a SHA256 checksum got 411 on RGW, so files of 16 MB or more could not be
+    published."""
     url, key = f"s3://{cli_env.bucket}/big", str(keypair[0])
     big = build(tmp_path / "dist", "2.0.0", size=MULTIPART + 12345)
     assert main(["publish", "--store", url, "--key", key, "--patches", "0", str(big)]) == 0
     head = s3.head_object(Bucket=cli_env.bucket, Key="big/app/2.0.0/app-2.0.0-linux-amd64")
-    assert head["ContentLength"] == big.stat().st_size and head["Metadata"]["sha256"] == hashlib.sha256(big.read_bytes()).hexdigest()
-    assert s3.get_object(Bucket=cli_env.bucket, Key="big/app/2.0.0/app-2.0.0-linux-amd64")["Body"].read() == big.read_bytes()
-    # Parallel parts without flexible checksums (the path of a store that honours If-None-Match on completion) work on RGW too.
-    store = rgw_store(cli_env, "parts", compat=S3Compat("md5-parts", conditional_complete=True), multipart_threshold=5 << 20, multipart_chunksize=5 << 20)
+    assert (
+        head["ContentLength"] == big.stat().st_size
+        and head["Metadata"]["sha256"] == hashlib.sha256(big.read_bytes()).hexdigest()
+    )
+    assert (
+        s3.get_object(Bucket=cli_env.bucket, Key="big/app/2.0.0/app-2.0.0-linux-amd64")["Body"].read()
+        == big.read_bytes()
+    )
+    # Parallel parts without flexible checksums (the path of a store that honours If-None-Match on completion) work on
+    # RGW too.
+    store = rgw_store(
+        cli_env,
+        "parts",
+        compat=S3Compat("md5-parts", conditional_complete=True),
+        multipart_threshold=5 << 20,
+        multipart_chunksize=5 << 20,
+    )
     other = build(tmp_path / "dist2", "2.0.0", size=(5 << 20) * 2 + 7)
-    store.create_file("app/2.0.0/app-2.0.0-linux-amd64", other, sha256=hashlib.sha256(other.read_bytes()).hexdigest(), content_type="x", cache_control="x")
+    store.create_file(
+        "app/2.0.0/app-2.0.0-linux-amd64",
+        other,
+        sha256=hashlib.sha256(other.read_bytes()).hexdigest(),
+        content_type="x",
+        cache_control="x",
+    )
     assert s3.head_object(Bucket=cli_env.bucket, Key="parts/app/2.0.0/app-2.0.0-linux-amd64")["ETag"].endswith('-3"')
 
 
 def test_rgw_refuses_bytes_that_do_not_match_the_digest_sent(tmp_path: Path, rgw: CephRGW, s3: Any) -> None:
-    """Issue 13 (2): RGW accepted a wrong x-amz-checksum-sha256 and stored none; now the digest sent is one RGW checks."""
+    """Issue 13 (2): RGW accepted a wrong x-amz-checksum-sha256 and stored none; now the digest sent is one RGW
+    checks."""
     store = rgw_store(rgw, "digest")
     path = build(tmp_path, "1.0.0")
     good = hashlib.sha256(path.read_bytes()).hexdigest()
 
     # A file that changed since it was hashed (the digest to be signed) is refused before upload.
     with pytest.raises(StoreError, match="changed after it was hashed"):
-        store.create_file("app/1.0.0/app-1.0.0-linux-amd64", path, sha256="00" * 32, content_type="x", cache_control="x")
+        store.create_file(
+            "app/1.0.0/app-1.0.0-linux-amd64", path, sha256="00" * 32, content_type="x", cache_control="x"
+        )
     assert store.head("app/1.0.0/app-1.0.0-linux-amd64") is None
 
     def corrupt(request: Any, **_: Any) -> None:  # bytes damaged after the headers were made: in transit
@@ -166,10 +210,16 @@ LYING = S3Compat("claims-conditional-complete", conditional_complete=True)
 
 @pytest.mark.parametrize(
     ("size", "compat", "loser"),
-    [(4096, "auto", "AlreadyExistsError"), (MULTIPART + 1, "auto", "AlreadyExistsError"), (MULTIPART + 1, LYING, "ImmutableConflictError")],
+    [
+        (4096, "auto", "AlreadyExistsError"),
+        (MULTIPART + 1, "auto", "AlreadyExistsError"),
+        (MULTIPART + 1, LYING, "ImmutableConflictError"),
+    ],
     ids=["small", "large", "multipart-on-a-store-wrongly-declared"],
 )
-def test_two_publishers_creating_one_artifact_at_once_cannot_both_win(tmp_path: Path, rgw: CephRGW, s3: Any, size: int, compat: str | S3Compat, loser: str) -> None:
+def test_two_publishers_creating_one_artifact_at_once_cannot_both_win(
+    tmp_path: Path, rgw: CephRGW, s3: Any, size: int, compat: str | S3Compat, loser: str
+) -> None:
     """Issue 13 (4): RGW ignores If-None-Match on CompleteMultipartUpload, so two racing uploads of a new version both
     'created' it and the object kept one's bytes while channel.json recorded the other's sha256.
 
@@ -197,7 +247,13 @@ def test_two_publishers_creating_one_artifact_at_once_cannot_both_win(tmp_path: 
             events.register(event, hold)
         events.register("after-call.s3.CompleteMultipartUpload", completed)
         try:
-            store.create_file(key, files[i], sha256=hashlib.sha256(files[i].read_bytes()).hexdigest(), content_type="x", cache_control="x")
+            store.create_file(
+                key,
+                files[i],
+                sha256=hashlib.sha256(files[i].read_bytes()).hexdigest(),
+                content_type="x",
+                cache_control="x",
+            )
             outcomes[i] = "created"
         except (AlreadyExistsError, ImmutableConflictError) as e:
             outcomes[i] = type(e).__name__
@@ -215,18 +271,29 @@ def test_two_publishers_creating_one_artifact_at_once_cannot_both_win(tmp_path: 
 def test_a_store_without_conditional_writes_is_refused_with_a_clear_error(
     tmp_path: Path, cli_env: CephRGW, s3: Any, keypair: KeyPair, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """A store that lacks conditional writes (Backblaze B2's S3 API documents none) gets one clear line and exit 1, not 'busy' (75)."""
+    """A store that lacks conditional writes (Backblaze B2's S3 API documents none) gets one clear line and exit 1, not
+    'busy' (75)."""
     url = f"s3://{cli_env.bucket}/b2"
-    assert main(["publish", "--store", url, "--key", str(keypair[0]), "--s3-compat", "b2", str(build(tmp_path, "1.0.0"))]) == 1
+    assert (
+        main(["publish", "--store", url, "--key", str(keypair[0]), "--s3-compat", "b2", str(build(tmp_path, "1.0.0"))])
+        == 1
+    )
     err = capsys.readouterr().err
-    assert err.startswith("gupper-publish: error: upload app/1.0.0/app-1.0.0-linux-amd64:") and "does not support conditional writes" in err
+    assert (
+        err.startswith("gupper-publish: error: upload app/1.0.0/app-1.0.0-linux-amd64:")
+        and "does not support conditional writes" in err
+    )
     assert "busy" not in err and len(err.strip().splitlines()) == 1
     assert s3.list_objects_v2(Bucket=cli_env.bucket, Prefix="b2/").get("KeyCount") == 0  # nothing written
     with pytest.raises(StoreUnsupportedError):
-        S3Store(cli_env.bucket, "b2", compat="b2").swap("x", b"{}", expect_etag=None, content_type="x", cache_control="x")
+        S3Store(cli_env.bucket, "b2", compat="b2").swap(
+            "x", b"{}", expect_etag=None, content_type="x", cache_control="x"
+        )
 
 
-def test_init_policy_is_enforced_by_rgw_for_anonymous_callers(tmp_path: Path, cli_env: CephRGW, keypair: KeyPair) -> None:
+def test_init_policy_is_enforced_by_rgw_for_anonymous_callers(
+    tmp_path: Path, cli_env: CephRGW, keypair: KeyPair
+) -> None:
     """init on RGW: a new bucket, the GetObject-only policy, and RGW itself refusing anonymous LIST and PUT."""
     bucket = "gupper-init"
     url = f"s3://{bucket}/releases"
@@ -238,26 +305,55 @@ def test_init_policy_is_enforced_by_rgw_for_anonymous_callers(tmp_path: Path, cl
     assert got.status_code == 200 and got.content == v1.read_bytes()
     manifest = requests.get(f"{base}/releases/app/stable/latest.json", verify=cli_env.ca, timeout=HTTP_TIMEOUT)
     assert manifest.status_code == 200 and manifest.headers["Cache-Control"] == "no-cache"
-    again = requests.get(f"{base}/releases/app/stable/latest.json", headers={"If-None-Match": manifest.headers["ETag"]}, verify=cli_env.ca, timeout=HTTP_TIMEOUT)
+    again = requests.get(
+        f"{base}/releases/app/stable/latest.json",
+        headers={"If-None-Match": manifest.headers["ETag"]},
+        verify=cli_env.ca,
+        timeout=HTTP_TIMEOUT,
+    )
     assert again.status_code == 304
-    part = requests.get(f"{base}/releases/app/1.0.0/app-1.0.0-linux-amd64", headers={"Range": "bytes=10-19"}, verify=cli_env.ca, timeout=HTTP_TIMEOUT)
+    part = requests.get(
+        f"{base}/releases/app/1.0.0/app-1.0.0-linux-amd64",
+        headers={"Range": "bytes=10-19"},
+        verify=cli_env.ca,
+        timeout=HTTP_TIMEOUT,
+    )
     assert part.status_code == 206 and part.content == v1.read_bytes()[10:20]
     assert requests.get(f"{base}?list-type=2", verify=cli_env.ca, timeout=HTTP_TIMEOUT).status_code == 403
-    assert requests.put(f"{base}/releases/app/1.0.0/app-1.0.0-linux-amd64", data=b"evil", verify=cli_env.ca, timeout=HTTP_TIMEOUT).status_code == 403
-    assert requests.get(f"{base}/releases/app/1.0.0/app-1.0.0-linux-amd64", verify=cli_env.ca, timeout=HTTP_TIMEOUT).content == v1.read_bytes()
+    assert (
+        requests.put(
+            f"{base}/releases/app/1.0.0/app-1.0.0-linux-amd64", data=b"evil", verify=cli_env.ca, timeout=HTTP_TIMEOUT
+        ).status_code
+        == 403
+    )
+    assert (
+        requests.get(
+            f"{base}/releases/app/1.0.0/app-1.0.0-linux-amd64", verify=cli_env.ca, timeout=HTTP_TIMEOUT
+        ).content
+        == v1.read_bytes()
+    )
 
 
-def test_prune_deletes_old_releases_on_rgw(tmp_path: Path, cli_env: CephRGW, s3: Any, keypair: KeyPair, capsys: pytest.CaptureFixture[str]) -> None:
+def test_prune_deletes_old_releases_on_rgw(
+    tmp_path: Path, cli_env: CephRGW, s3: Any, keypair: KeyPair, capsys: pytest.CaptureFixture[str]
+) -> None:
     url, key = f"s3://{cli_env.bucket}/prune", str(keypair[0])
     for version in ("1.0.0", "1.1.0", "1.2.0"):
         assert main(["publish", "--store", url, "--key", key, str(build(tmp_path / "dist", version))]) == 0
     assert main(["prune", "app", "--keep", "1", "--store", url]) == 0, capsys.readouterr().err
     keys = {o["Key"] for o in s3.list_objects_v2(Bucket=cli_env.bucket, Prefix="prune/").get("Contents", [])}
-    assert keys == {"prune/app/1.2.0/app-1.2.0-linux-amd64", "prune/app/stable/channel.json", "prune/app/stable/latest.json"}
+    assert keys == {
+        "prune/app/1.2.0/app-1.2.0-linux-amd64",
+        "prune/app/stable/channel.json",
+        "prune/app/stable/latest.json",
+    }
 
 
-def test_moving_an_app_to_a_new_store_continues_its_serial(tmp_path: Path, cli_env: CephRGW, keypair: KeyPair, capsys: pytest.CaptureFixture[str]) -> None:
-    """An install that saw serial 3 in the old place refuses the new place's serial 1 (with a hint) and takes --min-serial 4."""
+def test_moving_an_app_to_a_new_store_continues_its_serial(
+    tmp_path: Path, cli_env: CephRGW, keypair: KeyPair, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An install that saw serial 3 in the old place refuses the new place's serial 1 (with a hint) and takes
+    --min-serial 4."""
     old, new, key = f"s3://{cli_env.bucket}/old-home", f"s3://{cli_env.bucket}/new-home", str(keypair[0])
     dist = tmp_path / "dist"
     for version in ("1.0.0", "1.1.0", "1.2.0"):
@@ -268,16 +364,32 @@ def test_moving_an_app_to_a_new_store_continues_its_serial(tmp_path: Path, cli_e
 
     def check(prefix: str) -> None:
         config = UpdaterConfig(
-            app="app", current_version="1.0.0", manifest_url=f"{cli_env.s3_endpoint}/{cli_env.bucket}/{prefix}/app/stable/latest.json",
-            public_keys=(keypair[2],), ca_bundle=cli_env.ca, executable=str(exe), platform=Platform("linux", "amd64"), state_dir=str(tmp_path / "state"),
-        )  # fmt: skip
+            app="app",
+            current_version="1.0.0",
+            manifest_url=f"{cli_env.s3_endpoint}/{cli_env.bucket}/{prefix}/app/stable/latest.json",
+            public_keys=(keypair[2],),
+            ca_bundle=cli_env.ca,
+            executable=str(exe),
+            platform=Platform("linux", "amd64"),
+            state_dir=str(tmp_path / "state"),
+        )
         Updater(config).check()
 
     s3 = boto3.client("s3", config=Config(request_checksum_calculation="when_required"), **cli_env.boto3_kwargs())
     s3.put_bucket_policy(
         Bucket=cli_env.bucket,
         Policy=json.dumps(
-            {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": "*", "Action": "s3:GetObject", "Resource": f"arn:aws:s3:::{cli_env.bucket}/*"}]}
+            {
+                "Version": "2012-10-17",
+                "Statement": [
+                    {
+                        "Effect": "Allow",
+                        "Principal": "*",
+                        "Action": "s3:GetObject",
+                        "Resource": f"arn:aws:s3:::{cli_env.bucket}/*",
+                    }
+                ],
+            }
         ),
     )
     check("old-home")  # the install has now seen serial 3
@@ -285,16 +397,23 @@ def test_moving_an_app_to_a_new_store_continues_its_serial(tmp_path: Path, cli_e
     with pytest.raises(RollbackError, match=r"serial 1 is older than serial 3 .*moved to a new store.*--min-serial 4"):
         check("new-home")
     capsys.readouterr()
-    assert main(["publish", "--store", new, "--key", key, "--min-serial", "4", "--json", str(build(dist, "1.3.0"))]) == 0
+    assert (
+        main(["publish", "--store", new, "--key", key, "--min-serial", "4", "--json", str(build(dist, "1.3.0"))]) == 0
+    )
     assert json.loads(capsys.readouterr().out)["manifests"][0]["serial"] == 4
     check("new-home")  # accepted: serial 4 > 3
-    assert main(["resign", "app", "--store", new, "--key", key, "--min-serial", "10", "--json"]) == 0  # files copied over as they were: same way
+    assert (
+        main(["resign", "app", "--store", new, "--key", key, "--min-serial", "10", "--json"]) == 0
+    )  # files copied over as they were: same way
     assert json.loads(capsys.readouterr().out)["serial"] == 10
     check("new-home")
 
 
-def test_eight_concurrent_publisher_processes_on_rgw_lose_nothing(tmp_path: Path, rgw: CephRGW, s3: Any, keypair: KeyPair) -> None:
-    """tests/test_publish_concurrency.py's race, on RGW: eight real publisher processes, serial +8, every release served."""
+def test_eight_concurrent_publisher_processes_on_rgw_lose_nothing(
+    tmp_path: Path, rgw: CephRGW, s3: Any, keypair: KeyPair
+) -> None:
+    """tests/test_publish_concurrency.py's race, on RGW: eight real publisher processes, serial +8, every release
+    served."""
     dist = tmp_path / "dist"
     dist.mkdir()
     env = dict(os.environ, PYTHONPATH=str(ROOT), **rgw.s3_env())
@@ -319,7 +438,9 @@ def test_eight_concurrent_publisher_processes_on_rgw_lose_nothing(tmp_path: Path
     assert state["serial"] == 9 and set(state["releases"]) == {"0.9.0"} | {v for v, _, _ in RELEASES}
 
 
-def test_two_publisher_processes_racing_on_one_new_large_version_leave_a_consistent_release(tmp_path: Path, rgw: CephRGW, s3: Any, keypair: KeyPair) -> None:
+def test_two_publisher_processes_racing_on_one_new_large_version_leave_a_consistent_release(
+    tmp_path: Path, rgw: CephRGW, s3: Any, keypair: KeyPair
+) -> None:
     """Issue 13 (4) with real processes: different 17 MB builds of one version at once; one wins, the other fails with
     one line, and the stored bytes are the ones channel.json and the signed manifest name."""
     env = dict(os.environ, PYTHONPATH=str(ROOT), **rgw.s3_env())
@@ -328,9 +449,16 @@ def test_two_publisher_processes_racing_on_one_new_large_version_leave_a_consist
     results = run_publishers(f"s3://{rgw.bucket}/{prefix}", keypair[0], [(f, None) for f in files], env)
     assert sorted(r.returncode for r in results) == [0, 1], [r.stderr for r in results]
     (loser,) = [r for r in results if r.returncode == 1]
-    assert loser.stderr.startswith("gupper-publish: error: ") and "already published with different content" in loser.stderr
+    assert (
+        loser.stderr.startswith("gupper-publish: error: ")
+        and "already published with different content" in loser.stderr
+    )
     stored = s3.get_object(Bucket=rgw.bucket, Key=f"{prefix}/app/3.0.0/app-3.0.0-linux-amd64")["Body"].read()
     state = read_json(s3, rgw.bucket, f"{prefix}/app/stable/channel.json")
     signed = read_json(s3, rgw.bucket, f"{prefix}/app/stable/latest.json")["signed"]
     digest = hashlib.sha256(stored).hexdigest()
-    assert state["releases"]["3.0.0"]["artifacts"]["linux-amd64"]["sha256"] == digest == signed["platforms"]["linux-amd64"]["sha256"]
+    assert (
+        state["releases"]["3.0.0"]["artifacts"]["linux-amd64"]["sha256"]
+        == digest
+        == signed["platforms"]["linux-amd64"]["sha256"]
+    )

@@ -61,7 +61,13 @@ def test_only_stores_that_honour_the_condition_on_completion_get_multipart_uploa
 
 
 def stubbed(compat: str | S3Compat, **kw: Any) -> tuple[S3Store, Stubber]:
-    client = boto3.client("s3", region_name="us-east-1", endpoint_url="https://127.0.0.1:1", aws_access_key_id="x", aws_secret_access_key="y")
+    client = boto3.client(
+        "s3",
+        region_name="us-east-1",
+        endpoint_url="https://127.0.0.1:1",
+        aws_access_key_id="x",
+        aws_secret_access_key="y",
+    )
     return S3Store("bucket", "p", client=client, compat=compat, **kw), Stubber(client)
 
 
@@ -72,30 +78,49 @@ def stubbed(compat: str | S3Compat, **kw: Any) -> tuple[S3Store, Stubber]:
         ("InvalidArgument", 400, "Unsupported header 'If-None-Match' received"),
     ],
 )
-def test_a_store_refusing_the_condition_headers_gets_a_clear_error_not_busy(code: str, status: int, message: str) -> None:
+def test_a_store_refusing_the_condition_headers_gets_a_clear_error_not_busy(
+    code: str, status: int, message: str
+) -> None:
     store, stub = stubbed("generic")
     stub.add_client_error("put_object", service_error_code=code, service_message=message, http_status_code=status)
-    with stub, pytest.raises(StoreUnsupportedError, match=r"write app/stable/channel.json: s3://bucket/p does not support conditional writes"):
+    with (
+        stub,
+        pytest.raises(
+            StoreUnsupportedError,
+            match=r"write app/stable/channel.json: s3://bucket/p does not support conditional writes",
+        ),
+    ):
         store.swap("app/stable/channel.json", b"{}", expect_etag=None, content_type="x", cache_control="x")
 
 
 def test_another_bad_request_on_a_conditional_write_is_not_blamed_on_conditions() -> None:
     store, stub = stubbed("generic")
-    stub.add_client_error("put_object", service_error_code="InvalidArgument", service_message="Metadata too large", http_status_code=400)
+    stub.add_client_error(
+        "put_object", service_error_code="InvalidArgument", service_message="Metadata too large", http_status_code=400
+    )
     with stub, pytest.raises(StoreError, match="S3 error InvalidArgument") as raised:
         store.swap("app/stable/channel.json", b"{}", expect_etag=None, content_type="x", cache_control="x")
     assert not isinstance(raised.value, StoreUnsupportedError)
 
 
-def test_an_artifact_too_big_for_one_put_on_a_store_without_conditional_completion_is_refused_before_upload(tmp_path: Path) -> None:
+def test_an_artifact_too_big_for_one_put_on_a_store_without_conditional_completion_is_refused_before_upload(
+    tmp_path: Path,
+) -> None:
     store, stub = stubbed("generic", max_single_put=100, multipart_threshold=50)
     path = tmp_path / "app-1.0.0-linux-amd64"
     path.write_bytes(b"x" * 101)
-    with stub, pytest.raises(StoreUnsupportedError, match=r"one PUT takes at most 100 bytes"):  # no request stubbed: none is made
-        store.create_file("app/1.0.0/app-1.0.0-linux-amd64", path, sha256="00" * 32, content_type="x", cache_control="x")
+    with (
+        stub,
+        pytest.raises(StoreUnsupportedError, match=r"one PUT takes at most 100 bytes"),
+    ):  # no request stubbed: none is made
+        store.create_file(
+            "app/1.0.0/app-1.0.0-linux-amd64", path, sha256="00" * 32, content_type="x", cache_control="x"
+        )
 
 
-def test_cli_rejects_an_unknown_store_kind_and_a_negative_min_serial(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_rejects_an_unknown_store_kind_and_a_negative_min_serial(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     assert main(["publish", "--store", "s3://b", "--s3-compat", "seaweed", "--key", "k", "f"]) == 2
     assert "invalid choice: 'seaweed'" in capsys.readouterr().err
     key = tmp_path / "k"

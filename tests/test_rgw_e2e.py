@@ -29,7 +29,9 @@ def rgw(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CephRGW]:
 def cli(rgw: CephRGW, *args: str) -> subprocess.CompletedProcess[str]:
     """``gupper-publish`` as a user runs it: boto3's standard variables, no store-kind flag."""
     cmd = [sys.executable, "-m", "gupper_publish", *args]
-    proc = subprocess.run(cmd, env=dict(os.environ, **rgw.s3_env()), text=True, capture_output=True, timeout=180, check=False)
+    proc = subprocess.run(
+        cmd, env=dict(os.environ, **rgw.s3_env()), text=True, capture_output=True, timeout=180, check=False
+    )
     assert proc.returncode == 0, proc.stderr
     return proc
 
@@ -49,7 +51,13 @@ def test_v1_updates_itself_to_v2_through_rgw(e2e: E2E, rgw: CephRGW, tmp_path: P
     exe.chmod(0o755)
     (tmp_path / "tmpdir").mkdir()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("_PYI_", "PYINSTALLER_", "AWS_"))}
-    env.update(REQUESTS_CA_BUNDLE=rgw.ca, TMPDIR=str(tmp_path / "tmpdir"), XDG_STATE_HOME=str(tmp_path / "state"), GUPPER_DEMO_DEBUG="1", NO_PROXY="127.0.0.1,localhost")
+    env.update(
+        REQUESTS_CA_BUNDLE=rgw.ca,
+        TMPDIR=str(tmp_path / "tmpdir"),
+        XDG_STATE_HOME=str(tmp_path / "state"),
+        GUPPER_DEMO_DEBUG="1",
+        NO_PROXY="127.0.0.1,localhost",
+    )
 
     proc = subprocess.run([str(exe)], env=env, text=True, capture_output=True, timeout=120, check=False)
     assert proc.returncode == 0, proc.stderr
@@ -62,4 +70,8 @@ def test_v1_updates_itself_to_v2_through_rgw(e2e: E2E, rgw: CephRGW, tmp_path: P
     assert sha256(exe) == sha256(v2)
     no_leftovers(exe.parent, tmp_path)
     again = subprocess.run([str(exe)], env=env, text=True, capture_output=True, timeout=120, check=False)
-    assert again.returncode == 0 and again.stdout.splitlines() == ["Hello from the Gupper demo app, version 2.0.0"] and gupper_lines(again.stderr) == []
+    assert (
+        again.returncode == 0
+        and again.stdout.splitlines() == ["Hello from the Gupper demo app, version 2.0.0"]
+        and gupper_lines(again.stderr) == []
+    )

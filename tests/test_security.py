@@ -69,30 +69,66 @@ class Lab:
     def public(self) -> str:
         return public_key_of(self.key).to_text()
 
-    def release(self, version: str = "2.0.0", *, platform: str = "linux-amd64", content: bytes | None = None) -> dict[str, Any]:
+    def release(
+        self, version: str = "2.0.0", *, platform: str = "linux-amd64", content: bytes | None = None
+    ) -> dict[str, Any]:
         """Serve an artifact and return its manifest entry."""
         data = content if content is not None else script(version)
         path = f"/app/{version}/app-{version}-{platform}"
         self.sim.routes[path] = data
-        return {"version": version, "type": "binary", "url": f"../{version}/app-{version}-{platform}", "size": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+        return {
+            "version": version,
+            "type": "binary",
+            "url": f"../{version}/app-{version}-{platform}",
+            "size": len(data),
+            "sha256": hashlib.sha256(data).hexdigest(),
+        }
 
-    def manifest(self, *, serial: int = 1, platforms: dict[str, Any] | None = None, signers: list[Ed25519PrivateKey] | None = None,
-                 now: datetime = NOW, app: str = "app", channel: str = "stable", **extra: Any) -> bytes:  # fmt: skip
-        signed = build_signed(app=app, channel=channel, serial=serial, now=now, expires_in=timedelta(days=30),
-                              platforms=platforms if platforms is not None else {"linux-amd64": self.release()})  # fmt: skip
+    def manifest(
+        self,
+        *,
+        serial: int = 1,
+        platforms: dict[str, Any] | None = None,
+        signers: list[Ed25519PrivateKey] | None = None,
+        now: datetime = NOW,
+        app: str = "app",
+        channel: str = "stable",
+        **extra: Any,
+    ) -> bytes:
+        signed = build_signed(
+            app=app,
+            channel=channel,
+            serial=serial,
+            now=now,
+            expires_in=timedelta(days=30),
+            platforms=platforms if platforms is not None else {"linux-amd64": self.release()},
+        )
         signed.update(extra)
         return sign_manifest(signed, signers if signers is not None else [self.key])
 
     def serve(self, data: bytes | httpsim.Handler) -> None:
         self.sim.routes[MANIFEST] = data
 
-    def updater(self, *, clock: datetime = NOW, public_keys: tuple[str, ...] | None = None, threshold: int = 1, **cfg: Any) -> Updater:
+    def updater(
+        self, *, clock: datetime = NOW, public_keys: tuple[str, ...] | None = None, threshold: int = 1, **cfg: Any
+    ) -> Updater:
         config = UpdaterConfig(
-            app="app", current_version="1.0.0", manifest_url=self.sim.url(MANIFEST), public_keys=public_keys or (self.public,),
-            threshold=threshold, ca_bundle=self.sim.ca_path, executable=str(self.exe), platform=Platform("linux", "amd64"),
-            state_dir=str(self.root / "state"), retries=0, connect_timeout=2, read_timeout=2, manifest_timeout=3, download_timeout=3,
+            app="app",
+            current_version="1.0.0",
+            manifest_url=self.sim.url(MANIFEST),
+            public_keys=public_keys or (self.public,),
+            threshold=threshold,
+            ca_bundle=self.sim.ca_path,
+            executable=str(self.exe),
+            platform=Platform("linux", "amd64"),
+            state_dir=str(self.root / "state"),
+            retries=0,
+            connect_timeout=2,
+            read_timeout=2,
+            manifest_timeout=3,
+            download_timeout=3,
             download_attempts=1,
-        )  # fmt: skip
+        )
         return Updater(replace(config, **cfg), clock=lambda: clock, environ={}, argv=["app"])
 
     def run(self, **kw: Any) -> Result:
@@ -102,7 +138,9 @@ class Lab:
         return {p.name: p.read_bytes() for p in self.exe.parent.iterdir()}
 
     def runs_old(self) -> bool:
-        return subprocess.run([str(self.exe)], capture_output=True, text=True, timeout=10, check=False).stdout == "old\n"
+        return (
+            subprocess.run([str(self.exe)], capture_output=True, text=True, timeout=10, check=False).stdout == "old\n"
+        )
 
 
 @pytest.fixture
@@ -185,7 +223,13 @@ def test_threshold_padding_with_repeated_signatures(lab: Lab) -> None:
     doc = json.loads(lab.manifest())
     doc["signatures"] = doc["signatures"] * 5
     lab.serve(json.dumps(doc).encode())
-    refused(lab, BadSignatureError, "1 valid signature(s) from trusted keys, 2 needed", public_keys=(lab.public, public_key_of(second).to_text()), threshold=2)
+    refused(
+        lab,
+        BadSignatureError,
+        "1 valid signature(s) from trusted keys, 2 needed",
+        public_keys=(lab.public, public_key_of(second).to_text()),
+        threshold=2,
+    )
 
 
 def test_threshold_met_by_two_distinct_keys_installs(lab: Lab) -> None:
@@ -197,7 +241,12 @@ def test_threshold_met_by_two_distinct_keys_installs(lab: Lab) -> None:
 
 def test_garbage_signature_values_are_ignored_not_crashing(lab: Lab) -> None:
     doc = json.loads(lab.manifest())
-    doc["signatures"] = [{"keyid": public_key_of(lab.key).keyid, "sig": "!!notbase64"}, 7, None, {"keyid": 1, "sig": []}]
+    doc["signatures"] = [
+        {"keyid": public_key_of(lab.key).keyid, "sig": "!!notbase64"},
+        7,
+        None,
+        {"keyid": 1, "sig": []},
+    ]
     lab.serve(json.dumps(doc).encode())
     refused(lab, BadSignatureError, "0 valid signature(s)")
 
@@ -264,7 +313,14 @@ def test_cross_channel_replay(lab: Lab) -> None:
 
 
 def test_missing_platform_entry_never_takes_another_platforms_file(lab: Lab) -> None:
-    lab.serve(lab.manifest(platforms={"windows-amd64": lab.release(platform="windows-amd64"), "linux-arm64": lab.release(platform="linux-arm64")}))
+    lab.serve(
+        lab.manifest(
+            platforms={
+                "windows-amd64": lab.release(platform="windows-amd64"),
+                "linux-arm64": lab.release(platform="linux-arm64"),
+            }
+        )
+    )
     result = not_installed(lab)
     assert "no release for linux-amd64" in result.message and artifact_requests(lab) == []
 
@@ -273,9 +329,17 @@ def test_missing_platform_entry_never_takes_another_platforms_file(lab: Lab) -> 
 def test_wrong_content_at_the_artifact_url(lab: Lab, swap: str) -> None:
     lab.serve(lab.manifest())
     good = script("2.0.0")
-    evil = {"other-binary": script("6.6.6"), "other-arch": b"\x7fELF" + b"\xb7" * (len(good) - 4), "html-error-page": b"<html>Oops</html>"}[swap]
+    evil = {
+        "other-binary": script("6.6.6"),
+        "other-arch": b"\x7fELF" + b"\xb7" * (len(good) - 4),
+        "html-error-page": b"<html>Oops</html>",
+    }[swap]
     lab.sim.routes["/app/2.0.0/app-2.0.0-linux-amd64"] = evil
-    error, message = (IntegrityError, "ended after 17 of") if swap == "html-error-page" else (IntegrityError, "does not match the signed sha256")
+    error, message = (
+        (IntegrityError, "ended after 17 of")
+        if swap == "html-error-page"
+        else (IntegrityError, "does not match the signed sha256")
+    )
     refused(lab, error, message)
 
 
@@ -307,7 +371,9 @@ def test_endless_artifact_stops_at_the_signed_size(lab: Lab) -> None:
 
 def test_artifact_lying_about_its_length(lab: Lab) -> None:
     lab.serve(lab.manifest())
-    lab.sim.routes["/app/2.0.0/app-2.0.0-linux-amd64"] = httpsim.lying_length(script("2.0.0")[:500], len(script("2.0.0")))
+    lab.sim.routes["/app/2.0.0/app-2.0.0-linux-amd64"] = httpsim.lying_length(
+        script("2.0.0")[:500], len(script("2.0.0"))
+    )
     refused(lab, DownloadError, "broke mid-transfer")
 
 
@@ -410,7 +476,9 @@ def test_custom_ca_bundle_from_the_environment(lab: Lab, monkeypatch: pytest.Mon
 # --- Malformed input -------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("body", "message"), [(b"{not json", "not valid JSON"), (b'{"signed": 1, "signatures": []}', "must be an object")])
+@pytest.mark.parametrize(
+    ("body", "message"), [(b"{not json", "not valid JSON"), (b'{"signed": 1, "signatures": []}', "must be an object")]
+)
 def test_malformed_json(lab: Lab, body: bytes, message: str) -> None:
     lab.serve(body)
     refused(lab, MalformedError, message)
@@ -461,7 +529,8 @@ def test_key_rotation_chain_and_revocation(lab: Lab) -> None:
 
 def test_rotation_not_signed_by_the_new_keys_is_refused(lab: Lab) -> None:
     attacker = Ed25519PrivateKey.generate()
-    # A holder of the old key alone cannot hand trust to a key it does not hold... nor announce one it does not sign with.
+    # A holder of the old key alone cannot hand trust to a key it does not hold... nor announce one it does not sign
+    # with.
     lab.serve(lab.manifest(serial=2, signers=[lab.key], keys=_keys(attacker)))
     refused(lab, BadSignatureError, "sign the rotation with both the old and the new keys")
     assert StateFile(lab.root / "state").load().trusted_keys is None
@@ -469,7 +538,9 @@ def test_rotation_not_signed_by_the_new_keys_is_refused(lab: Lab) -> None:
 
 def test_a_new_build_with_other_builtin_keys_overrides_an_adopted_set(lab: Lab) -> None:
     k2, k9 = Ed25519PrivateKey.generate(), Ed25519PrivateKey.generate()
-    lab.serve(lab.manifest(serial=2, platforms={"linux-amd64": lab.release("1.0.0")}, signers=[lab.key, k2], keys=_keys(k2)))
+    lab.serve(
+        lab.manifest(serial=2, platforms={"linux-amd64": lab.release("1.0.0")}, signers=[lab.key, k2], keys=_keys(k2))
+    )
     assert lab.run().status is Status.UP_TO_DATE
     lab.serve(lab.manifest(serial=3, platforms={"linux-amd64": lab.release("1.0.0")}, signers=[k9]))
     assert lab.run(public_keys=(public_key_of(k9).to_text(),)).status is Status.UP_TO_DATE

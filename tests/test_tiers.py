@@ -37,7 +37,9 @@ def test_a_bare_run_is_everything_but_the_e2e_and_soak_tests_and_named_tests_alw
     assert sorted(quick) == sorted(set(every) - set(slow))
     assert "tests/test_fuzz_http.py::test_fuzzed_responses_soak" in slow
     assert "tests/test_e2e_resilience.py::test_sigkill_at_random_moments_leaves_a_runnable_app[20261128]" in slow
-    assert named == ["tests/test_e2e_bundle.py::test_frozen_app_carries_pynacl_with_its_cffi_backend_and_no_cryptography"]  # an e2e test
+    assert named == [
+        "tests/test_e2e_bundle.py::test_frozen_app_carries_pynacl_with_its_cffi_backend_and_no_cryptography"
+    ]  # an e2e test
 
 
 def test_the_readmes_test_command_and_ci_run_every_test() -> None:
@@ -63,12 +65,19 @@ def test_every_module_that_builds_the_demo_app_for_the_session_store_has_a_build
         ({"PYTEST_XDIST_AUTO_NUM_WORKERS": "2"}, "fd", None, 2),
         ({}, "no", None, 0),  # -s
         ({}, "fd", ["tests/test_field_hardening.py"], 0),
-        ({}, "fd", ["tests/test_e2e.py", "tests/test_e2e_delta.py::test_v1_updates_to_v2_through_a_patch"], 0),  # one build unit
+        (
+            {},
+            "fd",
+            ["tests/test_e2e.py", "tests/test_e2e_delta.py::test_v1_updates_to_v2_through_a_patch"],
+            0,
+        ),  # one build unit
         ({}, "fd", ["tests/test_lock.py", "tests/test_e2e.py"], WORKERS),
         ({}, "fd", ["tests"], WORKERS),
     ],
 )
-def test_auto_starts_workers_only_where_they_can_help(env: dict[str, str], capture: str, named: list[str] | None, workers: int) -> None:
+def test_auto_starts_workers_only_where_they_can_help(
+    env: dict[str, str], capture: str, named: list[str] | None, workers: int
+) -> None:
     assert workers_for(env, capture, named) == workers
 
 
@@ -100,7 +109,9 @@ def test_the_longest_units_start_first_and_no_worker_queues_two_of_them() -> Non
         *(f"tests/test_quick_{i}.py::test_{j}" for i in range(6) for j in range(3)),
         "tests/test_rgw_e2e.py::test_one",
     ]
-    config: Any = SimpleNamespace(getvalue={"dist": "loadscope", "tx": ["popen"] * 4}.__getitem__, option=SimpleNamespace(loadscopereorder=True))
+    config: Any = SimpleNamespace(
+        getvalue={"dist": "loadscope", "tx": ["popen"] * 4}.__getitem__, option=SimpleNamespace(loadscopereorder=True)
+    )
     sched = pytest_xdist_make_scheduler(config, None)
     nodes = [Node(f"gw{i}") for i in range(4)]
     for node in nodes:
@@ -111,12 +122,18 @@ def test_the_longest_units_start_first_and_no_worker_queues_two_of_them() -> Non
     assert first == ["demo-onefile", "fuzz-soak", "tests/test_build_helper.py", "demo-onedir"]
 
     def long_units_held(node: Node) -> list[str]:
-        return [u for u, tests in sched.assigned_work[node].items() if COST.get(u, 0) >= LONG and not all(tests.values())]
+        return [
+            u for u, tests in sched.assigned_work[node].items() if COST.get(u, 0) >= LONG and not all(tests.values())
+        ]
 
     done = 0
     for _ in range(10 * len(collection)):  # bounded: each round completes one test
         assert all(len(long_units_held(node)) <= 1 for node in nodes)
-        busy = [node for node in nodes if len(node.sent) > sum(sum(tests.values()) for tests in sched.assigned_work[node].values())]
+        busy = [
+            node
+            for node in nodes
+            if len(node.sent) > sum(sum(tests.values()) for tests in sched.assigned_work[node].values())
+        ]
         if not busy:
             break
         node = busy[done % len(busy)]
@@ -129,5 +146,8 @@ def test_the_longest_units_start_first_and_no_worker_queues_two_of_them() -> Non
 
 def test_each_worker_has_a_temp_dir_of_its_own(temp_dir_of_this_worker: Path) -> None:
     assert tempfile.gettempdir() == os.environ["TMPDIR"] == str(temp_dir_of_this_worker)
-    assert temp_dir_of_this_worker.name.startswith("gupper-tests-") and temp_dir_of_this_worker.stat().st_mode & 0o755 == 0o755
+    assert (
+        temp_dir_of_this_worker.name.startswith("gupper-tests-")
+        and temp_dir_of_this_worker.stat().st_mode & 0o755 == 0o755
+    )
     assert Path(os.environ["PYINSTALLER_CONFIG_DIR"]).is_dir()

@@ -41,7 +41,9 @@ from .test_client import MANIFEST, make_updater
 
 ROOT = Path(__file__).resolve().parent.parent
 ACCESS_DENIED = PermissionError(errno.EACCES, "Access is denied")  # WinError 5
-SHARING_VIOLATION = PermissionError(errno.EACCES, "The process cannot access the file because it is being used by another process")  # WinError 32
+SHARING_VIOLATION = PermissionError(
+    errno.EACCES, "The process cannot access the file because it is being used by another process"
+)  # WinError 32
 
 
 @pytest.fixture
@@ -130,9 +132,16 @@ class WinFS:
 
     def ops(self) -> FileOps:
         return FileOps(
-            replace=self.replace, rename=self.rename, unlink=self.unlink, sleep=self.sleep, fsync_dir=lambda p: None,
-            rmtree=self.rmtree, link=self.link, create=self.create, barrier=lambda p: None,
-        )  # fmt: skip
+            replace=self.replace,
+            rename=self.rename,
+            unlink=self.unlink,
+            sleep=self.sleep,
+            fsync_dir=lambda p: None,
+            rmtree=self.rmtree,
+            link=self.link,
+            create=self.create,
+            barrier=lambda p: None,
+        )
 
 
 def exe_pair(tmp_path: Path) -> tuple[Path, Path]:
@@ -147,7 +156,9 @@ def exe_pair(tmp_path: Path) -> tuple[Path, Path]:
 
 
 @pytest.mark.parametrize(("prepare", "moving_in"), [(0, 0), (3, 0), (0, 3), (2, 5)])
-def test_every_wait_of_the_windows_swap_happens_with_an_exe_in_place(tmp_path: Path, prepare: int, moving_in: int) -> None:
+def test_every_wait_of_the_windows_swap_happens_with_an_exe_in_place(
+    tmp_path: Path, prepare: int, moving_in: int
+) -> None:
     target, new = exe_pair(tmp_path)
     fs = WinFS(target, prepare=prepare, **{"in": moving_in})
     fs.on_sleep = lambda: assert_runnable(target)  # what a start at that moment would find
@@ -173,7 +184,9 @@ def test_a_swap_refused_past_every_retry_leaves_the_old_exe_in_place(tmp_path: P
     target, new = exe_pair(tmp_path)
     fs = WinFS(target, **{"in": 100})
     fs.on_sleep = lambda: assert_runnable(target)
-    with pytest.raises(InstallError, match=r"could not replace .*app\.exe: The process cannot access the file .*left as it was"):
+    with pytest.raises(
+        InstallError, match=r"could not replace .*app\.exe: The process cannot access the file .*left as it was"
+    ):
         apply(new, target, "windows", fs.ops())
     assert target.read_bytes() == b"old" and not (tmp_path / "app.exe.old").exists()
     assert len(fs.sleeps) == RENAME_ATTEMPTS - 1
@@ -215,14 +228,25 @@ apply(new, target, "windows", ops)
 
 
 @pytest.mark.posix  # SIGKILL; on Windows the real swap of a running exe runs in tests/test_e2e.py
-@pytest.mark.parametrize("kill_at", ["prepare-before", "prepare", "aside", "in"], ids=["before-anything", "after-prepare", "between-the-renames", "after-both"])
+@pytest.mark.parametrize(
+    "kill_at",
+    ["prepare-before", "prepare", "aside", "in"],
+    ids=["before-anything", "after-prepare", "between-the-renames", "after-both"],
+)
 def test_a_real_kill_at_each_step_of_the_windows_swap(tmp_path: Path, kill_at: str) -> None:
     """A real process running the Windows swap is SIGKILLed at each step. Everywhere but between the
     two renames an exe is in place; between them (two calls back to back, nothing in between) the
     old exe is complete as ``app.exe.old`` and the verified new one beside it: the instant
     docs/crash-safety.md names."""
     target, new = exe_pair(tmp_path)
-    proc = subprocess.run([sys.executable, "-c", KILL_SCRIPT, str(target), str(new), kill_at], cwd=ROOT, capture_output=True, text=True, timeout=60, check=False)
+    proc = subprocess.run(
+        [sys.executable, "-c", KILL_SCRIPT, str(target), str(new), kill_at],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert proc.returncode == -signal.SIGKILL, proc.stderr
     files = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
     if kill_at == "aside":
@@ -262,7 +286,9 @@ def test_a_version_folder_held_past_every_retry_is_one_line_about_the_lock_not_d
     with pytest.raises(InstallError) as info:
         publish_version(layout, staged, "3.0.0", fs.ops())
     message = str(info.value)
-    assert "no write permission" in message and "being used by another process" in message and "disk space" not in message
+    assert (
+        "no write permission" in message and "being used by another process" in message and "disk space" not in message
+    )
     assert "\n" not in message and staged.is_dir()
 
 
@@ -310,7 +336,9 @@ def publish_one(sim: Sim, make_manifest: MakeManifest, key: str) -> None:
     """Release 2.0.0 (a fake app) for the platform ``key`` on the simulator."""
     new, name = fake_app("2.0.0"), f"app-2.0.0-{key}" + (".exe" if key.startswith("windows") else "")
     sim.routes[f"/app/2.0.0/{name}"] = new
-    sim.routes[MANIFEST] = make_manifest(platforms={key: entry("2.0.0", size=len(new), sha=hashlib.sha256(new).hexdigest(), url=f"../2.0.0/{name}")})
+    sim.routes[MANIFEST] = make_manifest(
+        platforms={key: entry("2.0.0", size=len(new), sha=hashlib.sha256(new).hexdigest(), url=f"../2.0.0/{name}")}
+    )
 
 
 def test_an_acl_denied_folder_is_refused_before_downloading_with_a_permissions_line(
@@ -327,14 +355,17 @@ def test_an_acl_denied_folder_is_refused_before_downloading_with_a_permissions_l
     fs.error = ACCESS_DENIED
     with serve(tmp_path) as sim:
         publish_one(sim, make_manifest, "windows-amd64")
-        updater = make_updater(sim, exe, keypair[2], platform=Platform("windows", "amd64"), state_dir=str(tmp_path / "state"))
+        updater = make_updater(
+            sim, exe, keypair[2], platform=Platform("windows", "amd64"), state_dir=str(tmp_path / "state")
+        )
         updater.file_ops = fs.ops()
         result = updater.run(restart=False)
     real = Path(os.path.realpath(exe))
     assert result.status is Status.FAILED
     assert result.message == (
         f"cannot update {real}: no write permission on {real.parent} (Access is denied); "
-        r"reinstall the app in a folder you own (per user, under %LOCALAPPDATA%\Programs, needs no administrator rights) "
+        r"reinstall the app in a folder you own (per user, under %LOCALAPPDATA%\Programs, "
+        r"needs no administrator rights) "
         "or run the update with rights to that folder"
     )
     assert [r[1] for r in sim.requests] == ["/app/stable/latest.json"]  # nothing downloaded
@@ -359,7 +390,9 @@ def test_the_probe_file_is_removed_and_other_failures_say_what_they_are(tmp_path
         check_writable(target, ops=fails(errno.ENOSPC, "No space left on device"))
 
 
-ROOT_ONLY = pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() != 0, reason="switches to the nobody user: needs root")
+ROOT_ONLY = pytest.mark.skipif(
+    not hasattr(os, "geteuid") or os.geteuid() != 0, reason="switches to the nobody user: needs root"
+)
 
 AS_NOBODY = """
 import os, sys
@@ -391,7 +424,14 @@ def test_a_folder_this_user_cannot_write_is_refused_even_where_os_access_says_ye
     folder.mkdir(mode=0o755)
     target = folder / "app"
     target.write_bytes(b"x")
-    proc = subprocess.run([sys.executable, "-c", AS_NOBODY, str(target), who], cwd=ROOT, capture_output=True, text=True, timeout=60, check=False)
+    proc = subprocess.run(
+        [sys.executable, "-c", AS_NOBODY, str(target), who],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert proc.returncode == 0, proc.stderr
     access, verdict = proc.stdout.splitlines()
     assert access == f"os.access: {who == 'effective'}"
@@ -440,7 +480,9 @@ class Kernel32Recorder:
         assert size == ctypes.sizeof(limits)
         if sys.maxsize > 2**32:
             assert size == 144  # sizeof(JOBOBJECT_EXTENDED_LIMIT_INFORMATION) on 64-bit Windows
-        assert type(limits).BasicLimitInformation.offset == 0 and type(limits).IoInfo.offset == (64 if sys.maxsize > 2**32 else 48)
+        assert type(limits).BasicLimitInformation.offset == 0 and type(limits).IoInfo.offset == (
+            64 if sys.maxsize > 2**32 else 48
+        )
         self.calls.append(("SetInformationJobObject", job, info_class, limits.BasicLimitInformation.LimitFlags))
         return 1
 
@@ -456,7 +498,9 @@ class Kernel32Recorder:
         return 1
 
 
-def test_the_waiting_parent_ignores_ctrl_c_joins_a_kill_on_close_job_and_returns_the_childs_code(keep_signal_handlers: None) -> None:
+def test_the_waiting_parent_ignores_ctrl_c_joins_a_kill_on_close_job_and_returns_the_childs_code(
+    keep_signal_handlers: None,
+) -> None:
     k = Kernel32Recorder()
     api = Kernel32Api(k, callback_type=ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_uint32))
     seen: list[Any] = []
@@ -465,7 +509,12 @@ def test_the_waiting_parent_ignores_ctrl_c_joins_a_kill_on_close_job_and_returns
         seen.append((cmd, env, handles, list(k.calls)))
         return 0xC000013A  # the app ended by Ctrl+C
 
-    assert run_and_wait("C:/app.exe", ["--x"], {"A": "1"}, run=run, api=api, handles={"stdin": 0, "stdout": 1, "stderr": 2}) == -1073741510
+    assert (
+        run_and_wait(
+            "C:/app.exe", ["--x"], {"A": "1"}, run=run, api=api, handles={"stdin": 0, "stdout": 1, "stderr": 2}
+        )
+        == -1073741510
+    )
     ((cmd, env, handles, before_start),) = seen
     assert cmd == ["C:/app.exe", "--x"] and env == {"A": "1"} and handles == {"stdin": 0, "stdout": 1, "stderr": 2}
     kill = JOB_OBJECT_LIMIT_KILL_ON_JOB_CLOSE
@@ -475,7 +524,9 @@ def test_the_waiting_parent_ignores_ctrl_c_joins_a_kill_on_close_job_and_returns
         ("SetInformationJobObject", 0x1234, JOB_OBJECT_EXTENDED_LIMIT_INFORMATION, kill),
         ("AssignProcessToJobObject", 0x1234, -1),
     ]
-    assert k.calls[len(before_start) :] == [("SetInformationJobObject", 0x1234, JOB_OBJECT_EXTENDED_LIMIT_INFORMATION, 0)]  # released after a normal end
+    assert k.calls[len(before_start) :] == [
+        ("SetInformationJobObject", 0x1234, JOB_OBJECT_EXTENDED_LIMIT_INFORMATION, 0)
+    ]  # released after a normal end
     assert k.handler(0) == 1 and k.handler(1) == 1  # CTRL_C_EVENT, CTRL_BREAK_EVENT: this process carries on
 
 
@@ -493,7 +544,11 @@ def test_an_app_that_cannot_start_is_an_install_error_and_the_job_is_released(ke
     def run(cmd: list[str], env: dict[str, str], **handles: Any) -> int:
         raise OSError(errno.ENOENT, "The system cannot find the file specified")
 
-    with pytest.raises(InstallError, match=r"installed, but the new version cannot be started \(The system cannot find the file specified\); it runs"):
+    with pytest.raises(
+        InstallError,
+        match=r"installed, but the new version cannot be started \(The system cannot find the file specified\); "
+        r"it runs",
+    ):
         run_and_wait("C:/app.exe", [], {}, run=run, api=api, handles={})
     assert k.calls[-1] == ("SetInformationJobObject", 0x1234, JOB_OBJECT_EXTENDED_LIMIT_INFORMATION, 0)
 
@@ -529,12 +584,20 @@ def session_leader() -> Iterator[list[subprocess.Popen[bytes]]]:
 
 
 @pytest.mark.posix
-def test_ctrl_c_reaches_the_new_app_and_the_waiting_parent_leaves_with_its_code(session_leader: list[subprocess.Popen[bytes]]) -> None:
+def test_ctrl_c_reaches_the_new_app_and_the_waiting_parent_leaves_with_its_code(
+    session_leader: list[subprocess.Popen[bytes]],
+) -> None:
     """The Windows restart for real (the POSIX build of it: no ctypes): a parent with no sys.stdout
     starts the new app and waits; Ctrl+C (SIGINT to the whole process group, as a console sends it
     to every process on it) lets the app decide, and the parent exits with the app's code, no
     traceback."""
-    proc = subprocess.Popen([sys.executable, "-c", WAITING_PARENT, CHILD], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", WAITING_PARENT, CHILD],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
     session_leader.append(proc)
     assert proc.stdout is not None and proc.stderr is not None
     ready, _, _ = select.select([proc.stdout], [], [], 60)
@@ -556,7 +619,14 @@ restart(sys.executable, ["-c", "import sys; print('new version running'); sys.ex
 @pytest.mark.parametrize("os_name", [pytest.param("linux", marks=pytest.mark.posix), "windows"])
 def test_restart_from_an_app_without_stdout_runs_the_new_version(os_name: str) -> None:
     """On Windows (the CI job) this is the real thing: ctypes console handler, job object, handles."""
-    proc = subprocess.run([sys.executable, "-c", RESTART_WITHOUT_STDOUT, os_name], cwd=ROOT, capture_output=True, text=True, timeout=60, check=False)
+    proc = subprocess.run(
+        [sys.executable, "-c", RESTART_WITHOUT_STDOUT, os_name],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert (proc.returncode, proc.stdout, proc.stderr) == (5, "new version running\n", "")
 
 
@@ -564,7 +634,9 @@ def test_restart_from_an_app_without_stdout_runs_the_new_version(os_name: str) -
 def test_a_restart_that_cannot_exec_is_an_install_error() -> None:
     from gupper.restart import restart
 
-    with pytest.raises(InstallError, match=r"installed, but the new version cannot be started \(No such file or directory\)"):
+    with pytest.raises(
+        InstallError, match=r"installed, but the new version cannot be started \(No such file or directory\)"
+    ):
         restart(str(Path("/nonexistent/app")), [], {}, "linux")
 
 
@@ -577,14 +649,18 @@ restart(sys.executable, ["-c", app], dict(os.environ), "windows")
 """
 
 
-@pytest.mark.skipif(sys.platform != "win32", reason="job objects are Windows'; elsewhere the restart is an exec (same process)")
+@pytest.mark.skipif(
+    sys.platform != "win32", reason="job objects are Windows'; elsewhere the restart is an exec (same process)"
+)
 def test_killing_the_waiting_parent_kills_the_new_app() -> None:
     """The real job object: TerminateProcess of the waiting parent (Task Manager's End task) ends
     the app it started, instead of leaving it orphaned."""
     import queue
     import threading
 
-    proc = subprocess.Popen([sys.executable, "-c", WAITING_PARENT_OF_A_LONG_APP], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", WAITING_PARENT_OF_A_LONG_APP], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
     lines: queue.Queue[bytes] = queue.Queue()
     assert proc.stdout is not None
     threading.Thread(target=lambda: lines.put(proc.stdout.readline() if proc.stdout else b""), daemon=True).start()
@@ -618,14 +694,24 @@ print("not reached", file=sys.stderr)
 def test_a_windowed_app_answers_its_self_test() -> None:
     """The pre-flight of a windowed build: its answer goes to the pipe on fd 1 (sys.stdout is None);
     without it every windowed release would fail its pre-flight and be marked bad."""
-    proc = subprocess.run([sys.executable, "-c", SELF_TEST_WITHOUT_STDOUT], cwd=ROOT, capture_output=True, text=True, timeout=60, check=False)
+    proc = subprocess.run(
+        [sys.executable, "-c", SELF_TEST_WITHOUT_STDOUT],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert (proc.returncode, proc.stdout, proc.stderr) == (0, "gupper-self-test n0nce 2.0.0\n", "")
 
 
 @pytest.mark.parametrize(
     ("text", "reason"),
     [
-        ("[WinError 10061] No connection could be made because the target machine actively refused it", "connection refused"),
+        (
+            "[WinError 10061] No connection could be made because the target machine actively refused it",
+            "connection refused",
+        ),
         ("[Errno 111] Connection refused", "connection refused"),  # Linux
         ("[Errno 61] Connection refused", "connection refused"),  # macOS
         ("[WinError 10054] An existing connection was forcibly closed by the remote host", "connection reset"),
@@ -638,6 +724,7 @@ def test_network_failures_read_the_same_on_every_os(text: str, reason: str) -> N
     from gupper.fetch import _reason
 
     error = requests.ConnectionError(
-        f"HTTPSConnectionPool(host='127.0.0.1', port=9): Max retries exceeded (Caused by NewConnectionError('Failed to establish a new connection: {text}'))"
+        "HTTPSConnectionPool(host='127.0.0.1', port=9): Max retries exceeded (Caused by "
+        f"NewConnectionError('Failed to establish a new connection: {text}'))"
     )
     assert _reason(error) == reason

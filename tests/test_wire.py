@@ -42,7 +42,11 @@ def test_a_manifest_of_the_previous_publisher_verifies_and_reserialises_byte_for
     assert manifest.to_json() == signed
     assert canonical_bytes(manifest.to_json()) == manifest.signed_bytes  # what the signatures cover
     one_file, folder = manifest.entries["linux-amd64"], manifest.entries["darwin-arm64"]
-    assert (one_file.version, one_file.rollout and one_file.rollout.percent, one_file.notes) == (Version("2.0.0"), 10, "Faster start.\nNew icon.")
+    assert (one_file.version, one_file.rollout and one_file.rollout.percent, one_file.notes) == (
+        Version("2.0.0"),
+        10,
+        "Faster start.\nNew icon.",
+    )
     assert one_file.fallback is not None and one_file.fallback.version == Version("1.0.0")
     assert [(p.format, p.from_version) for p in one_file.patches] == [(PATCH_FORMAT, "1.1.0"), (PATCH_FORMAT, "1.0.0")]
     assert folder.type == "archive" and folder.format == "tar.gz" and folder.files_url and folder.blobs_url
@@ -57,7 +61,16 @@ def test_the_previous_channel_state_derives_the_very_same_manifest() -> None:
     manifest = previous_manifest()
     assert ch.derive(state, "app/stable/latest.json") == ch.payload_of(manifest)
     wanted = ch.derived(state, "app/stable/latest.json")
-    rebuilt = Manifest("app", "stable", state.serial, manifest.created, manifest.expires, wanted.entries, key_set=wanted.keys, yanked=wanted.yanked)
+    rebuilt = Manifest(
+        "app",
+        "stable",
+        state.serial,
+        manifest.created,
+        manifest.expires,
+        wanted.entries,
+        key_set=wanted.keys,
+        yanked=wanted.yanked,
+    )
     assert canonical_bytes(rebuilt.to_json()) == manifest.signed_bytes
 
 
@@ -73,21 +86,37 @@ def test_the_previous_file_list_and_patch_index_reserialise_byte_for_byte() -> N
     assert parsed.to_bytes() == index and sorted(parsed.patches) == ["app"]
 
 
-def test_unknown_fields_are_kept_on_a_round_trip_and_ignored_by_the_client(make_manifest: MakeManifest, trusted: TrustedKeys) -> None:
+def test_unknown_fields_are_kept_on_a_round_trip_and_ignored_by_the_client(
+    make_manifest: MakeManifest, trusted: TrustedKeys
+) -> None:
     future_patch = {"format": "zstd-2", "url": "../2.0.0/x.zst", "size": 5, "sha256": "cd" * 32, "window": 27}
-    known_patch = {"format": "bsdiff4", "from_sha256": "ef" * 32, "url": "../2.0.0/x.bsdiff4", "size": 4, "sha256": "ab" * 32, "level": 9}
+    known_patch = {
+        "format": "bsdiff4",
+        "from_sha256": "ef" * 32,
+        "url": "../2.0.0/x.bsdiff4",
+        "size": 4,
+        "sha256": "ab" * 32,
+        "level": 9,
+    }
     e: dict[str, Any] = {
         **entry("2.0.0"),
         "signature_url": "../2.0.0/x.sig",
         "patches": [future_patch, known_patch],
         "rollout": {"percent": 100, "id": "2.0.0", "salt_v2": "x"},
     }
-    data = make_manifest(platforms={"linux-amd64": e, "plan9-amd64": {"anything": ["goes", 1]} | entry("9.0.0")}, mirrors=["https://m.example/"])
+    data = make_manifest(
+        platforms={"linux-amd64": e, "plan9-amd64": {"anything": ["goes", 1]} | entry("9.0.0")},
+        mirrors=["https://m.example/"],
+    )
     manifest = verify_manifest(data, trusted, app="app", channel="stable", now=NOW)
     assert manifest.to_json() == load_envelope(data)[0]
     assert manifest.unknown == {"mirrors": ["https://m.example/"]}
     got = manifest.entries["linux-amd64"]
-    assert got.unknown == {"signature_url": "../2.0.0/x.sig"} and got.rollout is not None and got.rollout.unknown == {"salt_v2": "x"}
+    assert (
+        got.unknown == {"signature_url": "../2.0.0/x.sig"}
+        and got.rollout is not None
+        and got.rollout.unknown == {"salt_v2": "x"}
+    )
     assert got.patches_of(PATCH_FORMAT)[0].unknown == {"level": 9} and got.patches_of("zstd-2")[0].from_sha256 is None
     decision = choose_update(manifest, "linux-amd64", Version("1.0.0"), install_id="i")
     assert decision.entry is got and "update available" in decision.reason
@@ -102,18 +131,31 @@ def test_unknown_fields_are_kept_on_a_round_trip_and_ignored_by_the_client(make_
         ({"fallback": {**entry("1.0.0"), "sha256": "XYZ"}}, "fallback has a sha256 that is not 64 lowercase hex"),
         ({"patches": "none"}, "field 'patches' has the wrong type"),
         ({"patches": [{"format": "bsdiff4", "url": "../x", "size": 3}]}, "patch 0 lacks field 'sha256'"),
-        ({"patches": [{"format": "bsdiff4", "url": "//evil.example/x", "size": 3, "sha256": "ab" * 32}]}, "unusable url"),
+        (
+            {"patches": [{"format": "bsdiff4", "url": "//evil.example/x", "size": 3, "sha256": "ab" * 32}]},
+            "unusable url",
+        ),
         ({"files_sha256": "not hex"}, "files_sha256 that is not 64 lowercase hex"),
         ({"files_url": "ftp://host/list"}, "neither relative nor http"),
     ],
 )
-def test_a_bad_optional_field_is_malformed_when_the_manifest_is_parsed(make_manifest: MakeManifest, trusted: TrustedKeys, extra: dict[str, Any], message: str) -> None:
+def test_a_bad_optional_field_is_malformed_when_the_manifest_is_parsed(
+    make_manifest: MakeManifest, trusted: TrustedKeys, extra: dict[str, Any], message: str
+) -> None:
     with pytest.raises(MalformedError, match=message):
-        verify_manifest(make_manifest(platforms={"linux-amd64": {**entry(), **extra}}), trusted, app="app", channel="stable", now=NOW)
+        verify_manifest(
+            make_manifest(platforms={"linux-amd64": {**entry(), **extra}}),
+            trusted,
+            app="app",
+            channel="stable",
+            now=NOW,
+        )
 
 
 def test_null_optional_fields_read_as_absent(make_manifest: MakeManifest, trusted: TrustedKeys) -> None:
-    data = make_manifest(platforms={"linux-amd64": {**entry(), "notes": None, "rollout": None, "fallback": None, "patches": None}})
+    data = make_manifest(
+        platforms={"linux-amd64": {**entry(), "notes": None, "rollout": None, "fallback": None, "patches": None}}
+    )
     got = verify_manifest(data, trusted, app="app", channel="stable", now=NOW).entries["linux-amd64"]
     assert (got.notes, got.rollout, got.fallback, got.patches) == (None, None, None, ())
 

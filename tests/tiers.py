@@ -85,7 +85,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "--tier",
         choices=TIERS,
         default=None,
-        help="quick: all but the e2e and soak tests (the default when no paths, -m or -k are given); all: every test (scripts/test.sh, CI)",
+        help="quick: all but the e2e and soak tests (the default when no paths, -m or -k are "
+        "given); all: every test (scripts/test.sh, CI)",
     )
 
 
@@ -114,7 +115,10 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
     if tier(config) == "quick":
-        terminalreporter.write_line("quick tier: the e2e and soak tests did not run; every test: bash scripts/test.sh (or python -m pytest --tier all)")
+        terminalreporter.write_line(
+            "quick tier: the e2e and soak tests did not run; every test: bash scripts/test.sh "
+            "(or python -m pytest --tier all)"
+        )
 
 
 def workers_for(env: Mapping[str, str], capture: str, named: Sequence[str] | None) -> int:
@@ -124,7 +128,11 @@ def workers_for(env: Mapping[str, str], capture: str, named: Sequence[str] | Non
         return int(env["PYTEST_XDIST_AUTO_NUM_WORKERS"])  # as xdist's own hook does
     if capture == "no":
         return 0  # -s: a worker's output never reaches the terminal
-    if named is not None and all(Path(arg.split("::", 1)[0]).suffix == ".py" for arg in named) and len({unit_of_work(arg) for arg in named}) <= 1:
+    if (
+        named is not None
+        and all(Path(arg.split("::", 1)[0]).suffix == ".py" for arg in named)
+        and len({unit_of_work(arg) for arg in named}) <= 1
+    ):
         return 0  # one unit of work runs on one worker anyway: starting four would only cost time
     return WORKERS
 
@@ -159,7 +167,9 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
         def _assign_work_unit(self, node: Any) -> None:
             held = [unit for unit, tests in self.assigned_work.get(node, {}).items() if not all(tests.values())]
             holds_long = any(COST.get(unit, 0) >= LONG for unit in held)
-            pool = [unit for unit in self.workqueue if not (holds_long and COST.get(unit, 0) >= LONG)] or list(self.workqueue)
+            pool = [unit for unit in self.workqueue if not (holds_long and COST.get(unit, 0) >= LONG)] or list(
+                self.workqueue
+            )
             pick = max(pool, key=lambda unit: COST.get(unit, 0))  # the first of equals: collection order
             self.workqueue.move_to_end(pick, last=False)
             super()._assign_work_unit(node)

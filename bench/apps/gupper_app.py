@@ -19,7 +19,11 @@ import _bench_config as build  # noqa: E402
 
 
 def mark(step: str, t: float | None = None) -> None:
-    print(json.dumps({"mark": step, "t": time.time() if t is None else t, "version": build.VERSION}), file=sys.stderr, flush=True)
+    print(
+        json.dumps({"mark": step, "t": time.time() if t is None else t, "version": build.VERSION}),
+        file=sys.stderr,
+        flush=True,
+    )
 
 
 def main() -> int:
@@ -32,9 +36,12 @@ def main() -> int:
         mark("imported")
         logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
         config = UpdaterConfig(
-            app=build.APP, current_version=build.VERSION, manifest_url=build.MANIFEST_URL, public_keys=tuple(build.PUBLIC_KEYS),
+            app=build.APP,
+            current_version=build.VERSION,
+            manifest_url=build.MANIFEST_URL,
+            public_keys=tuple(build.PUBLIC_KEYS),
             ca_bundle=os.environ.get("GUPPER_BENCH_CA"),
-        )  # fmt: skip
+        )
         updater = Updater(config, checkpoint=mark)
         updater.run()
         mark("run-returned")

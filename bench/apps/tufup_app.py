@@ -20,7 +20,11 @@ import _bench_config as build  # noqa: E402
 
 
 def mark(step: str, t: float | None = None) -> None:
-    print(json.dumps({"mark": step, "t": time.time() if t is None else t, "version": build.VERSION}), file=sys.stderr, flush=True)
+    print(
+        json.dumps({"mark": step, "t": time.time() if t is None else t, "version": build.VERSION}),
+        file=sys.stderr,
+        flush=True,
+    )
 
 
 def main() -> int:
@@ -33,10 +37,15 @@ def main() -> int:
         exe = Path(sys.executable)
         client_dir = Path(os.environ["GUPPER_BENCH_TUFUP_DIR"])
         client = Client(
-            app_name=build.APP, app_install_dir=exe.parent, current_version=build.VERSION,
-            metadata_dir=client_dir / "metadata", metadata_base_url=build.META_URL,
-            target_dir=client_dir / "targets", target_base_url=build.TARGETS_URL, extract_dir=client_dir / "extract",
-        )  # fmt: skip
+            app_name=build.APP,
+            app_install_dir=exe.parent,
+            current_version=build.VERSION,
+            metadata_dir=client_dir / "metadata",
+            metadata_base_url=build.META_URL,
+            target_dir=client_dir / "targets",
+            target_base_url=build.TARGETS_URL,
+            extract_dir=client_dir / "extract",
+        )
         new = client.check_for_updates(patch=os.environ.get("GUPPER_BENCH_TUFUP_PATCH") == "1")
         mark("checked")
         if new is not None:

@@ -65,7 +65,11 @@ class LocalStore:
         Merge them into a copy of ``os.environ``. NO_PROXY covers loopback so a
         proxy configured on the machine is not asked to reach 127.0.0.1.
         """
-        no_proxy = ",".join(part for part in (os.environ.get("NO_PROXY") or os.environ.get("no_proxy"), "127.0.0.1,localhost,::1") if part)
+        no_proxy = ",".join(
+            part
+            for part in (os.environ.get("NO_PROXY") or os.environ.get("no_proxy"), "127.0.0.1,localhost,::1")
+            if part
+        )
         return {
             "AWS_ENDPOINT_URL": self.s3_endpoint,
             "AWS_ACCESS_KEY_ID": self.access_key,

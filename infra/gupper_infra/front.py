@@ -253,7 +253,9 @@ class PublicFront:
         inner: WSGIEnvironment = {
             name: value
             for name, value in environ.items()
-            if name not in _STRIPPED_HEADERS and not name.startswith(_STRIPPED_HEADER_PREFIXES) and name != _MOTO_PRESERVED_NAMES_KEY
+            if name not in _STRIPPED_HEADERS
+            and not name.startswith(_STRIPPED_HEADER_PREFIXES)
+            and name != _MOTO_PRESERVED_NAMES_KEY
         }
         inner["REQUEST_METHOD"] = "GET"
         inner["QUERY_STRING"] = ""

@@ -302,18 +302,33 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         prog="python -m gupper_infra.localstore",
         description="Local S3-compatible store (moto) with an HTTPS public front.",
     )
-    parser.add_argument("--state-dir", type=Path, required=True, help="directory for ca.pem, keys, certificates and store.json")
+    parser.add_argument(
+        "--state-dir", type=Path, required=True, help="directory for ca.pem, keys, certificates and store.json"
+    )
     parser.add_argument("--bucket", type=_bucket_arg, default=DEFAULT_BUCKET)
     parser.add_argument("--host", default="127.0.0.1", help="bind address")
     parser.add_argument("--s3-port", type=int, default=0, help="S3 API port (0: pick a free one)")
     parser.add_argument("--public-port", type=int, default=0, help="public front port (0: pick a free one)")
-    parser.add_argument("--access-log", type=Path, default=None, help="append one JSON line per public-front request here")
+    parser.add_argument(
+        "--access-log", type=Path, default=None, help="append one JSON line per public-front request here"
+    )
     parser.add_argument("--verbose", action="store_true", help="log every request and TLS failure to stderr")
     parser.add_argument(
-        "--extra-name", action="append", default=[], help="another host name or IP for the server certificate (repeatable), e.g. 'minio' for the compose set-up"
+        "--extra-name",
+        action="append",
+        default=[],
+        help="another host name or IP for the server certificate (repeatable), e.g. 'minio' for the compose set-up",
     )
-    parser.add_argument("--tls-only", action="store_true", help="create or refresh the CA and server certificate, print their paths as JSON, and exit")
-    parser.add_argument("--exit-on-stdin-eof", action="store_true", help="also stop when stdin reaches EOF (gupper_infra.client uses it: no orphan store)")
+    parser.add_argument(
+        "--tls-only",
+        action="store_true",
+        help="create or refresh the CA and server certificate, print their paths as JSON, and exit",
+    )
+    parser.add_argument(
+        "--exit-on-stdin-eof",
+        action="store_true",
+        help="also stop when stdin reaches EOF (gupper_infra.client uses it: no orphan store)",
+    )
     return parser.parse_args(argv)
 
 

@@ -34,9 +34,26 @@ from .errors import (
     UntrustedKeyError,
 )
 from .layout import manifest_key
-from .publish import ManifestResult, PatchMade, PublishOptions, PublishReport, Uploaded, publish, regenerate_manifest, upload_artifacts
+from .publish import (
+    ManifestResult,
+    PatchMade,
+    PublishOptions,
+    PublishReport,
+    Uploaded,
+    publish,
+    regenerate_manifest,
+    upload_artifacts,
+)
 from .release import init_store, promote, prune, rotate_keys, set_rollout, yank
-from .signing import key_id, keygen, load_signing_key, load_signing_keys, parse_signing_key, public_key_of, sign_manifest
+from .signing import (
+    key_id,
+    keygen,
+    load_signing_key,
+    load_signing_keys,
+    parse_signing_key,
+    public_key_of,
+    sign_manifest,
+)
 from .status import status
 from .stores import LocalStore, ObjectInfo, S3Store, Store, open_store
 

@@ -25,7 +25,15 @@ from pathlib import Path
 
 from gupper.errors import IntegrityError
 from gupper.package import scan_folder
-from gupper.wire.files import LIST_NAME, MAX_DEPTH, MAX_ENTRIES, FileList, PackageEntry, check_link_target, check_member_path
+from gupper.wire.files import (
+    LIST_NAME,
+    MAX_DEPTH,
+    MAX_ENTRIES,
+    FileList,
+    PackageEntry,
+    check_link_target,
+    check_member_path,
+)
 
 from .artifacts import ZIP_SUFFIX, parse_artifact_name
 from .errors import PublishError
@@ -35,7 +43,16 @@ MAX_ZIP_BYTES = 8 << 30
 """The most a ``.zip`` input may unpack to, by the sizes its members declare (reading stops there)."""
 MAX_LINK_BYTES = 4096
 _CHUNK = 1 << 20
-_READ_ERRORS = (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, RuntimeError, NotImplementedError, zlib.error, ValueError)
+_READ_ERRORS = (
+    zipfile.BadZipFile,
+    zipfile.LargeZipFile,
+    OSError,
+    EOFError,
+    RuntimeError,
+    NotImplementedError,
+    zlib.error,
+    ValueError,
+)
 
 
 def _info(name: str, kind: bytes, mode: int, size: int = 0, linkname: str = "") -> tarfile.TarInfo:
@@ -134,7 +151,10 @@ def unpack_user_zip(archive: Path, into: Path, *, max_bytes: int = MAX_ZIP_BYTES
                 try:
                     _unzip_member(archive, zf, m, into)
                 except _READ_ERRORS as e:  # a bad CRC, a truncated member, a full disk
-                    raise PublishError(f"{archive.name}: cannot unpack member {m.info.filename[:120]!r} ({_one_line(e)}); {_zip_hint(archive)}") from e
+                    raise PublishError(
+                        f"{archive.name}: cannot unpack member {m.info.filename[:120]!r} ({_one_line(e)}); "
+                        f"{_zip_hint(archive)}"
+                    ) from e
     except _READ_ERRORS as e:
         raise PublishError(f"cannot read {archive} as a zip ({_one_line(e)}); {_zip_hint(archive)}") from e
     return _build_folder(into)
@@ -175,11 +195,18 @@ def _path_problem(path: str) -> str | None:
 
 def _check_zip(archive: Path, zf: zipfile.ZipFile, max_bytes: int, need_modes: bool) -> list[_ZipMember]:
     """Every member checked before anything is written; link targets read (they are small)."""
-    infos = [i for i in zf.infolist() if i.filename.split("/", 1)[0] != "__MACOSX"]  # macOS resource forks: never part of a build
+    infos = [
+        i for i in zf.infolist() if i.filename.split("/", 1)[0] != "__MACOSX"
+    ]  # macOS resource forks: never part of a build
     if len(infos) > MAX_ENTRIES:
-        raise PublishError(f"{archive.name} holds {len(infos)} members, over the {MAX_ENTRIES} limit; refused: {_zip_hint(archive)}")
+        raise PublishError(
+            f"{archive.name} holds {len(infos)} members, over the {MAX_ENTRIES} limit; refused: {_zip_hint(archive)}"
+        )
     if need_modes and infos and not any(i.external_attr >> 16 for i in infos):
-        raise PublishError(f"{archive.name} carries no Unix permissions (made on Windows?), so the app would lose its executable bit; refused: {_zip_hint(archive)}")
+        raise PublishError(
+            f"{archive.name} carries no Unix permissions (made on Windows?), so the app would "
+            f"lose its executable bit; refused: {_zip_hint(archive)}"
+        )
     members: dict[str, _ZipMember] = {}
     total = 0
     for info in infos:
@@ -199,7 +226,9 @@ def _check_zip(archive: Path, zf: zipfile.ZipFile, max_bytes: int, need_modes: b
         if info.flag_bits & 0x1:
             raise _refuse(archive, name, "is encrypted")
         if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
-            raise _refuse(archive, name, f"uses compression method {info.compress_type} (only stored and deflate are read)")
+            raise _refuse(
+                archive, name, f"uses compression method {info.compress_type} (only stored and deflate are read)"
+            )
         fmt = stat.S_IFMT(info.external_attr >> 16)
         if name.endswith("/") or fmt == stat.S_IFDIR:
             if fmt not in (0, stat.S_IFDIR):
@@ -210,16 +239,22 @@ def _check_zip(archive: Path, zf: zipfile.ZipFile, max_bytes: int, need_modes: b
         elif fmt in (0, stat.S_IFREG):
             total += info.file_size
             if total > max_bytes:
-                raise _refuse(archive, name, f"takes the declared unpacked size past the {max_bytes}-byte limit (a zip bomb?)")
+                raise _refuse(
+                    archive, name, f"takes the declared unpacked size past the {max_bytes}-byte limit (a zip bomb?)"
+                )
             members[path] = _ZipMember(info, path, "file")
         else:
-            raise _refuse(archive, name, "is a device, FIFO or socket; a package holds only directories, files and symlinks")
+            raise _refuse(
+                archive, name, "is a device, FIFO or socket; a package holds only directories, files and symlinks"
+            )
     for m in members.values():
         parent = m.path.rpartition("/")[0]
         while parent:  # every ancestor a real directory: nothing is ever written through a link
             above = members.get(parent)
             if above is not None and above.kind != "dir":
-                raise _refuse(archive, m.info.filename, f"lies under {parent[:120]!r}, which is a {above.kind}, not a directory")
+                raise _refuse(
+                    archive, m.info.filename, f"lies under {parent[:120]!r}, which is a {above.kind}, not a directory"
+                )
             parent = parent.rpartition("/")[0]
     return list(members.values())
 
@@ -250,7 +285,14 @@ def _unzip_member(archive: Path, zf: zipfile.ZipFile, m: _ZipMember, into: Path)
         if m.kind == "link":
             os.symlink(m.target, out)
             return
-        dst = os.fdopen(os.open(out, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_BINARY", 0), 0o600), "wb")
+        dst = os.fdopen(
+            os.open(
+                out,
+                os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_BINARY", 0),
+                0o600,
+            ),
+            "wb",
+        )
     except FileExistsError as e:
         raise _refuse(archive, m.info.filename, "collides with another member (names differing only in case?)") from e
     size, written = m.info.file_size, 0
@@ -274,7 +316,11 @@ def _make_dirs(archive: Path, m: _ZipMember, into: Path, parts: list[str]) -> No
             os.mkdir(path, 0o755)
         except FileExistsError as e:
             if path.is_symlink() or not path.is_dir():
-                raise _refuse(archive, m.info.filename, f"lies under {path.relative_to(into).as_posix()[:120]!r}, which is not a directory") from e
+                raise _refuse(
+                    archive,
+                    m.info.filename,
+                    f"lies under {path.relative_to(into).as_posix()[:120]!r}, which is not a directory",
+                ) from e
 
 
 def archive_name_for(path: Path) -> str:

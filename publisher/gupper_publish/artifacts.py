@@ -16,8 +16,10 @@ from .errors import BadArtifactNameError
 from .layout import ARCHIVE_SUFFIX, artifact_key
 
 PATTERN_HELP = (
-    "<app>-<version>-<os>-<arch>[.exe], e.g. app-1.2.0-linux-amd64 or app-1.2.0-windows-amd64.exe, or a one-folder build "
-    "app-1.2.0-linux-amd64/ (or its .tar.gz or .zip) (os: linux, darwin/macos, windows; arch: amd64/x86_64, arm64/aarch64)"
+    "<app>-<version>-<os>-<arch>[.exe], e.g. app-1.2.0-linux-amd64 or "
+    "app-1.2.0-windows-amd64.exe, or a one-folder build "
+    "app-1.2.0-linux-amd64/ (or its .tar.gz or .zip) (os: linux, darwin/macos, "
+    "windows; arch: amd64/x86_64, arm64/aarch64)"
 )
 ZIP_SUFFIX = ".zip"
 PACKAGE_SUFFIXES = (ARCHIVE_SUFFIX, ZIP_SUFFIX)
@@ -52,20 +54,30 @@ def parse_artifact_name(filename: str) -> ArtifactName:
     if "/" in filename or "\\" in filename or filename in {"", ".", ".."}:
         raise BadArtifactNameError(f"{filename!r} is not a plain file name; expected {PATTERN_HELP}")
     archive = filename.endswith(ARCHIVE_SUFFIX)
-    stem = filename[: -len(ARCHIVE_SUFFIX)] if archive else filename[:-4] if filename.lower().endswith(".exe") else filename
+    stem = (
+        filename[: -len(ARCHIVE_SUFFIX)]
+        if archive
+        else filename[:-4]
+        if filename.lower().endswith(".exe")
+        else filename
+    )
     parts = stem.rsplit("-", 3)
     if len(parts) != 4:
         raise BadArtifactNameError(f"cannot parse artifact name {filename!r}; expected {PATTERN_HELP}")
     app, version_text, os_text, arch_text = parts
     os_name, arch = normalize_os(os_text), normalize_arch(arch_text)
     if not valid_app_name(app):
-        raise BadArtifactNameError(f"{filename!r}: app name {app!r} must be letters, digits, '.', '_' or '-'; expected {PATTERN_HELP}")
+        raise BadArtifactNameError(
+            f"{filename!r}: app name {app!r} must be letters, digits, '.', '_' or '-'; expected {PATTERN_HELP}"
+        )
     if os_name is None or arch is None:
         raise BadArtifactNameError(f"{filename!r}: unknown os/arch {os_text!r}/{arch_text!r}; expected {PATTERN_HELP}")
     try:
         version = Version(version_text)
     except InvalidVersion as e:
-        raise BadArtifactNameError(f"{filename!r}: {version_text!r} is not a PEP 440 version; expected {PATTERN_HELP}") from e
+        raise BadArtifactNameError(
+            f"{filename!r}: {version_text!r} is not a PEP 440 version; expected {PATTERN_HELP}"
+        ) from e
     platform = Platform(os_name, arch)
     if archive:
         return ArtifactName(app, version, platform, f"{app}-{version}-{platform.key}{ARCHIVE_SUFFIX}")

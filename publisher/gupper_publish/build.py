@@ -57,7 +57,8 @@ PATH_OPTIONS = frozenset(
         "--upx-dir",
     }
 )
-"""PyInstaller options whose value is one file (``--icon app.ico``; ``--resource FILE,TYPE``: the part before the comma)."""
+"""PyInstaller options whose value is one file (``--icon app.ico``; ``--resource FILE,TYPE``: the part before the
+comma)."""
 PATH_LIST_OPTIONS = frozenset({"-p", "--paths"})
 SOURCE_DEST_OPTIONS = frozenset({"--add-data", "--add-binary"})
 REPRODUCIBLE_ENV = {"PYTHONHASHSEED": "0", "SOURCE_DATE_EPOCH": "1700000000"}
@@ -100,16 +101,29 @@ def output_name(name: str, version: str, platform: Platform, onedir: bool) -> st
 
 
 def pyinstaller_command(options: BuildOptions, work: Path, cwd: Path) -> list[str]:
-    """The PyInstaller command line, everything it writes under ``work``; relative paths in the extra arguments are from ``cwd``. Pure."""
+    """The PyInstaller command line, everything it writes under ``work``; relative paths in the extra arguments are from
+    ``cwd``. Pure."""
     return [
-        options.python, "-m", "PyInstaller",
+        options.python,
+        "-m",
+        "PyInstaller",
         "--onedir" if options.onedir else "--onefile",
-        "--name", options.name,
-        "--noconfirm", "--clean", "--noupx", "--log-level", "WARN",
-        "--distpath", str(work / "dist"), "--workpath", str(work / "build"), "--specpath", str(work),
+        "--name",
+        options.name,
+        "--noconfirm",
+        "--clean",
+        "--noupx",
+        "--log-level",
+        "WARN",
+        "--distpath",
+        str(work / "dist"),
+        "--workpath",
+        str(work / "build"),
+        "--specpath",
+        str(work),
         *absolute_paths(options.pyinstaller_args, cwd),
         str(options.script),
-    ]  # fmt: skip
+    ]
 
 
 def absolute_paths(args: Sequence[str], cwd: Path) -> list[str]:
@@ -135,7 +149,11 @@ def absolute_paths(args: Sequence[str], cwd: Path) -> list[str]:
 
 def _absolute_value(option: str, value: str, cwd: Path) -> str:
     def absolute(path: str) -> str:
-        return path if not path or path == "NONE" or path.lstrip().startswith("<") or Path(path).is_absolute() else str(cwd / path)
+        return (
+            path
+            if not path or path == "NONE" or path.lstrip().startswith("<") or Path(path).is_absolute()
+            else str(cwd / path)
+        )
 
     if option in PATH_LIST_OPTIONS:
         return os.pathsep.join(absolute(p) for p in value.split(os.pathsep))
@@ -162,7 +180,9 @@ def build(options: BuildOptions, environ: Mapping[str, str]) -> Path:
     final = output_name(options.name, options.version, platform, options.onedir)
     script = options.script.resolve()
     if not script.is_file():
-        raise PublishError(f"{options.script} is not a file; pass the app's entry script (what you would give pyinstaller)")
+        raise PublishError(
+            f"{options.script} is not a file; pass the app's entry script (what you would give pyinstaller)"
+        )
     if options.python == sys.executable:  # another interpreter answers for its own PyInstaller
         require("build", "gupper-publish build")
     work = (options.work_dir or DEFAULT_WORK / options.name).resolve()
@@ -171,9 +191,13 @@ def build(options: BuildOptions, environ: Mapping[str, str]) -> Path:
     log = work / "pyinstaller.log"
     command = pyinstaller_command(replace(options, script=script), work, Path.cwd())
     with log.open("w", encoding="utf-8", errors="replace") as out:
-        proc = subprocess.run(command, env=build_environment(environ), stdout=out, stderr=subprocess.STDOUT, check=False)
+        proc = subprocess.run(
+            command, env=build_environment(environ), stdout=out, stderr=subprocess.STDOUT, check=False
+        )
     if proc.returncode != 0:
-        raise BuildFailedError(f"PyInstaller failed (exit code {proc.returncode}): {_last_error(log)}; the whole log is {log}")
+        raise BuildFailedError(
+            f"PyInstaller failed (exit code {proc.returncode}): {_last_error(log)}; the whole log is {log}"
+        )
     built = work / "dist" / (options.name if options.onedir else options.name + platform.exe_suffix)
     options.out_dir.mkdir(parents=True, exist_ok=True)
     dest = options.out_dir / final
@@ -181,7 +205,9 @@ def build(options: BuildOptions, environ: Mapping[str, str]) -> Path:
     entry = dest / (options.name + platform.exe_suffix) if options.onedir else dest
     problem = check_file(entry, platform.os, platform.arch)
     if problem is not None:  # e.g. a --target-arch that does not match this machine
-        raise BuildFailedError(f"{entry} is {problem}; build on the platform the name is for, or publish it with --force")
+        raise BuildFailedError(
+            f"{entry} is {problem}; build on the platform the name is for, or publish it with --force"
+        )
     return dest
 
 
@@ -203,5 +229,9 @@ def _replace(built: Path, dest: Path) -> None:
 def _last_error(log: Path) -> str:
     """The last line of PyInstaller's log that says what went wrong, cut to one line."""
     text = log.read_text(encoding="utf-8", errors="replace").splitlines()
-    wanted = [line for line in text if "Error" in line or "ERROR" in line] or [line for line in text if line.strip()] or ["no output"]
+    wanted = (
+        [line for line in text if "Error" in line or "ERROR" in line]
+        or [line for line in text if line.strip()]
+        or ["no output"]
+    )
     return " ".join(wanted[-1].split())[:LOG_TAIL]

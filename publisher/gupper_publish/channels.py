@@ -21,7 +21,18 @@ from packaging.version import InvalidVersion, Version
 from gupper.errors import ConfigError, MalformedError
 from gupper.platforms import parse_platform_key
 from gupper.wire.canonical import valid_app_name
-from gupper.wire.manifest import ARCHIVE, ARCHIVE_FORMAT, BINARY, FILES_PATCH_FORMAT, PATCH_FORMAT, Entry, KeySet, Manifest, Patch, Rollout
+from gupper.wire.manifest import (
+    ARCHIVE,
+    ARCHIVE_FORMAT,
+    BINARY,
+    FILES_PATCH_FORMAT,
+    PATCH_FORMAT,
+    Entry,
+    KeySet,
+    Manifest,
+    Patch,
+    Rollout,
+)
 
 from .artifacts import parse_artifact_name
 from .errors import BadArtifactNameError, ImmutableConflictError, NotFoundError, PublishError
@@ -39,7 +50,8 @@ def channel_takes_prereleases(channel: str) -> bool:
 
 @dataclass(frozen=True)
 class PatchRecord:
-    """A patch (or one-folder patch index) from an earlier release's file to this one, named ``file`` under ``patches/`` (:mod:`gupper_publish.layout`)."""
+    """A patch (or one-folder patch index) from an earlier release's file to this one, named ``file`` under ``patches/``
+    (:mod:`gupper_publish.layout`)."""
 
     from_version: str
     from_sha256: str
@@ -118,7 +130,10 @@ def check_channel_name(channel: str) -> str:
         Version(channel)
     except InvalidVersion:
         return channel
-    raise PublishError(f"channel {channel!r} looks like a version and would share {channel}/ with a release; choose a name such as beta")
+    raise PublishError(
+        f"channel {channel!r} looks like a version and would share {channel}/ with a "
+        "release; choose a name such as beta"
+    )
 
 
 def check_percent(percent: int) -> int:
@@ -132,7 +147,13 @@ def check_percent(percent: int) -> int:
 
 
 def add_release(
-    state: ChannelState, version: Version, artifacts: Mapping[str, ArtifactRecord], *, rollout: int | None, added: str, notes: str | None = None
+    state: ChannelState,
+    version: Version,
+    artifacts: Mapping[str, ArtifactRecord],
+    *,
+    rollout: int | None,
+    added: str,
+    notes: str | None = None,
 ) -> ChannelState:
     """Make ``version`` (with these platform files) a member of the channel.
 
@@ -141,18 +162,27 @@ def add_release(
     Files already recorded for a platform must be the same file.
     """
     if version.is_prerelease and not channel_takes_prereleases(state.channel):
-        raise PublishError(f"{version} is a pre-release and {state.channel} carries final releases only; use --channel beta (or another channel)")
+        raise PublishError(
+            f"{version} is a pre-release and {state.channel} carries final releases only; use "
+            "--channel beta (or another channel)"
+        )
     if state.is_yanked(version):
-        raise PublishError(f"{version} was yanked from {state.app}/{state.channel} and stays withdrawn; bump the version and publish that")
+        raise PublishError(
+            f"{version} was yanked from {state.app}/{state.channel} and stays withdrawn; bump "
+            "the version and publish that"
+        )
     existing = state.find(version)
     if existing is not None and str(existing.version) != str(version):
-        raise PublishError(f"{version} and {existing.version} are the same version spelled twice; publish it as {existing.version}")
+        raise PublishError(
+            f"{version} and {existing.version} are the same version spelled twice; publish it as {existing.version}"
+        )
     merged = dict(existing.artifacts) if existing else {}
     for platform, art in artifacts.items():
         old = merged.get(platform)
         if old is not None and not old.same_file(art):
             raise ImmutableConflictError(
-                f"{state.app}/{state.channel} already carries a different {platform} file for {version}; releases are immutable, so bump the version"
+                f"{state.app}/{state.channel} already carries a different {platform} file for "
+                f"{version}; releases are immutable, so bump the version"
             )
         merged[platform] = art if art.patches or art.blobs or old is None else old
     new_rollout = existing.rollout if existing else None  # not given: keep a member's, a new one is complete
@@ -170,7 +200,10 @@ def check_notes(notes: str) -> str | None:
     """Release notes as signed into the manifest: text of at most 16 KiB (UTF-8); empty means none."""
     text = notes.strip()
     if len(text.encode("utf-8")) > MAX_NOTES:
-        raise PublishError(f"release notes are {len(text.encode('utf-8'))} bytes, over the {MAX_NOTES} byte limit; link to longer notes instead")
+        raise PublishError(
+            f"release notes are {len(text.encode('utf-8'))} bytes, over the {MAX_NOTES} byte "
+            "limit; link to longer notes instead"
+        )
     if any(not c.isprintable() and c not in "\n\t" for c in text):
         raise PublishError("release notes hold control characters; give plain text (newlines and tabs are fine)")
     return text or None
@@ -281,7 +314,11 @@ def derived(state: ChannelState, manifest_key: str) -> Derived:
     ``fallback`` (for installs outside the cohort). Yanked releases are left out, and ``stable``
     never serves a pre-release.
     """
-    live = [r for r in state.releases.values() if not state.is_yanked(r.version) and (channel_takes_prereleases(state.channel) or not r.version.is_prerelease)]
+    live = [
+        r
+        for r in state.releases.values()
+        if not state.is_yanked(r.version) and (channel_takes_prereleases(state.channel) or not r.version.is_prerelease)
+    ]
     entries: dict[str, Entry] = {}
     for platform in sorted({p for r in live for p in r.artifacts}):
         having = [r for r in live if platform in r.artifacts]
@@ -390,7 +427,9 @@ def state_from_json(data: bytes, *, app: str, channel: str, where: str) -> Chann
         yanked = tuple(str(Version(v)) for v in doc["yanked"])
         keys = KeySet.from_json(doc["keys"]) if doc.get("keys") is not None else None
     except Exception as e:  # any shape error: one message, pointing at the object
-        raise PublishError(f"channel state {where} is unreadable ({e}); fix or delete it (it is rebuilt from the manifest)") from e
+        raise PublishError(
+            f"channel state {where} is unreadable ({e}); fix or delete it (it is rebuilt from the manifest)"
+        ) from e
     return ChannelState(app, channel, serial, releases, yanked, keys)
 
 
@@ -410,9 +449,18 @@ def _artifact_from_json(platform: str, raw: Any) -> ArtifactRecord:
     if parsed is None or parsed.key != platform:
         raise ValueError(f"unknown platform {platform!r}")
     file, size, sha = raw["file"], raw["size"], raw["sha256"]
-    if not isinstance(file, str) or not isinstance(size, int) or not isinstance(sha, str) or len(sha) != 64 or size <= 0:
+    if (
+        not isinstance(file, str)
+        or not isinstance(size, int)
+        or not isinstance(sha, str)
+        or len(sha) != 64
+        or size <= 0
+    ):
         raise ValueError(f"bad artifact record for {platform}")
-    patches = tuple(PatchRecord(str(p["from_version"]), str(p["from_sha256"]), str(p["file"]), int(p["size"]), str(p["sha256"])) for p in raw.get("patches", []))
+    patches = tuple(
+        PatchRecord(str(p["from_version"]), str(p["from_sha256"]), str(p["file"]), int(p["size"]), str(p["sha256"]))
+        for p in raw.get("patches", [])
+    )
     if any("/" in p.file or p.file.startswith(".") for p in patches):
         raise ValueError(f"bad patch file name for {platform}")
     files_sha256 = raw.get("files_sha256")
@@ -428,7 +476,9 @@ def seed_from_manifest(app: str, channel: str, signed: Mapping[str, Any], where:
     refused rather than silently dropped from the next manifest.
     """
     try:
-        entries = [Entry.from_json(platform, raw) for platform, raw in sorted(dict(signed.get("platforms") or {}).items())]
+        entries = [
+            Entry.from_json(platform, raw) for platform, raw in sorted(dict(signed.get("platforms") or {}).items())
+        ]
         keys = KeySet.from_json(signed["keys"]) if signed.get("keys") is not None else None
     except MalformedError as e:
         raise PublishError(f"{where} is unreadable ({e}); fix or delete the manifest") from e
@@ -441,11 +491,19 @@ def seed_from_manifest(app: str, channel: str, signed: Mapping[str, Any], where:
             try:
                 name = parse_artifact_name(unquote(url.rsplit("/", 1)[-1]))
             except BadArtifactNameError as err:
-                raise PublishError(f"{where} names {url!r} for {served.platform}, which is not a release of {app}; fix or delete the manifest") from err
+                raise PublishError(
+                    f"{where} names {url!r} for {served.platform}, which is not a release of {app}; "
+                    "fix or delete the manifest"
+                ) from err
             if not (
-                name.app == app and name.platform.key == served.platform and str(name.version) == str(served.version) and url.endswith(f"{name.version}/{name.filename}")
+                name.app == app
+                and name.platform.key == served.platform
+                and str(name.version) == str(served.version)
+                and url.endswith(f"{name.version}/{name.filename}")
             ):
-                raise PublishError(f"{where} names {url!r} for {served.platform}, not its canonical key; fix or delete the manifest")
+                raise PublishError(
+                    f"{where} names {url!r} for {served.platform}, not its canonical key; fix or delete the manifest"
+                )
             record = ArtifactRecord(name.filename, served.size, served.sha256, files_sha256=served.files_sha256)
             state = add_release(state, name.version, {served.platform: record}, rollout=rollout, added="")
     return replace(state, yanked=sort_versions(str(Version(v)) for v in signed.get("yanked") or []), keys=keys)

@@ -29,7 +29,15 @@ from gupper.keys import PublicKey
 from .delta import DEFAULT_PATCHES
 from .errors import PublishError, StoreBusyError
 from .extras import require
-from .publish import DEFAULT_EXPIRY, ManifestResult, ProgressFactory, PublishOptions, PublishReport, publish, regenerate_manifest
+from .publish import (
+    DEFAULT_EXPIRY,
+    ManifestResult,
+    ProgressFactory,
+    PublishOptions,
+    PublishReport,
+    publish,
+    regenerate_manifest,
+)
 from .release import init_store, promote, prune, rotate_keys, set_rollout, yank
 from .s3compat import CHOICES
 from .signing import is_key_material, key_material, keygen, load_signing_keys, shown
@@ -41,7 +49,20 @@ EXIT_SOFTWARE = 70  # EX_SOFTWARE: a bug in gupper-publish (the traceback, redac
 EXIT_BUSY = 75  # EX_TEMPFAIL: other publishers kept winning the compare-and-swap; running again is the fix
 EXIT_INTERRUPTED = 130
 EXIT_PIPE = 141  # 128 + SIGPIPE: what a shell reports for a program whose reader went away
-COMMANDS = ("publish", "promote", "rollout", "yank", "list", "status", "prune", "init", "rotate-keys", "resign", "keygen", "build")
+COMMANDS = (
+    "publish",
+    "promote",
+    "rollout",
+    "yank",
+    "list",
+    "status",
+    "prune",
+    "init",
+    "rotate-keys",
+    "resign",
+    "keygen",
+    "build",
+)
 OFFLINE_COMMANDS = ("keygen", "build")  # need no store (keygen needs the publisher extra's cryptography)
 KEY_ENV = "GUPPER_SIGNING_KEY"
 
@@ -76,11 +97,27 @@ def _app_version_args(p: argparse.ArgumentParser, what: str) -> None:
 
 def _store_args(p: argparse.ArgumentParser, *, positional: bool = False) -> None:
     if positional:
-        p.add_argument("store", nargs="?", default=os.environ.get("GUPPER_STORE"), help="s3://bucket[/prefix] or a folder (env GUPPER_STORE)")
+        p.add_argument(
+            "store",
+            nargs="?",
+            default=os.environ.get("GUPPER_STORE"),
+            help="s3://bucket[/prefix] or a folder (env GUPPER_STORE)",
+        )
     else:
-        p.add_argument("--store", default=os.environ.get("GUPPER_STORE"), help="s3://bucket[/prefix] or a folder (env GUPPER_STORE)")
-    p.add_argument("--endpoint-url", default=None, help="S3 endpoint for MinIO/R2/local stores (default: AWS_ENDPOINT_URL or AWS)")
-    p.add_argument("--s3-compat", default="auto", choices=CHOICES, help="kind of S3 store (default: detect); see docs/s3-compatibility.md")
+        p.add_argument(
+            "--store",
+            default=os.environ.get("GUPPER_STORE"),
+            help="s3://bucket[/prefix] or a folder (env GUPPER_STORE)",
+        )
+    p.add_argument(
+        "--endpoint-url", default=None, help="S3 endpoint for MinIO/R2/local stores (default: AWS_ENDPOINT_URL or AWS)"
+    )
+    p.add_argument(
+        "--s3-compat",
+        default="auto",
+        choices=CHOICES,
+        help="kind of S3 store (default: detect); see docs/s3-compatibility.md",
+    )
     p.add_argument("--json", action="store_true", help="print JSON instead of text")
 
 
@@ -92,9 +129,15 @@ def _signing_args(p: argparse.ArgumentParser, *, channel: bool = True) -> None:
         help="signing key: a .key file, or the key itself (PEM, or base64 of it); repeat for several "
         "(env GUPPER_SIGNING_KEY: the key itself, or paths joined by os.pathsep). Never printed",
     )
-    p.add_argument("--expires-days", type=float, default=DEFAULT_EXPIRY.days, help="manifest lifetime in days (default: 30)")
     p.add_argument(
-        "--min-serial", type=int, default=0, metavar="N", help="write serial N or higher: continue the serial of the store the app moved from (its serial + 1)"
+        "--expires-days", type=float, default=DEFAULT_EXPIRY.days, help="manifest lifetime in days (default: 30)"
+    )
+    p.add_argument(
+        "--min-serial",
+        type=int,
+        default=0,
+        metavar="N",
+        help="write serial N or higher: continue the serial of the store the app moved from (its serial + 1)",
     )
     if channel:
         p.add_argument("--channel", default="stable", help="channel (default: stable)")
@@ -104,28 +147,62 @@ def _parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="gupper-publish",
         description="Upload app builds to a store and manage their signed latest.json per app and channel.",
-        epilog="'gupper-publish FILE...' is short for 'gupper-publish publish FILE...'. Details: docs/release-management.md.",
+        epilog="'gupper-publish FILE...' is short for 'gupper-publish publish FILE...'. Details: "
+        "docs/release-management.md.",
     )
-    parser.add_argument("--version", action="version", version=f"gupper-publish {version()}", help="print the version and exit")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", help="one of the commands below; 'gupper-publish COMMAND --help' for its options")
+    parser.add_argument(
+        "--version", action="version", version=f"gupper-publish {version()}", help="print the version and exit"
+    )
+    sub = parser.add_subparsers(
+        dest="command",
+        required=True,
+        metavar="COMMAND",
+        help="one of the commands below; 'gupper-publish COMMAND --help' for its options",
+    )
 
     p = sub.add_parser("publish", help="upload artifacts into a channel and regenerate its manifest")
     p.add_argument(
         "files",
         nargs="+",
         type=Path,
-        help="artifacts named <app>-<version>-<os>-<arch>[.exe], or one-folder builds (folders, .tar.gz or .zip) named <app>-<version>-<os>-<arch>",
+        help="artifacts named <app>-<version>-<os>-<arch>[.exe], or one-folder builds "
+        "(folders, .tar.gz or .zip) named <app>-<version>-<os>-<arch>",
     )
-    p.add_argument("--rollout", type=int, default=None, metavar="PERCENT", help="stage the new release for PERCENT (0-100) of installs")
-    p.add_argument("--patches", type=int, default=DEFAULT_PATCHES, metavar="K", help="make binary patches from the previous K releases (default 3; 0: none)")
-    p.add_argument("--post-install", default=None, metavar="PATH", help="one-folder builds: an executable in the folder that clients run before switching to it")
+    p.add_argument(
+        "--rollout",
+        type=int,
+        default=None,
+        metavar="PERCENT",
+        help="stage the new release for PERCENT (0-100) of installs",
+    )
+    p.add_argument(
+        "--patches",
+        type=int,
+        default=DEFAULT_PATCHES,
+        metavar="K",
+        help="make binary patches from the previous K releases (default 3; 0: none)",
+    )
+    p.add_argument(
+        "--post-install",
+        default=None,
+        metavar="PATH",
+        help="one-folder builds: an executable in the folder that clients run before switching to it",
+    )
     notes = p.add_mutually_exclusive_group()
-    notes.add_argument("--notes", default=None, metavar="TEXT", help="release notes, signed into the manifest (apps show them when they ask first)")
-    notes.add_argument("--notes-file", default=None, type=Path, metavar="FILE", help="release notes from a UTF-8 text file")
+    notes.add_argument(
+        "--notes",
+        default=None,
+        metavar="TEXT",
+        help="release notes, signed into the manifest (apps show them when they ask first)",
+    )
+    notes.add_argument(
+        "--notes-file", default=None, type=Path, metavar="FILE", help="release notes from a UTF-8 text file"
+    )
     p.add_argument(
         "--force",
         action="store_true",
-        help="publish files that are not an executable for the platform in their name (checked from their ELF/PE/Mach-O header otherwise)",
+        help="publish files that are not an executable for the platform in their name (checked "
+        "from their ELF/PE/Mach-O header otherwise)",
     )
     _store_args(p)
     _signing_args(p)
@@ -143,14 +220,31 @@ def _parser() -> argparse.ArgumentParser:
     b = sub.add_parser(
         "build",
         help="build a script with PyInstaller, reproducibly, into dist/<app>-<version>-<os>-<arch>[.exe]",
-        epilog="Arguments after '--' go to PyInstaller as they are, e.g. -- --windowed --icon app.ico. Details: docs/release-management.md.",
+        epilog="Arguments after '--' go to PyInstaller as they are, e.g. -- --windowed --icon "
+        "app.ico. Details: docs/release-management.md.",
     )
     b.add_argument("script", type=Path, help="the app's entry script (what you would pass to pyinstaller)")
-    b.add_argument("--name", required=True, help="app name: the executable's name and the first part of the output's name")
-    b.add_argument("--version", required=True, dest="app_version", help="the PEP 440 version the output is named after (bake it into your app yourself)")
-    b.add_argument("--onedir", action="store_true", help="a one-folder build (dist/<app>-<version>-<os>-<arch>/) instead of one file")
+    b.add_argument(
+        "--name", required=True, help="app name: the executable's name and the first part of the output's name"
+    )
+    b.add_argument(
+        "--version",
+        required=True,
+        dest="app_version",
+        help="the PEP 440 version the output is named after (bake it into your app yourself)",
+    )
+    b.add_argument(
+        "--onedir",
+        action="store_true",
+        help="a one-folder build (dist/<app>-<version>-<os>-<arch>/) instead of one file",
+    )
     b.add_argument("--out", type=Path, default=Path("dist"), help="where the named output goes (default: dist)")
-    b.add_argument("--work", type=Path, default=None, help="PyInstaller's work folder (default: build/gupper/<app>); keep it fixed between builds")
+    b.add_argument(
+        "--work",
+        type=Path,
+        default=None,
+        help="PyInstaller's work folder (default: build/gupper/<app>); keep it fixed between builds",
+    )
     return parser
 
 
@@ -158,8 +252,15 @@ def _release_commands(sub: argparse._SubParsersAction[_Parser]) -> None:
     p = sub.add_parser("promote", help="add an uploaded release to another channel (no re-upload)")
     _app_version_args(p, "to add to the channel")
     p.add_argument("--to", dest="to_channel", required=True, help="channel to add it to, e.g. stable")
-    p.add_argument("--from", dest="from_channel", default=None, help="channel it is in now, e.g. beta (default: take its files from the store)")
-    p.add_argument("--rollout", type=int, default=None, metavar="PERCENT", help="stage it for PERCENT (0-100) of installs")
+    p.add_argument(
+        "--from",
+        dest="from_channel",
+        default=None,
+        help="channel it is in now, e.g. beta (default: take its files from the store)",
+    )
+    p.add_argument(
+        "--rollout", type=int, default=None, metavar="PERCENT", help="stage it for PERCENT (0-100) of installs"
+    )
     _store_args(p)
     _signing_args(p, channel=False)
 
@@ -174,12 +275,18 @@ def _release_commands(sub: argparse._SubParsersAction[_Parser]) -> None:
 
     p = sub.add_parser("yank", help="withdraw a release; installs on it go back to the best remaining one")
     _app_version_args(p, "to withdraw")
-    p.add_argument("--channel", action="append", default=None, help="only this channel (repeatable; default: every channel carrying it)")
+    p.add_argument(
+        "--channel",
+        action="append",
+        default=None,
+        help="only this channel (repeatable; default: every channel carrying it)",
+    )
     _store_args(p)
     _signing_args(p, channel=False)
 
     listings = {
-        "list": "releases per app, channel and platform with their rollout state, then each manifest's serial and expiry",
+        "list": "releases per app, channel and platform with their rollout state, then each "
+        "manifest's serial and expiry",
         "status": "alias of 'list' (the same table, or JSON with --json)",
     }
     for name, text in listings.items():
@@ -194,12 +301,19 @@ def _release_commands(sub: argparse._SubParsersAction[_Parser]) -> None:
     p.add_argument("--dry-run", action="store_true", help="say what would be deleted, delete nothing")
     _store_args(p)
 
-    p = sub.add_parser("init", help="create the bucket if needed and apply the public-read policy (GetObject only, no listing)")
+    p = sub.add_parser(
+        "init", help="create the bucket if needed and apply the public-read policy (GetObject only, no listing)"
+    )
     _store_args(p, positional=True)
 
     p = sub.add_parser("rotate-keys", help="announce a new trusted key set in a channel's manifest")
     p.add_argument("app", help="app whose channel moves to the new keys")
-    p.add_argument("--new-key", action="append", required=True, help="public key of the new set: a .pub file or 'ed25519:...' (repeat for each)")
+    p.add_argument(
+        "--new-key",
+        action="append",
+        required=True,
+        help="public key of the new set: a .pub file or 'ed25519:...' (repeat for each)",
+    )
     p.add_argument("--threshold", type=int, required=True, help="signatures from the new set a client will require")
     _store_args(p)
     _signing_args(p)
@@ -209,14 +323,20 @@ def _store(args: argparse.Namespace) -> Store:
     if not args.store:
         raise PublishError("no store: pass --store s3://bucket[/prefix] (or a folder) or set GUPPER_STORE")
     if is_key_material(args.store):  # swapped variables: never make a folder named after the key
-        raise PublishError("the store (--store or GUPPER_STORE) holds a private key, not s3://bucket[/prefix] or a folder; check which variable goes where")
+        raise PublishError(
+            "the store (--store or GUPPER_STORE) holds a private key, not "
+            "s3://bucket[/prefix] or a folder; check which variable goes where"
+        )
     return open_store(args.store, endpoint_url=args.endpoint_url, s3_compat=args.s3_compat)
 
 
 def _options(args: argparse.Namespace) -> PublishOptions:
     given = [("--key", v) for v in args.key] if args.key else [(KEY_ENV, os.environ.get(KEY_ENV) or "")]
     if not any(v.strip() for _, v in given):
-        raise PublishError(f"no signing key: pass --key FILE or set {KEY_ENV} to a key file's path or to the key itself (make one with 'gupper-publish keygen')")
+        raise PublishError(
+            f"no signing key: pass --key FILE or set {KEY_ENV} to a key file's path or to the "
+            "key itself (make one with 'gupper-publish keygen')"
+        )
     if not 0 < args.expires_days <= 3660:
         raise PublishError("--expires-days must be between 0 and 3660")
     if args.min_serial < 0:
@@ -224,19 +344,27 @@ def _options(args: argparse.Namespace) -> PublishOptions:
     keys = [k for source, value in given for k in load_signing_keys(value, source=source)]
     # yank's --channel is a list of channels it passes itself; every other --channel names the one to write.
     channel = args.channel if isinstance(getattr(args, "channel", None), str) else "stable"
-    return PublishOptions(keys=keys, channel=channel, expires_in=timedelta(days=args.expires_days), min_serial=args.min_serial)
+    return PublishOptions(
+        keys=keys, channel=channel, expires_in=timedelta(days=args.expires_days), min_serial=args.min_serial
+    )
 
 
 def _public_key_text(value: str) -> str:
     text = value.strip()
-    private = f"--new-key takes a public key, and {shown(value)} is a private key; pass the .pub written beside it by 'gupper-publish keygen'"
+    private = (
+        f"--new-key takes a public key, and {shown(value)} is a private key; pass the .pub "
+        "written beside it by 'gupper-publish keygen'"
+    )
     if is_key_material(value):
         raise PublishError(private)
     if not text.startswith("ed25519:"):
         try:
             text = next(line.strip() for line in Path(value).read_text(encoding="ascii").splitlines() if line.strip())
         except (OSError, UnicodeDecodeError, StopIteration) as e:
-            raise PublishError(f"--new-key {shown(value)}: not a readable .pub file or 'ed25519:...' key; use a .pub written by 'gupper-publish keygen'") from e
+            raise PublishError(
+                f"--new-key {shown(value)}: not a readable .pub file or 'ed25519:...' key; use a "
+                ".pub written by 'gupper-publish keygen'"
+            ) from e
         if "PRIVATE KEY" in text:
             raise PublishError(private)
     try:
@@ -324,9 +452,15 @@ def _init(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(init.to_json(), indent=2))
     elif init.policy is None:
-        print(f"{'created' if init.created else 'using'} folder {store.url}; serve it read-only over HTTPS, without directory listings")
+        print(
+            f"{'created' if init.created else 'using'} folder {store.url}; serve it read-only "
+            "over HTTPS, without directory listings"
+        )
     else:
-        print(f"{'created' if init.created else 'found'} the bucket; applied the public-read policy: anyone may GET under {store.url}/, nobody may list or write")
+        print(
+            f"{'created' if init.created else 'found'} the bucket; applied the public-read "
+            f"policy: anyone may GET under {store.url}/, nobody may list or write"
+        )
     return EXIT_OK
 
 
@@ -401,7 +535,10 @@ def run(argv: Sequence[str]) -> int:
             verb = "would delete" if args.dry_run else "deleted"
             for key in pruned.deleted:
                 print(f"{verb} {key}")
-            print(f"kept the newest {len(pruned.kept)} ({', '.join(pruned.kept)}) and every release a manifest uses; {len(pruned.deleted)} file(s) {verb}")
+            print(
+                f"kept the newest {len(pruned.kept)} ({', '.join(pruned.kept)}) and every release "
+                f"a manifest uses; {len(pruned.deleted)} file(s) {verb}"
+            )
         return EXIT_OK
     if args.command == "init":
         return _init(args)
@@ -413,9 +550,16 @@ def run(argv: Sequence[str]) -> int:
             raise PublishError("--patches must be 0 or more")
         progress = terminal_progress(sys.stderr)
         report = publish(
-            store, args.files, options,
-            rollout=args.rollout, progress=progress, patches=args.patches, post_install=args.post_install, force=args.force, notes=_notes(args),
-        )  # fmt: skip
+            store,
+            args.files,
+            options,
+            rollout=args.rollout,
+            progress=progress,
+            patches=args.patches,
+            post_install=args.post_install,
+            force=args.force,
+            notes=_notes(args),
+        )
         if not args.json:
             _say_publish(store, report)
         return _emit(args, store, report.to_json(), report.manifests)
@@ -427,7 +571,17 @@ def run(argv: Sequence[str]) -> int:
         return _emit(args, store, result.__dict__)
     results: list[ManifestResult]
     if args.command == "promote":
-        results = [promote(store, args.app, args.version, to_channel=args.to_channel, from_channel=args.from_channel, rollout=args.rollout, options=options)]
+        results = [
+            promote(
+                store,
+                args.app,
+                args.version,
+                to_channel=args.to_channel,
+                from_channel=args.from_channel,
+                rollout=args.rollout,
+                options=options,
+            )
+        ]
     elif args.command == "rollout":
         percent = 0 if args.halt else 100 if args.complete else args.percent
         results = [set_rollout(store, args.app, args.version, percent, options)]
@@ -450,9 +604,17 @@ def _sensitive(secret: str) -> set[str]:
     texts = [secret]
     material = key_material(secret)
     if material is not None:  # base64 of a PEM: the PEM it stands for; DER: its base64, as a PEM body shows it
-        texts.append(material.decode("ascii", "replace") if material.lstrip().startswith(b"-----BEGIN") else base64.b64encode(material).decode("ascii"))
+        texts.append(
+            material.decode("ascii", "replace")
+            if material.lstrip().startswith(b"-----BEGIN")
+            else base64.b64encode(material).decode("ascii")
+        )
     for text in texts:
-        body = [line.strip() for line in text.replace("\\n", "\n").splitlines() if line.strip() and not line.strip().startswith("-----")]
+        body = [
+            line.strip()
+            for line in text.replace("\\n", "\n").splitlines()
+            if line.strip() and not line.strip().startswith("-----")
+        ]
         out.update(body)
         out.add("".join(body))
     return {piece for piece in out if len(piece) >= 16}
@@ -523,7 +685,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         _say(f"gupper-publish: error: {e}", secrets)
         return EXIT_ERROR
     except Exception:  # a bug: the traceback helps, redacted like everything else
-        _say(traceback.format_exc().rstrip() + "\ngupper-publish: internal error (a bug): please report it with the traceback above", secrets)
+        _say(
+            traceback.format_exc().rstrip()
+            + "\ngupper-publish: internal error (a bug): please report it with the traceback above",
+            secrets,
+        )
         return EXIT_SOFTWARE
     finally:
         sys.stdout = stdout

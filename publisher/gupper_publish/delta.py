@@ -26,15 +26,26 @@ log = logging.getLogger("gupper.publish")
 DEFAULT_PATCHES = 3
 
 
-def previous_files(state: ChannelState, platform: str, version: Version, k: int) -> list[tuple[Version, ArtifactRecord]]:
+def previous_files(
+    state: ChannelState, platform: str, version: Version, k: int
+) -> list[tuple[Version, ArtifactRecord]]:
     """The newest ``k`` releases below ``version`` that have a file for ``platform`` (yanked ones too:
     installs may still run them)."""
-    older = sorted((r for r in state.releases.values() if r.version < version and platform in r.artifacts), key=lambda r: r.version, reverse=True)
+    older = sorted(
+        (r for r in state.releases.values() if r.version < version and platform in r.artifacts),
+        key=lambda r: r.version,
+        reverse=True,
+    )
     return [(r.version, r.artifacts[platform]) for r in older[:k]]
 
 
 def make_patches(
-    store: Store, app: str, version: Version, new_file: Path, new: ArtifactRecord, previous: Sequence[tuple[Version, ArtifactRecord]]
+    store: Store,
+    app: str,
+    version: Version,
+    new_file: Path,
+    new: ArtifactRecord,
+    previous: Sequence[tuple[Version, ArtifactRecord]],
 ) -> tuple[PatchRecord, ...]:
     """Make (or find, if an earlier run made them) a patch from each previous file to ``new``.
 
@@ -65,7 +76,9 @@ def make_patches(
             path = Path(tmp) / name
             path.write_bytes(patch)
             try:
-                store.create_file(key, path, sha256=digest, content_type=ARTIFACT_CONTENT_TYPE, cache_control=ARTIFACT_CACHE_CONTROL)
+                store.create_file(
+                    key, path, sha256=digest, content_type=ARTIFACT_CONTENT_TYPE, cache_control=ARTIFACT_CACHE_CONTROL
+                )
             except AlreadyExistsError:
                 digest = store.sha256_of(key)  # a concurrent publisher made it: bsdiff4 is deterministic
         records.append(PatchRecord(str(old_version), old.sha256, name, len(patch), digest))

@@ -64,7 +64,8 @@ class BuildFailedError(PublishError):
 
 
 class MissingExtraError(PublishError):
-    """A dependency of an optional part (the publisher, the build helper) is not installed; the message names the pip command."""
+    """A dependency of an optional part (the publisher, the build helper) is not installed; the message names the pip
+    command."""
 
 
 DEPRECATED = {
@@ -87,11 +88,16 @@ DEPRECATED = {
 
 
 def deprecated(module: str, name: str) -> type[PublishError] | None:
-    """The class an old name stands for, after a DeprecationWarning naming the new one; None if ``name`` is not an old name."""
+    """The class an old name stands for, after a DeprecationWarning naming the new one; None if ``name`` is not an old
+    name."""
     new = DEPRECATED.get(name)
     if new is None:
         return None
-    warnings.warn(f"{module}.{name} is deprecated and goes away in the next release; use {module}.{new}", DeprecationWarning, stacklevel=3)
+    warnings.warn(
+        f"{module}.{name} is deprecated and goes away in the next release; use {module}.{new}",
+        DeprecationWarning,
+        stacklevel=3,
+    )
     cls: type[PublishError] = globals()[new]
     return cls
 

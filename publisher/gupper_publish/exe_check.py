@@ -36,9 +36,23 @@ ELF_TYPES = {0: "a file of no ELF type", 1: "an object file (.o), not a linked p
 ELF_LINUX_ABIS = {0, 3}  # System V (what Linux toolchains write) and GNU/Linux
 ELF_ABIS = {6: "Solaris", 9: "FreeBSD", 12: "OpenBSD", 2: "NetBSD"}
 PE_MACHINES = {0x8664: "amd64", 0xAA64: "arm64", 0x014C: "i386", 0x01C4: "arm", 0x0200: "ia64"}
-MACHO_CPUS = {0x01000007: "amd64", 0x0100000C: "arm64", 7: "i386", 12: "arm", 18: "ppc", 0x01000012: "ppc64", 0x0200000C: "arm64_32"}
+MACHO_CPUS = {
+    0x01000007: "amd64",
+    0x0100000C: "arm64",
+    7: "i386",
+    12: "arm",
+    18: "ppc",
+    0x01000012: "ppc64",
+    0x0200000C: "arm64_32",
+}
 MH_EXECUTE = 2
-MACHO_TYPES = {1: "an object file", 6: "a dynamic library (.dylib)", 8: "a bundle (plug-in)", 7: "the dynamic linker", 9: "a stub library"}
+MACHO_TYPES = {
+    1: "an object file",
+    6: "a dynamic library (.dylib)",
+    8: "a bundle (plug-in)",
+    7: "the dynamic linker",
+    9: "a stub library",
+}
 MAX_FAT_ARCHS = 20
 OS_FORMATS = {"linux": "an ELF executable", "windows": "a PE executable (.exe)", "darwin": "a Mach-O executable"}
 
@@ -133,7 +147,9 @@ def _pe(head: bytes, read_at: ReadAt) -> Identified:
     if characteristics & 0x2000:
         return Identified("a Windows DLL", "windows", (arch,), "a DLL is a library, not a program")
     if not characteristics & 0x0002:
-        return Identified("a Windows PE object", "windows", (arch,), "it is not marked as an executable image (a link error?)")
+        return Identified(
+            "a Windows PE object", "windows", (arch,), "it is not marked as an executable image (a link error?)"
+        )
     return Identified("a Windows PE executable", "windows", (arch,))
 
 
@@ -145,7 +161,9 @@ def _macho(head: bytes) -> Identified:
     filetype = _u32(head, 12, little)
     what = f"a Mach-O {bits}-bit file"
     if filetype != MH_EXECUTE:
-        return Identified(what, "darwin", (arch,), f"it is {MACHO_TYPES.get(filetype, f'Mach-O file type {filetype}')}, not a program")
+        return Identified(
+            what, "darwin", (arch,), f"it is {MACHO_TYPES.get(filetype, f'Mach-O file type {filetype}')}, not a program"
+        )
     return Identified(what.replace("file", "executable"), "darwin", (arch,))
 
 
@@ -153,16 +171,24 @@ def _fat(head: bytes, read_at: ReadAt) -> Identified:
     wide = head[3] == 0xBF  # FAT_MAGIC_64: 64-bit offsets
     count = _u32(head, 4, little=False)
     if count < 1 or count > MAX_FAT_ARCHS:
-        return Identified("a Java class file" if not wide else "a file with a Mach-O universal header and a bad architecture count")
+        return Identified(
+            "a Java class file" if not wide else "a file with a Mach-O universal header and a bad architecture count"
+        )
     size = 32 if wide else 20
     archs, problems = [], []
     for i in range(count):
         entry = head[8 + i * size : 8 + (i + 1) * size]
         if len(entry) < size:
-            return Identified("a truncated Mach-O universal binary", "darwin", problem="its architecture table is cut short")
+            return Identified(
+                "a truncated Mach-O universal binary", "darwin", problem="its architecture table is cut short"
+            )
         cpu = _u32(entry, 0, little=False)
         offset = int(struct.unpack_from(">Q", entry, 8)[0]) if wide else _u32(entry, 8, little=False)
-        slice_ = _macho(read_at(offset, 32)) if read_at(offset, 4)[:4] in (b"\xcf\xfa\xed\xfe", b"\xce\xfa\xed\xfe") else None
+        slice_ = (
+            _macho(read_at(offset, 32))
+            if read_at(offset, 4)[:4] in (b"\xcf\xfa\xed\xfe", b"\xce\xfa\xed\xfe")
+            else None
+        )
         arch = MACHO_CPUS.get(cpu, f"Mach-O CPU 0x{cpu:x}")
         if slice_ is None:
             problems.append(f"its {arch} slice is not a Mach-O file")
@@ -251,4 +277,7 @@ def check_archive_entry(archive: Path, app: str, os_name: str, arch: str) -> str
             with f:
                 problem = check(file_reader(f), os_name, arch)
             return None if problem is None else f"has an entry point {name} that is {problem}"
-    return f"has no entry point {' or '.join(candidates)} (the executable is named after the app, as 'pyinstaller --name {app}' does)"
+    return (
+        f"has no entry point {' or '.join(candidates)} (the executable is named after the "
+        f"app, as 'pyinstaller --name {app}' does)"
+    )

@@ -39,4 +39,6 @@ def require(extra: str, what: str = "this") -> None:
     """Raise MissingExtraError, naming the pip command, unless every module of ``extra`` is importable."""
     gone = missing(EXTRAS[extra])
     if gone:
-        raise MissingExtraError(f"{what} needs the {extra} extra ({', '.join(gone)} not installed); run: {install_command(extra)}")
+        raise MissingExtraError(
+            f"{what} needs the {extra} extra ({', '.join(gone)} not installed); run: {install_command(extra)}"
+        )

@@ -65,7 +65,14 @@ def read_list(store: Store, app: str, version: Version | str, file: str) -> byte
         return None
 
 
-def prepare(store: Store, app: str, version: Version, archive: Path, record: ArtifactRecord, previous: Sequence[tuple[Version, ArtifactRecord]]) -> ArtifactRecord:
+def prepare(
+    store: Store,
+    app: str,
+    version: Version,
+    archive: Path,
+    record: ArtifactRecord,
+    previous: Sequence[tuple[Version, ArtifactRecord]],
+) -> ArtifactRecord:
     """Upload the list, the files and the per-file patches of ``archive``; return its record with
     ``blobs`` set and a patch index from each previous release that has a list (re-runs find
     what an earlier run uploaded and upload nothing again)."""
@@ -92,7 +99,13 @@ def prepare(store: Store, app: str, version: Version, archive: Path, record: Art
 
 
 def _patches_from(
-    store: Store, app: str, new: tuple[Version, str], folder: Path, files: Sequence[PackageEntry], previous: tuple[Version, ArtifactRecord], tmp: Path
+    store: Store,
+    app: str,
+    new: tuple[Version, str],
+    folder: Path,
+    files: Sequence[PackageEntry],
+    previous: tuple[Version, ArtifactRecord],
+    tmp: Path,
 ) -> PatchRecord | None:
     """The patch index from a previous release: a bsdiff4 patch per path whose content changed."""
     (version, file), (old_version, old) = new, previous
@@ -113,7 +126,9 @@ def _patches_from(
         made = _file_patch(store, app, version, old_version, was, e, folder / e.path, tmp)
         if made is not None:
             patches[e.path] = made
-    data = PatchIndex(patches, list_delta(old_list, new_list)).to_bytes()  # written even without patches: it spares the list
+    data = PatchIndex(
+        patches, list_delta(old_list, new_list)
+    ).to_bytes()  # written even without patches: it spares the list
     digest = hashlib.sha256(data).hexdigest()
     name = index_name(file, old_version)
     path = tmp / name
@@ -122,7 +137,16 @@ def _patches_from(
     return PatchRecord(str(old_version), old.files_sha256, name, len(data), digest)
 
 
-def _file_patch(store: Store, app: str, version: Version, old_version: Version, was: PackageEntry, e: PackageEntry, new_path: Path, tmp: Path) -> FilePatch | None:
+def _file_patch(
+    store: Store,
+    app: str,
+    version: Version,
+    old_version: Version,
+    was: PackageEntry,
+    e: PackageEntry,
+    new_path: Path,
+    tmp: Path,
+) -> FilePatch | None:
     """A bsdiff4 patch from the old file to the new one (made once, content-addressed), or None
     when the old file is gone from the store or the patch would be no smaller than the file."""
     import bsdiff4
@@ -134,7 +158,9 @@ def _file_patch(store: Store, app: str, version: Version, old_version: Version, 
         return FilePatch(was.sha256, name, existing.size, store.sha256_of(key))
     old = store.read(blob_key(app, old_version, was.sha256))
     if old is None or hashlib.sha256(old.data).hexdigest() != was.sha256:
-        log.warning("skipping the patch for %s from %s: its file is missing or altered in the store", e.path, old_version)
+        log.warning(
+            "skipping the patch for %s from %s: its file is missing or altered in the store", e.path, old_version
+        )
         return None
     patch = bsdiff4.diff(old.data, new_path.read_bytes())
     if len(patch) >= e.size:
@@ -155,4 +181,6 @@ def _put(store: Store, key: str, path: Path, sha256: str) -> None:
             raise PublishError(f"{key} already holds other content; delete it from the store and publish again")
         return
     with contextlib.suppress(AlreadyExistsError):  # a concurrent publisher of the same release wrote the same bytes
-        store.create_file(key, path, sha256=sha256, content_type=ARTIFACT_CONTENT_TYPE, cache_control=ARTIFACT_CACHE_CONTROL)
+        store.create_file(
+            key, path, sha256=sha256, content_type=ARTIFACT_CONTENT_TYPE, cache_control=ARTIFACT_CACHE_CONTROL
+        )

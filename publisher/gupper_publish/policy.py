@@ -66,13 +66,23 @@ def main(argv: list[str] | None = None) -> int:
     """``python -m gupper_publish.policy {public-read,publisher-iam} BUCKET [--prefix P]``: print a rendered policy."""
     import argparse
 
-    parser = argparse.ArgumentParser(prog="python -m gupper_publish.policy", description="Print a Gupper policy rendered for a bucket.")
+    parser = argparse.ArgumentParser(
+        prog="python -m gupper_publish.policy", description="Print a Gupper policy rendered for a bucket."
+    )
     parser.add_argument("kind", choices=["public-read", "publisher-iam"])
     parser.add_argument("bucket")
-    parser.add_argument("--prefix", default="", help="key prefix: the folder anyone may read (public-read) or the publisher may write (publisher-iam)")
+    parser.add_argument(
+        "--prefix",
+        default="",
+        help="key prefix: the folder anyone may read (public-read) or the publisher may write (publisher-iam)",
+    )
     args = parser.parse_args(argv)
     try:
-        text = render_public_read_policy(args.bucket, args.prefix) if args.kind == "public-read" else render_publisher_iam_policy(args.bucket, args.prefix)
+        text = (
+            render_public_read_policy(args.bucket, args.prefix)
+            if args.kind == "public-read"
+            else render_publisher_iam_policy(args.bucket, args.prefix)
+        )
     except ValueError as exc:
         parser.error(str(exc))
     print(text, end="")

@@ -67,7 +67,14 @@ from .exe_check import check_archive_entry, check_file
 from .extras import require
 from .layout import manifest_key, patch_key, state_key
 from .signing import public_key_of, sign_manifest
-from .stores import ARTIFACT_CACHE_CONTROL, ARTIFACT_CONTENT_TYPE, MANIFEST_CACHE_CONTROL, MANIFEST_CONTENT_TYPE, Progress, Store
+from .stores import (
+    ARTIFACT_CACHE_CONTROL,
+    ARTIFACT_CONTENT_TYPE,
+    MANIFEST_CACHE_CONTROL,
+    MANIFEST_CONTENT_TYPE,
+    Progress,
+    Store,
+)
 
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey  # the publisher extra
@@ -161,7 +168,14 @@ class _Prepared:
         return ArtifactRecord(self.name.filename, self.size, self.sha256, self.patches, self.files_sha256, self.blobs)
 
 
-def _prepare(paths: Sequence[Path], workdir: Path, post_install: str | None = None, *, force: bool = False, progress: ProgressFactory | None = None) -> list[_Prepared]:
+def _prepare(
+    paths: Sequence[Path],
+    workdir: Path,
+    post_install: str | None = None,
+    *,
+    force: bool = False,
+    progress: ProgressFactory | None = None,
+) -> list[_Prepared]:
     """Name, hash and size of each artifact; a one-folder build (or a ``.tar.gz`` of one) is first
     packed into a deterministic archive under ``workdir``. Unless ``force``, each must be an
     executable for the platform its name says (for a folder: its entry point)."""
@@ -171,7 +185,9 @@ def _prepare(paths: Sequence[Path], workdir: Path, post_install: str | None = No
         if given.is_dir() or given.name.endswith(PACKAGE_SUFFIXES):
             name = parse_artifact_name(archive_name_for(given))
             if not given.exists():
-                raise PublishError(f"{given} does not exist; pass a one-folder build such as dist/app-1.2.0-linux-amd64/")
+                raise PublishError(
+                    f"{given} does not exist; pass a one-folder build such as dist/app-1.2.0-linux-amd64/"
+                )
             with (progress or _no_progress)(f"packing {given.name}", 0):
                 path, files_sha256 = make_archive(given, workdir, post_install)
             problem = None if force else check_archive_entry(path, name.app, name.platform.os, name.platform.arch)
@@ -179,11 +195,14 @@ def _prepare(paths: Sequence[Path], workdir: Path, post_install: str | None = No
             raise PublishError(f"{path} is not a file; pass built artifacts such as dist/app-1.2.0-linux-amd64")
         else:
             name = parse_artifact_name(path.name)
-            problem = None if force or path.stat().st_size == 0 else check_file(path, name.platform.os, name.platform.arch)
+            problem = (
+                None if force or path.stat().st_size == 0 else check_file(path, name.platform.os, name.platform.arch)
+            )
         if problem is not None:
             raise NotAnExecutableError(
                 f"{given.name} is {problem}; its name says {name.platform.key}: publish the build made for it "
-                f"(what PyInstaller wrote to dist/ on {name.platform.os}), or pass --force if this file really is what those installs should run"
+                f"(what PyInstaller wrote to dist/ on {name.platform.os}), or pass --force if this "
+                "file really is what those installs should run"
             )
         with (progress or _no_progress)(f"hashing {path.name}", path.stat().st_size) as callback:
             digest, size = hash_file(path, progress=callback)
@@ -193,7 +212,9 @@ def _prepare(paths: Sequence[Path], workdir: Path, post_install: str | None = No
     return prepared
 
 
-def upload_artifacts(store: Store, paths: Sequence[Path], progress: ProgressFactory | None = None, *, force: bool = False) -> list[Uploaded]:
+def upload_artifacts(
+    store: Store, paths: Sequence[Path], progress: ProgressFactory | None = None, *, force: bool = False
+) -> list[Uploaded]:
     """Upload each artifact to its immutable key; identical re-uploads are no-ops.
 
     Every name (and, unless ``force``, that each file is an executable for the platform in its
@@ -217,7 +238,14 @@ def _upload(store: Store, prepared: Sequence[_Prepared], progress: ProgressFacto
         if needed:
             try:
                 with (progress or _no_progress)(f"uploading {p.name.filename}", p.size) as callback:
-                    store.create_file(p.name.key, p.path, sha256=p.sha256, content_type=ARTIFACT_CONTENT_TYPE, cache_control=ARTIFACT_CACHE_CONTROL, progress=callback)
+                    store.create_file(
+                        p.name.key,
+                        p.path,
+                        sha256=p.sha256,
+                        content_type=ARTIFACT_CONTENT_TYPE,
+                        cache_control=ARTIFACT_CACHE_CONTROL,
+                        progress=callback,
+                    )
                 status = "uploaded"
             except AlreadyExistsError:
                 # Another publisher created it between our HEAD and PUT: fine if it is the same file.
@@ -233,7 +261,10 @@ def _no_progress(name: str, size: int) -> AbstractContextManager[Progress | None
 
 def _check_same(store: Store, key: str, existing_size: int, digest: str, size: int) -> None:
     if existing_size != size or store.sha256_of(key) != digest:
-        raise ImmutableConflictError(f"{key} is already published with different content; releases are immutable, so bump the version and publish again")
+        raise ImmutableConflictError(
+            f"{key} is already published with different content; releases are immutable, so "
+            "bump the version and publish again"
+        )
 
 
 # --- channel state and manifest: the compare-and-swap engine ---
@@ -266,7 +297,9 @@ def _read_signed(store: Store, key: str) -> tuple[Manifest | None, str | None, f
         signed, signatures = load_envelope(stored.data)
         manifest = Manifest.from_json(signed)
     except MalformedError as e:
-        raise PublishError(f"the existing manifest {key} is unreadable ({e}); inspect it, and delete it to start again at serial 1") from e
+        raise PublishError(
+            f"the existing manifest {key} is unreadable ({e}); inspect it, and delete it to start again at serial 1"
+        ) from e
     signed_by = frozenset(s["keyid"] for s in signatures if isinstance(s, dict) and isinstance(s.get("keyid"), str))
     return manifest, stored.etag, signed_by
 
@@ -297,7 +330,12 @@ def _backoff(attempt: int) -> None:
     time.sleep(min(1.0, 0.02 * 2**attempt) * random.uniform(0.5, 1.5))
 
 
-def check_signers(state: ChannelState, signers: Sequence[Ed25519PrivateKey], previous: ChannelState | None = None, current: ChannelSnapshot | None = None) -> None:
+def check_signers(
+    state: ChannelState,
+    signers: Sequence[Ed25519PrivateKey],
+    previous: ChannelState | None = None,
+    current: ChannelSnapshot | None = None,
+) -> None:
     """Refuse to sign a manifest its clients would reject.
 
     While the channel's manifest (``current``) announces no key set, its installs trust the keys
@@ -311,9 +349,12 @@ def check_signers(state: ChannelState, signers: Sequence[Ed25519PrivateKey], pre
         missing = current.signed_by - have
         if missing:
             raise UntrustedKeyError(
-                f"{state.app}/{state.channel}: its installs trust the key(s) that signed its manifest now (key id {_ids(current.signed_by)}), and the signing "
-                f"key(s) given (key id {_ids(have)}) leave out {_ids(missing)}; sign with the key whose .pub is built into the app "
-                f"(--key or GUPPER_SIGNING_KEY), or move to a new key with 'gupper-publish rotate-keys {state.app} --key OLD.key --key NEW.key ...'"
+                f"{state.app}/{state.channel}: its installs trust the key(s) that signed its "
+                f"manifest now (key id {_ids(current.signed_by)}), and the signing "
+                f"key(s) given (key id {_ids(have)}) leave out {_ids(missing)}; sign with the key "
+                "whose .pub is built into the app "
+                "(--key or GUPPER_SIGNING_KEY), or move to a new key with 'gupper-publish "
+                f"rotate-keys {state.app} --key OLD.key --key NEW.key ...'"
             )
     sets = [state.keys] + ([previous.keys] if previous is not None and previous.keys != state.keys else [])
     for keys in sets:
@@ -323,7 +364,8 @@ def check_signers(state: ChannelState, signers: Sequence[Ed25519PrivateKey], pre
         good = len(have & set(trusted.by_id()))
         if good < trusted.threshold:
             raise UntrustedKeyError(
-                f"{state.app}/{state.channel} trusts {len(trusted.keys)} key(s) with threshold {trusted.threshold}, and only {good} of the "
+                f"{state.app}/{state.channel} trusts {len(trusted.keys)} key(s) with threshold "
+                f"{trusted.threshold}, and only {good} of the "
                 "given signing keys are among them; pass --key for enough of the keys named by rotate-keys"
             )
 
@@ -334,7 +376,14 @@ def _ids(keyids: Iterable[str]) -> str:
 
 
 def change_channel(
-    store: Store, app: str, channel: str, mutate: Mutation, *, signers: Sequence[Ed25519PrivateKey] | None, force: bool = False, min_serial: int = 0
+    store: Store,
+    app: str,
+    channel: str,
+    mutate: Mutation,
+    *,
+    signers: Sequence[Ed25519PrivateKey] | None,
+    force: bool = False,
+    min_serial: int = 0,
 ) -> ChannelState:
     """Apply ``mutate`` to the channel state with compare-and-swap and return the state written.
 
@@ -353,12 +402,21 @@ def change_channel(
         if new == snap.state:
             return new  # nothing to record (a seeded state is only written once something changes)
         try:
-            store.swap(key, state_to_json(new), expect_etag=snap.state_etag, content_type=MANIFEST_CONTENT_TYPE, cache_control=MANIFEST_CACHE_CONTROL)
+            store.swap(
+                key,
+                state_to_json(new),
+                expect_etag=snap.state_etag,
+                content_type=MANIFEST_CONTENT_TYPE,
+                cache_control=MANIFEST_CACHE_CONTROL,
+            )
         except PreconditionFailedError:
             _backoff(attempt)
             continue
         return new
-    raise StoreBusyError(f"{store.url}/{key} kept changing under us ({CAS_ATTEMPTS} attempts); another publisher is busy, run the command again")
+    raise StoreBusyError(
+        f"{store.url}/{key} kept changing under us ({CAS_ATTEMPTS} attempts); another "
+        "publisher is busy, run the command again"
+    )
 
 
 def sync_manifest(store: Store, app: str, channel: str, options: PublishOptions) -> ManifestResult:
@@ -380,7 +438,16 @@ def sync_manifest(store: Store, app: str, channel: str, options: PublishOptions)
             raise NotFoundError(f"{app}/{channel} has no releases yet; publish one with --channel {channel}")
         check_signers(snap.state, options.keys, current=snap)
         now = options.clock()
-        manifest = Manifest(app, channel, snap.state.serial, now, now + options.expires_in, wanted.entries, key_set=wanted.keys, yanked=wanted.yanked)
+        manifest = Manifest(
+            app,
+            channel,
+            snap.state.serial,
+            now,
+            now + options.expires_in,
+            wanted.entries,
+            key_set=wanted.keys,
+            yanked=wanted.yanked,
+        )
         try:
             store.swap(
                 mkey,
@@ -393,10 +460,15 @@ def sync_manifest(store: Store, app: str, channel: str, options: PublishOptions)
             _backoff(attempt)
             continue
         return ManifestResult(mkey, snap.state.serial, True, describe(wanted.entries))
-    raise StoreBusyError(f"{store.url}/{mkey} kept changing under us ({CAS_ATTEMPTS} attempts); another publisher is busy, run the command again")
+    raise StoreBusyError(
+        f"{store.url}/{mkey} kept changing under us ({CAS_ATTEMPTS} attempts); another "
+        "publisher is busy, run the command again"
+    )
 
 
-def update_channel(store: Store, app: str, channel: str, mutate: Mutation, options: PublishOptions, *, force: bool = False) -> ManifestResult:
+def update_channel(
+    store: Store, app: str, channel: str, mutate: Mutation, options: PublishOptions, *, force: bool = False
+) -> ManifestResult:
     """Change a channel's state, then write the manifest it implies: the one path every command takes."""
     if not options.keys:
         raise SigningKeyError("no signing key; pass --key or set GUPPER_SIGNING_KEY")
@@ -416,7 +488,9 @@ def regenerate_manifest(store: Store, app: str, options: PublishOptions, *, forc
 # --- publish ---
 
 
-def _with_patches(store: Store, prepared: Sequence[_Prepared], channel: str, k: int, progress: ProgressFactory | None = None) -> list[_Prepared]:
+def _with_patches(
+    store: Store, prepared: Sequence[_Prepared], channel: str, k: int, progress: ProgressFactory | None = None
+) -> list[_Prepared]:
     """The same artifacts, each carrying patches from the channel's previous ``k`` releases of its platform."""
     out = []
     for p in prepared:
@@ -438,7 +512,11 @@ def _with_patches(store: Store, prepared: Sequence[_Prepared], channel: str, k: 
 
 
 def _patches_made(prepared: Sequence[_Prepared]) -> list[PatchMade]:
-    return [PatchMade(patch_key(p.name.app, p.name.version, r.file), r.from_version, r.size, r.sha256) for p in prepared for r in p.patches]
+    return [
+        PatchMade(patch_key(p.name.app, p.name.version, r.file), r.from_version, r.size, r.sha256)
+        for p in prepared
+        for r in p.patches
+    ]
 
 
 def _group(prepared: Sequence[_Prepared]) -> dict[str, dict[Version, dict[str, ArtifactRecord]]]:
@@ -448,7 +526,9 @@ def _group(prepared: Sequence[_Prepared]) -> dict[str, dict[Version, dict[str, A
     return apps
 
 
-def _adding(releases: Mapping[Version, Mapping[str, ArtifactRecord]], rollout: int | None, added: str, notes: str | None = None) -> Mutation:
+def _adding(
+    releases: Mapping[Version, Mapping[str, ArtifactRecord]], rollout: int | None, added: str, notes: str | None = None
+) -> Mutation:
     def mutate(state: ChannelState) -> ChannelState:
         for version, artifacts in sorted(releases.items()):
             state = add_release(state, version, artifacts, rollout=rollout, added=added, notes=notes)
@@ -499,7 +579,9 @@ def publish(
         if post_install is not None and not any(p.is_dir() or p.name.endswith(PACKAGE_SUFFIXES) for p in paths):
             raise PublishError("--post-install applies to one-folder builds; pass a build folder")
         prepared = _prepare(paths, Path(workdir), post_install, force=force, progress=progress)
-        return _publish_prepared(store, prepared, options, rollout=rollout, progress=progress, patches=patches, notes=notes)
+        return _publish_prepared(
+            store, prepared, options, rollout=rollout, progress=progress, patches=patches, notes=notes
+        )
 
 
 def _publish_prepared(
@@ -524,5 +606,8 @@ def _publish_prepared(
     if patches > 0:
         prepared = _with_patches(store, prepared, options.channel, patches, progress)
         apps = _group(prepared)
-    manifests = [update_channel(store, app, options.channel, _adding(apps[app], rollout, added, notes), options) for app in sorted(apps)]
+    manifests = [
+        update_channel(store, app, options.channel, _adding(apps[app], rollout, added, notes), options)
+        for app in sorted(apps)
+    ]
     return PublishReport(uploaded, manifests, _patches_made(prepared))

@@ -93,7 +93,9 @@ def discover(store: Store, app: str | None = None) -> dict[str, AppListing]:
     for name in {app_of(o.key) for o in objects}:
         found = releases_in(objects, name)
         if found:
-            apps.setdefault(name, AppListing()).releases = sorted(found, key=lambda r: (r.name.version, r.name.platform))
+            apps.setdefault(name, AppListing()).releases = sorted(
+                found, key=lambda r: (r.name.version, r.name.platform)
+            )
     for listing in apps.values():
         listing.channels.sort(key=lambda c: (c != ch.DEFAULT_CHANNEL, c))
     return dict(sorted(apps.items()))
@@ -120,7 +122,14 @@ def artifacts_in_store(store: Store, app: str, version: Version) -> dict[str, ch
 
 
 def promote(
-    store: Store, app: str, version_text: str, *, to_channel: str, options: PublishOptions, from_channel: str | None = None, rollout: int | None = None
+    store: Store,
+    app: str,
+    version_text: str,
+    *,
+    to_channel: str,
+    options: PublishOptions,
+    from_channel: str | None = None,
+    rollout: int | None = None,
 ) -> ManifestResult:
     """Add an uploaded release to ``to_channel`` without uploading anything.
 
@@ -163,7 +172,9 @@ def set_rollout(store: Store, app: str, version_text: str, percent: int, options
     return update_channel(store, app, options.channel, lambda s: ch.set_rollout(s, version, percent), options)
 
 
-def yank(store: Store, app: str, version_text: str, options: PublishOptions, channels: Sequence[str] | None = None) -> list[ManifestResult]:
+def yank(
+    store: Store, app: str, version_text: str, options: PublishOptions, channels: Sequence[str] | None = None
+) -> list[ManifestResult]:
     """Withdraw a release from ``channels`` (default: every channel that carries it).
 
     Each manifest is regenerated without it and lists it under the signed ``yanked`` field, so
@@ -181,7 +192,9 @@ def yank(store: Store, app: str, version_text: str, options: PublishOptions, cha
     return [update_channel(store, app, c, lambda s: ch.yank(s, version), replace(options, channel=c)) for c in channels]
 
 
-def rotate_keys(store: Store, app: str, new_keys: Sequence[str], threshold: int, options: PublishOptions) -> ManifestResult:
+def rotate_keys(
+    store: Store, app: str, new_keys: Sequence[str], threshold: int, options: PublishOptions
+) -> ManifestResult:
     """Announce a new trusted key set in ``options.channel``'s manifest (the ``keys`` field).
 
     The manifest must be signed by a threshold of the new set and, when the channel already
@@ -236,7 +249,9 @@ def prune(store: Store, app: str, keep: int, *, dry_run: bool = False) -> PruneR
 
             def forget(state: ch.ChannelState, mkey: str = mkey, name: str = name) -> ch.ChannelState:
                 if ch.referenced_versions(ch.derived(state, mkey).entries) & set(doomed):
-                    raise PublishError(f"{app}/{name} changed while pruning and now serves a release being pruned; run prune again")
+                    raise PublishError(
+                        f"{app}/{name} changed while pruning and now serves a release being pruned; run prune again"
+                    )
                 return ch.remove_releases(state, doomed)
 
             # Removing releases no manifest uses leaves every manifest as it is: no signing needed.

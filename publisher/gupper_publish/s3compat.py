@@ -57,7 +57,8 @@ PROFILES: Mapping[str, S3Compat] = {
         S3Compat(
             "b2",
             conditional_writes=False,
-            note="Backblaze B2's S3 API documents no If-None-Match/If-Match on PutObject and no x-amz-checksum-* headers",
+            note="Backblaze B2's S3 API documents no If-None-Match/If-Match on PutObject and no "
+            "x-amz-checksum-* headers",
         ),
         S3Compat("ceph", if_match_quoted=False),
         S3Compat("moto", checksum="sha256", conditional_complete=True),
@@ -68,7 +69,12 @@ AUTO = "auto"
 CHOICES = (AUTO, *PROFILES)
 
 # Hosted services are known by their endpoint's host name.
-_HOSTS = (("amazonaws.com", "aws"), ("amazonaws.com.cn", "aws"), ("r2.cloudflarestorage.com", "r2"), ("backblazeb2.com", "b2"))
+_HOSTS = (
+    ("amazonaws.com", "aws"),
+    ("amazonaws.com.cn", "aws"),
+    ("r2.cloudflarestorage.com", "r2"),
+    ("backblazeb2.com", "b2"),
+)
 
 
 def profile(name: str) -> S3Compat:

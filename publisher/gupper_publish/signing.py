@@ -39,7 +39,9 @@ def keygen(prefix: Path) -> tuple[Path, Path, PublicKey]:
     Refuses to overwrite either file. The private key is never printed or logged.
     """
     if is_key_material(str(prefix)):
-        raise SigningKeyError("keygen was given key text where a file name prefix goes; pass a name such as keys/release")
+        raise SigningKeyError(
+            "keygen was given key text where a file name prefix goes; pass a name such as keys/release"
+        )
     key_path, pub_path = prefix.with_name(prefix.name + ".key"), prefix.with_name(prefix.name + ".pub")
     for path in (key_path, pub_path):
         if path.exists():
@@ -49,7 +51,9 @@ def keygen(prefix: Path) -> tuple[Path, Path, PublicKey]:
 
     prefix.parent.mkdir(parents=True, exist_ok=True)
     private = Ed25519PrivateKey.generate()
-    pem = private.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    pem = private.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
     # Created 0600 from the first byte: no window in which another user could read it.
     fd = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "wb") as f:
@@ -78,23 +82,40 @@ def parse_signing_key(data: bytes, what: str) -> Ed25519PrivateKey:
     """
     head = data.lstrip()
     if head.startswith(PUBLIC_KEY_MARKERS):
-        raise SigningKeyError(f"{what} is a public key; signing needs the private key: the .key file written beside the .pub by 'gupper-publish keygen'")
+        raise SigningKeyError(
+            f"{what} is a public key; signing needs the private key: the .key file written "
+            "beside the .pub by 'gupper-publish keygen'"
+        )
     if head.startswith(b"-----BEGIN OPENSSH PRIVATE KEY-----"):
-        raise SigningKeyError(f"{what} is an OpenSSH private key; convert it to PKCS#8 with 'ssh-keygen -p -m PKCS8 -f FILE' or make one with 'gupper-publish keygen'")
+        raise SigningKeyError(
+            f"{what} is an OpenSSH private key; convert it to PKCS#8 with 'ssh-keygen -p -m "
+            "PKCS8 -f FILE' or make one with 'gupper-publish keygen'"
+        )
     if head.startswith(b"-----BEGIN ENCRYPTED PRIVATE KEY-----") or b"Proc-Type: 4,ENCRYPTED" in head[:200]:
-        raise SigningKeyError(f"{what} is encrypted; gupper-publish signs with an unencrypted key (keep it in a CI secret or a 0600 file)")
+        raise SigningKeyError(
+            f"{what} is encrypted; gupper-publish signs with an unencrypted key (keep it in a CI secret or a 0600 file)"
+        )
     from cryptography.exceptions import UnsupportedAlgorithm
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
     try:
         pem = head.startswith(b"-----BEGIN")
-        key = serialization.load_pem_private_key(head, password=None) if pem else serialization.load_der_private_key(data, password=None)
+        key = (
+            serialization.load_pem_private_key(head, password=None)
+            if pem
+            else serialization.load_der_private_key(data, password=None)
+        )
     except (ValueError, TypeError, UnsupportedAlgorithm):
         # No chained cause on purpose: whatever the library said about the bytes stays out of tracebacks.
-        raise SigningKeyError(f"{what} is not an unencrypted PEM (or PKCS#8 DER) private key; use the .key file written by 'gupper-publish keygen'") from None
+        raise SigningKeyError(
+            f"{what} is not an unencrypted PEM (or PKCS#8 DER) private key; use the .key file "
+            "written by 'gupper-publish keygen'"
+        ) from None
     if not isinstance(key, Ed25519PrivateKey):
-        raise SigningKeyError(f"{what} holds a {type(key).__name__}, not an Ed25519 key; make one with 'gupper-publish keygen'")
+        raise SigningKeyError(
+            f"{what} holds a {type(key).__name__}, not an Ed25519 key; make one with 'gupper-publish keygen'"
+        )
     return key
 
 
@@ -103,7 +124,9 @@ def load_signing_key(path: Path, *, check_permissions: bool = True) -> Ed25519Pr
     try:
         st = path.stat()
     except FileNotFoundError as e:
-        raise SigningKeyError(f"signing key {path} does not exist; make one with 'gupper-publish keygen' or pass --key") from e
+        raise SigningKeyError(
+            f"signing key {path} does not exist; make one with 'gupper-publish keygen' or pass --key"
+        ) from e
     except OSError as e:
         raise SigningKeyError(f"signing key {path} cannot be read ({e.strerror})") from None
     if not stat.S_ISREG(st.st_mode):
@@ -114,12 +137,16 @@ def load_signing_key(path: Path, *, check_permissions: bool = True) -> Ed25519Pr
         raise SigningKeyError(f"signing key {path} cannot be read ({e.strerror})") from None
     key = parse_signing_key(data, f"signing key {path}")  # a .pub gets its own advice, not "chmod 600"
     if check_permissions and os.name == "posix" and st.st_mode & 0o077:
-        raise SigningKeyError(f"signing key {path} is readable by group or others (mode {stat.S_IMODE(st.st_mode):o}); run: chmod 600 {path}")
+        raise SigningKeyError(
+            f"signing key {path} is readable by group or others (mode "
+            f"{stat.S_IMODE(st.st_mode):o}); run: chmod 600 {path}"
+        )
     return key
 
 
 def key_material(value: str) -> bytes | None:
-    """The key bytes if ``value`` is a key itself (PEM text, or base64 of PEM or of PKCS#8 DER), None if it is not. Pure.
+    """The key bytes if ``value`` is a key itself (PEM text, or base64 of PEM or of PKCS#8 DER), None if it is not.
+    Pure.
 
     CI secrets arrive this way; a PEM pasted into a one-line variable with literal ``\\n`` is
     accepted too.
@@ -133,7 +160,11 @@ def key_material(value: str) -> bytes | None:
     if len(compact) < 40 or not _BASE64.fullmatch(compact):
         return None
     try:
-        raw = base64.b64decode(compact + "=" * (-len(compact) % 4), altchars=b"-_" if ("-" in compact or "_" in compact) else None, validate=True)
+        raw = base64.b64decode(
+            compact + "=" * (-len(compact) % 4),
+            altchars=b"-_" if ("-" in compact or "_" in compact) else None,
+            validate=True,
+        )
     except (binascii.Error, ValueError):
         return None
     if raw.lstrip().startswith(b"-----BEGIN") or raw[:1] == b"\x30":  # PEM, or a DER SEQUENCE (PKCS#8)
@@ -161,16 +192,27 @@ def load_signing_keys(value: str, *, source: str = "GUPPER_SIGNING_KEY") -> list
     never shown in any of them unless it can only be a path.
     """
     if value.strip().encode().startswith(PUBLIC_KEY_MARKERS):
-        raise SigningKeyError(f"{source} holds a public key; signing needs the private key: the .key file written beside the .pub by 'gupper-publish keygen'")
+        raise SigningKeyError(
+            f"{source} holds a public key; signing needs the private key: the .key file "
+            "written beside the .pub by 'gupper-publish keygen'"
+        )
     material = key_material(value)
     if material is not None:
         blocks = _pem_blocks(material) if material.lstrip().startswith(b"-----BEGIN") else [material]
-        return [parse_signing_key(b, source if len(blocks) == 1 else f"{source} (key {i} of {len(blocks)})") for i, b in enumerate(blocks, 1)]
+        return [
+            parse_signing_key(b, source if len(blocks) == 1 else f"{source} (key {i} of {len(blocks)})")
+            for i, b in enumerate(blocks, 1)
+        ]
     if "PRIVATE KEY" in value:
-        raise SigningKeyError(f"{source} holds part of a private key, not a whole PEM block; copy the whole .key file, BEGIN and END lines included")
+        raise SigningKeyError(
+            f"{source} holds part of a private key, not a whole PEM block; copy the whole .key "
+            "file, BEGIN and END lines included"
+        )
     paths = [p for p in value.split(os.pathsep) if p.strip()]
     if not paths:
-        raise SigningKeyError(f"{source} is empty; set it to a key file's path or to the key itself (the .key file's contents)")
+        raise SigningKeyError(
+            f"{source} is empty; set it to a key file's path or to the key itself (the .key file's contents)"
+        )
     keys = []
     for p in paths:
         path = Path(p.strip())
@@ -198,8 +240,12 @@ def sign_manifest(signed: dict[str, Any], keys: Sequence[Ed25519PrivateKey]) -> 
     if not keys:
         raise SigningKeyError("no signing key given; pass --key or set GUPPER_SIGNING_KEY")
     payload = canonical_bytes(signed)
-    signatures = [{"keyid": public_key_of(k).keyid, "sig": base64.b64encode(k.sign(payload)).decode("ascii")} for k in keys]
-    return (json.dumps({"signed": signed, "signatures": signatures}, indent=2, sort_keys=True, ensure_ascii=False) + "\n").encode("utf-8")
+    signatures = [
+        {"keyid": public_key_of(k).keyid, "sig": base64.b64encode(k.sign(payload)).decode("ascii")} for k in keys
+    ]
+    return (
+        json.dumps({"signed": signed, "signatures": signatures}, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+    ).encode("utf-8")
 
 
 def build_signed(

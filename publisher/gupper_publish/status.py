@@ -50,7 +50,11 @@ def _served(entries: Mapping[str, Entry]) -> dict[str, Any]:
 def _channel_json(store: Store, app: str, channel: str, now: datetime) -> dict[str, Any]:
     snap = load_channel(store, app, channel)
     mkey = manifest_key(app, channel)
-    in_sync = snap.manifest is not None and snap.manifest_serial >= snap.state.serial and ch.payload_of(snap.manifest) == ch.derive(snap.state, mkey)
+    in_sync = (
+        snap.manifest is not None
+        and snap.manifest_serial >= snap.state.serial
+        and ch.payload_of(snap.manifest) == ch.derive(snap.state, mkey)
+    )
     releases = [
         {
             "version": str(r.version),
@@ -96,7 +100,12 @@ def status(store: Store, now: datetime, app: str | None = None, channel: str | N
         apps[name] = {
             "channels": channels,
             "releases": [
-                {"version": str(v), "platforms": dict(sorted(stored[v].items())), "channels": members.get(v, []), "referenced": v in referenced}
+                {
+                    "version": str(v),
+                    "platforms": dict(sorted(stored[v].items())),
+                    "channels": members.get(v, []),
+                    "referenced": v in referenced,
+                }
                 for v in sorted(stored, reverse=True)
             ],
         }
@@ -118,13 +127,30 @@ def render_table(doc: dict[str, Any]) -> str:
                 state = f"rollout {r['rollout']}%" if r["status"] == "rollout" else r["status"]
                 for platform in r["platforms"]:
                     served = c["platforms"].get(platform, {})
-                    role = "entry" if served.get("version") == r["version"] else "fallback" if served.get("fallback") == r["version"] else "-"
+                    role = (
+                        "entry"
+                        if served.get("version") == r["version"]
+                        else "fallback"
+                        if served.get("fallback") == r["version"]
+                        else "-"
+                    )
                     rows.append([app, channel, platform, r["version"], state, role])
             m, s = c["manifest"], c["state"]
-            note = "" if c["in_sync"] else f"behind its state (serial {s['serial']}): run 'gupper-publish resign {app} --channel {channel}'"
+            note = (
+                ""
+                if c["in_sync"]
+                else f"behind its state (serial {s['serial']}): run 'gupper-publish resign {app} --channel {channel}'"
+            )
             if m is not None and m["expired"]:
                 note = "EXPIRED: run 'gupper-publish resign'"
-            manifests.append([m["key"] if m else manifest_key(app, channel), str(m["serial"]) if m else "-", m["expires"] if m else "-", note])
+            manifests.append(
+                [
+                    m["key"] if m else manifest_key(app, channel),
+                    str(m["serial"]) if m else "-",
+                    m["expires"] if m else "-",
+                    note,
+                ]
+            )
         for r in info["releases"]:
             if not r["channels"]:
                 rows.extend([app, "-", platform, r["version"], "in no channel", "-"] for platform in r["platforms"])

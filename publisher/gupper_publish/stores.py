@@ -22,7 +22,13 @@ from urllib.parse import urlsplit
 
 from . import s3compat
 from .artifacts import hash_file
-from .errors import AlreadyExistsError, ImmutableConflictError, PreconditionFailedError, StoreError, StoreUnsupportedError
+from .errors import (
+    AlreadyExistsError,
+    ImmutableConflictError,
+    PreconditionFailedError,
+    StoreError,
+    StoreUnsupportedError,
+)
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -79,7 +85,16 @@ class Store(Protocol):
         """A small object's bytes and ETag, or None if absent."""
         ...
 
-    def create_file(self, key: str, path: Path, *, sha256: str, content_type: str, cache_control: str, progress: Progress | None = None) -> None:
+    def create_file(
+        self,
+        key: str,
+        path: Path,
+        *,
+        sha256: str,
+        content_type: str,
+        cache_control: str,
+        progress: Progress | None = None,
+    ) -> None:
         """Upload ``path`` to ``key`` only if ``key`` is absent; raises AlreadyExistsError otherwise.
 
         ``progress`` is called with byte counts as they are sent.
@@ -149,7 +164,9 @@ class LocalStore:
             return None
         return Stored(data, hashlib.sha256(data).hexdigest())
 
-    def _write_temp(self, path: Path, data: bytes | None, source: Path | None, progress: Progress | None = None) -> Path:
+    def _write_temp(
+        self, path: Path, data: bytes | None, source: Path | None, progress: Progress | None = None
+    ) -> Path:
         path.parent.mkdir(parents=True, exist_ok=True)
         temp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
         with temp.open("xb") as out:
@@ -166,7 +183,16 @@ class LocalStore:
         temp.chmod(0o644)
         return temp
 
-    def create_file(self, key: str, path: Path, *, sha256: str, content_type: str, cache_control: str, progress: Progress | None = None) -> None:
+    def create_file(
+        self,
+        key: str,
+        path: Path,
+        *,
+        sha256: str,
+        content_type: str,
+        cache_control: str,
+        progress: Progress | None = None,
+    ) -> None:
         dest = self._path(key)
         temp = self._write_temp(dest, None, path, progress)
         try:
@@ -205,7 +231,9 @@ class LocalStore:
 
 def _client_error_code(e: Exception) -> str:
     response: Any = getattr(e, "response", None) or {}
-    return str(response.get("Error", {}).get("Code", "")) or str(response.get("ResponseMetadata", {}).get("HTTPStatusCode", ""))
+    return str(response.get("Error", {}).get("Code", "")) or str(
+        response.get("ResponseMetadata", {}).get("HTTPStatusCode", "")
+    )
 
 
 def _refuses_conditions(code: str, e: Exception) -> bool:
@@ -217,7 +245,9 @@ def _refuses_conditions(code: str, e: Exception) -> bool:
     if code in {"NotImplemented", "501"}:
         return True
     message = str(getattr(e, "response", {}).get("Error", {}).get("Message", "")).lower()
-    return code in {"InvalidArgument", "InvalidRequest", "400"} and ("if-match" in message or "if-none-match" in message)
+    return code in {"InvalidArgument", "InvalidRequest", "400"} and (
+        "if-match" in message or "if-none-match" in message
+    )
 
 
 class S3Store:
@@ -249,7 +279,13 @@ class S3Store:
         self.max_single_put = max_single_put
         self.prefix = prefix.strip("/")
         self.url = f"s3://{bucket}/{self.prefix}".rstrip("/")
-        self._compat = compat if isinstance(compat, s3compat.S3Compat) else None if compat == s3compat.AUTO else s3compat.profile(compat)
+        self._compat = (
+            compat
+            if isinstance(compat, s3compat.S3Compat)
+            else None
+            if compat == s3compat.AUTO
+            else s3compat.profile(compat)
+        )
         if client is None:
             import boto3
             from botocore.config import Config
@@ -293,8 +329,10 @@ class S3Store:
     def _unsupported(self, what: str) -> StoreUnsupportedError:
         note = f" ({self.compat.note})" if self.compat.note else ""
         return StoreUnsupportedError(
-            f"{what}: {self.url} does not support conditional writes (If-None-Match/If-Match on PutObject){note}; without them two publishers "
-            "can silently overwrite each other's releases, so gupper-publish refuses. Use a store that has them (docs/s3-compatibility.md)"
+            f"{what}: {self.url} does not support conditional writes (If-None-Match/If-Match "
+            f"on PutObject){note}; without them two publishers "
+            "can silently overwrite each other's releases, so gupper-publish refuses. Use a "
+            "store that has them (docs/s3-compatibility.md)"
         )
 
     def _key(self, key: str) -> str:
@@ -314,19 +352,27 @@ class S3Store:
         from botocore.exceptions import ClientError, NoCredentialsError
 
         if isinstance(e, NoCredentialsError):
-            return StoreError(f"no credentials for {self.url}: set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or AWS_PROFILE")
+            return StoreError(
+                f"no credentials for {self.url}: set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or AWS_PROFILE"
+            )
         if isinstance(e, ClientError):
             code = _client_error_code(e)
             if code in {"PreconditionFailed", "412"}:
                 return PreconditionFailedError(f"{what}: changed or created by another writer")
             if code in {"NoSuchBucket"}:
-                return StoreError(f"bucket {self.bucket!r} does not exist at this endpoint; run 'gupper-publish init {self.url}' or check --endpoint-url")
+                return StoreError(
+                    f"bucket {self.bucket!r} does not exist at this endpoint; run 'gupper-publish init "
+                    f"{self.url}' or check --endpoint-url"
+                )
             if code in {"AccessDenied", "403", "InvalidAccessKeyId", "SignatureDoesNotMatch"}:
                 return StoreError(f"{what}: access denied ({code}); check the credentials and the bucket policy")
             if conditional and _refuses_conditions(code, e):
                 return self._unsupported(what)
             if code in {"MissingContentLength", "411"}:
-                return StoreError(f"{what}: the store refused the request's framing ({code}); pass --s3-compat for your store (docs/s3-compatibility.md)")
+                return StoreError(
+                    f"{what}: the store refused the request's framing ({code}); pass --s3-compat for "
+                    "your store (docs/s3-compatibility.md)"
+                )
             return StoreError(f"{what}: S3 error {code}: {e}")
         return StoreError(f"{what}: {e}; check --endpoint-url/AWS_ENDPOINT_URL and that the store is up")
 
@@ -382,18 +428,31 @@ class S3Store:
             raise self._translate(f"get {key}", e) from e
         return Stored(obj["Body"].read(), obj["ETag"])
 
-    def create_file(self, key: str, path: Path, *, sha256: str, content_type: str, cache_control: str, progress: Progress | None = None) -> None:
+    def create_file(
+        self,
+        key: str,
+        path: Path,
+        *,
+        sha256: str,
+        content_type: str,
+        cache_control: str,
+        progress: Progress | None = None,
+    ) -> None:
         compat = self.compat
         if not compat.conditional_writes:
             raise self._unsupported(f"upload {key}")
         size = path.stat().st_size
         if size >= self.multipart_threshold and compat.conditional_complete:
-            self._create_multipart(key, path, sha256=sha256, content_type=content_type, cache_control=cache_control, progress=progress)
+            self._create_multipart(
+                key, path, sha256=sha256, content_type=content_type, cache_control=cache_control, progress=progress
+            )
             return
         if size > self.max_single_put:
             raise StoreUnsupportedError(
-                f"{key} is {size} bytes: on a store that ignores If-None-Match on CompleteMultipartUpload ({compat.name}) an artifact can be created "
-                f"create-only only by one PUT, and one PUT takes at most {self.max_single_put} bytes; if your store does honour it, pass --s3-compat "
+                f"{key} is {size} bytes: on a store that ignores If-None-Match on "
+                f"CompleteMultipartUpload ({compat.name}) an artifact can be created "
+                f"create-only only by one PUT, and one PUT takes at most {self.max_single_put} "
+                "bytes; if your store does honour it, pass --s3-compat "
                 "(docs/s3-compatibility.md)"
             )
         # One create-only PUT, with a digest the store recomputes and refuses on mismatch.
@@ -418,7 +477,10 @@ class S3Store:
     def _integrity(self, path: Path, sha256: str) -> dict[str, str]:
         """The checksum header this store verifies for a single PUT of ``path``."""
         if self.compat.checksum == "sha256":
-            return {"ChecksumAlgorithm": "SHA256", "ChecksumSHA256": base64.b64encode(bytes.fromhex(sha256)).decode("ascii")}
+            return {
+                "ChecksumAlgorithm": "SHA256",
+                "ChecksumSHA256": base64.b64encode(bytes.fromhex(sha256)).decode("ascii"),
+            }
         # RGW accepts a wrong x-amz-checksum-sha256 and stores none; Content-MD5 it checks (400 BadDigest).
         # The MD5 is taken in the same pass as a SHA-256 that must equal the one to be signed, so
         # the store's check ties the stored bytes to the manifest's digest, as SHA-256 does on AWS.
@@ -428,10 +490,15 @@ class S3Store:
                 md5.update(block)
                 check.update(block)
         if check.hexdigest() != sha256:
-            raise StoreError(f"{path} changed after it was hashed (sha256 {check.hexdigest()[:12]}, expected {sha256[:12]}); nothing was uploaded, publish it again")
+            raise StoreError(
+                f"{path} changed after it was hashed (sha256 {check.hexdigest()[:12]}, expected "
+                f"{sha256[:12]}); nothing was uploaded, publish it again"
+            )
         return {"ContentMD5": base64.b64encode(md5.digest()).decode("ascii")}
 
-    def _create_multipart(self, key: str, path: Path, *, sha256: str, content_type: str, cache_control: str, progress: Progress | None) -> None:
+    def _create_multipart(
+        self, key: str, path: Path, *, sha256: str, content_type: str, cache_control: str, progress: Progress | None
+    ) -> None:
         """Parallel multipart upload through boto3's transfer manager, still create-only.
 
         Each part carries its SHA256 where the store verifies one (S3 offers SHA256 only per part,
@@ -453,7 +520,10 @@ class S3Store:
             if params.get("Bucket") == self.bucket and params.get("Key") == full_key:
                 params["IfNoneMatch"] = "*"
 
-        event, hook_id = "before-parameter-build.s3.CompleteMultipartUpload", f"gupper-create-only-{secrets.token_hex(8)}"
+        event, hook_id = (
+            "before-parameter-build.s3.CompleteMultipartUpload",
+            f"gupper-create-only-{secrets.token_hex(8)}",
+        )
         config = TransferConfig(
             multipart_threshold=self.multipart_threshold,
             multipart_chunksize=self.multipart_chunksize,
@@ -486,8 +556,10 @@ class S3Store:
         if info is None or info.size != size or info.sha256 != sha256:
             found = "nothing" if info is None else f"{info.size} bytes with sha256 {info.sha256}"
             raise ImmutableConflictError(
-                f"{key}: after this publisher's multipart upload completed, the store holds {found}, not this file: a concurrent upload of the same "
-                f"name replaced it, so {self.url} does not honour If-None-Match on CompleteMultipartUpload. Check the release ('gupper-publish list'), "
+                f"{key}: after this publisher's multipart upload completed, the store holds "
+                f"{found}, not this file: a concurrent upload of the same "
+                f"name replaced it, so {self.url} does not honour If-None-Match on "
+                "CompleteMultipartUpload. Check the release ('gupper-publish list'), "
                 "and publish with --s3-compat generic (one create-only PUT per artifact); see docs/s3-compatibility.md"
             )
 
@@ -501,12 +573,17 @@ class S3Store:
         except ClientError as e:
             code = _client_error_code(e)
             if code not in {"404", "NoSuchBucket", "NotFound"}:
-                raise StoreError(f"bucket {self.bucket!r} exists but these credentials cannot use it ({code}); pick another name or fix the credentials") from e
+                raise StoreError(
+                    f"bucket {self.bucket!r} exists but these credentials cannot use it ({code}); pick "
+                    "another name or fix the credentials"
+                ) from e
         except BotoCoreError as e:
             raise self._translate(f"look up bucket {self.bucket}", e) from e
         region = self.client.meta.region_name
         # us-east-1 is the one region that refuses an explicit LocationConstraint.
-        where: dict[str, Any] = {} if region in (None, "us-east-1") else {"CreateBucketConfiguration": {"LocationConstraint": region}}
+        where: dict[str, Any] = (
+            {} if region in (None, "us-east-1") else {"CreateBucketConfiguration": {"LocationConstraint": region}}
+        )
         try:
             self.client.create_bucket(Bucket=self.bucket, **where)
         except ClientError as e:
@@ -526,7 +603,8 @@ class S3Store:
         except ClientError as e:
             if _client_error_code(e) in {"AccessDenied", "403"}:
                 raise StoreError(
-                    f"bucket {self.bucket!r} refused a public-read policy: on AWS turn off BlockPublicPolicy and RestrictPublicBuckets for it "
+                    f"bucket {self.bucket!r} refused a public-read policy: on AWS turn off "
+                    "BlockPublicPolicy and RestrictPublicBuckets for it "
                     "(or serve through CloudFront with an Origin Access Control, see infra/README.md)"
                 ) from e
             raise self._translate(f"put the policy of bucket {self.bucket}", e) from e
@@ -553,11 +631,14 @@ class S3Store:
                 if attempt == 0:
                     self._if_match_quoted = not self._if_match_quoted
         raise StoreUnsupportedError(
-            f"write {key}: {self.url} refused If-Match with the object's current ETag, quoted and unquoted, so it cannot replace an object "
+            f"write {key}: {self.url} refused If-Match with the object's current ETag, quoted "
+            "and unquoted, so it cannot replace an object "
             "only if unchanged (compare-and-swap), which safe concurrent publishing needs; see docs/s3-compatibility.md"
         )
 
-    def _put_small(self, key: str, data: bytes, condition: dict[str, str], content_type: str, cache_control: str) -> str:
+    def _put_small(
+        self, key: str, data: bytes, condition: dict[str, str], content_type: str, cache_control: str
+    ) -> str:
         md5 = base64.b64encode(hashlib.md5(data, usedforsecurity=False).digest()).decode("ascii")
         resp = self._call(
             f"write {key}",
@@ -576,7 +657,8 @@ class S3Store:
 
 
 def open_store(url: str, *, endpoint_url: str | None = None, s3_compat: str = s3compat.AUTO) -> Store:
-    """``s3://bucket[/prefix]`` → S3Store (``s3_compat``: a profile name or ``auto``); a path or ``file://`` URL → LocalStore."""
+    """``s3://bucket[/prefix]`` → S3Store (``s3_compat``: a profile name or ``auto``); a path or ``file://`` URL →
+    LocalStore."""
     parts = urlsplit(url)
     if parts.scheme == "s3":
         if not parts.netloc:

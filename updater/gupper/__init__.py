@@ -58,8 +58,10 @@ _WHERE = {
         "checkpoints": "Checkpoint CheckpointHook",
         "client": "Updater",
         "config": "UpdaterConfig",
-        "errors": "BadSignatureError ConfigError DownloadError ExpiredError HTTPStatusError InstallError IntegrityError MalformedError ManifestError PatchError"
-        " PreflightFailedError PreflightInterruptedError RollbackError TooLargeError TransferTimeoutError UpdateError WrongTargetError",
+        "errors": "BadSignatureError ConfigError DownloadError ExpiredError HTTPStatusError "
+        "InstallError IntegrityError MalformedError ManifestError PatchError"
+        " PreflightFailedError PreflightInterruptedError RollbackError TooLargeError "
+        "TransferTimeoutError UpdateError WrongTargetError",
         "fetch": "Progress",
         "keys": "PublicKey TrustedKeys",
         "manifest": "verify_manifest",

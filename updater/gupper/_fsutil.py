@@ -2,11 +2,12 @@
 
 :func:`durable_file` is how every file the client writes is opened (downloads, patched files,
 extracted and delta-built package files, the state file, the ``current`` pointer): fsynced when
-the block ends. :func:`hash_file` is how every file is hashed. On macOS ``fsync`` only hands the data to the drive, which may keep it in its volatile cache and
-write it out of order; ``fcntl(F_FULLFSYNC)`` also flushes that cache (Apple's fsync(2) man
-page; SQLite does the same). :func:`full_fsync` uses it there and falls back to ``fsync`` when a
-filesystem refuses it (some network and FAT volumes). Linux's and Windows' ``fsync``
-(``FlushFileBuffers``) already reach stable storage.
+the block ends. :func:`hash_file` is how every file is hashed. On macOS ``fsync`` only hands the
+data to the drive, which may keep it in its volatile cache and write it out of order;
+``fcntl(F_FULLFSYNC)`` also flushes that cache (Apple's fsync(2) man page; SQLite does the same).
+:func:`full_fsync` uses it there and falls back to ``fsync`` when a filesystem refuses it (some
+network and FAT volumes). Linux's and Windows' ``fsync`` (``FlushFileBuffers``) already reach
+stable storage.
 """
 
 from __future__ import annotations
@@ -34,7 +35,12 @@ def _fcntl(fd: int, cmd: int) -> object:
     return fcntl.fcntl(fd, cmd)
 
 
-def full_fsync(fd: int, platform: str | None = None, fcntl_: Callable[[int, int], object] = _fcntl, fsync: Callable[[int], None] = os.fsync) -> None:
+def full_fsync(
+    fd: int,
+    platform: str | None = None,
+    fcntl_: Callable[[int, int], object] = _fcntl,
+    fsync: Callable[[int], None] = os.fsync,
+) -> None:
     """Flush ``fd``'s data to stable storage: ``F_FULLFSYNC`` on macOS, ``fsync`` elsewhere or where it is refused."""
     if (sys.platform if platform is None else platform) == "darwin":
         try:
@@ -70,7 +76,9 @@ def drive_barrier(path: str, platform: str | None = None, sync: Callable[[int], 
 
 
 @contextlib.contextmanager
-def durable_file(path: Path, *, exclusive: bool = True, keep: int = 0, mode: int = 0o600, sync: Callable[[int], None] = os.fsync) -> Iterator[BinaryIO]:
+def durable_file(
+    path: Path, *, exclusive: bool = True, keep: int = 0, mode: int = 0o600, sync: Callable[[int], None] = os.fsync
+) -> Iterator[BinaryIO]:
     """Open ``path`` for writing; when the block ends, flush it and ``sync`` it (``os.fsync``;
     :func:`full_fsync` where the drive's cache matters), so what was written is on disk.
 
@@ -80,7 +88,13 @@ def durable_file(path: Path, *, exclusive: bool = True, keep: int = 0, mode: int
     A block that ends in an exception still syncs what it wrote (a partial download stays usable),
     and the exception is the one raised.
     """
-    flags = os.O_WRONLY | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_BINARY", 0) | (os.O_EXCL if exclusive else 0)
+    flags = (
+        os.O_WRONLY
+        | os.O_CREAT
+        | getattr(os, "O_NOFOLLOW", 0)
+        | getattr(os, "O_BINARY", 0)
+        | (os.O_EXCL if exclusive else 0)
+    )
     f = os.fdopen(os.open(path, flags, mode), "wb")
     try:
         if not exclusive:

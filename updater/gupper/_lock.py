@@ -14,7 +14,15 @@ import os
 import sys
 from pathlib import Path
 
-_BUSY = frozenset({errno.EACCES, errno.EAGAIN, errno.EWOULDBLOCK, getattr(errno, "EDEADLK", errno.EAGAIN), getattr(errno, "EDEADLOCK", errno.EAGAIN)})
+_BUSY = frozenset(
+    {
+        errno.EACCES,
+        errno.EAGAIN,
+        errno.EWOULDBLOCK,
+        getattr(errno, "EDEADLK", errno.EAGAIN),
+        getattr(errno, "EDEADLOCK", errno.EAGAIN),
+    }
+)
 
 
 def _try_lock(fd: int) -> bool:

@@ -31,7 +31,14 @@ from ._lock import ExclusiveLock
 from .checkpoints import Checkpoint, CheckpointHook
 from .config import UpdaterConfig
 from .download import Downloads
-from .errors import ConfigError, InstallError, ManifestError, PreflightFailedError, PreflightInterruptedError, UpdateError
+from .errors import (
+    ConfigError,
+    InstallError,
+    ManifestError,
+    PreflightFailedError,
+    PreflightInterruptedError,
+    UpdateError,
+)
 from .fetch import FetchConfig, Fetcher, Progress, check_url
 from .keys import TrustedKeys
 from .layouts import Context, InstallLayout, open_layout, refuse_early
@@ -108,7 +115,9 @@ class Updater:
         exe = cfg.executable or (sys.executable if getattr(sys, "frozen", False) else None)
         self.target: Path | None = _install.resolve_target(exe) if exe and self.disabled_reason is None else None
         self.downloads = Downloads(cfg, self.fetch_config, self.state_file, self._save_state, self._checkpoint)
-        context = Context(cfg, self.platform.os, self.downloads, self.environ, self._checkpoint, self._mark_bad, lambda: self.file_ops)
+        context = Context(
+            cfg, self.platform.os, self.downloads, self.environ, self._checkpoint, self._mark_bad, lambda: self.file_ops
+        )
         self.layout: InstallLayout | None = open_layout(self.target, context) if self.target is not None else None
         self.folder = self.layout.folder if self.layout is not None else None
 
@@ -168,7 +177,9 @@ class Updater:
             try:
                 _restart.restart(str(target), list(self.argv[1:]), env, self.platform.os)
             except OSError as e:
-                raise InstallError(f"cannot start {target} ({e.strerror or e}); {version} runs from the next start") from e
+                raise InstallError(
+                    f"cannot start {target} ({e.strerror or e}); {version} runs from the next start"
+                ) from e
 
     def confirm(self) -> None:
         """Tell the updater this version started fine: end its trial and drop the backup.
@@ -179,9 +190,20 @@ class Updater:
         try:
             self._confirm()
         except Exception as e:
-            log.warning("gupper: could not confirm %s (%s: %s); it stays on trial", self.config.current_version, type(e).__name__, e)
+            log.warning(
+                "gupper: could not confirm %s (%s: %s); it stays on trial",
+                self.config.current_version,
+                type(e).__name__,
+                e,
+            )
 
-    def run(self, *, restart: bool = True, progress: Progress | None = None, on_available: Callable[[Update], bool] | None = None) -> Result:
+    def run(
+        self,
+        *,
+        restart: bool = True,
+        progress: Progress | None = None,
+        on_available: Callable[[Update], bool] | None = None,
+    ) -> Result:
         """The start-up hook: self-test answer, trial bookkeeping, then check/download/install/restart.
 
         Never raises: every failure, a bug in Gupper included, is logged as one warning line and
@@ -206,7 +228,12 @@ class Updater:
             return Result(result.status, msg, version=result.version)
 
     def check_periodically(
-        self, interval: float, on_result: Callable[[Result], None], *, jitter: float = 0.2, on_available: Callable[[Update], bool] | None = None
+        self,
+        interval: float,
+        on_result: Callable[[Result], None],
+        *,
+        jitter: float = 0.2,
+        on_available: Callable[[Update], bool] | None = None,
     ) -> PeriodicCheck:
         """For long-running apps: check, download and install in a background thread every
         ``interval`` seconds (± ``jitter`` of it, so a fleet does not poll in lockstep).
@@ -227,11 +254,16 @@ class Updater:
 
     # --- the steps, under the lock ------------------------------------------------------------
 
-    def _run(self, restart: bool, progress: Progress | None, on_available: Callable[[Update], bool] | None) -> tuple[Result, str | None]:
+    def _run(
+        self, restart: bool, progress: Progress | None, on_available: Callable[[Update], bool] | None
+    ) -> tuple[Result, str | None]:
         """``run`` without its safety net: the result, and the version to restart into (if any)."""
         layout = self.layout
         if layout is None:
-            return Result(Status.DISABLED, self.disabled_reason or "updates are off: not running as a frozen app and no executable configured"), None
+            return Result(
+                Status.DISABLED,
+                self.disabled_reason or "updates are off: not running as a frozen app and no executable configured",
+            ), None
         restarted_as = self.environ.pop(_restart.RESTARTED_ENV, None)
         current = self.config.current_version
         try:
@@ -246,7 +278,10 @@ class Updater:
                 if restarted_as is not None:
                     # We were just exec'd by an update: don't check again in this run (no loops).
                     if restarted_as != current:
-                        msg = f"the release installed as {restarted_as} reports version {current}; republish it with a matching version"
+                        msg = (
+                            f"the release installed as {restarted_as} reports version {current}; republish it "
+                            "with a matching version"
+                        )
                         log.warning("gupper: %s", msg)
                         return Result(Status.FAILED, msg, version=current), None
                     log.info("gupper: now running %s", restarted_as)
@@ -260,7 +295,9 @@ class Updater:
             return result, result.version
         return result, None
 
-    def _update(self, layout: InstallLayout, progress: Progress | None, on_available: Callable[[Update], bool] | None) -> Result:
+    def _update(
+        self, layout: InstallLayout, progress: Progress | None, on_available: Callable[[Update], bool] | None
+    ) -> Result:
         """Check, and install what the check found; the caller holds the lock."""
         update, reason = self._check()
         if update is None:
@@ -274,8 +311,14 @@ class Updater:
         else:
             refuse_early(layout, update.entry)
             if on_available is not None and not on_available(update):
-                return Result(Status.DEFERRED, f"{new_version} is available; the app chose not to install it now", version=str(self.current))
-            log.info("gupper: updating %s %s -> %s (%d bytes)", self.config.app, self.current, new_version, update.entry.size)
+                return Result(
+                    Status.DEFERRED,
+                    f"{new_version} is available; the app chose not to install it now",
+                    version=str(self.current),
+                )
+            log.info(
+                "gupper: updating %s %s -> %s (%d bytes)", self.config.app, self.current, new_version, update.entry.size
+            )
             staged = self._download(update, progress)
             self._install(staged, new_version)
         return Result(Status.INSTALLED, f"installed {new_version}; it runs from the next start", version=new_version)
@@ -288,7 +331,14 @@ class Updater:
         body, etag, from_cache = self._fetch_manifest(cache)
         seen = state.channels.get(self.config.channel, ChannelRecord())
         try:
-            accepted = accept_manifest(body, state.trusted(self.trusted), seen, app=self.config.app, channel=self.config.channel, now=self.clock())
+            accepted = accept_manifest(
+                body,
+                state.trusted(self.trusted),
+                seen,
+                app=self.config.app,
+                channel=self.config.channel,
+                now=self.clock(),
+            )
         except ManifestError:
             if from_cache:
                 # The copy no longer passes (it expired, or state moved on): drop it, so that the
@@ -299,7 +349,11 @@ class Updater:
         manifest = accepted.manifest
         if accepted.adopt is not None:
             state.adopt(accepted.adopt, self.trusted)
-            log.info("gupper: key rotation: now trusting %d key(s), threshold %d", len(accepted.adopt.keys), accepted.adopt.threshold)
+            log.info(
+                "gupper: key rotation: now trusting %d key(s), threshold %d",
+                len(accepted.adopt.keys),
+                accepted.adopt.threshold,
+            )
         if accepted.record is not None:
             state.channels[self.config.channel] = accepted.record
             self._save_state(state)
@@ -307,7 +361,9 @@ class Updater:
             self._cache_manifest(cache, etag, body)
         self._checkpoint(Checkpoint.CHECKED)
         kind = self.layout.kind if self.layout is not None else BINARY
-        decision = choose_update(manifest, pick_key(manifest.entries, self.platforms), self.current, state.install_id, (kind,))  # gupper#16
+        decision = choose_update(
+            manifest, pick_key(manifest.entries, self.platforms), self.current, state.install_id, (kind,)
+        )  # gupper#16
         log.debug("gupper: %s", decision.reason)
         if decision.entry is None:
             return None, decision.reason
@@ -326,7 +382,10 @@ class Updater:
         cached = cache.load(self.config.max_manifest_bytes)
         with Fetcher(self.fetch_config) as fetcher:
             fetched = fetcher.get_small(
-                self.config.manifest_url, max_bytes=self.config.max_manifest_bytes, timeout=self.config.manifest_timeout, etag=cached[0] if cached else None
+                self.config.manifest_url,
+                max_bytes=self.config.max_manifest_bytes,
+                timeout=self.config.manifest_timeout,
+                etag=cached[0] if cached else None,
             )
         if fetched is None and cached is not None:
             log.debug("gupper: manifest not modified (304)")
@@ -356,7 +415,9 @@ class Updater:
         """:meth:`install` without the lock: the layout pre-flights and swaps, this records the trial."""
         layout = self._require_layout()
         try:
-            backup = layout.install(staged, version, str(self.current), lambda candidate: self._preflight(candidate, version))
+            backup = layout.install(
+                staged, version, str(self.current), lambda candidate: self._preflight(candidate, version)
+            )
         except PreflightFailedError as e:
             self._mark_bad(version, str(e))
             raise
@@ -367,7 +428,9 @@ class Updater:
                 raise PreflightFailedError(f"{e}; {reason}, so {version} is skipped on this machine") from e
             raise
         state = self.state_file.load()
-        state.trial = Trial(version=version, previous_version=str(self.current), target=layout.trial_key, backup=str(backup))
+        state.trial = Trial(
+            version=version, previous_version=str(self.current), target=layout.trial_key, backup=str(backup)
+        )
         state.preflight_interrupted.pop(version, None)
         self._save_state(state)
         self._checkpoint(Checkpoint.TRIAL_STARTED)
@@ -416,7 +479,9 @@ class Updater:
         state = self.state_file.load()
         trial = state.trial
         if trial is None or trial.target != layout.trial_key:
-            layout.drop_backup(None)  # a backup no trial refers to (killed between swap and saving the trial): not needed
+            layout.drop_backup(
+                None
+            )  # a backup no trial refers to (killed between swap and saving the trial): not needed
             return None
         if trial.version != self.config.current_version:
             state.trial = None  # the trial version is not what runs (swap never happened, or undone by hand)
@@ -426,19 +491,27 @@ class Updater:
         if trial.starts <= self.config.trial_starts:
             self._save_state(state)
             return None
-        reason = f"started {trial.starts - 1} times without Updater.confirm() (it crashed at start, or the app never calls confirm())"
+        reason = (
+            f"started {trial.starts - 1} times without Updater.confirm() (it crashed at start, "
+            "or the app never calls confirm())"
+        )
         backup = Path(trial.backup)
         if not layout.has_backup(backup):
             state.trial = None
             state.bad_versions[trial.version] = reason
             self._save_state(state)
-            raise InstallError(f"{trial.version} {reason}, but the backup of {trial.previous_version} is gone; reinstall the app")
+            raise InstallError(
+                f"{trial.version} {reason}, but the backup of {trial.previous_version} is gone; reinstall the app"
+            )
         layout.roll_back(backup)
         state.trial = None
         state.bad_versions[trial.version] = reason
         self._save_state(state)
         layout.drop_backup(backup)
-        msg = f"{trial.version} {reason}; rolled back to {trial.previous_version}, and {trial.version} is skipped on this machine"
+        msg = (
+            f"{trial.version} {reason}; rolled back to {trial.previous_version}, and "
+            f"{trial.version} is skipped on this machine"
+        )
         log.warning("gupper: %s", msg)
         return Result(Status.ROLLED_BACK, msg, version=trial.previous_version)
 
@@ -459,7 +532,8 @@ class Updater:
             locked = lock.acquire()
         except OSError as e:
             raise InstallError(
-                f"cannot use the updater's state folder {self.state_file.directory} ({e.strerror or e}); make it writable or set UpdaterConfig.state_dir"
+                f"cannot use the updater's state folder {self.state_file.directory} "
+                f"({e.strerror or e}); make it writable or set UpdaterConfig.state_dir"
             ) from e
         if not locked:
             yield False
@@ -482,7 +556,10 @@ class Updater:
     # --- small helpers ------------------------------------------------------------------------
 
     def _internal_error(self, e: BaseException) -> Result:
-        msg = f"internal error ({type(e).__name__}: {str(e)[:300]}); carrying on with {self.config.current_version}; please report this to the app's publisher"
+        msg = (
+            f"internal error ({type(e).__name__}: {str(e)[:300]}); carrying on with "
+            f"{self.config.current_version}; please report this to the app's publisher"
+        )
         log.warning("gupper: %s", msg)
         return Result(Status.FAILED, msg, version=self.config.current_version)
 
@@ -496,7 +573,11 @@ class Updater:
             self.state_file.save(state)
         except OSError as e:
             # Not fatal: the update itself is verified; only memory across runs is lost.
-            log.warning("gupper: cannot save %s (%s); rollback protection restarts from this manifest", self.state_file.path, e.strerror or e)
+            log.warning(
+                "gupper: cannot save %s (%s); rollback protection restarts from this manifest",
+                self.state_file.path,
+                e.strerror or e,
+            )
 
     def _checkpoint(self, step: Checkpoint) -> None:
         if self.checkpoint is not None:
@@ -516,7 +597,9 @@ def _boundary() -> Iterator[None]:
     except UpdateError:
         raise
     except Exception as e:
-        raise UpdateError(f"internal error ({type(e).__name__}: {str(e)[:300]}); please report this to the app's publisher") from e
+        raise UpdateError(
+            f"internal error ({type(e).__name__}: {str(e)[:300]}); please report this to the app's publisher"
+        ) from e
 
 
 __all__ = ["Checkpoint", "PeriodicCheck", "Result", "Status", "Update", "Updater", "UpdaterConfig"]

@@ -68,7 +68,13 @@ class Downloads:
     def resumable(self, blob: Blob, partial: Path) -> bool:
         """Whether ``partial`` is a recorded, resumable download of ``blob``."""
         kept = self.state_file.load().partial
-        return kept is not None and kept.sha256 == blob.sha256 and kept.path == str(partial) and bool(kept.etag) and partial.is_file()
+        return (
+            kept is not None
+            and kept.sha256 == blob.sha256
+            and kept.path == str(partial)
+            and bool(kept.etag)
+            and partial.is_file()
+        )
 
     def record(self, blob: Blob, partial: Path, validator: str | None) -> None:
         """Remember ``partial`` as a download of ``blob`` resumable with ``validator`` (none: not resumable)."""
@@ -118,7 +124,9 @@ class Downloads:
 
     # --- fetching ----------------------------------------------------------------------------
 
-    def fetch_verified(self, blob: Blob, dest: Path, progress: Progress | None, *, beside: Path, attempts: int | None = None) -> None:
+    def fetch_verified(
+        self, blob: Blob, dest: Path, progress: Progress | None, *, beside: Path, attempts: int | None = None
+    ) -> None:
         """Fetch ``blob`` into ``dest`` with bounded retries, resuming a kept partial; verified on return.
         ``beside`` is what ``dest`` sits beside, for messages (the executable, a folder's ``current``).
 
@@ -159,7 +167,10 @@ class Downloads:
                 time.sleep(delay)
             except OSError as e:
                 self.drop(dest)
-                raise InstallError(f"cannot write the update beside {beside} ({e.strerror or e}); free some disk space or check the folder's permissions") from e
+                raise InstallError(
+                    f"cannot write the update beside {beside} ({e.strerror or e}); free some disk "
+                    "space or check the folder's permissions"
+                ) from e
             except BaseException:
                 self.drop(dest)  # refused (e.g. a redirect to http): nothing worth resuming
                 raise
@@ -203,9 +214,16 @@ class Downloads:
         # Synced however the fetch ends: what arrived is kept for a resume.
         with durable_file(partial, exclusive=False, keep=resume.offset) as out, Fetcher(self.fetch_config) as fetcher:
             fetcher.download(
-                blob.url, out, size=blob.size, sha256=blob.sha256, timeout=self.config.download_timeout,
-                progress=progress, resume=resume, on_start=started, on_written=written,
-            )  # fmt: skip
+                blob.url,
+                out,
+                size=blob.size,
+                sha256=blob.sha256,
+                timeout=self.config.download_timeout,
+                progress=progress,
+                resume=resume,
+                on_start=started,
+                on_written=written,
+            )
 
     def pick_patch(self, entry: Entry, installed_sha256: str) -> Blob | None:
         """A usable bsdiff4 patch from exactly the installed file, smaller than the full file."""
@@ -239,7 +257,10 @@ class Downloads:
                 digest = apply_patch(source, patch_file, out, full.size)
         except OSError as e:
             unlink_quietly(out_path)
-            raise InstallError(f"cannot write the update beside {source} ({e.strerror or e}); free some disk space or check the folder's permissions") from e
+            raise InstallError(
+                f"cannot write the update beside {source} ({e.strerror or e}); free some disk "
+                "space or check the folder's permissions"
+            ) from e
         finally:
             unlink_quietly(patch_file)
         if digest != full.sha256:
@@ -255,20 +276,32 @@ class Downloads:
         check_url(url, self.config.allow_insecure_loopback)
         return url
 
-    def get_signed_small(self, fetcher: Fetcher, url: str, max_bytes: int, sha256: str, deadline: float, decode: Callable[[bytes], bytes] = bytes) -> bytes:
+    def get_signed_small(
+        self,
+        fetcher: Fetcher,
+        url: str,
+        max_bytes: int,
+        sha256: str,
+        deadline: float,
+        decode: Callable[[bytes], bytes] = bytes,
+    ) -> bytes:
         """A small document whose sha256 (of its ``decode``-d form) the manifest signs (a file list, a patch index).
 
         Raises:
             DownloadError: the transfer failed or outlasted ``deadline`` (a monotonic time).
             IntegrityError: the document is not the signed one.
         """
-        got = fetcher.get_small(self.checked_url(urljoin(self.config.manifest_url, url)), max_bytes=max_bytes, timeout=left(deadline))
+        got = fetcher.get_small(
+            self.checked_url(urljoin(self.config.manifest_url, url)), max_bytes=max_bytes, timeout=left(deadline)
+        )
         data = decode(got.body) if got is not None else b""
         if got is None or hashlib.sha256(data).hexdigest() != sha256:
             raise IntegrityError(f"{url} does not match the signed sha256; the store holds a different file")
         return data
 
-    def delta_fetcher(self, fetcher: Fetcher, total: int, progress: Progress | None, deadline: float) -> tuple[Fetch, Callable[[], None]]:
+    def delta_fetcher(
+        self, fetcher: Fetcher, total: int, progress: Progress | None, deadline: float
+    ) -> tuple[Fetch, Callable[[], None]]:
         """``fetch`` for :func:`gupper.folder_delta.build` (one bounded, verified GET per file,
         overall progress, ``download-half`` once half the bytes are in) and a call that reports
         that checkpoint if no fetch did."""

@@ -91,7 +91,8 @@ class TooLargeError(IntegrityError):
 
 
 class PatchError(IntegrityError):
-    """A delta patch is malformed, truncated or does not fit the file it is applied to (the full file is fetched instead)."""
+    """A delta patch is malformed, truncated or does not fit the file it is applied to (the full file is fetched
+    instead)."""
 
 
 class InstallError(UpdateError):
@@ -123,11 +124,16 @@ DEPRECATED = {
 
 
 def deprecated(module: str, name: str) -> type[UpdateError] | None:
-    """The class an old name stands for, after a DeprecationWarning naming the new one; None if ``name`` is not an old name."""
+    """The class an old name stands for, after a DeprecationWarning naming the new one; None if ``name`` is not an old
+    name."""
     new = DEPRECATED.get(name)
     if new is None:
         return None
-    warnings.warn(f"{module}.{name} is deprecated and goes away in the next release; use {module}.{new}", DeprecationWarning, stacklevel=3)
+    warnings.warn(
+        f"{module}.{name} is deprecated and goes away in the next release; use {module}.{new}",
+        DeprecationWarning,
+        stacklevel=3,
+    )
     cls: type[UpdateError] = globals()[new]
     return cls
 

@@ -325,7 +325,9 @@ class _Sink:
     stays flat; ``resume.offset`` counts the bytes written, so a failed download resumes after
     exactly those."""
 
-    def __init__(self, out: BinaryIO, digest: Any, resume: Resume, on_written: Callable[[int], None] | None = None) -> None:
+    def __init__(
+        self, out: BinaryIO, digest: Any, resume: Resume, on_written: Callable[[int], None] | None = None
+    ) -> None:
         import queue
 
         self._out, self._digest, self._resume, self._on_written = out, digest, resume, on_written
@@ -415,7 +417,9 @@ class Fetcher:
         merged_verify: bool | str = settings["verify"] if settings["verify"] is not None else True
 
         def send() -> requests.Response:
-            return self.adapter.send(prepared, stream=True, timeout=timeout, verify=merged_verify, proxies=settings["proxies"])
+            return self.adapter.send(
+                prepared, stream=True, timeout=timeout, verify=merged_verify, proxies=settings["proxies"]
+            )
 
         return send
 
@@ -424,7 +428,9 @@ class Fetcher:
         try:
             request = _Request(self._sender(url, headers), deadline)
         except Exception as e:  # preparing: an URL requests cannot encode, a broken proxy setting
-            raise DownloadError(f"cannot request {url[:200]}: {_reason(e)}; check the URL and the proxy settings") from e
+            raise DownloadError(
+                f"cannot request {url[:200]}: {_reason(e)}; check the URL and the proxy settings"
+            ) from e
         try:
             return request, self._send_checked(request, url)
         except BaseException:
@@ -438,16 +444,25 @@ class Fetcher:
         except TransferTimeoutError as e:
             raise TransferTimeoutError(f"gave up on {url} after its deadline; the server or network is too slow") from e
         except requests.exceptions.SSLError as e:
-            raise DownloadError(f"TLS verification failed for {url}: the certificate is not trusted; set the app's CA bundle if you use a private CA") from e
+            raise DownloadError(
+                f"TLS verification failed for {url}: the certificate is not trusted; set the app's "
+                "CA bundle if you use a private CA"
+            ) from e
         except Exception as e:
             if request.watch.fired:
-                raise TransferTimeoutError(f"gave up on {url} after its deadline; the server or network is too slow") from e
+                raise TransferTimeoutError(
+                    f"gave up on {url} after its deadline; the server or network is too slow"
+                ) from e
             if isinstance(e, requests.exceptions.Timeout | urllib3.exceptions.TimeoutError | TimeoutError):
                 raise TransferTimeoutError(f"timed out talking to {url}; check the network or try later") from e
-            raise DownloadError(f"cannot fetch {url}: {_reason(e)}; check the network or that the update server is up") from e
+            raise DownloadError(
+                f"cannot fetch {url}: {_reason(e)}; check the network or that the update server is up"
+            ) from e
 
     @contextmanager
-    def _open(self, url: str, deadline: float, headers: dict[str, str] | None = None) -> Iterator[tuple[requests.Response, _Watch]]:
+    def _open(
+        self, url: str, deadline: float, headers: dict[str, str] | None = None
+    ) -> Iterator[tuple[requests.Response, _Watch]]:
         """GET ``url`` following only allowed redirects; yields a streaming 2xx/304 response and
         the watch that will cut it off at ``deadline``."""
         for _ in range(MAX_REDIRECTS + 1):
@@ -463,10 +478,15 @@ class Fetcher:
                     try:
                         url = urljoin(url, location)
                     except ValueError as e:
-                        raise HTTPStatusError(f"{url} redirected to an unusable Location {location[:100]!r}", resp.status_code) from e
+                        raise HTTPStatusError(
+                            f"{url} redirected to an unusable Location {location[:100]!r}", resp.status_code
+                        ) from e
                     continue
                 if resp.status_code != 304 and not 200 <= resp.status_code < 300:
-                    raise HTTPStatusError(f"{url} answered HTTP {resp.status_code}; check the URL or that the release was published", resp.status_code)
+                    raise HTTPStatusError(
+                        f"{url} answered HTTP {resp.status_code}; check the URL or that the release was published",
+                        resp.status_code,
+                    )
                 yield resp, request.watch
                 return
             finally:
@@ -484,17 +504,25 @@ class Fetcher:
         raw = resp.raw
         while True:
             if time.monotonic() >= deadline:
-                raise TransferTimeoutError(f"download of {url} exceeded its deadline; the server or network is too slow")
+                raise TransferTimeoutError(
+                    f"download of {url} exceeded its deadline; the server or network is too slow"
+                )
             try:
                 chunk = raw.read1(CHUNK, decode_content=False)
             except Exception as e:
                 if watch.fired:
-                    raise TransferTimeoutError(f"download of {url} exceeded its deadline; the server or network is too slow") from e
+                    raise TransferTimeoutError(
+                        f"download of {url} exceeded its deadline; the server or network is too slow"
+                    ) from e
                 if isinstance(e, urllib3.exceptions.ReadTimeoutError | TimeoutError):
                     raise TransferTimeoutError(f"read from {url} timed out; check the network or try later") from e
-                raise DownloadError(f"connection to {url} broke mid-transfer ({_reason(e)}); it will be retried next time") from e
+                raise DownloadError(
+                    f"connection to {url} broke mid-transfer ({_reason(e)}); it will be retried next time"
+                ) from e
             if watch.fired:
-                raise TransferTimeoutError(f"download of {url} exceeded its deadline; the server or network is too slow")
+                raise TransferTimeoutError(
+                    f"download of {url} exceeded its deadline; the server or network is too slow"
+                )
             if not chunk:
                 return
             yield chunk
@@ -512,7 +540,11 @@ class Fetcher:
         with self._open(url, deadline, headers) as (resp, watch):
             if resp.status_code == 304:
                 if etag is None:
-                    raise HTTPStatusError(f"{url} answered 304 Not Modified to a request that asked for no comparison; check the server or proxy", 304)
+                    raise HTTPStatusError(
+                        f"{url} answered 304 Not Modified to a request that asked for no comparison; check "
+                        "the server or proxy",
+                        304,
+                    )
                 return None
             declared = resp.headers.get("Content-Length")
             if declared is not None and declared.isdigit() and int(declared) > max_bytes:
@@ -559,7 +591,11 @@ class Fetcher:
         if resume.offset and resume.etag:
             headers = {"Range": f"bytes={resume.offset}-", "If-Range": resume.etag}
         with self._open(url, deadline, headers) as (resp, watch):
-            if resp.status_code == 206 and headers and resp.headers.get("Content-Range", "").startswith(f"bytes {resume.offset}-"):
+            if (
+                resp.status_code == 206
+                and headers
+                and resp.headers.get("Content-Range", "").startswith(f"bytes {resume.offset}-")
+            ):
                 done = resume.offset
             elif resp.status_code == 200:
                 out.seek(0)
@@ -577,7 +613,10 @@ class Fetcher:
             try:
                 for chunk in self._chunks(resp, watch, url, deadline):
                     if done + len(chunk) > size:
-                        raise TooLargeError(f"{url} sent more than the {size} bytes the manifest signed for; the store holds a different file")
+                        raise TooLargeError(
+                            f"{url} sent more than the {size} bytes the manifest signed for; the store holds a "
+                            "different file"
+                        )
                     sink.add(chunk)
                     done += len(chunk)
                     if progress is not None:
@@ -585,6 +624,11 @@ class Fetcher:
             finally:
                 sink.close()  # also on failure: what was received is written, and a resume starts after it
         if done != size:
-            raise IntegrityError(f"{url} ended after {done} of {size} bytes; the download was cut short and will be retried next time")
+            raise IntegrityError(
+                f"{url} ended after {done} of {size} bytes; the download was cut short and will be retried next time"
+            )
         if digest.hexdigest() != sha256:
-            raise IntegrityError(f"{url} does not match the signed sha256; the store holds a different or corrupted file, nothing was installed")
+            raise IntegrityError(
+                f"{url} does not match the signed sha256; the store holds a different or corrupted "
+                "file, nothing was installed"
+            )

@@ -60,7 +60,11 @@ class FolderLayout:
     def current_version(self, os_name: str, ops: _install.FileOps | None = None) -> str | None:
         """The version ``current`` names, or None when it names none."""
         try:
-            text = (ops or _install.FileOps()).read_text(str(self.current)).strip() if os_name == "windows" else os.readlink(self.current)
+            text = (
+                (ops or _install.FileOps()).read_text(str(self.current)).strip()
+                if os_name == "windows"
+                else os.readlink(self.current)
+            )
         except OSError:
             return None
         name = text.replace("\\", "/").rstrip("/").rsplit("/", 1)[-1]
@@ -70,7 +74,11 @@ class FolderLayout:
         """What to run: ``current/<exe>`` through the link; on Windows the launcher that started
         the app (``GUPPER_LAUNCHER``, only if it is this install's ``<root>/<exe>``), else the
         version folder ``current`` names."""
-        if os_name == "windows" and launcher and os.path.normcase(os.path.normpath(launcher)) == os.path.normcase(str(self.root / self.exe)):
+        if (
+            os_name == "windows"
+            and launcher
+            and os.path.normcase(os.path.normpath(launcher)) == os.path.normcase(str(self.root / self.exe))
+        ):
             return Path(launcher)
         if os_name == "windows":
             version = self.current_version(os_name, ops)
@@ -103,7 +111,10 @@ def switch(layout: FolderLayout, version: str, os_name: str, ops: _install.FileO
     """Point ``current`` at ``version`` in one atomic step, durably."""
     ops = ops or _install.FileOps()
     if not (layout.version_dir(version) / layout.exe).is_file():
-        raise InstallError(f"cannot switch to {version}: {layout.version_dir(version) / layout.exe} is missing; the installed version was left as it was")
+        raise InstallError(
+            f"cannot switch to {version}: {layout.version_dir(version) / layout.exe} is "
+            "missing; the installed version was left as it was"
+        )
     temp = _install.temp_path_for(layout.current)
     try:
         if os_name == "windows":
@@ -116,7 +127,10 @@ def switch(layout: FolderLayout, version: str, os_name: str, ops: _install.FileO
     except OSError as e:
         with contextlib.suppress(OSError):
             ops.unlink(str(temp))
-        raise InstallError(f"could not switch {layout.current} to {version}: {e.strerror or e}; the installed version was left as it was") from e
+        raise InstallError(
+            f"could not switch {layout.current} to {version}: {e.strerror or e}; the installed "
+            "version was left as it was"
+        ) from e
 
 
 def run_post_install(layout: FolderLayout, version: str, previous: str, env: Mapping[str, str], timeout: float) -> None:
@@ -136,17 +150,33 @@ def run_post_install(layout: FolderLayout, version: str, previous: str, env: Map
     hook = FileList.from_bytes(data).post_install
     if hook is None:
         return
-    run_env = dict(env, GUPPER_INSTALL_ROOT=str(layout.root), GUPPER_NEW_VERSION=version, GUPPER_PREVIOUS_VERSION=previous)
+    run_env = dict(
+        env, GUPPER_INSTALL_ROOT=str(layout.root), GUPPER_NEW_VERSION=version, GUPPER_PREVIOUS_VERSION=previous
+    )
     import subprocess
 
     try:
-        proc = subprocess.run([str(folder / hook)], cwd=folder, env=run_env, stdin=subprocess.DEVNULL, capture_output=True, timeout=timeout, check=False)
+        proc = subprocess.run(
+            [str(folder / hook)],
+            cwd=folder,
+            env=run_env,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            timeout=timeout,
+            check=False,
+        )
     except subprocess.TimeoutExpired as e:
-        raise PreflightFailedError(f"the post-install hook of {version} did not finish within {timeout:g} s; not installed") from e
+        raise PreflightFailedError(
+            f"the post-install hook of {version} did not finish within {timeout:g} s; not installed"
+        ) from e
     except OSError as e:
-        raise PreflightFailedError(f"the post-install hook of {version} cannot be started ({e.strerror or e}); not installed") from e
+        raise PreflightFailedError(
+            f"the post-install hook of {version} cannot be started ({e.strerror or e}); not installed"
+        ) from e
     if proc.returncode != 0:
-        raise PreflightFailedError(f"the post-install hook of {version} failed (exit code {proc.returncode}); not installed")
+        raise PreflightFailedError(
+            f"the post-install hook of {version} failed (exit code {proc.returncode}); not installed"
+        )
     log.info("gupper: post-install hook of %s done", version)
 
 

@@ -150,7 +150,14 @@ class _Where:
 
 def _make(step: Step, where: _Where, done: Built) -> None:
     e = step.entry
-    installed, dest, work, fetch, blob_url, patch_url = where.installed, where.dest, where.work, where.fetch, where.blob_url, where.patch_url
+    installed, dest, work, fetch, blob_url, patch_url = (
+        where.installed,
+        where.dest,
+        where.work,
+        where.fetch,
+        where.blob_url,
+        where.patch_url,
+    )
     out = dest / e.path
     if step.action == "reuse" and e.size == 0:
         with durable_file(out):

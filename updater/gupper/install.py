@@ -181,8 +181,10 @@ def check_writable(target: Path, os_name: str | None = None, ops: FileOps | None
     bundle = app_bundle_of(target)
     if bundle is not None:
         raise InstallError(
-            f"cannot update {target}: it is inside the macOS app bundle {bundle}, and replacing a file in a signed bundle breaks its "
-            "code signature; ship the app as a one-file or one-folder build outside a .app bundle, or update the bundle with Sparkle"
+            f"cannot update {target}: it is inside the macOS app bundle {bundle}, and "
+            "replacing a file in a signed bundle breaks its "
+            "code signature; ship the app as a one-file or one-folder build outside a .app "
+            "bundle, or update the bundle with Sparkle"
         )
     ops = ops or FileOps()
     os_name = os_name or ("windows" if sys.platform == "win32" else sys.platform)
@@ -194,7 +196,8 @@ def check_writable(target: Path, os_name: str | None = None, ops: FileOps | None
         if isinstance(e, PermissionError):
             where = f"a folder you own ({WINDOWS_PER_USER_HINT})" if os_name == "windows" else "a folder you own"
             raise InstallError(
-                f"cannot update {target}: no write permission on {directory} ({e.strerror or e}); reinstall the app in {where} "
+                f"cannot update {target}: no write permission on {directory} ({e.strerror or e}); "
+                f"reinstall the app in {where} "
                 "or run the update with rights to that folder"
             ) from e
         raise InstallError(f"cannot update {target}: {describe_write_error(e, directory)}") from e
@@ -242,7 +245,9 @@ def apply_windows(new: Path, target: Path, ops: FileOps) -> None:
     except FileNotFoundError:
         pass
     except PermissionError:
-        old = target.with_name(f"{target.name}.{secrets.token_hex(4)}{OLD_SUFFIX}")  # still running (an earlier update's parent)
+        old = target.with_name(
+            f"{target.name}.{secrets.token_hex(4)}{OLD_SUFFIX}"
+        )  # still running (an earlier update's parent)
     ready = temp_path_for(target, "windows")
     retry(lambda: ops.rename(str(new), str(ready)), ops, f"preparing the new {target.name}")
     delay = 0.05
@@ -252,7 +257,9 @@ def apply_windows(new: Path, target: Path, ops: FileOps) -> None:
             ops.rename(str(ready), str(target))  # ... and the new one in, immediately
             return
         except BaseException as e:
-            if not os.path.lexists(target) and os.path.lexists(old):  # checked on disk: an interrupt may land between the two
+            if not os.path.lexists(target) and os.path.lexists(
+                old
+            ):  # checked on disk: an interrupt may land between the two
                 _put_back(old, target, ops)
             if not isinstance(e, PermissionError) or attempt == RENAME_ATTEMPTS - 1:
                 raise
@@ -266,7 +273,10 @@ def _put_back(old: Path, target: Path, ops: FileOps) -> None:
     try:
         retry(lambda: ops.rename(str(old), str(target)), ops, f"putting {target.name} back")
     except OSError as e:
-        raise InstallError(f"could not put {target.name} back after a failed update ({e.strerror or e}); rename {old} to {target.name} to start the app again") from e
+        raise InstallError(
+            f"could not put {target.name} back after a failed update ({e.strerror or e}); "
+            f"rename {old} to {target.name} to start the app again"
+        ) from e
 
 
 APPLIERS: dict[str, Callable[[Path, Path, FileOps], None]] = {
@@ -286,7 +296,9 @@ def apply(new: Path, target: Path, os_name: str, ops: FileOps | None = None) -> 
     try:
         applier(new, target, ops)
     except OSError as e:
-        raise InstallError(f"could not replace {target}: {e.strerror or e}; the installed version was left as it was") from e
+        raise InstallError(
+            f"could not replace {target}: {e.strerror or e}; the installed version was left as it was"
+        ) from e
 
 
 def cleanup_leftovers(target: Path, ops: FileOps | None = None) -> list[Path]:

@@ -46,7 +46,10 @@ class PublicKey:
         """
         text = text.strip()
         if not text.startswith(KEY_PREFIX):
-            raise ConfigError(f"public key must look like 'ed25519:<base64>', got {text[:20]!r}...; use the .pub file written by 'gupper-publish keygen'")
+            raise ConfigError(
+                f"public key must look like 'ed25519:<base64>', got {text[:20]!r}...; use the .pub "
+                "file written by 'gupper-publish keygen'"
+            )
         try:
             raw = base64.b64decode(text[len(KEY_PREFIX) :], validate=True)
         except (binascii.Error, ValueError) as e:

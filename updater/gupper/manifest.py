@@ -38,9 +38,17 @@ def load_envelope(data: bytes) -> tuple[dict[str, Any], list[Any]]:
     try:
         doc = json.loads(data.decode("utf-8"), parse_float=_refuse_float, parse_constant=_refuse_float)
     except (UnicodeDecodeError, ValueError, RecursionError) as e:
-        raise MalformedError(f"manifest is not valid JSON ({type(e).__name__}); check the URL points at latest.json") from e
-    if not isinstance(doc, dict) or not isinstance(doc.get("signed"), dict) or not isinstance(doc.get("signatures"), list):
-        raise MalformedError("manifest must be an object with 'signed' and 'signatures'; check the URL points at latest.json")
+        raise MalformedError(
+            f"manifest is not valid JSON ({type(e).__name__}); check the URL points at latest.json"
+        ) from e
+    if (
+        not isinstance(doc, dict)
+        or not isinstance(doc.get("signed"), dict)
+        or not isinstance(doc.get("signatures"), list)
+    ):
+        raise MalformedError(
+            "manifest must be an object with 'signed' and 'signatures'; check the URL points at latest.json"
+        )
     return doc["signed"], doc["signatures"]
 
 
@@ -94,7 +102,10 @@ def verify_manifest(data: bytes, trusted: TrustedKeys, *, app: str, channel: str
         )
     manifest = replace(Manifest.from_json(signed, signed_bytes), signatures=tuple(signatures))
     if manifest.app != app or manifest.channel != channel:
-        raise WrongTargetError(f"manifest is for app {manifest.app!r} channel {manifest.channel!r}, not {app!r} channel {channel!r}; check the manifest URL")
+        raise WrongTargetError(
+            f"manifest is for app {manifest.app!r} channel {manifest.channel!r}, not {app!r} "
+            f"channel {channel!r}; check the manifest URL"
+        )
     if now >= manifest.expires:
         raise ExpiredError(
             f"manifest expired at {format_time(manifest.expires)} (now {format_time(now)}); "

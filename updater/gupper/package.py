@@ -59,7 +59,9 @@ def _extract(tar: tarfile.TarFile, dest: Path, files_sha256: str | None) -> list
         name = member.name
         entry = expected.get(name)
         if entry is None or name in seen:
-            raise IntegrityError(f"the package holds {name[:80]!r}, which its file list does not name (or names once); refused")
+            raise IntegrityError(
+                f"the package holds {name[:80]!r}, which its file list does not name (or names once); refused"
+            )
         seen.add(name)
         out = dest / name
         if entry.kind == "dir":
@@ -74,11 +76,15 @@ def _extract(tar: tarfile.TarFile, dest: Path, files_sha256: str | None) -> list
             os.symlink(entry.target, out)
         else:
             if not member.isreg() or member.size != entry.size:
-                raise IntegrityError(f"package member {name[:80]!r} is not a regular file of the listed {entry.size} bytes; refused")
+                raise IntegrityError(
+                    f"package member {name[:80]!r} is not a regular file of the listed {entry.size} bytes; refused"
+                )
             _write_member(tar, member, out, entry)
     missing = sorted(expected.keys() - seen)
     if missing:
-        raise IntegrityError(f"the package lacks {missing[0][:80]!r} (and {len(missing) - 1} more) named by its file list; refused")
+        raise IntegrityError(
+            f"the package lacks {missing[0][:80]!r} (and {len(missing) - 1} more) named by its file list; refused"
+        )
     with durable_file(dest / LIST_NAME, mode=0o666) as f:  # kept with the version: its hook, and what it should hold
         f.write(data)
     for d in sorted(dirs, key=lambda p: len(p.parts), reverse=True):
@@ -106,7 +112,9 @@ def _write_member(tar: tarfile.TarFile, member: tarfile.TarInfo, out: Path, entr
         while block := source.read(min(CHUNK, entry.size - written + 1)):
             written += len(block)
             if written > entry.size:
-                raise IntegrityError(f"package member {member.name[:80]!r} holds more than its listed {entry.size} bytes; refused")
+                raise IntegrityError(
+                    f"package member {member.name[:80]!r} holds more than its listed {entry.size} bytes; refused"
+                )
             digest.update(block)
             f.write(block)
     if written != entry.size or digest.hexdigest() != entry.sha256:
@@ -139,5 +147,7 @@ def scan_folder(folder: Path) -> list[PackageEntry]:
             mode = 0o755 if st.st_mode & stat.S_IXUSR else 0o644
             entries.append(PackageEntry(rel, "file", size=st.st_size, sha256=file_sha256(path), mode=mode))
         else:
-            raise IntegrityError(f"{path} is a device, FIFO or socket; a package may hold only directories, files and links")
+            raise IntegrityError(
+                f"{path} is a device, FIFO or socket; a package may hold only directories, files and links"
+            )
     return list(FileList.of(entries).entries)  # the same checks the client makes

@@ -24,7 +24,14 @@ class Runs(Protocol):
 class PeriodicCheck:
     """A stoppable background update checker (see :meth:`Updater.check_periodically`)."""
 
-    def __init__(self, updater: Runs, interval: float, jitter: float, on_result: Callable[[Result], None], on_available: Callable[[Update], bool] | None = None) -> None:
+    def __init__(
+        self,
+        updater: Runs,
+        interval: float,
+        jitter: float,
+        on_result: Callable[[Result], None],
+        on_available: Callable[[Update], bool] | None = None,
+    ) -> None:
         self._updater, self._interval, self._jitter, self._on_result = updater, interval, jitter, on_result
         self._on_available = on_available
         self._stop = threading.Event()

@@ -99,7 +99,9 @@ def _machine() -> str:
     return platform.machine()
 
 
-def current_platform(sys_platform: str | None = None, machine: str | None = None, interpreter: str | None = None) -> Platform:
+def current_platform(
+    sys_platform: str | None = None, machine: str | None = None, interpreter: str | None = None
+) -> Platform:
     """Return the platform this binary was built for; the arguments exist so tests can inject another OS.
 
     ``interpreter`` is ``sysconfig.get_platform()`` (read when the OS is not injected).
@@ -116,7 +118,9 @@ def current_platform(sys_platform: str | None = None, machine: str | None = None
     os_name = normalize_os("linux" if raw_os.startswith("linux") else raw_os)
     arch = normalize_arch(raw_arch)
     if os_name is None or arch is None:
-        raise ValueError(f"unsupported platform {raw_os}/{raw_arch}: Gupper ships linux, darwin, windows on amd64, arm64")
+        raise ValueError(
+            f"unsupported platform {raw_os}/{raw_arch}: Gupper ships linux, darwin, windows on amd64, arm64"
+        )
     return Platform(os_name, arch)
 
 
@@ -137,7 +141,13 @@ def _darwin_sysctl(name: str) -> int | None:
     except (OSError, AttributeError):
         return None
     # Declared: an undeclared int argument may reach a size_t parameter with garbage in its upper half (arm64).
-    sysctlbyname.argtypes = [ctypes.c_char_p, ctypes.c_void_p, ctypes.POINTER(ctypes.c_size_t), ctypes.c_void_p, ctypes.c_size_t]
+    sysctlbyname.argtypes = [
+        ctypes.c_char_p,
+        ctypes.c_void_p,
+        ctypes.POINTER(ctypes.c_size_t),
+        ctypes.c_void_p,
+        ctypes.c_size_t,
+    ]
     sysctlbyname.restype = ctypes.c_int
     return read_sysctl_int(sysctlbyname, name)
 

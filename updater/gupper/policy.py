@@ -43,7 +43,13 @@ def _staged(entry: Entry, app: str, install_id: str) -> tuple[Entry | None, str]
     return offered, f" (not in the {rollout.percent}% rollout of {entry.version}; offered {offered.version})"
 
 
-def choose_update(manifest: Manifest, platform_key: str, current: Version, install_id: str = "", types: tuple[str, ...] = INSTALLABLE_TYPES) -> Decision:
+def choose_update(
+    manifest: Manifest,
+    platform_key: str,
+    current: Version,
+    install_id: str = "",
+    types: tuple[str, ...] = INSTALLABLE_TYPES,
+) -> Decision:
     """Pick this platform's entry if this install should move to it.
 
     A platform with no entry means no update (never another platform's file). A lower version
@@ -61,7 +67,10 @@ def choose_update(manifest: Manifest, platform_key: str, current: Version, insta
     if entry.version == current or (entry.version < current and not yanked):
         return Decision(None, f"up to date ({current}; latest for {platform_key} is {entry.version}{note})")
     if entry.type not in types:
-        return Decision(None, f"release {entry.version} is a {entry.type!r} artifact, which this install cannot take; update by hand")
+        return Decision(
+            None,
+            f"release {entry.version} is a {entry.type!r} artifact, which this install cannot take; update by hand",
+        )
     if entry.version < current:
         return Decision(entry, f"{current} was withdrawn (yanked): going back to {entry.version}")
     return Decision(entry, f"update available: {current} -> {entry.version}{note}")

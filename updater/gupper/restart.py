@@ -157,7 +157,9 @@ def run_and_wait(
     try:
         code = call([executable, *argv], env=dict(env), **dict(handles if handles is not None else std_handles()))
     except OSError as e:
-        raise InstallError(f"installed, but the new version cannot be started ({e.strerror or e}); it runs from the next start") from e
+        raise InstallError(
+            f"installed, but the new version cannot be started ({e.strerror or e}); it runs from the next start"
+        ) from e
     finally:
         if job is not None and api is not None:
             api.release_job(job)
@@ -190,7 +192,9 @@ def restart(executable: str, argv: Sequence[str], env: Mapping[str, str], os_nam
     try:
         restart_posix(executable, argv, env)
     except OSError as e:
-        raise InstallError(f"installed, but the new version cannot be started ({e.strerror or e}); it runs from the next start") from e
+        raise InstallError(
+            f"installed, but the new version cannot be started ({e.strerror or e}); it runs from the next start"
+        ) from e
 
 
 # --- ctypes, Windows only ---------------------------------------------------------------------
@@ -208,19 +212,31 @@ def _job_structures() -> type[Any]:
 
     class BasicLimits(ctypes.Structure):
         _fields_ = [
-            ("PerProcessUserTimeLimit", large), ("PerJobUserTimeLimit", large), ("LimitFlags", dword),
-            ("MinimumWorkingSetSize", size_t), ("MaximumWorkingSetSize", size_t), ("ActiveProcessLimit", dword),
-            ("Affinity", size_t), ("PriorityClass", dword), ("SchedulingClass", dword),
-        ]  # fmt: skip
+            ("PerProcessUserTimeLimit", large),
+            ("PerJobUserTimeLimit", large),
+            ("LimitFlags", dword),
+            ("MinimumWorkingSetSize", size_t),
+            ("MaximumWorkingSetSize", size_t),
+            ("ActiveProcessLimit", dword),
+            ("Affinity", size_t),
+            ("PriorityClass", dword),
+            ("SchedulingClass", dword),
+        ]
 
     class IoCounters(ctypes.Structure):
-        _fields_ = [(name, ctypes.c_uint64) for name in ("Read", "Write", "Other", "ReadBytes", "WriteBytes", "OtherBytes")]
+        _fields_ = [
+            (name, ctypes.c_uint64) for name in ("Read", "Write", "Other", "ReadBytes", "WriteBytes", "OtherBytes")
+        ]
 
     class ExtendedLimits(ctypes.Structure):
         _fields_ = [
-            ("BasicLimitInformation", BasicLimits), ("IoInfo", IoCounters), ("ProcessMemoryLimit", size_t),
-            ("JobMemoryLimit", size_t), ("PeakProcessMemoryUsed", size_t), ("PeakJobMemoryUsed", size_t),
-        ]  # fmt: skip
+            ("BasicLimitInformation", BasicLimits),
+            ("IoInfo", IoCounters),
+            ("ProcessMemoryLimit", size_t),
+            ("JobMemoryLimit", size_t),
+            ("PeakProcessMemoryUsed", size_t),
+            ("PeakJobMemoryUsed", size_t),
+        ]
 
     return ExtendedLimits
 
@@ -242,7 +258,10 @@ class Kernel32Api:
         import ctypes
 
         def handler(ctrl_type: int) -> bool:
-            if ctrl_type not in (0, 1):  # CTRL_C_EVENT, CTRL_BREAK_EVENT: handled; others: wait like PyInstaller's bootloader
+            if ctrl_type not in (
+                0,
+                1,
+            ):  # CTRL_C_EVENT, CTRL_BREAK_EVENT: handled; others: wait like PyInstaller's bootloader
                 threading.Event().wait(20)
             return True
 
@@ -261,7 +280,9 @@ class Kernel32Api:
             return None
         limits = self.limits()
         limits.BasicLimitInformation.LimitFlags = JOB_OBJECT_LIMIT_KILL_ON_JOB_CLOSE
-        if not self.kernel32.SetInformationJobObject(job, JOB_OBJECT_EXTENDED_LIMIT_INFORMATION, ctypes.byref(limits), ctypes.sizeof(limits)):
+        if not self.kernel32.SetInformationJobObject(
+            job, JOB_OBJECT_EXTENDED_LIMIT_INFORMATION, ctypes.byref(limits), ctypes.sizeof(limits)
+        ):
             self.kernel32.CloseHandle(job)
             return None
         if not self.kernel32.AssignProcessToJobObject(job, self.kernel32.GetCurrentProcess()):
@@ -276,7 +297,9 @@ class Kernel32Api:
         import ctypes
 
         limits = self.limits()
-        self.kernel32.SetInformationJobObject(job, JOB_OBJECT_EXTENDED_LIMIT_INFORMATION, ctypes.byref(limits), ctypes.sizeof(limits))
+        self.kernel32.SetInformationJobObject(
+            job, JOB_OBJECT_EXTENDED_LIMIT_INFORMATION, ctypes.byref(limits), ctypes.sizeof(limits)
+        )
 
 
 def windows_api() -> WindowsApi | None:

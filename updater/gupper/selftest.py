@@ -31,7 +31,9 @@ _OUTSIDE_SIGNALS = ("SIGKILL", "SIGTERM", "SIGINT", "SIGHUP", "SIGQUIT", "SIGPIP
 def _from_outside(returncode: int) -> bool:
     import signal
 
-    return returncode < 0 and -returncode in {getattr(signal, name) for name in _OUTSIDE_SIGNALS if hasattr(signal, name)}
+    return returncode < 0 and -returncode in {
+        getattr(signal, name) for name in _OUTSIDE_SIGNALS if hasattr(signal, name)
+    }
 
 
 def answer_self_test(version: str, environ: Mapping[str, str] | None = None) -> None:
@@ -68,14 +70,21 @@ def preflight(path: Path, expected_version: str, env: Mapping[str, str], timeout
     run_env = dict(env)
     run_env[SELF_TEST_ENV] = nonce
     try:
-        proc = subprocess.run([str(path)], env=run_env, stdin=subprocess.DEVNULL, capture_output=True, timeout=timeout, check=False)
+        proc = subprocess.run(
+            [str(path)], env=run_env, stdin=subprocess.DEVNULL, capture_output=True, timeout=timeout, check=False
+        )
     except subprocess.TimeoutExpired as e:
-        raise PreflightFailedError(f"the new version {expected_version} did not answer its self-test within {timeout:g} s; not installed") from e
+        raise PreflightFailedError(
+            f"the new version {expected_version} did not answer its self-test within {timeout:g} s; not installed"
+        ) from e
     except OSError as e:
-        raise PreflightFailedError(f"the new version {expected_version} cannot be started here ({e.strerror or e}); not installed") from e
+        raise PreflightFailedError(
+            f"the new version {expected_version} cannot be started here ({e.strerror or e}); not installed"
+        ) from e
     if _from_outside(proc.returncode):
         raise PreflightInterruptedError(
-            f"the self-test of {expected_version} was killed by signal {-proc.returncode} (not by its own crash); it is tried again next time"
+            f"the self-test of {expected_version} was killed by signal {-proc.returncode} (not "
+            "by its own crash); it is tried again next time"
         )
     expected = f"{_ANSWER} {nonce} {expected_version}"
     lines = proc.stdout.decode("utf-8", "replace").splitlines()
@@ -83,8 +92,12 @@ def preflight(path: Path, expected_version: str, env: Mapping[str, str], timeout
         return
     answered = next((line for line in lines if line.startswith(f"{_ANSWER} {nonce} ")), None)
     if answered is not None:
-        raise PreflightFailedError(f"the release published as {expected_version} reports version {answered.split()[-1]}; not installed")
-    raise PreflightFailedError(f"the new version {expected_version} failed its self-test (exit code {proc.returncode}); not installed")
+        raise PreflightFailedError(
+            f"the release published as {expected_version} reports version {answered.split()[-1]}; not installed"
+        )
+    raise PreflightFailedError(
+        f"the new version {expected_version} failed its self-test (exit code {proc.returncode}); not installed"
+    )
 
 
 def scratch_dir(app: str) -> Path | None:

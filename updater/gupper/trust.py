@@ -35,13 +35,15 @@ def check_fresh(manifest: Manifest, seen: ChannelRecord) -> None:
     """Refuse a manifest older than one already accepted, or a different one with the same serial."""
     if manifest.serial < seen.serial:
         raise RollbackError(
-            f"manifest serial {manifest.serial} is older than serial {seen.serial} already seen: a mirror or cache is replaying an old "
+            f"manifest serial {manifest.serial} is older than serial {seen.serial} already "
+            "seen: a mirror or cache is replaying an old "
             "manifest, or the app moved to a new store whose serials started again (the publisher continues them with "
             f"'gupper-publish ... --min-serial {seen.serial + 1}'); it is ignored until the store serves a newer one"
         )
     if manifest.serial == seen.serial and digest_of(manifest) != seen.digest:
         raise RollbackError(
-            f"manifest serial {manifest.serial} differs from the serial {seen.serial} already seen (two different manifests with one "
+            f"manifest serial {manifest.serial} differs from the serial {seen.serial} already "
+            "seen (two different manifests with one "
             "serial): the store is equivocating or a publisher bypassed gupper-publish; re-publish to get a new serial"
         )
 
@@ -58,7 +60,8 @@ def rotated_keys(manifest: Manifest, trusted: TrustedKeys) -> TrustedKeys | None
     valid = count_valid_signatures(manifest.signed_bytes, list(manifest.signatures), new)
     if valid < new.threshold:
         raise BadSignatureError(
-            f"manifest announces a new key set but carries {valid} of the {new.threshold} signature(s) it needs from it; "
+            f"manifest announces a new key set but carries {valid} of the {new.threshold} "
+            "signature(s) it needs from it; "
             "sign the rotation with both the old and the new keys"
         )
     return new
@@ -88,7 +91,9 @@ class Acceptance:
     record: ChannelRecord | None
 
 
-def accept_manifest(data: bytes, trusted: TrustedKeys, seen: ChannelRecord, *, app: str, channel: str, now: datetime) -> Acceptance:
+def accept_manifest(
+    data: bytes, trusted: TrustedKeys, seen: ChannelRecord, *, app: str, channel: str, now: datetime
+) -> Acceptance:
     """Accept manifest bytes, in this order: verify them with the keys trusted now (signatures,
     fields, app and channel, expiry: :func:`gupper.manifest.verify_manifest`), refuse an older or
     equivocating manifest (:func:`check_fresh`), check a key rotation it announces
@@ -101,5 +106,9 @@ def accept_manifest(data: bytes, trusted: TrustedKeys, seen: ChannelRecord, *, a
     manifest = verify_manifest(data, trusted, app=app, channel=channel, now=now)
     check_fresh(manifest, seen)
     adopt = rotated_keys(manifest, trusted)
-    record = ChannelRecord(manifest.serial, digest_of(manifest)) if adopt is not None or manifest.serial > seen.serial else None
+    record = (
+        ChannelRecord(manifest.serial, digest_of(manifest))
+        if adopt is not None or manifest.serial > seen.serial
+        else None
+    )
     return Acceptance(manifest, adopt, record)

@@ -146,4 +146,7 @@ def refuse_early(layout: InstallLayout, entry: Entry) -> None:
     except OSError:
         return  # unknown: the write itself will tell
     if free < entry.size:
-        raise InstallError(f"not enough disk space in {directory} for {entry.version}: {entry.size} bytes needed, {free} free; free some disk space")
+        raise InstallError(
+            f"not enough disk space in {directory} for {entry.version}: {entry.size} bytes "
+            f"needed, {free} free; free some disk space"
+        )

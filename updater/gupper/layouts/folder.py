@@ -86,7 +86,10 @@ class OneFolder:
             extract_package(partial, staged, update.entry.files_sha256)
         except OSError as e:
             _folder.remove_tree(staged)
-            raise InstallError(f"cannot unpack the update in {self.folder.versions} ({e.strerror or e}); free some disk space or check the folder's permissions") from e
+            raise InstallError(
+                f"cannot unpack the update in {self.folder.versions} ({e.strerror or e}); free "
+                "some disk space or check the folder's permissions"
+            ) from e
         except IntegrityError as e:
             _folder.remove_tree(staged)
             # The bytes matched the signed sha256, so the same refusal would come every time: the
@@ -123,21 +126,33 @@ class OneFolder:
                 index_url, index, index_from = self._patch_index(fetcher, entry, current, deadline)
                 list_data = _list_from_index(installed_bytes, installed, index, index_from, files_sha256)
                 if list_data is None:  # no index from exactly the installed files: fetch the new list
-                    list_data = downloads.get_signed_small(fetcher, files_url, MAX_LIST_BYTES, files_sha256, deadline, list_from_wire)
+                    list_data = downloads.get_signed_small(
+                        fetcher, files_url, MAX_LIST_BYTES, files_sha256, deadline, list_from_wire
+                    )
                 entries = FileList.from_bytes(list_data).entries
                 the_plan = folder_delta.plan(installed.entries, entries, index.patches)
                 if the_plan.download >= full.size:
-                    log.info("gupper: a folder delta would fetch %d bytes, the archive is %d: taking the archive", the_plan.download, full.size)
+                    log.info(
+                        "gupper: a folder delta would fetch %d bytes, the archive is %d: taking the archive",
+                        the_plan.download,
+                        full.size,
+                    )
                     return None
                 fetch, reach_half = downloads.delta_fetcher(fetcher, the_plan.download, progress, deadline)
                 blobs = urljoin(self.ctx.config.manifest_url, blobs_url)
                 self.ctx.checkpoint(Checkpoint.DOWNLOAD_STARTED)
                 built = folder_delta.build(
-                    the_plan, entries, list_data, installed_dir, staged, work, fetch,
+                    the_plan,
+                    entries,
+                    list_data,
+                    installed_dir,
+                    staged,
+                    work,
+                    fetch,
                     blob_url=lambda sha: downloads.checked_url(urljoin(blobs, sha)),
                     patch_url=lambda name: downloads.checked_url(urljoin(index_url, "files/" + name)),
                     rehash_sources=not hashed_now,
-                )  # fmt: skip
+                )
         except OSError as e:
             _folder.remove_tree(staged)
             if e.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)):
@@ -158,16 +173,29 @@ class OneFolder:
         self.ctx.checkpoint(Checkpoint.EXTRACTED)
         log.info(
             "gupper: built %s from %s: %d files linked, %d copied, %d patched, %d fetched (%d bytes instead of %d)",
-            version, current, built.linked, built.copied, built.patched, built.fetched, built.downloaded, full.size,
-        )  # fmt: skip
+            version,
+            current,
+            built.linked,
+            built.copied,
+            built.patched,
+            built.fetched,
+            built.downloaded,
+            full.size,
+        )
         return staged
 
-    def _patch_index(self, fetcher: Fetcher, entry: Entry, current: str, deadline: float) -> tuple[str, PatchIndex, str]:
+    def _patch_index(
+        self, fetcher: Fetcher, entry: Entry, current: str, deadline: float
+    ) -> tuple[str, PatchIndex, str]:
         """The patch index from the installed version, if the release has one: its URL, the index
         (empty without one) and the ``from_sha256`` of the file list it starts from."""
         for p in entry.patches_of(FILES_PATCH_FORMAT):
             if p.from_version == current and p.from_sha256 is not None:
-                index = PatchIndex.from_bytes(self.ctx.downloads.get_signed_small(fetcher, p.url, min(p.size, MAX_INDEX_BYTES), p.sha256, deadline))
+                index = PatchIndex.from_bytes(
+                    self.ctx.downloads.get_signed_small(
+                        fetcher, p.url, min(p.size, MAX_INDEX_BYTES), p.sha256, deadline
+                    )
+                )
                 return urljoin(self.ctx.config.manifest_url, p.url), index, p.from_sha256
         return self.ctx.config.manifest_url, PatchIndex({}), ""
 
@@ -225,7 +253,9 @@ def _installed_list(folder: Path) -> tuple[bytes, FileList, bool]:
         return scanned.to_bytes(), scanned, True
 
 
-def _list_from_index(installed_bytes: bytes, installed: FileList, index: PatchIndex, index_from: str, files_sha256: str) -> bytes | None:
+def _list_from_index(
+    installed_bytes: bytes, installed: FileList, index: PatchIndex, index_from: str, files_sha256: str
+) -> bytes | None:
     """The new file list rebuilt from the installed one and the index's list delta, if the index
     starts from exactly the installed list and the result hashes to the signed ``files_sha256``;
     else None (then it is fetched)."""

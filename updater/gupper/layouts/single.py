@@ -83,7 +83,9 @@ class SingleFile:
         downloads, target = self.ctx.downloads, self.target
         full = Blob(update.url, update.entry.size, update.entry.sha256)
         partial = self.partial
-        patch = None if downloads.resumable(full, partial) else downloads.pick_patch(update.entry, self.installed_sha256())
+        patch = (
+            None if downloads.resumable(full, partial) else downloads.pick_patch(update.entry, self.installed_sha256())
+        )
         staged = None
         if patch is not None:
             patched = _install.temp_path_for(target, self.ctx.os_name)

@@ -41,7 +41,9 @@ def _check_canonical(obj: Any, depth: int = 0) -> None:
         return
     if isinstance(obj, int):
         if abs(obj) > MAX_INT:
-            raise MalformedError(f"manifest holds an integer out of range ({str(obj)[:20]}...); regenerate it with gupper-publish")
+            raise MalformedError(
+                f"manifest holds an integer out of range ({str(obj)[:20]}...); regenerate it with gupper-publish"
+            )
         return
     if isinstance(obj, list):
         for item in obj:
@@ -53,7 +55,9 @@ def _check_canonical(obj: Any, depth: int = 0) -> None:
                 raise MalformedError("manifest object keys must be strings")
             _check_canonical(v, depth + 1)
         return
-    raise MalformedError(f"manifest holds a {type(obj).__name__}, which has no canonical form; regenerate it with gupper-publish")
+    raise MalformedError(
+        f"manifest holds a {type(obj).__name__}, which has no canonical form; regenerate it with gupper-publish"
+    )
 
 
 def format_time(when: datetime) -> str:
@@ -72,7 +76,9 @@ def parse_time(text: Any, what: str) -> datetime:
     try:
         return datetime.strptime(text, _TIME_FORMAT).replace(tzinfo=UTC)
     except ValueError as e:
-        raise MalformedError(f"manifest field {what!r} is {text[:40]!r}, not a timestamp like 2026-01-31T12:00:00Z") from e
+        raise MalformedError(
+            f"manifest field {what!r} is {text[:40]!r}, not a timestamp like 2026-01-31T12:00:00Z"
+        ) from e
 
 
 def is_sha256(text: object) -> bool:

@@ -76,10 +76,26 @@ class PackageEntry:
             return cls(path, "link", target=target, unknown=_unknown(raw, {"path", "type", "target"}))
         if kind == "file":
             size, digest, mode = raw.get("size"), raw.get("sha256"), raw.get("mode")
-            if isinstance(size, bool) or not isinstance(size, int) or size < 0 or not isinstance(digest, str) or len(digest) != 64 or mode not in FILE_MODES:
+            if (
+                isinstance(size, bool)
+                or not isinstance(size, int)
+                or size < 0
+                or not isinstance(digest, str)
+                or len(digest) != 64
+                or mode not in FILE_MODES
+            ):
                 raise IntegrityError(f"package member {path[:80]!r} has an unusable size, sha256 or mode; refused")
-            return cls(path, "file", size=size, sha256=digest, mode=mode, unknown=_unknown(raw, {"path", "type", "size", "sha256", "mode"}))
-        raise IntegrityError(f"package member {path[:80]!r} has type {str(kind)[:20]!r}: only dir, file and link are allowed; refused")
+            return cls(
+                path,
+                "file",
+                size=size,
+                sha256=digest,
+                mode=mode,
+                unknown=_unknown(raw, {"path", "type", "size", "sha256", "mode"}),
+            )
+        raise IntegrityError(
+            f"package member {path[:80]!r} has type {str(kind)[:20]!r}: only dir, file and link are allowed; refused"
+        )
 
     def to_json(self) -> Json:
         """The entry as it appears in the list."""
@@ -162,7 +178,12 @@ class FileList:
             doc = json.loads(data.decode("utf-8"))
         except (UnicodeDecodeError, ValueError) as e:
             raise IntegrityError("the package's file list is not valid JSON; refused") from e
-        if not isinstance(doc, dict) or doc.get("_type") != LIST_TYPE or doc.get("schema") != 1 or not isinstance(doc.get("files"), list):
+        if (
+            not isinstance(doc, dict)
+            or doc.get("_type") != LIST_TYPE
+            or doc.get("schema") != 1
+            or not isinstance(doc.get("files"), list)
+        ):
             raise IntegrityError("the package's file list is not a schema 1 gupper file list; refused")
         raw_entries: list[Any] = doc["files"]
         if len(raw_entries) > MAX_ENTRIES:
@@ -178,13 +199,18 @@ class FileList:
             while parent:  # every ancestor a listed real directory: no writing through a link
                 above = entries.get(parent)
                 if above is None or above.kind != "dir":
-                    raise IntegrityError(f"package member {entry.path[:80]!r} lies under {parent[:80]!r}, which is not a listed directory; refused")
+                    raise IntegrityError(
+                        f"package member {entry.path[:80]!r} lies under {parent[:80]!r}, which is not a "
+                        "listed directory; refused"
+                    )
                 parent = posixpath.dirname(parent)
         hook = doc.get("post_install")
         if hook is not None:
             listed = entries.get(hook) if isinstance(hook, str) else None
             if listed is None or listed.kind != "file" or listed.mode != 0o755:
-                raise IntegrityError(f"the package's post-install hook {str(hook)[:80]!r} is not a listed executable file; refused")
+                raise IntegrityError(
+                    f"the package's post-install hook {str(hook)[:80]!r} is not a listed executable file; refused"
+                )
         return cls(tuple(entries.values()), hook, _unknown(doc, {"_type", "schema", "files", "post_install"}))
 
     def to_json(self) -> Json:
@@ -218,7 +244,9 @@ def list_from_wire(data: bytes) -> bytes:
     except zlib.error as e:
         raise IntegrityError("the package's file list is damaged (gzip); refused") from e
     if len(out) > MAX_LIST_BYTES or not d.eof or d.unused_data:
-        raise IntegrityError(f"the package's file list is not one gzip stream of at most {MAX_LIST_BYTES} bytes; refused")
+        raise IntegrityError(
+            f"the package's file list is not one gzip stream of at most {MAX_LIST_BYTES} bytes; refused"
+        )
     return out
 
 
@@ -240,12 +268,23 @@ class FilePatch:
             IntegrityError: a missing field, an unusable name, digest or size.
         """
         if not isinstance(raw, dict):
-            raise IntegrityError(f"the folder patch index is unusable (patch for {path[:80]!r} is not an object); refused")
+            raise IntegrityError(
+                f"the folder patch index is unusable (patch for {path[:80]!r} is not an object); refused"
+            )
         fp = cls(raw.get("from_sha256"), raw.get("file"), raw.get("size"), raw.get("sha256"))  # type: ignore[arg-type]  # checked just below
-        if not (is_sha256(fp.from_sha256) and is_sha256(fp.sha256) and isinstance(fp.file, str) and _PATCH_FILE_RE.match(fp.file)):
-            raise IntegrityError(f"the folder patch index is unusable (patch for {path[:80]!r} has an unusable name or digest); refused")
+        if not (
+            is_sha256(fp.from_sha256)
+            and is_sha256(fp.sha256)
+            and isinstance(fp.file, str)
+            and _PATCH_FILE_RE.match(fp.file)
+        ):
+            raise IntegrityError(
+                f"the folder patch index is unusable (patch for {path[:80]!r} has an unusable name or digest); refused"
+            )
         if isinstance(fp.size, bool) or not isinstance(fp.size, int) or fp.size <= 0:
-            raise IntegrityError(f"the folder patch index is unusable (patch for {path[:80]!r} has an unusable size); refused")
+            raise IntegrityError(
+                f"the folder patch index is unusable (patch for {path[:80]!r} has an unusable size); refused"
+            )
         return fp
 
     def to_json(self) -> Json:
@@ -273,7 +312,9 @@ class ListDelta:
             raise IntegrityError("the folder patch index is unusable (its list delta is not an object); refused")
         remove, put, hook = raw.get("remove", []), raw.get("put", []), raw.get("post_install")
         if not (isinstance(remove, list) and all(isinstance(r, str) for r in remove) and isinstance(put, list)):
-            raise IntegrityError("the folder patch index is unusable (its list delta is not lists of paths and entries); refused")
+            raise IntegrityError(
+                "the folder patch index is unusable (its list delta is not lists of paths and entries); refused"
+            )
         if hook is not None and not isinstance(hook, str):
             raise IntegrityError("the folder patch index is unusable (its post_install is not a path); refused")
         return cls(tuple(remove), tuple(PackageEntry.from_json(e) for e in put), hook)
@@ -317,14 +358,27 @@ class PatchIndex:
             doc: Any = json.loads(data.decode("utf-8"))
         except (UnicodeDecodeError, ValueError) as e:
             raise IntegrityError(f"the folder patch index is unusable ({e}); refused") from e
-        if not isinstance(doc, dict) or doc.get("_type") != INDEX_TYPE or doc.get("schema") != 1 or not isinstance(doc.get("patches"), dict):
+        if (
+            not isinstance(doc, dict)
+            or doc.get("_type") != INDEX_TYPE
+            or doc.get("schema") != 1
+            or not isinstance(doc.get("patches"), dict)
+        ):
             raise IntegrityError("the folder patch index is unusable (not a schema 1 patch index); refused")
         patches = {str(path): FilePatch.from_json(str(path), raw) for path, raw in doc["patches"].items()}
-        return cls(patches, ListDelta.from_json(doc.get("list", {})), _unknown(doc, {"_type", "schema", "patches", "list"}))
+        return cls(
+            patches, ListDelta.from_json(doc.get("list", {})), _unknown(doc, {"_type", "schema", "patches", "list"})
+        )
 
     def to_json(self) -> Json:
         """The index as a JSON object."""
-        return {**self.unknown, "_type": INDEX_TYPE, "schema": 1, "patches": {p: fp.to_json() for p, fp in sorted(self.patches.items())}, "list": self.delta.to_json()}
+        return {
+            **self.unknown,
+            "_type": INDEX_TYPE,
+            "schema": 1,
+            "patches": {p: fp.to_json() for p, fp in sorted(self.patches.items())},
+            "list": self.delta.to_json(),
+        }
 
     def to_bytes(self) -> bytes:
         """The canonical bytes (what the entry's ``patches`` item signs)."""

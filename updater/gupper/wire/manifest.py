@@ -180,8 +180,15 @@ class Rollout:
         Raises:
             MalformedError: not ``{"percent": 0..100, "id": "..."}``.
         """
-        if not isinstance(raw, dict) or isinstance(raw.get("percent"), bool) or not isinstance(raw.get("percent"), int) or not isinstance(raw.get("id"), str):
-            raise MalformedError(f"manifest entry {platform[:40]!r} has a malformed 'rollout'; regenerate it with gupper-publish")
+        if (
+            not isinstance(raw, dict)
+            or isinstance(raw.get("percent"), bool)
+            or not isinstance(raw.get("percent"), int)
+            or not isinstance(raw.get("id"), str)
+        ):
+            raise MalformedError(
+                f"manifest entry {platform[:40]!r} has a malformed 'rollout'; regenerate it with gupper-publish"
+            )
         percent = raw["percent"]
         if not 0 <= percent <= 100:
             raise MalformedError(f"manifest entry {platform[:40]!r} has rollout percent {percent}, outside 0..100")
@@ -352,7 +359,9 @@ class Manifest:
     yanked: tuple[Version, ...] = ()
     unknown: Mapping[str, Any] = field(default_factory=dict)
 
-    KNOWN = frozenset({"_type", "schema", "app", "channel", "serial", "created", "expires", "platforms", "yanked", "keys"})
+    KNOWN = frozenset(
+        {"_type", "schema", "app", "channel", "serial", "created", "expires", "platforms", "yanked", "keys"}
+    )
 
     @property
     def keys(self) -> TrustedKeys | None:
@@ -377,7 +386,10 @@ class Manifest:
             raise MalformedError(f"manifest '_type' is not {MANIFEST_TYPE!r}: this is not a Gupper manifest")
         schema = _require(signed, "schema", int, "payload")
         if schema != SCHEMA_VERSION:
-            raise MalformedError(f"manifest schema {schema} is not supported by this app (it reads schema {SCHEMA_VERSION}); publish with a matching gupper-publish")
+            raise MalformedError(
+                f"manifest schema {schema} is not supported by this app (it reads schema "
+                f"{SCHEMA_VERSION}); publish with a matching gupper-publish"
+            )
         serial = _require(signed, "serial", int, "payload")
         if not 0 < serial <= MAX_INT:
             raise MalformedError(f"manifest serial {serial} is out of range")
