@@ -49,22 +49,12 @@ def item9_embedding(b: Bench, tufup_urls: tuple[str, str, Path] | None) -> None:
         "requests": freeze.freeze(floor_py, "hello_requests", "hello-requests-nocrypto", out, flags=EXCLUDE_CRYPTO),
         "gupper": freeze.freeze(gupper_py, "gupper_app", "gupper-app", out, config=cfg, paths=[ROOT / "updater"]),
     }
-    # Size only, never started: what --strip (PyInstaller strips the symbols of every binary, here
-    # mostly libsodium's debug info) and what filelock (sqlite3, asyncio, multiprocessing come
-    # with it) cost. The second build cannot take the update lock.
+    # Size only, never started: what --strip saves (PyInstaller strips the symbols of every binary,
+    # here mostly libsodium's debug info).
     sized = {
         "hello --strip": freeze.freeze(floor_py, "hello", "hello-strip", out, flags=["--strip"]),
         "gupper --strip": freeze.freeze(
             gupper_py, "gupper_app", "gupper-app-strip", out, config=cfg, paths=[ROOT / "updater"], flags=["--strip"]
-        ),
-        "gupper without filelock": freeze.freeze(
-            gupper_py,
-            "gupper_app",
-            "gupper-app-nofilelock",
-            out,
-            config=cfg,
-            paths=[ROOT / "updater"],
-            flags=["--exclude-module", "filelock"],
         ),
     }
     bundled = freeze.bundled_modules(apps["gupper"])
@@ -145,16 +135,6 @@ def item9_embedding(b: Bench, tufup_urls: tuple[str, str, Path] | None) -> None:
             sz["gupper --strip"] - sz["hello --strip"],
             note=f"{sz['gupper --strip']:.2f} vs {sz['hello --strip']:.2f} MB: PyInstaller's "
             "--strip removes libsodium's debug info (about 1.1 MB)",
-        )
-    )
-    b.add(
-        Row(
-            "9",
-            "what filelock costs the embedding app (size only: built with --exclude-module filelock, never started)",
-            "MB",
-            size["gupper"] - sz["gupper without filelock"],
-            note=f"filelock 3.x/4.x brings sqlite3, asyncio, concurrent.futures and multiprocessing into the bundle; "
-            f"Gupper app without it: +{sz['gupper without filelock'] - size['hello']:.2f} MB over hello world",
         )
     )
     b.add(

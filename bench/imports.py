@@ -2,9 +2,10 @@
 
 Three commands with the project's interpreter, alternated round after round: ``python -c pass``,
 ``import requests``, and what a start that finds no update imports: ``from gupper import Updater,
-UpdaterConfig`` plus what ``run()`` loads on the way (filelock for the update lock, platformdirs for
-the state dir). tests/test_lazy_imports.py proves that a no-update ``run()`` loads nothing more of
-weight (no patching, archives, folder deltas or cryptography). Figures: whole-process medians over
+UpdaterConfig`` plus what ``run()`` loads on the way (the one-file layout, the verifier's module,
+platformdirs for the default state dir). tests/test_lazy_imports.py proves that a no-update
+``run()`` loads nothing more of weight (no patching, archives, folder deltas, periodic checks or
+cryptography). Figures: whole-process medians over
 ``pass``, and ``-X importtime``'s cumulative microseconds of the top-level imports.
 """
 
@@ -17,7 +18,7 @@ import sys
 from bench.common import ROOT, median
 from bench.harness import Bench, Row
 
-STARTUP = "from gupper import Updater, UpdaterConfig; import filelock, platformdirs"
+STARTUP = "from gupper import Updater, UpdaterConfig; import gupper.layouts.single, gupper.manifest, platformdirs"
 COMMANDS = {"pass": "pass", "requests": "import requests", "gupper": STARTUP}
 
 

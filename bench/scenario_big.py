@@ -71,7 +71,7 @@ def item4_big(b: Bench) -> None:
     site = work / "site"
     shutil.rmtree(site, ignore_errors=True)
     artifact = random_file(work / "huge-2.0.0-linux-amd64", size)
-    publish(b, str(site), artifact, patches=0)
+    publish(b, str(site), artifact, patches=0, force=True)
     sha_rate = sha256_rate()
     b.metrics["sha256_mib_s"] = sha_rate
     print(f"  SHA-256 on this CPU (hashlib, {ssl.OPENSSL_VERSION}): {sha_rate:.0f} MiB/s", file=sys.stderr, flush=True)
@@ -123,7 +123,7 @@ def item4_big(b: Bench) -> None:
         )
     )
     gt, ct, cst = median(g_tp), median(c_tp), median(cs_tp)
-    bound = 1 / (1 / ct + 1 / sha_rate)  # one thread that receives, then hashes, each piece
+    bound = min(ct, sha_rate)  # receiving and hashing overlap (a writer thread): the slower of the two bounds it
     b.metrics.update(g_tp=gt, curl_tp=ct, curl_sha_tp=cst, serial_bound=bound, rss=median(g_rss))
     b.add(
         Row(
@@ -158,8 +158,8 @@ def item4_big(b: Bench) -> None:
             "reference: SHA-256 on this CPU (hashlib, in memory)",
             "MiB/s",
             sha_rate,
-            note=f"{ssl.OPENSSL_VERSION}; receive-then-hash in one thread can reach at most "
-            f"1/(1/curl + 1/sha256) = {bound:.0f} MiB/s; "
+            note=f"{ssl.OPENSSL_VERSION}; receiving and hashing in two threads can reach at most "
+            f"min(curl, sha256) = {bound:.0f} MiB/s; "
             f"Gupper reaches {gt / bound:.2f} of that",
         )
     )

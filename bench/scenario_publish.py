@@ -18,7 +18,7 @@ def item6_publish(b: Bench) -> None:
         f.unlink(missing_ok=True)
         os.link(src, f)
         times.append(
-            publish(b, f"s3://{b.store.bucket}", f, patches=0, env=b.store.s3_env())
+            publish(b, f"s3://{b.store.bucket}", f, patches=0, env=b.store.s3_env(), force=True)
         )  # no bsdiff4 of 100 MB files
         f.unlink()
     b.add(

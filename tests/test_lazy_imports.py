@@ -29,6 +29,7 @@ ONLY_WHEN_UPDATING = [
     "gupper.package",  # one-folder archives
     "gupper.layouts.folder",  # the one-folder layout
     "gupper.wire.files",  # one-folder file lists and patch indexes
+    "gupper.periodic",  # check_periodically() only
     "tarfile",
     "gzip",
     "cryptography",  # the publisher signs with it; the client verifies with PyNaCl

@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterator, MutableMapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 from urllib.parse import urljoin
 
 from packaging.version import InvalidVersion, Version
@@ -42,7 +42,6 @@ from .errors import (
 from .fetch import FetchConfig, Fetcher, Progress, check_url
 from .keys import TrustedKeys
 from .layouts import Context, InstallLayout, open_layout, refuse_early
-from .periodic import PeriodicCheck
 from .platforms import Platform, pick_key, platform_candidates
 from .policy import choose_update
 from .results import Result, Status, Update
@@ -50,6 +49,9 @@ from .selftest import answer_self_test, preflight, remove_scratch_dir, scratch_d
 from .state import ClientState, ManifestCache, StateFile, Trial, cacheable_etag, default_state_dir
 from .trust import ChannelRecord, accept_manifest
 from .wire.manifest import BINARY
+
+if TYPE_CHECKING:
+    from .periodic import PeriodicCheck  # loaded by check_periodically() only: not on a start-up check
 
 log = logging.getLogger("gupper")
 
@@ -248,6 +250,8 @@ class Updater:
         """
         if interval <= 0 or not 0 <= jitter < 1:
             raise ConfigError("check_periodically needs interval > 0 and 0 <= jitter < 1")
+        from .periodic import PeriodicCheck
+
         checker = PeriodicCheck(self, interval, jitter, on_result, on_available)
         checker.start()
         return checker
@@ -602,4 +606,4 @@ def _boundary() -> Iterator[None]:
         ) from e
 
 
-__all__ = ["Checkpoint", "PeriodicCheck", "Result", "Status", "Update", "Updater", "UpdaterConfig"]
+__all__ = ["Checkpoint", "Result", "Status", "Update", "Updater", "UpdaterConfig"]
