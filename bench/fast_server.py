@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from bench.common import median
-from bench.harness import MIB, RUN, Bench, Row, curl_rate, random_file, run_tufup, sha256_rate
+from bench.harness import MIB, RUN, Bench, Row, curl_rate, kept_etag, random_file, run_tufup, sha256_rate
 
 NGINX_CONF = """
 worker_processes 1;
@@ -191,7 +191,7 @@ def item11_fast_check(b: Bench, tufup_urls: tuple[str, str, Path] | None, tufup_
             assert Updater(cfg).check() is None
             g.append((time.perf_counter() - t0) * 1000)
             f.append(floor_check(base, "/gupper/app/stable/latest.json", b.store.ca, b.public_key))
-        etag = json.loads((RUN / "nginx-check-state" / "state.json").read_text()).get("etags", {}).get("stable")
+        etag = kept_etag(RUN / "nginx-check-state")
         assert etag, "nginx sent no ETag: the warm check would not be a 304"
         t_ms = None
         if tufup_urls is not None and b.tufup_python is not None:

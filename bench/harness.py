@@ -155,6 +155,15 @@ def publish(
     return seconds
 
 
+def kept_etag(state_dir: Path, channel: str = "stable") -> str | None:
+    """The ETag a client keeps beside its last accepted manifest (what its next check sends as
+    If-None-Match), read through the client's own cache class."""
+    from gupper.state import ManifestCache
+
+    kept = ManifestCache(state_dir, channel).load(1 << 20)
+    return None if kept is None else kept[0]
+
+
 def upload_tree(b: Bench, src: Path, prefix: str) -> None:
     """Copy a directory into the bucket under ``prefix`` (tufup's repo is a plain static tree)."""
     import boto3

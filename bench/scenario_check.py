@@ -12,7 +12,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from bench.common import median
-from bench.harness import RUN, Bench, Row, gupper_config, in_window, log_entries, run_tufup, wait_for_log
+from bench.harness import RUN, Bench, Row, gupper_config, in_window, kept_etag, log_entries, run_tufup, wait_for_log
 
 Window = tuple[float, float, float]  # epoch start, epoch end, wall ms
 
@@ -138,7 +138,7 @@ def item1_check(b: Bench, tufup_urls: tuple[str, str, Path] | None) -> None:
         assert [e["status"] for e in last] == [status], f"Gupper's {kind} check: {last}"
         g[kind] = (median([ms for _, _, ms in windows]), median(reqs), median(nbytes), replay_on_wire(b, last))
     manifest_200 = wire_bytes(b.manifest_url, b.store.ca)
-    etag = json.loads((base / "warm" / "state.json").read_text()).get("etags", {}).get("stable")
+    etag = kept_etag(base / "warm")
     manifest_304 = wire_bytes(b.manifest_url, b.store.ca, etag)
     assert manifest_200["status"] == 200 and manifest_304["status"] == 304, (manifest_200, manifest_304)
     b.metrics.update(
