@@ -128,6 +128,9 @@ def _pyinstaller(
     env = dict(os.environ, PYTHONHASHSEED="0", SOURCE_DATE_EPOCH="1700000000")
     if not reproducible:
         env = {k: v for k, v in os.environ.items() if k not in {"PYTHONHASHSEED", "SOURCE_DATE_EPOCH"}}
+    # A PyInstaller cache per build: --clean empties the cache, and two builds at once (bench item 8
+    # builds v1 and v2 in parallel) would otherwise delete files from under each other.
+    env["PYINSTALLER_CONFIG_DIR"] = str(work / "pyinstaller-cache")
     cmd = [
         sys.executable,
         "-m",
