@@ -12,8 +12,11 @@ import platform
 import statistics
 import subprocess
 import sys
+import threading
+import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
@@ -135,3 +138,39 @@ def ensure_venv(path: Path, requirements: Path, *, extra: Sequence[str] = ()) ->
 def tools_python() -> Path:
     """The venv holding the bench-only tools (bench/requirements.txt), kept apart from the build venv."""
     return ensure_venv(CACHE / "tools-venv", ROOT / "bench" / "requirements.txt")
+
+
+def wait_exited(proc: subprocess.Popen[Any], timeout: float) -> int:
+    """``proc``'s exit status from one blocking ``waitpid``, killed after ``timeout`` seconds.
+
+    ``Popen.wait(timeout=...)`` (and so ``subprocess.run(..., timeout=...)`` without pipes) polls
+    with sleeps doubling up to 50 ms, so a process is seen to end up to 50 ms late, in steps: every
+    figure timed around it would carry that. The bound here is a timer that kills the process.
+    """
+    killer = threading.Timer(timeout, proc.kill)
+    killer.start()
+    try:
+        code = proc.wait()
+    finally:
+        killer.cancel()
+    if killer.finished.is_set() and code < 0:
+        raise subprocess.TimeoutExpired(proc.args, timeout)
+    return code
+
+
+def run_exact(
+    cmd: Sequence[str], *, timeout: float, env: dict[str, str] | None = None, cwd: Path | None = None
+) -> tuple[float, subprocess.CompletedProcess[str]]:
+    """Run ``cmd`` with its output captured; its wall time in ms (start to exit, seen without polling)."""
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(list(cmd), env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    killer = threading.Timer(timeout, proc.kill)
+    killer.start()
+    try:
+        out, err = proc.communicate()  # no timeout: reads to EOF, then a blocking waitpid
+    finally:
+        killer.cancel()
+    ms = (time.perf_counter() - t0) * 1000
+    if killer.finished.is_set() and proc.returncode < 0:
+        raise subprocess.TimeoutExpired(proc.args, timeout)
+    return ms, subprocess.CompletedProcess(proc.args, proc.returncode, out, err)

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench.common import CACHE, ROOT
+from bench.common import CACHE, ROOT, run_exact, wait_exited
 from gupper_infra.client import LocalStore
 
 RUN = CACHE / "run"
@@ -234,9 +234,7 @@ def install_copy(exe: Path, where: Path) -> Path:
 def run_timed(
     cmd: list[str], env: dict[str, str], timeout: float = 300
 ) -> tuple[float, subprocess.CompletedProcess[str]]:
-    t0 = time.perf_counter()
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout, check=False)
-    return (time.perf_counter() - t0) * 1000, proc
+    return run_exact(cmd, timeout=timeout, env=env)
 
 
 # --- running an update v1 -> v2 (items 2, 3 and 8) --------------------------------------------
@@ -267,11 +265,7 @@ def run_stamped(
     for reader in readers:
         reader.start()
     try:
-        proc.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(timeout=10)
-        raise
+        wait_exited(proc, timeout)
     finally:
         for reader in readers:
             reader.join(timeout=10)

@@ -15,7 +15,7 @@ import re
 import subprocess
 import sys
 
-from bench.common import ROOT, median
+from bench.common import ROOT, median, run_exact
 from bench.harness import Bench, Row
 
 STARTUP = "from gupper import Updater, UpdaterConfig; import gupper.layouts.single, gupper.manifest, platformdirs"
@@ -23,11 +23,9 @@ COMMANDS = {"pass": "pass", "requests": "import requests", "gupper": STARTUP}
 
 
 def whole_process_ms(code: str) -> float:
-    import time
-
-    t0 = time.perf_counter()
-    subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT, timeout=60)
-    return (time.perf_counter() - t0) * 1000
+    ms, proc = run_exact([sys.executable, "-c", code], timeout=60, cwd=ROOT)
+    proc.check_returncode()
+    return ms
 
 
 def importtime_ms(code: str) -> float:

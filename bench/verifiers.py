@@ -14,11 +14,10 @@ from __future__ import annotations
 
 import json
 import subprocess
-import time
 from pathlib import Path
 
 from bench import freeze
-from bench.common import CACHE, ensure_venv, median
+from bench.common import CACHE, ensure_venv, median, run_exact
 from bench.harness import RUN, Bench, Row
 
 # name: (requirement, module to bundle, import statement, verify(pub, sig, msg) -> bool body, maintenance note)
@@ -146,9 +145,9 @@ def item14_verifiers(b: Bench) -> None:
         pairs: dict[str, list[float]] = {"pass": [], "import": []}
         for _ in range(rounds):
             for key, code in (("pass", "pass"), ("import", stmt)):
-                t0 = time.perf_counter()
-                subprocess.run([str(py), "-c", code], check=True, timeout=60)
-                pairs[key].append((time.perf_counter() - t0) * 1000)
+                ms, proc = run_exact([str(py), "-c", code], timeout=60)
+                proc.check_returncode()
+                pairs[key].append(ms)
         import_ms = median(pairs["import"]) - median(pairs["pass"])
         wheels, wheel_names = wheel_mb(py, req)
         site = next((Path(py).parent.parent / "lib").glob("python3*/site-packages"))
