@@ -72,9 +72,8 @@ def item9_embedding(b: Bench, tufup_urls: tuple[str, str, Path] | None) -> None:
         apps["tufup"] = freeze.freeze(freeze.tufup_venv(), "tufup_app", "tufup-app", out, config=tcfg)
         cmds["tufup"] = [str(apps["tufup"])]
         env["GUPPER_BENCH_TUFUP_DIR"] = str(tufup_client_dir(out / "tufup-client", root))
-    for (
-        cmd
-    ) in cmds.values():  # warm the page cache; the first checks keep the manifest + ETag (Gupper) and metadata (tufup)
+    # Warm the page cache; the first checks keep the manifest + ETag (Gupper) and metadata (tufup).
+    for cmd in cmds.values():
         for _ in range(2):
             _, proc = run_timed(cmd, env)
             if proc.returncode != 0 or "hello" not in proc.stdout:
@@ -82,10 +81,10 @@ def item9_embedding(b: Bench, tufup_urls: tuple[str, str, Path] | None) -> None:
     times: dict[str, list[float]] = {name: [] for name in cmds}
     for _ in range(max(9, b.reps * 2)):
         for name, cmd in cmds.items():
-            ms, proc = run_timed(cmd, env)
+            elapsed, proc = run_timed(cmd, env)
             if proc.returncode != 0:
                 raise RuntimeError(f"{name} failed: {proc.stderr[-2000:]}")
-            times[name].append(ms)
+            times[name].append(elapsed)
             time.sleep(0.02)
     ms = {name: median(v) for name, v in times.items()}
     size = {name: exe.stat().st_size / MB for name, exe in apps.items()}
