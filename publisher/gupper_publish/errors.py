@@ -8,7 +8,7 @@ The names of the previous release (``BadArtifactName``, ``ImmutableConflict``, `
 
 from __future__ import annotations
 
-import warnings
+from gupper.errors import renamed
 
 
 class PublishError(Exception):
@@ -88,17 +88,9 @@ DEPRECATED = {
 
 
 def deprecated(module: str, name: str) -> type[PublishError] | None:
-    """The class an old name stands for, after a DeprecationWarning naming the new one; None if ``name`` is not an old
-    name."""
-    new = DEPRECATED.get(name)
-    if new is None:
-        return None
-    warnings.warn(
-        f"{module}.{name} is deprecated and goes away in the next release; use {module}.{new}",
-        DeprecationWarning,
-        stacklevel=3,
-    )
-    cls: type[PublishError] = globals()[new]
+    """The class an old name stands for, after a DeprecationWarning naming the new one; None if ``name`` is not an
+    old name."""
+    cls: type[PublishError] | None = renamed(module, name, DEPRECATED, globals())
     return cls
 
 

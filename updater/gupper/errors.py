@@ -25,6 +25,8 @@ DeprecationWarning, until the next release.
 from __future__ import annotations
 
 import warnings
+from collections.abc import Mapping
+from typing import Any
 
 
 class UpdateError(Exception):
@@ -123,18 +125,25 @@ DEPRECATED = {
 """Names of the previous release → their new names; importable for one more release, with a warning."""
 
 
-def deprecated(module: str, name: str) -> type[UpdateError] | None:
-    """The class an old name stands for, after a DeprecationWarning naming the new one; None if ``name`` is not an old
-    name."""
-    new = DEPRECATED.get(name)
+def renamed(module: str, name: str, renames: Mapping[str, str], namespace: Mapping[str, Any]) -> Any:
+    """What the old ``name`` in ``module`` stands for (looked up in ``namespace`` under its new name
+    from ``renames``), after a DeprecationWarning naming the new one; None if it is not an old name.
+    Shared with the publisher's errors module."""
+    new = renames.get(name)
     if new is None:
         return None
     warnings.warn(
         f"{module}.{name} is deprecated and goes away in the next release; use {module}.{new}",
         DeprecationWarning,
-        stacklevel=3,
+        stacklevel=4,  # the line that used the old name: past this function, deprecated() and __getattr__
     )
-    cls: type[UpdateError] = globals()[new]
+    return namespace[new]
+
+
+def deprecated(module: str, name: str) -> type[UpdateError] | None:
+    """The class an old name stands for, after a DeprecationWarning naming the new one; None if ``name`` is not an
+    old name."""
+    cls: type[UpdateError] | None = renamed(module, name, DEPRECATED, globals())
     return cls
 
 
