@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import os
 import random
 import shutil
 import signal
@@ -28,8 +27,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 from typing import Any
-from urllib.parse import quote
 
+from gupper_infra.client import boto3_kwargs, public_url, s3_env
 from gupper_infra.tls import ensure_tls_material
 
 # Binaries of the Debian packages radosgw, ceph-mon, ceph-osd, ceph-common (and util-linux's setpriv).
@@ -85,34 +84,15 @@ class CephRGW:
 
     def url(self, key: str) -> str:
         """The public (anonymous) URL of ``key`` in the bucket."""
-        return f"{self.public_base}/{quote(key.lstrip('/'), safe='/')}"
+        return public_url(self, key)
 
     def s3_env(self) -> dict[str, str]:
         """Environment for a publisher subprocess (boto3's standard variables); merge into ``os.environ``."""
-        no_proxy = ",".join(
-            part
-            for part in (os.environ.get("NO_PROXY") or os.environ.get("no_proxy"), "127.0.0.1,localhost,::1")
-            if part
-        )
-        return {
-            "AWS_ENDPOINT_URL": self.s3_endpoint,
-            "AWS_ACCESS_KEY_ID": self.access_key,
-            "AWS_SECRET_ACCESS_KEY": self.secret_key,
-            "AWS_DEFAULT_REGION": self.region,
-            "AWS_CA_BUNDLE": self.ca,
-            "NO_PROXY": no_proxy,
-            "no_proxy": no_proxy,
-        }
+        return s3_env(self)
 
     def boto3_kwargs(self) -> dict[str, Any]:
         """Keyword arguments for ``boto3.client("s3", **kwargs)``."""
-        return {
-            "endpoint_url": self.s3_endpoint,
-            "aws_access_key_id": self.access_key,
-            "aws_secret_access_key": self.secret_key,
-            "region_name": self.region,
-            "verify": self.ca,
-        }
+        return boto3_kwargs(self)
 
     def log(self, name: str) -> Path:
         """The log file of daemon ``name`` (``mon``, ``osd``, ``rgw``)."""

@@ -17,7 +17,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import IO, Any
+from typing import IO, Any, Protocol
 from urllib.parse import quote
 
 from gupper_infra import DEFAULT_BUCKET, READY_PREFIX
@@ -31,6 +31,59 @@ _STDERR_TAIL_CHARS = 8000
 
 class LocalStoreError(RuntimeError):
     """The store process died or did not become ready in time."""
+
+
+class S3Server(Protocol):
+    """What a running S3-compatible server hands a client: the moto store here, Ceph RGW in the tests."""
+
+    @property
+    def s3_endpoint(self) -> str: ...
+    @property
+    def public_base(self) -> str: ...
+    @property
+    def ca(self) -> str: ...
+    @property
+    def region(self) -> str: ...
+    @property
+    def access_key(self) -> str: ...
+    @property
+    def secret_key(self) -> str: ...
+
+
+def public_url(server: S3Server, key: str) -> str:
+    """The public (anonymous) URL of ``key`` (a plain key: it is percent-encoded here)."""
+    return f"{server.public_base}/{quote(key.lstrip('/'), safe='/')}"
+
+
+def s3_env(server: S3Server) -> dict[str, str]:
+    """Environment variables a publisher subprocess needs to reach ``server``.
+
+    Merge them into a copy of ``os.environ``. NO_PROXY covers loopback so a
+    proxy configured on the machine is not asked to reach 127.0.0.1.
+    """
+    no_proxy = ",".join(
+        part for part in (os.environ.get("NO_PROXY") or os.environ.get("no_proxy"), "127.0.0.1,localhost,::1") if part
+    )
+    return {
+        "AWS_ENDPOINT_URL": server.s3_endpoint,
+        "AWS_ACCESS_KEY_ID": server.access_key,
+        "AWS_SECRET_ACCESS_KEY": server.secret_key,
+        "AWS_DEFAULT_REGION": server.region,
+        "AWS_CA_BUNDLE": server.ca,
+        "NO_PROXY": no_proxy,
+        "no_proxy": no_proxy,
+    }
+
+
+def boto3_kwargs(server: S3Server) -> dict[str, Any]:
+    """Keyword arguments for ``boto3.client("s3", **kwargs)`` against ``server``."""
+    return {
+        "endpoint_url": server.s3_endpoint,
+        "aws_access_key_id": server.access_key,
+        "aws_secret_access_key": server.secret_key,
+        "region_name": server.region,
+        "verify": server.ca,
+    }
 
 
 @dataclass
@@ -57,38 +110,15 @@ class LocalStore:
 
     def url(self, key: str) -> str:
         """The public (anonymous) URL of ``key`` (a plain key: it is percent-encoded here)."""
-        return f"{self.public_base}/{quote(key.lstrip('/'), safe='/')}"
+        return public_url(self, key)
 
     def s3_env(self) -> dict[str, str]:
-        """Environment variables a publisher subprocess needs to reach the store.
-
-        Merge them into a copy of ``os.environ``. NO_PROXY covers loopback so a
-        proxy configured on the machine is not asked to reach 127.0.0.1.
-        """
-        no_proxy = ",".join(
-            part
-            for part in (os.environ.get("NO_PROXY") or os.environ.get("no_proxy"), "127.0.0.1,localhost,::1")
-            if part
-        )
-        return {
-            "AWS_ENDPOINT_URL": self.s3_endpoint,
-            "AWS_ACCESS_KEY_ID": self.access_key,
-            "AWS_SECRET_ACCESS_KEY": self.secret_key,
-            "AWS_DEFAULT_REGION": self.region,
-            "AWS_CA_BUNDLE": self.ca,
-            "NO_PROXY": no_proxy,
-            "no_proxy": no_proxy,
-        }
+        """Environment for a publisher subprocess: :func:`s3_env`."""
+        return s3_env(self)
 
     def boto3_kwargs(self) -> dict[str, Any]:
         """Keyword arguments for ``boto3.client("s3", **kwargs)``."""
-        return {
-            "endpoint_url": self.s3_endpoint,
-            "aws_access_key_id": self.access_key,
-            "aws_secret_access_key": self.secret_key,
-            "region_name": self.region,
-            "verify": self.ca,
-        }
+        return boto3_kwargs(self)
 
     def stderr_text(self) -> str:
         """The store's stderr so far (its log file), for error messages."""
