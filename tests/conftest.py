@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -13,6 +13,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from gupper.keys import TrustedKeys
 from gupper_publish.signing import build_signed, keygen, load_signing_key, public_key_of, sign_manifest
 
+from . import httpsim, rawhttp
 from .e2e_support import e2e  # noqa: F401  (the session fixture, shared by the e2e modules)
 from .tiers import (  # noqa: F401  (tiers and workers: see tests/tiers.py)
     pyinstaller_config_dir,
@@ -90,3 +91,27 @@ def make_manifest(keypair: tuple[Path, Ed25519PrivateKey, str]) -> MakeManifest:
 
 
 __all__ = ["NOW", "MakeManifest", "entry", "fake_app", "public_key_of"]
+
+
+@pytest.fixture
+def sim(tmp_path: Path) -> Iterator[httpsim.Sim]:
+    """The in-process HTTPS simulator (tests/httpsim.py), serving what a test puts in its routes."""
+    with httpsim.serve(tmp_path) as s:
+        yield s
+
+
+@pytest.fixture
+def raw(tmp_path: Path) -> Iterator[rawhttp.RawServer]:
+    """The raw TLS server that controls every byte (tests/rawhttp.py)."""
+    with rawhttp.serve(tmp_path) as server:
+        yield server
+
+
+@pytest.fixture
+def exe(tmp_path: Path) -> Path:
+    """An installed one-file app of version 1.0.0 (:func:`fake_app`) at ``<tmp>/install/app``."""
+    (tmp_path / "install").mkdir()
+    path = tmp_path / "install" / "app"
+    path.write_bytes(fake_app("1.0.0"))
+    path.chmod(0o755)
+    return path

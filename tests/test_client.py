@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections.abc import Iterator
 from dataclasses import replace
 from datetime import timedelta
 from http.server import BaseHTTPRequestHandler
@@ -35,12 +34,6 @@ NEW = fake_app("2.0.0")
 OLD = b"#!/bin/sh\necho old\n"
 MANIFEST = "/app/stable/latest.json"
 ARTIFACT = "/app/2.0.0/app-2.0.0-linux-amd64"
-
-
-@pytest.fixture
-def sim(tmp_path: Path) -> Iterator[Sim]:
-    with serve(tmp_path) as s:
-        yield s
 
 
 @pytest.fixture

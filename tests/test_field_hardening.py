@@ -16,7 +16,6 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
@@ -71,21 +70,6 @@ def manifest(
     )
     signed.update(extra)
     return sign_manifest(signed, [KEY])
-
-
-@pytest.fixture
-def raw(tmp_path: Path) -> Iterator[RawServer]:
-    with rawhttp.serve(tmp_path) as server:
-        yield server
-
-
-@pytest.fixture
-def exe(tmp_path: Path) -> Path:
-    (tmp_path / "install").mkdir()
-    path = tmp_path / "install" / "app"
-    path.write_bytes(OLD)
-    path.chmod(0o755)
-    return path
 
 
 def updater(base: str, ca: str, exe: Path, **kw: Any) -> Updater:

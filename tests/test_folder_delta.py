@@ -12,7 +12,6 @@ import json
 import os
 import random
 import shutil
-from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -31,7 +30,6 @@ from gupper_publish.release import prune
 from gupper_publish.signing import public_key_of
 from gupper_publish.stores import LocalStore
 
-from . import httpsim
 from .conftest import NOW, fake_app
 from .httpsim import Sim
 
@@ -65,12 +63,6 @@ def release(base: Path, version: str) -> Path:
         (folder / "_internal" / "notes.txt").write_bytes(b"new in 2.0.0\n" * 100)
     (folder / "lib.so").symlink_to("_internal/big.bin")
     return folder
-
-
-@pytest.fixture
-def sim(tmp_path: Path) -> Iterator[Sim]:
-    with httpsim.serve(tmp_path) as s:
-        yield s
 
 
 def serve_store(sim: Sim, root: Path) -> None:

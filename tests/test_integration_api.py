@@ -11,7 +11,6 @@ import logging
 import subprocess
 import sys
 import textwrap
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -19,7 +18,6 @@ import pytest
 from gupper import Status, Update, UpdateError
 from gupper_publish.signing import public_key_of
 
-from . import rawhttp
 from .rawhttp import RawServer, Script, response
 from .test_field_hardening import ARTIFACT, KEY, MANIFEST, NEW, OLD, manifest, updater
 
@@ -46,21 +44,6 @@ updater = Updater(UpdaterConfig(app="app", current_version="2.0.0", manifest_url
 pathlib.Path({marker!r}).write_text("the window opened")
 time.sleep(30)
 """
-
-
-@pytest.fixture
-def raw(tmp_path: Path) -> Iterator[RawServer]:
-    with rawhttp.serve(tmp_path) as server:
-        yield server
-
-
-@pytest.fixture
-def exe(tmp_path: Path) -> Path:
-    (tmp_path / "install").mkdir()
-    path = tmp_path / "install" / "app"
-    path.write_bytes(OLD)
-    path.chmod(0o755)
-    return path
 
 
 def publish(raw: RawServer, data: bytes, notes: str | None = None) -> None:

@@ -10,14 +10,11 @@ import json
 import subprocess
 import sys
 import textwrap
-from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
-import pytest
-
 from .conftest import MakeManifest, entry
-from .httpsim import Handler, Sim, serve
+from .httpsim import Handler, Sim
 
 ROOT = Path(__file__).resolve().parent.parent
 MANIFEST = "/app/stable/latest.json"
@@ -53,12 +50,6 @@ SCRIPT = textwrap.dedent(
     print(json.dumps({"after_import": after_import, "after_check": sorted(sys.modules), "statuses": statuses}))
     """
 )
-
-
-@pytest.fixture
-def sim(tmp_path: Path) -> Iterator[Sim]:
-    with serve(tmp_path) as s:
-        yield s
 
 
 def no_update_start(sim: Sim, tmp_path: Path, public_key: str) -> dict[str, list[str]]:

@@ -35,7 +35,6 @@ from gupper_publish.publish import PublishOptions, publish
 from gupper_publish.signing import build_signed, public_key_of, sign_manifest
 from gupper_publish.stores import LocalStore
 
-from . import httpsim
 from .conftest import NOW, fake_app
 from .httpsim import Sim
 
@@ -359,12 +358,6 @@ def test_windows_current_is_a_pointer_file_written_atomically(tmp_path: Path) ->
 # --- the updater with a one-folder install -----------------------------------------------------
 
 MANIFEST = "/app/stable/latest.json"
-
-
-@pytest.fixture
-def sim(tmp_path: Path) -> Iterator[Sim]:
-    with httpsim.serve(tmp_path) as s:
-        yield s
 
 
 def serve_release(

@@ -32,7 +32,7 @@ from gupper.platforms import (
 )
 
 from .conftest import NOW, MakeManifest, entry, fake_app
-from .httpsim import Sim, serve
+from .httpsim import Sim
 
 ARM64, AMD64 = 0xAA64, 0x8664
 
@@ -155,12 +155,6 @@ def test_on_this_machine_the_binarys_own_platform_is_the_last_candidate() -> Non
 # --- the client asks for the native build under emulation, and falls back to its own ---
 
 NEW = fake_app("2.0.0")
-
-
-@pytest.fixture
-def sim(tmp_path: Path) -> Any:
-    with serve(tmp_path) as s:
-        yield s
 
 
 def _rosetta_updater(

@@ -16,7 +16,6 @@ import shutil
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +24,6 @@ import pytest
 from gupper import Platform, UpdaterConfig
 from gupper_publish.signing import public_key_of
 
-from . import rawhttp
 from .e2e_support import E2E
 from .rawhttp import RawServer, Script, response
 from .test_field_hardening import ARTIFACT, KEY, MANIFEST, NEW, OLD, manifest
@@ -90,12 +88,6 @@ class FakeWindow:
 
     def mainloop(self) -> None:
         assert self.done.wait(60), self.asked  # bounded: the periodic check installs within seconds
-
-
-@pytest.fixture
-def raw(tmp_path: Path) -> Iterator[RawServer]:
-    with rawhttp.serve(tmp_path) as server:
-        yield server
 
 
 @pytest.mark.posix

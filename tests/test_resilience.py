@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Iterator
 from dataclasses import replace
 from datetime import timedelta
 from http.server import BaseHTTPRequestHandler
@@ -58,21 +57,6 @@ class RangeServer:
         h.close_connection = True
         h.wfile.write(send)
         self.log.append({"range": rng, "if_range": if_range, "status": 206 if start else 200, "sent": len(send)})
-
-
-@pytest.fixture
-def sim(tmp_path: Path) -> Iterator[Sim]:
-    with httpsim.serve(tmp_path) as s:
-        yield s
-
-
-@pytest.fixture
-def exe(tmp_path: Path) -> Path:
-    (tmp_path / "install").mkdir()
-    path = tmp_path / "install" / "app"
-    path.write_bytes(OLD)
-    path.chmod(0o755)
-    return path
 
 
 KEY = Ed25519PrivateKey.generate()
