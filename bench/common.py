@@ -6,6 +6,7 @@ of a benchmark does not spend a minute in PyInstaller.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import platform
@@ -14,7 +15,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -140,22 +141,34 @@ def tools_python() -> Path:
     return ensure_venv(CACHE / "tools-venv", ROOT / "bench" / "requirements.txt")
 
 
-def wait_exited(proc: subprocess.Popen[Any], timeout: float) -> int:
-    """``proc``'s exit status from one blocking ``waitpid``, killed after ``timeout`` seconds.
+@contextlib.contextmanager
+def killed_after(proc: subprocess.Popen[Any], timeout: float) -> Iterator[None]:
+    """Bound a blocking wait on ``proc``: kill it after ``timeout`` seconds, then raise TimeoutExpired.
 
-    ``Popen.wait(timeout=...)`` (and so ``subprocess.run(..., timeout=...)`` without pipes) polls
-    with sleeps doubling up to 50 ms, so a process is seen to end up to 50 ms late, in steps: every
-    figure timed around it would carry that. The bound here is a timer that kills the process.
+    ``Popen.wait(timeout=...)`` (and so ``subprocess.run(..., timeout=...)``) polls with sleeps
+    doubling up to 50 ms, so a process is seen to end up to 50 ms late, in steps: every figure timed
+    around it would carry that. Inside this block the wait is one blocking ``waitpid``.
     """
-    killer = threading.Timer(timeout, proc.kill)
+    fired = threading.Event()
+
+    def kill() -> None:
+        fired.set()
+        proc.kill()
+
+    killer = threading.Timer(timeout, kill)
     killer.start()
     try:
-        code = proc.wait()
+        yield
     finally:
         killer.cancel()
-    if killer.finished.is_set() and code < 0:
+    if fired.is_set():
         raise subprocess.TimeoutExpired(proc.args, timeout)
-    return code
+
+
+def wait_exited(proc: subprocess.Popen[Any], timeout: float) -> int:
+    """``proc``'s exit status, seen without polling; killed after ``timeout`` seconds."""
+    with killed_after(proc, timeout):
+        return proc.wait()
 
 
 def run_exact(
@@ -164,13 +177,7 @@ def run_exact(
     """Run ``cmd`` with its output captured; its wall time in ms (start to exit, seen without polling)."""
     t0 = time.perf_counter()
     proc = subprocess.Popen(list(cmd), env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    killer = threading.Timer(timeout, proc.kill)
-    killer.start()
-    try:
+    with killed_after(proc, timeout):
         out, err = proc.communicate()  # no timeout: reads to EOF, then a blocking waitpid
-    finally:
-        killer.cancel()
     ms = (time.perf_counter() - t0) * 1000
-    if killer.finished.is_set() and proc.returncode < 0:
-        raise subprocess.TimeoutExpired(proc.args, timeout)
     return ms, subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
