@@ -81,6 +81,17 @@ def test_auto_starts_workers_only_where_they_can_help(
     assert workers_for(env, capture, named) == workers
 
 
+@pytest.mark.parametrize(("flag", "one_process"), [(None, False), ("-s", True), ("--pdb", True)])
+def test_s_and_pdb_run_in_one_process_as_the_readme_says(flag: str | None, one_process: bool) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "GUPPER_"))}
+    two_units = ["tests/test_lock.py", "tests/test_tiers.py"]  # workers would help: see the first case
+    cmd = [sys.executable, "-m", "pytest", "-v", "-p", "no:cacheprovider", "-k", "no_such_test", *two_units]
+    cmd += [flag] if flag else []
+    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120, check=False)
+    assert proc.returncode == 5, proc.stdout[-2000:] + proc.stderr[-2000:]  # 5: every test deselected
+    assert ("created: " not in proc.stdout) is one_process, proc.stdout[-2000:]
+
+
 class Node:
     """A stand-in for xdist's WorkerController: what the scheduler sends it."""
 
