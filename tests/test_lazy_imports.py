@@ -27,6 +27,7 @@ ONLY_WHEN_UPDATING = [
     "gupper.layouts.folder",  # the one-folder layout
     "gupper.wire.files",  # one-folder file lists and patch indexes
     "gupper.periodic",  # check_periodically() only
+    "tqdm",  # progress bars are the publisher's; the client reports progress through a callback
     "tarfile",
     "gzip",
     "cryptography",  # the publisher signs with it; the client verifies with PyNaCl
