@@ -217,7 +217,7 @@ def no_leftovers(install_dir: Path, tmp: Path, expected: Sequence[str] = (EXE,),
     """
     names = sorted(p.name for p in install_dir.iterdir())
     if updated and WINDOWS:
-        names = [n for n in names if n != f".{EXE}.gupper-previous"]
+        names = [n for n in names if not n.startswith(f".{EXE}.gupper-previous-")]
         expected = [*expected, EXE + ".old"]
     assert names == sorted(expected)
     tmpdir = tmp / "tmpdir"

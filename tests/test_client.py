@@ -82,8 +82,9 @@ def test_update_is_downloaded_verified_and_installed(
     result = make_updater(sim, installed, keypair[2]).run(restart=False, progress=lambda d, t: seen.append((d, t)))
     assert result.status is Status.INSTALLED and result.version == "2.0.0"
     assert installed.read_bytes() == NEW and installed.stat().st_mode & 0o777 == 0o755
-    assert beside(installed) == [".app.gupper-previous", "app"]  # the old version, kept until the new one confirms
-    assert (installed.parent / ".app.gupper-previous").read_bytes() == OLD
+    backup, app = beside(installed)  # the old version, kept until the new one confirms
+    assert backup.startswith(".app.gupper-previous-") and app == "app"
+    assert (installed.parent / backup).read_bytes() == OLD
     assert seen[-1] == (len(NEW), len(NEW))
     make_updater(sim, installed, keypair[2], current_version="2.0.0").confirm()
     assert beside(installed) == ["app"]

@@ -39,8 +39,8 @@ STEPS = [
     "downloaded",
     "extracted",
     "preflight-passed",
-    "swapped",
     "trial-started",
+    "swapped",
     "restarting",
 ]
 

@@ -28,8 +28,8 @@ STEPS = [
     "downloaded",
     "preflight-passed",
     "backed-up",
-    "swapped",
     "trial-started",
+    "swapped",
     "restarting",
 ]
 

@@ -243,7 +243,7 @@ class Lab:
         assert exe.read_bytes() == (NEW if installed else OLD), result
         left = {p.name for p in exe.parent.iterdir()} - {"app"}
         if installed:
-            left.discard(".app.gupper-previous")
+            left -= {n for n in left if n.startswith(".app.gupper-previous-")}
         kept = StateFile(root / "state").load().partial
         if kept is not None and kept.etag and kept.path == str(exe.parent / ".app.gupper-partial"):
             left.discard(".app.gupper-partial")  # resumable, and recorded as such

@@ -134,8 +134,9 @@ def test_confirm_never_raises(
     def broken(self: object) -> None:
         raise OSError(5, "Input/output error")
 
+    made = updater(raw.base, raw.ca_path, exe)
     monkeypatch.setattr("gupper.state.StateFile.load", broken)
-    updater(raw.base, raw.ca_path, exe).confirm()
+    made.confirm()
     assert [r.getMessage() for r in caplog.records] == [
         "gupper: could not confirm 1.0.0 (OSError: [Errno 5] Input/output error); it stays on trial"
     ]

@@ -403,7 +403,7 @@ def folder_updater(sim: Sim, layout: FolderLayout, version: str = "1.0.0", **kw:
         read_timeout=2,
         preflight_timeout=10,
     )
-    return Updater(replace(cfg, **kw), clock=lambda: NOW, environ={}, argv=["app"])
+    return Updater(replace(cfg, **kw), clock=lambda: NOW, environ={}, argv=["app"], restart_on_rollback=False)
 
 
 def versions_of(layout: FolderLayout) -> list[str]:

@@ -58,6 +58,9 @@ class PatchRecord:
     file: str
     size: int
     sha256: str
+    download: int | None = None
+    """One-folder patch indexes: every byte a client with exactly ``from_version``'s files fetches
+    (the index, the per-file patches, the files it lacks), so an app can show it before downloading."""
 
 
 @dataclass(frozen=True)
@@ -282,6 +285,7 @@ def entry_for(app: str, record: ReleaseRecord, platform: str, manifest_key: str)
                 sha256=p.sha256,
                 from_sha256=p.from_sha256,
                 from_version=p.from_version,
+                download=p.download,
             )
             for p in art.patches
         ),
@@ -436,7 +440,7 @@ def state_from_json(data: bytes, *, app: str, channel: str, where: str) -> Chann
 def _artifact_to_json(a: ArtifactRecord) -> dict[str, Any]:
     out: dict[str, Any] = {"file": a.file, "size": a.size, "sha256": a.sha256}
     if a.patches:
-        out["patches"] = [vars(p) for p in a.patches]
+        out["patches"] = [{k: v for k, v in vars(p).items() if v is not None} for p in a.patches]
     if a.files_sha256 is not None:
         out["files_sha256"] = a.files_sha256
     if a.blobs:
@@ -458,7 +462,14 @@ def _artifact_from_json(platform: str, raw: Any) -> ArtifactRecord:
     ):
         raise ValueError(f"bad artifact record for {platform}")
     patches = tuple(
-        PatchRecord(str(p["from_version"]), str(p["from_sha256"]), str(p["file"]), int(p["size"]), str(p["sha256"]))
+        PatchRecord(
+            str(p["from_version"]),
+            str(p["from_sha256"]),
+            str(p["file"]),
+            int(p["size"]),
+            str(p["sha256"]),
+            int(p["download"]) if p.get("download") is not None else None,
+        )
         for p in raw.get("patches", [])
     )
     if any("/" in p.file or p.file.startswith(".") for p in patches):

@@ -28,6 +28,7 @@ from pathlib import Path
 from packaging.version import Version
 
 from gupper.errors import IntegrityError
+from gupper.folder_delta import plan
 from gupper.package import extract_package
 from gupper.wire.files import LIST_NAME, FileList, FilePatch, ListDelta, PackageEntry, PatchIndex, list_from_wire
 
@@ -134,7 +135,8 @@ def _patches_from(
     path = tmp / name
     path.write_bytes(data)
     _put(store, patch_key(app, version, name), path, digest)
-    return PatchRecord(str(old_version), old.files_sha256, name, len(data), digest)
+    fetched = plan(old_list.entries, new_list.entries, patches).download
+    return PatchRecord(str(old_version), old.files_sha256, name, len(data), digest, len(data) + fetched)
 
 
 def _file_patch(

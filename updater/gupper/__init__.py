@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from .checkpoints import Checkpoint, CheckpointHook
     from .client import Updater
     from .config import UpdaterConfig
+    from .desktop import BackgroundUpdates, UiQueue
     from .errors import (
         BadSignatureError,
         ConfigError,
@@ -42,6 +43,7 @@ if TYPE_CHECKING:
     )
     from .fetch import Progress
     from .keys import PublicKey, TrustedKeys
+    from .logfile import log_to_file
     from .manifest import verify_manifest
     from .periodic import PeriodicCheck
     from .platforms import Platform, current_platform
@@ -58,12 +60,14 @@ _WHERE = {
         "checkpoints": "Checkpoint CheckpointHook",
         "client": "Updater",
         "config": "UpdaterConfig",
+        "desktop": "BackgroundUpdates UiQueue",
         "errors": "BadSignatureError ConfigError DownloadError ExpiredError HTTPStatusError "
         "InstallError IntegrityError MalformedError ManifestError PatchError"
         " PreflightFailedError PreflightInterruptedError RollbackError TooLargeError "
         "TransferTimeoutError UpdateError WrongTargetError",
         "fetch": "Progress",
         "keys": "PublicKey TrustedKeys",
+        "logfile": "log_to_file",
         "manifest": "verify_manifest",
         "periodic": "PeriodicCheck",
         "platforms": "Platform current_platform",
@@ -97,6 +101,7 @@ def __dir__() -> list[str]:
 
 
 __all__ = [
+    "BackgroundUpdates",
     "BadSignatureError",
     "Checkpoint",
     "CheckpointHook",
@@ -123,6 +128,7 @@ __all__ = [
     "TooLargeError",
     "TransferTimeoutError",
     "TrustedKeys",
+    "UiQueue",
     "Update",
     "UpdateError",
     "Updater",
@@ -130,5 +136,6 @@ __all__ = [
     "WrongTargetError",
     "answer_self_test",
     "current_platform",
+    "log_to_file",
     "verify_manifest",
 ]

@@ -28,10 +28,10 @@ class Checkpoint(enum.StrEnum):
     """The new version answered its self-test."""
     BACKED_UP = "backed-up"
     """One-file: the running executable has its backup."""
+    TRIAL_STARTED = "trial-started"
+    """Its trial is recorded, before the swap (write-ahead: it must call ``confirm()`` once it runs)."""
     SWAPPED = "swapped"
     """The new version is the installed one."""
-    TRIAL_STARTED = "trial-started"
-    """Its trial is recorded (it must call ``confirm()``)."""
     RESTARTING = "restarting"
     """The new version is about to be started in place of this process."""
 

@@ -67,6 +67,12 @@ def _utcnow() -> datetime:
 class Updater:
     """Checks for, downloads and installs updates for one app.
 
+    Create one per process, first thing in ``main()``: creating it is the process start the
+    trial of a new version counts (:meth:`confirm`). When this version has used up its trial
+    starts without confirming, creating it rolls the install back and, with
+    ``restart_on_rollback`` (the default), restarts into the previous version at once, before the
+    app shows anything; :attr:`started` then holds the ``ROLLED_BACK`` result.
+
     ``clock``, ``environ``, ``argv``, ``file_ops`` and ``checkpoint`` (called at each step
     boundary, :class:`~gupper.checkpoints.Checkpoint`) are injection points for tests; the
     defaults are the real ones.
@@ -83,6 +89,7 @@ class Updater:
     argv: Sequence[str] = field(default_factory=lambda: list(sys.argv))
     file_ops: _install.FileOps | None = None
     checkpoint: CheckpointHook | None = None
+    restart_on_rollback: bool = True
 
     def __post_init__(self) -> None:
         cfg = self.config
@@ -95,6 +102,16 @@ class Updater:
         # The pre-flight of a new version ends here, before the app goes on to its UI, however it
         # drives the updater later (run, the steps, a menu item): see README "Use it in your app".
         answer_self_test(cfg.current_version, self.environ)
+        if getattr(sys, "frozen", False):
+            # An update may replace this app's file while it runs (in the background, or from another
+            # instance): keep reading its own bundled modules (gupper.frozen_archive).
+            from .frozen_archive import pin_own_archive
+
+            pin_own_archive()
+        # Started by restart_on_exit(): the old process ends first (its files saved, its locks let go).
+        _restart.wait_for_handover(self.environ)
+        self._exit_launch: tuple[str, list[str], dict[str, str]] | None = None
+        self._exit_launch_lock = threading.Lock()
         self._lock_owner: int | None = None
         self.state_file = StateFile(Path(cfg.state_dir) if cfg.state_dir else default_state_dir(cfg.app))
         self.disabled_reason: str | None = None
@@ -122,6 +139,11 @@ class Updater:
         )
         self.layout: InstallLayout | None = open_layout(self.target, context) if self.target is not None else None
         self.folder = self.layout.folder if self.layout is not None else None
+        self.started: Result | None = self._begin(self.layout) if self.layout is not None else None
+        """What this process start did to the install: ``ROLLED_BACK`` when this version's trial
+        failed; None when there was nothing to do."""
+        if self.started is not None and self.started.status is Status.ROLLED_BACK and self.restart_on_rollback:
+            self._restart_after_rollback(self.started)
 
     # --- public steps -------------------------------------------------------------------------
 
@@ -168,11 +190,21 @@ class Updater:
     def restart(self, version: str) -> NoReturn:
         """Run the installed executable in place of this process (it will report ``version``).
 
+        For the start-up path and console apps, from the main thread: POSIX replaces the process
+        (exec), Windows starts the new version and waits for it. A GUI app with windows open uses
+        :meth:`restart_on_exit` instead.
+
         Raises:
-            UpdateError: the new executable could not be started (InstallError; this process
-                carries on), or there is no executable to update (ConfigError).
+            UpdateError: called from another thread than the main one (a GUI's checker thread: use
+                :meth:`restart_on_exit`), the new executable could not be started (InstallError; this
+                process carries on), or there is no executable to update (ConfigError).
         """
         with _boundary():
+            if threading.current_thread() is not threading.main_thread():
+                raise UpdateError(
+                    "restart() replaces the whole process and runs on the main thread only; from a GUI app call "
+                    "restart_on_exit() and close the app's windows"
+                )
             target = self._require_layout().entry_point(self.environ.get("GUPPER_LAUNCHER"))
             env = _restart.child_environment(self.environ, version)
             self._checkpoint(Checkpoint.RESTARTING)
@@ -182,6 +214,45 @@ class Updater:
                 raise InstallError(
                     f"cannot start {target} ({e.strerror or e}); {version} runs from the next start"
                 ) from e
+
+    def restart_on_exit(self, version: str) -> None:
+        """Start the installed ``version`` once this process has ended: for GUI apps that ask
+        "restart now?" and then quit the way they always do (windows closed, work saved).
+
+        Safe from any thread. When the process exits normally (its main function returns, or
+        ``sys.exit``), the new version is started as a process of its own, which waits until this
+        one has fully ended (at most 30 s) before it goes on: exactly one app runs afterwards, and
+        nothing ties the two (no waiting parent, no job object on Windows). ``os._exit`` or a crash
+        skips it: the new version then runs from the next start.
+
+        Raises:
+            ConfigError: there is no executable to update.
+        """
+        with _boundary():
+            target = self._require_layout().entry_point(self.environ.get("GUPPER_LAUNCHER"))
+            env = _restart.child_environment(self.environ, version)
+            argv = list(self.argv[1:])
+        with self._exit_launch_lock:
+            first = self._exit_launch is None
+            self._exit_launch = (str(target), argv, env)
+        if first:
+            import atexit
+
+            atexit.register(self._launch_at_exit)
+
+    def _launch_at_exit(self) -> None:
+        with self._exit_launch_lock:
+            launch, self._exit_launch = self._exit_launch, None
+        if launch is None:
+            return
+        target, argv, env = launch
+        try:
+            self._checkpoint(Checkpoint.RESTARTING)
+            _restart.launch_after_exit(target, argv, env, self.platform.os)
+        except Exception as e:  # at exit: nobody to raise to
+            log.warning(
+                "gupper: could not start the new version (%s: %s); it runs from the next start", type(e).__name__, e
+            )
 
     def confirm(self) -> None:
         """Tell the updater this version started fine: end its trial and drop the backup.
@@ -235,24 +306,28 @@ class Updater:
         on_result: Callable[[Result], None],
         *,
         jitter: float = 0.2,
+        first_check: float = 10.0,
         on_available: Callable[[Update], bool] | None = None,
     ) -> PeriodicCheck:
-        """For long-running apps: check, download and install in a background thread every
-        ``interval`` seconds (± ``jitter`` of it, so a fleet does not poll in lockstep).
+        """For long-running apps: check, download and install in a background thread, first
+        ``first_check`` seconds after this call, then every ``interval`` seconds (each ± ``jitter``
+        of it, so a fleet does not poll in lockstep).
 
         Installs never restart the app: ``on_result`` gets each :class:`Result` (``INSTALLED``
-        means the new version runs from the next start; ask the user, or call
-        :meth:`restart`). ``on_available`` is as for :meth:`run` (called in the checker's thread:
-        a GUI app hands it to its event loop). Returns a handle whose ``stop()`` ends the thread.
+        means the new version runs from the next start; ask the user, then call
+        :meth:`restart_on_exit` and close the app, or :meth:`restart`). ``on_available`` is as for
+        :meth:`run`. Both are called in the checker's thread: a GUI app hands them to its event
+        loop (:mod:`gupper.desktop` does). Checks are not starts: they never count towards a trial.
+        Returns a handle whose ``stop()`` ends the thread.
 
         Raises:
-            ConfigError: ``interval`` or ``jitter`` is out of range.
+            ConfigError: ``interval``, ``first_check`` or ``jitter`` is out of range.
         """
-        if interval <= 0 or not 0 <= jitter < 1:
-            raise ConfigError("check_periodically needs interval > 0 and 0 <= jitter < 1")
+        if interval <= 0 or first_check < 0 or not 0 <= jitter < 1:
+            raise ConfigError("check_periodically needs interval > 0, first_check >= 0 and 0 <= jitter < 1")
         from .periodic import PeriodicCheck
 
-        checker = PeriodicCheck(self, interval, jitter, on_result, on_available)
+        checker = PeriodicCheck(self, interval, jitter, on_result, on_available, first_check)
         checker.start()
         return checker
 
@@ -272,13 +347,12 @@ class Updater:
         current = self.config.current_version
         try:
             with self._lock() as locked:
+                rolled, self.started = self.started, None
+                if rolled is not None and rolled.status is Status.ROLLED_BACK:
+                    return rolled, rolled.version if restart else None
                 if not locked:
                     log.info("gupper: another instance is updating %s; carrying on with %s", self.config.app, current)
                     return Result(Status.BUSY, "another instance is updating", version=current), None
-                self._cleanup(layout)
-                rolled = self._trial_start(layout)
-                if rolled is not None:
-                    return rolled, rolled.version if restart else None
                 if restarted_as is not None:
                     # We were just exec'd by an update: don't check again in this run (no loops).
                     if restarted_as != current:
@@ -290,6 +364,7 @@ class Updater:
                         return Result(Status.FAILED, msg, version=current), None
                     log.info("gupper: now running %s", restarted_as)
                     return Result(Status.JUST_UPDATED, f"updated to {restarted_as}", version=restarted_as), None
+                self._check_state_folder()
                 result = self._update(layout, progress, on_available)
         except UpdateError as e:
             log.warning("gupper: update failed, carrying on with %s: %s", self.current, e)
@@ -378,7 +453,8 @@ class Updater:
             return None, msg
         url = urljoin(self.config.manifest_url, decision.entry.url)
         check_url(url, self.config.allow_insecure_loopback)
-        return Update(self.current, decision.entry, url, manifest), decision.reason
+        fetch = self.layout.download_size(decision.entry, url) if self.layout is not None else None
+        return Update(self.current, decision.entry, url, manifest, fetch), decision.reason
 
     def _fetch_manifest(self, cache: ManifestCache) -> tuple[bytes, str | None, bool]:
         """The manifest's bytes, its ETag and whether they are the cached copy (a ``304`` to the
@@ -416,28 +492,36 @@ class Updater:
         return layout.stage(update, progress)
 
     def _install(self, staged: Path, version: str) -> None:
-        """:meth:`install` without the lock: the layout pre-flights and swaps, this records the trial."""
+        """:meth:`install` without the lock: the layout pre-flights and swaps; the trial is recorded
+        just before the swap (write-ahead), so an install whose trial cannot be saved never happens."""
         layout = self._require_layout()
+        previous = str(self.current)
+
+        def start_trial(backup: Path) -> None:
+            state = self.state_file.load()
+            state.trial = Trial(version=version, previous_version=previous, target=layout.trial_key, backup=str(backup))
+            state.preflight_interrupted.pop(version, None)
+            try:
+                self.state_file.save(state)
+            except OSError as e:
+                raise InstallError(
+                    f"cannot record the trial of {version} in {self.state_file.directory} ({e.strerror or e}), so a "
+                    f"crashing {version} could not be rolled back; not installed: make the folder writable or set "
+                    "UpdaterConfig.state_dir"
+                ) from e
+            self._checkpoint(Checkpoint.TRIAL_STARTED)
+
         try:
-            backup = layout.install(
-                staged, version, str(self.current), lambda candidate: self._preflight(candidate, version)
-            )
+            backup = layout.install(staged, version, previous, lambda c: self._preflight(c, version), start_trial)
         except PreflightFailedError as e:
             self._mark_bad(version, str(e))
             raise
         except PreflightInterruptedError as e:
             if self._count_interrupted_preflight(version) >= MAX_PREFLIGHT_INTERRUPTIONS:
-                reason = f"its self-test was killed {MAX_PREFLIGHT_INTERRUPTIONS} times in a row"
+                reason = f"its self-test was interrupted {MAX_PREFLIGHT_INTERRUPTIONS} times in a row"
                 self._mark_bad(version, reason)
                 raise PreflightFailedError(f"{e}; {reason}, so {version} is skipped on this machine") from e
             raise
-        state = self.state_file.load()
-        state.trial = Trial(
-            version=version, previous_version=str(self.current), target=layout.trial_key, backup=str(backup)
-        )
-        state.preflight_interrupted.pop(version, None)
-        self._save_state(state)
-        self._checkpoint(Checkpoint.TRIAL_STARTED)
         layout.settle(version, backup)
 
     def _preflight(self, candidate: Path, version: str) -> None:
@@ -467,29 +551,59 @@ class Updater:
         state.trial = None
         self._save_state(state)
         if self.layout is not None:
-            self.layout.drop_backup(Path(trial.backup))
+            self.layout.drop_backups(None)
         log.debug("gupper: %s confirmed healthy", trial.version)
+
+    def _begin(self, layout: InstallLayout) -> Result | None:
+        """Once per process start (when the updater is created): remove what a killed run left,
+        count this start against a pending trial and roll back a version that used up its trial.
+        Never raises: a failure is one warning line, and the app starts with what it has."""
+        try:
+            with self._lock() as locked:
+                if not locked:
+                    log.debug("gupper: another instance is updating; this start is not counted")
+                    return None
+                self._cleanup(layout)
+                return self._count_start(layout)
+        except UpdateError as e:
+            log.warning("gupper: %s", e)
+            return Result(Status.FAILED, str(e), error=e, version=self.config.current_version)
+        except Exception as e:  # a bug in Gupper must not stop the app
+            return self._internal_error(e)
+
+    def _restart_after_rollback(self, rolled: Result) -> None:
+        """The running version failed its trial: start the one rolled back to in its place."""
+        assert rolled.version is not None
+        try:
+            self.restart(rolled.version)
+        except Exception as e:
+            log.warning(
+                "gupper: could not restart into %s (%s: %s); it runs from the next start",
+                rolled.version,
+                type(e).__name__,
+                e,
+            )
 
     def _cleanup(self, layout: InstallLayout) -> None:
         """At start, under the lock: remove what a killed or failed run left behind, keeping only
-        a partial download the next attempt can resume."""
+        a partial download the next attempt can resume and the backup a trial refers to."""
         layout.cleanup()
         self.state_file.remove_stale_temp_files()
         remove_scratch_dir(self.config.app)
         self.downloads.tidy(layout.partial)
 
-    def _trial_start(self, layout: InstallLayout) -> Result | None:
-        """Count this start against a pending trial; roll back when it has failed too often."""
+    def _count_start(self, layout: InstallLayout) -> Result | None:
+        """Count this process start against a pending trial; roll back when it has failed too often."""
         state = self.state_file.load()
         trial = state.trial
         if trial is None or trial.target != layout.trial_key:
-            layout.drop_backup(
-                None
-            )  # a backup no trial refers to (killed between swap and saving the trial): not needed
+            layout.drop_backups(None)  # no trial refers to them (killed between backup and swap, or confirmed)
             return None
+        layout.drop_backups(Path(trial.backup))  # earlier ones a running image kept (Windows)
         if trial.version != self.config.current_version:
             state.trial = None  # the trial version is not what runs (swap never happened, or undone by hand)
             self._save_state(state)
+            layout.drop_backups(None)
             return None
         trial.starts += 1
         if trial.starts <= self.config.trial_starts:
@@ -511,13 +625,28 @@ class Updater:
         state.trial = None
         state.bad_versions[trial.version] = reason
         self._save_state(state)
-        layout.drop_backup(backup)
+        layout.drop_backups(None)
         msg = (
             f"{trial.version} {reason}; rolled back to {trial.previous_version}, and "
             f"{trial.version} is skipped on this machine"
         )
         log.warning("gupper: %s", msg)
         return Result(Status.ROLLED_BACK, msg, version=trial.previous_version)
+
+    def _check_state_folder(self) -> None:
+        """Refuse, before the check, a state folder that cannot be written: without it a new
+        version's trial cannot be recorded, and a crashing release could not be rolled back.
+
+        Raises:
+            InstallError: naming the folder and what to do.
+        """
+        try:
+            self.state_file.probe()
+        except OSError as e:
+            raise InstallError(
+                f"cannot use the updater's state folder {self.state_file.directory} ({e.strerror or e}); make it "
+                "writable or set UpdaterConfig.state_dir"
+            ) from e
 
     @contextlib.contextmanager
     def _lock(self) -> Iterator[bool]:
@@ -578,7 +707,8 @@ class Updater:
         except OSError as e:
             # Not fatal: the update itself is verified; only memory across runs is lost.
             log.warning(
-                "gupper: cannot save %s (%s); rollback protection restarts from this manifest",
+                "gupper: cannot save %s (%s); what it keeps (the trial of a new version, versions marked bad, the "
+                "newest manifest serial seen) is not remembered past this run: make the folder writable",
                 self.state_file.path,
                 e.strerror or e,
             )

@@ -101,9 +101,39 @@ def patch_path_for(target: Path) -> Path:
     return target.with_name(f".{target.name}{TEMP_TAG}patch.tmp")
 
 
+BACKUP_TAG = "previous-"
+
+
 def backup_path_for(target: Path) -> Path:
-    """Where the previous version waits until the new one confirms it runs."""
-    return target.with_name(f".{target.name}{TEMP_TAG}previous")
+    """A fresh name for the previous version to wait under until the new one confirms it runs.
+
+    Fresh each time: on Windows an earlier backup may still be the image of a running process
+    (the waiting parent of a restart, another instance), which can be neither replaced nor deleted.
+    """
+    return target.with_name(f".{target.name}{TEMP_TAG}{BACKUP_TAG}{secrets.token_hex(6)}")
+
+
+def remove_backups(target: Path, keep: Path | None, ops: FileOps | None = None) -> list[Path]:
+    """Remove the backups beside ``target`` but ``keep``; one still in use (a running image on
+    Windows) stays until a later start."""
+    ops = ops or FileOps()
+    prefix = f".{target.name}{TEMP_TAG}{BACKUP_TAG}"
+    removed: list[Path] = []
+    try:
+        backups = [p for p in target.parent.iterdir() if p.name.startswith(prefix) and "." not in p.name[len(prefix) :]]
+    except OSError:
+        return removed
+    for path in backups:
+        if keep is not None and path.name == keep.name:
+            continue
+        try:
+            ops.unlink(str(path))
+            removed.append(path)
+        except FileNotFoundError:
+            pass
+        except OSError as e:
+            log.debug("gupper: could not remove the backup %s yet (%s)", path, e.strerror or e)
+    return removed
 
 
 def retry(op: Callable[[], None], ops: FileOps, what: str, attempts: int = RENAME_ATTEMPTS) -> None:

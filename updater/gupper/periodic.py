@@ -31,9 +31,10 @@ class PeriodicCheck:
         jitter: float,
         on_result: Callable[[Result], None],
         on_available: Callable[[Update], bool] | None = None,
+        first_check: float = 0.0,
     ) -> None:
         self._updater, self._interval, self._jitter, self._on_result = updater, interval, jitter, on_result
-        self._on_available = on_available
+        self._on_available, self._first_check = on_available, first_check
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="gupper-periodic-check", daemon=True)
         self.installed: str | None = None
@@ -48,8 +49,14 @@ class PeriodicCheck:
         if self._thread is not threading.current_thread():
             self._thread.join(timeout)
 
+    def _delay(self, seconds: float) -> float:
+        return seconds * random.uniform(1 - self._jitter, 1 + self._jitter)
+
     def _loop(self) -> None:
-        while not self._stop.wait(self._interval * random.uniform(1 - self._jitter, 1 + self._jitter)):
+        # The first check soon after start: an app used for an hour a day never lives a whole interval.
+        delay = self._delay(min(self._first_check, self._interval))
+        while not self._stop.wait(delay):
+            delay = self._delay(self._interval)
             if self.installed is not None:
                 return  # installed: the next start runs it; nothing more to do in this process
             result = self._updater.run(restart=False, on_available=self._on_available)

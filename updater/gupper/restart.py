@@ -21,7 +21,7 @@ import logging
 import os
 import sys
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, MutableMapping, Sequence
 from typing import IO, Any, NoReturn, Protocol, cast
 
 from .errors import InstallError
@@ -197,6 +197,123 @@ def restart(executable: str, argv: Sequence[str], env: Mapping[str, str], os_nam
         ) from e
 
 
+# --- GUI apps: the new version starts once this process has ended -----------------------------
+
+HANDOVER_ENV = "_GUPPER_HANDOVER"
+"""Set for a version started by :func:`launch_after_exit`: what tells it that the old process has ended."""
+
+HANDOVER_TIMEOUT = 30.0
+"""How long a new version waits, at most, for the process that started it to end."""
+
+
+def launch_after_exit(
+    executable: str,
+    argv: Sequence[str],
+    env: Mapping[str, str],
+    os_name: str,
+    popen: Callable[..., Any] | None = None,
+    api: HandoverApi | None = None,
+) -> None:
+    """Start ``executable`` now as a process of its own (not a child that dies with this one), which
+    waits in :func:`wait_for_handover` until this process has ended, then runs.
+
+    For GUI apps that quit themselves: this process finishes what it does on exit (saving files,
+    releasing a single-instance lock) before the new version does anything, and nothing ties the
+    two together afterwards (no job object, no waiting parent). POSIX: the new process gets the
+    read end of a pipe whose write end only this process holds; it reads end-of-file when this
+    process is gone. Windows: it gets an inheritable handle to this process and waits on it.
+
+    Raises:
+        InstallError: the new version cannot be started (this process carries on).
+    """
+    import subprocess
+
+    run = popen or subprocess.Popen
+    child_env = dict(env)
+    kwargs: dict[str, Any] = {"stdin": subprocess.DEVNULL, "close_fds": True}
+    read_fd = None
+    if os_name == "windows":
+        win = api if api is not None else windows_handover_api()
+        if win is not None:
+            handle = win.inheritable_handle_to_self()
+            child_env[HANDOVER_ENV] = f"handle:{handle}"
+            kwargs["startupinfo"] = win.startupinfo_with_handles([handle])
+        kwargs["creationflags"] = 0x00000200 | 0x01000000  # CREATE_NEW_PROCESS_GROUP | CREATE_BREAKAWAY_FROM_JOB
+        kwargs.update(std_handles())
+    else:
+        read_fd, write_fd = os.pipe()  # both close-on-exec: only the new process gets the read end
+        _HANDOVER_FDS.append(write_fd)  # held until this process ends
+        child_env[HANDOVER_ENV] = f"fd:{read_fd}"
+        kwargs.update(pass_fds=(read_fd,), start_new_session=True)
+    flush_std_streams()
+    try:
+        try:
+            run([executable, *argv], env=child_env, **kwargs)
+        except PermissionError:
+            if os_name != "windows":
+                raise
+            kwargs["creationflags"] &= ~0x01000000  # in a job that allows no breakaway: start inside it
+            run([executable, *argv], env=child_env, **kwargs)
+    except OSError as e:
+        raise InstallError(f"cannot start {executable} ({e.strerror or e}); it runs from the next start") from e
+    finally:
+        if read_fd is not None:
+            os.close(read_fd)
+
+
+_HANDOVER_FDS: list[int] = []
+
+
+def wait_for_handover(
+    environ: MutableMapping[str, str], timeout: float = HANDOVER_TIMEOUT, api: HandoverApi | None = None
+) -> bool:
+    """In a version started by :func:`launch_after_exit`: wait until the process that started it has
+    ended, at most ``timeout`` seconds; True when it has. Returns at once otherwise. The variable
+    is removed, so that processes this one starts do not wait too."""
+    spec = environ.pop(HANDOVER_ENV, None)
+    if not spec:
+        return True
+    kind, _, value = spec.partition(":")
+    try:
+        number = int(value)
+    except ValueError:
+        return True
+    if kind == "fd" and os.name == "posix":
+        return _wait_for_eof(number, timeout)
+    if kind == "handle":
+        win = api if api is not None else windows_handover_api()
+        return win.wait(number, timeout) if win is not None else True
+    return True
+
+
+def _wait_for_eof(fd: int, timeout: float) -> bool:
+    import select
+
+    try:
+        ready, _, _ = select.select([fd], [], [], timeout)
+        if ready:
+            os.read(fd, 1)  # b"": the writer, the old process, has ended
+        return bool(ready)
+    except (OSError, ValueError):
+        return True  # not our pipe (closed, or never inherited): nothing to wait for
+    finally:
+        with contextlib.suppress(OSError):
+            os.close(fd)
+
+
+class HandoverApi(Protocol):
+    """The Win32 calls of a handover (ctypes on Windows; a recorder in tests)."""
+
+    def inheritable_handle_to_self(self) -> int:
+        """A handle to this process (SYNCHRONIZE access) that a child may inherit."""
+
+    def startupinfo_with_handles(self, handles: list[int]) -> Any:
+        """A ``subprocess.STARTUPINFO`` that lets the child inherit exactly ``handles``."""
+
+    def wait(self, handle: int, timeout: float) -> bool:
+        """Wait until the process ``handle`` refers to has ended (True), at most ``timeout`` s; close it."""
+
+
 # --- ctypes, Windows only ---------------------------------------------------------------------
 
 JOB_OBJECT_LIMIT_KILL_ON_JOB_CLOSE = 0x2000
@@ -241,6 +358,25 @@ def _job_structures() -> type[Any]:
     return ExtendedLimits
 
 
+def kill_on_close_job(kernel32: Any, limits_type: type[Any]) -> object | None:
+    """A new job object with JOB_OBJECT_LIMIT_KILL_ON_JOB_CLOSE (its processes die with its last
+    handle), or None when Windows refuses one."""
+    import ctypes
+
+    job = kernel32.CreateJobObjectW(None, None)
+    if not job:
+        return None
+    limits = limits_type()
+    limits.BasicLimitInformation.LimitFlags = JOB_OBJECT_LIMIT_KILL_ON_JOB_CLOSE
+    if not kernel32.SetInformationJobObject(
+        job, JOB_OBJECT_EXTENDED_LIMIT_INFORMATION, ctypes.byref(limits), ctypes.sizeof(limits)
+    ):
+        kernel32.CloseHandle(job)
+        return None
+    handle: object = job
+    return handle
+
+
 class Kernel32Api:
     """:class:`WindowsApi` over kernel32 (ctypes), the same calls as launcher/launcher.c."""
 
@@ -273,17 +409,8 @@ class Kernel32Api:
     def join_kill_on_close_job(self) -> object | None:
         """A new job with JOB_OBJECT_LIMIT_KILL_ON_JOB_CLOSE, this process assigned to it before the app
         starts (so the app and its children are created inside it: no window where one escapes)."""
-        import ctypes
-
-        job = self.kernel32.CreateJobObjectW(None, None)
-        if not job:
-            return None
-        limits = self.limits()
-        limits.BasicLimitInformation.LimitFlags = JOB_OBJECT_LIMIT_KILL_ON_JOB_CLOSE
-        if not self.kernel32.SetInformationJobObject(
-            job, JOB_OBJECT_EXTENDED_LIMIT_INFORMATION, ctypes.byref(limits), ctypes.sizeof(limits)
-        ):
-            self.kernel32.CloseHandle(job)
+        job = kill_on_close_job(self.kernel32, self.limits)
+        if job is None:
             return None
         if not self.kernel32.AssignProcessToJobObject(job, self.kernel32.GetCurrentProcess()):
             log.debug("gupper: could not join a job object; the new app is not tied to this process")  # best effort
@@ -323,3 +450,65 @@ def windows_api() -> WindowsApi | None:
     k.SetConsoleCtrlHandler.restype = wintypes.BOOL
     k.SetConsoleCtrlHandler.argtypes = [handler_routine, wintypes.BOOL]
     return Kernel32Api(k, handler_routine)
+
+
+class Kernel32Handover:
+    """:class:`HandoverApi` over kernel32 (ctypes)."""
+
+    SYNCHRONIZE = 0x00100000
+    WAIT_OBJECT_0 = 0
+
+    def __init__(self, kernel32: Any) -> None:
+        self.kernel32 = kernel32
+
+    def inheritable_handle_to_self(self) -> int:
+        """DuplicateHandle of the current process, SYNCHRONIZE access only, inheritable."""
+        import ctypes
+        from ctypes import wintypes
+
+        handle = wintypes.HANDLE()
+        me = self.kernel32.GetCurrentProcess()
+        if not self.kernel32.DuplicateHandle(me, me, me, ctypes.byref(handle), self.SYNCHRONIZE, True, 0):
+            raise OSError(ctypes.get_last_error(), "DuplicateHandle failed")  # type: ignore[attr-defined,unused-ignore]
+        return int(handle.value or 0)
+
+    def startupinfo_with_handles(self, handles: list[int]) -> Any:
+        """STARTUPINFO whose attribute list names the handles to inherit (PROC_THREAD_ATTRIBUTE_HANDLE_LIST)."""
+        import subprocess
+
+        info = subprocess.STARTUPINFO()  # type: ignore[attr-defined,unused-ignore]
+        info.lpAttributeList = {"handle_list": list(handles)}
+        return info
+
+    def wait(self, handle: int, timeout: float) -> bool:
+        """WaitForSingleObject on the inherited handle, then CloseHandle."""
+        try:
+            return bool(self.kernel32.WaitForSingleObject(handle, int(timeout * 1000)) == self.WAIT_OBJECT_0)
+        finally:
+            self.kernel32.CloseHandle(handle)
+
+
+def windows_handover_api() -> HandoverApi | None:
+    """The kernel32 implementation on Windows, None elsewhere."""
+    if sys.platform != "win32":
+        return None
+    import ctypes
+    from ctypes import wintypes
+
+    k = ctypes.WinDLL("kernel32", use_last_error=True)
+    k.GetCurrentProcess.restype = wintypes.HANDLE
+    k.GetCurrentProcess.argtypes = []
+    k.DuplicateHandle.restype = wintypes.BOOL
+    k.DuplicateHandle.argtypes = [
+        wintypes.HANDLE,
+        wintypes.HANDLE,
+        wintypes.HANDLE,
+        ctypes.POINTER(wintypes.HANDLE),
+        wintypes.DWORD,
+        wintypes.BOOL,
+        wintypes.DWORD,
+    ]
+    k.WaitForSingleObject.restype = wintypes.DWORD
+    k.WaitForSingleObject.argtypes = [wintypes.HANDLE, wintypes.DWORD]
+    k.CloseHandle.argtypes = [wintypes.HANDLE]
+    return Kernel32Handover(k)

@@ -19,6 +19,8 @@ class Update:
     entry: Entry
     url: str
     manifest: Manifest
+    fetch_size: int | None = None
+    """What this install will download for it, as the check worked it out; None: the full size."""
 
     @property
     def version(self) -> str:
@@ -27,8 +29,16 @@ class Update:
 
     @property
     def size(self) -> int:
-        """Bytes of the full download (a patch, when one applies, is much smaller)."""
+        """Bytes of the full release file (what :attr:`download_size` falls back to)."""
         return self.entry.size
+
+    @property
+    def download_size(self) -> int:
+        """Bytes this install will download to take the update, to show before asking: the signed
+        patch from exactly the installed file when there is one, what is left of a kept partial
+        download, a one-folder release's delta, else the full file (a patch that fails to apply
+        falls back to the full file)."""
+        return self.fetch_size if self.fetch_size is not None else self.entry.size
 
     @property
     def notes(self) -> str | None:

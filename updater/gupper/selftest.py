@@ -13,8 +13,9 @@ import logging
 import os
 import secrets
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Any, Protocol
 
 from .errors import PreflightFailedError, PreflightInterruptedError
 
@@ -26,9 +27,22 @@ _ANSWER = "gupper-self-test"
 # crash: death by one of these says nothing about the release. SIGSEGV, SIGILL, SIGABRT, SIGBUS and
 # SIGFPE do: a binary that dies of them is refused.
 _OUTSIDE_SIGNALS = ("SIGKILL", "SIGTERM", "SIGINT", "SIGHUP", "SIGQUIT", "SIGPIPE", "SIGXCPU")
+# Windows exit codes of a process ended from outside: STATUS_CONTROL_C_EXIT (Ctrl+C, Ctrl+Close),
+# DBG_TERMINATE_PROCESS (ended at logoff or shutdown). Task Manager's "End task" is exit code 1,
+# which a Python app also returns for an uncaught exception; it counts as from outside only when
+# the program printed nothing on stderr (a crash prints its traceback there).
+_WINDOWS_OUTSIDE_CODES = frozenset({0xC000013A, 0x40010004})
+_WINDOWS_END_TASK = 1
+_KILL_WAIT = 5.0
+"""Seconds to wait for the output pipes to close once the self-test's processes were killed."""
 
 
-def _from_outside(returncode: int) -> bool:
+def ended_from_outside(returncode: int, stderr: bytes, os_name: str) -> bool:
+    """Whether a self-test that exited with ``returncode`` was ended from outside (no verdict on the
+    release) rather than by its own failure."""
+    if os_name == "windows":
+        code = returncode & 0xFFFFFFFF
+        return code in _WINDOWS_OUTSIDE_CODES or (code == _WINDOWS_END_TASK and not stderr.strip())
     import signal
 
     return returncode < 0 and -returncode in {
@@ -57,38 +71,60 @@ def answer_self_test(version: str, environ: Mapping[str, str] | None = None) -> 
     os._exit(0)  # a self-test must not run the app, touch state, or update anything
 
 
-def preflight(path: Path, expected_version: str, env: Mapping[str, str], timeout: float) -> None:
+def preflight(
+    path: Path,
+    expected_version: str,
+    env: Mapping[str, str],
+    timeout: float,
+    os_name: str | None = None,
+    jobs: JobApi | None = None,
+    popen: Callable[..., Any] | None = None,
+) -> None:
     """Run ``path`` in self-test mode and check its answer.
 
+    The self-test runs as a process tree of its own: its own process group and session on POSIX,
+    a kill-on-close job object on Windows (``jobs``, kernel32 by default), so that a self-test that
+    does not answer in time is killed with every process it started (a one-file build is a
+    bootloader and its Python process), and whatever it left running after answering too.
+
     Raises:
-        PreflightFailedError: it did not answer correctly in time (a verdict on the release).
-        PreflightInterruptedError: it was killed by a signal from outside (no verdict; try again).
+        PreflightFailedError: it exited without the right answer, crashed or cannot start (a
+            verdict on the release).
+        PreflightInterruptedError: it was ended from outside (a signal, Windows' End task, a logoff)
+            or did not answer within ``timeout`` (a busy machine, an antivirus scan): no verdict; try again.
     """
     import subprocess  # here, not at import: a start that installs nothing never loads it
 
+    os_name = os_name or ("windows" if sys.platform == "win32" else sys.platform)
     nonce = secrets.token_hex(8)
     run_env = dict(env)
     run_env[SELF_TEST_ENV] = nonce
+    tree = _ProcessTree(os_name, jobs, popen or subprocess.Popen)
     try:
-        proc = subprocess.run(
-            [str(path)], env=run_env, stdin=subprocess.DEVNULL, capture_output=True, timeout=timeout, check=False
-        )
-    except subprocess.TimeoutExpired as e:
-        raise PreflightFailedError(
-            f"the new version {expected_version} did not answer its self-test within {timeout:g} s; not installed"
-        ) from e
+        proc = tree.start([str(path)], run_env)
     except OSError as e:
         raise PreflightFailedError(
             f"the new version {expected_version} cannot be started here ({e.strerror or e}); not installed"
         ) from e
-    if _from_outside(proc.returncode):
+    try:
+        out, err = _communicate(proc, tree, timeout)
+    except subprocess.TimeoutExpired as e:
         raise PreflightInterruptedError(
-            f"the self-test of {expected_version} was killed by signal {-proc.returncode} (not "
-            "by its own crash); it is tried again next time"
+            f"the new version {expected_version} did not answer its self-test within {timeout:g} s (a busy "
+            "machine, or a hung release); it is tried again next time"
+        ) from e
+    finally:
+        tree.kill()  # what the self-test left running, if anything
+        tree.close()
+    code = proc.returncode
+    if ended_from_outside(code, err, os_name):
+        how = f"killed by signal {-code}" if code < 0 else f"ended from outside (exit code {code & 0xFFFFFFFF:#x})"
+        raise PreflightInterruptedError(
+            f"the self-test of {expected_version} was {how} (not by its own crash); it is tried again next time"
         )
     expected = f"{_ANSWER} {nonce} {expected_version}"
-    lines = proc.stdout.decode("utf-8", "replace").splitlines()
-    if proc.returncode == 0 and expected in lines:
+    lines = out.decode("utf-8", "replace").splitlines()
+    if code == 0 and expected in lines:
         return
     answered = next((line for line in lines if line.startswith(f"{_ANSWER} {nonce} ")), None)
     if answered is not None:
@@ -96,8 +132,114 @@ def preflight(path: Path, expected_version: str, env: Mapping[str, str], timeout
             f"the release published as {expected_version} reports version {answered.split()[-1]}; not installed"
         )
     raise PreflightFailedError(
-        f"the new version {expected_version} failed its self-test (exit code {proc.returncode}); not installed"
+        f"the new version {expected_version} failed its self-test (exit code {code}); not installed"
     )
+
+
+_STEP = 0.25
+"""Seconds between two looks at whether the self-test's own process has ended."""
+
+
+def _communicate(proc: Any, tree: _ProcessTree, timeout: float) -> tuple[bytes, bytes]:
+    """The self-test's output once its process has ended, within ``timeout`` (TimeoutExpired after
+    the tree was killed). A process it left behind holding the output pipes open (a background
+    child) does not make it wait: once the self-test's own process has ended, the tree is killed
+    and the pipes close."""
+    import subprocess
+    import time
+
+    deadline = time.monotonic() + timeout
+    while True:
+        left = deadline - time.monotonic()
+        try:
+            out, err = proc.communicate(timeout=max(min(_STEP, left), 0))
+            return bytes(out or b""), bytes(err or b"")
+        except subprocess.TimeoutExpired:
+            ended = proc.poll() is not None
+            if not ended and left > _STEP:
+                continue
+            tree.kill()
+            try:
+                out, err = proc.communicate(timeout=_KILL_WAIT)
+            except subprocess.TimeoutExpired:
+                out, err = b"", b""
+            if ended:
+                return bytes(out or b""), bytes(err or b"")
+            raise
+
+
+class JobApi(Protocol):
+    """The Win32 calls that keep a self-test's processes in one kill-on-close job (ctypes on
+    Windows; a recorder in tests)."""
+
+    def create_kill_on_close_job(self) -> object | None:
+        """A new job object whose processes die when its last handle closes; None if unavailable."""
+
+    def assign_and_resume(self, job: object, process: Any) -> None:
+        """Put a process started suspended in ``job``, then let it run (so its children start inside)."""
+
+    def terminate(self, job: object) -> None:
+        """End every process in ``job``."""
+
+    def close(self, job: object) -> None:
+        """Close the job's handle (ending what is left in it)."""
+
+
+CREATE_SUSPENDED = 0x00000004
+CREATE_NO_WINDOW = 0x08000000
+"""A console self-test opens no console window (a windowed app updating itself would flash one)."""
+
+
+class _ProcessTree:
+    """The self-test's processes: started as a tree of their own, killed as one."""
+
+    def __init__(self, os_name: str, jobs: JobApi | None, popen: Callable[..., Any]) -> None:
+        self.os_name, self.popen = os_name, popen
+        self.jobs = jobs if jobs is not None or os_name != "windows" else windows_job_api()
+        self.job: object | None = None
+        self.proc: Any = None
+
+    def start(self, argv: list[str], env: dict[str, str]) -> Any:
+        import subprocess
+
+        kw: dict[str, Any] = {
+            "env": env,
+            "stdin": subprocess.DEVNULL,
+            "stdout": subprocess.PIPE,
+            "stderr": subprocess.PIPE,
+        }
+        if self.os_name != "windows":
+            self.proc = self.popen(argv, start_new_session=True, **kw)
+            return self.proc
+        self.job = self.jobs.create_kill_on_close_job() if self.jobs is not None else None
+        flags = CREATE_NO_WINDOW | (CREATE_SUSPENDED if self.job is not None else 0)
+        self.proc = self.popen(argv, creationflags=flags, **kw)
+        if self.job is not None and self.jobs is not None:
+            try:
+                self.jobs.assign_and_resume(self.job, self.proc)
+            except OSError:
+                self.proc.kill()  # suspended and outside the job: it must not stay
+                raise
+        return self.proc
+
+    def kill(self) -> None:
+        if self.proc is None:
+            return
+        if self.os_name != "windows":
+            import signal
+
+            with contextlib.suppress(OSError):  # already gone (ESRCH), or not ours to signal
+                os.killpg(self.proc.pid, getattr(signal, "SIGKILL", signal.SIGTERM))
+        elif self.job is not None and self.jobs is not None:
+            self.jobs.terminate(self.job)
+        else:
+            with contextlib.suppress(OSError):
+                self.proc.kill()
+
+    def close(self) -> None:
+        if self.job is not None and self.jobs is not None:
+            self.jobs.close(self.job)
+            self.job = None
 
 
 def scratch_dir(app: str) -> Path | None:
@@ -134,3 +276,59 @@ def remove_scratch_dir(app: str) -> None:
 
 def _uid_suffix() -> str:
     return f"-{os.getuid()}" if hasattr(os, "getuid") else ""
+
+
+class Kernel32Jobs:
+    """:class:`JobApi` over kernel32 and ntdll (ctypes)."""
+
+    def __init__(self, kernel32: Any, ntdll: Any) -> None:
+        from .restart import _job_structures
+
+        self.kernel32, self.ntdll = kernel32, ntdll
+        self.limits = _job_structures()
+
+    def create_kill_on_close_job(self) -> object | None:
+        """CreateJobObjectW with JOB_OBJECT_LIMIT_KILL_ON_JOB_CLOSE."""
+        from .restart import kill_on_close_job
+
+        return kill_on_close_job(self.kernel32, self.limits)
+
+    def assign_and_resume(self, job: object, process: Any) -> None:
+        """AssignProcessToJobObject, then NtResumeProcess (subprocess keeps no thread handle to resume)."""
+        import ctypes
+
+        if not self.kernel32.AssignProcessToJobObject(job, int(process._handle)):
+            raise OSError(ctypes.get_last_error(), "AssignProcessToJobObject failed")  # type: ignore[attr-defined,unused-ignore]
+        if self.ntdll.NtResumeProcess(int(process._handle)) != 0:
+            raise OSError(0, "NtResumeProcess failed")
+
+    def terminate(self, job: object) -> None:
+        """TerminateJobObject, exit code 1."""
+        self.kernel32.TerminateJobObject(job, 1)
+
+    def close(self, job: object) -> None:
+        """CloseHandle (kill-on-close ends what is left)."""
+        self.kernel32.CloseHandle(job)
+
+
+def windows_job_api() -> JobApi | None:
+    """The kernel32 implementation on Windows, None elsewhere."""
+    if sys.platform != "win32":
+        return None
+    import ctypes
+    from ctypes import wintypes
+
+    k = ctypes.WinDLL("kernel32", use_last_error=True)
+    k.CreateJobObjectW.restype = wintypes.HANDLE
+    k.CreateJobObjectW.argtypes = [wintypes.LPVOID, wintypes.LPCWSTR]
+    k.SetInformationJobObject.restype = wintypes.BOOL
+    k.SetInformationJobObject.argtypes = [wintypes.HANDLE, ctypes.c_int, wintypes.LPVOID, wintypes.DWORD]
+    k.AssignProcessToJobObject.restype = wintypes.BOOL
+    k.AssignProcessToJobObject.argtypes = [wintypes.HANDLE, wintypes.HANDLE]
+    k.TerminateJobObject.restype = wintypes.BOOL
+    k.TerminateJobObject.argtypes = [wintypes.HANDLE, wintypes.UINT]
+    k.CloseHandle.argtypes = [wintypes.HANDLE]
+    nt = ctypes.WinDLL("ntdll")
+    nt.NtResumeProcess.restype = ctypes.c_long
+    nt.NtResumeProcess.argtypes = [wintypes.HANDLE]
+    return Kernel32Jobs(k, nt)

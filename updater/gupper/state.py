@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import os
 import secrets
 import time
 from dataclasses import asdict, dataclass, field
@@ -144,6 +145,18 @@ class StateFile:
     def save(self, state: ClientState) -> None:
         """Write atomically: temp file in the same directory, fsync, rename, fsync the directory."""
         atomic_write(self.path, (json.dumps(state.to_json(), indent=1, sort_keys=True) + "\n").encode())
+
+    def probe(self) -> None:
+        """Create and remove an empty file in the state folder (created if missing).
+
+        Raises:
+            OSError: the folder cannot be written (read-only, no permission, full).
+        """
+        self.directory.mkdir(parents=True, exist_ok=True)
+        probe = self.directory / f".probe-{secrets.token_hex(4)}.tmp"  # a temp name: a kill leaves it to the sweep
+        os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o600))
+        with contextlib.suppress(OSError):
+            probe.unlink()
 
     def remove_stale_temp_files(self, min_age: float = 60.0) -> list[Path]:
         """Remove the temp files of atomic writes that a killed process left in the state folder.

@@ -83,6 +83,10 @@ class InstallLayout(Protocol):
         """Whether ``entry`` is what the installed entry point runs already."""
         ...
 
+    def download_size(self, entry: Entry, url: str) -> int:
+        """What :meth:`stage` will fetch for ``entry`` (its full file at ``url``) from this install, in bytes."""
+        ...
+
     def stage(self, update: Update, progress: Progress | None) -> Path:
         """Download and verify ``update``; return what :meth:`install` takes (a file or a folder).
 
@@ -92,14 +96,22 @@ class InstallLayout(Protocol):
         """
         ...
 
-    def install(self, staged: Path, version: str, previous: str, preflight: Callable[[Path], None]) -> Path:
+    def install(
+        self,
+        staged: Path,
+        version: str,
+        previous: str,
+        preflight: Callable[[Path], None],
+        start_trial: Callable[[Path], None],
+    ) -> Path:
         """Pre-flight ``staged`` (``preflight`` is called with the executable to self-test), then
-        make it the installed version; return the backup a rollback goes back to. A refused
-        pre-flight leaves nothing of ``staged`` behind.
+        make it the installed version; return the backup a rollback goes back to. ``start_trial``
+        is called with that backup right before the swap (write-ahead: if it raises, nothing is
+        swapped). A refused pre-flight leaves nothing of ``staged`` behind.
 
         Raises:
             PreflightFailedError, PreflightInterruptedError: what ``preflight`` (or a post-install hook) raised.
-            InstallError: the swap failed; the installed version is the one that was there.
+            InstallError: the swap failed, or ``start_trial`` refused; the installed version is the one that was there.
         """
         ...
 
@@ -119,9 +131,10 @@ class InstallLayout(Protocol):
         """
         ...
 
-    def drop_backup(self, backup: Path | None) -> None:
-        """The backup is no longer needed (confirmed, or rolled back to); None: the one a trial
-        never recorded may have left. A one-folder install keeps the previous folder."""
+    def drop_backups(self, keep: Path | None) -> None:
+        """Remove every backup but ``keep`` (None: all of them; confirmed, rolled back to, or
+        never recorded by a trial). One that cannot be removed yet (a running image on Windows)
+        is left for a later start. A one-folder install keeps the previous folder."""
         ...
 
     def entry_point(self, launcher: str | None) -> Path:

@@ -69,6 +69,15 @@ class OneFolder:
         """``current`` names the entry's version."""
         return self.folder.current_version(self.ctx.os_name, self.ctx.file_ops()) == str(entry.version)
 
+    def download_size(self, entry: Entry, url: str) -> int:
+        """The signed total of the folder delta from the installed version, when the release lists
+        one with it and it is smaller; else the archive."""
+        current = self.folder.current_version(self.ctx.os_name, self.ctx.file_ops())
+        for p in entry.patches_of(FILES_PATCH_FORMAT):
+            if p.from_version == current and p.download is not None and entry.blobs_url and entry.files_url:
+                return min(p.download, entry.size)
+        return entry.size
+
     def stage(self, update: Update, progress: Progress | None) -> Path:
         """The new version as a verified temp folder beside the version folders: built by a folder
         delta when the release offers one that saves bytes, else extracted from the archive."""
@@ -199,9 +208,17 @@ class OneFolder:
                 return urljoin(self.ctx.config.manifest_url, p.url), index, p.from_sha256
         return self.ctx.config.manifest_url, PatchIndex({}), ""
 
-    def install(self, staged: Path, version: str, previous: str, preflight: Callable[[Path], None]) -> Path:
+    def install(
+        self,
+        staged: Path,
+        version: str,
+        previous: str,
+        preflight: Callable[[Path], None],
+        start_trial: Callable[[Path], None],
+    ) -> Path:
         """``staged`` becomes ``versions/<version>``, its executable is pre-flighted, its post-install
-        hook run, and ``current`` switched to it; the previous version's folder is the backup."""
+        hook run, the trial recorded and ``current`` switched to it; the previous version's folder
+        is the backup."""
         ctx, layout = self.ctx, self.folder
         candidate = _folder.publish_version(layout, staged, version) / layout.exe
         try:
@@ -210,6 +227,7 @@ class OneFolder:
             backup = layout.version_dir(layout.current_version(ctx.os_name, ctx.file_ops()) or previous)
             env = _restart.child_environment(ctx.environ, version)
             _folder.run_post_install(layout, version, backup.name, env, ctx.config.preflight_timeout)
+            start_trial(backup)
             _folder.switch(layout, version, ctx.os_name, ctx.file_ops())
             ctx.checkpoint(Checkpoint.SWAPPED)
         except (PreflightFailedError, PreflightInterruptedError):
@@ -229,7 +247,7 @@ class OneFolder:
         """Switch ``current`` back to the backup folder."""
         _folder.switch(self.folder, backup.name, self.ctx.os_name, self.ctx.file_ops())
 
-    def drop_backup(self, backup: Path | None) -> None:
+    def drop_backups(self, keep: Path | None) -> None:
         """Nothing: the previous version's folder stays for a later rollback (pruned by the next install)."""
 
     def entry_point(self, launcher: str | None) -> Path:

@@ -1,9 +1,11 @@
 """A one-file app (``binary`` releases): the executable is replaced in place.
 
 The update is staged beside the executable (a patched copy, or the download's partial file),
-pre-flighted there, the running file is kept as ``.<exe>.gupper-previous`` (a hard link, else a
-copy) and the new one renamed over it (:mod:`gupper.install`, one function per OS). A rollback
-copies the backup back the same way. See docs/crash-safety.md.
+pre-flighted there, the running file is kept as ``.<exe>.gupper-previous-<random>`` (a hard link,
+else a copy; a fresh name each time, since on Windows an earlier backup may still be the image of
+a running process, which can be neither replaced nor deleted), the trial recorded, and the new
+file renamed over the executable (:mod:`gupper.install`, one function per OS). A rollback copies
+the backup back the same way. See docs/crash-safety.md.
 """
 
 from __future__ import annotations
@@ -73,6 +75,18 @@ class SingleFile:
             return ""  # unreadable: matches no signed digest, so no patch applies and nothing counts as installed
         return self._hash_cache[1]
 
+    def download_size(self, entry: Entry, url: str) -> int:
+        """What is left of a kept partial of the full file; else the patch from exactly the installed
+        file; else the full file (the choices :meth:`stage` makes, in its order)."""
+        downloads, partial = self.ctx.downloads, self.partial
+        if downloads.resumable(Blob(url, entry.size, entry.sha256), partial):
+            try:
+                return max(entry.size - partial.stat().st_size, 0)
+            except OSError:
+                return entry.size
+        patch = downloads.pick_patch(entry, self.installed_sha256())
+        return patch.size if patch is not None else entry.size
+
     def stage(self, update: Update, progress: Progress | None) -> Path:
         """The verified new executable beside the old one.
 
@@ -111,15 +125,28 @@ class SingleFile:
         self.ctx.checkpoint(Checkpoint.DOWNLOADED)
         return staged
 
-    def install(self, staged: Path, version: str, previous: str, preflight: Callable[[Path], None]) -> Path:
-        """Pre-flight ``staged`` where it is, keep a backup of the executable, rename ``staged`` over it."""
+    def install(
+        self,
+        staged: Path,
+        version: str,
+        previous: str,
+        preflight: Callable[[Path], None],
+        start_trial: Callable[[Path], None],
+    ) -> Path:
+        """Pre-flight ``staged`` where it is, keep a backup of the executable, record the trial,
+        rename ``staged`` over the executable."""
         ctx, target = self.ctx, self.target
         try:
             preflight(staged)
             ctx.checkpoint(Checkpoint.PREFLIGHT_PASSED)
             backup = _install.backup_path_for(target)
-            _install.make_backup(target, backup)
+            _install.make_backup(target, backup, ctx.file_ops())
             ctx.checkpoint(Checkpoint.BACKED_UP)
+            try:
+                start_trial(backup)
+            except BaseException:
+                unlink_quietly(backup)
+                raise
             _install.apply(staged, target, ctx.os_name, ctx.file_ops())
             ctx.checkpoint(Checkpoint.SWAPPED)
         finally:
@@ -142,9 +169,9 @@ class SingleFile:
         finally:
             unlink_quietly(staged)
 
-    def drop_backup(self, backup: Path | None) -> None:
-        """Remove the backup file (None: the one at its usual place)."""
-        unlink_quietly(backup if backup is not None else _install.backup_path_for(self.target))
+    def drop_backups(self, keep: Path | None) -> None:
+        """Remove the backup files beside the executable but ``keep``."""
+        _install.remove_backups(self.target, keep, self.ctx.file_ops())
 
     def entry_point(self, launcher: str | None) -> Path:
         """The executable itself."""

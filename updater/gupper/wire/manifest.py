@@ -80,6 +80,13 @@ def _size(obj: Mapping[str, Any], where: str) -> int:
     return size
 
 
+def _optional_size(obj: Mapping[str, Any], key: str, where: str) -> int | None:
+    value: int | None = _optional(obj, key, int, where)
+    if value is not None and not 0 <= value <= MAX_INT:
+        raise MalformedError(f"manifest {where} has {key} {value}, which is out of range")
+    return value
+
+
 def _digest(obj: Mapping[str, Any], key: str, where: str, *, required: bool = True) -> str | None:
     value: str | None = _require(obj, key, str, where) if required else _optional(obj, key, str, where)
     if value is not None and not is_sha256(value):
@@ -131,9 +138,11 @@ class Patch:
     sha256: str
     from_sha256: str | None = None
     from_version: str | None = None
+    download: int | None = None
+    """``files-bsdiff4``: the bytes a client with exactly ``from_version``'s files fetches in all."""
     unknown: Mapping[str, Any] = field(default_factory=dict)
 
-    KNOWN = frozenset({"format", "url", "size", "sha256", "from_sha256", "from_version"})
+    KNOWN = frozenset({"format", "url", "size", "sha256", "from_sha256", "from_version", "download"})
 
     @classmethod
     def from_json(cls, raw: Any, where: str) -> Patch:
@@ -151,6 +160,7 @@ class Patch:
             sha256=_digest(obj, "sha256", where) or "",
             from_sha256=_digest(obj, "from_sha256", where, required=False),
             from_version=_optional(obj, "from_version", str, where),
+            download=_optional_size(obj, "download", where),
             unknown=_unknown(obj, cls.KNOWN),
         )
 
@@ -159,6 +169,7 @@ class Patch:
         out: Json = dict(self.unknown)
         _put(out, "from_version", self.from_version)
         _put(out, "from_sha256", self.from_sha256)
+        _put(out, "download", self.download)
         out.update(format=self.format, url=self.url, size=self.size, sha256=self.sha256)
         return out
 
