@@ -39,6 +39,7 @@ from gupper import (
     UpdaterConfig,
     log_to_file,
 )
+from gupper import restart as _restart
 from gupper.install import backup_path_for, remove_backups
 from gupper.selftest import ended_from_outside, preflight
 from gupper.state import StateFile
@@ -802,3 +803,133 @@ def test_a_declined_update_is_not_offered_again_in_the_session(sim: Sim, exe: Pa
     finally:
         updates.stop()
     assert exe.read_bytes() == OLD
+
+
+# --- 4. a running app keeps reading its own module archive (unit; the real binaries: test_e2e_desktop) ---
+
+
+def fake_pyinstaller(tmp_path: Path, payload: bytes, offset: int = 1000) -> tuple[dict[str, Any], Path]:
+    """The two bootstrap modules of a PyInstaller 6 app, as far as the pinning reads them: the
+    reader module (whose global ``open`` the reader calls) and the importer's ``pyz_archive``."""
+    import types
+
+    exe = tmp_path / "app"
+    exe.write_bytes(b"\0" * offset + b"PYZ\0" + payload)
+    reader_module = types.ModuleType("pyimod01_archive")
+    importers = types.ModuleType("pyimod02_importers")
+    importers.pyz_archive = types.SimpleNamespace(_filename=str(exe), _start_offset=offset)  # type: ignore[attr-defined]
+
+    def extract(start: int, length: int) -> bytes:  # what ZlibArchiveReader.extract does with the file
+        with reader_module.open(str(exe), "rb") as fp:  # type: ignore[attr-defined]
+            fp.seek(offset + start)
+            data: bytes = fp.read(length)
+            return data
+
+    reader_module.open = open  # type: ignore[attr-defined]  # as if looked up in builtins
+    reader_module.extract = extract  # type: ignore[attr-defined]
+    return {"pyimod01_archive": reader_module, "pyimod02_importers": importers}, exe
+
+
+@pytest.mark.parametrize("pread", [True, False], ids=["pread", "seek-and-read"])
+def test_a_pinned_archive_reads_the_old_bytes_after_the_file_is_replaced(tmp_path: Path, pread: bool) -> None:
+    from gupper.frozen_archive import pin_own_archive
+
+    modules, exe = fake_pyinstaller(tmp_path, b"OLD-MODULES" * 100)
+    assert pin_own_archive(modules, candidates=lambda p: [p]) is True
+    if not pread:  # Windows has no pread: the lock-and-seek path
+        modules["pyimod01_archive"].open.pinned._pread = None
+    new = tmp_path / "app.new"
+    new.write_bytes(b"\0" * 1000 + b"PYZ\0" + b"NEW-MODULES" * 100)
+    os.replace(new, exe)  # an update renames the new binary over the running one
+    extract = modules["pyimod01_archive"].extract
+    assert extract(4, 11) == b"OLD-MODULES" and extract(4 + 11 * 99, 11) == b"OLD-MODULES"
+    with modules["pyimod01_archive"].open(str(tmp_path / "other"), "wb") as f:  # any other file: as before
+        f.write(b"x")
+    assert pin_own_archive(modules) is True  # once is enough: a second call keeps the first handle
+    assert extract(4, 11) == b"OLD-MODULES"
+
+
+def test_threads_reading_a_pinned_archive_at_once_each_get_their_own_bytes(tmp_path: Path) -> None:
+    from gupper.frozen_archive import pin_own_archive
+
+    payload = bytes(range(256)) * 400
+    modules, _exe = fake_pyinstaller(tmp_path, payload)
+    assert pin_own_archive(modules, candidates=lambda p: [p])
+    extract = modules["pyimod01_archive"].extract
+    wrong: list[int] = []
+
+    def reader(k: int) -> None:
+        for i in range(300):
+            start = (k * 7919 + i * 104729) % (len(payload) - 300)
+            if extract(4 + start, 300) != payload[start : start + 300]:
+                wrong.append(start)
+
+    workers = [threading.Thread(target=reader, args=(k,)) for k in range(8)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join(WAIT)
+    assert not wrong
+
+
+def test_pinning_takes_the_first_candidate_holding_the_archive_and_leaves_unknown_apps_alone(tmp_path: Path) -> None:
+    from gupper.frozen_archive import own_file_candidates, pin_own_archive
+
+    modules, _exe = fake_pyinstaller(tmp_path, b"OLD")
+    other = tmp_path / "not-the-app"
+    other.write_bytes(b"no archive here")
+    assert pin_own_archive(modules, candidates=lambda p: [str(other), p])
+    assert modules["pyimod01_archive"].open.pinned.read_at(1000, 4) == b"PYZ\0"
+    assert own_file_candidates("/opt/app", "linux") == ["/proc/self/exe", "/opt/app"]
+    assert own_file_candidates("C:\\app.exe", "win32") == ["C:\\app.exe"]
+    assert pin_own_archive({}) is False  # not a PyInstaller app (or one whose loader we do not know)
+    (tmp_path / "short").mkdir()
+    cut, cut_exe = fake_pyinstaller(tmp_path / "short", b"")
+    cut_exe.write_bytes(b"too short: no archive at the offset")
+    assert pin_own_archive(cut, candidates=lambda p: [p]) is False
+
+
+# --- 5. the handover on Windows, injected ------------------------------------------------------
+
+
+class HandoverRecorder:
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+
+    def inheritable_handle_to_self(self) -> int:
+        self.calls.append("duplicate")
+        return 4321
+
+    def startupinfo_with_handles(self, handles: list[int]) -> Any:
+        self.calls.append(f"startupinfo {handles}")
+        return {"handle_list": handles}
+
+    def wait(self, handle: int, timeout: float) -> bool:
+        self.calls.append(f"wait {handle} {timeout:g}")
+        return True
+
+
+def test_the_windows_handover_passes_a_handle_to_this_process_and_breaks_away_from_jobs() -> None:
+    api = HandoverRecorder()
+    started: list[tuple[list[str], dict[str, Any]]] = []
+
+    def popen(argv: list[str], **kw: Any) -> None:
+        if kw["creationflags"] & 0x01000000 and len(started) == 0:
+            started.append((argv, kw))
+            raise PermissionError(5, "Access is denied")  # a job that allows no breakaway
+        started.append((argv, kw))
+
+    _restart.launch_after_exit("C:\\app\\app.exe", ["--x"], {"A": "1"}, "windows", popen=popen, api=api)
+    assert api.calls == ["duplicate", "startupinfo [4321]"]
+    (argv, first), (_, second) = started
+    assert argv == ["C:\\app\\app.exe", "--x"] and first["env"][_restart.HANDOVER_ENV] == "handle:4321"
+    assert first["creationflags"] & 0x01000000 and not second["creationflags"] & 0x01000000
+    assert first["startupinfo"] == {"handle_list": [4321]} and first["close_fds"] is True
+    environ = {_restart.HANDOVER_ENV: "handle:4321", "B": "2"}
+    assert _restart.wait_for_handover(environ, 30, api=api) and environ == {"B": "2"}
+    assert api.calls[-1] == "wait 4321 30"
+
+
+def test_a_version_started_without_a_handover_does_not_wait() -> None:
+    environ = {"B": "2"}
+    assert _restart.wait_for_handover(environ, 30) and environ == {"B": "2"}
