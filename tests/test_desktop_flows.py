@@ -820,7 +820,7 @@ def fake_pyinstaller(tmp_path: Path, payload: bytes, offset: int = 1000) -> tupl
     importers.pyz_archive = types.SimpleNamespace(_filename=str(exe), _start_offset=offset)  # type: ignore[attr-defined]
 
     def extract(start: int, length: int) -> bytes:  # what ZlibArchiveReader.extract does with the file
-        with reader_module.open(str(exe), "rb") as fp:  # type: ignore[attr-defined]
+        with reader_module.open(str(exe), "rb") as fp:
             fp.seek(offset + start)
             data: bytes = fp.read(length)
             return data
