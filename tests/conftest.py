@@ -14,6 +14,7 @@ from gupper.keys import TrustedKeys
 from gupper_publish.signing import build_signed, keygen, load_signing_key, public_key_of, sign_manifest
 
 from . import httpsim, rawhttp
+from .desktop_support import screen  # noqa: F401  (an Xvfb screen for the desktop tests)
 from .e2e_support import e2e  # noqa: F401  (the session fixture, shared by the e2e modules)
 from .tiers import (  # noqa: F401  (tiers and workers: see tests/tiers.py)
     pyinstaller_config_dir,

@@ -212,10 +212,14 @@ def test_not_frozen_and_no_executable_means_updates_off(sim: Sim, keypair: tuple
 def test_restarted_process_skips_the_check_and_flags_a_version_mismatch(
     sim: Sim, installed: Path, keypair: tuple[Path, object, str]
 ) -> None:
-    u = make_updater(sim, installed, keypair[2])
-    u.environ["_GUPPER_RESTARTED"] = "1.0.0"
-    assert u.run().status is Status.JUST_UPDATED and "_GUPPER_RESTARTED" not in u.environ
-    u.environ["_GUPPER_RESTARTED"] = "2.0.0"
-    result = u.run()
+    config = make_updater(sim, installed, keypair[2]).config
+    environ = {"_GUPPER_RESTARTED": "1.0.0"}
+    u = Updater(config, clock=lambda: NOW, environ=environ, argv=["app"])
+    assert u.started is not None and u.started.status is Status.JUST_UPDATED and "_GUPPER_RESTARTED" not in environ
+    assert u.run().status is Status.JUST_UPDATED  # reported by the first run, which checks nothing
+    mismatched = Updater(config, clock=lambda: NOW, environ={"_GUPPER_RESTARTED": "2.0.0"}, argv=["app"])
+    result = mismatched.run()
     assert result.status is Status.FAILED and "reports version 1.0.0" in result.message
     assert sim.requests == []
+    mismatched.run()  # once: the next run checks
+    assert len(sim.requests) == 1

@@ -673,7 +673,7 @@ def test_a_windowed_app_without_stderr_keeps_its_update_lines_in_the_log_file(
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=WAIT, check=False)
     assert proc.returncode == 0 and proc.stdout == proc.stderr == ""
     lines = (logs / "app.log").read_text().splitlines()
-    assert any("WARNING gupper: gupper: update failed, carrying on with 1.0.0" in line for line in lines), lines
+    assert any("WARNING gupper: update failed, carrying on with 1.0.0" in line for line in lines), lines
 
 
 # --- 11. the UI-thread helpers -------------------------------------------------------------------

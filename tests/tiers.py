@@ -56,6 +56,7 @@ module."""
 
 COST = {
     "demo-onefile": 380,
+    "tests/test_e2e_desktop.py": 330,
     "fuzz-soak": 200,
     "tests/test_build_helper.py": 150,
     "tests/test_release_workflow.py": 120,

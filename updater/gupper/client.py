@@ -139,9 +139,13 @@ class Updater:
         )
         self.layout: InstallLayout | None = open_layout(self.target, context) if self.target is not None else None
         self.folder = self.layout.folder if self.layout is not None else None
+        restarted_as = self.environ.pop(_restart.RESTARTED_ENV, None)
         self.started: Result | None = self._begin(self.layout) if self.layout is not None else None
-        """What this process start did to the install: ``ROLLED_BACK`` when this version's trial
-        failed; None when there was nothing to do."""
+        """What this process start did: ``ROLLED_BACK`` when this version's trial had failed,
+        ``JUST_UPDATED`` when an update started it (``FAILED`` when that version reports another
+        version); None when there was nothing to say. :meth:`run` reports it, once."""
+        if self.started is None and restarted_as is not None and self.layout is not None:
+            self.started = self._just_updated(restarted_as)
         if self.started is not None and self.started.status is Status.ROLLED_BACK and self.restart_on_rollback:
             self._restart_after_rollback(self.started)
 
@@ -343,27 +347,17 @@ class Updater:
                 Status.DISABLED,
                 self.disabled_reason or "updates are off: not running as a frozen app and no executable configured",
             ), None
-        restarted_as = self.environ.pop(_restart.RESTARTED_ENV, None)
         current = self.config.current_version
+        started, self.started = self.started, None
+        if started is not None:  # what this process start did: reported by the first run, once
+            if started.status is Status.ROLLED_BACK:
+                return started, started.version if restart else None
+            return started, None  # just updated: no check in this run (no update loops)
         try:
             with self._lock() as locked:
-                rolled, self.started = self.started, None
-                if rolled is not None and rolled.status is Status.ROLLED_BACK:
-                    return rolled, rolled.version if restart else None
                 if not locked:
                     log.info("gupper: another instance is updating %s; carrying on with %s", self.config.app, current)
                     return Result(Status.BUSY, "another instance is updating", version=current), None
-                if restarted_as is not None:
-                    # We were just exec'd by an update: don't check again in this run (no loops).
-                    if restarted_as != current:
-                        msg = (
-                            f"the release installed as {restarted_as} reports version {current}; republish it "
-                            "with a matching version"
-                        )
-                        log.warning("gupper: %s", msg)
-                        return Result(Status.FAILED, msg, version=current), None
-                    log.info("gupper: now running %s", restarted_as)
-                    return Result(Status.JUST_UPDATED, f"updated to {restarted_as}", version=restarted_as), None
                 self._check_state_folder()
                 result = self._update(layout, progress, on_available)
         except UpdateError as e:
@@ -556,8 +550,9 @@ class Updater:
 
     def _begin(self, layout: InstallLayout) -> Result | None:
         """Once per process start (when the updater is created): remove what a killed run left,
-        count this start against a pending trial and roll back a version that used up its trial.
-        Never raises: a failure is one warning line, and the app starts with what it has."""
+        count this start against a pending trial and roll back a version that used up its trial
+        (the ``ROLLED_BACK`` result). Never raises: a failure is one warning line, and the app
+        starts with what it has."""
         try:
             with self._lock() as locked:
                 if not locked:
@@ -567,9 +562,22 @@ class Updater:
                 return self._count_start(layout)
         except UpdateError as e:
             log.warning("gupper: %s", e)
-            return Result(Status.FAILED, str(e), error=e, version=self.config.current_version)
         except Exception as e:  # a bug in Gupper must not stop the app
-            return self._internal_error(e)
+            self._internal_error(e)
+        return None
+
+    def _just_updated(self, restarted_as: str) -> Result:
+        """This process was started by an update (exec, or ``restart_on_exit``): say so, once."""
+        current = self.config.current_version
+        if restarted_as != current:
+            msg = (
+                f"the release installed as {restarted_as} reports version {current}; republish it with a "
+                "matching version"
+            )
+            log.warning("gupper: %s", msg)
+            return Result(Status.FAILED, msg, version=current)
+        log.info("gupper: now running %s", restarted_as)
+        return Result(Status.JUST_UPDATED, f"updated to {restarted_as}", version=restarted_as)
 
     def _restart_after_rollback(self, rolled: Result) -> None:
         """The running version failed its trial: start the one rolled back to in its place."""

@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# A virtual screen for Gupper's desktop tests: real windowed apps (Tk, Qt) under Xvfb, driven by xdotool.
+#
+#   bash scripts/desktop.sh install   # apt: xvfb xdotool imagemagick and the X libraries Qt's xcb plugin loads
+#   bash scripts/desktop.sh check     # exit 0 if installed, else say what is missing (exit 1)
+#
+# tests/test_e2e_desktop.py starts its own Xvfb; without these packages those tests skip and say why.
+set -euo pipefail
+PACKAGES=(xvfb xdotool imagemagick x11-utils
+  libxcb-icccm4 libxcb-keysyms1 libxcb-cursor0 libxkbcommon-x11-0 libxcb-image0 libxcb-render-util0
+  libxcb-xkb1 libxcb-randr0 libxcb-shape0 libxcb-xinerama0 libegl1 libgl1 libfontconfig1 libdbus-1-3)
+BINARIES=(Xvfb xdotool import)
+
+missing() {
+  local out=() b
+  for b in "${BINARIES[@]}"; do command -v "$b" >/dev/null 2>&1 || out+=("$b"); done
+  if command -v ldconfig >/dev/null 2>&1 && ! ldconfig -p 2>/dev/null | grep -q libxcb-cursor.so.0; then
+    out+=(libxcb-cursor0)
+  fi
+  echo "${out[*]-}"
+}
+
+install() {
+  if [ -z "$(missing)" ]; then
+    echo "desktop: already installed"
+    return 0
+  fi
+  local sudo=()
+  if [ "$(id -u)" != 0 ]; then
+    if command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then
+      sudo=(sudo -n)
+    else
+      echo "desktop: cannot install: not root and no passwordless sudo; run as root: apt-get install ${PACKAGES[*]}" >&2
+      return 1
+    fi
+  fi
+  if ! command -v apt-get >/dev/null 2>&1; then
+    echo "desktop: cannot install: no apt-get on this system; install Xvfb, xdotool and ImageMagick" >&2
+    return 1
+  fi
+  local start=$SECONDS
+  "${sudo[@]}" apt-get update -q >&2
+  DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -q --no-install-recommends "${PACKAGES[@]}" >&2
+  echo "desktop: installed Xvfb, xdotool, ImageMagick and Qt's X libraries in $((SECONDS - start)) s"
+}
+
+case "${1:-}" in
+  install) install ;;
+  check)
+    m=$(missing)
+    if [ -n "$m" ]; then echo "desktop: missing $m; run: bash scripts/desktop.sh install" >&2; exit 1; fi
+    echo "desktop: Xvfb, xdotool and ImageMagick are installed"
+    ;;
+  *)
+    echo "usage: bash scripts/desktop.sh install | check" >&2
+    exit 2
+    ;;
+esac
