@@ -36,6 +36,7 @@ from .errors import (
 from .layout import manifest_key
 from .publish import (
     ManifestResult,
+    Naming,
     PatchMade,
     PublishOptions,
     PublishReport,
@@ -76,6 +77,7 @@ __all__ = [
     "LocalStore",
     "ManifestResult",
     "MissingExtraError",
+    "Naming",
     "NotAnExecutableError",
     "NotFoundError",
     "ObjectInfo",

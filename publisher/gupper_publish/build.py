@@ -31,15 +31,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from packaging.version import InvalidVersion, Version
-
 from gupper.platforms import Platform, current_platform
-from gupper.wire.canonical import valid_app_name
 
-from .artifacts import parse_artifact_name
+from .artifacts import artifact_filename
 from .errors import BuildFailedError, PublishError
 from .exe_check import check_file
 from .extras import require
+from .layout import ARCHIVE_SUFFIX
 
 PATH_OPTIONS = frozenset(
     {
@@ -90,14 +88,7 @@ class BuildOptions:
 
 def output_name(name: str, version: str, platform: Platform, onedir: bool) -> str:
     """``<app>-<version>-<os>-<arch>`` (plus ``.exe`` for a one-file Windows build), checked as publish will. Pure."""
-    if not valid_app_name(name):
-        raise PublishError(f"app name {name!r} must be letters, digits, '.', '_' or '-'")
-    try:
-        canonical = str(Version(version))
-    except InvalidVersion as e:
-        raise PublishError(f"{version!r} is not a PEP 440 version (e.g. 1.2.0)") from e
-    filename = f"{name}-{canonical}-{platform.key}" + ("" if onedir else platform.exe_suffix)
-    return parse_artifact_name(filename + (".tar.gz" if onedir else "")).filename.removesuffix(".tar.gz")
+    return artifact_filename(name, version, platform, folder=onedir).filename.removesuffix(ARCHIVE_SUFFIX)
 
 
 def pyinstaller_command(options: BuildOptions, work: Path, cwd: Path) -> list[str]:

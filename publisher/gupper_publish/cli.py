@@ -32,6 +32,7 @@ from .extras import require
 from .publish import (
     DEFAULT_EXPIRY,
     ManifestResult,
+    Naming,
     ProgressFactory,
     PublishOptions,
     PublishReport,
@@ -203,6 +204,19 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="publish files that are not an executable for the platform in their name (checked "
         "from their ELF/PE/Mach-O header otherwise)",
+    )
+    naming = p.add_argument_group(
+        "naming one build", "publish one FILE (or folder) under any name, e.g. plain 'pyinstaller --name app' output"
+    )
+    naming.add_argument("--app", default=None, help="the app it is a build of (with --version)")
+    naming.add_argument(
+        "--version", dest="app_version", default=None, metavar="VERSION", help="its PEP 440 version (with --app)"
+    )
+    naming.add_argument(
+        "--platform",
+        default=None,
+        metavar="OS-ARCH",
+        help="the platform it was built for, e.g. linux-amd64 (default: this machine's, 'python -m gupper platform')",
     )
     _store_args(p)
     _signing_args(p)
@@ -508,10 +522,20 @@ def _notes(args: argparse.Namespace) -> str | None:
         raise PublishError(f"cannot read the release notes {args.notes_file} ({e}); give a UTF-8 text file") from e
 
 
+def _naming(args: argparse.Namespace) -> Naming | None:
+    """What --app, --version and --platform say the one build is, if any of them was given."""
+    if args.app is None and args.app_version is None and args.platform is None:
+        return None
+    if args.app is None or args.app_version is None:
+        raise PublishError("--app and --version go together (and --platform, default this machine's); give both")
+    return Naming(args.app, args.app_version, args.platform)
+
+
 def run(argv: Sequence[str]) -> int:
     """Run a command; raises PublishError for the caller to report."""
     argv = list(argv)
-    if argv and argv[0] not in COMMANDS and argv[0] not in {"-h", "--help", "--version"}:
+    # 'gupper-publish --version 1.2.0 --app x FILE' names a build: only '--version' alone asks for ours.
+    if argv and argv[0] not in COMMANDS and argv[0] not in {"-h", "--help"} and argv != ["--version"]:
         argv.insert(0, "publish")
     passthrough: list[str] = []
     if argv[:1] == ["build"] and "--" in argv:  # argparse cannot take options meant for PyInstaller after a positional
@@ -559,6 +583,7 @@ def run(argv: Sequence[str]) -> int:
             post_install=args.post_install,
             force=args.force,
             notes=_notes(args),
+            naming=_naming(args),
         )
         if not args.json:
             _say_publish(store, report)
