@@ -45,7 +45,7 @@ from .publish import (
     regenerate_manifest,
     upload_artifacts,
 )
-from .release import init_store, promote, prune, rotate_keys, set_rollout, yank
+from .release import init_store, promote, prune, resign, rotate_keys, set_rollout, yank
 from .signing import (
     key_id,
     keygen,
@@ -108,6 +108,7 @@ __all__ = [
     "public_key_of",
     "publish",
     "regenerate_manifest",
+    "resign",
     "rotate_keys",
     "set_rollout",
     "sign_manifest",

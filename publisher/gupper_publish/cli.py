@@ -37,9 +37,8 @@ from .publish import (
     PublishOptions,
     PublishReport,
     publish,
-    regenerate_manifest,
 )
-from .release import init_store, promote, prune, rotate_keys, set_rollout, yank
+from .release import init_store, promote, prune, resign, rotate_keys, set_rollout, yank
 from .s3compat import CHOICES
 from .signing import is_key_material, key_material, keygen, load_signing_keys, shown
 from .status import render_table, status
@@ -223,10 +222,13 @@ def _parser() -> argparse.ArgumentParser:
 
     _release_commands(sub)
 
-    p = sub.add_parser("resign", help="re-sign a channel's manifest with a fresh serial and expiry (run from cron)")
-    p.add_argument("app", help="app name whose channel manifest to re-sign")
+    p = sub.add_parser(
+        "resign", help="re-sign every channel's manifest of an app with a fresh serial and expiry (run from cron)"
+    )
+    p.add_argument("app", help="app name whose channel manifests to re-sign")
+    p.add_argument("--channel", default=None, help="only this channel (default: every channel of the app)")
     _store_args(p)
-    _signing_args(p)
+    _signing_args(p, channel=False)
 
     k = sub.add_parser("keygen", help="make an Ed25519 signing key pair")
     k.add_argument("prefix", type=Path, help="writes PREFIX.key (mode 0600) and PREFIX.pub")
@@ -589,11 +591,12 @@ def run(argv: Sequence[str]) -> int:
             _say_publish(store, report)
         return _emit(args, store, report.to_json(), report.manifests)
     if args.command == "resign":
-        result = regenerate_manifest(store, args.app, options, force=True)
-        if not args.json:
+        resigned = resign(store, args.app, options, None if args.channel is None else [args.channel])
+        if args.json:
+            return _emit(args, store, {"manifests": [m.__dict__ for m in resigned]})
+        for result in resigned:
             print(f"re-signed {result.key}: serial {result.serial}, expires in {args.expires_days:g} days")
-            return EXIT_OK
-        return _emit(args, store, result.__dict__)
+        return EXIT_OK
     results: list[ManifestResult]
     if args.command == "promote":
         results = [
