@@ -18,6 +18,7 @@ from __future__ import annotations
 from . import errors as _errors
 from .artifacts import ArtifactName, parse_artifact_name
 from .build import BuildOptions, build
+from .dryrun import DryRunStore
 from .errors import (
     AlreadyExistsError,
     BadArtifactNameError,
@@ -73,6 +74,7 @@ __all__ = [
     "BadArtifactNameError",
     "BuildFailedError",
     "BuildOptions",
+    "DryRunStore",
     "ImmutableConflictError",
     "LocalStore",
     "ManifestResult",

@@ -27,6 +27,7 @@ from gupper.errors import ConfigError
 from gupper.keys import PublicKey
 
 from .delta import DEFAULT_PATCHES
+from .dryrun import DryRunStore, Write, blob_folder
 from .errors import PublishError, StoreBusyError
 from .extras import require
 from .publish import (
@@ -203,6 +204,12 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="publish files that are not an executable for the platform in their name (checked "
         "from their ELF/PE/Mach-O header otherwise)",
+    )
+    p.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="say which keys would be written, which patches made and what the signed manifest would "
+        "say; write nothing",
     )
     naming = p.add_argument_group(
         "naming one build", "publish one FILE (or folder) under any name, e.g. plain 'pyinstaller --name app' output"
@@ -487,6 +494,56 @@ def _say_publish(store: Store, report: PublishReport) -> None:
         print(f"{'patch':9} {store.url}/{p.key} ({p.size} bytes, from {p.from_version})")
 
 
+def _say_dry_run(args: argparse.Namespace, store: DryRunStore, report: PublishReport) -> int:
+    """What a publish would have written, in the order it would have: each key (a one-folder release's
+    content-addressed files as one line per folder), then each manifest's signed content."""
+    manifests = {m.key: m for m in report.manifests}
+    signed = {key: json.loads(data)["signed"] for key in manifests if (data := store.written(key)) is not None}
+    if args.json:
+        doc = {
+            "dry_run": True,
+            **report.to_json(),
+            "writes": [{"key": w.key, "size": w.size, "sha256": w.sha256} for w in store.writes],
+            "signed": signed,
+        }
+        print(json.dumps(doc, indent=2))
+        return EXIT_OK
+    patches = {p.key: p for p in report.patches}
+    for a in report.artifacts:
+        if a.status == "unchanged":
+            print(f"{'unchanged':13} {store.url}/{a.key} ({a.size} bytes, sha256 {a.sha256[:12]}): already there")
+    folders: dict[str, list[Write]] = {}
+    for w in store.writes:
+        folder = blob_folder(w.key)
+        if folder is not None:
+            folders.setdefault(folder, []).append(w)
+    for w in store.writes:
+        url, folder = f"{store.url}/{w.key}", blob_folder(w.key)
+        if folder is not None:
+            group = folders[folder]
+            if w is group[0]:
+                size = sum(g.size for g in group)
+                print(f"{'would upload':13} {store.url}/{folder}/ ({len(group)} objects, {size} bytes)")
+        elif w.key in manifests:
+            m = manifests[w.key]
+            platforms = ", ".join(f"{p} {v}" for p, v in m.platforms.items()) or "no releases"
+            print(f"{'would write':13} {url} serial {m.serial}: {platforms}")
+        elif w.key in patches:
+            print(f"{'would upload':13} {url} ({w.size} bytes, patch from {patches[w.key].from_version})")
+        elif w.data is not None:
+            print(f"{'would write':13} {url} ({w.size} bytes)")
+        else:
+            print(f"{'would upload':13} {url} ({w.size} bytes, sha256 {w.sha256[:12]})")
+    for m in report.manifests:
+        if not m.changed:
+            print(f"{'unchanged':13} {store.url}/{m.key} serial {m.serial}: nothing to change")
+    for key, content in signed.items():
+        print(f"{store.url}/{key} would say (signed, not written):")
+        print(json.dumps(content, indent=2))
+    print(f"dry run: nothing was written to {store.url}")
+    return EXIT_OK
+
+
 def _keygen(prefix: Path) -> int:
     key_path, pub_path, public = keygen(prefix)
     print(f"wrote {key_path} (private, mode 0600: keep it secret, never commit it)")
@@ -575,8 +632,9 @@ def run(argv: Sequence[str]) -> int:
         if args.patches < 0:
             raise PublishError("--patches must be 0 or more")
         progress = terminal_progress(sys.stderr)
+        dry = DryRunStore(store) if args.dry_run else None
         report = publish(
-            store,
+            dry or store,
             args.files,
             options,
             rollout=args.rollout,
@@ -587,6 +645,8 @@ def run(argv: Sequence[str]) -> int:
             notes=_notes(args),
             naming=_naming(args),
         )
+        if dry is not None:
+            return _say_dry_run(args, dry, report)
         if not args.json:
             _say_publish(store, report)
         return _emit(args, store, report.to_json(), report.manifests)
