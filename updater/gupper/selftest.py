@@ -9,11 +9,13 @@ version never gets installed.
 from __future__ import annotations
 
 import contextlib
+import enum
 import logging
 import os
 import secrets
 import sys
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import PreflightFailedError, PreflightInterruptedError
@@ -57,12 +59,45 @@ def answer_self_test(version: str, environ: Mapping[str, str] | None = None) -> 
     os._exit(0)  # a self-test must not run the app, touch state, or update anything
 
 
-def preflight(path: Path, expected_version: str, env: Mapping[str, str], timeout: float) -> None:
-    """Run ``path`` in self-test mode and check its answer.
+class Verdict(enum.Enum):
+    """How a self-test went (:meth:`SelfTestRun.verdict`)."""
+
+    PASSED = "passed"
+    TIMED_OUT = "timed out"  # no exit within the timeout
+    KILLED_FROM_OUTSIDE = "killed from outside"  # a signal from outside: no verdict on the binary
+    WRONG_VERSION = "wrong version"  # it answered, with another version
+    NO_ANSWER = "no answer"  # it exited 0 without answering: the app never reached Gupper
+    FAILED = "failed"  # it exited with an error (a traceback in its output) or died of its own signal
+
+
+@dataclass(frozen=True)
+class SelfTestRun:
+    """What a binary did when started in self-test mode: how it ended, the version it answered, what it printed."""
+
+    returncode: int | None  # None: still running at the timeout, so it was killed
+    answered: str | None  # the version in its answer to this run's nonce, if it answered
+    output: str  # its stderr, then its stdout (decoded): the traceback of a failed start
+
+    def verdict(self, expected_version: str) -> Verdict:
+        """The outcome for a binary that should report ``expected_version``. Pure."""
+        if self.returncode is None:
+            return Verdict.TIMED_OUT
+        if _from_outside(self.returncode):
+            return Verdict.KILLED_FROM_OUTSIDE
+        if self.answered is not None and self.answered != expected_version:
+            return Verdict.WRONG_VERSION
+        if self.returncode != 0:
+            return Verdict.FAILED
+        return Verdict.PASSED if self.answered is not None else Verdict.NO_ANSWER
+
+
+def run_self_test(path: Path, env: Mapping[str, str], timeout: float) -> SelfTestRun:
+    """Start ``path`` in self-test mode (``GUPPER_SELF_TEST`` set to a fresh nonce, added to ``env``),
+    wait at most ``timeout`` seconds, and say what it did. The handshake the client's pre-flight and
+    ``gupper-publish build`` both use.
 
     Raises:
-        PreflightFailedError: it did not answer correctly in time (a verdict on the release).
-        PreflightInterruptedError: it was killed by a signal from outside (no verdict; try again).
+        OSError: ``path`` cannot be started here (not executable, another CPU's binary, ...).
     """
     import subprocess  # here, not at import: a start that installs nothing never loads it
 
@@ -74,29 +109,51 @@ def preflight(path: Path, expected_version: str, env: Mapping[str, str], timeout
             [str(path)], env=run_env, stdin=subprocess.DEVNULL, capture_output=True, timeout=timeout, check=False
         )
     except subprocess.TimeoutExpired as e:
-        raise PreflightFailedError(
-            f"the new version {expected_version} did not answer its self-test within {timeout:g} s; not installed"
-        ) from e
+        return SelfTestRun(None, None, _text(e.stderr) + _text(e.stdout))
+    prefix = f"{_ANSWER} {nonce} "
+    stdout = _text(proc.stdout)
+    answer = next((line for line in stdout.splitlines() if line.startswith(prefix)), None)
+    answered = answer[len(prefix) :].strip() if answer is not None else None
+    return SelfTestRun(proc.returncode, answered, _text(proc.stderr) + stdout)
+
+
+def _text(data: bytes | str | None) -> str:
+    if data is None:
+        return ""
+    return data if isinstance(data, str) else data.decode("utf-8", "replace")
+
+
+def preflight(path: Path, expected_version: str, env: Mapping[str, str], timeout: float) -> None:
+    """Run ``path`` in self-test mode and check its answer (:func:`run_self_test`).
+
+    Raises:
+        PreflightFailedError: it did not answer correctly in time (a verdict on the release).
+        PreflightInterruptedError: it was killed by a signal from outside (no verdict; try again).
+    """
+    try:
+        run = run_self_test(path, env, timeout)
     except OSError as e:
         raise PreflightFailedError(
             f"the new version {expected_version} cannot be started here ({e.strerror or e}); not installed"
         ) from e
-    if _from_outside(proc.returncode):
+    verdict = run.verdict(expected_version)
+    if verdict is Verdict.PASSED:
+        return
+    if verdict is Verdict.TIMED_OUT:
+        raise PreflightFailedError(
+            f"the new version {expected_version} did not answer its self-test within {timeout:g} s; not installed"
+        )
+    if verdict is Verdict.KILLED_FROM_OUTSIDE:
         raise PreflightInterruptedError(
-            f"the self-test of {expected_version} was killed by signal {-proc.returncode} (not "
+            f"the self-test of {expected_version} was killed by signal {-(run.returncode or 0)} (not "
             "by its own crash); it is tried again next time"
         )
-    expected = f"{_ANSWER} {nonce} {expected_version}"
-    lines = proc.stdout.decode("utf-8", "replace").splitlines()
-    if proc.returncode == 0 and expected in lines:
-        return
-    answered = next((line for line in lines if line.startswith(f"{_ANSWER} {nonce} ")), None)
-    if answered is not None:
+    if verdict is Verdict.WRONG_VERSION:
         raise PreflightFailedError(
-            f"the release published as {expected_version} reports version {answered.split()[-1]}; not installed"
+            f"the release published as {expected_version} reports version {run.answered}; not installed"
         )
     raise PreflightFailedError(
-        f"the new version {expected_version} failed its self-test (exit code {proc.returncode}); not installed"
+        f"the new version {expected_version} failed its self-test (exit code {run.returncode}); not installed"
     )
 
 
