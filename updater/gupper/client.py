@@ -43,7 +43,7 @@ from .fetch import FetchConfig, Fetcher, Progress, check_url
 from .keys import TrustedKeys
 from .layouts import Context, InstallLayout, open_layout, refuse_early
 from .platforms import Platform, pick_key, platform_candidates
-from .policy import choose_update
+from .policy import choose_update, move_line
 from .results import Result, Status, Update
 from .selftest import answer_self_test, preflight, remove_scratch_dir, scratch_dir
 from .state import ClientState, ManifestCache, StateFile, Trial, cacheable_etag, default_state_dir
@@ -321,9 +321,7 @@ class Updater:
                     f"{new_version} is available; the app chose not to install it now",
                     version=str(self.current),
                 )
-            log.info(
-                "gupper: updating %s %s -> %s (%d bytes)", self.config.app, self.current, new_version, update.entry.size
-            )
+            log.info("gupper: %s", move_line(self.config.app, self.current, update.entry))
             staged = self._download(update, progress)
             self._install(staged, new_version)
         return Result(Status.INSTALLED, f"installed {new_version}; it runs from the next start", version=new_version)

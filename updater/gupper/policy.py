@@ -72,5 +72,13 @@ def choose_update(
             f"release {entry.version} is a {entry.type!r} artifact, which this install cannot take; update by hand",
         )
     if entry.version < current:
-        return Decision(entry, f"{current} was withdrawn (yanked): going back to {entry.version}")
+        return Decision(entry, f"{current} was withdrawn by the publisher; going back to {entry.version}")
     return Decision(entry, f"update available: {current} -> {entry.version}{note}")
+
+
+def move_line(app: str, current: Version, entry: Entry) -> str:
+    """How a move to ``entry`` is announced: an update, or the way back from a version the publisher
+    withdrew (``gupper-publish yank``: the only way :func:`choose_update` ever goes down). Pure."""
+    if entry.version < current:
+        return f"{app} {current} was withdrawn by the publisher; going back to {entry.version} ({entry.size} bytes)"
+    return f"updating {app} {current} -> {entry.version} ({entry.size} bytes)"
