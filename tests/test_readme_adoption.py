@@ -49,7 +49,10 @@ COVERED_ELSEWHERE = {
 
 
 # Output the section shows, each produced again and compared line by line by a test: name -> that test.
-OUTPUT_CHECKED_BY = {"publish-dry-run": "tests/test_publish_dry_run.py"}
+OUTPUT_CHECKED_BY = {
+    "publish-dry-run": "tests/test_publish_dry_run.py",
+    "gupper-check": "tests/test_check_command.py",
+}
 
 
 def test_every_output_the_section_shows_is_compared_with_real_output() -> None:

@@ -56,28 +56,44 @@ DEFAULT_CHANNEL = "stable"
 MANIFEST_NAME = "latest.json"
 
 
+def layout_of(manifest_url: str) -> tuple[str, str] | None:
+    """(app, channel) when ``manifest_url`` ends in ``<app>/<channel>/latest.json``, the publisher's layout. Pure."""
+    parts = [unquote(part) for part in urlsplit(manifest_url).path.split("/")]
+    if len(parts) < 3 or parts[-1] != MANIFEST_NAME or not (valid_app_name(parts[-3]) and valid_app_name(parts[-2])):
+        return None
+    return parts[-3], parts[-2]
+
+
 def channel_in_url(manifest_url: str, app: str) -> str | None:
     """The channel ``manifest_url`` names when it ends in ``<app>/<channel>/latest.json`` (the
     publisher's layout), else None. Pure."""
-    parts = [unquote(part) for part in urlsplit(manifest_url).path.split("/")]
-    if len(parts) < 3 or parts[-1] != MANIFEST_NAME or parts[-3] != app or not valid_app_name(parts[-2]):
-        return None
-    return parts[-2]
+    found = layout_of(manifest_url)
+    return found[1] if found is not None and found[0] == app else None
+
+
+def resolve_channel(manifest_url: str, app: str, channel: str | None) -> str:
+    """``channel``, else the one ``manifest_url`` names, else ``stable``. Pure.
+
+    Raises:
+        ConfigError: ``channel`` and the manifest URL name different channels.
+    """
+    named = channel_in_url(manifest_url, app)
+    if channel is None:
+        return named or DEFAULT_CHANNEL
+    if named is not None and named != channel:
+        raise ConfigError(
+            f"UpdaterConfig.channel is {channel!r}, but manifest_url names channel {named!r} "
+            f"({manifest_url}); leave channel unset (the URL names it), or point manifest_url at "
+            f".../{app}/{channel}/{MANIFEST_NAME}"
+        )
+    return channel
 
 
 def channel_of(config: UpdaterConfig) -> str:
-    """The channel the app follows: ``config.channel``, else the one its manifest URL names, else ``stable``. Pure.
+    """The channel the app follows: ``config.channel``, else the one its manifest URL names, else
+    ``stable`` (:func:`resolve_channel`). Pure.
 
     Raises:
         ConfigError: ``config.channel`` and the manifest URL name different channels.
     """
-    named = channel_in_url(config.manifest_url, config.app)
-    if config.channel is None:
-        return named or DEFAULT_CHANNEL
-    if named is not None and named != config.channel:
-        raise ConfigError(
-            f"UpdaterConfig.channel is {config.channel!r}, but manifest_url names channel {named!r} "
-            f"({config.manifest_url}); leave channel unset (the URL names it), or point manifest_url at "
-            f".../{config.app}/{config.channel}/{MANIFEST_NAME}"
-        )
-    return config.channel
+    return resolve_channel(config.manifest_url, config.app, config.channel)

@@ -20,14 +20,21 @@ class Decision:
     reason: str
 
 
+ROLLOUT_BUCKETS = 10000
+
+
+def rollout_bucket(install_id: str, app: str, rollout_id: str) -> int:
+    """This install's place (0..9999) in a staged rollout: a stable hash of install id, app and release."""
+    return int(hashlib.sha256(f"{install_id}:{app}:{rollout_id}".encode()).hexdigest()[:8], 16) % ROLLOUT_BUCKETS
+
+
 def in_rollout(install_id: str, app: str, rollout_id: str, percent: int) -> bool:
     """Whether this install is in a staged rollout of ``percent`` %.
 
-    A stable hash of install id, app and release: raising the percentage only adds installs, and
-    different releases sample different installs.
+    Its :func:`rollout_bucket` is below ``percent`` hundredths: raising the percentage only adds
+    installs, and different releases sample different installs.
     """
-    bucket = int(hashlib.sha256(f"{install_id}:{app}:{rollout_id}".encode()).hexdigest()[:8], 16) % 10000
-    return bucket < percent * 100
+    return rollout_bucket(install_id, app, rollout_id) < percent * ROLLOUT_BUCKETS // 100
 
 
 def _staged(entry: Entry, app: str, install_id: str) -> tuple[Entry | None, str]:
