@@ -7,28 +7,48 @@ build's entry point is what the publisher looks for.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
+import sysconfig
+from importlib import metadata
 from pathlib import Path
 
 import bsdiff4
 import pytest
 
+import gupper
 from gupper.platforms import current_platform
-from gupper_publish.build import REPRODUCIBLE_ENV, BuildOptions, absolute_paths, output_name, pyinstaller_command
+from gupper.selftest import SelfTestRun, Verdict, preflight
+from gupper_publish.build import (
+    REPRODUCIBLE_ENV,
+    BuildOptions,
+    ModuleRoot,
+    absolute_paths,
+    error_line,
+    hidden_source_roots,
+    missing_module,
+    module_roots,
+    output_name,
+    pyinstaller_command,
+    self_test_failure,
+)
 
 TIMEOUT = 600
 PLATFORM = current_platform()
 
-SCRIPT = '''"""A tiny app of its own: prints its version and a computed line."""
+SCRIPT = '''"""A tiny app of its own: answers Gupper's self-test, prints its version and a computed line."""
 import json
 import sys
+
+from gupper import answer_self_test
 
 VERSION = "{version}"
 
 
 def main() -> int:
+    answer_self_test(VERSION)  # first thing: a self-test ends here
     print(json.dumps({{"app": "tiny", "version": VERSION, "args": sys.argv[1:]}}))
     return 0
 
@@ -38,8 +58,8 @@ if __name__ == "__main__":
 '''
 
 
-def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if k not in REPRODUCIBLE_ENV}  # the helper sets them itself
+def cli(*args: str, cwd: Path, **extra_env: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k not in REPRODUCIBLE_ENV} | extra_env  # the helper sets them
     return subprocess.run(
         [sys.executable, "-m", "gupper_publish", *args],
         cwd=cwd,
@@ -208,3 +228,162 @@ def test_relative_paths_for_pyinstaller_are_taken_from_the_current_folder() -> N
         "--manifest",
         "<xml/>",
     ]
+
+
+# --- The built app's self-test: the client's pre-flight handshake, before the build says it is done ---
+
+HOOKED_APP = '''"""An app that imports a library only an import hook finds (as an editable install's does)."""
+import sys
+
+from gupper import answer_self_test
+
+import hookedlib
+
+VERSION = "1.0.0"
+
+
+def main() -> int:
+    answer_self_test(VERSION)
+    print(f"tiny {VERSION} with {hookedlib.NAME}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
+'''
+
+# What setuptools writes for 'pip install -e' (a PEP 660 finder on sys.meta_path): the library's folder is
+# not on sys.path, where PyInstaller looks. Installed at start-up from PYTHONPATH, here for the build.
+HOOK = """import importlib.abc
+import importlib.util
+import sys
+
+SOURCE = {source!r}
+
+
+class EditableFinder(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name != "hookedlib":
+            return None
+        return importlib.util.spec_from_file_location(
+            name, f"{{SOURCE}}/hookedlib/__init__.py", submodule_search_locations=[f"{{SOURCE}}/hookedlib"]
+        )
+
+
+sys.meta_path.append(EditableFinder())
+"""
+
+
+def gupper_is_editable() -> bool:
+    """Whether the interpreter running the builds has gupper as an editable install (scripts/_venv.sh's .venv)."""
+    # The installed distribution's record, not the gupper.egg-info a source checkout may hold.
+    (installed,) = metadata.distributions(name="gupper", path=[sysconfig.get_paths()["purelib"]])
+    direct = installed.read_text("direct_url.json")
+    return bool(direct and json.loads(direct).get("dir_info", {}).get("editable"))
+
+
+@pytest.mark.e2e
+def test_a_build_from_an_editable_install_of_gupper_answers_its_self_test_and_runs(tmp_path: Path) -> None:
+    if not gupper_is_editable():
+        pytest.skip("gupper is a plain install here; scripts/_venv.sh's .venv has it editable")
+    # The case PyInstaller alone gets wrong: gupper's folder is not on the building Python's sys.path.
+    (root,) = module_roots(sys.executable, ["gupper"], os.environ)
+    assert root == ModuleRoot(str(Path(gupper.__file__).resolve().parent.parent), on_path=False)
+    project = tmp_path / "project"
+    write_app(project, "3.0.0")
+    proc = cli("build", "src/tiny.py", "--name", "tiny", "--version", "3.0.0", cwd=project)
+    assert proc.returncode == 0 and proc.stderr == "", proc.stderr
+    exe = project / "dist" / f"tiny-3.0.0-{PLATFORM.key}{PLATFORM.exe_suffix}"
+    ran = subprocess.run([str(exe), "x"], capture_output=True, text=True, timeout=TIMEOUT, check=False)
+    assert ran.returncode == 0 and json.loads(ran.stdout) == {"app": "tiny", "version": "3.0.0", "args": ["x"]}
+    preflight(exe, "3.0.0", os.environ, TIMEOUT)  # what an install updating to it will ask: answered
+
+
+@pytest.mark.e2e
+def test_a_build_that_cannot_start_is_refused_in_one_line_naming_the_missing_module(tmp_path: Path) -> None:
+    project, source, hook = tmp_path / "project", tmp_path / "libsrc", tmp_path / "hook"
+    (project / "src").mkdir(parents=True)
+    (project / "src" / "app.py").write_text(HOOKED_APP)
+    (source / "hookedlib").mkdir(parents=True)
+    (source / "hookedlib" / "__init__.py").write_text('NAME = "hookedlib"\n')
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(HOOK.format(source=str(source)))
+    built = project / "build" / "gupper" / "hooked" / "dist" / f"hooked{PLATFORM.exe_suffix}"
+    proc = cli("build", "src/app.py", "--name", "hooked", "--version", "1.0.0", cwd=project, PYTHONPATH=str(hook))
+    assert proc.returncode == 1 and proc.stdout == "" and proc.stderr.count("\n") == 1, proc.stderr
+    assert proc.stderr == (
+        f"gupper-publish: error: the built app {built} cannot start: No module named 'hookedlib'; "
+        f"{sys.executable} imports hookedlib from {source} through an import hook PyInstaller does not "
+        f"follow (an editable install): pass -- --paths {source}\n"
+    )
+    assert not (project / "dist").exists()  # nothing named for publishing
+    # The line's advice, taken: the build answers its self-test and runs.
+    proc = cli(
+        "build",
+        "src/app.py",
+        "--name",
+        "hooked",
+        "--version",
+        "1.0.0",
+        "--",
+        "--paths",
+        str(source),
+        cwd=project,
+        PYTHONPATH=str(hook),
+    )
+    assert proc.returncode == 0, proc.stderr
+    exe = project / "dist" / f"hooked-1.0.0-{PLATFORM.key}{PLATFORM.exe_suffix}"
+    ran = subprocess.run([str(exe)], capture_output=True, text=True, timeout=TIMEOUT, check=False)
+    assert ran.returncode == 0 and ran.stdout == "tiny 1.0.0 with hookedlib\n", ran.stderr
+
+
+def test_the_self_test_verdicts_and_the_lines_they_give() -> None:
+    options = BuildOptions(script=Path("app.py"), name="tiny", version="1.2.0", python="/venv/bin/python")
+    exe = Path("/w/dist/tiny")
+    traceback = (
+        'Traceback (most recent call last):\n  File "app.py", line 3, in <module>\n'
+        "ModuleNotFoundError: No module named 'hookedlib.sub'\n"
+        "[PYI-12:ERROR] Failed to execute script 'app' due to unhandled exception!\n"
+    )
+    failed = SelfTestRun(1, None, traceback)
+    assert failed.verdict("1.2.0") is Verdict.FAILED and missing_module(traceback) == "hookedlib.sub"
+    lines = {
+        "not installed": self_test_failure(exe, "1.2.0", failed, options, "hookedlib.sub", None),
+        "hidden import": self_test_failure(exe, "1.2.0", failed, options, "x.y", ModuleRoot("/src", on_path=True)),
+        "crash": self_test_failure(
+            exe, "1.2.0", SelfTestRun(1, None, "ValueError: bad\n[PYI-1:ERROR] x\n"), options, None, None
+        ),
+        "no answer": self_test_failure(exe, "1.2.0", SelfTestRun(0, None, "hello\n"), options, None, None),
+        "wrong version": self_test_failure(exe, "1.2.0", SelfTestRun(0, "1.1.0", ""), options, None, None),
+        "timeout": self_test_failure(exe, "1.2.0", SelfTestRun(None, None, ""), options, None, None),
+    }
+    assert lines == {
+        "not installed": "the built app /w/dist/tiny cannot start: No module named 'hookedlib.sub'; hookedlib is not "
+        "installed for /venv/bin/python: install it there, or give PyInstaller its folder after '--' (-- --paths DIR)",
+        "hidden import": "the built app /w/dist/tiny cannot start: No module named 'x.y'; PyInstaller did not see it "
+        "imported: pass -- --hidden-import x.y",
+        "crash": "the built app /w/dist/tiny cannot start (its self-test exited with code 1): ValueError: bad",
+        "no answer": "the built app /w/dist/tiny ran and exited without answering Gupper's self-test, so no install "
+        "could ever update to it: create the Updater (or call gupper.answer_self_test(version)) first thing in main()",
+        "wrong version": "the built app /w/dist/tiny reports version 1.1.0, and it is built as 1.2.0: make "
+        "UpdaterConfig.current_version the version you build (or build with --version 1.1.0)",
+        "timeout": "the built app /w/dist/tiny did not answer its self-test within 60 s: create the Updater (or call "
+        "gupper.answer_self_test(version)) first thing in main(), before any window or input",
+    }
+    assert all("\n" not in line for line in lines.values())
+    assert (
+        error_line("") == "no output"
+        and error_line("  first\n  RuntimeError: last one  \n") == "RuntimeError: last one"
+    )
+
+
+def test_the_building_python_is_asked_where_it_imports_from(tmp_path: Path) -> None:
+    (tmp_path / "plainmod.py").write_text("")
+    found = module_roots(
+        sys.executable, ["json", "no_such_module_here", "plainmod"], {**os.environ, "PYTHONPATH": str(tmp_path)}
+    )
+    json_root = ModuleRoot(str(Path(json.__file__).resolve().parent.parent), on_path=True)
+    assert found == [json_root, None, ModuleRoot(str(tmp_path.resolve()), on_path=True)]
+    assert hidden_source_roots(sys.executable, os.environ) == (
+        [str(Path(gupper.__file__).resolve().parent.parent)] if gupper_is_editable() else []
+    )

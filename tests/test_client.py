@@ -26,6 +26,7 @@ from gupper import (
     Updater,
     UpdaterConfig,
 )
+from gupper.config import channel_in_url, channel_of
 
 from .conftest import NOW, MakeManifest, entry, fake_app
 from .httpsim import Sim, serve
@@ -223,3 +224,62 @@ def test_restarted_process_skips_the_check_and_flags_a_version_mismatch(
     assert sim.requests == []
     mismatched.run()  # once: the next run checks
     assert len(sim.requests) == 1
+
+
+# --- The channel, named once: by the manifest URL ------------------------------------------------
+
+
+def test_the_channel_is_read_from_the_manifest_url_in_the_publishers_layout() -> None:
+    def named(url: str) -> str | None:
+        return channel_in_url(url, "app")
+
+    assert named("https://h/app/beta/latest.json") == "beta"
+    assert named("https://h/releases/app/nightly/latest.json?x=1") == "nightly"  # a store prefix, a query
+    assert named("https://h/app/be%74a/latest.json") == "beta"
+    assert named("https://h/other/beta/latest.json") is None  # another app's folder: not this layout
+    assert named("https://h/app/beta/manifest.json") is None and named("https://h/latest.json") is None
+    assert named("https://h/app/be ta/latest.json") is None  # not a channel name
+    config = UpdaterConfig(
+        app="app", current_version="1.0", manifest_url="https://h/app/beta/latest.json", public_keys=()
+    )
+    assert channel_of(config) == "beta" and channel_of(replace(config, channel="beta")) == "beta"
+    elsewhere = replace(config, manifest_url="https://cdn.example/feeds/app.json")
+    assert channel_of(elsewhere) == "stable" and channel_of(replace(elsewhere, channel="beta")) == "beta"
+
+
+@pytest.mark.posix
+def test_a_beta_manifest_url_alone_follows_beta(
+    sim: Sim, installed: Path, keypair: tuple[Path, Ed25519PrivateKey, str], make_manifest: MakeManifest
+) -> None:
+    publish_release(sim, make_manifest, channel="beta")
+    sim.routes["/app/beta/latest.json"] = sim.routes.pop(MANIFEST)
+    updater = make_updater(sim, installed, keypair[2], manifest_url=sim.url("/app/beta/latest.json"))
+    result = updater.run(restart=False)
+    assert result.status is Status.INSTALLED and installed.read_bytes() == NEW, result.message
+    state = json.loads((installed.parent.parent / "state" / "state.json").read_text())
+    assert list(state["channels"]) == ["beta"]
+
+
+def test_a_channel_setting_the_url_contradicts_is_one_line_naming_the_setting(
+    sim: Sim, installed: Path, keypair: tuple[Path, Ed25519PrivateKey, str]
+) -> None:
+    url = sim.url("/app/beta/latest.json")
+    with pytest.raises(ConfigError) as refused:
+        make_updater(sim, installed, keypair[2], manifest_url=url, channel="stable")
+    assert str(refused.value) == (
+        f"UpdaterConfig.channel is 'stable', but manifest_url names channel 'beta' ({url}); leave channel unset "
+        "(the URL names it), or point manifest_url at .../app/stable/latest.json"
+    )
+
+
+@pytest.mark.posix
+def test_a_url_in_another_layout_serving_another_channel_says_which_setting_names_it(
+    sim: Sim, installed: Path, keypair: tuple[Path, Ed25519PrivateKey, str], make_manifest: MakeManifest
+) -> None:
+    publish_release(sim, make_manifest, channel="beta")
+    sim.routes["/feeds/app.json"] = sim.routes.pop(MANIFEST)
+    result = make_updater(sim, installed, keypair[2], manifest_url=sim.url("/feeds/app.json")).run(restart=False)
+    assert result.status is Status.FAILED and installed.read_bytes() == OLD
+    assert result.message.endswith(
+        "not 'app' channel 'stable'; check the manifest URL (or UpdaterConfig.channel ('beta' serves it))"
+    )

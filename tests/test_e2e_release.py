@@ -157,7 +157,9 @@ def test_yank_brings_an_install_on_the_yanked_version_back(env: E2E, tmp_path: P
     proc = env.run_app(exe, tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.splitlines() == ["Hello from the Gupper demo app, version 1.0.0"]
-    assert gupper_lines(proc.stderr)[0] == f"gupper: updating app 2.0.0 -> 1.0.0 ({v1.stat().st_size} bytes)"
+    assert gupper_lines(proc.stderr)[0] == (
+        f"gupper: app 2.0.0 was withdrawn by the publisher; going back to 1.0.0 ({v1.stat().st_size} bytes)"
+    )
     assert sha256(exe) == sha256(v1)
     again = env.run_app(exe, tmp_path)
     assert again.stdout.strip().endswith("1.0.0") and gupper_lines(again.stderr) == []  # no loop: 1.0.0 is not yanked

@@ -405,4 +405,3 @@ def test_a_file_whose_mode_changes_is_copied_not_linked_and_the_installed_one_ke
 def f_real(path: Path, name: str, mode: int) -> PackageEntry:
     data = path.read_bytes()
     return PackageEntry(name, "file", size=len(data), sha256=hashlib.sha256(data).hexdigest(), mode=mode)
-

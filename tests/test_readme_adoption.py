@@ -48,6 +48,20 @@ COVERED_ELSEWHERE = {
 }
 
 
+# Output the section shows, each produced again and compared line by line by a test: name -> that test.
+OUTPUT_CHECKED_BY = {
+    "publish-dry-run": "tests/test_publish_dry_run.py",
+    "gupper-check": "tests/test_check_command.py",
+}
+
+
+def test_every_output_the_section_shows_is_compared_with_real_output() -> None:
+    shown = {arg for kind, arg, _code in readme_blocks() if kind == "output"}
+    assert shown == set(OUTPUT_CHECKED_BY)
+    for name, test in OUTPUT_CHECKED_BY.items():
+        assert f'("output", "{name}")' in (ROOT / test).read_text(), (name, test)
+
+
 def test_every_code_block_of_the_section_is_run_by_a_test() -> None:
     text = (ROOT / "README.md").read_text()
     start = text.index(SECTION)

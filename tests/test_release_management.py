@@ -6,7 +6,7 @@ import hashlib
 import io
 import json
 from dataclasses import replace
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -398,6 +398,35 @@ def test_a_publisher_that_loses_the_race_retries_and_both_releases_land_with_one
     assert racing.lost == 1
     assert served(env.manifest()) == {"darwin-arm64": "1.0.0", "linux-amd64": "1.0.0", "windows-amd64": "1.0.0"}
     assert env.manifest().serial == 3
+
+
+def test_resign_renews_every_channel_of_the_app_and_channel_picks_one(
+    env: Env, capsys: pytest.CaptureFixture[str]
+) -> None:
+    env.publish("1.0.0")
+    env.publish("1.1.0b1", channel="beta")
+    env.publish("1.1.0b2", channel="nightly")
+    before = {c: env.raw(c) for c in ("stable", "beta", "nightly")}
+    fresh = format_time(datetime.now(UTC) + timedelta(days=29))  # resign's 30 days run from the real clock
+    capsys.readouterr()
+    assert main(["resign", "app", "--store", str(env.root), "--key", str(env.key_path)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    # stable first, then the others by name: as 'list' orders them.
+    assert [line.split(":")[0] for line in lines] == [
+        "re-signed app/stable/latest.json",
+        "re-signed app/beta/latest.json",
+        "re-signed app/nightly/latest.json",
+    ]
+    for channel, old in before.items():
+        new = env.raw(channel)
+        assert new["serial"] == old["serial"] + 1 and new["expires"] > fresh, channel
+        assert new["platforms"] == old["platforms"]
+        assert f"serial {new['serial']}, expires in 30 days" in next(line for line in lines if f"/{channel}/" in line)
+    resigned = {c: env.raw(c)["serial"] for c in before}
+    assert env.cli("resign", "app", "--channel", "beta", "--key", str(env.key_path), "--json") == 0
+    (only,) = json.loads(capsys.readouterr().out)["manifests"]
+    assert only["key"] == "app/beta/latest.json" and only["serial"] == resigned["beta"] + 1
+    assert {c: env.raw(c)["serial"] for c in before} == {**resigned, "beta": resigned["beta"] + 1}
 
 
 def test_resign_of_a_channel_with_nothing_published_says_so(env: Env, capsys: pytest.CaptureFixture[str]) -> None:

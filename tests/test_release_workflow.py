@@ -154,9 +154,9 @@ def test_the_workflows_steps_release_the_demo_app_and_an_install_updates(tmp_pat
     outputs = []
     for version in ("1.0.0", "1.1.0"):
         (workspace / "github_env").unlink(missing_ok=True)
-        # PYTHONPATH: this venv has gupper as an editable install (an import hook PyInstaller cannot
-        # follow); the runner's 'pip install .' puts a plain copy in site-packages.
-        run_steps("build", workspace, context, {"GITHUB_REF_NAME": f"v{version}", "PYTHONPATH": str(ROOT / "updater")})
+        # This venv has gupper as an editable install (an import hook PyInstaller does not follow), where the
+        # runner's 'pip install .' puts a plain copy in site-packages: 'gupper-publish build' finds it either way.
+        run_steps("build", workspace, context, {"GITHUB_REF_NAME": f"v{version}"})
         outputs += run_steps("publish", workspace, context, {"GITHUB_REF_NAME": f"v{version}", **transport})
         shutil.copyfile(workspace / "dist" / f"app-{version}-linux-amd64", tmp_path / f"app-{version}")
     said = "".join(p.stdout + p.stderr for p in outputs)

@@ -405,7 +405,7 @@ def test_moving_an_app_to_a_new_store_continues_its_serial(
     assert (
         main(["resign", "app", "--store", new, "--key", key, "--min-serial", "10", "--json"]) == 0
     )  # files copied over as they were: same way
-    assert json.loads(capsys.readouterr().out)["serial"] == 10
+    assert json.loads(capsys.readouterr().out)["manifests"][0]["serial"] == 10
     check("new-home")
 
 

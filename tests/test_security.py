@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
@@ -286,6 +287,23 @@ def test_signed_yank_is_the_only_way_down(lab: Lab) -> None:
     lab.serve(lab.manifest(platforms={"linux-amd64": lab.release("0.9.0")}, yanked=["1.0.0"]))
     result = lab.run()
     assert result.status is Status.INSTALLED and result.version == "0.9.0" and lab.exe.read_bytes() == script("0.9.0")
+
+
+def test_going_back_from_a_yanked_version_says_the_publisher_withdrew_it(
+    lab: Lab, caplog: pytest.LogCaptureFixture
+) -> None:
+    lab.serve(lab.manifest(platforms={"linux-amd64": lab.release("0.9.0")}, yanked=["1.0.0"]))
+    update = lab.updater().check()
+    assert update is not None and update.withdrawn and update.version == "0.9.0"
+    caplog.set_level(logging.INFO, logger="gupper")
+    assert lab.run().status is Status.INSTALLED
+    size = len(script("0.9.0"))
+    lines = [r.getMessage() for r in caplog.records if r.name == "gupper"]
+    assert f"gupper: app 1.0.0 was withdrawn by the publisher; going back to 0.9.0 ({size} bytes)" in lines
+    assert not [line for line in lines if "updating" in line]
+    lab.serve(lab.manifest(serial=2, platforms={"linux-amd64": lab.release("2.0.0")}))
+    forward = lab.updater(current_version="0.9.0").check()
+    assert forward is not None and not forward.withdrawn
 
 
 def test_freeze_expired_manifest_with_a_frozen_clock(lab: Lab) -> None:

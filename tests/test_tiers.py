@@ -130,7 +130,7 @@ def test_the_longest_units_start_first_and_no_worker_queues_two_of_them() -> Non
         sched.add_node_collection(node, collection)
     sched.schedule()
     first = [unit_of_work(collection[node.sent[0]]) for node in nodes]
-    assert first == ["demo-onefile", "fuzz-soak", "tests/test_build_helper.py", "demo-onedir"]
+    assert first == ["demo-onefile", "tests/test_build_helper.py", "fuzz-soak", "demo-onedir"]
 
     def long_units_held(node: Node) -> list[str]:
         return [

@@ -57,8 +57,8 @@ module."""
 COST = {
     "demo-onefile": 380,
     "tests/test_e2e_desktop.py": 330,
+    "tests/test_build_helper.py": 210,
     "fuzz-soak": 200,
-    "tests/test_build_helper.py": 150,
     "tests/test_release_workflow.py": 120,
     "demo-onedir": 110,
     "tests/test_readme_adoption.py": 105,

@@ -18,6 +18,7 @@ from __future__ import annotations
 from . import errors as _errors
 from .artifacts import ArtifactName, parse_artifact_name
 from .build import BuildOptions, build
+from .dryrun import DryRunStore
 from .errors import (
     AlreadyExistsError,
     BadArtifactNameError,
@@ -36,6 +37,7 @@ from .errors import (
 from .layout import manifest_key
 from .publish import (
     ManifestResult,
+    Naming,
     PatchMade,
     PublishOptions,
     PublishReport,
@@ -44,7 +46,7 @@ from .publish import (
     regenerate_manifest,
     upload_artifacts,
 )
-from .release import init_store, promote, prune, rotate_keys, set_rollout, yank
+from .release import init_store, promote, prune, resign, rotate_keys, set_rollout, yank
 from .signing import (
     key_id,
     keygen,
@@ -72,10 +74,12 @@ __all__ = [
     "BadArtifactNameError",
     "BuildFailedError",
     "BuildOptions",
+    "DryRunStore",
     "ImmutableConflictError",
     "LocalStore",
     "ManifestResult",
     "MissingExtraError",
+    "Naming",
     "NotAnExecutableError",
     "NotFoundError",
     "ObjectInfo",
@@ -106,6 +110,7 @@ __all__ = [
     "public_key_of",
     "publish",
     "regenerate_manifest",
+    "resign",
     "rotate_keys",
     "set_rollout",
     "sign_manifest",

@@ -333,10 +333,13 @@ def archive_name_for(path: Path) -> str:
     return name + ARCHIVE_SUFFIX
 
 
-def make_archive(path: Path, workdir: Path, post_install: str | None = None) -> tuple[Path, str]:
+def make_archive(
+    path: Path, workdir: Path, post_install: str | None = None, name: str | None = None
+) -> tuple[Path, str]:
     """The deterministic archive for a build folder or a user's ``.tar.gz`` or ``.zip``, written
-    under ``workdir``; returns (archive path, file list sha256)."""
-    out = workdir / archive_name_for(path)
+    under ``workdir`` as ``name`` (default: :func:`archive_name_for` ``path``); returns (archive path, file
+    list sha256)."""
+    out = workdir / (name or archive_name_for(path))
     if path.is_dir():
         return out, pack_folder(path, out, post_install)
     with tempfile.TemporaryDirectory(dir=workdir) as tmp:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from packaging.version import InvalidVersion, Version
 
-from gupper.platforms import Platform, normalize_arch, normalize_os
+from gupper.platforms import Platform, normalize_arch, normalize_os, parse_platform_key
 from gupper.wire.canonical import valid_app_name
 
 from .errors import BadArtifactNameError
@@ -86,6 +86,29 @@ def parse_artifact_name(filename: str) -> ArtifactName:
     # Store the canonical spelling so aliases (x86_64, macos) never make two names for one build.
     canonical = f"{app}-{version}-{platform.key}{platform.exe_suffix}"
     return ArtifactName(app, version, platform, canonical)
+
+
+def artifact_filename(app: str, version: str, platform: Platform | str, *, folder: bool) -> ArtifactName:
+    """The name a build of ``app`` ``version`` for ``platform`` publishes as, whatever its own name:
+    ``<app>-<version>-<os>-<arch>``, plus ``.exe`` for a Windows one-file build and ``.tar.gz`` for
+    a one-folder build (``folder``). ``platform`` is a :class:`Platform` or a key such as
+    ``linux-amd64`` (aliases such as ``macos-aarch64`` too). Pure.
+
+    Raises BadArtifactNameError naming the part that cannot be used.
+    """
+    if not valid_app_name(app):
+        raise BadArtifactNameError(f"app name {app!r} must be letters, digits, '.', '_' or '-'")
+    try:
+        canonical = Version(version)
+    except InvalidVersion as e:
+        raise BadArtifactNameError(f"{version!r} is not a PEP 440 version (e.g. 1.2.0)") from e
+    parsed = parse_platform_key(platform) if isinstance(platform, str) else platform
+    if parsed is None:
+        raise BadArtifactNameError(
+            f"unknown platform {platform!r}; give <os>-<arch> such as linux-amd64, windows-amd64 or darwin-arm64"
+        )
+    suffix = ARCHIVE_SUFFIX if folder else parsed.exe_suffix
+    return parse_artifact_name(f"{app}-{canonical}-{parsed.key}{suffix}")
 
 
 def hash_file(path: Path, chunk: int = 1 << 20, *, progress: Callable[[int], None] | None = None) -> tuple[str, int]:

@@ -17,13 +17,23 @@ Arguments after ``--`` go to PyInstaller unchanged, except that relative paths i
 that take files (``--add-data``, ``--icon``, ``--paths``, ...) are made absolute from the
 current folder: with the spec file in the work folder PyInstaller would look for them there.
 
-The output is copied to ``<out>/<app>-<version>-<os>-<arch>[.exe]`` (a folder with ``--onedir``),
-checked to be an executable for this platform, and its path returned.
+When the building Python imports Gupper through an editable install (``pip install -e``: a PEP 660
+import hook, which PyInstaller does not follow), Gupper's source folder is added to PyInstaller's
+``--paths``, so the app bundles it.
+
+The output is checked to be an executable for this platform and then started in self-test mode,
+the handshake the client's pre-flight uses before it installs an update
+(:func:`gupper.selftest.run_self_test`): it must answer with the version it is built as. A build
+that cannot start (a module PyInstaller did not bundle), does not answer or reports another version
+is refused with one line saying why and what to do. Only then is it copied to
+``<out>/<app>-<version>-<os>-<arch>[.exe]`` (a folder with ``--onedir``) and its path returned.
 """
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -31,15 +41,16 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from packaging.version import InvalidVersion, Version
+from packaging.version import Version
 
 from gupper.platforms import Platform, current_platform
-from gupper.wire.canonical import valid_app_name
+from gupper.selftest import SelfTestRun, Verdict, run_self_test
 
-from .artifacts import parse_artifact_name
+from .artifacts import artifact_filename
 from .errors import BuildFailedError, PublishError
 from .exe_check import check_file
 from .extras import require
+from .layout import ARCHIVE_SUFFIX
 
 PATH_OPTIONS = frozenset(
     {
@@ -65,6 +76,9 @@ REPRODUCIBLE_ENV = {"PYTHONHASHSEED": "0", "SOURCE_DATE_EPOCH": "1700000000"}
 """Set for PyInstaller: a fixed hash seed makes its output byte-identical from build to build."""
 DEFAULT_WORK = Path("build") / "gupper"
 LOG_TAIL = 300
+SELF_TEST_TIMEOUT = 60.0
+"""Seconds the built app has to answer its self-test: the client's default ``preflight_timeout``."""
+FIND_TIMEOUT = 60.0
 
 
 @dataclass(frozen=True)
@@ -74,7 +88,8 @@ class BuildOptions:
     ``work_dir`` is PyInstaller's work folder (default ``build/gupper/<name>``); keep it the same
     from build to build. ``pyinstaller_args`` go to PyInstaller unchanged (``--windowed``,
     ``--icon``, ``--add-data``...). ``python`` is the interpreter that has PyInstaller and the app's
-    dependencies; ``platform`` is the one the output is named for (default: this machine's).
+    dependencies; ``platform`` is the one the output is named for (default: this machine's);
+    ``self_test_timeout`` is how long the built app has to answer its self-test.
     """
 
     script: Path
@@ -86,18 +101,12 @@ class BuildOptions:
     pyinstaller_args: tuple[str, ...] = ()
     python: str = sys.executable
     platform: Platform | None = None
+    self_test_timeout: float = SELF_TEST_TIMEOUT
 
 
 def output_name(name: str, version: str, platform: Platform, onedir: bool) -> str:
     """``<app>-<version>-<os>-<arch>`` (plus ``.exe`` for a one-file Windows build), checked as publish will. Pure."""
-    if not valid_app_name(name):
-        raise PublishError(f"app name {name!r} must be letters, digits, '.', '_' or '-'")
-    try:
-        canonical = str(Version(version))
-    except InvalidVersion as e:
-        raise PublishError(f"{version!r} is not a PEP 440 version (e.g. 1.2.0)") from e
-    filename = f"{name}-{canonical}-{platform.key}" + ("" if onedir else platform.exe_suffix)
-    return parse_artifact_name(filename + (".tar.gz" if onedir else "")).filename.removesuffix(".tar.gz")
+    return artifact_filename(name, version, platform, folder=onedir).filename.removesuffix(ARCHIVE_SUFFIX)
 
 
 def pyinstaller_command(options: BuildOptions, work: Path, cwd: Path) -> list[str]:
@@ -171,10 +180,12 @@ def build_environment(environ: Mapping[str, str]) -> dict[str, str]:
 
 
 def build(options: BuildOptions, environ: Mapping[str, str]) -> Path:
-    """Build with PyInstaller (see the module docs), copy the output to its published name, return its path.
+    """Build with PyInstaller, self-test the output (see the module docs), copy it to its published name, return
+    its path.
 
     ``environ`` is the environment PyInstaller runs in, before the reproducible settings are
-    added. Raises MissingExtraError without PyInstaller, BuildFailedError (with the log's path) when it fails.
+    added (and the self-test's). Raises MissingExtraError without PyInstaller, BuildFailedError when
+    PyInstaller fails (with the log's path) or the built app fails its self-test (nothing is copied then).
     """
     platform = options.platform or current_platform()
     final = output_name(options.name, options.version, platform, options.onedir)
@@ -189,7 +200,11 @@ def build(options: BuildOptions, environ: Mapping[str, str]) -> Path:
     shutil.rmtree(work / "dist", ignore_errors=True)
     work.mkdir(parents=True, exist_ok=True)
     log = work / "pyinstaller.log"
-    command = pyinstaller_command(replace(options, script=script), work, Path.cwd())
+    # An editable install of Gupper is an import hook PyInstaller does not follow: show it the folder.
+    paths = [arg for root in hidden_source_roots(options.python, environ) for arg in ("--paths", root)]
+    command = pyinstaller_command(
+        replace(options, script=script, pyinstaller_args=(*paths, *options.pyinstaller_args)), work, Path.cwd()
+    )
     with log.open("w", encoding="utf-8", errors="replace") as out:
         proc = subprocess.run(
             command, env=build_environment(environ), stdout=out, stderr=subprocess.STDOUT, check=False
@@ -199,16 +214,144 @@ def build(options: BuildOptions, environ: Mapping[str, str]) -> Path:
             f"PyInstaller failed (exit code {proc.returncode}): {_last_error(log)}; the whole log is {log}"
         )
     built = work / "dist" / (options.name if options.onedir else options.name + platform.exe_suffix)
-    options.out_dir.mkdir(parents=True, exist_ok=True)
-    dest = options.out_dir / final
-    _replace(built, dest)
-    entry = dest / (options.name + platform.exe_suffix) if options.onedir else dest
+    entry = built / (options.name + platform.exe_suffix) if options.onedir else built
     problem = check_file(entry, platform.os, platform.arch)
     if problem is not None:  # e.g. a --target-arch that does not match this machine
         raise BuildFailedError(
             f"{entry} is {problem}; build on the platform the name is for, or publish it with --force"
         )
+    _check_it_starts(entry, options, environ)  # before it gets a name to publish under
+    options.out_dir.mkdir(parents=True, exist_ok=True)
+    dest = options.out_dir / final
+    _replace(built, dest)
     return dest
+
+
+def _check_it_starts(entry: Path, options: BuildOptions, environ: Mapping[str, str]) -> None:
+    """Run the built app's self-test, the handshake the client's pre-flight uses before installing an
+    update; a build that cannot answer it could never be installed, nor start for its first user."""
+    version = str(Version(options.version))  # as the manifest will name it and the client will expect it
+    try:
+        run = run_self_test(entry, environ, options.self_test_timeout)
+    except OSError as e:
+        raise BuildFailedError(f"the built app {entry} cannot be started here ({e.strerror or e})") from e
+    verdict = run.verdict(version)
+    if verdict is Verdict.PASSED:
+        return
+    missing = missing_module(run.output) if verdict is Verdict.FAILED else None
+    root = module_roots(options.python, [missing.partition(".")[0]], environ)[0] if missing else None
+    raise BuildFailedError(self_test_failure(entry, version, run, options, missing, root))
+
+
+def self_test_failure(
+    entry: Path, version: str, run: SelfTestRun, options: BuildOptions, missing: str | None, root: ModuleRoot | None
+) -> str:
+    """One line: why the built app failed its self-test and what to do. ``missing`` is the module its
+    traceback says is missing, ``root`` where the building Python finds that module. Pure."""
+    verdict = run.verdict(version)
+    app = f"the built app {entry}"
+    if verdict is Verdict.TIMED_OUT:
+        return (
+            f"{app} did not answer its self-test within {options.self_test_timeout:g} s: create the Updater (or "
+            "call gupper.answer_self_test(version)) first thing in main(), before any window or input"
+        )
+    if verdict is Verdict.KILLED_FROM_OUTSIDE:
+        return f"the self-test of {app} was killed by signal {-(run.returncode or 0)} from outside; build again"
+    if verdict is Verdict.WRONG_VERSION:
+        return (
+            f"{app} reports version {run.answered}, and it is built as {version}: make UpdaterConfig.current_version "
+            f"the version you build (or build with --version {run.answered})"
+        )
+    if verdict is Verdict.NO_ANSWER:
+        return (
+            f"{app} ran and exited without answering Gupper's self-test, so no install could ever update to it: "
+            "create the Updater (or call gupper.answer_self_test(version)) first thing in main()"
+        )
+    if missing is None:
+        return f"{app} cannot start (its self-test exited with code {run.returncode}): {error_line(run.output)}"
+    if root is None:
+        what = (
+            f"{missing.partition('.')[0]} is not installed for {options.python}: install it there, or give "
+            "PyInstaller its folder after '--' (-- --paths DIR)"
+        )
+    elif not root.on_path:
+        what = (
+            f"{options.python} imports {missing.partition('.')[0]} from {root.root} through an import hook "
+            f"PyInstaller does not follow (an editable install): pass -- --paths {root.root}"
+        )
+    else:
+        what = f"PyInstaller did not see it imported: pass -- --hidden-import {missing}"
+    return f"{app} cannot start: No module named {missing!r}; {what}"
+
+
+_MISSING = re.compile(r"No module named '([\w.]+)'")
+_EXCEPTION = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception|Exit|Interrupt)\b.*")
+
+
+def missing_module(output: str) -> str | None:
+    """The module a traceback says is missing (``ModuleNotFoundError: No module named 'x'``), the last one. Pure."""
+    found = _MISSING.findall(output)
+    return found[-1] if found else None
+
+
+def error_line(output: str) -> str:
+    """The line of a failed start that says what went wrong (a traceback's last), cut to one line. Pure."""
+    lines = [line.strip() for line in output.splitlines() if line.strip()]
+    wanted = [line for line in lines if _EXCEPTION.match(line)] or [
+        line for line in lines if not line.startswith("[PYI-")
+    ]
+    return " ".join((wanted[-1] if wanted else "no output").split())[:LOG_TAIL]
+
+
+@dataclass(frozen=True)
+class ModuleRoot:
+    """Where an interpreter imports a top-level module from, and whether that folder is on its ``sys.path``
+    (PyInstaller looks on ``sys.path`` and its ``--paths``; an editable install's import hook it does not follow)."""
+
+    root: str
+    on_path: bool
+
+
+_FIND_ROOTS = """
+import importlib.util, json, os, sys
+on_path = {os.path.realpath(p or os.getcwd()) for p in sys.path}
+found = []
+for name in sys.argv[1:]:
+    try:
+        spec = importlib.util.find_spec(name)
+    except (ImportError, ValueError):
+        spec = None
+    where = list(spec.submodule_search_locations or []) if spec is not None else []
+    origin = where[0] if where else spec.origin if spec is not None else None
+    if not origin or not os.path.exists(origin):
+        found.append(None)
+        continue
+    root = os.path.dirname(os.path.realpath(origin))
+    found.append({"root": root, "on_path": root in on_path})
+print(json.dumps(found))
+"""
+
+
+def module_roots(python: str, names: Sequence[str], environ: Mapping[str, str]) -> list[ModuleRoot | None]:
+    """Where ``python`` (in ``environ``) imports each top-level module of ``names`` from; None for one it cannot
+    find."""
+    proc = subprocess.run(
+        [python, "-c", _FIND_ROOTS, *names],
+        env=dict(environ),
+        capture_output=True,
+        text=True,
+        timeout=FIND_TIMEOUT,
+        check=False,
+    )
+    if proc.returncode != 0:
+        return [None] * len(names)
+    return [ModuleRoot(f["root"], f["on_path"]) if f else None for f in json.loads(proc.stdout)]
+
+
+def hidden_source_roots(python: str, environ: Mapping[str, str]) -> list[str]:
+    """The folders holding Gupper's own packages when ``python`` imports them through an import hook
+    PyInstaller does not follow (an editable install): given to PyInstaller with ``--paths``."""
+    return [r.root for r in module_roots(python, ["gupper"], environ) if r is not None and not r.on_path]
 
 
 def _replace(built: Path, dest: Path) -> None:

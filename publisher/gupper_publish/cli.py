@@ -27,18 +27,19 @@ from gupper.errors import ConfigError
 from gupper.keys import PublicKey
 
 from .delta import DEFAULT_PATCHES
+from .dryrun import DryRunStore, Write, blob_folder
 from .errors import PublishError, StoreBusyError
 from .extras import require
 from .publish import (
     DEFAULT_EXPIRY,
     ManifestResult,
+    Naming,
     ProgressFactory,
     PublishOptions,
     PublishReport,
     publish,
-    regenerate_manifest,
 )
-from .release import init_store, promote, prune, rotate_keys, set_rollout, yank
+from .release import init_store, promote, prune, resign, rotate_keys, set_rollout, yank
 from .s3compat import CHOICES
 from .signing import is_key_material, key_material, keygen, load_signing_keys, shown
 from .status import render_table, status
@@ -204,15 +205,37 @@ def _parser() -> argparse.ArgumentParser:
         help="publish files that are not an executable for the platform in their name (checked "
         "from their ELF/PE/Mach-O header otherwise)",
     )
+    p.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="say which keys would be written, which patches made and what the signed manifest would "
+        "say; write nothing",
+    )
+    naming = p.add_argument_group(
+        "naming one build", "publish one FILE (or folder) under any name, e.g. plain 'pyinstaller --name app' output"
+    )
+    naming.add_argument("--app", default=None, help="the app it is a build of (with --version)")
+    naming.add_argument(
+        "--version", dest="app_version", default=None, metavar="VERSION", help="its PEP 440 version (with --app)"
+    )
+    naming.add_argument(
+        "--platform",
+        default=None,
+        metavar="OS-ARCH",
+        help="the platform it was built for, e.g. linux-amd64 (default: this machine's, 'python -m gupper platform')",
+    )
     _store_args(p)
     _signing_args(p)
 
     _release_commands(sub)
 
-    p = sub.add_parser("resign", help="re-sign a channel's manifest with a fresh serial and expiry (run from cron)")
-    p.add_argument("app", help="app name whose channel manifest to re-sign")
+    p = sub.add_parser(
+        "resign", help="re-sign every channel's manifest of an app with a fresh serial and expiry (run from cron)"
+    )
+    p.add_argument("app", help="app name whose channel manifests to re-sign")
+    p.add_argument("--channel", default=None, help="only this channel (default: every channel of the app)")
     _store_args(p)
-    _signing_args(p)
+    _signing_args(p, channel=False)
 
     k = sub.add_parser("keygen", help="make an Ed25519 signing key pair")
     k.add_argument("prefix", type=Path, help="writes PREFIX.key (mode 0600) and PREFIX.pub")
@@ -471,6 +494,56 @@ def _say_publish(store: Store, report: PublishReport) -> None:
         print(f"{'patch':9} {store.url}/{p.key} ({p.size} bytes, from {p.from_version})")
 
 
+def _say_dry_run(args: argparse.Namespace, store: DryRunStore, report: PublishReport) -> int:
+    """What a publish would have written, in the order it would have: each key (a one-folder release's
+    content-addressed files as one line per folder), then each manifest's signed content."""
+    manifests = {m.key: m for m in report.manifests}
+    signed = {key: json.loads(data)["signed"] for key in manifests if (data := store.written(key)) is not None}
+    if args.json:
+        doc = {
+            "dry_run": True,
+            **report.to_json(),
+            "writes": [{"key": w.key, "size": w.size, "sha256": w.sha256} for w in store.writes],
+            "signed": signed,
+        }
+        print(json.dumps(doc, indent=2))
+        return EXIT_OK
+    patches = {p.key: p for p in report.patches}
+    for a in report.artifacts:
+        if a.status == "unchanged":
+            print(f"{'unchanged':13} {store.url}/{a.key} ({a.size} bytes, sha256 {a.sha256[:12]}): already there")
+    folders: dict[str, list[Write]] = {}
+    for w in store.writes:
+        folder = blob_folder(w.key)
+        if folder is not None:
+            folders.setdefault(folder, []).append(w)
+    for w in store.writes:
+        url, folder = f"{store.url}/{w.key}", blob_folder(w.key)
+        if folder is not None:
+            group = folders[folder]
+            if w is group[0]:
+                size = sum(g.size for g in group)
+                print(f"{'would upload':13} {store.url}/{folder}/ ({len(group)} objects, {size} bytes)")
+        elif w.key in manifests:
+            m = manifests[w.key]
+            platforms = ", ".join(f"{p} {v}" for p, v in m.platforms.items()) or "no releases"
+            print(f"{'would write':13} {url} serial {m.serial}: {platforms}")
+        elif w.key in patches:
+            print(f"{'would upload':13} {url} ({w.size} bytes, patch from {patches[w.key].from_version})")
+        elif w.data is not None:
+            print(f"{'would write':13} {url} ({w.size} bytes)")
+        else:
+            print(f"{'would upload':13} {url} ({w.size} bytes, sha256 {w.sha256[:12]})")
+    for m in report.manifests:
+        if not m.changed:
+            print(f"{'unchanged':13} {store.url}/{m.key} serial {m.serial}: nothing to change")
+    for key, content in signed.items():
+        print(f"{store.url}/{key} would say (signed, not written):")
+        print(json.dumps(content, indent=2))
+    print(f"dry run: nothing was written to {store.url}")
+    return EXIT_OK
+
+
 def _keygen(prefix: Path) -> int:
     key_path, pub_path, public = keygen(prefix)
     print(f"wrote {key_path} (private, mode 0600: keep it secret, never commit it)")
@@ -508,10 +581,20 @@ def _notes(args: argparse.Namespace) -> str | None:
         raise PublishError(f"cannot read the release notes {args.notes_file} ({e}); give a UTF-8 text file") from e
 
 
+def _naming(args: argparse.Namespace) -> Naming | None:
+    """What --app, --version and --platform say the one build is, if any of them was given."""
+    if args.app is None and args.app_version is None and args.platform is None:
+        return None
+    if args.app is None or args.app_version is None:
+        raise PublishError("--app and --version go together (and --platform, default this machine's); give both")
+    return Naming(args.app, args.app_version, args.platform)
+
+
 def run(argv: Sequence[str]) -> int:
     """Run a command; raises PublishError for the caller to report."""
     argv = list(argv)
-    if argv and argv[0] not in COMMANDS and argv[0] not in {"-h", "--help", "--version"}:
+    # 'gupper-publish --version 1.2.0 --app x FILE' names a build: only '--version' alone asks for ours.
+    if argv and argv[0] not in COMMANDS and argv[0] not in {"-h", "--help"} and argv != ["--version"]:
         argv.insert(0, "publish")
     passthrough: list[str] = []
     if argv[:1] == ["build"] and "--" in argv:  # argparse cannot take options meant for PyInstaller after a positional
@@ -549,8 +632,9 @@ def run(argv: Sequence[str]) -> int:
         if args.patches < 0:
             raise PublishError("--patches must be 0 or more")
         progress = terminal_progress(sys.stderr)
+        dry = DryRunStore(store) if args.dry_run else None
         report = publish(
-            store,
+            dry or store,
             args.files,
             options,
             rollout=args.rollout,
@@ -559,16 +643,20 @@ def run(argv: Sequence[str]) -> int:
             post_install=args.post_install,
             force=args.force,
             notes=_notes(args),
+            naming=_naming(args),
         )
+        if dry is not None:
+            return _say_dry_run(args, dry, report)
         if not args.json:
             _say_publish(store, report)
         return _emit(args, store, report.to_json(), report.manifests)
     if args.command == "resign":
-        result = regenerate_manifest(store, args.app, options, force=True)
-        if not args.json:
+        resigned = resign(store, args.app, options, None if args.channel is None else [args.channel])
+        if args.json:
+            return _emit(args, store, {"manifests": [m.__dict__ for m in resigned]})
+        for result in resigned:
             print(f"re-signed {result.key}: serial {result.serial}, expires in {args.expires_days:g} days")
-            return EXIT_OK
-        return _emit(args, store, result.__dict__)
+        return EXIT_OK
     results: list[ManifestResult]
     if args.command == "promote":
         results = [

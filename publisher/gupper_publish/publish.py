@@ -28,12 +28,13 @@ from packaging.version import Version
 
 from gupper.errors import MalformedError
 from gupper.manifest import load_envelope
+from gupper.platforms import current_platform
 from gupper.wire.canonical import format_time, valid_app_name
 from gupper.wire.manifest import Manifest
 
 from . import folder_delta
 from .archive import archive_name_for, make_archive
-from .artifacts import PACKAGE_SUFFIXES, ArtifactName, hash_file, parse_artifact_name
+from .artifacts import PACKAGE_SUFFIXES, ArtifactName, artifact_filename, hash_file, parse_artifact_name
 from .channels import (
     DEFAULT_CHANNEL,
     ArtifactRecord,
@@ -54,6 +55,7 @@ from .channels import (
 from .delta import DEFAULT_PATCHES, make_patches, previous_files
 from .errors import (
     AlreadyExistsError,
+    BadArtifactNameError,
     ImmutableConflictError,
     NotAnExecutableError,
     NotFoundError,
@@ -168,6 +170,31 @@ class _Prepared:
         return ArtifactRecord(self.name.filename, self.size, self.sha256, self.patches, self.files_sha256, self.blobs)
 
 
+@dataclass(frozen=True)
+class Naming:
+    """What a build is published as when its own name does not say it (``publish --app --version --platform``)."""
+
+    app: str
+    version: str
+    platform: str | None = None  # <os>-<arch>; None: this machine's
+
+
+def _name_of(given: Path, folder: bool, naming: Naming | None) -> ArtifactName:
+    """The artifact name ``given`` publishes as: ``naming``'s, else its own, which must then say app, version and
+    platform."""
+    if naming is not None:
+        platform = naming.platform or current_platform().key
+        return artifact_filename(naming.app, naming.version, platform, folder=folder)
+    try:
+        return parse_artifact_name(archive_name_for(given) if folder else given.name)
+    except BadArtifactNameError as e:
+        what = "one-folder build" if folder else "build"
+        raise BadArtifactNameError(
+            f"{e}; rename the {what}, or keep its name and say what it is with --app NAME --version V "
+            "[--platform OS-ARCH] (default: this machine's)"
+        ) from e
+
+
 def _prepare(
     paths: Sequence[Path],
     workdir: Path,
@@ -175,32 +202,37 @@ def _prepare(
     *,
     force: bool = False,
     progress: ProgressFactory | None = None,
+    naming: Naming | None = None,
 ) -> list[_Prepared]:
     """Name, hash and size of each artifact; a one-folder build (or a ``.tar.gz`` of one) is first
     packed into a deterministic archive under ``workdir``. Unless ``force``, each must be an
-    executable for the platform its name says (for a folder: its entry point)."""
+    executable for the platform its name says (for a folder: its entry point). ``naming`` names
+    the one build in ``paths`` instead of its own name."""
     prepared = []
     for given in paths:
         path, files_sha256 = given, None
         if given.is_dir() or given.name.endswith(PACKAGE_SUFFIXES):
-            name = parse_artifact_name(archive_name_for(given))
             if not given.exists():
                 raise PublishError(
                     f"{given} does not exist; pass a one-folder build such as dist/app-1.2.0-linux-amd64/"
                 )
+            name = _name_of(given, True, naming)
             with (progress or _no_progress)(f"packing {given.name}", 0):
-                path, files_sha256 = make_archive(given, workdir, post_install)
+                path, files_sha256 = make_archive(given, workdir, post_install, name.filename)
+            # The clause brings its own verb ("has no entry point ...").
             problem = None if force else check_archive_entry(path, name.app, name.platform.os, name.platform.arch)
         elif not path.is_file():
             raise PublishError(f"{path} is not a file; pass built artifacts such as dist/app-1.2.0-linux-amd64")
         else:
-            name = parse_artifact_name(path.name)
-            problem = (
+            name = _name_of(given, False, naming)
+            found = (
                 None if force or path.stat().st_size == 0 else check_file(path, name.platform.os, name.platform.arch)
             )
+            problem = None if found is None else f"is {found}"
         if problem is not None:
+            said = "its name says" if naming is None else "it is published for"
             raise NotAnExecutableError(
-                f"{given.name} is {problem}; its name says {name.platform.key}: publish the build made for it "
+                f"{given.name} {problem}; {said} {name.platform.key}: publish the build made for it "
                 f"(what PyInstaller wrote to dist/ on {name.platform.os}), or pass --force if this "
                 "file really is what those installs should run"
             )
@@ -548,6 +580,7 @@ def publish(
     post_install: str | None = None,
     force: bool = False,
     notes: str | None = None,
+    naming: Naming | None = None,
 ) -> PublishReport:
     """Upload ``paths`` into ``options.channel`` of every app they belong to, then write those manifests.
 
@@ -563,11 +596,18 @@ def publish(
     is how many earlier releases of each platform get a binary patch to the new one (0: none);
     ``post_install`` names a hook inside each one-folder build (docs/packages.md); ``notes`` are
     release notes signed into the new releases' entries (``Update.notes`` in the client); ``progress``
-    shows hashing, patching and uploads (see :data:`ProgressFactory`). Returns what was uploaded,
-    the patches listed and the manifests written.
+    shows hashing, patching and uploads (see :data:`ProgressFactory`); ``naming`` publishes the one
+    build in ``paths`` as that app, version and platform whatever its file or folder is called (plain
+    ``pyinstaller --name app`` output). Returns what was uploaded, the patches listed and the
+    manifests written.
     """
     if not paths:
         raise PublishError("nothing to publish; pass one or more built artifacts")
+    if naming is not None and len(paths) != 1:
+        raise PublishError(
+            f"--app, --version and --platform name one build, and {len(paths)} were given; publish them one "
+            "at a time, or name them <app>-<version>-<os>-<arch>"
+        )
     if not options.keys:
         raise SigningKeyError("no signing key; pass --key or set GUPPER_SIGNING_KEY")
     check_channel_name(options.channel)
@@ -578,7 +618,7 @@ def publish(
     with tempfile.TemporaryDirectory(prefix="gupper-publish-") as workdir:
         if post_install is not None and not any(p.is_dir() or p.name.endswith(PACKAGE_SUFFIXES) for p in paths):
             raise PublishError("--post-install applies to one-folder builds; pass a build folder")
-        prepared = _prepare(paths, Path(workdir), post_install, force=force, progress=progress)
+        prepared = _prepare(paths, Path(workdir), post_install, force=force, progress=progress, naming=naming)
         return _publish_prepared(
             store, prepared, options, rollout=rollout, progress=progress, patches=patches, notes=notes
         )

@@ -20,7 +20,14 @@ from . import folder_delta
 from .artifacts import ArtifactName, parse_artifact_name
 from .errors import BadArtifactNameError, NotFoundError, PublishError
 from .layout import app_of, artifact_key, manifest_key, release_prefix, split_key
-from .publish import ManifestResult, PublishOptions, change_channel, load_channel, update_channel
+from .publish import (
+    ManifestResult,
+    PublishOptions,
+    change_channel,
+    load_channel,
+    regenerate_manifest,
+    update_channel,
+)
 from .stores import LocalStore, ObjectInfo, S3Store, Store
 
 
@@ -190,6 +197,17 @@ def yank(
         if not channels:
             raise NotFoundError(f"{version} is in no channel of {app}; see 'gupper-publish list {app}'")
     return [update_channel(store, app, c, lambda s: ch.yank(s, version), replace(options, channel=c)) for c in channels]
+
+
+def resign(
+    store: Store, app: str, options: PublishOptions, channels: Sequence[str] | None = None
+) -> list[ManifestResult]:
+    """Re-sign the manifests of ``channels`` (default: every channel of ``app`` in the store) with
+    the next serial and a fresh expiry, so that none of them expires unnoticed (run it from cron)."""
+    names = list(channels) if channels is not None else _app(store, app).channels
+    if not names:
+        raise NotFoundError(f"{app} has no channel in {store.url}; publish a release first")
+    return [regenerate_manifest(store, app, replace(options, channel=c), force=True) for c in names]
 
 
 def rotate_keys(

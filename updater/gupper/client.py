@@ -29,7 +29,7 @@ from . import install as _install
 from . import restart as _restart
 from ._lock import ExclusiveLock
 from .checkpoints import Checkpoint, CheckpointHook
-from .config import UpdaterConfig
+from .config import UpdaterConfig, channel_of
 from .download import Downloads
 from .errors import (
     ConfigError,
@@ -43,7 +43,7 @@ from .fetch import FetchConfig, Fetcher, Progress, check_url
 from .keys import TrustedKeys
 from .layouts import Context, InstallLayout, open_layout, refuse_early
 from .platforms import Platform, pick_key, platform_candidates
-from .policy import choose_update
+from .policy import choose_update, move_line
 from .results import Result, Status, Update
 from .selftest import answer_self_test, preflight, remove_scratch_dir, scratch_dir
 from .state import ClientState, ManifestCache, StateFile, Trial, cacheable_etag, default_state_dir
@@ -99,6 +99,7 @@ class Updater:
         except InvalidVersion as e:
             raise ConfigError(f"current_version {cfg.current_version!r} is not a PEP 440 version") from e
         check_url(cfg.manifest_url, cfg.allow_insecure_loopback)
+        self.channel = channel_of(cfg)  # named once: by the manifest URL, or by the setting
         # The pre-flight of a new version ends here, before the app goes on to its UI, however it
         # drives the updater later (run, the steps, a menu item): see README "Use it in your app".
         answer_self_test(cfg.current_version, self.environ)
@@ -389,9 +390,7 @@ class Updater:
                     f"{new_version} is available; the app chose not to install it now",
                     version=str(self.current),
                 )
-            log.info(
-                "gupper: updating %s %s -> %s (%d bytes)", self.config.app, self.current, new_version, update.entry.size
-            )
+            log.info("gupper: %s", move_line(self.config.app, self.current, update.entry))
             staged = self._download(update, progress)
             self._install(staged, new_version)
         return Result(Status.INSTALLED, f"installed {new_version}; it runs from the next start", version=new_version)
@@ -400,16 +399,16 @@ class Updater:
         """Fetch the manifest, accept it (:func:`gupper.trust.accept_manifest`), remember what that
         says, and pick this install's update."""
         state = self.state_file.load()
-        cache = ManifestCache(self.state_file.directory, self.config.channel)
+        cache = ManifestCache(self.state_file.directory, self.channel)
         body, etag, from_cache = self._fetch_manifest(cache)
-        seen = state.channels.get(self.config.channel, ChannelRecord())
+        seen = state.channels.get(self.channel, ChannelRecord())
         try:
             accepted = accept_manifest(
                 body,
                 state.trusted(self.trusted),
                 seen,
                 app=self.config.app,
-                channel=self.config.channel,
+                channel=self.channel,
                 now=self.clock(),
             )
         except ManifestError:
@@ -428,7 +427,7 @@ class Updater:
                 accepted.adopt.threshold,
             )
         if accepted.record is not None:
-            state.channels[self.config.channel] = accepted.record
+            state.channels[self.channel] = accepted.record
             self._save_state(state)
         if not from_cache:
             self._cache_manifest(cache, etag, body)

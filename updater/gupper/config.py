@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from urllib.parse import unquote, urlsplit
 
+from .errors import ConfigError
 from .platforms import Platform
+from .wire.canonical import valid_app_name
 from .wire.manifest import MAX_MANIFEST_BYTES
 
 
@@ -21,6 +24,9 @@ class UpdaterConfig:
     ``<root>/current`` entry point, docs/packages.md); it is also recognised without the setting
     when the executable runs from ``<root>/versions/<version>/``. That layout installs ``archive``
     releases, the single-file one ``binary`` releases.
+    ``channel`` is named by the manifest URL (``.../<app>/<channel>/latest.json``, where
+    ``gupper-publish`` puts it) and need not be set: :func:`channel_of`. Set it only for a URL
+    laid out otherwise (default then ``stable``).
     """
 
     app: str
@@ -28,7 +34,7 @@ class UpdaterConfig:
     manifest_url: str
     public_keys: tuple[str, ...]
     threshold: int = 1
-    channel: str = "stable"
+    channel: str | None = None
     ca_bundle: str | None = None
     allow_insecure_loopback: bool = False
     connect_timeout: float = 5.0
@@ -44,3 +50,50 @@ class UpdaterConfig:
     platform: Platform | None = None
     state_dir: str | None = None
     install_root: str | None = None
+
+
+DEFAULT_CHANNEL = "stable"
+MANIFEST_NAME = "latest.json"
+
+
+def layout_of(manifest_url: str) -> tuple[str, str] | None:
+    """(app, channel) when ``manifest_url`` ends in ``<app>/<channel>/latest.json``, the publisher's layout. Pure."""
+    parts = [unquote(part) for part in urlsplit(manifest_url).path.split("/")]
+    if len(parts) < 3 or parts[-1] != MANIFEST_NAME or not (valid_app_name(parts[-3]) and valid_app_name(parts[-2])):
+        return None
+    return parts[-3], parts[-2]
+
+
+def channel_in_url(manifest_url: str, app: str) -> str | None:
+    """The channel ``manifest_url`` names when it ends in ``<app>/<channel>/latest.json`` (the
+    publisher's layout), else None. Pure."""
+    found = layout_of(manifest_url)
+    return found[1] if found is not None and found[0] == app else None
+
+
+def resolve_channel(manifest_url: str, app: str, channel: str | None) -> str:
+    """``channel``, else the one ``manifest_url`` names, else ``stable``. Pure.
+
+    Raises:
+        ConfigError: ``channel`` and the manifest URL name different channels.
+    """
+    named = channel_in_url(manifest_url, app)
+    if channel is None:
+        return named or DEFAULT_CHANNEL
+    if named is not None and named != channel:
+        raise ConfigError(
+            f"UpdaterConfig.channel is {channel!r}, but manifest_url names channel {named!r} "
+            f"({manifest_url}); leave channel unset (the URL names it), or point manifest_url at "
+            f".../{app}/{channel}/{MANIFEST_NAME}"
+        )
+    return channel
+
+
+def channel_of(config: UpdaterConfig) -> str:
+    """The channel the app follows: ``config.channel``, else the one its manifest URL names, else
+    ``stable`` (:func:`resolve_channel`). Pure.
+
+    Raises:
+        ConfigError: ``config.channel`` and the manifest URL name different channels.
+    """
+    return resolve_channel(config.manifest_url, config.app, config.channel)

@@ -102,9 +102,10 @@ def verify_manifest(data: bytes, trusted: TrustedKeys, *, app: str, channel: str
         )
     manifest = replace(Manifest.from_json(signed, signed_bytes), signatures=tuple(signatures))
     if manifest.app != app or manifest.channel != channel:
+        fix = "UpdaterConfig.app" if manifest.app != app else f"UpdaterConfig.channel ({manifest.channel!r} serves it)"
         raise WrongTargetError(
             f"manifest is for app {manifest.app!r} channel {manifest.channel!r}, not {app!r} "
-            f"channel {channel!r}; check the manifest URL"
+            f"channel {channel!r}; check the manifest URL (or {fix})"
         )
     if now >= manifest.expires:
         raise ExpiredError(

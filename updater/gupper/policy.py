@@ -20,14 +20,21 @@ class Decision:
     reason: str
 
 
+ROLLOUT_BUCKETS = 10000
+
+
+def rollout_bucket(install_id: str, app: str, rollout_id: str) -> int:
+    """This install's place (0..9999) in a staged rollout: a stable hash of install id, app and release."""
+    return int(hashlib.sha256(f"{install_id}:{app}:{rollout_id}".encode()).hexdigest()[:8], 16) % ROLLOUT_BUCKETS
+
+
 def in_rollout(install_id: str, app: str, rollout_id: str, percent: int) -> bool:
     """Whether this install is in a staged rollout of ``percent`` %.
 
-    A stable hash of install id, app and release: raising the percentage only adds installs, and
-    different releases sample different installs.
+    Its :func:`rollout_bucket` is below ``percent`` hundredths: raising the percentage only adds
+    installs, and different releases sample different installs.
     """
-    bucket = int(hashlib.sha256(f"{install_id}:{app}:{rollout_id}".encode()).hexdigest()[:8], 16) % 10000
-    return bucket < percent * 100
+    return rollout_bucket(install_id, app, rollout_id) < percent * ROLLOUT_BUCKETS // 100
 
 
 def _staged(entry: Entry, app: str, install_id: str) -> tuple[Entry | None, str]:
@@ -72,5 +79,13 @@ def choose_update(
             f"release {entry.version} is a {entry.type!r} artifact, which this install cannot take; update by hand",
         )
     if entry.version < current:
-        return Decision(entry, f"{current} was withdrawn (yanked): going back to {entry.version}")
+        return Decision(entry, f"{current} was withdrawn by the publisher; going back to {entry.version}")
     return Decision(entry, f"update available: {current} -> {entry.version}{note}")
+
+
+def move_line(app: str, current: Version, entry: Entry) -> str:
+    """How a move to ``entry`` is announced: an update, or the way back from a version the publisher
+    withdrew (``gupper-publish yank``: the only way :func:`choose_update` ever goes down). Pure."""
+    if entry.version < current:
+        return f"{app} {current} was withdrawn by the publisher; going back to {entry.version} ({entry.size} bytes)"
+    return f"updating {app} {current} -> {entry.version} ({entry.size} bytes)"

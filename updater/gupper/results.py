@@ -41,6 +41,12 @@ class Update:
         return self.fetch_size if self.fetch_size is not None else self.entry.size
 
     @property
+    def withdrawn(self) -> bool:
+        """True when the publisher withdrew the running version (``gupper-publish yank``) and this goes back to an
+        earlier one: word it so when you ask the user."""
+        return self.entry.version < self.current
+
+    @property
     def notes(self) -> str | None:
         """Release notes, if the publisher signed some in (``gupper-publish --notes``)."""
         return self.entry.notes

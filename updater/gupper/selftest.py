@@ -9,11 +9,13 @@ version never gets installed.
 from __future__ import annotations
 
 import contextlib
+import enum
 import logging
 import os
 import secrets
 import sys
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -71,6 +73,95 @@ def answer_self_test(version: str, environ: Mapping[str, str] | None = None) -> 
     os._exit(0)  # a self-test must not run the app, touch state, or update anything
 
 
+class Verdict(enum.Enum):
+    """How a self-test went (:meth:`SelfTestRun.verdict`)."""
+
+    PASSED = "passed"
+    TIMED_OUT = "timed out"  # no exit within the timeout (killed with every process it started)
+    KILLED_FROM_OUTSIDE = "killed from outside"  # a signal, End task, a logoff: no verdict on the binary
+    WRONG_VERSION = "wrong version"  # it answered, with another version
+    NO_ANSWER = "no answer"  # it exited 0 without answering: the app never reached Gupper
+    FAILED = "failed"  # it exited with an error (a traceback in its output) or died of its own signal
+
+
+@dataclass(frozen=True)
+class SelfTestRun:
+    """What a binary did when started in self-test mode: how it ended, the version it answered, what it printed."""
+
+    returncode: int | None  # None: still running at the timeout, so it was killed
+    answered: str | None  # the version in its answer to this run's nonce, if it answered
+    output: str  # its stderr, then its stdout (decoded): the traceback of a failed start
+    stderr: bytes = b""
+    os_name: str = "linux"
+
+    def verdict(self, expected_version: str) -> Verdict:
+        """The outcome for a binary that should report ``expected_version``. Pure."""
+        if self.returncode is None:
+            return Verdict.TIMED_OUT
+        if ended_from_outside(self.returncode, self.stderr, self.os_name):
+            return Verdict.KILLED_FROM_OUTSIDE
+        if self.answered is not None and self.answered != expected_version:
+            return Verdict.WRONG_VERSION
+        if self.returncode != 0:
+            return Verdict.FAILED
+        return Verdict.PASSED if self.answered is not None else Verdict.NO_ANSWER
+
+
+def run_self_test(
+    path: Path,
+    env: Mapping[str, str],
+    timeout: float,
+    os_name: str | None = None,
+    jobs: JobApi | None = None,
+    popen: Callable[..., Any] | None = None,
+) -> SelfTestRun:
+    """Start ``path`` in self-test mode (``GUPPER_SELF_TEST`` set to a fresh nonce, added to ``env``),
+    wait at most ``timeout`` seconds, and say what it did. The handshake the client's pre-flight and
+    ``gupper-publish build`` both use.
+
+    The self-test runs as a process tree of its own: its own process group and session on POSIX,
+    a kill-on-close job object on Windows (``jobs``, kernel32 by default), so that a self-test that
+    does not answer in time is killed with every process it started (a one-file build is a
+    bootloader and its Python process), and whatever it left running after answering too.
+
+    Raises:
+        OSError: ``path`` cannot be started here (not executable, another CPU's binary, ...).
+    """
+    import subprocess  # here, not at import: a start that installs nothing never loads it
+
+    os_name = os_name or ("windows" if sys.platform == "win32" else sys.platform)
+    nonce = secrets.token_hex(8)
+    run_env = dict(env)
+    run_env[SELF_TEST_ENV] = nonce
+    tree = _ProcessTree(os_name, jobs, popen or subprocess.Popen)
+    proc = tree.start([str(path)], run_env)
+    try:
+        out, err = _communicate(proc, tree, timeout)
+        code: int | None = proc.returncode
+    except subprocess.TimeoutExpired as e:
+        out, err, code = _bytes(e.stdout), _bytes(e.stderr), None
+    finally:
+        tree.kill()  # what the self-test left running, if anything
+        tree.close()
+    prefix = f"{_ANSWER} {nonce} "
+    stdout = _text(out)
+    answer = next((line for line in stdout.splitlines() if line.startswith(prefix)), None)
+    answered = answer[len(prefix) :].strip() if answer is not None else None
+    return SelfTestRun(code, answered, _text(err) + stdout, err, os_name)
+
+
+def _bytes(data: bytes | str | None) -> bytes:
+    if data is None:
+        return b""
+    return data if isinstance(data, bytes) else data.encode()
+
+
+def _text(data: bytes | str | None) -> str:
+    if data is None:
+        return ""
+    return data if isinstance(data, str) else data.decode("utf-8", "replace")
+
+
 def preflight(
     path: Path,
     expected_version: str,
@@ -80,12 +171,7 @@ def preflight(
     jobs: JobApi | None = None,
     popen: Callable[..., Any] | None = None,
 ) -> None:
-    """Run ``path`` in self-test mode and check its answer.
-
-    The self-test runs as a process tree of its own: its own process group and session on POSIX,
-    a kill-on-close job object on Windows (``jobs``, kernel32 by default), so that a self-test that
-    does not answer in time is killed with every process it started (a one-file build is a
-    bootloader and its Python process), and whatever it left running after answering too.
+    """Run ``path`` in self-test mode and check its answer (:func:`run_self_test`).
 
     Raises:
         PreflightFailedError: it exited without the right answer, crashed or cannot start (a
@@ -93,46 +179,32 @@ def preflight(
         PreflightInterruptedError: it was ended from outside (a signal, Windows' End task, a logoff)
             or did not answer within ``timeout`` (a busy machine, an antivirus scan): no verdict; try again.
     """
-    import subprocess  # here, not at import: a start that installs nothing never loads it
-
-    os_name = os_name or ("windows" if sys.platform == "win32" else sys.platform)
-    nonce = secrets.token_hex(8)
-    run_env = dict(env)
-    run_env[SELF_TEST_ENV] = nonce
-    tree = _ProcessTree(os_name, jobs, popen or subprocess.Popen)
     try:
-        proc = tree.start([str(path)], run_env)
+        run = run_self_test(path, env, timeout, os_name, jobs, popen)
     except OSError as e:
         raise PreflightFailedError(
             f"the new version {expected_version} cannot be started here ({e.strerror or e}); not installed"
         ) from e
-    try:
-        out, err = _communicate(proc, tree, timeout)
-    except subprocess.TimeoutExpired as e:
+    verdict = run.verdict(expected_version)
+    if verdict is Verdict.PASSED:
+        return
+    if verdict is Verdict.TIMED_OUT:
         raise PreflightInterruptedError(
             f"the new version {expected_version} did not answer its self-test within {timeout:g} s (a busy "
             "machine, or a hung release); it is tried again next time"
-        ) from e
-    finally:
-        tree.kill()  # what the self-test left running, if anything
-        tree.close()
-    code = proc.returncode
-    if ended_from_outside(code, err, os_name):
+        )
+    code = run.returncode or 0
+    if verdict is Verdict.KILLED_FROM_OUTSIDE:
         how = f"killed by signal {-code}" if code < 0 else f"ended from outside (exit code {code & 0xFFFFFFFF:#x})"
         raise PreflightInterruptedError(
             f"the self-test of {expected_version} was {how} (not by its own crash); it is tried again next time"
         )
-    expected = f"{_ANSWER} {nonce} {expected_version}"
-    lines = out.decode("utf-8", "replace").splitlines()
-    if code == 0 and expected in lines:
-        return
-    answered = next((line for line in lines if line.startswith(f"{_ANSWER} {nonce} ")), None)
-    if answered is not None:
+    if verdict is Verdict.WRONG_VERSION:
         raise PreflightFailedError(
-            f"the release published as {expected_version} reports version {answered.split()[-1]}; not installed"
+            f"the release published as {expected_version} reports version {run.answered}; not installed"
         )
     raise PreflightFailedError(
-        f"the new version {expected_version} failed its self-test (exit code {code}); not installed"
+        f"the new version {expected_version} failed its self-test (exit code {run.returncode}); not installed"
     )
 
 
