@@ -215,7 +215,7 @@ def test_periodic_checks_are_not_starts(sim: Sim, exe: Path) -> None:
     assert exe.read_bytes() == NEW
 
 
-def test_two_updaters_in_the_tests_are_two_starts_but_run_is_none(sim: Sim, exe: Path) -> None:
+def test_runs_after_the_start_never_count_as_starts(sim: Sim, exe: Path) -> None:
     install_new(sim, exe)
     made = updater(sim, exe, current_version="2.0.0", trial_starts=5)
     for _ in range(4):
