@@ -1,10 +1,11 @@
-"""Desktop apps that ask first (issue 20), fast: one trial model for every flow, the first periodic
-check soon after start, the restart contract for GUI apps, fresh backups, the pre-flight as a
-process tree, what an update will download, the log file, and the UI-thread helpers. Real TLS
-(the simulator), real processes for the restarts and the pre-flight.
+"""Desktop apps that ask first (issue 20), fast: one trial model for every flow, the first
+periodic check soon after start, the restart contract for GUI apps, fresh backups, the pre-flight
+as a process tree, what an update will download, the log file, and the UI-thread helpers. Real
+TLS (the simulator), real processes for the restarts and the pre-flight. The tests not marked
+posix run in the Windows job of the CI workflow too.
 
-The real windowed apps (Tk and Qt under Xvfb) and the running app surviving a background install
-of a real PyInstaller binary are in tests/test_e2e_desktop.py.
+The real windowed apps (Tk and Qt under Xvfb), with a running app surviving a background install
+of a real PyInstaller binary, are in tests/test_e2e_desktop.py.
 """
 
 from __future__ import annotations
@@ -48,8 +49,6 @@ from gupper_publish.signing import build_signed, public_key_of, sign_manifest
 from .conftest import NOW, fake_app
 from .httpsim import Sim
 from .test_windows import WinFS
-
-pytestmark = pytest.mark.posix
 
 MANIFEST = "/app/stable/latest.json"
 KEY = Ed25519PrivateKey.generate()
@@ -125,6 +124,7 @@ def collect(count: int) -> tuple[list[Result], threading.Event, Callable[[Result
 # --- 1. the first periodic check comes soon after start -------------------------------------
 
 
+@pytest.mark.posix
 def test_the_periodic_checker_checks_soon_after_start_not_after_a_whole_interval(sim: Sim, exe: Path) -> None:
     publish(sim, "1.0.0", OLD)
     results, done, on_result = collect(1)
@@ -137,6 +137,7 @@ def test_the_periodic_checker_checks_soon_after_start_not_after_a_whole_interval
     assert [p for _, p, _ in sim.requests].count(MANIFEST) == 1
 
 
+@pytest.mark.posix
 def test_the_first_check_never_waits_longer_than_the_interval(sim: Sim, exe: Path) -> None:
     publish(sim, "1.0.0", OLD)
     _results, done, on_result = collect(1)
@@ -157,6 +158,7 @@ def install_new(sim: Sim, exe: Path) -> None:
     assert trial is not None and trial.version == "2.0.0" and trial.starts == 0
 
 
+@pytest.mark.posix
 def test_a_new_version_that_dies_before_confirm_is_rolled_back_without_run(sim: Sim, exe: Path) -> None:
     """The GUI flow never calls run(): creating the updater is the start that counts."""
     install_new(sim, exe)
@@ -173,6 +175,7 @@ def test_a_new_version_that_dies_before_confirm_is_rolled_back_without_run(sim: 
     assert sorted(p.name for p in exe.parent.iterdir()) == ["app"]  # the backup went back in, and is gone
 
 
+@pytest.mark.posix
 def test_creating_the_updater_of_a_failed_version_restarts_into_the_previous_one(sim: Sim, exe: Path) -> None:
     """A real process: the third start of an unconfirmed 2.0.0 rolls back and execs 1.0.0 at once."""
     install_new(sim, exe)
@@ -199,6 +202,7 @@ def test_creating_the_updater_of_a_failed_version_restarts_into_the_previous_one
     assert "rolled back to 1.0.0" in proc.stderr and exe.read_bytes() == OLD
 
 
+@pytest.mark.posix
 def test_periodic_checks_are_not_starts(sim: Sim, exe: Path) -> None:
     """A 2.0.0 that never confirms, started once, checking every few ms: still on start 1, not rolled back."""
     install_new(sim, exe)
@@ -215,6 +219,7 @@ def test_periodic_checks_are_not_starts(sim: Sim, exe: Path) -> None:
     assert exe.read_bytes() == NEW
 
 
+@pytest.mark.posix
 def test_runs_after_the_start_never_count_as_starts(sim: Sim, exe: Path) -> None:
     install_new(sim, exe)
     made = updater(sim, exe, current_version="2.0.0", trial_starts=5)
@@ -224,6 +229,7 @@ def test_runs_after_the_start_never_count_as_starts(sim: Sim, exe: Path) -> None
     assert trial is not None and trial.starts == 1
 
 
+@pytest.mark.posix
 def test_a_trial_that_cannot_be_recorded_is_no_install(sim: Sim, exe: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Write-ahead: the trial is saved before the swap; when it cannot be, nothing is swapped."""
     publish(sim, "2.0.0", NEW)
@@ -261,6 +267,7 @@ def read_only(folder: Path) -> Iterator[None]:
         subprocess.run(["umount", str(folder)], check=False, capture_output=True)
 
 
+@pytest.mark.posix
 def test_a_read_only_state_folder_is_refused_before_the_check(sim: Sim, exe: Path) -> None:
     """It existed from an earlier run (the lock file too), then became read-only: no update can be
     installed without recording its trial, so the refusal comes first, in one line."""
@@ -284,6 +291,7 @@ def test_a_read_only_state_folder_is_refused_before_the_check(sim: Sim, exe: Pat
 # --- 5. the restart contract ------------------------------------------------------------------
 
 
+@pytest.mark.posix
 def test_restart_from_another_thread_is_refused_and_names_restart_on_exit(sim: Sim, exe: Path) -> None:
     made = updater(sim, exe)
     errors: list[BaseException] = []
@@ -333,6 +341,7 @@ print("old: quitting", flush=True)
 """
 
 
+@pytest.mark.posix
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
 def test_restart_on_exit_starts_the_new_version_only_once_the_old_one_has_ended(tmp_path: Path) -> None:
     exe, saved, state_dir = tmp_path / "app", tmp_path / "saved.txt", str(tmp_path / "state")
@@ -404,6 +413,7 @@ def publish_windows(sim: Sim, version: str, data: bytes, serial: int) -> None:
     sim.routes[MANIFEST] = sign_manifest(signed, [KEY])
 
 
+@pytest.mark.posix
 def test_a_second_update_in_one_session_takes_a_fresh_backup_name_on_windows(sim: Sim, tmp_path: Path) -> None:
     """v1 updates to v2 and waits for it (its image, and the hard-link backup of it, stay mapped);
     v2 confirms, then updates to v3 in the same session: the first backup can be neither replaced
@@ -483,6 +493,7 @@ def ended(pid: int, timeout: float) -> bool:
         os.close(fd)
 
 
+@pytest.mark.posix
 @pytest.mark.skipif(not hasattr(os, "pidfd_open"), reason="pidfd_open is Linux's")
 def test_a_hung_preflight_is_killed_with_every_process_it_started(tmp_path: Path) -> None:
     pids = tmp_path / "pids"
@@ -495,6 +506,7 @@ def test_a_hung_preflight_is_killed_with_every_process_it_started(tmp_path: Path
     assert ended(parent, WAIT) and ended(child, WAIT), "the self-test's processes outlived its timeout"
 
 
+@pytest.mark.posix
 def test_a_preflight_that_answers_leaves_no_process_behind(tmp_path: Path) -> None:
     pids = tmp_path / "pids"
     app = tmp_path / "app-2.0.0"
@@ -522,6 +534,7 @@ def test_windows_exit_codes_of_an_outside_kill_are_interruptions(code: int, stde
     assert ended_from_outside(code, stderr, "windows") is outside
 
 
+@pytest.mark.posix
 def test_posix_outside_signals_are_interruptions_and_crash_signals_are_verdicts() -> None:
     assert ended_from_outside(-9, b"", "linux") and ended_from_outside(-15, b"", "darwin")
     assert not ended_from_outside(-11, b"", "linux") and not ended_from_outside(1, b"", "linux")
@@ -592,6 +605,7 @@ def test_an_end_task_of_the_windows_preflight_is_retried_not_a_verdict(tmp_path:
 # --- 9. what the dialog can say it will download ---------------------------------------------
 
 
+@pytest.mark.posix
 def test_download_size_is_the_patch_when_one_applies_and_the_full_file_otherwise(sim: Sim, exe: Path) -> None:
     patch = {
         "format": "bsdiff4",
@@ -610,6 +624,7 @@ def test_download_size_is_the_patch_when_one_applies_and_the_full_file_otherwise
     assert update is not None and update.download_size == len(NEW)
 
 
+@pytest.mark.posix
 def test_download_size_of_a_kept_partial_is_what_is_left(sim: Sim, exe: Path) -> None:
     publish(sim, "2.0.0", NEW)
     made = updater(sim, exe)
@@ -648,6 +663,7 @@ def test_log_to_file_keeps_gupper_lines_rotated_and_is_added_once(tmp_path: Path
     assert "gupper: line 99" in path.read_text()
 
 
+@pytest.mark.posix
 def test_a_windowed_app_without_stderr_keeps_its_update_lines_in_the_log_file(
     sim: Sim, exe: Path, tmp_path: Path
 ) -> None:
@@ -728,6 +744,7 @@ def ui() -> UiQueue:
     return queue
 
 
+@pytest.mark.posix
 def test_background_updates_ask_install_with_progress_and_restart_on_the_ui_thread(
     sim: Sim, exe: Path, ui: UiQueue
 ) -> None:
@@ -772,6 +789,7 @@ def test_background_updates_ask_install_with_progress_and_restart_on_the_ui_thre
     made._exit_launch = None  # this test process must not start the app at its exit
 
 
+@pytest.mark.posix
 def test_a_declined_update_is_not_offered_again_in_the_session(sim: Sim, exe: Path, ui: UiQueue) -> None:
     publish(sim, "2.0.0", NEW)
     toolkit = FakeToolkit()

@@ -10,14 +10,18 @@ GUI example runs against fakes of a UI toolkit (``test_the_gui_example_asks_then
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import shutil
 import subprocess
 import sys
 import threading
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+from unittest.mock import patch
 
 import pytest
 
@@ -86,26 +90,52 @@ def test_the_example_app_in_the_repository_is_the_readmes() -> None:
 
 
 class FakeWindow:
-    """What the example needs of a UI toolkit: a yes/no question and a main loop."""
+    """What the example needs of a UI toolkit: a yes/no question, a timer on the UI thread
+    (``after``, as Tk's), a progress display, ``close`` and a main loop."""
 
     def __init__(self, answers: dict[str, bool]) -> None:
         self.answers = answers
         self.asked: list[str] = []
-        self.done = threading.Event()
+        self.progress_seen: list[tuple[int, int]] = []
+        self.timers: list[Callable[[], None]] = []
+        self.thread = threading.current_thread()
+        self.closed = False
+        self.off_thread: list[str] = []
+
+    def _on_ui(self, what: str) -> None:
+        if threading.current_thread() is not self.thread:
+            self.off_thread.append(what)
 
     def ask(self, question: str) -> bool:
+        self._on_ui("ask")
         self.asked.append(question)
-        answer = next(a for prefix, a in self.answers.items() if prefix in question)
-        if "Restart now?" in question:
-            self.done.set()
-        return answer
+        return next(a for prefix, a in self.answers.items() if prefix in question)
+
+    def progress(self, done: int, total: int) -> None:
+        self._on_ui("progress")
+        self.progress_seen.append((done, total))
+
+    def after(self, ms: int, callback: Callable[[], None]) -> None:
+        self._on_ui("after")
+        self.timers.append(callback)
+
+    def close(self) -> None:
+        self._on_ui("close")
+        self.closed = True
 
     def mainloop(self) -> None:
-        assert self.done.wait(60), self.asked  # bounded: the periodic check installs within seconds
+        """Run the timers every 20 ms until the window is closed, at most 60 s."""
+        deadline = time.monotonic() + 60
+        while not self.closed:
+            assert time.monotonic() < deadline, self.asked
+            due, self.timers = self.timers, []
+            for callback in due:
+                callback()
+            threading.Event().wait(0.02)  # a toolkit's event loop idles between its timers
 
 
 @pytest.mark.posix
-def test_the_gui_example_asks_then_installs(raw: RawServer, tmp_path: Path) -> None:
+def test_the_gui_example_asks_then_installs_on_the_ui_thread(raw: RawServer, tmp_path: Path) -> None:
     (code,) = [code for kind, _arg, code in readme_blocks() if kind == "gui-example"]
     exe = tmp_path / "install" / "notely"
     exe.parent.mkdir()
@@ -113,7 +143,7 @@ def test_the_gui_example_asks_then_installs(raw: RawServer, tmp_path: Path) -> N
     exe.chmod(0o755)
     raw.routes[MANIFEST] = Script.of(response(200, [("ETag", '"m"')], manifest(notes="Search your notes.")), end="keep")
     raw.routes[ARTIFACT] = Script.of(response(200, [("ETag", '"a"')], NEW), end="keep")
-    window = FakeWindow({"is available": True, "Restart now?": False})
+    window = FakeWindow({"is available": True, "Restart now?": True})
     namespace: dict[str, Any] = {"__name__": "notely_gui", "__version__": "1.0.0", "make_window": lambda: window}
     namespace["UPDATES"] = UpdaterConfig(
         app="app",
@@ -127,12 +157,17 @@ def test_the_gui_example_asks_then_installs(raw: RawServer, tmp_path: Path) -> N
         retries=0,
     )
     exec(compile(code, "README.md#gui-example", "exec"), namespace)
-    namespace["CHECK_EVERY"] = 0.05  # the example's 6 hours, shortened for the test
-    namespace["main"]()
+    logs: list[str] = []
+    namespace["log_to_file"] = logs.append  # the test writes no log file in the user's folders
+    launches: list[Any] = []
+    with patch("gupper.client.Updater.restart_on_exit", lambda self, version: launches.append(version)):
+        namespace["BackgroundUpdates"] = functools.partial(namespace["BackgroundUpdates"], first_check=0)  # not 10 s
+        namespace["main"]()
     available, restart = window.asked
-    assert available.startswith("Notely 2.0.0 is available (0.3 MB). Search your notes. Download it now?")
+    assert available.startswith("Notely 2.0.0 is available (0.3 MB). Search your notes. Install it now?")
     assert restart == "Notely 2.0.0 is ready. Restart now?"
-    assert exe.read_bytes() == NEW
+    assert exe.read_bytes() == NEW and window.closed and launches == ["2.0.0"] and logs == ["notely"]
+    assert window.progress_seen[-1] == (len(NEW), len(NEW)) and not window.off_thread
 
 
 # --- The whole section, in a fresh venv ---------------------------------------------------------
