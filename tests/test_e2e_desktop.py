@@ -56,7 +56,9 @@ class Apps:
                 f'APP = "notes"\nVERSION = "{version}"\n'
                 f'MANIFEST_URL = "{self.e2e.store.url("notes/stable/latest.json")}"\n'
                 f'PUBLIC_KEYS = ["{self.e2e.key.public}"]\n'
-                'import os\nNOTES_FILE = os.environ["NOTES_TEST_FILE"]\nFIRST_CHECK = 3600.0\n'
+                "import os\n"
+                'NOTES_FILE = os.environ.get("NOTES_TEST_FILE", "~/.local/share/notes/note.txt")\n'
+                "FIRST_CHECK = 3600.0\n"
             )
             edit = [(CRASH[0], CRASH[1] + CRASH[0])] if crash else []
             self.built["notes", version, crash] = build_example(
@@ -160,8 +162,21 @@ def test_the_tk_app_asks_installs_a_patch_and_restarts_with_its_note_saved(
     shot = screen.screenshot(install.home / "dialog.png")
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     if os.environ.get("GUPPER_UPDATE_DOCS_SHOTS"):  # refresh the README's picture from a real run
+        geometry = screen.xdotool("getwindowgeometry", "--shell", screen.wait_window("note.txt - Notes 1.0.0"))
+        size = dict(line.split("=", 1) for line in geometry.split())
         DOCS_SHOT.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(shot, DOCS_SHOT)
+        subprocess.run(
+            [
+                "convert",
+                str(shot),
+                "-crop",
+                f"{size['WIDTH']}x{size['HEIGHT']}+{size['X']}+{size['Y']}",
+                "+repage",
+                str(DOCS_SHOT),
+            ],
+            check=True,
+            timeout=WAIT,
+        )
     screen.press("Update available", "Return")  # Yes: download (a patch) and install in the background
     screen.press("Update ready", "Return")  # Yes: restart now
     assert old.wait(WAIT) == 0  # 1.0.0 saved the note and quit through its own path
