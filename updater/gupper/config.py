@@ -21,6 +21,10 @@ class UpdaterConfig:
     ``<root>/current`` entry point, docs/packages.md); it is also recognised without the setting
     when the executable runs from ``<root>/versions/<version>/``. That layout installs ``archive``
     releases, the single-file one ``binary`` releases.
+    ``report_outcomes`` sends one GET when a trial of a new version ends (confirmed, rolled back,
+    pre-flight failed or interrupted) to ``outcomes/<version>/<platform>/<outcome>`` beside the
+    manifest, for the publisher's access-log statistics (:mod:`gupper.outcomes`; README, "Fleet
+    health"); False sends nothing.
     """
 
     app: str
@@ -44,3 +48,4 @@ class UpdaterConfig:
     platform: Platform | None = None
     state_dir: str | None = None
     install_root: str | None = None
+    report_outcomes: bool = True
