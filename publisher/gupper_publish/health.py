@@ -50,7 +50,7 @@ def count(app: str, logs: LogOptions, *, since: float | None = None) -> tuple[Fl
     """Read every log once and count ``app``'s requests (those at or after ``since``, if given)."""
     stats, counts = FleetStats(app, since), ReadCounts()
     # A line without "<app>/" cannot be one of the app's requests: skip it before decoding it.
-    for _log, hit in read_hits(_logs(logs, since), counts, needle=f"{app}/".encode(), fmt=logs.fmt):
+    for hit in read_hits(_logs(logs, since), counts, needle=f"{app}/".encode(), fmt=logs.fmt):
         stats.add(hit)
     return stats, counts
 
@@ -151,7 +151,7 @@ def advance(
     earliest = min((s for s in since.values() if s is not None), default=None)
     per_version = {v: FleetStats(app, s) for v, s in since.items()}
     counts = ReadCounts()
-    for _log, hit in read_hits(_logs(logs, earliest), counts, needle=f"{app}/".encode(), fmt=logs.fmt):
+    for hit in read_hits(_logs(logs, earliest), counts, needle=f"{app}/".encode(), fmt=logs.fmt):
         for fleet in per_version.values():
             fleet.add(hit)
     done = []

@@ -11,6 +11,7 @@ time) are not opened at all.
 
 from __future__ import annotations
 
+import itertools
 import zlib
 from collections.abc import Callable, Iterator
 from contextlib import closing
@@ -153,7 +154,7 @@ def split_lines(pieces: Iterator[bytes], counts: ReadCounts, max_line: int = MAX
 
 def read_hits(
     logs: list[LogObject], counts: ReadCounts, *, needle: bytes | None = None, fmt: str = AUTO
-) -> Iterator[tuple[LogObject, Hit]]:
+) -> Iterator[Hit]:
     """Every request in ``logs`` whose line holds ``needle`` (None: every line), parsed in the log's format.
 
     Raises:
@@ -171,37 +172,47 @@ def read_hits(
             raise AccessLogError(f"cannot read the log {log.name}: {e}") from e
 
 
-def _hits_of(
-    log: LogObject, stream: BinaryIO, counts: ReadCounts, needle: bytes | None, fmt: str
-) -> Iterator[tuple[LogObject, Hit]]:
-    parse = None if fmt == AUTO else parser_for(fmt)
-    if parse is not None:
-        counts.logs += 1
-        counts.formats[fmt] = counts.formats.get(fmt, 0) + 1
-    for raw in split_lines(_pieces(stream), counts):
-        counts.lines += 1
-        if parse is None:  # the first line that says anything names the format
+def _hits_of(log: LogObject, stream: BinaryIO, counts: ReadCounts, needle: bytes | None, fmt: str) -> Iterator[Hit]:
+    lines = split_lines(_pieces(stream), counts)
+    if fmt == AUTO:
+        for raw in lines:  # the first line that says anything names the format
             if not raw.strip():
+                counts.lines += 1
                 continue
             found = detect(raw.decode("utf-8", "replace"))
             if found is None:
+                counts.lines += 1
                 counts.skipped.append(f"{log.name}: not an access log of a known format (first line {raw[:60]!r})")
                 return
-            fmt, parse = found, parser_for(found)
-            counts.formats[fmt] = counts.formats.get(fmt, 0) + 1
-            counts.logs += 1
-        if needle is not None and needle not in raw and not raw.startswith(b"#"):
-            counts.not_matching += 1
-            continue
-        text = raw.decode("utf-8", "replace")
-        for record in rgw_records(text) if fmt == "rgw" and "}{" in text else (text,):
-            try:
-                hit = parse(record)
-            except (ValueError, KeyError, IndexError):
-                hit = None
-            if hit is None:
-                if record.strip() and not record.startswith("#"):  # blank lines and CloudFront's headers are no loss
-                    counts.unparsed += 1
+            fmt, lines = found, itertools.chain([raw], lines)
+            break
+        else:
+            return  # an empty log
+    parse = parser_for(fmt)
+    counts.logs += 1
+    counts.formats[fmt] = counts.formats.get(fmt, 0) + 1
+    joined = fmt == "rgw"  # RGW writes requests that end together on one line
+    read = missed = bad = good = 0  # counted here, not on ``counts``: this loop runs once per line
+    try:
+        for raw in lines:
+            read += 1
+            if needle is not None and needle not in raw and raw[:1] != b"#":
+                missed += 1
                 continue
-            counts.hits += 1
-            yield log, hit
+            text = raw.decode("utf-8", "replace")
+            for record in rgw_records(text) if joined and "}{" in text else (text,):
+                try:
+                    hit = parse(record)
+                except (ValueError, KeyError, IndexError):
+                    hit = None
+                if hit is None:
+                    if record.strip() and not record.startswith("#"):  # blank lines, CloudFront's headers: no loss
+                        bad += 1
+                    continue
+                good += 1
+                yield hit
+    finally:
+        counts.lines += read
+        counts.not_matching += missed
+        counts.unparsed += bad
+        counts.hits += good

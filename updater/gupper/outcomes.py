@@ -8,8 +8,8 @@ fine, only the log line matters. The request carries what the manifest check alr
 ``User-Agent`` naming app, running version and platform) and nothing else: no install id, no
 cookie, no body.
 
-Bounds: :func:`report` starts a daemon thread and returns at once (tens of microseconds); the GET
-has one overall deadline (:data:`DEADLINE`) and no retries. A process that exits, or re-executes
+Bounds: :func:`report` starts a daemon thread and returns at once (about 0.4 ms, bench/results-logs.md);
+the GET has one overall deadline (:data:`DEADLINE`) and no retries. A process that exits, or re-executes
 itself into another version, waits for a report still under way at most until that deadline
 (:func:`settle`, run at exit and by :meth:`gupper.Updater.restart`). Nothing here raises.
 """
@@ -82,6 +82,7 @@ def report(
 
 
 def _send(url: str, fetch_config: FetchConfig) -> None:
+    time.sleep(0)  # hand the interpreter back at once: the caller goes on with its start-up first
     try:
         with Fetcher(fetch_config) as fetcher:
             fetcher.get_small(url, max_bytes=MAX_BYTES, timeout=DEADLINE)
