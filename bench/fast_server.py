@@ -20,13 +20,9 @@ from __future__ import annotations
 import hashlib
 import http.client
 import json
-import os
 import queue
 import shutil
-import signal
-import socket
 import ssl
-import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -36,52 +32,17 @@ from typing import Any, BinaryIO
 
 from bench.common import median
 from bench.harness import MIB, RUN, Bench, Row, curl_rate, kept_etag, random_file, run_tufup, sha256_rate
+from gupper_infra.nginx import config, free_port, running
 
-NGINX_CONF = """
-worker_processes 1;
-daemon off;
-{user}
-pid {prefix}/nginx.pid;
-error_log {prefix}/error.log warn;
-events {{ worker_connections 512; }}
-http {{
-    access_log off;
-    types {{ application/json json; }}
+NGINX_HTTP = """access_log off;
+    types { application/json json; }
     default_type application/octet-stream;
     sendfile on;
-    tcp_nopush on;
-    client_body_temp_path {prefix}/tmp-body;
-    proxy_temp_path {prefix}/tmp-proxy;
-    fastcgi_temp_path {prefix}/tmp-fastcgi;
-    uwsgi_temp_path {prefix}/tmp-uwsgi;
-    scgi_temp_path {prefix}/tmp-scgi;
-    server {{
-        listen 127.0.0.1:{port} ssl;
-        ssl_certificate {cert};
-        ssl_certificate_key {key};
-        ssl_protocols TLSv1.2 TLSv1.3;
+    tcp_nopush on;"""
+NGINX_SERVER = """ssl_protocols TLSv1.2 TLSv1.3;
         root {root};
         etag on;
-        add_header Cache-Control no-cache;
-    }}
-}}
-"""
-
-
-def nginx_binary() -> str:
-    for path in (shutil.which("nginx"), "/usr/sbin/nginx"):
-        if path and os.access(path, os.X_OK):
-            return path
-    raise RuntimeError(
-        "nginx is not installed: apt-get install -y nginx-light (Debian's package; the "
-        "bench starts it on 127.0.0.1 itself)"
-    )
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+        add_header Cache-Control no-cache;"""
 
 
 @contextmanager
@@ -89,40 +50,11 @@ def nginx(root: Path, cert: Path, key: Path, prefix: Path) -> Iterator[str]:
     """nginx serving ``root`` over HTTPS on a free loopback port; stopped (and waited for) on exit."""
     shutil.rmtree(prefix, ignore_errors=True)
     prefix.mkdir(parents=True)
-    port = _free_port()
-    user = (
-        "user root;" if os.geteuid() == 0 else ""
-    )  # as root, workers would run as nobody, who may not read the bench's files
+    port = free_port()
     conf = prefix / "nginx.conf"
-    conf.write_text(NGINX_CONF.format(user=user, prefix=prefix, port=port, cert=cert, key=key, root=root))
-    proc = subprocess.Popen(
-        [nginx_binary(), "-p", str(prefix), "-c", str(conf)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        start_new_session=True,
-    )
-    try:
-        deadline = time.monotonic() + 10
-        while True:
-            with socket.socket() as s:
-                if s.connect_ex(("127.0.0.1", port)) == 0:
-                    break
-            if proc.poll() is not None or time.monotonic() > deadline:
-                err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
-                raise RuntimeError(
-                    f"nginx did not start: {err} "
-                    f"{(prefix / 'error.log').read_text() if (prefix / 'error.log').exists() else ''}"
-                )
-            time.sleep(0.05)
+    conf.write_text(config(prefix, port, cert, key, http=NGINX_HTTP, server=NGINX_SERVER.format(root=root)))
+    with running(prefix, conf, port):
         yield f"https://127.0.0.1:{port}"
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGQUIT)  # graceful: the master waits for its worker
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(timeout=10)
 
 
 def docroot(b: Bench, tufup_v1: Path | None) -> Path:

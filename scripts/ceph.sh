@@ -8,6 +8,7 @@
 # The tests start their own cluster (tests/rgw_support.py); `start` runs the same code by hand.
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+source "$ROOT/scripts/_apt.sh"
 PACKAGES=(radosgw ceph-mon ceph-osd ceph-common)
 BINARIES=(ceph-mon ceph-osd radosgw radosgw-admin ceph monmaptool setpriv)
 
@@ -22,22 +23,8 @@ install() {
     echo "ceph: already installed ($(ceph --version 2>/dev/null | cut -d' ' -f1-3))"
     return 0
   fi
-  local sudo=()
-  if [ "$(id -u)" != 0 ]; then
-    if command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then
-      sudo=(sudo -n)
-    else
-      echo "ceph: cannot install: not root and no passwordless sudo; run as root: apt-get install ${PACKAGES[*]}" >&2
-      return 1
-    fi
-  fi
-  if ! command -v apt-get >/dev/null 2>&1; then
-    echo "ceph: cannot install: no apt-get on this system; install Ceph's ${PACKAGES[*]} (16.2 or newer) with its package manager" >&2
-    return 1
-  fi
   local start=$SECONDS
-  "${sudo[@]}" apt-get update -q >&2
-  DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -q --no-install-recommends "${PACKAGES[@]}" >&2
+  apt_install ceph "${PACKAGES[@]}" || return 1
   echo "ceph: installed $(ceph --version | cut -d' ' -f1-3) in $((SECONDS - start)) s"
 }
 

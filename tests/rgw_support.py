@@ -75,6 +75,7 @@ class CephRGW:
     region: str = REGION
     access_key: str = ACCESS_KEY
     secret_key: str = SECRET_KEY
+    ops_log: Path | None = None  # RGW's ops log (JSON lines), when started with ops_log=True
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict, repr=False)
 
     @property
@@ -124,9 +125,18 @@ class CephRGW:
         self.stop()
 
 
-def _conf(base: Path, fsid: str, mon_port: int, rgw_port: int, tls_cert: Path, tls_key: Path) -> str:
+def _conf(
+    base: Path, fsid: str, mon_port: int, rgw_port: int, tls_cert: Path, tls_key: Path, ops_log: Path | None = None
+) -> str:
     # Ports for the OSD's messengers: Ceph takes the first free ones in this range.
     low = random.randrange(20000, 30000, 100)
+    # RGW's own access log: one JSON object per request, in a file (not in RADOS, where it would
+    # need radosgw-admin to read back).
+    ops = (
+        f"rgw_enable_ops_log = true\nrgw_ops_log_rados = false\nrgw_ops_log_file_path = {ops_log}\n"
+        if ops_log is not None
+        else ""
+    )
     return f"""[global]
 fsid = {fsid}
 mon_host = v1:127.0.0.1:{mon_port}
@@ -173,7 +183,7 @@ rgw_frontends = beast ssl_endpoint=127.0.0.1:{rgw_port} ssl_certificate={tls_cer
 rgw_dns_name = 127.0.0.1
 rgw_data = {base}/rgw
 rgw_enable_usage_log = false
-"""
+{ops}"""
 
 
 class _Starter:
@@ -226,10 +236,11 @@ def _wait_for_https(port: int, ca: Path, proc: subprocess.Popen[bytes], log: Pat
         time.sleep(0.05)  # polling a port that is not open yet: nothing else tells us when it opens
 
 
-def start_ceph_rgw(base: Path, *, bucket: str = "gupper") -> CephRGW:
+def start_ceph_rgw(base: Path, *, bucket: str = "gupper", ops_log: bool = False) -> CephRGW:
     """Start a single-node cluster and RGW under ``base`` (created), make a user, and return it running.
 
-    The bucket is not created: ``gupper-publish init`` or the caller does that.
+    The bucket is not created: ``gupper-publish init`` or the caller does that. ``ops_log`` turns on
+    RGW's access log (the ops log, JSON lines) in :attr:`CephRGW.ops_log`.
     """
     missing = missing_binaries()
     if missing:
@@ -240,8 +251,9 @@ def start_ceph_rgw(base: Path, *, bucket: str = "gupper") -> CephRGW:
     tls = ensure_tls_material(base / "tls")
     fsid, mon_port, rgw_port = str(uuid.uuid4()), _free_port(), _free_port()
     s = _Starter(base)
-    s.conf.write_text(_conf(base, fsid, mon_port, rgw_port, tls.server_cert, tls.server_key))
-    rgw = CephRGW(base, f"https://127.0.0.1:{rgw_port}", str(tls.ca_cert), s.conf, bucket)
+    ops_path = base / "log" / "ops.log" if ops_log else None
+    s.conf.write_text(_conf(base, fsid, mon_port, rgw_port, tls.server_cert, tls.server_key, ops_path))
+    rgw = CephRGW(base, f"https://127.0.0.1:{rgw_port}", str(tls.ca_cert), s.conf, bucket, ops_log=ops_path)
     try:
         s.run(
             "monmaptool", "--create", "--addv", "a", f"[v1:127.0.0.1:{mon_port}]", "--fsid", fsid, str(base / "monmap")
@@ -283,15 +295,15 @@ def start_ceph_rgw(base: Path, *, bucket: str = "gupper") -> CephRGW:
     return rgw
 
 
-def rgw_cluster(base: Path) -> Iterator[CephRGW]:
-    """For a pytest fixture: a running cluster under ``base``, stopped afterwards; a skip naming the install command
-    without Ceph."""
+def rgw_cluster(base: Path, *, ops_log: bool = False) -> Iterator[CephRGW]:
+    """For a pytest fixture: a running cluster under ``base`` (``ops_log``: with RGW's access log on), stopped
+    afterwards; a skip naming the install command without Ceph."""
     import pytest
 
     missing = missing_binaries()
     if missing:
         pytest.skip(f"Ceph RGW is not installed (no {', '.join(missing)}): {INSTALL_HINT}")
-    with start_ceph_rgw(base) as rgw:
+    with start_ceph_rgw(base, ops_log=ops_log) as rgw:
         yield rgw
 
 

@@ -63,6 +63,7 @@ COST = {
     "demo-onedir": 110,
     "tests/test_readme_adoption.py": 105,
     "tests/test_rgw_e2e.py": 100,
+    "tests/test_fleet.py": 100,
     "tests/test_fuzz_http.py": 40,
     "tests/test_rgw.py": 40,
     "tests/test_packaging.py": 35,

@@ -37,10 +37,13 @@ from gupper.wire.manifest import (
 from .artifacts import parse_artifact_name
 from .errors import BadArtifactNameError, ImmutableConflictError, NotFoundError, PublishError
 from .layout import ARCHIVE_SUFFIX, artifact_key, blob_key, list_key, patch_key, relative_url
+from .plans import RolloutPlan
 
 STATE_TYPE = "gupper-channel-state"
 STATE_SCHEMA = 1
 DEFAULT_CHANNEL = "stable"
+HISTORY = 200
+"""Lines of ``advance`` decisions a channel state keeps, newest last."""
 
 
 def channel_takes_prereleases(channel: str) -> bool:
@@ -96,6 +99,7 @@ class ReleaseRecord:
     rollout: int | None = None  # percent of installs (0..99) while staged; None once complete
     added: str = ""
     notes: str | None = None  # release notes, signed into each entry (what an app shows when it asks)
+    plan: RolloutPlan | None = None  # a rollout that runs itself (gupper-publish advance)
 
     @property
     def status(self) -> str:
@@ -115,6 +119,7 @@ class ChannelState:
     releases: Mapping[str, ReleaseRecord] = field(default_factory=dict)  # str(version) -> record
     yanked: tuple[str, ...] = ()
     keys: KeySet | None = None
+    history: tuple[str, ...] = ()  # advance's decisions, one line each, newest last (at most HISTORY)
 
     def find(self, version: Version) -> ReleaseRecord | None:
         """The member release equal to ``version`` (``1.0`` finds ``1.0.0``), or None."""
@@ -189,10 +194,12 @@ def add_release(
             )
         merged[platform] = art if art.patches or art.blobs or old is None else old
     new_rollout = existing.rollout if existing else None  # not given: keep a member's, a new one is complete
+    plan = existing.plan if existing else None
     if rollout is not None:
         new_rollout = None if check_percent(rollout) == 100 else rollout
+        plan = None  # a percent given by hand ends a plan
     new_notes = check_notes(notes) if notes is not None else (existing.notes if existing else None)
-    record = ReleaseRecord(version, merged, new_rollout, existing.added if existing else added, new_notes)
+    record = ReleaseRecord(version, merged, new_rollout, existing.added if existing else added, new_notes, plan)
     return replace(state, releases={**state.releases, str(version): record})
 
 
@@ -213,10 +220,40 @@ def check_notes(notes: str) -> str | None:
 
 
 def set_rollout(state: ChannelState, version: Version, percent: int) -> ChannelState:
-    """Set a member release's rollout: 0 halts it, 100 completes it."""
+    """Set a member release's rollout: 0 halts it, 100 completes it. A percent set by hand ends its plan."""
     record = _member(state, version)
-    new = replace(record, rollout=None if check_percent(percent) == 100 else percent)
+    new = replace(record, rollout=None if check_percent(percent) == 100 else percent, plan=None)
     return replace(state, releases={**state.releases, str(record.version): new})
+
+
+def set_plan(state: ChannelState, version: Version, plan: RolloutPlan) -> ChannelState:
+    """Give a staged (or halted) member release a rollout plan and set its rollout to the plan's step."""
+    record = _member(state, version)
+    if record.rollout is None and (record.plan is None or record.plan.state != "done"):
+        raise PublishError(
+            f"{version} is already offered to every install of {state.app}/{state.channel}; a plan stages a "
+            "release: publish the next version with --rollout 0 and give it the plan"
+        )
+    new = replace(record, rollout=None if plan.percent == 100 else plan.percent, plan=plan)
+    return replace(state, releases={**state.releases, str(record.version): new})
+
+
+def with_plan(state: ChannelState, version: Version, plan: RolloutPlan) -> ChannelState:
+    """A member's plan moved on by ``advance``: the rollout follows the plan's step (0 once halted)."""
+    record = _member(state, version)
+    percent = 0 if plan.state == "halted" else plan.percent
+    new = replace(record, rollout=None if percent == 100 else percent, plan=plan)
+    return replace(state, releases={**state.releases, str(record.version): new})
+
+
+def record_history(state: ChannelState, line: str, *, replaces: str | None = None) -> ChannelState:
+    """Add one line to the channel's history (the oldest go beyond :data:`HISTORY`); ``replaces``: when
+    the last line says the same (after its time), the new line takes its place (a repeated wait)."""
+    lines = list(state.history)
+    if replaces is not None and lines and lines[-1].split(" ", 1)[-1].startswith(replaces + ":"):
+        lines.pop()
+    lines.append(line)
+    return replace(state, history=tuple(lines[-HISTORY:]))
 
 
 def yank(state: ChannelState, version: Version) -> ChannelState:
@@ -394,12 +431,14 @@ def state_to_json(state: ChannelState) -> bytes:
                 "added": r.added,
                 "rollout": r.rollout,
                 **({"notes": r.notes} if r.notes is not None else {}),
+                **({"plan": r.plan.to_json()} if r.plan is not None else {}),
                 "artifacts": {p: _artifact_to_json(a) for p, a in sorted(r.artifacts.items())},
             }
             for key, r in sorted(state.releases.items(), key=lambda kv: kv[1].version)
         },
         "yanked": list(state.yanked),
         "keys": state.keys.to_json() if state.keys is not None else None,
+        **({"history": list(state.history)} if state.history else {}),
     }
     return (json.dumps(doc, indent=2, sort_keys=True) + "\n").encode("utf-8")
 
@@ -427,14 +466,18 @@ def state_from_json(data: bytes, *, app: str, channel: str, where: str) -> Chann
             notes = raw.get("notes")
             if notes is not None and not isinstance(notes, str):
                 raise ValueError(f"release {key} has notes that are not text")
-            releases[key] = ReleaseRecord(version, arts, rollout, str(raw.get("added", "")), notes)
+            plan = RolloutPlan.from_json(raw["plan"]) if raw.get("plan") is not None else None
+            releases[key] = ReleaseRecord(version, arts, rollout, str(raw.get("added", "")), notes, plan)
         yanked = tuple(str(Version(v)) for v in doc["yanked"])
         keys = KeySet.from_json(doc["keys"]) if doc.get("keys") is not None else None
+        history = doc.get("history") or []
+        if not isinstance(history, list) or not all(isinstance(line, str) for line in history):
+            raise ValueError("history is not a list of lines")
     except Exception as e:  # any shape error: one message, pointing at the object
         raise PublishError(
             f"channel state {where} is unreadable ({e}); fix or delete it (it is rebuilt from the manifest)"
         ) from e
-    return ChannelState(app, channel, serial, releases, yanked, keys)
+    return ChannelState(app, channel, serial, releases, yanked, keys, tuple(history[-HISTORY:]))
 
 
 def _artifact_to_json(a: ArtifactRecord) -> dict[str, Any]:

@@ -26,10 +26,21 @@ from typing import Any, NoReturn, TextIO
 from gupper.errors import ConfigError
 from gupper.keys import PublicKey
 
+from .accesslog import AUTO, FORMATS
 from .delta import DEFAULT_PATCHES
 from .dryrun import DryRunStore, Write, blob_folder
-from .errors import PublishError, StoreBusyError
+from .errors import AccessLogError, PublishError, StoreBusyError
 from .extras import require
+from .health import LogOptions, advance, plan_rollout, stats
+from .plans import (
+    DEFAULT_EVERY,
+    DEFAULT_HALT_IF,
+    DEFAULT_MIN_TRIALS,
+    RolloutPlan,
+    parse_every,
+    parse_halt_if,
+    parse_steps,
+)
 from .publish import (
     DEFAULT_EXPIRY,
     ManifestResult,
@@ -63,9 +74,12 @@ COMMANDS = (
     "resign",
     "keygen",
     "build",
+    "stats",
+    "advance",
 )
 OFFLINE_COMMANDS = ("keygen", "build")  # need no store (keygen needs the publisher extra's cryptography)
 KEY_ENV = "GUPPER_SIGNING_KEY"
+LOGS_ENV = "GUPPER_LOGS"
 
 
 class UsageError(Exception):
@@ -228,6 +242,7 @@ def _parser() -> argparse.ArgumentParser:
     _signing_args(p)
 
     _release_commands(sub)
+    _health_commands(sub)
 
     p = sub.add_parser(
         "resign", help="re-sign every channel's manifest of an app with a fresh serial and expiry (run from cron)"
@@ -271,6 +286,68 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _plan_args(p: argparse.ArgumentParser, how: argparse._MutuallyExclusiveGroup) -> None:
+    how.add_argument(
+        "--plan",
+        metavar="STEPS",
+        help="a rollout that runs itself: percents such as 1%%,10%%,50%%,100%%, moved on by 'gupper-publish advance'",
+    )
+    p.add_argument(
+        "--every",
+        default=None,
+        metavar="SPAN",
+        help=f"with --plan: each step lasts at least SPAN (24h, 30m, 2d; default {DEFAULT_EVERY.days * 24}h)",
+    )
+    p.add_argument(
+        "--halt-if",
+        action="append",
+        default=None,
+        metavar="RULE",
+        help=f"with --plan: halt when METRIC>N%% (rollback-rate, failure-rate, preflight-failure-rate; repeatable; "
+        f"default {DEFAULT_HALT_IF.replace('%', '%%')})",
+    )
+    p.add_argument(
+        "--min-trials",
+        type=int,
+        default=None,
+        metavar="N",
+        help=f"with --plan: decide a step from at least N finished trials (default {DEFAULT_MIN_TRIALS})",
+    )
+    p.add_argument("--yank-on-halt", action="store_true", help="with --plan: yank the release when the plan halts it")
+
+
+def _health_commands(sub: argparse._SubParsersAction[_Parser]) -> None:
+    p = sub.add_parser(
+        "stats",
+        help="adoption, checks, downloads and trial outcomes of an app, from the store's access logs",
+        description="Read access logs (AWS S3 server access logs, CloudFront standard logs, nginx/Apache "
+        "combined, Ceph RGW ops log) and count the app's update requests per channel, version and platform.",
+    )
+    p.add_argument("app", help="the app whose requests to count")
+    _log_args(p)
+    p.add_argument(
+        "--since",
+        default=None,
+        metavar="TIME",
+        help="count only requests at or after TIME (2026-12-01 or 2026-12-01T12:00:00Z, UTC)",
+    )
+    p.add_argument(
+        "--html", type=Path, default=None, metavar="FILE", help="also write a report page (picture and tables)"
+    )
+    p.add_argument("--svg", type=Path, default=None, metavar="FILE", help="also write the report's picture alone")
+    _store_args(p)
+
+    p = sub.add_parser(
+        "advance",
+        help="move each rollout plan of a channel on: advance, wait or halt, from the access logs (for cron)",
+    )
+    p.add_argument("app", help="the app whose channel's rollout plans to move on")
+    _log_args(p)
+    p.add_argument("--dry-run", action="store_true", help="say what would be decided; change nothing (needs no key)")
+    _store_args(p)
+    _signing_args(p)
+
+
 def _release_commands(sub: argparse._SubParsersAction[_Parser]) -> None:
     p = sub.add_parser("promote", help="add an uploaded release to another channel (no re-upload)")
     _app_version_args(p, "to add to the channel")
@@ -293,6 +370,7 @@ def _release_commands(sub: argparse._SubParsersAction[_Parser]) -> None:
     how.add_argument("--percent", type=int, help="offer it to PERCENT (0-100) of installs")
     how.add_argument("--halt", action="store_true", help="percent 0: nobody new gets it, the fallback stays")
     how.add_argument("--complete", action="store_true", help="percent 100: everyone gets it")
+    _plan_args(p, how)
     _store_args(p)
     _signing_args(p)
 
@@ -340,6 +418,98 @@ def _release_commands(sub: argparse._SubParsersAction[_Parser]) -> None:
     p.add_argument("--threshold", type=int, required=True, help="signatures from the new set a client will require")
     _store_args(p)
     _signing_args(p)
+
+
+def _log_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--logs",
+        action="append",
+        default=None,
+        metavar="WHERE",
+        help=f"access logs: a log file, a folder of them or s3://bucket/prefix (repeatable; env {LOGS_ENV})",
+    )
+    p.add_argument(
+        "--format",
+        default=AUTO,
+        choices=(AUTO, *FORMATS),
+        help="the logs' format (default: taken from each log's first line)",
+    )
+
+
+def _log_options(args: argparse.Namespace) -> LogOptions:
+    sources = args.logs or ([os.environ[LOGS_ENV]] if os.environ.get(LOGS_ENV) else [])
+    if not sources:
+        raise PublishError(
+            f"no access logs: pass --logs with a log file, a folder of logs or s3://bucket/prefix (or set {LOGS_ENV})"
+        )
+    return LogOptions(tuple(sources), args.format, args.endpoint_url)
+
+
+def _since(text: str | None) -> float | None:
+    if text is None:
+        return None
+    try:
+        when = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    except ValueError as e:
+        raise PublishError(
+            f"--since {text!r}: give a UTC date or time such as 2026-12-01 or 2026-12-01T12:00:00Z"
+        ) from e
+    return (when if when.tzinfo else when.replace(tzinfo=UTC)).timestamp()
+
+
+def _plan(args: argparse.Namespace) -> RolloutPlan:
+    if args.min_trials is not None and args.min_trials < 0:
+        raise PublishError("--min-trials must be 0 or more")
+    return RolloutPlan(
+        steps=parse_steps(args.plan),
+        every=parse_every(args.every) if args.every is not None else DEFAULT_EVERY,
+        halt_if=tuple(parse_halt_if(r) for r in (args.halt_if or [DEFAULT_HALT_IF])),
+        min_trials=DEFAULT_MIN_TRIALS if args.min_trials is None else args.min_trials,
+        yank_on_halt=args.yank_on_halt,
+    )
+
+
+def _stats(args: argparse.Namespace) -> int:
+    from .fleet_report import render_html, render_svg, render_text
+
+    store = _store(args) if args.store else None
+    doc, counts = stats(args.app, _log_options(args), store=store, since=_since(args.since))
+    for skipped in counts.skipped:
+        print(f"gupper-publish: skipped {skipped}", file=sys.stderr)
+    if counts.logs == 0:
+        raise AccessLogError("no access log among the logs given; check --logs (and --format)")
+    print(json.dumps(doc, indent=2) if args.json else render_text(doc))
+    for path, text in ((args.html, render_html), (args.svg, render_svg)):
+        if path is not None:
+            path.write_text(text(doc), encoding="utf-8")
+            print(f"wrote {path}", file=sys.stderr)
+    return EXIT_OK
+
+
+def _advance(args: argparse.Namespace) -> int:
+    logs = _log_options(args)
+    options = PublishOptions(keys=[], channel=args.channel) if args.dry_run else _options(args)
+    store = _store(args)
+    now = datetime.now(UTC)
+    done = advance(store, args.app, logs, options, now=now, dry_run=args.dry_run)
+    if args.json:
+        print(json.dumps({"decisions": [d.to_json(now) for d in done]}, indent=2))
+        return EXIT_OK
+    if not done:
+        print(f"nothing to advance: no rollout plan runs in {args.app}/{options.channel}")
+    for d in done:
+        note = "" if d.applied else (" (dry run)" if args.dry_run else " (not applied: another advance moved it first)")
+        print(d.line + note)
+    return EXIT_OK
+
+
+def _rollout(args: argparse.Namespace, store: Store, options: PublishOptions) -> ManifestResult:
+    if args.plan is not None:
+        return plan_rollout(store, args.app, args.version, _plan(args), options)
+    if args.every is not None or args.halt_if or args.min_trials is not None or args.yank_on_halt:
+        raise PublishError("--every, --halt-if, --min-trials and --yank-on-halt go with --plan")
+    percent = 0 if args.halt else 100 if args.complete else args.percent
+    return set_rollout(store, args.app, args.version, percent, options)
 
 
 def _store(args: argparse.Namespace) -> Store:
@@ -625,6 +795,10 @@ def run(argv: Sequence[str]) -> int:
         return EXIT_OK
     if args.command == "init":
         return _init(args)
+    if args.command == "stats":
+        return _stats(args)
+    if args.command == "advance":
+        return _advance(args)
     # Everything below signs a manifest: load the keys before touching the store.
     options = _options(args)
     store = _store(args)
@@ -671,8 +845,7 @@ def run(argv: Sequence[str]) -> int:
             )
         ]
     elif args.command == "rollout":
-        percent = 0 if args.halt else 100 if args.complete else args.percent
-        results = [set_rollout(store, args.app, args.version, percent, options)]
+        results = [_rollout(args, store, options)]
     elif args.command == "yank":
         results = yank(store, args.app, args.version, options, args.channel)
     else:  # rotate-keys

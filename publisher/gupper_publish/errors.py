@@ -63,6 +63,10 @@ class BuildFailedError(PublishError):
     """PyInstaller failed, or built something that is not an executable for this platform."""
 
 
+class AccessLogError(PublishError):
+    """An access log cannot be read, or its location or format is not one ``stats`` and ``advance`` know."""
+
+
 class MissingExtraError(PublishError):
     """A dependency of an optional part (the publisher, the build helper) is not installed; the message names the pip
     command."""
@@ -103,6 +107,7 @@ def __getattr__(name: str) -> type[PublishError]:
 
 
 __all__ = [
+    "AccessLogError",
     "AlreadyExistsError",
     "BadArtifactNameError",
     "BuildFailedError",

@@ -112,7 +112,8 @@ def status(store: Store, now: datetime, app: str | None = None, channel: str | N
     return {"schema": STATUS_SCHEMA, "store": store.url, "apps": apps}
 
 
-def _table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+    """Rows of text in columns as wide as their widest cell (the first row: the headers)."""
     widths = [max(len(str(x)) for x in col) for col in zip(headers, *rows, strict=False)]
     return ["  ".join(str(x).ljust(w) for x, w in zip(row, widths, strict=True)).rstrip() for row in (headers, *rows)]
 
@@ -156,7 +157,7 @@ def render_table(doc: dict[str, Any]) -> str:
                 rows.extend([app, "-", platform, r["version"], "in no channel", "-"] for platform in r["platforms"])
     if not rows and not manifests:
         return f"{doc['store']}: no releases"
-    lines = _table(["APP", "CHANNEL", "PLATFORM", "VERSION", "STATE", "SERVED"], rows)
+    lines = table(["APP", "CHANNEL", "PLATFORM", "VERSION", "STATE", "SERVED"], rows)
     if manifests:
-        lines += ["", *_table(["MANIFEST", "SERIAL", "EXPIRES", "NOTE"], manifests)]
+        lines += ["", *table(["MANIFEST", "SERIAL", "EXPIRES", "NOTE"], manifests)]
     return "\n".join(lines)

@@ -14,10 +14,10 @@ import contextlib
 import hashlib
 import os
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, BinaryIO, Protocol
 from urllib.parse import urlsplit
 
 from . import s3compat
@@ -376,21 +376,27 @@ class S3Store:
             return StoreError(f"{what}: S3 error {code}: {e}")
         return StoreError(f"{what}: {e}; check --endpoint-url/AWS_ENDPOINT_URL and that the store is up")
 
-    def list(self, prefix: str) -> list[ObjectInfo]:
-        out: list[ObjectInfo] = []
-        full = self._key(prefix.rstrip("/")) + "/" if prefix else (self.prefix + "/" if self.prefix else "")
+    def _objects(self, full_prefix: str) -> Iterator[dict[str, Any]]:
+        """Every object listed under ``full_prefix`` (the whole key's start), page after page."""
         token: str | None = None
         while True:
-            kwargs: dict[str, Any] = {"Prefix": full}
+            kwargs: dict[str, Any] = {"Prefix": full_prefix}
             if token:
                 kwargs["ContinuationToken"] = token
-            page = self._call(f"list {full}", self.client.list_objects_v2, **kwargs)
-            for obj in page.get("Contents", []):
-                rel = obj["Key"][len(self.prefix) + 1 :] if self.prefix else obj["Key"]
-                out.append(ObjectInfo(rel, int(obj["Size"]), obj.get("ETag")))
+            page = self._call(f"list {full_prefix}", self.client.list_objects_v2, **kwargs)
+            yield from page.get("Contents", [])
             if not page.get("IsTruncated"):
-                return out
+                return
             token = page.get("NextContinuationToken")
+
+    def list(self, prefix: str) -> list[ObjectInfo]:
+        full = self._key(prefix.rstrip("/")) + "/" if prefix else (self.prefix + "/" if self.prefix else "")
+        return [
+            ObjectInfo(
+                obj["Key"][len(self.prefix) + 1 :] if self.prefix else obj["Key"], int(obj["Size"]), obj.get("ETag")
+            )
+            for obj in self._objects(full)
+        ]
 
     def head(self, key: str) -> ObjectInfo | None:
         from botocore.exceptions import BotoCoreError, ClientError
@@ -654,6 +660,17 @@ class S3Store:
 
     def delete(self, key: str) -> None:
         self._call(f"delete {key}", self.client.delete_object, Key=self._key(key))
+
+    def list_from(self, prefix: str) -> Iterator[tuple[str, int, float]]:
+        """Every object whose full key starts with ``prefix`` as it is (``logs/2026-12-`` too, not only a
+        folder), with its size and last-modified time (seconds since the epoch): for reading access logs."""
+        for obj in self._objects(prefix):
+            yield obj["Key"], int(obj["Size"]), obj["LastModified"].timestamp()
+
+    def stream(self, full_key: str) -> BinaryIO:
+        """The body of the object at ``full_key`` (the whole key, not under the store prefix), read as it arrives."""
+        body: BinaryIO = self._call(f"get {full_key}", self.client.get_object, Key=full_key)["Body"]
+        return body
 
 
 def open_store(url: str, *, endpoint_url: str | None = None, s3_compat: str = s3compat.AUTO) -> Store:

@@ -26,6 +26,7 @@ from urllib.parse import urljoin
 from packaging.version import InvalidVersion, Version
 
 from . import install as _install
+from . import outcomes
 from . import restart as _restart
 from ._lock import ExclusiveLock
 from .checkpoints import Checkpoint, CheckpointHook
@@ -213,6 +214,7 @@ class Updater:
             target = self._require_layout().entry_point(self.environ.get("GUPPER_LAUNCHER"))
             env = _restart.child_environment(self.environ, version)
             self._checkpoint(Checkpoint.RESTARTING)
+            outcomes.settle()  # a trial outcome still being reported (a rollback's) goes out before exec
             try:
                 _restart.restart(str(target), list(self.argv[1:]), env, self.platform.os)
             except OSError as e:
@@ -508,8 +510,12 @@ class Updater:
             backup = layout.install(staged, version, previous, lambda c: self._preflight(c, version), start_trial)
         except PreflightFailedError as e:
             self._mark_bad(version, str(e))
+            outcomes.report(self.config, self.fetch_config, self.platform, version, outcomes.Outcome.PREFLIGHT_FAILED)
             raise
         except PreflightInterruptedError as e:
+            outcomes.report(
+                self.config, self.fetch_config, self.platform, version, outcomes.Outcome.PREFLIGHT_INTERRUPTED
+            )
             if self._count_interrupted_preflight(version) >= MAX_PREFLIGHT_INTERRUPTIONS:
                 reason = f"its self-test was interrupted {MAX_PREFLIGHT_INTERRUPTIONS} times in a row"
                 self._mark_bad(version, reason)
@@ -546,6 +552,7 @@ class Updater:
         if self.layout is not None:
             self.layout.drop_backups(None)
         log.debug("gupper: %s confirmed healthy", trial.version)
+        outcomes.report(self.config, self.fetch_config, self.platform, trial.version, outcomes.Outcome.CONFIRMED)
 
     def _begin(self, layout: InstallLayout) -> Result | None:
         """Once per process start (when the updater is created): remove what a killed run left,
@@ -633,6 +640,7 @@ class Updater:
         state.bad_versions[trial.version] = reason
         self._save_state(state)
         layout.drop_backups(None)
+        outcomes.report(self.config, self.fetch_config, self.platform, trial.version, outcomes.Outcome.ROLLED_BACK)
         msg = (
             f"{trial.version} {reason}; rolled back to {trial.previous_version}, and "
             f"{trial.version} is skipped on this machine"

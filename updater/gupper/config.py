@@ -27,6 +27,10 @@ class UpdaterConfig:
     ``channel`` is named by the manifest URL (``.../<app>/<channel>/latest.json``, where
     ``gupper-publish`` puts it) and need not be set: :func:`channel_of`. Set it only for a URL
     laid out otherwise (default then ``stable``).
+    ``report_outcomes`` sends one GET when a trial of a new version ends (confirmed, rolled back,
+    pre-flight failed or interrupted) to ``outcomes/<version>/<platform>/<outcome>`` beside the
+    manifest, for the publisher's access-log statistics (:mod:`gupper.outcomes`; README, "Fleet
+    health"); False sends nothing.
     """
 
     app: str
@@ -50,6 +54,7 @@ class UpdaterConfig:
     platform: Platform | None = None
     state_dir: str | None = None
     install_root: str | None = None
+    report_outcomes: bool = True
 
 
 DEFAULT_CHANNEL = "stable"
