@@ -1,4 +1,4 @@
-# Shared by scripts/ceph.sh and scripts/nginx.sh (source it): install Debian packages where apt can
+# Shared by scripts/ceph.sh, scripts/nginx.sh and scripts/desktop.sh (source it): install Debian packages where apt can
 # run without asking.
 #
 #   apt_install WHAT PACKAGE...   # as root, or through passwordless sudo; otherwise say what to run (return 1)

@@ -6,6 +6,7 @@
 #
 # tests/test_e2e_desktop.py starts its own Xvfb; without these packages those tests skip and say why.
 set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/_apt.sh"
 PACKAGES=(xvfb xdotool imagemagick x11-utils
   libxcb-icccm4 libxcb-keysyms1 libxcb-cursor0 libxkbcommon-x11-0 libxcb-image0 libxcb-render-util0
   libxcb-xkb1 libxcb-randr0 libxcb-shape0 libxcb-xinerama0 libegl1 libgl1 libfontconfig1 libdbus-1-3)
@@ -25,22 +26,8 @@ install() {
     echo "desktop: already installed"
     return 0
   fi
-  local sudo=()
-  if [ "$(id -u)" != 0 ]; then
-    if command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then
-      sudo=(sudo -n)
-    else
-      echo "desktop: cannot install: not root and no passwordless sudo; run as root: apt-get install ${PACKAGES[*]}" >&2
-      return 1
-    fi
-  fi
-  if ! command -v apt-get >/dev/null 2>&1; then
-    echo "desktop: cannot install: no apt-get on this system; install Xvfb, xdotool and ImageMagick" >&2
-    return 1
-  fi
   local start=$SECONDS
-  "${sudo[@]}" apt-get update -q >&2
-  DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -q --no-install-recommends "${PACKAGES[@]}" >&2
+  apt_install desktop "${PACKAGES[@]}" || return 1
   echo "desktop: installed Xvfb, xdotool, ImageMagick and Qt's X libraries in $((SECONDS - start)) s"
 }
 
