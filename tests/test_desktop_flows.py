@@ -949,6 +949,16 @@ def test_the_windows_handover_passes_a_handle_to_this_process_and_breaks_away_fr
     assert api.calls[-1] == "wait 4321 30"
 
 
+@pytest.mark.posix
+def test_the_wait_for_an_old_process_that_never_ends_is_bounded() -> None:
+    read, write = os.pipe()  # the write end stays open here: the "old process" never ends
+    try:
+        environ = {_restart.HANDOVER_ENV: f"fd:{read}"}
+        assert _restart.wait_for_handover(environ, 0.2) is False and not environ
+    finally:
+        os.close(write)
+
+
 def test_a_version_started_without_a_handover_does_not_wait() -> None:
     environ = {"B": "2"}
     assert _restart.wait_for_handover(environ, 30) and environ == {"B": "2"}
