@@ -171,8 +171,12 @@ class E2E:
         )
 
     def artifact_gets(self) -> list[dict[str, Any]]:
-        """GETs of release binaries the public front served (not manifests)."""
-        return [r for r in self.served() if r["method"] == "GET" and not r["path"].endswith("latest.json")]
+        """GETs of release binaries the public front served (not manifests, not trial outcome reports)."""
+        return [
+            r
+            for r in self.served()
+            if r["method"] == "GET" and not r["path"].endswith("latest.json") and "/outcomes/" not in r["path"]
+        ]
 
     def served(self) -> list[dict[str, Any]]:
         """Requests the public front served, from its access log."""

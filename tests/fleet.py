@@ -110,7 +110,8 @@ def one_start(spec: Spec, install: Path, trait: str) -> int:
         platform=Platform("linux", "amd64"),
         retries=0,
     )
-    updater = Updater(config, environ=env, argv=[str(exe)])
+    # The simulated app restarts by being started again (RESTART below), not by an exec of this process.
+    updater = Updater(config, environ=env, argv=[str(exe)], restart_on_rollback=False)
     result = updater.run(restart=False)
     start.status, start.message = result.status.value, result.message
     if result.status in (Status.INSTALLED, Status.ROLLED_BACK):
