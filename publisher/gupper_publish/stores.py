@@ -236,6 +236,23 @@ def _client_error_code(e: Exception) -> str:
     )
 
 
+def _tls_reason(e: BaseException) -> str:
+    """What the certificate check said (``certificate has expired``, ``unable to get local issuer
+    certificate``, ...), from the first ssl error in ``e``'s chain (botocore wraps it in urllib3's)."""
+    import ssl
+
+    seen: list[BaseException] = []
+    todo = [e]
+    while todo and len(seen) < 16:
+        x = todo.pop(0)
+        if isinstance(x, ssl.SSLCertVerificationError):
+            return str(x.verify_message)
+        seen.append(x)
+        todo += [c for c in (x.__cause__, x.__context__, *getattr(x, "args", ())) if isinstance(c, BaseException)]
+        todo += [c for c in getattr(x, "kwargs", {}).values() if isinstance(c, BaseException)]
+    return "the certificate could not be verified"
+
+
 def _refuses_conditions(code: str, e: Exception) -> bool:
     """True when a conditional write's error says the store does not know the condition headers.
 
@@ -374,6 +391,13 @@ class S3Store:
                     "your store (docs/s3-compatibility.md)"
                 )
             return StoreError(f"{what}: S3 error {code}: {e}")
+        from botocore.exceptions import SSLError
+
+        if isinstance(e, SSLError):
+            return StoreError(
+                f"{what}: TLS verification failed for {self.client.meta.endpoint_url} ({_tls_reason(e)}); if the "
+                "store uses a private CA, point AWS_CA_BUNDLE at its certificate (PEM)"
+            )
         return StoreError(f"{what}: {e}; check --endpoint-url/AWS_ENDPOINT_URL and that the store is up")
 
     def list(self, prefix: str) -> list[ObjectInfo]:
