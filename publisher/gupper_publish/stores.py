@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import urlsplit
 
-from . import s3compat
+from . import locks, s3compat
 from .artifacts import hash_file
 from .errors import (
     AlreadyExistsError,
@@ -123,8 +123,8 @@ def _check_key(key: str) -> str:
 class LocalStore:
     """A plain directory, for static HTTPS hosting (nginx, GitHub Pages, ...) and for tests.
 
-    Compare-and-swap uses a lock file beside the manifest; artifacts are created with a hard
-    link, which fails atomically if the name is taken.
+    Compare-and-swap uses a lock file beside the manifest, there only while it is held
+    (:mod:`.locks`); artifacts are created with a hard link, which fails atomically if the name is taken.
     """
 
     def __init__(self, root: Path) -> None:
@@ -203,11 +203,10 @@ class LocalStore:
             temp.unlink()
 
     def swap(self, key: str, data: bytes, *, expect_etag: str | None, content_type: str, cache_control: str) -> str:
-        from filelock import FileLock
-
         dest = self._path(key)
         dest.parent.mkdir(parents=True, exist_ok=True)
-        with FileLock(str(dest.with_name(f".{dest.name}.lock")), timeout=60):
+        # Its file is removed on release: nothing stays beside what a static host serves (issue 22).
+        with locks.held(dest.with_name(f".{dest.name}.lock"), timeout=60):
             current = self.read(key)
             if (current.etag if current else None) != expect_etag:
                 raise PreconditionFailedError(f"{key} changed since it was read")
