@@ -319,6 +319,7 @@ class S3Store:
             client = boto3.client("s3", endpoint_url=endpoint_url, config=config)
         self.client = client
         self._if_match_quoted: bool | None = None
+        self._versioning_checked = False
 
     @property
     def compat(self) -> s3compat.S3Compat:
@@ -341,6 +342,37 @@ class S3Store:
         except BotoCoreError as e:
             raise self._translate(f"look up bucket {self.bucket}", e) from e
         return dict(meta.get("ResponseMetadata", {}).get("HTTPHeaders", {}))
+
+    def _check_writable(self, what: str) -> None:
+        """Refuse, before the first write, a store on which conditional writes cannot work.
+
+        Ceph RGW with bucket versioning Enabled ignores ``If-None-Match`` and answers 412 to
+        ``If-Match`` in both forms: the first publish went through, every later one failed after
+        uploading its artifact (issue 22). Its versioning state is asked once per store.
+        """
+        if not self.compat.conditional_writes:
+            raise self._unsupported(what)
+        if self._versioning_checked or not self.compat.conditions_need_versioning_off:
+            return
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            status = self.client.get_bucket_versioning(Bucket=self.bucket).get("Status")
+        except ClientError as e:
+            if _client_error_code(e) in {"AccessDenied", "403"}:
+                self._versioning_checked = True  # cannot tell: a refused condition still says what went wrong
+                return
+            raise self._translate(f"read the versioning of bucket {self.bucket}", e) from e
+        except BotoCoreError as e:
+            raise self._translate(f"read the versioning of bucket {self.bucket}", e) from e
+        self._versioning_checked = True
+        if status == "Enabled":
+            raise StoreUnsupportedError(
+                f"{what}: bucket {self.bucket} has versioning enabled, and {self.compat.name} then ignores "
+                "If-None-Match and refuses If-Match, so gupper-publish cannot write it safely; suspend its "
+                "versioning (aws s3api put-bucket-versioning --versioning-configuration Status=Suspended) or use "
+                "another bucket (docs/s3-compatibility.md)"
+            )
 
     def _unsupported(self, what: str) -> StoreUnsupportedError:
         note = f" ({self.compat.note})" if self.compat.note else ""
@@ -461,9 +493,8 @@ class S3Store:
         cache_control: str,
         progress: Progress | None = None,
     ) -> None:
+        self._check_writable(f"upload {key}")
         compat = self.compat
-        if not compat.conditional_writes:
-            raise self._unsupported(f"upload {key}")
         size = path.stat().st_size
         if size >= self.multipart_threshold and compat.conditional_complete:
             self._create_multipart(
@@ -635,8 +666,7 @@ class S3Store:
             raise self._translate(f"put the policy of bucket {self.bucket}", e) from e
 
     def swap(self, key: str, data: bytes, *, expect_etag: str | None, content_type: str, cache_control: str) -> str:
-        if not self.compat.conditional_writes:
-            raise self._unsupported(f"write {key}")
+        self._check_writable(f"write {key}")
         if expect_etag is None:
             return self._put_small(key, data, {"IfNoneMatch": "*"}, content_type, cache_control)
         if self._if_match_quoted is None:
