@@ -251,8 +251,9 @@ def test_a_certificate_failure_says_which_check_failed(tmp_path: Path, exe: Path
 
 
 @contextlib.contextmanager
-def silent_listener() -> Iterator[int]:
-    """A TCP port that accepts connections and never sends a byte (until the test ends)."""
+def silent_listener(send: bytes = b"") -> Iterator[int]:
+    """A TCP port that accepts connections, sends ``send`` (nothing by default) and then nothing more (until the
+    test ends)."""
     stop = threading.Event()
     listener = socket.create_server(("127.0.0.1", 0))
     listener.settimeout(0.05)
@@ -261,7 +262,9 @@ def silent_listener() -> Iterator[int]:
     def accept() -> None:
         while not stop.is_set():
             try:
-                held.append(listener.accept()[0])
+                conn = listener.accept()[0]
+                held.append(conn)
+                conn.sendall(send)
             except TimeoutError:
                 continue
             except OSError:
@@ -309,6 +312,15 @@ def test_a_server_that_takes_the_request_and_never_answers_is_no_answer_within_t
         f"no answer from {raw.url(MANIFEST)} within 0.5 s (the request was sent); check the server or try later"
     )
     assert took < 0.5 + SLACK
+
+
+def test_plain_http_on_the_https_port_says_so() -> None:
+    with silent_listener(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n") as port:
+        error, _took = fetch_error(f"https://127.0.0.1:{port}{MANIFEST}", connect_timeout=3, read_timeout=3)
+    assert str(error) == (
+        f"the TLS handshake with 127.0.0.1 failed (WRONG_VERSION_NUMBER) for https://127.0.0.1:{port}{MANIFEST}; "
+        "check that the URL's port serves https"
+    )
 
 
 def test_a_trickled_tls_handshake_is_a_timeout(tmp_path: Path) -> None:

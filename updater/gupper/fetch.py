@@ -201,7 +201,7 @@ def _tls_failure(url: str, e: BaseException) -> DownloadError:
         tls = _found(e, ssl.SSLError)
         reason = (tls.reason if tls is not None else None) or _reason(e)
         return DownloadError(
-            f"TLS with {host} failed ({reason}) for {shown(url)}; check that the URL's port serves https"
+            f"the TLS handshake with {host} failed ({reason}) for {shown(url)}; check that the URL's port serves https"
         )
     failed = f"TLS verification failed for {shown(url)}"
     if verify.verify_code == _CERT_HAS_EXPIRED:
@@ -221,7 +221,7 @@ def _tls_failure(url: str, e: BaseException) -> DownloadError:
     )
 
 
-class InterimResponsesError(http.client.HTTPException):
+class _InterimResponsesError(http.client.HTTPException):
     """More ``1xx`` responses before the final one than :data:`MAX_INTERIM` (or :data:`MAX_INTERIM_BYTES`)."""
 
 
@@ -248,7 +248,7 @@ class _FinalResponse(http.client.HTTPResponse):
                     break
             if spent > MAX_INTERIM_BYTES:
                 break
-        raise InterimResponsesError(
+        raise _InterimResponsesError(
             f"more than {MAX_INTERIM} interim (1xx) responses or {MAX_INTERIM_BYTES} bytes of them before an answer"
         )
 
@@ -569,7 +569,7 @@ class Fetcher:
         host = urlsplit(url).netloc or url
         if request.watch.fired:
             return _past_deadline(url)  # the watchdog's shutdown, whatever error it surfaced as
-        interim = _found(e, InterimResponsesError)
+        interim = _found(e, _InterimResponsesError)
         if interim is not None:
             return DownloadError(f"cannot fetch {shown(url)}: the server sent {interim}; check the server or proxy")
         timeouts = [x for x in _chain(e) if isinstance(x, TimeoutError | urllib3.exceptions.TimeoutError)]
