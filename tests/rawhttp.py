@@ -188,11 +188,12 @@ def _handle(server: RawServer, raw: socket.socket, ctx: ssl.SSLContext) -> None:
 
 
 @contextlib.contextmanager
-def serve(tmp: Path, ca: trustme.CA | None = None) -> Iterator[RawServer]:
-    """Start a raw TLS server on 127.0.0.1 with a fresh CA (unless one is given); stop on exit."""
+def serve(tmp: Path, ca: trustme.CA | None = None, leaf: trustme.LeafCert | None = None) -> Iterator[RawServer]:
+    """Start a raw TLS server on 127.0.0.1 with a fresh CA (unless one is given); stop on exit. ``leaf``:
+    the certificate it shows (default: one from the CA for 127.0.0.1 and localhost, valid now)."""
     ca = ca or trustme.CA()
     ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    ca.issue_cert("127.0.0.1", "localhost").configure_cert(ctx)
+    (leaf or ca.issue_cert("127.0.0.1", "localhost")).configure_cert(ctx)
     ca_path = tmp / "raw-ca.pem"
     ca.cert_pem.write_to_path(str(ca_path))
     listener = socket.create_server(("127.0.0.1", 0))

@@ -13,13 +13,16 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import random
 import shutil
 import signal
 import socket
 import ssl
+import stat
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Iterator, Sequence
@@ -307,8 +310,26 @@ def rgw_cluster(base: Path, *, ops_log: bool = False) -> Iterator[CephRGW]:
         yield rgw
 
 
+def _stdin_can_close() -> bool:
+    """Whether stdin is something whose end means "stop": a terminal (Ctrl-D) or a pipe (its writer went away)."""
+    try:
+        mode = os.fstat(0).st_mode
+    except OSError:
+        return False
+    return os.isatty(0) or stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode)
+
+
+def _until_eof(stop: threading.Event) -> None:
+    with contextlib.suppress(OSError):
+        while os.read(0, 65536):
+            pass
+    stop.set()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m tests.rgw_support --state-dir DIR``: run the cluster until Ctrl-C or stdin closes."""
+    """``python -m tests.rgw_support --state-dir DIR``: run the cluster until Ctrl-C or SIGTERM, or until stdin
+    closes when it is a terminal or a pipe (Ctrl-D; a parent that let go). Started with stdin from
+    ``/dev/null`` or a file, as a background job is, it stays up (it read EOF there at once and stopped)."""
     parser = argparse.ArgumentParser(
         description="Run a throwaway single-node Ceph RGW (HTTPS on 127.0.0.1) for trying Gupper against."
     )
@@ -337,9 +358,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         for name, value in rgw.s3_env().items():
             if name.startswith("AWS_"):
                 print(f"export {name}={value}", flush=True)
-        with contextlib.suppress(KeyboardInterrupt):
-            signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-            sys.stdin.read()  # until EOF (Ctrl-D) or Ctrl-C
+        stop = threading.Event()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, lambda *_: stop.set())
+        if _stdin_can_close():
+            threading.Thread(target=_until_eof, args=(stop,), name="stdin-watch", daemon=True).start()
+        stop.wait()
     return 0
 
 

@@ -6,9 +6,12 @@ TLS by :mod:`tests.rawhttp`, for the manifest and for the artifact.
 The property, for every response: ``Updater.run()`` returns a :class:`Result` (never raises)
 within the documented bound plus slack, its peak memory stays bounded, the installed executable
 is byte-identical unless the update was installed whole and verified, and nothing is left beside
-it but a partial download the next start can resume.
+it but a partial download the next start can resume. For the well-formed answers the outcome is
+known as well: installed when the answer is good behind any number of ``1xx`` interim responses
+up to the bound (100, 102, 103, 199), refused when an artifact declares more bytes than signed,
+an HTTP error on a ``416``.
 
-The quick run (120 examples, derandomised, ~30 s) is part of the quick tier; the ``soak`` run
+The quick run (120 examples, derandomised, ~15 s) is part of the quick tier; the ``soak`` run
 (random, ``GUPPER_SOAK_EXAMPLES``, default 600) runs in CI and by hand with ``-m soak``.
 """
 
@@ -29,6 +32,8 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from gupper import Result, Status
+from gupper.errors import HTTPStatusError, TooLargeError
+from gupper.fetch import MAX_INTERIM
 from gupper.state import StateFile
 
 from . import rawhttp
@@ -118,12 +123,41 @@ def headers_for(body: bytes) -> st.SearchStrategy[list[tuple[bytes, bytes]]]:
     return st.one_of(st.lists(one, max_size=6), st.just([(b"X-Many-%d" % i, b"x") for i in range(150)]))
 
 
+INTERIM = [
+    b"HTTP/1.1 100 Continue\r\n\r\n",
+    b"HTTP/1.1 102 Processing\r\n\r\n",
+    b"HTTP/1.1 103 Early Hints\r\nLink: </app.css>; rel=preload; as=style\r\nLink: </app.js>; rel=preload\r\n\r\n",
+    b"HTTP/1.1 199 Misc\r\nX-Info: 1\r\n\r\n",
+]
+interim = st.sampled_from(INTERIM)
+"""A 1xx response a client must skip (RFC 9110 §15.2)."""
+
+
 def chunked(body: bytes, broken: bool) -> bytes:
     out = bytearray()
     for i in range(0, len(body), 1000):
         part = body[i : i + 1000]
         out += (b"zz" if broken and i == 0 else f"{len(part):x}".encode()) + b"\r\n" + part + b"\r\n"
     return bytes(out + b"0\r\n\r\n")
+
+
+@st.composite
+def well_formed(draw: Any, kind: str, good: bytes) -> Script:
+    """A good answer (``kind`` ``good``), one declaring more bytes than ``good`` has, or a 416, behind 0 to
+    MAX_INTERIM interim responses."""
+    if kind == "416":
+        data = rawhttp.response(416, [("Content-Range", f"bytes */{len(good)}")])
+    else:
+        over = draw(st.sampled_from([1, 1000, 1 << 31])) if kind == "over-declared" else 0
+        head = rawhttp.response(200, [("ETag", '"g1"'), ("X-Extra", "1"), ("Content-Length", str(len(good) + over))])
+        data = head + good
+    before = draw(st.lists(interim, max_size=MAX_INTERIM))
+    event(f"well-formed, {kind}: {'behind interim responses' if before else 'no interim responses'}")
+    data = b"".join(before) + data
+    cuts = sorted(draw(st.lists(st.integers(0, len(data)), max_size=3)))
+    bounds = [0, *cuts, len(data)]
+    end = draw(st.sampled_from(["close", "keep"] if kind == "good" else ["hang", "close", "keep"]))
+    return Script(tuple(Step(data[a:b], 0.01) for a, b in itertools.pairwise(bounds)), end=end)
 
 
 @st.composite
@@ -158,21 +192,13 @@ def responses(draw: Any, good: bytes) -> Script:
             }[k]
         )
     )
-    if draw(st.integers(0, 4)) == 0:  # a fair share of well-formed answers, so installs are exercised too
-        good_head = rawhttp.response(200, [("ETag", '"g1"'), ("X-Extra", "1"), ("Content-Length", str(len(good)))], b"")
-        data = good_head + good
-        cuts = sorted(draw(st.lists(st.integers(0, len(data)), max_size=3)))
-        bounds = [0, *cuts, len(data)]
-        return Script(
-            tuple(Step(data[a:b], 0.01) for a, b in itertools.pairwise(bounds)),
-            end=draw(st.sampled_from(["close", "keep"])),
-        )
     head = bytearray(draw(status_lines) + b"\r\n")
     for name, value in draw(headers_for(body)):
         head += name + b": " + value + b"\r\n"
     if draw(st.booleans()):
         head += b"Content-Length: " + str(len(body)).encode() + b"\r\n"
-    data = b"HTTP/1.1 100 Continue\r\n\r\n" * draw(st.integers(0, 3)) + bytes(head) + b"\r\n" + body
+    prefix = b"".join(draw(st.lists(st.one_of(interim, st.just(b"HTTP/1.1 101 Switching\r\n\r\n")), max_size=25)))
+    data = prefix + bytes(head) + b"\r\n" + body
     delivery = draw(st.sampled_from(["whole", "whole", "split", "trickle-head", "endless-1xx"]))
     if delivery == "whole":
         steps: tuple[Step, ...] = (Step(data),)
@@ -183,14 +209,25 @@ def responses(draw: Any, good: bytes) -> Script:
     elif delivery == "trickle-head":
         steps = (*rawhttp.trickled(data[:60], 0.02), Step(data[60:]))
     else:
-        steps = tuple(Step(b"HTTP/1.1 100 Continue\r\n\r\n", 0.005) for _ in range(2000))
+        steps = tuple(Step(draw(interim), 0.005) for _ in range(2000))
     return Script(steps, end=draw(st.sampled_from(["close", "reset", "hang", "keep"])))
 
 
 @st.composite
-def cases(draw: Any) -> tuple[str, Script]:
+def cases(draw: Any) -> tuple[str, Script, str | None]:
+    """Where the response goes, the response, and the outcome it must have (None: any, within the property).
+
+    A fair share are well-formed answers with a known outcome, so installs are exercised too: installed
+    when good, refused (TooLargeError) when an artifact declares more than its signed size, an HTTP
+    error on a 416. The kinds a client once got wrong come first: hypothesis draws early choices more.
+    """
+    if draw(st.integers(0, 2)) == 0:
+        kind = draw(st.sampled_from(["over-declared", "416", "good", "good", "good"]))
+        target = "artifact" if kind == "over-declared" else draw(st.sampled_from(["manifest", "artifact"]))
+        expect = {"good": "installed", "over-declared": "too-large", "416": "http-416"}[kind]
+        return target, draw(well_formed(kind, GOOD_MANIFEST if target == "manifest" else NEW)), expect
     target = draw(st.sampled_from(["manifest", "artifact"]))
-    return target, draw(responses(GOOD_MANIFEST if target == "manifest" else NEW))
+    return target, draw(responses(GOOD_MANIFEST if target == "manifest" else NEW)), None
 
 
 class Lab:
@@ -199,7 +236,7 @@ class Lab:
     def __init__(self, base: Path, server: RawServer) -> None:
         self.base, self.server, self.n = base, server, 0
 
-    def check(self, target: str, script: Script) -> None:
+    def check(self, target: str, script: Script, expect: str | None = None) -> None:
         self.n += 1
         root = self.base / f"case-{self.n}"
         (root / "install").mkdir(parents=True)
@@ -235,6 +272,13 @@ class Lab:
             tracemalloc.stop()
         assert isinstance(result, Result)
         event(f"{target}: {result.status.value} {type(result.error).__name__ if result.error else ''}".strip())
+        if expect is not None:
+            event(f"expected: {expect}")
+            assert (result.status is Status.INSTALLED) == (expect == "installed"), (expect, result)
+            if expect == "too-large":
+                assert isinstance(result.error, TooLargeError), result
+            if expect == "http-416":
+                assert isinstance(result.error, HTTPStatusError) and result.error.status == 416, result
         event(f"took {'over' if took > TIMEOUT else 'under'} one deadline")
         assert took < BOUND + SLACK, (took, result)
         assert peak < PEAK, peak
@@ -261,12 +305,14 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
     max_examples=QUICK_EXAMPLES, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck), database=None
 )
 @given(case=cases())
-def test_fuzzed_responses_never_hang_raise_leak_or_touch_the_app(lab: Lab, case: tuple[str, Script]) -> None:
+def test_fuzzed_responses_never_hang_raise_leak_or_touch_the_app(
+    lab: Lab, case: tuple[str, Script, str | None]
+) -> None:
     lab.check(*case)
 
 
 @pytest.mark.soak
 @settings(max_examples=SOAK_EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck), database=None)
 @given(case=cases())
-def test_fuzzed_responses_soak(lab: Lab, case: tuple[str, Script]) -> None:
+def test_fuzzed_responses_soak(lab: Lab, case: tuple[str, Script, str | None]) -> None:
     lab.check(*case)

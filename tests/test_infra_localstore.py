@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import json
+import os
+import queue
 import socket
 import ssl
 import stat
+import subprocess
+import sys
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 from urllib.parse import urlsplit
 
 import boto3
@@ -16,7 +22,10 @@ import pytest
 import requests
 from botocore.exceptions import ClientError
 
+from gupper import Platform, Updater, UpdaterConfig
 from gupper_infra.client import LocalStore, LocalStoreError, start_local_store
+
+from .exe_stubs import exe_stub
 
 HTTP_TIMEOUT = 10.0
 KEY = "releases/app-1.0.0.bin"
@@ -218,3 +227,174 @@ def test_restart_keeps_the_same_ca(tmp_path: Path) -> None:
 def test_start_failure_reports_stderr(tmp_path: Path) -> None:
     with pytest.raises(LocalStoreError, match="invalid S3 bucket name"):
         start_local_store(tmp_path, bucket="Not_A_Bucket", timeout=30.0)
+
+
+def ports_of(store: LocalStore) -> list[str]:
+    return [str(urlsplit(store.s3_endpoint).port), str(urlsplit(store.public_base).port)]
+
+
+def publish_to(store: LocalStore, key: Path, build: Path) -> dict[str, Any]:
+    """``gupper-publish publish --json`` in a subprocess pointed at ``store`` by its environment, as a user would."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("GUPPER_", "AWS_"))} | store.s3_env()
+    command = [
+        "publish",
+        "--json",
+        "--patches",
+        "0",
+        "--store",
+        f"s3://{store.bucket}/apps",
+        "--key",
+        str(key),
+        str(build),
+    ]
+    done = subprocess.run(
+        [sys.executable, "-m", "gupper_publish", *command],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    return dict(json.loads(done.stdout))
+
+
+def test_a_killed_and_restarted_store_serves_what_was_published_with_its_serials_and_etags(
+    tmp_path: Path, keypair: tuple[Path, Any, str]
+) -> None:
+    """Issue 22 item 11: objects lived in memory only, so installed apps refused the restarted store's
+    serial 1 until a ``resign --min-serial``."""
+    state, dist = tmp_path / "state", tmp_path / "dist"
+    dist.mkdir()
+
+    def build(version: str, size: int) -> Path:
+        path = dist / f"app-{version}-linux-amd64"
+        path.write_bytes(exe_stub("linux-amd64", os.urandom(size)))
+        return path
+
+    exe = tmp_path / "install" / "app"
+    exe.parent.mkdir()
+    exe.write_bytes(b"#!/bin/sh\necho 1.1.0\n")
+
+    def check(store: LocalStore) -> Any:
+        config = UpdaterConfig(
+            app="app",
+            current_version="1.1.0",
+            manifest_url=store.url("apps/app/stable/latest.json"),
+            public_keys=(keypair[2],),
+            ca_bundle=store.ca,
+            executable=str(exe),
+            platform=Platform("linux", "amd64"),
+            state_dir=str(tmp_path / "app-state"),
+        )
+        return Updater(config, environ={}).check()
+
+    first = start_local_store(state, keep_objects=True)
+    try:
+        publish_to(first, keypair[0], build("1.0.0", 1000))
+        big = publish_to(first, keypair[0], build("1.1.0", 17 << 20))  # over the multipart threshold
+        assert big["manifests"][0]["serial"] == 2
+        assert check(first) is None  # up to date; the install has seen serial 2
+        manifest = requests.get(first.url("apps/app/stable/latest.json"), verify=first.ca, timeout=HTTP_TIMEOUT)
+        artifact = requests.head(
+            first.url("apps/app/1.1.0/app-1.1.0-linux-amd64"), verify=first.ca, timeout=HTTP_TIMEOUT
+        )
+        assert "-" in artifact.headers["ETag"]  # a multipart ETag, not an MD5 of the bytes
+        first.process.kill()  # no clean shutdown: nothing may depend on one
+        first.process.wait(timeout=10)
+    finally:
+        first.stop()
+    objects = sorted(p.name for p in (state / "objects" / first.bucket).glob("*.json"))
+    print(f"\nthe killed store left {len(objects)} objects in {state / 'objects'}")
+
+    s3_port, public_port = ports_of(first)
+    with start_local_store(
+        state, extra_args=["--s3-port", s3_port, "--public-port", public_port], keep_objects=True
+    ) as second:
+        assert (second.s3_endpoint, second.public_base) == (first.s3_endpoint, first.public_base)  # the apps' URLs
+        again = requests.get(
+            second.url("apps/app/stable/latest.json"),
+            headers={"If-None-Match": manifest.headers["ETag"]},
+            verify=second.ca,
+            timeout=HTTP_TIMEOUT,
+        )
+        assert again.status_code == 304  # the ETag an app holds still matches
+        fresh = requests.get(second.url("apps/app/stable/latest.json"), verify=second.ca, timeout=HTTP_TIMEOUT)
+        assert fresh.content == manifest.content
+        body = requests.get(second.url("apps/app/1.1.0/app-1.1.0-linux-amd64"), verify=second.ca, timeout=HTTP_TIMEOUT)
+        assert body.content == (dist / "app-1.1.0-linux-amd64").read_bytes()
+        assert body.headers["ETag"] == artifact.headers["ETag"]
+        third = publish_to(second, keypair[0], build("1.2.0", 1000))
+        assert third["manifests"][0]["serial"] == 3  # the channel went on from its state, not from serial 1
+        update = check(second)  # no RollbackError: serial 3 > 2
+        assert update is not None and str(update.version) == "1.2.0"
+
+
+def read_lines(stream: IO[str], until: str, timeout: float) -> list[str]:
+    """Lines of ``stream`` up to the first that starts with ``until``, or all that came within ``timeout`` s."""
+    lines: queue.Queue[str] = queue.Queue()
+
+    def pump() -> None:
+        for line in stream:
+            lines.put(line)
+
+    threading.Thread(target=pump, daemon=True).start()
+    out: list[str] = []
+    deadline = time.monotonic() + timeout
+    while not (out and out[-1].startswith(until)):
+        try:
+            out.append(lines.get(timeout=max(0.0, deadline - time.monotonic())))
+        except queue.Empty:
+            break
+    return out
+
+
+def test_the_export_lines_it_prints_point_a_shell_at_it(tmp_path: Path) -> None:
+    """``python -m gupper_infra.localstore`` as README "Use it in your app" runs it: the lines it prints,
+    pasted into a shell with no AWS settings, are all boto3 (and so gupper-publish) needs."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    command = [sys.executable, "-m", "gupper_infra.localstore", "--state-dir", str(tmp_path / "state")]
+    proc = subprocess.Popen(
+        [*command, "--s3-port", "0", "--public-port", "0", "--exit-on-stdin-eof"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        env=env,
+    )
+    try:
+        assert proc.stdout is not None
+        lines = read_lines(proc.stdout, until="#", timeout=60)  # READY, the exports, a comment
+        assert lines[0].startswith("GUPPER-STORE-READY ") and lines[-1].startswith("# the apps' manifest URLs")
+        exports = "".join(lines[1:-1])
+        assert all(line.startswith("export ") for line in lines[1:-1]), exports
+        probe = (
+            "import boto3; print(boto3.client('s3').head_bucket(Bucket='gupper')['ResponseMetadata']['HTTPStatusCode'])"
+        )
+        shell = subprocess.run(
+            ["bash", "-c", f'{exports}\n"$0" -c "$1"', sys.executable, probe],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert shell.stdout.strip() == "200", shell.stderr
+    finally:
+        if proc.stdin is not None:
+            proc.stdin.close()  # --exit-on-stdin-eof: it stops
+        assert proc.wait(timeout=30) == 0
+
+
+def test_fixed_default_ports_and_a_busy_one_is_one_line(store: LocalStore, tmp_path: Path) -> None:
+    from gupper_infra.localstore import PUBLIC_PORT, S3_PORT, parse_args
+
+    args = parse_args(["--state-dir", str(tmp_path)])
+    assert (args.s3_port, args.public_port) == (S3_PORT, PUBLIC_PORT) == (19443, 19444)  # the demo's too
+    s3_port, public_port = ports_of(store)
+    with pytest.raises(
+        LocalStoreError,
+        match=rf"(?m)^localstore: error: port {s3_port} on 127.0.0.1 is in use \(another store\?\); pass --s3-port",
+    ) as err:
+        start_local_store(tmp_path / "second", extra_args=["--s3-port", s3_port, "--public-port", public_port])
+    assert str(err.value).split("---\n")[-1].count("\n") == 1, str(err.value)  # its stderr: one line

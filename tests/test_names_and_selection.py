@@ -5,11 +5,15 @@ from __future__ import annotations
 import pytest
 from packaging.version import Version
 
+from gupper.errors import IntegrityError
 from gupper.platforms import Platform, current_platform, parse_platform_key
+from gupper.wire.canonical import is_sha256, valid_app_name
+from gupper.wire.files import FilePatch
 from gupper_publish.artifacts import parse_artifact_name
-from gupper_publish.channels import ArtifactRecord, ChannelState, add_release, derive
-from gupper_publish.errors import BadArtifactNameError
+from gupper_publish.channels import ArtifactRecord, ChannelState, add_release, check_channel_name, derive
+from gupper_publish.errors import BadArtifactNameError, PublishError
 from gupper_publish.layout import manifest_key, relative_url
+from gupper_publish.policy import validate_bucket_name
 from gupper_publish.release import releases_in
 from gupper_publish.stores import ObjectInfo
 
@@ -49,6 +53,25 @@ def test_artifact_names_parse_and_canonicalise(
 def test_bad_names_are_refused_with_the_pattern(filename: str) -> None:
     with pytest.raises(BadArtifactNameError, match=r"<app>-<version>-<os>-<arch>"):
         parse_artifact_name(filename)
+
+
+@pytest.mark.parametrize("end", ["\n", "\r\n", "\n\n"])
+def test_a_trailing_newline_never_passes_for_a_name_or_a_digest(end: str) -> None:
+    """Issue 22 item 7: ``$`` also matches before a final newline; the rules match the whole text."""
+
+    assert valid_app_name("beta") and not valid_app_name("beta" + end)
+    assert is_sha256("ab" * 32) and not is_sha256("ab" * 32 + end)
+    with pytest.raises(PublishError, match="invalid channel"):
+        check_channel_name("beta" + end)
+    with pytest.raises(BadArtifactNameError):
+        parse_artifact_name(f"app{end}-1.2.0-linux-amd64")
+    patch = {"from_sha256": "ab" * 32, "file": f"{'ab' * 32}-{'cd' * 32}.bsdiff4", "size": 10, "sha256": "ef" * 32}
+    assert FilePatch.from_json("bin/app", patch).file == patch["file"]
+    with pytest.raises(IntegrityError, match="unusable name"):
+        FilePatch.from_json("bin/app", {**patch, "file": patch["file"] + end})
+    assert validate_bucket_name("my-bucket") == "my-bucket"
+    with pytest.raises(ValueError, match="bucket"):
+        validate_bucket_name("my-bucket" + end)
 
 
 def test_relative_url_points_from_manifest_to_artifact() -> None:

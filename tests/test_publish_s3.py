@@ -229,3 +229,19 @@ def test_init_creates_the_bucket_and_a_get_only_policy_that_the_public_front_enf
             s3.get_object(Bucket=running.bucket, Key="releases/app/1.0.0/app-1.0.0-linux-amd64")["Body"].read()
             == build.read_bytes()
         )
+
+
+def test_a_store_whose_certificate_is_not_trusted_names_aws_ca_bundle(
+    tmp_path: Path,
+    use_store_env: RunningStore,
+    keypair: KeyPair,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Issue 22 item 6: the line said only "check --endpoint-url/AWS_ENDPOINT_URL and that the store is up"."""
+    monkeypatch.delenv("AWS_CA_BUNDLE")  # the local store's certificate comes from a test CA nothing else trusts
+    url, key = f"s3://{use_store_env.bucket}/untrusted", str(keypair[0])
+    assert main(["publish", "--store", url, "--key", key, str(big_build(tmp_path / "dist", "1.0.0", 1000))]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "TLS verification failed for https://127.0.0.1:" in err, err
+    assert "(unable to get local issuer certificate)" in err and "point AWS_CA_BUNDLE at its certificate" in err, err

@@ -212,3 +212,25 @@ def test_the_patches_made_are_listed_in_text_and_json(tmp_path: Path, keypair: K
 def test_subcommand_help_works_without_a_store_or_key(command: str) -> None:
     proc = cli(command, "--help")
     assert proc.returncode == 0 and proc.stdout.startswith(f"usage: gupper-publish {command}") and proc.stderr == ""
+
+
+def test_a_channel_name_with_a_trailing_newline_is_refused_and_nothing_is_written(
+    tmp_path: Path, keypair: KeyPair
+) -> None:
+    """Issue 22 item 7: ``--channel $'beta\\n'`` wrote ``app/beta⏎/latest.json``."""
+    store = tmp_path / "store"
+    proc = cli(
+        "publish",
+        "--store",
+        str(store),
+        "--key",
+        str(keypair[0]),
+        "--channel",
+        "beta\n",
+        str(build(tmp_path / "dist", "1.0.0")),
+    )
+    assert proc.returncode != 0
+    assert proc.stderr.count("\n") == 1 and "invalid channel 'beta\\n'" in proc.stderr, proc.stderr
+    written = [p.relative_to(store).as_posix() for p in store.rglob("*")] if store.exists() else []
+    assert not any("\n" in name for name in written), written
+    assert not any(name.endswith("latest.json") for name in written), written

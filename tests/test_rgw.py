@@ -462,3 +462,39 @@ def test_two_publisher_processes_racing_on_one_new_large_version_leave_a_consist
         == digest
         == signed["platforms"]["linux-amd64"]["sha256"]
     )
+
+
+def test_a_bucket_with_versioning_enabled_is_refused_before_anything_is_uploaded(
+    tmp_path: Path, cli_env: CephRGW, s3: Any, keypair: KeyPair, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Issue 22 item 10: with versioning on, RGW ignores If-None-Match and answers 412 to If-Match in
+    both forms, so the first publish went through and every later one failed after uploading its
+    artifact. Now the bucket's versioning is asked before the first write."""
+    bucket = "versioned"
+    s3.create_bucket(Bucket=bucket)
+    s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
+    # What RGW does with the conditions there (if a later Ceph fixes it, this says so):
+    first = s3.put_object(Bucket=bucket, Key="probe", Body=b"a")
+    s3.put_object(Bucket=bucket, Key="probe", Body=b"b", IfNoneMatch="*")  # accepted over an existing object
+    etag = s3.head_object(Bucket=bucket, Key="probe")["ETag"]
+    assert etag != first["ETag"]
+    for form in (etag, etag.strip('"')):
+        with pytest.raises(Exception, match="PreconditionFailed"):
+            s3.put_object(Bucket=bucket, Key="probe", Body=b"c", IfMatch=form)  # the current ETag, refused
+    s3.delete_object(Bucket=bucket, Key="probe")
+
+    url, key = f"s3://{bucket}/app-store", str(keypair[0])
+    dist = tmp_path / "dist"
+    capsys.readouterr()
+    assert main(["publish", "--store", url, "--key", key, str(build(dist, "1.0.0"))]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "bucket versioned has versioning enabled, and ceph then ignores" in err, err
+    assert "Status=Suspended" in err and "docs/s3-compatibility.md" in err
+    assert s3.list_objects_v2(Bucket=bucket, Prefix="app-store/").get("KeyCount") == 0  # nothing uploaded
+
+    # Suspended, the conditions work again: publishing goes on, release after release.
+    s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Suspended"})
+    for version in ("1.0.0", "1.1.0"):
+        assert main(["publish", "--store", url, "--key", key, str(build(dist, version))]) == 0, capsys.readouterr().err
+    state = read_json(s3, bucket, "app-store/app/stable/channel.json")
+    assert state["serial"] == 2 and set(state["releases"]) == {"1.0.0", "1.1.0"}

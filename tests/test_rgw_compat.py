@@ -127,3 +127,40 @@ def test_cli_rejects_an_unknown_store_kind_and_a_negative_min_serial(
     assert main(["keygen", str(key)]) == 0
     assert main(["publish", "--store", str(tmp_path / "s"), "--key", f"{key}.key", "--min-serial", "-1", "f"]) == 1
     assert capsys.readouterr().err.strip() == "gupper-publish: error: --min-serial must be 0 or more"
+
+
+@pytest.mark.parametrize("kind", ["aws", "minio", "moto", "generic"])
+def test_only_a_store_whose_conditions_fail_under_versioning_is_asked_about_it(kind: str) -> None:
+    store, stub = stubbed(kind)
+    stub.add_response("put_object", {"ETag": '"e1"'})
+    with stub:  # one PUT and nothing before it
+        store.swap("app/stable/channel.json", b"{}", expect_etag=None, content_type="x", cache_control="x")
+
+
+def test_rgw_with_versioning_enabled_is_refused_before_the_first_write(tmp_path: Path) -> None:
+    """Issue 22 item 10 (proven against a real RGW in tests/test_rgw.py); once asked, never again."""
+    store, stub = stubbed("ceph")
+    stub.add_response("get_bucket_versioning", {"Status": "Enabled"}, {"Bucket": "bucket"})
+    path = tmp_path / "app-1.0.0-linux-amd64"
+    path.write_bytes(b"x" * 10)
+    with stub, pytest.raises(StoreUnsupportedError, match=r"^upload app/1.0.0/app-1.0.0-linux-amd64: bucket bucket"):
+        store.create_file(
+            "app/1.0.0/app-1.0.0-linux-amd64", path, sha256="00" * 32, content_type="x", cache_control="x"
+        )
+
+
+@pytest.mark.parametrize(
+    "answer", [{"Status": "Suspended"}, {}, "AccessDenied"], ids=["suspended", "never-enabled", "not-allowed-to-ask"]
+)
+def test_rgw_without_versioning_enabled_is_asked_once_then_written(answer: dict[str, str] | str) -> None:
+    store, stub = stubbed("ceph")
+    if isinstance(answer, str):
+        stub.add_client_error("get_bucket_versioning", service_error_code=answer, http_status_code=403)
+    else:
+        stub.add_response("get_bucket_versioning", answer, {"Bucket": "bucket"})
+    stub.add_response("put_object", {"ETag": '"e1"'})
+    stub.add_response("put_object", {"ETag": '"e2"'})
+    with stub:
+        store.swap("app/stable/channel.json", b"{}", expect_etag=None, content_type="x", cache_control="x")
+        store.swap("app/stable/latest.json", b"{}", expect_etag=None, content_type="x", cache_control="x")
+        stub.assert_no_pending_responses()

@@ -187,8 +187,12 @@ def start_local_store(
     access_log: Path | None = None,
     timeout: float = 30.0,
     extra_args: list[str] | None = None,
+    keep_objects: bool = False,
 ) -> LocalStore:
     """Spawn ``python -m gupper_infra.localstore`` and wait until it is ready.
+
+    On free ports (unless ``extra_args`` name them), and with objects in memory only unless
+    ``keep_objects``: tests and demos start from an empty store, side by side.
 
     The store's stderr goes to ``state_dir/localstore.log`` (a file rather than a
     pipe nobody reads, which could fill up and stall it). Its stdin is a pipe that
@@ -209,7 +213,13 @@ def start_local_store(
         "--bucket",
         bucket,
         "--exit-on-stdin-eof",
+        "--s3-port",
+        "0",
+        "--public-port",
+        "0",
     ]
+    if not keep_objects:
+        cmd.append("--in-memory")
     if access_log is not None:
         cmd += ["--access-log", str(Path(access_log).resolve())]
     cmd += extra_args or []

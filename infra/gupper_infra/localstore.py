@@ -7,23 +7,30 @@ backend over HTTPS on two ports:
 * the public front (the CDN's role): anonymous GET/HEAD of ``/<bucket>/<key>``
   only, see :class:`gupper_infra.front.PublicFront`.
 
-When both ports answer, it writes ``DIR/store.json`` and prints one line,
-``GUPPER-STORE-READY <json>``, on stdout. It runs until SIGTERM or SIGINT.
-Objects live in memory only: a restarted store is empty, but keeps its CA.
+The ports are fixed unless given (:data:`S3_PORT`, :data:`PUBLIC_PORT`), so the URLs an app
+was built with still work after a restart. When both ports answer, it writes
+``DIR/store.json`` and prints one line, ``GUPPER-STORE-READY <json>``, then the ``export``
+lines a shell needs to point ``gupper-publish`` at it, on stdout. It runs until SIGTERM or
+SIGINT. Objects are kept in ``DIR/objects`` (:mod:`gupper_infra.objects`): a restarted store
+serves what was published, with the same serials and ETags, and keeps its CA.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import errno
 import http.client
 import json
 import os
+import shlex
 import signal
+import socket
 import ssl
 import sys
 import threading
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -44,7 +51,9 @@ from gupper_infra import (
     SECRET_KEY,
     STORE_INFO_FILE,
 )
+from gupper_infra.client import s3_env
 from gupper_infra.front import AccessLog, PublicFront
+from gupper_infra.objects import ObjectMirror, Persisting
 from gupper_infra.tls import (
     DEFAULT_IDENTITIES,
     TLSFiles,
@@ -59,6 +68,9 @@ from gupper_publish.policy import render_public_read_policy, validate_bucket_nam
 # then frees its thread instead of holding it forever.
 CONNECTION_TIMEOUT = 60.0
 SELF_CHECK_TIMEOUT = 10.0
+S3_PORT = 19443  # the S3 API's default port (the demo's too)
+PUBLIC_PORT = 19444  # the public front's
+OBJECTS_DIR = "objects"  # under the state dir, unless --data-dir says otherwise
 
 
 def _verbose(handler: WSGIRequestHandler) -> bool:
@@ -152,12 +164,14 @@ class StoreServers:
         bucket: str,
         ssl_context: ssl.SSLContext,
         verbose: bool = False,
+        mirror: ObjectMirror | None = None,
     ) -> None:
         # moto 5.2's DomainDispatcherApplication has no service= argument; requests
         # signed for S3 (and unsigned ones) are dispatched to S3 anyway.
         self.dispatcher = DomainDispatcherApplication(create_backend_app)
         self.front = PublicFront(_moto_s3_app(self.dispatcher), bucket)
-        self.s3_server = _TLSServer(host, s3_port, self.dispatcher, _S3Handler, ssl_context, verbose=verbose)
+        s3_app: WSGIApplication = self.dispatcher if mirror is None else Persisting(self.dispatcher, mirror)
+        self.s3_server = _TLSServer(host, s3_port, s3_app, _S3Handler, ssl_context, verbose=verbose)
         self.public_server = _TLSServer(host, public_port, self.front, _PublicHandler, ssl_context, verbose=verbose)
         self._threads: list[threading.Thread] = []
 
@@ -196,19 +210,24 @@ class StoreServers:
         self._threads.clear()
 
 
+def s3_backend() -> Any:
+    """moto's S3 backend that the store's requests reach (they resolve their account the same way:
+    MOTO_ACCOUNT_ID wins)."""
+    from moto.core.models import DEFAULT_ACCOUNT_ID
+    from moto.s3.models import s3_backends
+
+    return s3_backends[os.environ.get("MOTO_ACCOUNT_ID", DEFAULT_ACCOUNT_ID)]["aws"]
+
+
 def create_bucket_with_public_read(bucket: str) -> None:
     """Create ``bucket`` in moto (if missing) and apply the public-read policy.
 
     This talks to moto's backend in-process: no credentials, proxies or AWS
     config files of the environment can get in the way at start-up.
     """
-    from moto.core.models import DEFAULT_ACCOUNT_ID
     from moto.s3.exceptions import BucketAlreadyExists
-    from moto.s3.models import s3_backends
 
-    # Requests resolve their account the same way (MOTO_ACCOUNT_ID wins).
-    account = os.environ.get("MOTO_ACCOUNT_ID", DEFAULT_ACCOUNT_ID)
-    backend = s3_backends[account]["aws"]
+    backend = s3_backend()
     with contextlib.suppress(BucketAlreadyExists):
         backend.create_bucket(bucket, REGION)
     backend.put_bucket_policy(bucket, render_public_read_policy(bucket).encode())
@@ -307,8 +326,17 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--bucket", type=_bucket_arg, default=DEFAULT_BUCKET)
     parser.add_argument("--host", default="127.0.0.1", help="bind address")
-    parser.add_argument("--s3-port", type=int, default=0, help="S3 API port (0: pick a free one)")
-    parser.add_argument("--public-port", type=int, default=0, help="public front port (0: pick a free one)")
+    parser.add_argument("--s3-port", type=int, default=S3_PORT, help=f"S3 API port (default {S3_PORT}; 0: a free one)")
+    parser.add_argument(
+        "--public-port", type=int, default=PUBLIC_PORT, help=f"public front port (default {PUBLIC_PORT}; 0: a free one)"
+    )
+    parser.add_argument(
+        "--data-dir",
+        type=Path,
+        default=None,
+        help=f"where objects are kept across restarts (default: STATE_DIR/{OBJECTS_DIR})",
+    )
+    parser.add_argument("--in-memory", action="store_true", help="keep objects in memory only: a restart empties it")
     parser.add_argument(
         "--access-log", type=Path, default=None, help="append one JSON line per public-front request here"
     )
@@ -351,6 +379,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(json.dumps({k: str(v) for k, v in vars(tls).items()}), flush=True)
         return 0
 
+    mirror = None
+    if not args.in_memory:
+        mirror = ObjectMirror(s3_backend(), (args.data_dir or state_dir / OBJECTS_DIR).resolve(), REGION)
+        mirror.load()
+    busy = [port for port in (args.s3_port, args.public_port) if port and _in_use(args.host, port)]
+    if busy:  # said in one line here: werkzeug would print two and exit
+        print(
+            f"localstore: error: port {busy[0]} on {host} is in use (another store?); pass --s3-port and "
+            "--public-port (0 picks free ones)",
+            file=sys.stderr,
+        )
+        return 1
     servers = StoreServers(
         host=args.host,
         s3_port=args.s3_port,
@@ -358,6 +398,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         bucket=bucket,
         ssl_context=server_ssl_context(tls),
         verbose=args.verbose,
+        mirror=mirror,
     )
     access_log = AccessLog(args.access_log.resolve()) if args.access_log else None
     info_path = state_dir / STORE_INFO_FILE
@@ -379,6 +420,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         }
         write_file_atomic(info_path, (json.dumps(info, indent=2) + "\n").encode(), 0o644)
         print(READY_PREFIX + json.dumps(info), flush=True)
+        print(export_lines(info), flush=True)
         if args.exit_on_stdin_eof:
             threading.Thread(target=_watch_stdin, args=(stop,), name="stdin-watch", daemon=True).start()
         stop.wait()
@@ -388,6 +430,37 @@ def main(argv: Sequence[str] | None = None) -> int:
         if access_log is not None:
             access_log.close()
     return 0
+
+
+def _in_use(host: str, port: int) -> bool:
+    """Whether something listens on ``host``:``port`` already (bound as the server binds: address reuse on)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host.strip("[]"), port))
+        except OSError as e:
+            return e.errno == errno.EADDRINUSE
+    return False
+
+
+@dataclass(frozen=True)
+class _Running:
+    s3_endpoint: str
+    public_base: str
+    ca: str
+    region: str
+    access_key: str
+    secret_key: str
+
+
+def export_lines(info: dict[str, Any]) -> str:
+    """Shell lines that point boto3 (and so ``gupper-publish``) at the store described by ``info``."""
+    running = _Running(
+        *(str(info[k]) for k in ("s3_endpoint", "public_base", "ca", "region", "access_key", "secret_key"))
+    )
+    lines = [f"export {name}={shlex.quote(value)}" for name, value in s3_env(running).items()]
+    return "\n".join([*lines, f"# the apps' manifest URLs start with {info['public_base']}/"])
 
 
 def _remove_own_info(info_path: Path) -> None:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -19,6 +18,7 @@ from packaging.version import Version
 from .channels import ArtifactRecord, ChannelState, PatchRecord
 from .errors import AlreadyExistsError
 from .layout import artifact_key, binary_patch_name, patch_key
+from .locks import work_folder
 from .stores import ARTIFACT_CACHE_CONTROL, ARTIFACT_CONTENT_TYPE, Store
 
 log = logging.getLogger("gupper.publish")
@@ -72,8 +72,8 @@ def make_patches(
         if len(patch) >= new.size:
             continue
         digest = hashlib.sha256(patch).hexdigest()
-        with tempfile.TemporaryDirectory() as tmp:
-            path = Path(tmp) / name
+        with work_folder() as tmp:
+            path = tmp / name
             path.write_bytes(patch)
             try:
                 store.create_file(

@@ -20,7 +20,6 @@ import contextlib
 import gzip
 import hashlib
 import logging
-import tempfile
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -35,6 +34,7 @@ from gupper.wire.files import LIST_NAME, FileList, FilePatch, ListDelta, Package
 from .channels import ArtifactRecord, PatchRecord
 from .errors import AlreadyExistsError, PublishError
 from .layout import blob_key, file_patch_key, file_patch_name, index_name, list_key, patch_key
+from .locks import work_folder
 from .stores import ARTIFACT_CACHE_CONTROL, ARTIFACT_CONTENT_TYPE, Store
 
 log = logging.getLogger("gupper.publish")
@@ -79,13 +79,13 @@ def prepare(
     what an earlier run uploaded and upload nothing again)."""
     if record.files_sha256 is None:
         return record
-    with tempfile.TemporaryDirectory(prefix="gupper-folder-") as tmp:
-        folder = Path(tmp) / "release"
+    with work_folder() as tmp:
+        folder = tmp / "release"
         try:
             entries = extract_package(archive, folder, record.files_sha256)
         except IntegrityError as e:
             raise PublishError(f"cannot read back {archive.name} ({e}); publish again") from e
-        packed = Path(tmp) / "list.json.gz"
+        packed = tmp / "list.json.gz"
         packed.write_bytes(list_to_wire((folder / LIST_NAME).read_bytes()))
         _put(store, list_key(app, version, record.file), packed, hashlib.sha256(packed.read_bytes()).hexdigest())
         files = [entry for entry in entries if entry.kind == "file"]
@@ -93,7 +93,7 @@ def prepare(
             _put(store, blob_key(app, version, f.sha256), folder / f.path, f.sha256)
         made = []
         for old_version, old in previous:
-            index = _patches_from(store, app, (version, record.file), folder, files, (old_version, old), Path(tmp))
+            index = _patches_from(store, app, (version, record.file), folder, files, (old_version, old), tmp)
             if index is not None:
                 made.append(index)
     return replace(record, patches=tuple(made), blobs=True)

@@ -18,7 +18,7 @@ PUBLISHER_IAM_POLICY = POLICY_DIR / "aws-publisher-iam-policy.json"
 
 # S3's rules for new buckets (no upper case, no underscores), which also keeps the
 # name safe to splice into an ARN.
-_BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+_BUCKET_RE = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
 
 
 def validate_bucket_name(bucket: str) -> str:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import logging
 import random
-import tempfile
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager, nullcontext
@@ -68,6 +67,7 @@ from .errors import (
 from .exe_check import check_archive_entry, check_file
 from .extras import require
 from .layout import manifest_key, patch_key, state_key
+from .locks import work_folder
 from .signing import public_key_of, sign_manifest
 from .stores import (
     ARTIFACT_CACHE_CONTROL,
@@ -253,8 +253,8 @@ def upload_artifacts(
     name) is checked before anything is uploaded, so one bad file fails the whole call without
     leaving the others half-published.
     """
-    with tempfile.TemporaryDirectory(prefix="gupper-publish-") as workdir:
-        return _upload(store, _prepare(paths, Path(workdir), force=force, progress=progress), progress)
+    with work_folder() as workdir:
+        return _upload(store, _prepare(paths, workdir, force=force, progress=progress), progress)
 
 
 def _upload(store: Store, prepared: Sequence[_Prepared], progress: ProgressFactory | None) -> list[Uploaded]:
@@ -615,10 +615,10 @@ def publish(
         check_percent(rollout)
     if notes is not None:
         check_notes(notes)
-    with tempfile.TemporaryDirectory(prefix="gupper-publish-") as workdir:
+    with work_folder() as workdir:
         if post_install is not None and not any(p.is_dir() or p.name.endswith(PACKAGE_SUFFIXES) for p in paths):
             raise PublishError("--post-install applies to one-folder builds; pass a build folder")
-        prepared = _prepare(paths, Path(workdir), post_install, force=force, progress=progress, naming=naming)
+        prepared = _prepare(paths, workdir, post_install, force=force, progress=progress, naming=naming)
         return _publish_prepared(
             store, prepared, options, rollout=rollout, progress=progress, patches=patches, notes=notes
         )

@@ -38,6 +38,9 @@ class S3Compat:
       the only create-only write such a store offers.
     - ``conditional_writes``: the store implements ``If-None-Match``/``If-Match`` on PutObject at
       all. Without them concurrent publishers can lose releases, so the publisher refuses.
+    - ``conditions_need_versioning_off``: the conditions stop working on a bucket with versioning
+      enabled (Ceph RGW 16.2: ``If-None-Match`` ignored, ``If-Match`` refused in both forms); the
+      publisher asks the bucket's versioning before its first write and refuses.
     """
 
     name: str
@@ -45,6 +48,7 @@ class S3Compat:
     if_match_quoted: bool = True
     conditional_complete: bool = False
     conditional_writes: bool = True
+    conditions_need_versioning_off: bool = False
     note: str = ""
 
 
@@ -60,7 +64,7 @@ PROFILES: Mapping[str, S3Compat] = {
             note="Backblaze B2's S3 API documents no If-None-Match/If-Match on PutObject and no "
             "x-amz-checksum-* headers",
         ),
-        S3Compat("ceph", if_match_quoted=False),
+        S3Compat("ceph", if_match_quoted=False, conditions_need_versioning_off=True),
         S3Compat("moto", checksum="sha256", conditional_complete=True),
         S3Compat("generic"),
     )

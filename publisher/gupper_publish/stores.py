@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, Protocol
 from urllib.parse import urlsplit
 
-from . import s3compat
+from . import locks, s3compat
 from .artifacts import hash_file
 from .errors import (
     AlreadyExistsError,
@@ -123,8 +123,8 @@ def _check_key(key: str) -> str:
 class LocalStore:
     """A plain directory, for static HTTPS hosting (nginx, GitHub Pages, ...) and for tests.
 
-    Compare-and-swap uses a lock file beside the manifest; artifacts are created with a hard
-    link, which fails atomically if the name is taken.
+    Compare-and-swap uses a lock file beside the manifest, there only while it is held
+    (:mod:`.locks`); artifacts are created with a hard link, which fails atomically if the name is taken.
     """
 
     def __init__(self, root: Path) -> None:
@@ -203,11 +203,10 @@ class LocalStore:
             temp.unlink()
 
     def swap(self, key: str, data: bytes, *, expect_etag: str | None, content_type: str, cache_control: str) -> str:
-        from filelock import FileLock
-
         dest = self._path(key)
         dest.parent.mkdir(parents=True, exist_ok=True)
-        with FileLock(str(dest.with_name(f".{dest.name}.lock")), timeout=60):
+        # Its file is removed on release: nothing stays beside what a static host serves (issue 22).
+        with locks.held(dest.with_name(f".{dest.name}.lock"), timeout=60):
             current = self.read(key)
             if (current.etag if current else None) != expect_etag:
                 raise PreconditionFailedError(f"{key} changed since it was read")
@@ -234,6 +233,23 @@ def _client_error_code(e: Exception) -> str:
     return str(response.get("Error", {}).get("Code", "")) or str(
         response.get("ResponseMetadata", {}).get("HTTPStatusCode", "")
     )
+
+
+def _tls_reason(e: BaseException) -> str:
+    """What the certificate check said (``certificate has expired``, ``unable to get local issuer
+    certificate``, ...), from the first ssl error in ``e``'s chain (botocore wraps it in urllib3's)."""
+    import ssl
+
+    seen: list[BaseException] = []
+    todo = [e]
+    while todo and len(seen) < 16:
+        x = todo.pop(0)
+        if isinstance(x, ssl.SSLCertVerificationError):
+            return str(x.verify_message)
+        seen.append(x)
+        todo += [c for c in (x.__cause__, x.__context__, *getattr(x, "args", ())) if isinstance(c, BaseException)]
+        todo += [c for c in getattr(x, "kwargs", {}).values() if isinstance(c, BaseException)]
+    return "the certificate could not be verified"
 
 
 def _refuses_conditions(code: str, e: Exception) -> bool:
@@ -303,6 +319,7 @@ class S3Store:
             client = boto3.client("s3", endpoint_url=endpoint_url, config=config)
         self.client = client
         self._if_match_quoted: bool | None = None
+        self._versioning_checked = False
 
     @property
     def compat(self) -> s3compat.S3Compat:
@@ -325,6 +342,37 @@ class S3Store:
         except BotoCoreError as e:
             raise self._translate(f"look up bucket {self.bucket}", e) from e
         return dict(meta.get("ResponseMetadata", {}).get("HTTPHeaders", {}))
+
+    def _check_writable(self, what: str) -> None:
+        """Refuse, before the first write, a store on which conditional writes cannot work.
+
+        Ceph RGW with bucket versioning Enabled ignores ``If-None-Match`` and answers 412 to
+        ``If-Match`` in both forms: the first publish went through, every later one failed after
+        uploading its artifact (issue 22). Its versioning state is asked once per store.
+        """
+        if not self.compat.conditional_writes:
+            raise self._unsupported(what)
+        if self._versioning_checked or not self.compat.conditions_need_versioning_off:
+            return
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            status = self.client.get_bucket_versioning(Bucket=self.bucket).get("Status")
+        except ClientError as e:
+            if _client_error_code(e) in {"AccessDenied", "403"}:
+                self._versioning_checked = True  # cannot tell: a refused condition still says what went wrong
+                return
+            raise self._translate(f"read the versioning of bucket {self.bucket}", e) from e
+        except BotoCoreError as e:
+            raise self._translate(f"read the versioning of bucket {self.bucket}", e) from e
+        self._versioning_checked = True
+        if status == "Enabled":
+            raise StoreUnsupportedError(
+                f"{what}: bucket {self.bucket} has versioning enabled, and {self.compat.name} then ignores "
+                "If-None-Match and refuses If-Match, so gupper-publish cannot write it safely; suspend its "
+                "versioning (aws s3api put-bucket-versioning --versioning-configuration Status=Suspended) or use "
+                "another bucket (docs/s3-compatibility.md)"
+            )
 
     def _unsupported(self, what: str) -> StoreUnsupportedError:
         note = f" ({self.compat.note})" if self.compat.note else ""
@@ -374,6 +422,13 @@ class S3Store:
                     "your store (docs/s3-compatibility.md)"
                 )
             return StoreError(f"{what}: S3 error {code}: {e}")
+        from botocore.exceptions import SSLError
+
+        if isinstance(e, SSLError):
+            return StoreError(
+                f"{what}: TLS verification failed for {self.client.meta.endpoint_url} ({_tls_reason(e)}); if the "
+                "store uses a private CA, point AWS_CA_BUNDLE at its certificate (PEM)"
+            )
         return StoreError(f"{what}: {e}; check --endpoint-url/AWS_ENDPOINT_URL and that the store is up")
 
     def _objects(self, full_prefix: str) -> Iterator[dict[str, Any]]:
@@ -444,9 +499,8 @@ class S3Store:
         cache_control: str,
         progress: Progress | None = None,
     ) -> None:
+        self._check_writable(f"upload {key}")
         compat = self.compat
-        if not compat.conditional_writes:
-            raise self._unsupported(f"upload {key}")
         size = path.stat().st_size
         if size >= self.multipart_threshold and compat.conditional_complete:
             self._create_multipart(
@@ -618,8 +672,7 @@ class S3Store:
             raise self._translate(f"put the policy of bucket {self.bucket}", e) from e
 
     def swap(self, key: str, data: bytes, *, expect_etag: str | None, content_type: str, cache_control: str) -> str:
-        if not self.compat.conditional_writes:
-            raise self._unsupported(f"write {key}")
+        self._check_writable(f"write {key}")
         if expect_etag is None:
             return self._put_small(key, data, {"IfNoneMatch": "*"}, content_type, cache_control)
         if self._if_match_quoted is None:

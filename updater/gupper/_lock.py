@@ -25,7 +25,9 @@ _BUSY = frozenset(
 )
 
 
-def _try_lock(fd: int) -> bool:
+def try_lock(fd: int) -> bool:
+    """Lock the open file ``fd`` exclusively if nobody holds it; False at once otherwise (also used by the
+    publisher's locks)."""
     if sys.platform == "win32":
         import msvcrt
 
@@ -63,7 +65,7 @@ class ExclusiveLock:
         """
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT | getattr(os, "O_BINARY", 0), 0o600)
         try:
-            locked = _try_lock(fd)
+            locked = try_lock(fd)
         except BaseException:
             os.close(fd)
             raise

@@ -142,15 +142,20 @@ class Downloads:
         if resume.offset == blob.size:
             return  # verified by _resume_point; the record stays until the file is used
         attempts = max(1, self.config.download_attempts if attempts is None else attempts)
-        for attempt in range(attempts):
+        attempt = 0
+        while True:
+            ranged = bool(resume.offset and resume.etag)  # this request asks for the rest only
             try:
                 self._fetch_into(dest, blob, resume, progress)
-                break
+                return
             except (IntegrityError, TooLargeError):
                 self.drop(dest)  # these bytes are wrong: never resume them
                 raise
             except DownloadError as e:
-                if isinstance(e, HTTPStatusError) and e.status == 416:  # our partial no longer fits: start again
+                if isinstance(e, HTTPStatusError) and e.status == 416 and ranged:
+                    # Our partial no longer fits the file there: start again from zero, at once. Not an
+                    # attempt: the next request has no Range, so only a failure that counts as one leads
+                    # back here. A 416 to a request without a Range is the server's error, below.
                     self.drop(dest)
                     resume = Resume()
                     continue
@@ -160,9 +165,10 @@ class Downloads:
                 if not (resume.etag and resume.offset):
                     self.drop(dest)  # nothing a later request could validate: start over
                     resume = Resume()
-                if attempt == attempts - 1:
+                attempt += 1
+                if attempt >= attempts:
                     raise
-                delay = min(8.0, 0.5 * 2**attempt) * random.uniform(0.5, 1.5)  # exponential back-off with jitter
+                delay = min(8.0, 0.5 * 2 ** (attempt - 1)) * random.uniform(0.5, 1.5)  # exponential back-off, jitter
                 log.debug("gupper: download interrupted at %d bytes, resuming in %.1fs", resume.offset, delay)
                 time.sleep(delay)
             except OSError as e:

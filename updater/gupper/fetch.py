@@ -3,18 +3,24 @@
 Everything the network can do to the client is bounded here:
 
 - **One overall deadline per request**, covering DNS, connect, the proxy tunnel, the TLS
-  handshake, the status line, any number of ``1xx`` interim responses, the headers and the body.
+  handshake, the status line, the ``1xx`` interim responses, the headers and the body.
   The request up to its headers runs in a worker thread that the caller waits for until the
   deadline and not a moment longer (a resolver that hangs cannot hold the app); the same thread
   then watches the body and, at the deadline, shuts down the request's sockets, so a read blocked
   on a server that trickles one byte a second returns at once. Per-operation timeouts alone
   cannot do this: each trickled byte arrives well inside them.
-- **Bounded bytes**: a byte limit per document, the signed size per artifact; redirect bodies
-  are never read (requests' own redirect handling reads them whole into memory).
+- **Interim responses**: every ``1xx`` but ``101`` is skipped, as RFC 9110 §15.2 asks (http.client
+  skips only ``100``, and took ``103 Early Hints`` for the answer), at most :data:`MAX_INTERIM` of
+  them in :data:`MAX_INTERIM_BYTES`.
+- **Bounded bytes**: a byte limit per document, the signed size per artifact (a longer declared
+  length is refused before the body is read); redirect bodies are never read (requests' own
+  redirect handling reads them whole into memory).
 - **Redirects** followed only to https (or to loopback http when the app's config allows it,
   for tests and local demos), each target re-checked, at most :data:`MAX_REDIRECTS`.
 - **One exception boundary**: every failure of the transport or of a URL it is handed maps to
-  :mod:`gupper.errors` (``raise … from e``); nothing else escapes.
+  :mod:`gupper.errors` (``raise … from e``) with one line that names what happened (an expired or
+  wrong-host certificate, a handshake or an answer that did not come in time, ...); nothing else
+  escapes, and a URL in a message is shortened (:func:`shown`).
 """
 
 from __future__ import annotations
@@ -22,15 +28,17 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import hashlib
+import http.client
 import ipaddress
 import logging
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, TypeVar
 from urllib.parse import urljoin, urlsplit
 
 import requests
@@ -46,6 +54,9 @@ CHUNK = 64 * 1024
 PIECE = 1 << 20  # what the writer thread writes and hashes at once
 QUEUED = 4  # pieces waiting for it at most
 MAX_REDIRECTS = 5
+MAX_INTERIM = 20  # 1xx responses before the final one: Early Hints come once or twice, 100 once
+MAX_INTERIM_BYTES = 64 * 1024  # their status lines and headers together
+SHOWN_URL = 200  # characters of a URL shown in a message
 Progress = Callable[[int, int], None]
 """Called with (bytes done, bytes total) as a download proceeds."""
 OnStart = Callable[[str | None], None]
@@ -94,6 +105,14 @@ def _is_loopback(host: str | None) -> bool:
         return False
 
 
+def shown(url: str) -> str:
+    """``url`` as a message shows it: whole up to :data:`SHOWN_URL` characters, else its start and its length
+    (a redirect to a 60 kB URL must not become a 60 kB log line)."""
+    if len(url) <= SHOWN_URL:
+        return url
+    return f"{url[: SHOWN_URL - 40]}... ({len(url)} characters)"
+
+
 def check_url(url: str, allow_insecure_loopback: bool) -> None:
     """Refuse anything but a well-formed https URL (and loopback http when explicitly allowed).
 
@@ -139,6 +158,105 @@ def _reason(e: BaseException) -> str:
         if needle in text:
             return reason
     return type(e).__name__
+
+
+def _declared_length(resp: requests.Response) -> int | None:
+    """The body's length as its Content-Length declares it, if that is one number."""
+    declared = resp.headers.get("Content-Length")
+    return int(declared) if declared is not None and declared.isdigit() else None
+
+
+def _chain(e: BaseException) -> Iterator[BaseException]:
+    """``e`` and what led to it: causes, contexts and the errors requests and urllib3 wrap in their
+    arguments or ``reason`` (a bounded walk: the chain is the library's, not ours)."""
+    seen: set[int] = set()
+    todo = [e]
+    while todo and len(seen) < 32:
+        x = todo.pop(0)
+        if id(x) in seen:
+            continue
+        seen.add(id(x))
+        yield x
+        todo += [c for c in (x.__cause__, x.__context__, getattr(x, "reason", None)) if isinstance(c, BaseException)]
+        todo += [a for a in x.args if isinstance(a, BaseException)]
+
+
+_E = TypeVar("_E", bound=BaseException)
+
+
+def _found(e: BaseException, kind: type[_E]) -> _E | None:
+    """The first error of ``kind`` in ``e``'s chain."""
+    return next((x for x in _chain(e) if isinstance(x, kind)), None)
+
+
+# OpenSSL's X509_V_ERR_* codes that have a better word than "not trusted"
+_CERT_NOT_YET_VALID, _CERT_HAS_EXPIRED, _HOSTNAME_MISMATCH, _IP_ADDRESS_MISMATCH = 9, 10, 62, 64
+
+
+def _tls_failure(url: str, e: BaseException) -> DownloadError:
+    """One line for a failed TLS handshake that says which check failed and what to do."""
+    host = urlsplit(url).hostname or url
+    verify = _found(e, ssl.SSLCertVerificationError)
+    if verify is None:
+        tls = _found(e, ssl.SSLError)
+        reason = (tls.reason if tls is not None else None) or _reason(e)
+        return DownloadError(
+            f"the TLS handshake with {host} failed ({reason}) for {shown(url)}; check that the URL's port serves https"
+        )
+    failed = f"TLS verification failed for {shown(url)}"
+    if verify.verify_code == _CERT_HAS_EXPIRED:
+        return DownloadError(
+            f"{failed}: the server's certificate has expired (or this computer's clock is wrong); the server must "
+            "renew it"
+        )
+    if verify.verify_code == _CERT_NOT_YET_VALID:
+        return DownloadError(f"{failed}: the server's certificate is not valid yet; check this computer's clock")
+    if verify.verify_code in (_HOSTNAME_MISMATCH, _IP_ADDRESS_MISMATCH):
+        return DownloadError(
+            f"{failed}: the server's certificate is not valid for {host}; check the host name in the URL"
+        )
+    return DownloadError(
+        f"{failed}: the certificate is not trusted ({verify.verify_message}); set the app's CA bundle if you use "
+        "a private CA"
+    )
+
+
+class _InterimResponsesError(http.client.HTTPException):
+    """More ``1xx`` responses before the final one than :data:`MAX_INTERIM` (or :data:`MAX_INTERIM_BYTES`)."""
+
+
+class _FinalResponse(http.client.HTTPResponse):
+    """http.client's response, reading past every ``1xx`` but ``101`` to the final status (RFC 9110 §15.2).
+
+    ``begin()`` skips only ``100 Continue``; this status reader skips the others as well (and ``100``
+    too, so ``begin()`` never loops), within a bound: a server cannot keep the request waiting on
+    interim responses (the deadline would end it too, later and with a vaguer message). ``101``
+    is a final answer: nothing here asked to switch protocols.
+    """
+
+    def _read_status(self) -> tuple[str, int, str]:
+        spent = 0
+        for _ in range(MAX_INTERIM + 1):
+            version, status, reason = super()._read_status()  # type: ignore[misc]
+            if not 100 <= status < 200 or status == 101:
+                return version, status, reason
+            spent += len(version) + len(reason) + 5
+            while spent <= MAX_INTERIM_BYTES:  # its header lines, which nothing here needs
+                line = self.fp.readline(MAX_INTERIM_BYTES - spent + 1)
+                spent += len(line)
+                if line in (b"\r\n", b"\n", b""):
+                    break
+            if spent > MAX_INTERIM_BYTES:
+                break
+        raise _InterimResponsesError(
+            f"more than {MAX_INTERIM} interim (1xx) responses or {MAX_INTERIM_BYTES} bytes of them before an answer"
+        )
+
+
+def _past_deadline(url: str, *, downloading: bool = False) -> TransferTimeoutError:
+    """The line for a request (or the body of a download) that its deadline cut off."""
+    what = f"download of {shown(url)} exceeded" if downloading else f"gave up on {shown(url)} after"
+    return TransferTimeoutError(f"{what} its deadline; the server or network is too slow")
 
 
 # --- The watchdog ------------------------------------------------------------------------------
@@ -212,6 +330,7 @@ class _WatchedMixin:
     the proxy tunnel and the TLS handshake, which run over it) and each time it is reused."""
 
     sock: socket.socket | None
+    response_class: type[http.client.HTTPResponse] = _FinalResponse
 
     def _new_conn(self) -> socket.socket:
         sock: socket.socket = super()._new_conn()  # type: ignore[misc]
@@ -429,7 +548,7 @@ class Fetcher:
             request = _Request(self._sender(url, headers), deadline)
         except Exception as e:  # preparing: an URL requests cannot encode, a broken proxy setting
             raise DownloadError(
-                f"cannot request {url[:200]}: {_reason(e)}; check the URL and the proxy settings"
+                f"cannot request {shown(url)}: {_reason(e)}; check the URL and the proxy settings"
             ) from e
         try:
             return request, self._send_checked(request, url)
@@ -437,27 +556,43 @@ class Fetcher:
             request.finish()
             raise
 
-    @staticmethod
-    def _send_checked(request: _Request, url: str) -> requests.Response:
+    def _send_checked(self, request: _Request, url: str) -> requests.Response:
         try:
             return request.start()
         except TransferTimeoutError as e:
-            raise TransferTimeoutError(f"gave up on {url} after its deadline; the server or network is too slow") from e
-        except requests.exceptions.SSLError as e:
-            raise DownloadError(
-                f"TLS verification failed for {url}: the certificate is not trusted; set the app's "
-                "CA bundle if you use a private CA"
-            ) from e
+            raise _past_deadline(url) from e
         except Exception as e:
-            if request.watch.fired:
-                raise TransferTimeoutError(
-                    f"gave up on {url} after its deadline; the server or network is too slow"
-                ) from e
-            if isinstance(e, requests.exceptions.Timeout | urllib3.exceptions.TimeoutError | TimeoutError):
-                raise TransferTimeoutError(f"timed out talking to {url}; check the network or try later") from e
-            raise DownloadError(
-                f"cannot fetch {url}: {_reason(e)}; check the network or that the update server is up"
-            ) from e
+            raise self._send_failure(request, url, e) from e
+
+    def _send_failure(self, request: _Request, url: str, e: Exception) -> DownloadError:
+        """The one error for a request that got no usable response head, saying which step failed."""
+        host = urlsplit(url).netloc or url
+        if request.watch.fired:
+            return _past_deadline(url)  # the watchdog's shutdown, whatever error it surfaced as
+        interim = _found(e, _InterimResponsesError)
+        if interim is not None:
+            return DownloadError(f"cannot fetch {shown(url)}: the server sent {interim}; check the server or proxy")
+        timeouts = [x for x in _chain(e) if isinstance(x, TimeoutError | urllib3.exceptions.TimeoutError)]
+        timeouts = [x for x in timeouts if not isinstance(x, urllib3.exceptions.NewConnectionError)]  # a subclass
+        if any(isinstance(x, urllib3.exceptions.ConnectTimeoutError) for x in timeouts):
+            return TransferTimeoutError(
+                f"could not connect to {host} within {self.config.connect_timeout:g} s; check the network or try later"
+            )
+        if any("handshake" in str(x) for x in timeouts):  # ssl's "The handshake operation timed out"
+            return TransferTimeoutError(
+                f"no answer from {host} within {self.config.connect_timeout:g} s (the TLS handshake did not "
+                "finish); check the network or try later"
+            )
+        if timeouts:
+            return TransferTimeoutError(
+                f"no answer from {shown(url)} within {self.config.read_timeout:g} s (the request was sent); check "
+                "the server or try later"
+            )
+        if isinstance(e, requests.exceptions.SSLError) or _found(e, ssl.SSLError) is not None:
+            return _tls_failure(url, e)
+        return DownloadError(
+            f"cannot fetch {shown(url)}: {_reason(e)}; check the network or that the update server is up"
+        )
 
     @contextmanager
     def _open(
@@ -468,23 +603,24 @@ class Fetcher:
         for _ in range(MAX_REDIRECTS + 1):
             check_url(url, self.config.allow_insecure_loopback)
             if time.monotonic() >= deadline:
-                raise TransferTimeoutError(f"gave up on {url} after its deadline; the server or network is too slow")
+                raise _past_deadline(url)
             request, resp = self._start(url, headers, deadline)
             try:
                 if resp.is_redirect:
                     location = resp.headers.get("Location", "")
                     if not location:
-                        raise HTTPStatusError(f"{url} redirected without a Location", resp.status_code)
+                        raise HTTPStatusError(f"{shown(url)} redirected without a Location", resp.status_code)
                     try:
                         url = urljoin(url, location)
                     except ValueError as e:
                         raise HTTPStatusError(
-                            f"{url} redirected to an unusable Location {location[:100]!r}", resp.status_code
+                            f"{shown(url)} redirected to an unusable Location {location[:100]!r}", resp.status_code
                         ) from e
                     continue
                 if resp.status_code != 304 and not 200 <= resp.status_code < 300:
                     raise HTTPStatusError(
-                        f"{url} answered HTTP {resp.status_code}; check the URL or that the release was published",
+                        f"{shown(url)} answered HTTP {resp.status_code}; check the URL or that the release was "
+                        "published",
                         resp.status_code,
                     )
                 yield resp, request.watch
@@ -492,7 +628,7 @@ class Fetcher:
             finally:
                 resp.close()
                 request.finish()
-        raise HTTPStatusError(f"{url}: more than {MAX_REDIRECTS} redirects; check the server configuration")
+        raise HTTPStatusError(f"{shown(url)}: more than {MAX_REDIRECTS} redirects; check the server configuration")
 
     def _chunks(self, resp: requests.Response, watch: _Watch, url: str, deadline: float) -> Iterator[bytes]:
         """The body as it arrives, cut off at the deadline.
@@ -504,25 +640,22 @@ class Fetcher:
         raw = resp.raw
         while True:
             if time.monotonic() >= deadline:
-                raise TransferTimeoutError(
-                    f"download of {url} exceeded its deadline; the server or network is too slow"
-                )
+                raise _past_deadline(url, downloading=True)
             try:
                 chunk = raw.read1(CHUNK, decode_content=False)
             except Exception as e:
                 if watch.fired:
-                    raise TransferTimeoutError(
-                        f"download of {url} exceeded its deadline; the server or network is too slow"
-                    ) from e
+                    raise _past_deadline(url, downloading=True) from e
                 if isinstance(e, urllib3.exceptions.ReadTimeoutError | TimeoutError):
-                    raise TransferTimeoutError(f"read from {url} timed out; check the network or try later") from e
+                    raise TransferTimeoutError(
+                        f"no data from {shown(url)} within {self.config.read_timeout:g} s; check the network or "
+                        "try later"
+                    ) from e
                 raise DownloadError(
-                    f"connection to {url} broke mid-transfer ({_reason(e)}); it will be retried next time"
+                    f"connection to {shown(url)} broke mid-transfer ({_reason(e)}); it will be retried next time"
                 ) from e
             if watch.fired:
-                raise TransferTimeoutError(
-                    f"download of {url} exceeded its deadline; the server or network is too slow"
-                )
+                raise _past_deadline(url, downloading=True)
             if not chunk:
                 return
             yield chunk
@@ -541,19 +674,19 @@ class Fetcher:
             if resp.status_code == 304:
                 if etag is None:
                     raise HTTPStatusError(
-                        f"{url} answered 304 Not Modified to a request that asked for no comparison; check "
+                        f"{shown(url)} answered 304 Not Modified to a request that asked for no comparison; check "
                         "the server or proxy",
                         304,
                     )
                 return None
-            declared = resp.headers.get("Content-Length")
-            if declared is not None and declared.isdigit() and int(declared) > max_bytes:
-                raise TooLargeError(f"{url} is {declared} bytes, over the {max_bytes} byte limit; check the URL")
+            declared = _declared_length(resp)
+            if declared is not None and declared > max_bytes:
+                raise TooLargeError(f"{shown(url)} is {declared} bytes, over the {max_bytes} byte limit; check the URL")
             buf = bytearray()
             for chunk in self._chunks(resp, watch, url, deadline):
                 buf += chunk
                 if len(buf) > max_bytes:
-                    raise TooLargeError(f"{url} sent more than {max_bytes} bytes; check the URL")
+                    raise TooLargeError(f"{shown(url)} sent more than {max_bytes} bytes; check the URL")
             return Fetched(bytes(buf), resp.headers.get("ETag"), resp.url or url)
 
     def download(
@@ -603,7 +736,17 @@ class Fetcher:
                 digest = resume.digest = hashlib.sha256()  # stored back: a retry in this run resumes from it
                 done = resume.offset = 0
             else:
-                raise HTTPStatusError(f"{url} answered HTTP {resp.status_code} to a download request", resp.status_code)
+                raise HTTPStatusError(
+                    f"{shown(url)} answered HTTP {resp.status_code} to a download request", resp.status_code
+                )
+            declared = _declared_length(resp)
+            if declared is not None and done + declared > size:
+                # Refused before reading: all the signed bytes could arrive and the read would then wait for
+                # the rest until the read timeout (issue 22).
+                raise TooLargeError(
+                    f"{shown(url)} is {done + declared} bytes, more than the {size} bytes the manifest signed for; "
+                    "the store holds a different file"
+                )
             validator = strong_etag(resp.headers.get("ETag"))
             if done == 0 or validator is not None:
                 resume.etag = validator
@@ -614,7 +757,7 @@ class Fetcher:
                 for chunk in self._chunks(resp, watch, url, deadline):
                     if done + len(chunk) > size:
                         raise TooLargeError(
-                            f"{url} sent more than the {size} bytes the manifest signed for; the store holds a "
+                            f"{shown(url)} sent more than the {size} bytes the manifest signed for; the store holds a "
                             "different file"
                         )
                     sink.add(chunk)
@@ -625,10 +768,11 @@ class Fetcher:
                 sink.close()  # also on failure: what was received is written, and a resume starts after it
         if done != size:
             raise IntegrityError(
-                f"{url} ended after {done} of {size} bytes; the download was cut short and will be retried next time"
+                f"{shown(url)} ended after {done} of {size} bytes; the download was cut short and will be retried "
+                "next time"
             )
         if digest.hexdigest() != sha256:
             raise IntegrityError(
-                f"{url} does not match the signed sha256; the store holds a different or corrupted "
+                f"{shown(url)} does not match the signed sha256; the store holds a different or corrupted "
                 "file, nothing was installed"
             )

@@ -15,8 +15,8 @@ from ..errors import MalformedError
 
 MAX_INT = (1 << 53) - 1  # JSON interop: larger ints do not survive a JavaScript reader
 MAX_DEPTH = 16
-_SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
-_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+_SHA256_RE = re.compile(r"[0-9a-f]{64}")
+_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 _TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
 
 
@@ -83,10 +83,10 @@ def parse_time(text: Any, what: str) -> datetime:
 
 def is_sha256(text: object) -> bool:
     """64 lowercase hex digits: how every digest is written."""
-    return isinstance(text, str) and bool(_SHA256_RE.match(text))
+    return isinstance(text, str) and bool(_SHA256_RE.fullmatch(text))
 
 
 def valid_app_name(name: str) -> bool:
     """App and channel names: a letter or digit, then letters, digits, ``.``, ``_`` or ``-``; never
     ``/`` or ``..`` alone, which would escape a store prefix."""
-    return bool(_NAME_RE.match(name))
+    return bool(_NAME_RE.fullmatch(name))

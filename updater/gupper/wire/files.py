@@ -35,7 +35,7 @@ MAX_INDEX_BYTES = 4 << 20
 MAX_ENTRIES = 100_000
 MAX_DEPTH = 64
 FILE_MODES = (0o644, 0o755)
-_PATCH_FILE_RE = re.compile(r"^[0-9a-f]{64}-[0-9a-f]{64}\.bsdiff4$")
+_PATCH_FILE_RE = re.compile(r"[0-9a-f]{64}-[0-9a-f]{64}\.bsdiff4")
 
 Json = dict[str, Any]
 
@@ -276,7 +276,7 @@ class FilePatch:
             is_sha256(fp.from_sha256)
             and is_sha256(fp.sha256)
             and isinstance(fp.file, str)
-            and _PATCH_FILE_RE.match(fp.file)
+            and _PATCH_FILE_RE.fullmatch(fp.file)
         ):
             raise IntegrityError(
                 f"the folder patch index is unusable (patch for {path[:80]!r} has an unusable name or digest); refused"
