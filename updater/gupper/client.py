@@ -104,14 +104,17 @@ class Updater:
         # The pre-flight of a new version ends here, before the app goes on to its UI, however it
         # drives the updater later (run, the steps, a menu item): see README "Use it in your app".
         answer_self_test(cfg.current_version, self.environ)
-        if getattr(sys, "frozen", False):
-            # An update may replace this app's file while it runs (in the background, or from another
-            # instance): keep reading its own bundled modules (gupper.frozen_archive).
-            from .frozen_archive import pin_own_archive
+        try:
+            if getattr(sys, "frozen", False):
+                # An update may replace this app's file while it runs (in the background, or from another
+                # instance): keep reading its own bundled modules (gupper.frozen_archive).
+                from .frozen_archive import pin_own_archive
 
-            pin_own_archive()
-        # Started by restart_on_exit(): the old process ends first (its files saved, its locks let go).
-        _restart.wait_for_handover(self.environ)
+                pin_own_archive()
+            # Started by restart_on_exit(): the old process ends first (its files saved, its locks let go).
+            _restart.wait_for_handover(self.environ)
+        except Exception as e:  # a bug in Gupper must not stop the app from starting
+            self._internal_error(e)
         self._exit_launch: tuple[str, list[str], dict[str, str]] | None = None
         self._exit_launch_lock = threading.Lock()
         self._lock_owner: int | None = None
