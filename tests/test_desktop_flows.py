@@ -10,15 +10,16 @@ of a real PyInstaller binary, are in tests/test_e2e_desktop.py.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
+import json
 import logging
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
@@ -248,44 +249,64 @@ def test_a_trial_that_cannot_be_recorded_is_no_install(sim: Sim, exe: Path, monk
     assert exe.read_bytes() == OLD and sorted(p.name for p in exe.parent.iterdir()) == ["app"]
 
 
-@contextlib.contextmanager
-def read_only(folder: Path) -> Iterator[None]:
-    """``folder`` read-only for this process: a read-only bind mount as root, else its mode."""
-    if os.geteuid() != 0:
-        folder.chmod(0o555)
-        try:
-            yield
-        finally:
-            folder.chmod(0o755)
-        return
-    mounted = subprocess.run(["mount", "--bind", str(folder), str(folder)], capture_output=True, check=False)
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot bind-mount here: {mounted.stderr.decode().strip()}")
-    try:
-        subprocess.run(["mount", "-o", "remount,ro,bind", str(folder)], check=True, capture_output=True)
-        yield
-    finally:
-        subprocess.run(["umount", str(folder)], check=False, capture_output=True)
+READ_ONLY_RUN = """
+import json, sys
+from gupper import Platform, Updater, UpdaterConfig
+args = json.loads(sys.argv[1])
+cfg = UpdaterConfig(app="app", current_version=args["version"], manifest_url=args["url"], public_keys=(args["key"],),
+    ca_bundle=args["ca"], executable=args["exe"], platform=Platform("linux", "amd64"), state_dir=args["state"],
+    retries=0, report_outcomes=False)
+updater = Updater(cfg, environ={}, argv=["app"], restart_on_rollback=False)
+if args["confirm"]:
+    updater.confirm()
+print(json.dumps({"status": updater.run(restart=False).status.value}))
+"""
 
 
-@pytest.mark.posix
-def test_a_read_only_state_folder_is_refused_before_the_check(sim: Sim, exe: Path) -> None:
-    """It existed from an earlier run (the lock file too), then became read-only: no update can be
-    installed without recording its trial, so the refusal comes first, in one line."""
+def test_a_state_folder_made_read_only_is_refused_before_the_check(sim: Sim, exe: Path) -> None:
+    """The issue's case: the folder exists from an earlier run, its lock file still writable, the
+    folder itself read-only. Locking works, saving state does not: no update may be installed then,
+    since its trial could not be recorded. As root the run drops the capability that overrides
+    file permissions (setpriv), so the folder's mode binds it as it binds a user."""
+    if os.geteuid() == 0 and shutil.which("setpriv") is None:
+        pytest.skip("root without setpriv (util-linux): file modes would not bind the run")
+    drop = ["setpriv", "--bounding-set", "-dac_override,-dac_read_search"] if os.geteuid() == 0 else []
+    state_dir = exe.parent.parent / "state"
+
+    def run(version: str, confirm: bool = False) -> str:
+        args = {
+            "version": version,
+            "url": sim.url(MANIFEST),
+            "key": public_key_of(KEY).to_text(),
+            "ca": sim.ca_path,
+            "exe": str(exe),
+            "state": str(state_dir),
+            "confirm": confirm,
+        }
+        proc = subprocess.run(
+            [*drop, sys.executable, "-c", READ_ONLY_RUN, json.dumps(args)],
+            capture_output=True,
+            text=True,
+            timeout=WAIT,
+            check=False,
+            cwd=ROOT,
+        )
+        assert proc.returncode == 0, proc.stderr
+        status: str = json.loads(proc.stdout)["status"]
+        return status + "\n" + proc.stderr
+
     publish(sim, "2.0.0", NEW)
-    made = updater(sim, exe)
-    assert made.run(restart=False).status is Status.INSTALLED  # the folder and its lock file exist
-    again = updater(sim, exe, current_version="2.0.0")
-    again.confirm()
+    assert run("1.0.0").startswith("installed")  # the state folder and its lock file now exist
+    assert run("2.0.0", confirm=True).startswith("up-to-date")
     publish(sim, "3.0.0", fake_app("3.0.0"), serial=2)
     sim.requests.clear()
-    with read_only(exe.parent.parent / "state"):
-        result = again.run(restart=False)
-    assert result.status is Status.FAILED
-    assert (
-        result.message.startswith("cannot use the updater's state folder")
-        and "set UpdaterConfig.state_dir" in result.message
-    )
+    state_dir.chmod(0o555)  # read-only folder; the lock file in it stays writable
+    try:
+        out = run("2.0.0")
+    finally:
+        state_dir.chmod(0o755)
+    assert out.startswith("failed"), out
+    assert "cannot use the updater's state folder" in out and "set UpdaterConfig.state_dir" in out
     assert not sim.requests and exe.read_bytes() == NEW
 
 
