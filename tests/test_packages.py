@@ -24,8 +24,8 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from gupper import Platform, Status, Updater, UpdaterConfig
-from gupper.errors import InstallError, IntegrityError
-from gupper.folder import FolderLayout, detect, switch
+from gupper.errors import InstallError, IntegrityError, PreflightFailedError
+from gupper.folder import FolderLayout, detect, run_post_install, switch
 from gupper.install import FileOps
 from gupper.package import extract_package
 from gupper.state import StateFile
@@ -37,6 +37,7 @@ from gupper_publish.stores import LocalStore
 
 from .conftest import NOW, fake_app
 from .httpsim import Sim
+from .test_desktop_flows import ended
 
 pytestmark = pytest.mark.posix
 
@@ -517,6 +518,56 @@ def test_a_failing_post_install_hook_aborts_the_switch_and_marks_the_version_bad
     )
     assert layout.current_version("linux") == "1.0.0" and versions_of(layout) == ["1.0.0"]
     assert "marked bad" in folder_updater(sim, layout).run(restart=False).message
+
+
+def version_with_hook(tmp_path: Path, hook: bytes) -> FolderLayout:
+    """versions/2.0.0 of an install, holding a post-install hook ``hooks/migrate`` and its file list."""
+    layout = layout_with(tmp_path, "1.0.0", "2.0.0", current="1.0.0")
+    folder = layout.version_dir("2.0.0")
+    (folder / "hooks").mkdir()
+    (folder / "hooks" / "migrate").write_bytes(hook)
+    (folder / "hooks" / "migrate").chmod(0o755)
+    entries = [PackageEntry("hooks", "dir"), PackageEntry("hooks/migrate", "file", len(hook), "ab" * 32, 0o755)]
+    (folder / LIST_NAME).write_bytes(FileList.of(entries, "hooks/migrate").to_bytes())
+    return layout
+
+
+def test_a_post_install_hook_on_windows_opens_no_console_window(tmp_path: Path) -> None:
+    """A windowed app's update must not flash a console for its hook (issue 21, item 7)."""
+    layout = version_with_hook(tmp_path, b"#!/bin/sh\nexit 0\n")
+    started: list[dict[str, Any]] = []
+
+    class Done:
+        returncode, pid, _handle = 0, 4242, 7
+
+        def communicate(self, timeout: float | None = None) -> tuple[bytes, bytes]:
+            return b"", b""
+
+        def poll(self) -> int:
+            return 0
+
+        def kill(self) -> None:
+            pass
+
+    def popen(argv: list[str], **kw: Any) -> Done:
+        started.append({"argv": argv, **kw})
+        return Done()
+
+    run_post_install(layout, "2.0.0", "1.0.0", {}, 10, "windows", jobs=None, popen=popen)
+    (call,) = started
+    assert call["argv"] == [str(layout.version_dir("2.0.0") / "hooks" / "migrate")]
+    assert call["creationflags"] & 0x08000000  # CREATE_NO_WINDOW
+    assert call["cwd"] == layout.version_dir("2.0.0") and call["env"]["GUPPER_NEW_VERSION"] == "2.0.0"
+
+
+@pytest.mark.skipif(not hasattr(os, "pidfd_open"), reason="pidfd_open is Linux's")
+def test_a_hung_post_install_hook_is_killed_with_what_it_started(tmp_path: Path) -> None:
+    pids = tmp_path / "pids"
+    layout = version_with_hook(tmp_path, f"#!/bin/sh\nsleep 300 &\necho $! > {pids}\nexec sleep 300\n".encode())
+    with pytest.raises(PreflightFailedError, match=r"the post-install hook of 2.0.0 did not finish within 0.5 s"):
+        run_post_install(layout, "2.0.0", "1.0.0", dict(os.environ), 0.5)
+    child = int(pids.read_text())
+    assert ended(child, 30), "the hook's background child outlived the hook's timeout"
 
 
 def test_a_post_install_hook_must_be_a_listed_executable(tmp_path: Path) -> None:

@@ -23,8 +23,17 @@ from typing import Any
 import pytest
 
 from gupper import InstallError, Status
-from gupper.folder import FolderLayout, prune, publish_version, remove_tree, switch
-from gupper.install import RENAME_ATTEMPTS, FileOps, apply, check_writable, make_backup, temp_path_for
+from gupper.folder import FolderLayout, prune, publish_version, remove_tree, staging_dir, switch
+from gupper.install import (
+    RENAME_ATTEMPTS,
+    FileOps,
+    apply,
+    check_writable,
+    describe_write_error,
+    make_backup,
+    path_too_long,
+    temp_path_for,
+)
 from gupper.platforms import Platform
 from gupper.restart import (
     JOB_OBJECT_EXTENDED_LIMIT_INFORMATION,
@@ -728,3 +737,33 @@ def test_network_failures_read_the_same_on_every_os(text: str, reason: str) -> N
         f"NewConnectionError('Failed to establish a new connection: {text}'))"
     )
     assert _reason(error) == reason
+
+
+# --- long paths (issue 21, item 6) ---
+
+
+def test_a_path_past_max_path_says_so_in_one_line_not_free_some_disk_space(tmp_path: Path) -> None:
+    layout = folder_layout(tmp_path)
+    long_name = "C:\\Users\\someone\\AppData\\Local\\Programs\\app\\versions\\" + "x" * 230 + "\\lib.pyd"
+    exced_range = OSError(22, "The filename or extension is too long", "C:\\short")
+    exced_range.winerror = 206  # type: ignore[attr-defined]  # ERROR_FILENAME_EXCED_RANGE (set so on Windows only)
+    for error in (OSError(2, "The system cannot find the path specified", long_name), exced_range):
+        message = describe_write_error(error, layout.versions, "windows")
+        assert "past Windows' limit of 259 characters (MAX_PATH)" in message and "LongPathsEnabled" in message
+        assert "disk space" not in message and "\n" not in message
+    assert f"({len(long_name)} characters)" in describe_write_error(
+        OSError(2, "not found", long_name), layout.versions, "windows"
+    )
+    # the same name is no path problem on Linux, and a short one none on Windows
+    assert path_too_long(OSError(2, "not found", long_name), "linux") is None
+    assert path_too_long(OSError(2, "not found", "C:\\a\\b"), "windows") is None
+    linux = describe_write_error(OSError(errno.ENAMETOOLONG, "File name too long", "/a/b"), layout.versions, "linux")
+    assert linux.startswith("the path /a/b (4 characters) is too long for this system")
+
+
+def test_the_staging_folder_of_a_version_adds_few_characters_to_its_paths(tmp_path: Path) -> None:
+    layout = folder_layout(tmp_path)
+    staged = staging_dir(layout)
+    # was .<version>.gupper-<12 hex>.tmp: 26 characters more than the version's own name
+    assert staged.parent == layout.versions and len(staged.name) <= 11 and staged != staging_dir(layout)
+    assert staged.name.startswith(".") and staged.name.endswith(".tmp")  # what the next start's clean-up removes

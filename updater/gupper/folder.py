@@ -22,12 +22,17 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-from collections.abc import Mapping
+import secrets
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from . import install as _install
 from .errors import InstallError, PreflightFailedError
+
+if TYPE_CHECKING:
+    from .selftest import JobApi
 
 log = logging.getLogger("gupper")
 
@@ -133,13 +138,26 @@ def switch(layout: FolderLayout, version: str, os_name: str, ops: _install.FileO
         ) from e
 
 
-def run_post_install(layout: FolderLayout, version: str, previous: str, env: Mapping[str, str], timeout: float) -> None:
+def run_post_install(
+    layout: FolderLayout,
+    version: str,
+    previous: str,
+    env: Mapping[str, str],
+    timeout: float,
+    os_name: str | None = None,
+    *,
+    jobs: JobApi | None = None,
+    popen: Callable[..., Any] | None = None,
+) -> None:
     """Run the package's post-install hook, if it declares one, before ``current`` is switched.
 
     It runs in the new version's folder with ``GUPPER_INSTALL_ROOT``, ``GUPPER_NEW_VERSION`` and
-    ``GUPPER_PREVIOUS_VERSION`` set; a non-zero exit, a timeout or a hook that cannot start
-    aborts the switch (PreflightFailedError: the version is marked bad).
+    ``GUPPER_PREVIOUS_VERSION`` set, as a process tree of its own like the pre-flight (on Windows
+    without a console window, so a windowed app's update flashes none; killed with everything it
+    started at the timeout). A non-zero exit, a timeout or a hook that cannot start aborts the
+    switch (PreflightFailedError: the version is marked bad). ``jobs`` and ``popen`` are for tests.
     """
+    from .selftest import run_tree
     from .wire.files import LIST_NAME, FileList  # only when a folder update installs
 
     folder = layout.version_dir(version)
@@ -153,39 +171,38 @@ def run_post_install(layout: FolderLayout, version: str, previous: str, env: Map
     run_env = dict(
         env, GUPPER_INSTALL_ROOT=str(layout.root), GUPPER_NEW_VERSION=version, GUPPER_PREVIOUS_VERSION=previous
     )
-    import subprocess
-
     try:
-        proc = subprocess.run(
-            [str(folder / hook)],
-            cwd=folder,
-            env=run_env,
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            timeout=timeout,
-            check=False,
+        code, _out, _err = run_tree(
+            [str(folder / hook)], run_env, timeout, cwd=folder, os_name=os_name, jobs=jobs, popen=popen
         )
-    except subprocess.TimeoutExpired as e:
-        raise PreflightFailedError(
-            f"the post-install hook of {version} did not finish within {timeout:g} s; not installed"
-        ) from e
     except OSError as e:
         raise PreflightFailedError(
             f"the post-install hook of {version} cannot be started ({e.strerror or e}); not installed"
         ) from e
-    if proc.returncode != 0:
+    if code is None:
         raise PreflightFailedError(
-            f"the post-install hook of {version} failed (exit code {proc.returncode}); not installed"
+            f"the post-install hook of {version} did not finish within {timeout:g} s; not installed"
         )
+    if code != 0:
+        raise PreflightFailedError(f"the post-install hook of {version} failed (exit code {code}); not installed")
     log.info("gupper: post-install hook of %s done", version)
 
 
-def staging_dir(layout: FolderLayout, version: str) -> Path:
-    """A temp folder beside the version folders (same filesystem) to extract ``version`` into."""
-    return _install.temp_path_for(layout.versions / version)
+def staging_dir(layout: FolderLayout) -> Path:
+    """A fresh temp folder beside the version folders (same filesystem) to build a version in.
+
+    Its name is short (``.<6 hex>.tmp``, 11 characters): every file of the new version sits under
+    it until it is renamed to ``versions/<version>``, and on Windows a path past 260 characters
+    (MAX_PATH) cannot be written unless long paths are on. Hidden and ending in ``.tmp``: the next
+    start removes it when a kill left it (:func:`cleanup_leftovers`); ``versions/`` holds only the
+    updater's folders, so the name needs no app or version in it.
+    """
+    return layout.versions / f".{secrets.token_hex(3)}.tmp"
 
 
-def publish_version(layout: FolderLayout, staged: Path, version: str, ops: _install.FileOps | None = None) -> Path:
+def publish_version(
+    layout: FolderLayout, staged: Path, version: str, ops: _install.FileOps | None = None, os_name: str | None = None
+) -> Path:
     """Rename a fully extracted and verified folder to ``versions/<version>`` (replacing a stale one
     that ``current`` does not name) and make that durable. The rename is retried while antivirus
     holds a file inside (Windows refuses to rename a folder then)."""
@@ -197,7 +214,9 @@ def publish_version(layout: FolderLayout, staged: Path, version: str, ops: _inst
         _install.retry(lambda: ops.rename(str(staged), str(final)), ops, f"putting {version} in place")
         ops.fsync_dir(str(layout.versions))
     except OSError as e:
-        raise InstallError(f"cannot put {version} in place: {_install.describe_write_error(e, layout.versions)}") from e
+        raise InstallError(
+            f"cannot put {version} in place: {_install.describe_write_error(e, layout.versions, os_name)}"
+        ) from e
     return final
 
 

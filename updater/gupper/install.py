@@ -156,8 +156,36 @@ def retry(op: Callable[[], None], ops: FileOps, what: str, attempts: int = RENAM
             delay = min(delay * 2, 1.0)
 
 
-def describe_write_error(e: OSError, directory: Path) -> str:
-    """Why a file could not be written in ``directory``, and what to do: permissions, space or a read-only volume."""
+MAX_PATH = 260
+"""Windows' path limit, the terminating NUL included: a path of 260 characters or more cannot be
+created unless long paths are on (LongPathsEnabled, Windows 10 1607 and later; PyInstaller's
+bootloader declares itself longPathAware)."""
+ERROR_FILENAME_EXCED_RANGE = 206
+
+
+def path_too_long(e: OSError, os_name: str | None = None) -> str | None:
+    """What to say when ``e`` failed because a path is too long (Windows' MAX_PATH, or the OS's
+    ``ENAMETOOLONG``); None for any other failure. ``os_name`` defaults to this OS. Pure."""
+    os_name = os_name or ("windows" if sys.platform == "win32" else sys.platform)
+    name = str(e.filename) if e.filename is not None else ""
+    shown = f"{name[:40]}...{name[-40:]}" if len(name) > 90 else name
+    path = f"the path {shown} ({len(name)} characters)" if name else "a path of the update"
+    if os_name == "windows" and (getattr(e, "winerror", None) == ERROR_FILENAME_EXCED_RANGE or len(name) >= MAX_PATH):
+        return (
+            f"{path} is past Windows' limit of {MAX_PATH - 1} characters (MAX_PATH); install the app in a folder "
+            r"with a shorter path (per user: %LOCALAPPDATA%\Programs\<app>) or turn on long paths (LongPathsEnabled)"
+        )
+    if e.errno == errno.ENAMETOOLONG:
+        return f"{path} is too long for this system; install the app in a folder with a shorter path"
+    return None
+
+
+def describe_write_error(e: OSError, directory: Path, os_name: str | None = None) -> str:
+    """Why a file could not be written in ``directory``, and what to do: a path too long (Windows'
+    MAX_PATH), permissions, space or a read-only volume. ``os_name`` defaults to this OS."""
+    too_long = path_too_long(e, os_name)
+    if too_long is not None:
+        return too_long
     if isinstance(e, PermissionError):
         return f"no write permission on {directory} ({e.strerror or e}); check the folder's permissions"
     if e.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)):

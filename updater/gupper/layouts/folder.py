@@ -90,15 +90,13 @@ class OneFolder:
         downloads, partial, version = self.ctx.downloads, self.partial, str(update.entry.version)
         downloads.fetch_verified(full, partial, progress, beside=self.folder.current)
         self.ctx.checkpoint(Checkpoint.DOWNLOADED)
-        staged = _folder.staging_dir(self.folder, version)
+        staged = _folder.staging_dir(self.folder)
         try:
             extract_package(partial, staged, update.entry.files_sha256)
         except OSError as e:
             _folder.remove_tree(staged)
-            raise InstallError(
-                f"cannot unpack the update in {self.folder.versions} ({e.strerror or e}); free "
-                "some disk space or check the folder's permissions"
-            ) from e
+            where = _install.describe_write_error(e, self.folder.versions, self.ctx.os_name)
+            raise InstallError(f"cannot unpack {version}: {where}") from e
         except IntegrityError as e:
             _folder.remove_tree(staged)
             # The bytes matched the signed sha256, so the same refusal would come every time: the
@@ -125,7 +123,7 @@ class OneFolder:
             return None
         files_url, blobs_url, files_sha256 = entry.files_url, entry.blobs_url, entry.files_sha256
         version = str(entry.version)
-        staged, work = _folder.staging_dir(layout, version), _folder.staging_dir(layout, version + "-parts")
+        staged, work = _folder.staging_dir(layout), _folder.staging_dir(layout)
         try:
             # One deadline for the whole delta, however many files it fetches.
             deadline = time.monotonic() + self.ctx.config.download_timeout
@@ -166,6 +164,9 @@ class OneFolder:
             _folder.remove_tree(staged)
             if e.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)):
                 raise InstallError(f"no space left in {layout.versions} for {version}; free some disk space") from e
+            too_long = _install.path_too_long(e, self.ctx.os_name)
+            if too_long is not None:  # the archive's files would land on the same paths
+                raise InstallError(f"cannot build {version}: {too_long}") from e
             log.warning("gupper: folder delta failed (%s); downloading the full archive", e.strerror or e)
             return None
         except UpdateError as e:  # PatchError included
@@ -220,13 +221,13 @@ class OneFolder:
         hook run, the trial recorded and ``current`` switched to it; the previous version's folder
         is the backup."""
         ctx, layout = self.ctx, self.folder
-        candidate = _folder.publish_version(layout, staged, version) / layout.exe
+        candidate = _folder.publish_version(layout, staged, version, ctx.file_ops(), ctx.os_name) / layout.exe
         try:
             preflight(candidate)
             ctx.checkpoint(Checkpoint.PREFLIGHT_PASSED)
             backup = layout.version_dir(layout.current_version(ctx.os_name, ctx.file_ops()) or previous)
             env = _restart.child_environment(ctx.environ, version)
-            _folder.run_post_install(layout, version, backup.name, env, ctx.config.preflight_timeout)
+            _folder.run_post_install(layout, version, backup.name, env, ctx.config.preflight_timeout, ctx.os_name)
             start_trial(backup)
             _folder.switch(layout, version, ctx.os_name, ctx.file_ops())
             ctx.checkpoint(Checkpoint.SWAPPED)
