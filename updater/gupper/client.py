@@ -140,6 +140,8 @@ class Updater:
         )
         self.layout: InstallLayout | None = open_layout(self.target, context) if self.target is not None else None
         self.folder = self.layout.folder if self.layout is not None else None
+        # Held while this process runs: another process's prune leaves this version's folder alone.
+        self._in_use = self.layout.hold_in_use() if self.layout is not None and getattr(sys, "frozen", False) else None
         restarted_as = self.environ.pop(_restart.RESTARTED_ENV, None)
         self.started: Result | None = self._begin(self.layout) if self.layout is not None else None
         """What this process start did: ``ROLLED_BACK`` when this version's trial had failed,
@@ -657,7 +659,10 @@ class Updater:
 
     @contextlib.contextmanager
     def _lock(self) -> Iterator[bool]:
-        """One updater per app and user at a time; the others carry on without waiting.
+        """One updater per install at a time, whichever user runs it (the lock file sits beside the
+        install: a terminal server, fast user switching); the others carry on without waiting. An
+        install folder where no file can be made (read-only: it cannot be updated either) falls
+        back to a lock in this user's state folder.
 
         Re-entrant for the thread that holds it (``run`` calls ``download`` and ``install``);
         another thread of this process sees it busy, like another process does.
@@ -666,15 +671,24 @@ class Updater:
         if self._lock_owner == me:
             yield True
             return
-        lock = ExclusiveLock(self.state_file.directory / "update.lock")
-        try:
-            self.state_file.directory.mkdir(parents=True, exist_ok=True)
-            locked = lock.acquire()
-        except OSError as e:
-            raise InstallError(
-                f"cannot use the updater's state folder {self.state_file.directory} "
-                f"({e.strerror or e}); make it writable or set UpdaterConfig.state_dir"
-            ) from e
+        lock, locked = None, False
+        if self.layout is not None:
+            lock = ExclusiveLock(self.layout.lock_path)
+            try:
+                locked = lock.acquire()
+            except OSError as e:
+                log.debug("gupper: no update lock beside the install (%s); using the state folder's", e)
+                lock = None
+        if lock is None:
+            lock = ExclusiveLock(self.state_file.directory / "update.lock")
+            try:
+                self.state_file.directory.mkdir(parents=True, exist_ok=True)
+                locked = lock.acquire()
+            except OSError as e:
+                raise InstallError(
+                    f"cannot use the updater's state folder {self.state_file.directory} "
+                    f"({e.strerror or e}); make it writable or set UpdaterConfig.state_dir"
+                ) from e
         if not locked:
             yield False
             return

@@ -235,17 +235,32 @@ def remove_tree(path: Path, ops: _install.FileOps | None = None) -> None:
         log.debug("could not remove %s: %s", path, e)
 
 
-def prune(layout: FolderLayout, keep: set[str], ops: _install.FileOps | None = None) -> list[str]:
-    """Remove version folders not in ``keep`` (the current one and the one before it); returns them."""
+def prune(
+    layout: FolderLayout,
+    keep: set[str],
+    ops: _install.FileOps | None = None,
+    busy: Callable[[Path], bool] | None = None,
+) -> list[str]:
+    """Remove version folders not in ``keep`` (the current one and the one before it) that no running
+    instance uses (``busy``, :func:`gupper._lock.in_use` by default: each instance holds its version
+    while it runs; one in use is removed by a later install); returns the ones removed."""
+    if busy is None:
+        from ._lock import in_use
+
+        busy = in_use
     removed: list[str] = []
     try:
         names = [p.name for p in layout.versions.iterdir() if not p.name.startswith(".")]
     except OSError:
         return removed
     for name in names:
-        if name not in keep:
-            remove_tree(layout.version_dir(name), ops)
-            removed.append(name)
+        if name in keep:
+            continue
+        if busy(layout.version_dir(name) / layout.exe):
+            log.debug("gupper: %s is still running; its folder stays until a later install", name)
+            continue
+        remove_tree(layout.version_dir(name), ops)
+        removed.append(name)
     return removed
 
 

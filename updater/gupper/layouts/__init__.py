@@ -24,7 +24,7 @@ def open_layout(target: Path, ctx: Context) -> InstallLayout:
     if root is not None:
         from .folder import OneFolder
 
-        return OneFolder(FolderLayout(root, target.name), ctx)
+        return OneFolder(FolderLayout(root, target.name), ctx, target)
     from .single import SingleFile
 
     return SingleFile(target, ctx)

@@ -66,6 +66,17 @@ class InstallLayout(Protocol):
         """Where the update is written (its free space is checked before downloading)."""
         ...
 
+    @property
+    def lock_path(self) -> Path:
+        """The update lock's file: beside the install, so that every user of a shared install takes the same one."""
+        ...
+
+    def hold_in_use(self) -> object | None:
+        """Mark the version this process runs as in use for as long as it runs, so that no other
+        process removes its files (``prune``, an old backup); the hold, or None where nothing can be
+        removed under a running version (a one-file install) or it cannot be held."""
+        ...
+
     def cleanup(self) -> None:
         """At start, under the lock: remove what a killed or failed run left (temp files, ``.old``
         executables, partial extractions); a resumable partial download and a backup stay."""

@@ -32,14 +32,17 @@ from .base import Context
 
 log = logging.getLogger("gupper")
 
+LOCK_NAME = ".gupper-lock"
+
 
 class OneFolder:
     """The :class:`~gupper.layouts.InstallLayout` of a one-folder app laid out as ``folder``."""
 
     kind = ARCHIVE
 
-    def __init__(self, folder: _folder.FolderLayout, ctx: Context) -> None:
-        self.folder, self.ctx = folder, ctx
+    def __init__(self, folder: _folder.FolderLayout, ctx: Context, running: Path) -> None:
+        """``running`` is the executable this process runs (resolved: in its version's folder)."""
+        self.folder, self.ctx, self.running = folder, ctx, running
 
     @property
     def trial_key(self) -> str:
@@ -55,6 +58,17 @@ class OneFolder:
     def space_dir(self) -> Path:
         """The version folders' folder."""
         return self.folder.versions
+
+    @property
+    def lock_path(self) -> Path:
+        """``<root>/.gupper-lock``."""
+        return self.folder.root / LOCK_NAME
+
+    def hold_in_use(self) -> object | None:
+        """This process's version folder, held until it exits: ``prune`` leaves it alone."""
+        from .._lock import hold_in_use
+
+        return hold_in_use(self.running)
 
     def cleanup(self) -> None:
         """Temp links beside ``current`` and partial extractions among the version folders."""

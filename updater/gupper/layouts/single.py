@@ -52,6 +52,15 @@ class SingleFile:
         """The executable's folder."""
         return self.target.parent
 
+    @property
+    def lock_path(self) -> Path:
+        """``.<exe>.gupper-lock`` beside the executable."""
+        return self.target.with_name(f".{self.target.name}{_install.TEMP_TAG}lock")
+
+    def hold_in_use(self) -> object | None:
+        """Nothing to hold: an update renames a new file over the executable, the running one keeps its own."""
+        return None
+
     def cleanup(self) -> None:
         """Temp files and ``.old`` executables beside the executable."""
         _install.cleanup_leftovers(self.target, self.ctx.file_ops())
