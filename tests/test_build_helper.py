@@ -19,7 +19,7 @@ import bsdiff4
 import pytest
 
 import gupper
-from gupper.platforms import current_platform
+from gupper.platforms import Platform, current_platform
 from gupper.selftest import SelfTestRun, Verdict, preflight
 from gupper_publish.build import (
     REPRODUCIBLE_ENV,
@@ -33,6 +33,7 @@ from gupper_publish.build import (
     output_name,
     pyinstaller_command,
     self_test_failure,
+    shipping_note,
 )
 
 TIMEOUT = 600
@@ -136,6 +137,7 @@ def test_a_one_folder_build_is_named_and_its_entry_point_publishes(tmp_path: Pat
     assert proc.returncode == 0, proc.stderr
     folder = project / "out" / f"tiny-2.0.0-{PLATFORM.key}"
     assert proc.stdout == f"{Path('out') / folder.name}\n"
+    assert proc.stderr == shipping_note("tiny", str(Path("out") / folder.name), PLATFORM) + "\n"  # what to ship
     exe = folder / f"tiny{PLATFORM.exe_suffix}"
     assert (folder / "_internal").is_dir() and subprocess.run(
         [str(exe)], capture_output=True, text=True, timeout=TIMEOUT, check=False
@@ -171,6 +173,19 @@ def test_a_failing_build_says_why_in_one_line_and_where_the_log_is(tmp_path: Pat
     assert not (project / "dist").exists()
     bad = cli("build", "src/broken.py", "--name", "bro ken", "--version", "1.0", cwd=project)
     assert bad.returncode == 1 and "app name 'bro ken' must be letters" in bad.stderr
+
+
+def test_a_one_folder_build_says_what_to_ship_and_how_a_first_install_looks() -> None:
+    """Copied as it is on Linux and macOS (its first update arranges it); on Windows the launcher layout."""
+    linux = shipping_note("notes", "dist/notes-1.0.0-linux-amd64", Platform("linux", "amd64"))
+    assert linux == (
+        "ship the folder dist/notes-1.0.0-linux-amd64 as it is: copy it anywhere the user can write (e.g. ~/opt/notes) "
+        "and start notes/notes; its first update arranges it into versions/ and current, and notes/notes stays the "
+        "way to start it (docs/packages.md, 'First install')"
+    )
+    windows = shipping_note("notes", "dist/notes-1.0.0-windows-amd64", Platform("windows", "amd64"))
+    assert "<folder>\\notes.exe (the launcher" in windows and "<folder>\\current\\" in windows
+    assert "cannot update itself on Windows" in windows and "\n" not in windows + linux
 
 
 def test_the_command_line_and_name_are_the_documented_ones() -> None:

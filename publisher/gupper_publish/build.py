@@ -227,6 +227,22 @@ def build(options: BuildOptions, environ: Mapping[str, str]) -> Path:
     return dest
 
 
+def shipping_note(name: str, built: str, platform: Platform) -> str:
+    """What to ship of a one-folder build and how its first install looks, for the line ``gupper-publish
+    build --onedir`` prints after the output's path (docs/packages.md, "First install"). Pure."""
+    if platform.os == "windows":
+        return (
+            f"ship it as <folder>\\{name}.exe (the launcher: python launcher/build.py --name {name} --windowed) and "
+            f"this folder as <folder>\\current\\, per user under %LOCALAPPDATA%\\Programs\\{name}; a plain copy "
+            "of the folder cannot update itself on Windows (docs/packages.md, 'First install')"
+        )
+    return (
+        f"ship the folder {built} as it is: copy it anywhere the user can write (e.g. ~/opt/{name}) and start "
+        f"{name}/{name}; its first update arranges it into versions/ and current, and {name}/{name} stays the way to "
+        "start it (docs/packages.md, 'First install')"
+    )
+
+
 def _check_it_starts(entry: Path, options: BuildOptions, environ: Mapping[str, str]) -> None:
     """Run the built app's self-test, the handshake the client's pre-flight uses before installing an
     update; a build that cannot answer it could never be installed, nor start for its first user."""

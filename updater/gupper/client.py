@@ -136,7 +136,14 @@ class Updater:
         self.target: Path | None = _install.resolve_target(exe) if exe and self.disabled_reason is None else None
         self.downloads = Downloads(cfg, self.fetch_config, self.state_file, self._save_state, self._checkpoint)
         context = Context(
-            cfg, self.platform.os, self.downloads, self.environ, self._checkpoint, self._mark_bad, lambda: self.file_ops
+            cfg,
+            self.platform.os,
+            self.downloads,
+            self.environ,
+            self._checkpoint,
+            self._mark_bad,
+            lambda: self.file_ops,
+            getattr(sys, "_MEIPASS", None) if getattr(sys, "frozen", False) else None,
         )
         self.layout: InstallLayout | None = open_layout(self.target, context) if self.target is not None else None
         self.folder = self.layout.folder if self.layout is not None else None
@@ -159,7 +166,8 @@ class Updater:
 
         Raises:
             UpdateError: the manifest could not be fetched (DownloadError) or trusted
-                (ManifestError), or the config cannot work (ConfigError).
+                (ManifestError), the config cannot work (ConfigError), or the release is of a kind
+                this install cannot take, a one-folder build for a one-file install say (InstallError).
         """
         with _boundary():
             return self._check()[0]
@@ -439,6 +447,8 @@ class Updater:
             manifest, pick_key(manifest.entries, self.platforms), self.current, state.install_id, (kind,)
         )  # gupper#16
         log.debug("gupper: %s", decision.reason)
+        if decision.refused:  # this install never updates until someone reinstalls it: say so, as a failure
+            raise InstallError(decision.reason)
         if decision.entry is None:
             return None, decision.reason
         bad = state.bad_versions.get(str(decision.entry.version))

@@ -265,11 +265,163 @@ def prune(
 
 
 def cleanup_leftovers(layout: FolderLayout, ops: _install.FileOps | None = None) -> None:
-    """Remove what a killed update left: temp links and partial extractions (hidden temp names)."""
+    """Remove what a killed update left: temp links (beside ``current``, and beside ``<root>/<exe>``
+    from arranging a plain copy) and partial extractions (hidden temp names)."""
     _install.cleanup_leftovers(layout.current, ops)
+    _install.cleanup_leftovers(layout.root / layout.exe, ops)
     try:
         hidden = [p for p in layout.versions.iterdir() if p.name.startswith(".") and p.name.endswith(".tmp")]
     except OSError:
         return
     for path in hidden:
         remove_tree(path, ops)
+
+
+# --- a one-folder build copied as a plain folder (issue 21) -------------------------------------
+
+PLAIN_RECORD = ".plain-copy.json"
+"""In ``versions/``: which version a plain copy was and which of its root's entries it left behind."""
+CONTENTS_DIR = "_internal"
+"""PyInstaller's default contents folder beside a one-folder build's executable (``--contents-directory``)."""
+
+
+def plain_root(executable: Path, bundle_dir: str | None) -> Path | None:
+    """The folder of a one-folder build copied as a plain folder (``<root>/<exe>`` with its files
+    beside it, as PyInstaller wrote it and a user or an installer copied it), or None.
+
+    ``bundle_dir`` is the running app's ``sys._MEIPASS``: a one-folder build's contents folder
+    (``<root>/_internal``, or ``<root>`` itself with ``--contents-directory .``), a temp folder for
+    a one-file build. Not frozen (None): a ``_internal`` folder beside the executable says it."""
+    folder = executable.parent
+    if bundle_dir is not None:
+        contents = Path(os.path.realpath(bundle_dir))
+        return folder if folder in (contents, contents.parent) else None
+    return folder if (folder / CONTENTS_DIR).is_dir() else None
+
+
+def plain_names(layout: FolderLayout) -> list[str]:
+    """What a plain copy holds at its root: every entry but the updater's own (``versions``,
+    ``current`` and hidden names: locks, temp files, a partial download)."""
+    return sorted(
+        p.name for p in layout.root.iterdir() if p.name not in (VERSIONS, CURRENT) and not p.name.startswith(".")
+    )
+
+
+def adopt_plain_copy(layout: FolderLayout, version: str, os_name: str, ops: _install.FileOps | None = None) -> bool:
+    """Arrange a plain copy of ``version`` into ``versions/<version>`` and ``current``, keeping
+    ``<root>/<exe>`` as the entry point; False when it was arranged already.
+
+    Nothing a running process uses is moved or removed (POSIX only; on Windows a running ``.exe``
+    can be neither replaced nor deleted, and the entry point would need a launcher):
+
+    1. ``versions/<version>`` is made of hard links to the root's files (copies where links
+       fail), built under a temp name and renamed into place;
+    2. what the root held besides the executable is recorded (``versions/.plain-copy.json``);
+    3. ``current`` is made, naming ``versions/<version>``: the install is a one-folder install;
+    4. ``<root>/<exe>`` is replaced, in one rename, by the link ``current/<exe>`` (PyInstaller's
+       bootloader finds its files from the resolved executable). The running file lives on as
+       ``versions/<version>/<exe>``.
+
+    A kill between any two steps leaves a copy that runs (the plain one, or the arranged one), and
+    the next update goes on from there. The root's other entries (``_internal/``) stay until no
+    process of the plain copy runs any more (:func:`remove_plain_leftovers`).
+
+    Raises:
+        InstallError: a step failed; the copy runs as it did.
+    """
+    ops = ops or _install.FileOps()
+    entry = layout.root / layout.exe
+    if os.path.islink(entry) and os.path.lexists(layout.current):
+        return False
+    try:
+        if not os.path.lexists(layout.current):
+            names = plain_names(layout)
+            layout.versions.mkdir(exist_ok=True)
+            staged = staging_dir(layout)
+            _link_copy(layout.root, names, staged)
+            publish_version(layout, staged, version, ops, os_name)
+            from ._fsutil import atomic_write
+            from .wire.canonical import canonical_bytes
+
+            left = [n for n in names if n != layout.exe]
+            atomic_write(layout.versions / PLAIN_RECORD, canonical_bytes({"version": version, "left": left}))
+            switch(layout, version, os_name, ops)
+        temp = _install.temp_path_for(entry)
+        ops.symlink(f"{CURRENT}/{layout.exe}", str(temp))
+        try:
+            _install.retry(lambda: ops.replace(str(temp), str(entry)), ops, f"pointing {entry.name} at {CURRENT}")
+        except BaseException:
+            with contextlib.suppress(OSError):
+                ops.unlink(str(temp))
+            raise
+        ops.fsync_dir(str(layout.root))
+    except OSError as e:
+        raise InstallError(
+            f"cannot arrange {layout.root} for updates: {_install.describe_write_error(e, layout.root, os_name)}"
+        ) from e
+    return True
+
+
+def _link_copy(root: Path, names: list[str], dest: Path) -> None:
+    """``dest`` as a copy of ``root``'s entries ``names``: files hard-linked (copied, and fsynced,
+    where links fail: FAT, another filesystem), folders made, symlinks made again as links."""
+    import shutil
+
+    from ._fsutil import full_fsync
+
+    def one(source: Path, target: Path) -> None:
+        if source.is_symlink():
+            os.symlink(os.readlink(source), target)
+        elif source.is_dir():
+            target.mkdir(mode=0o755)
+            for child in sorted(source.iterdir()):
+                one(child, target / child.name)
+        else:
+            try:
+                os.link(source, target)
+            except OSError:
+                shutil.copy2(source, target)
+                with open(target, "rb+") as f:
+                    full_fsync(f.fileno())
+
+    dest.mkdir(mode=0o755)
+    try:
+        for name in names:
+            one(root / name, dest / name)
+    except BaseException:
+        remove_tree(dest)
+        raise
+
+
+def remove_plain_leftovers(
+    layout: FolderLayout, ops: _install.FileOps | None = None, busy: Callable[[Path], bool] | None = None
+) -> list[str]:
+    """Once a plain copy was arranged (:func:`adopt_plain_copy`) and no process of it runs any more
+    (each holds its folder, the root, while it runs: ``busy``), remove what it left at the root
+    (``_internal/`` ...; the same files live on in ``versions/<version>``). Returns what was removed."""
+    import json
+
+    record = layout.versions / PLAIN_RECORD
+    try:
+        left = json.loads(record.read_bytes())["left"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return []
+    if not os.path.islink(layout.root / layout.exe):
+        return []  # not arranged yet: the root is still the app
+    if busy is None:
+        from ._lock import in_use
+
+        busy = in_use
+    if busy(layout.root / layout.exe):
+        return []
+    removed = []
+    for name in left:
+        plain_name = isinstance(name, str) and name not in ("", ".", "..") and not set(name) & {"/", "\\", "\0"}
+        if plain_name and name not in (VERSIONS, CURRENT, layout.exe) and not name.startswith("."):
+            remove_tree(layout.root / name, ops)
+            removed.append(name)
+    with contextlib.suppress(OSError):
+        (ops or _install.FileOps()).unlink(str(record))
+    if removed:
+        log.debug("gupper: removed what the plain copy left at %s: %s", layout.root, ", ".join(removed))
+    return removed

@@ -1,9 +1,11 @@
 """Install layouts: how an update is staged, swapped in, rolled back and cleaned up, per kind of install.
 
-Two implement :class:`~gupper.layouts.base.InstallLayout`:
+They implement :class:`~gupper.layouts.base.InstallLayout`:
 :class:`~gupper.layouts.single.SingleFile` (a one-file app: the executable is replaced in place,
-``binary`` releases) and :class:`~gupper.layouts.folder.OneFolder` (``<root>/versions/<version>/``
-side by side and a ``<root>/current`` entry point, ``archive`` releases; docs/packages.md). The
+``binary`` releases), :class:`~gupper.layouts.folder.OneFolder` (``<root>/versions/<version>/``
+side by side and a ``<root>/current`` entry point, ``archive`` releases; docs/packages.md) and
+:class:`~gupper.layouts.plain.PlainFolder` (a one-folder build copied as a plain folder, arranged
+into that layout by its first update). The
 updater (:mod:`gupper.client`) runs the same steps over either; only :func:`open_layout` knows
 which one an install is, and it imports the one-folder code only for a one-folder install.
 """
@@ -12,7 +14,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..folder import FolderLayout, folder_root
+from ..folder import FolderLayout, folder_root, plain_root
 from .base import Context, InstallLayout, refuse_early
 
 __all__ = ["Context", "InstallLayout", "open_layout", "refuse_early"]
@@ -25,6 +27,11 @@ def open_layout(target: Path, ctx: Context) -> InstallLayout:
         from .folder import OneFolder
 
         return OneFolder(FolderLayout(root, target.name), ctx, target)
+    plain = plain_root(target, ctx.bundle_dir) if ctx.config.install_root is None else None
+    if plain is not None:
+        from .plain import PlainFolder
+
+        return PlainFolder(FolderLayout(plain, target.name), ctx, target)
     from .single import SingleFile
 
     return SingleFile(target, ctx)

@@ -26,8 +26,9 @@ if TYPE_CHECKING:
 class Context:
     """What a layout needs of the updater: its config, the OS whose semantics apply, the
     downloads, the environment for child processes, the updater's checkpoint and mark-bad hooks,
-    and the filesystem primitives (:class:`~gupper.install.FileOps`; read at each use, as
-    ``Updater.file_ops`` may be set after the updater is made)."""
+    where the running app's bundled files are, and the filesystem primitives
+    (:class:`~gupper.install.FileOps`; read at each use, as ``Updater.file_ops`` may be set after
+    the updater is made)."""
 
     config: UpdaterConfig
     os_name: str
@@ -36,6 +37,8 @@ class Context:
     checkpoint: CheckpointHook
     mark_bad: Callable[[str, str], None]
     file_ops: Callable[[], FileOps | None]
+    bundle_dir: str | None = None
+    """PyInstaller's ``sys._MEIPASS`` of this process when frozen: where its bundled files are."""
 
 
 class InstallLayout(Protocol):

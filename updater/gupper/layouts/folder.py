@@ -66,8 +66,10 @@ class OneFolder:
         return hold_in_use(self.running)
 
     def cleanup(self) -> None:
-        """Temp links beside ``current`` and partial extractions among the version folders."""
+        """Temp links beside ``current`` and partial extractions among the version folders; what a
+        plain copy arranged for updates left at the root, once no process of it runs."""
         _folder.cleanup_leftovers(self.folder, self.ctx.file_ops())
+        _folder.remove_plain_leftovers(self.folder, self.ctx.file_ops())
 
     def check_writable(self) -> None:
         """Files can be created beside ``current`` and among the version folders."""
