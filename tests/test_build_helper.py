@@ -26,8 +26,10 @@ from gupper_publish.build import (
     BuildOptions,
     ModuleRoot,
     absolute_paths,
+    build,
     error_line,
     hidden_source_roots,
+    makes_bundle,
     missing_module,
     module_roots,
     output_name,
@@ -35,6 +37,7 @@ from gupper_publish.build import (
     self_test_failure,
     shipping_note,
 )
+from gupper_publish.errors import PublishError
 
 TIMEOUT = 600
 PLATFORM = current_platform()
@@ -186,6 +189,20 @@ def test_a_one_folder_build_says_what_to_ship_and_how_a_first_install_looks() ->
     windows = shipping_note("notes", "dist/notes-1.0.0-windows-amd64", Platform("windows", "amd64"))
     assert "<folder>\\notes.exe (the launcher" in windows and "<folder>\\current\\" in windows
     assert "cannot update itself on Windows" in windows and "\n" not in windows + linux
+
+
+def test_a_windowed_macos_build_is_its_app_bundle_and_one_file_is_refused_before_building(tmp_path: Path) -> None:
+    """Issue 21, item 2: what is built for macOS is what its installs take (an app bundle updated as a whole)."""
+    mac = Platform("darwin", "arm64")
+    windowed = BuildOptions(tmp_path / "notes.py", "notes", "1.0.0", onedir=True, pyinstaller_args=("--windowed",))
+    assert makes_bundle(windowed, mac) and not makes_bundle(windowed, Platform("linux", "amd64"))
+    assert not makes_bundle(BuildOptions(tmp_path / "notes.py", "notes", "1.0.0", onedir=True), mac)
+    assert output_name("notes", "1.0.0", mac, True, bundle=True) == "notes-1.0.0-darwin-arm64.app"
+    onefile = BuildOptions(tmp_path / "notes.py", "notes", "1.0.0", pyinstaller_args=("-w",), platform=mac)
+    with pytest.raises(PublishError, match=r"on macOS a windowed app is a \.app bundle, .*: add --onedir"):
+        build(onefile, {})  # refused before PyInstaller runs (the script does not even exist)
+    note = shipping_note("notes", "dist/notes-1.0.0-darwin-arm64.app", mac)
+    assert note.startswith("ship the bundle dist/notes-1.0.0-darwin-arm64.app (renamed as users should see it")
 
 
 def test_the_command_line_and_name_are_the_documented_ones() -> None:

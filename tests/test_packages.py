@@ -378,16 +378,32 @@ def serve_release(
         (folder / "hooks").mkdir()
         (folder / "hooks" / "migrate").write_bytes(hook)
         (folder / "hooks" / "migrate").chmod(0o755)
-    archive = tmp_path / f"app-{version}.tar.gz"
-    files_sha256 = pack_folder(folder, archive, "hooks/migrate" if hook is not None else None)
+    serve_package(sim, folder, tmp_path, version, "hooks/migrate" if hook is not None else None, platform, serial)
+
+
+def serve_package(
+    sim: Sim,
+    folder: Path,
+    tmp_path: Path,
+    version: str,
+    hook: str | None = None,
+    platform: str = "linux-amd64",
+    serial: int = 1,
+    kind: str = "archive",
+) -> None:
+    """Publish ``folder`` as ``version``'s one release (``kind``: ``archive``, or ``app`` for a bundle), packed as the
+    publisher packs it, under a manifest signed with the test key."""
+    suffix = ".app.tar.gz" if kind == "app" else ".tar.gz"
+    archive = tmp_path / f"app-{version}{suffix}"
+    files_sha256 = pack_folder(folder, archive, hook)
     data = archive.read_bytes()
-    url = f"/app/{version}/app-{version}-linux-amd64.tar.gz"
-    sim.routes[url] = data
+    name = f"app-{version}-{platform}{suffix}"
+    sim.routes[f"/app/{version}/{name}"] = data
     entry = {
         "version": version,
-        "type": "archive",
+        "type": kind,
         "format": "tar.gz",
-        "url": f"../{version}/app-{version}-linux-amd64.tar.gz",
+        "url": f"../{version}/{name}",
         "size": len(data),
         "sha256": hashlib.sha256(data).hexdigest(),
         "files_sha256": files_sha256,
@@ -398,7 +414,9 @@ def serve_release(
     sim.routes[MANIFEST] = sign_manifest(signed, [KEY])
 
 
-def folder_updater(sim: Sim, layout: FolderLayout, version: str = "1.0.0", **kw: Any) -> Updater:
+def folder_updater(
+    sim: Sim, layout: FolderLayout, version: str = "1.0.0", file_ops: FileOps | None = None, **kw: Any
+) -> Updater:
     cfg = UpdaterConfig(
         app="app",
         current_version=version,
@@ -413,7 +431,9 @@ def folder_updater(sim: Sim, layout: FolderLayout, version: str = "1.0.0", **kw:
         read_timeout=2,
         preflight_timeout=10,
     )
-    return Updater(replace(cfg, **kw), clock=lambda: NOW, environ={}, argv=["app"], restart_on_rollback=False)
+    return Updater(
+        replace(cfg, **kw), clock=lambda: NOW, environ={}, argv=["app"], restart_on_rollback=False, file_ops=file_ops
+    )
 
 
 def versions_of(layout: FolderLayout) -> list[str]:

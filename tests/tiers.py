@@ -60,7 +60,7 @@ COST = {
     "tests/test_e2e_desktop.py": 330,
     "tests/test_build_helper.py": 210,
     "fuzz-soak": 200,
-    "demo-onedir": 180,
+    "demo-onedir": 195,
     "tests/test_release_workflow.py": 120,
     "tests/test_readme_adoption.py": 105,
     "tests/test_rgw_e2e.py": 100,

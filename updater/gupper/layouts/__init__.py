@@ -5,7 +5,8 @@ They implement :class:`~gupper.layouts.base.InstallLayout`:
 ``binary`` releases), :class:`~gupper.layouts.folder.OneFolder` (``<root>/versions/<version>/``
 side by side and a ``<root>/current`` entry point, ``archive`` releases; docs/packages.md) and
 :class:`~gupper.layouts.plain.PlainFolder` (a one-folder build copied as a plain folder, arranged
-into that layout by its first update). The
+into that layout by its first update) and :class:`~gupper.layouts.bundle.AppBundle` (a macOS
+``.app`` bundle, ``app`` releases, swapped as a whole). The
 updater (:mod:`gupper.client`) runs the same steps over either; only :func:`open_layout` knows
 which one an install is, and it imports the one-folder code only for a one-folder install.
 """
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..bundle import bundle_of
 from ..folder import FolderLayout, folder_root, plain_root
 from .base import Context, InstallLayout, refuse_early
 
@@ -22,6 +24,11 @@ __all__ = ["Context", "InstallLayout", "open_layout", "refuse_early"]
 
 def open_layout(target: Path, ctx: Context) -> InstallLayout:
     """The layout of the install whose executable is ``target``."""
+    bundle = bundle_of(target) if ctx.os_name != "windows" and ctx.config.install_root is None else None
+    if bundle is not None:
+        from .bundle import AppBundle
+
+        return AppBundle(bundle, target.name, ctx, target)
     root = folder_root(target, ctx.config.install_root)
     if root is not None:
         from .folder import OneFolder

@@ -55,7 +55,7 @@ class SingleFile:
     @property
     def lock_path(self) -> Path:
         """``.<exe>.gupper-lock`` beside the executable."""
-        return self.target.with_name(f".{self.target.name}{_install.TEMP_TAG}lock")
+        return _install.lock_path_for(self.target)
 
     def hold_in_use(self) -> object | None:
         """Nothing to hold: an update renames a new file over the executable, the running one keeps its own."""
