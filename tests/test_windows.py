@@ -767,3 +767,70 @@ def test_the_staging_folder_of_a_version_adds_few_characters_to_its_paths(tmp_pa
     # was .<version>.gupper-<12 hex>.tmp: 26 characters more than the version's own name
     assert staged.parent == layout.versions and len(staged.name) <= 11 and staged != staging_dir(layout)
     assert staged.name.startswith(".") and staged.name.endswith(".tmp")  # what the next start's clean-up removes
+
+
+# --- the Windows one-folder layout: one path for every version (issue 21, item 3) ---
+
+
+@pytest.mark.posix  # the app is a script standing in for one
+def test_a_windows_folder_update_never_touches_what_runs_and_writes_the_switch_through_antivirus(
+    sim: Any, tmp_path: Path
+) -> None:
+    """Nothing under current\\ (the running app's folder: Windows refuses to move or replace it) is
+    renamed, replaced or removed by the update; the switch file is written whole, its rename retried
+    while antivirus holds it; the switch itself is the launcher's (tests/test_launcher.py)."""
+    from .test_packages import folder_updater, make_folder, serve_package
+
+    root = tmp_path / "root"
+    (root / "current").mkdir(parents=True)
+    (root / "current" / "app.exe").write_bytes(fake_app("1.0.0"))
+    (root / "current" / "app.exe").chmod(0o755)
+    (root / "app.exe").write_bytes(b"the launcher")
+    folder = make_folder(tmp_path / "dist", "2.0.0")
+    (folder / "app").rename(folder / "app.exe")
+    serve_package(sim, folder, tmp_path, "2.0.0", platform="windows-amd64")
+    fs = WinFS(running=root / "current" / "app.exe", replace=2)
+    touched: list[str] = []
+    ops = fs.ops()
+    for name in ("replace", "rename", "unlink", "rmtree", "write_file", "symlink", "link"):
+        real = getattr(ops, name)
+
+        def record(*args: str, _real: Callable[..., None] = real) -> None:
+            touched.extend(str(a) for a in args)
+            _real(*args)
+
+        setattr(ops, name, record)
+    updater = folder_updater(
+        sim,
+        FolderLayout(root, "app.exe"),
+        file_ops=ops,
+        executable=str(root / "current" / "app.exe"),
+        platform=Platform("windows", "amd64"),
+    )
+    result = updater.run(restart=False)
+    assert result.status is Status.INSTALLED, result.message
+    assert not [p for p in touched if Path(p).is_relative_to(root / "current")], touched
+    assert (root / "next").read_bytes() == b"versions\\2.0.0\r\nversions\\1.0.0\r\n"
+    assert fs.calls.count("replace refused") == 2 and len(fs.sleeps) == 2  # antivirus on the switch file: retried
+    assert (root / "versions" / "2.0.0" / "app.exe").read_bytes() == (folder / "app.exe").read_bytes()
+    assert sorted(p.name for p in root.iterdir()) == ["app.exe", "current", "next", "versions"]
+
+
+@pytest.mark.posix  # make_folder's build holds a symlink
+def test_a_windows_folder_install_without_its_launcher_fails_in_one_line(sim: Any, tmp_path: Path) -> None:
+    from .test_packages import folder_updater, make_folder, serve_package
+
+    root = tmp_path / "root"
+    (root / "current").mkdir(parents=True)
+    (root / "current" / "app.exe").write_bytes(b"1")
+    (root / "versions").mkdir()
+    serve_package(sim, make_folder(tmp_path / "dist", "2.0.0"), tmp_path, "2.0.0", platform="windows-amd64")
+    program = str(root / "current" / "app.exe")
+    updater = folder_updater(
+        sim, FolderLayout(root, "app.exe"), executable=program, platform=Platform("windows", "amd64")
+    )
+    result = updater.run(restart=False)
+    assert result.status is Status.FAILED and result.message == (
+        f"cannot update {root / 'current'}: the launcher {root / 'app.exe'} that switches versions is missing; "
+        "reinstall the app (docs/packages.md, 'First install')"
+    )

@@ -220,9 +220,12 @@ class Updater:
                     "restart() replaces the whole process and runs on the main thread only; from a GUI app call "
                     "restart_on_exit() and close the app's windows"
                 )
-            target = self._require_layout().entry_point(self.environ.get("GUPPER_LAUNCHER"))
+            layout = self._require_layout()
+            target = layout.entry_point(self.environ.get("GUPPER_LAUNCHER"))
             env = _restart.child_environment(self.environ, version)
             self._checkpoint(Checkpoint.RESTARTING)
+            if layout.restart_after_exit:  # the switch happens once nothing runs from the old version
+                _restart.hand_over(str(target), list(self.argv[1:]), env)
             try:
                 _restart.restart(str(target), list(self.argv[1:]), env, self.platform.os)
             except OSError as e:
@@ -580,6 +583,10 @@ class Updater:
     def _just_updated(self, restarted_as: str) -> Result:
         """This process was started by an update (exec, or ``restart_on_exit``): say so, once."""
         current = self.config.current_version
+        if restarted_as != current and self.layout is not None and self.layout.switch_pending(restarted_as):
+            msg = f"{restarted_as} is installed; it runs once no instance of {current} runs any more"
+            log.info("gupper: %s", msg)
+            return Result(Status.INSTALLED, msg, version=restarted_as)  # no restart again: another instance holds it
         if restarted_as != current:
             msg = (
                 f"the release installed as {restarted_as} reports version {current}; republish it with a "
@@ -620,6 +627,8 @@ class Updater:
             return None
         layout.drop_backups(Path(trial.backup))  # earlier ones a running image kept (Windows)
         if trial.version != self.config.current_version:
+            if layout.switch_pending(trial.version):
+                return None  # installed, not switched in yet (another instance ran): its trial starts when it runs
             state.trial = None  # the trial version is not what runs (swap never happened, or undone by hand)
             self._save_state(state)
             layout.drop_backups(None)

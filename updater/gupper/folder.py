@@ -112,6 +112,16 @@ def folder_root(executable: Path, install_root: str | None) -> Path | None:
     return None
 
 
+def current_folder_root(executable: Path) -> Path | None:
+    """The root of a Windows one-folder install whose app runs from ``<root>\\current\\<exe>``, a
+    folder (the launcher at ``<root>\\<exe>``, or ``versions\\`` beside), or None."""
+    folder = executable.parent
+    root = folder.parent
+    if folder.name.lower() != CURRENT or folder.is_symlink():
+        return None
+    return root if (root / executable.name).is_file() or (root / VERSIONS).is_dir() else None
+
+
 def switch(layout: FolderLayout, version: str, os_name: str, ops: _install.FileOps | None = None) -> None:
     """Point ``current`` at ``version`` in one atomic step, durably."""
     ops = ops or _install.FileOps()

@@ -55,6 +55,12 @@ class InstallLayout(Protocol):
         ...
 
     @property
+    def restart_after_exit(self) -> bool:
+        """Whether the new version can start only once this process has ended (a Windows folder
+        install switches versions in its launcher, while nothing runs from ``current``)."""
+        ...
+
+    @property
     def trial_key(self) -> str:
         """What a trial is recorded against: the executable, or a folder install's ``current``."""
         ...
@@ -149,6 +155,10 @@ class InstallLayout(Protocol):
         """Remove every backup but ``keep`` (None: all of them; confirmed, rolled back to, or
         never recorded by a trial). One that cannot be removed yet (a running image on Windows)
         is left for a later start. A one-folder install keeps the previous folder."""
+        ...
+
+    def switch_pending(self, version: str) -> bool:
+        """Whether ``version`` is installed but not switched in yet (it runs from a later start)."""
         ...
 
     def entry_point(self, launcher: str | None) -> Path:

@@ -39,6 +39,8 @@ class AppBundle:
     kind = APP
     folder = None
 
+    restart_after_exit = False
+
     def __init__(self, bundle: Path, exe: str, ctx: Context, running: Path) -> None:
         """``running`` is the executable this process runs (resolved)."""
         self.bundle, self.exe, self.ctx, self.running = bundle, exe, ctx, running
@@ -172,6 +174,10 @@ class AppBundle:
     def drop_backups(self, keep: Path | None) -> None:
         """Remove the backups but ``keep`` that no running process uses."""
         _bundle.remove_backups(self.bundle, self.exe, keep, self._ops())
+
+    def switch_pending(self, version: str) -> bool:
+        """Never: the swap is made by the install itself."""
+        return False
 
     def entry_point(self, launcher: str | None) -> Path:
         """``<name>.app/Contents/MacOS/<exe>``: the bundle's program, where the new version now is."""

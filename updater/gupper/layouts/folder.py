@@ -35,6 +35,8 @@ class OneFolder:
 
     kind = ARCHIVE
 
+    restart_after_exit = False
+
     def __init__(self, folder: _folder.FolderLayout, ctx: Context, running: Path) -> None:
         """``running`` is the executable this process runs (resolved: in its version's folder)."""
         self.folder, self.ctx, self.running = folder, ctx, running
@@ -146,6 +148,10 @@ class OneFolder:
 
     def drop_backups(self, keep: Path | None) -> None:
         """Nothing: the previous version's folder stays for a later rollback (pruned by the next install)."""
+
+    def switch_pending(self, version: str) -> bool:
+        """Never: the swap is made by the install itself."""
+        return False
 
     def entry_point(self, launcher: str | None) -> Path:
         """``current/<exe>`` (on Windows the launcher, or the version folder ``current`` names)."""
