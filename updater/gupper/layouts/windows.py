@@ -89,6 +89,7 @@ class WindowsFolder(OneFolder):
         """Temp files and partial versions; a ``next`` that is done (the version it asks for runs) or
         that names nothing to switch to."""
         super().cleanup()
+        _install.cleanup_leftovers(self.next_path, self.ctx.file_ops())  # a switch file a kill left half-written
         pending = self.pending()
         if self.next_path.exists() and (
             pending is None
@@ -111,12 +112,26 @@ class WindowsFolder(OneFolder):
                 "reinstall the app (docs/packages.md, 'First install')"
             )
         _install.check_writable(self.next_path, self.ctx.os_name, self.ctx.file_ops())
-        self.folder.versions.mkdir(exist_ok=True)
+        self._make_versions()
         _install.check_writable(self.folder.versions / "x", self.ctx.os_name, self.ctx.file_ops())
+
+    def _make_versions(self) -> None:
+        """``versions\\`` (the first update makes it).
+
+        Raises:
+            InstallError: it cannot be made.
+        """
+        try:
+            self.folder.versions.mkdir(exist_ok=True)
+        except OSError as e:
+            raise InstallError(
+                f"cannot make {self.folder.versions}: "
+                f"{_install.describe_write_error(e, self.folder.root, self.ctx.os_name)}"
+            ) from e
 
     def stage(self, update: Update, progress: Progress | None) -> Path:
         """Built among the version folders (``versions\\`` made if this is the first update)."""
-        self.folder.versions.mkdir(exist_ok=True)
+        self._make_versions()
         return super().stage(update, progress)
 
     def install(
