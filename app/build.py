@@ -70,9 +70,11 @@ def build_app(
     fault: str = "",
     onedir: bool = False,
     reproducible: bool = True,
+    windowed: bool = False,
 ) -> Path:
     """Build (or take from the cache) the one-file app, or with ``onedir`` the one-folder bundle,
-    and copy it into ``out_dir``.
+    and copy it into ``out_dir``. ``windowed`` builds with PyInstaller's ``--windowed`` (on macOS
+    a one-folder build is then also made into ``app.app``; elsewhere the same bundle).
 
     ``reproducible=False`` builds as PyInstaller does by default (random hash seed: each build is
     one random draw, cached like any other); the delta benchmark compares the two flavours.
@@ -82,12 +84,16 @@ def build_app(
     config_text = config_module(version, manifest_url, public_keys, channel, fault)
     src = main_source or ROOT / "app" / "main.py"
     digest = _inputs_digest(
-        config_text + src.read_text() + ("|onedir" if onedir else "") + ("" if reproducible else "|default-seed")
+        config_text
+        + src.read_text()
+        + ("|onedir" if onedir else "")
+        + ("" if reproducible else "|default-seed")
+        + ("|windowed" if windowed else "")
     )
     cached = cache_dir / digest / (name if onedir else name + plat.exe_suffix)
     if onedir:
         if not (use_cache and cached.is_dir()):
-            _pyinstaller(digest, src, config_text, cache_dir, "--onedir", APP_NAME, reproducible)
+            _pyinstaller(digest, src, config_text, cache_dir, "--onedir", APP_NAME, reproducible, windowed)
             work = cache_dir / "work" / digest
             shutil.rmtree(cached, ignore_errors=True)
             tmp = cached.with_name(cached.name + ".tmp")
@@ -101,7 +107,7 @@ def build_app(
         shutil.copytree(cached, dest, symlinks=True)
         return dest
     if not (use_cache and cached.is_file()):
-        _pyinstaller(digest, src, config_text, cache_dir, "--onefile", name, reproducible)
+        _pyinstaller(digest, src, config_text, cache_dir, "--onefile", name, reproducible, windowed)
         work = cache_dir / "work" / digest
         cached.parent.mkdir(parents=True, exist_ok=True)
         tmp = cached.with_name(cached.name + ".tmp")
@@ -117,7 +123,14 @@ def build_app(
 
 
 def _pyinstaller(
-    digest: str, src: Path, config_text: str, cache_dir: Path, mode: str, name: str, reproducible: bool = True
+    digest: str,
+    src: Path,
+    config_text: str,
+    cache_dir: Path,
+    mode: str,
+    name: str,
+    reproducible: bool = True,
+    windowed: bool = False,
 ) -> None:
     """Run PyInstaller in ``mode`` (``--onefile``/``--onedir``) in a work dir fixed per input digest."""
     work = cache_dir / "work" / digest  # fixed per input: build paths never make two builds differ
@@ -154,6 +167,7 @@ def _pyinstaller(
         str(work / "build"),
         "--specpath",
         str(work),
+        *(["--windowed"] if windowed else []),
         str(work / "src" / "main.py"),
     ]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)

@@ -96,6 +96,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"Hello from the Gupper demo app, version {VERSION}")
     if build is not None and not args.no_update:
         updater.confirm()  # start-up went fine: end this version's trial run
+    if os.environ.get("GUPPER_DEMO_HOLD"):  # tests: an instance that keeps running until its stdin closes
+        sys.stdout.flush()
+        sys.stdin.read()
     return 0
 
 

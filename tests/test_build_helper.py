@@ -19,21 +19,25 @@ import bsdiff4
 import pytest
 
 import gupper
-from gupper.platforms import current_platform
+from gupper.platforms import Platform, current_platform
 from gupper.selftest import SelfTestRun, Verdict, preflight
 from gupper_publish.build import (
     REPRODUCIBLE_ENV,
     BuildOptions,
     ModuleRoot,
     absolute_paths,
+    build,
     error_line,
     hidden_source_roots,
+    makes_bundle,
     missing_module,
     module_roots,
     output_name,
     pyinstaller_command,
     self_test_failure,
+    shipping_note,
 )
+from gupper_publish.errors import PublishError
 
 TIMEOUT = 600
 PLATFORM = current_platform()
@@ -136,6 +140,7 @@ def test_a_one_folder_build_is_named_and_its_entry_point_publishes(tmp_path: Pat
     assert proc.returncode == 0, proc.stderr
     folder = project / "out" / f"tiny-2.0.0-{PLATFORM.key}"
     assert proc.stdout == f"{Path('out') / folder.name}\n"
+    assert proc.stderr == shipping_note("tiny", str(Path("out") / folder.name), PLATFORM) + "\n"  # what to ship
     exe = folder / f"tiny{PLATFORM.exe_suffix}"
     assert (folder / "_internal").is_dir() and subprocess.run(
         [str(exe)], capture_output=True, text=True, timeout=TIMEOUT, check=False
@@ -171,6 +176,33 @@ def test_a_failing_build_says_why_in_one_line_and_where_the_log_is(tmp_path: Pat
     assert not (project / "dist").exists()
     bad = cli("build", "src/broken.py", "--name", "bro ken", "--version", "1.0", cwd=project)
     assert bad.returncode == 1 and "app name 'bro ken' must be letters" in bad.stderr
+
+
+def test_a_one_folder_build_says_what_to_ship_and_how_a_first_install_looks() -> None:
+    """Copied as it is on Linux and macOS (its first update arranges it); on Windows the launcher layout."""
+    linux = shipping_note("notes", "dist/notes-1.0.0-linux-amd64", Platform("linux", "amd64"))
+    assert linux == (
+        "ship the folder dist/notes-1.0.0-linux-amd64 as it is: copy it anywhere the user can write (e.g. ~/opt/notes) "
+        "and start notes/notes; its first update arranges it into versions/ and current, and notes/notes stays the "
+        "way to start it (docs/packages.md, 'First install')"
+    )
+    windows = shipping_note("notes", "dist/notes-1.0.0-windows-amd64", Platform("windows", "amd64"))
+    assert "<folder>\\notes.exe (the launcher" in windows and "<folder>\\current\\" in windows
+    assert "cannot update itself on Windows" in windows and "\n" not in windows + linux
+
+
+def test_a_windowed_macos_build_is_its_app_bundle_and_one_file_is_refused_before_building(tmp_path: Path) -> None:
+    """Issue 21, item 2: what is built for macOS is what its installs take (an app bundle updated as a whole)."""
+    mac = Platform("darwin", "arm64")
+    windowed = BuildOptions(tmp_path / "notes.py", "notes", "1.0.0", onedir=True, pyinstaller_args=("--windowed",))
+    assert makes_bundle(windowed, mac) and not makes_bundle(windowed, Platform("linux", "amd64"))
+    assert not makes_bundle(BuildOptions(tmp_path / "notes.py", "notes", "1.0.0", onedir=True), mac)
+    assert output_name("notes", "1.0.0", mac, True, bundle=True) == "notes-1.0.0-darwin-arm64.app"
+    onefile = BuildOptions(tmp_path / "notes.py", "notes", "1.0.0", pyinstaller_args=("-w",), platform=mac)
+    with pytest.raises(PublishError, match=r"on macOS a windowed app is a \.app bundle, .*: add --onedir"):
+        build(onefile, {})  # refused before PyInstaller runs (the script does not even exist)
+    note = shipping_note("notes", "dist/notes-1.0.0-darwin-arm64.app", mac)
+    assert note.startswith("ship the bundle dist/notes-1.0.0-darwin-arm64.app (renamed as users should see it")
 
 
 def test_the_command_line_and_name_are_the_documented_ones() -> None:

@@ -540,6 +540,18 @@ def test_a_preflight_that_answers_leaves_no_process_behind(tmp_path: Path) -> No
     assert ended(int(pids.read_text()), WAIT)
 
 
+@pytest.mark.posix
+def test_a_preflight_suppresses_the_splash_screen_of_a_splash_build(tmp_path: Path) -> None:
+    """PyInstaller's bootloader shows a ``--splash`` image at start unless this variable is set (issue 21, item 7)."""
+    app = tmp_path / "app-2.0.0"
+    app.write_text(
+        '#!/bin/sh\n[ "$PYINSTALLER_SUPPRESS_SPLASH_SCREEN" = 1 ] || { echo "splash shown" >&2; exit 5; }\n'
+        'echo "gupper-self-test $GUPPER_SELF_TEST 2.0.0"\n'
+    )
+    app.chmod(0o755)
+    preflight(app, "2.0.0", {k: v for k, v in os.environ.items() if not k.startswith("PYINSTALLER_")}, 10)
+
+
 @pytest.mark.parametrize(
     ("code", "stderr", "outside"),
     [

@@ -28,6 +28,7 @@ from gupper_infra.client import LocalStore as RunningStore
 from gupper_infra.client import start_local_store
 from gupper_publish import LocalStore, NotAnExecutableError, PublishOptions, S3Store, publish
 from gupper_publish.exe_check import check, identify
+from gupper_publish.publish import Naming
 
 from .conftest import NOW
 from .exe_stubs import MACHO_CPU, elf_header, macho_header
@@ -302,24 +303,60 @@ def test_force_publishes_the_exotic_and_the_cli_says_how(
     assert LocalStore(tmp_path / "store").head(f"tool/1.0.0/{script.name}") is not None
 
 
-def test_windows_and_macos_folders_have_their_own_entry_points(tmp_path: Path, keypair: KeyPair) -> None:
+def info_plist(program: str) -> bytes:
+    import plistlib
+
+    return plistlib.dumps({"CFBundleExecutable": program, "CFBundleIdentifier": "com.example.app"})
+
+
+def app_bundle(folder: Path, program: bytes, named: str = "app") -> Path:
+    """A macOS app bundle as PyInstaller lays it out: Contents/Info.plist, Contents/MacOS/<program>."""
+    (folder / "Contents" / "MacOS").mkdir(parents=True)
+    (folder / "Contents" / "Frameworks").mkdir()
+    (folder / "Contents" / "Info.plist").write_bytes(info_plist(named))
+    (folder / "Contents" / "MacOS" / "app").write_bytes(program)
+    return folder
+
+
+def test_the_publisher_takes_the_folders_and_bundles_clients_take_and_nothing_else(
+    tmp_path: Path, keypair: KeyPair
+) -> None:
+    """Issue 21, item 2: a folder holding app.app was published as a one-folder build every client refused."""
     store, options = LocalStore(tmp_path / "store"), PublishOptions(keys=[keypair[1]], clock=lambda: NOW)
     windows = tmp_path / "w" / "app-1.0.0-windows-arm64"
     (windows / "_internal").mkdir(parents=True)
     (windows / "_internal" / "python311.dll").write_bytes(b"MZ" + bytes(200))
     shutil.copyfile(launchers() / "t64-arm.exe", windows / "app.exe")
     assert publish(store, [windows], options).artifacts[0].status == "uploaded"
-    bundle = tmp_path / "m" / "app-1.0.0-darwin-arm64"
-    (bundle / "app.app" / "Contents" / "MacOS").mkdir(parents=True)
-    (bundle / "app.app" / "Contents" / "MacOS" / "app").write_bytes(
-        fat([("amd64", macho_header("amd64")), ("arm64", macho_header("arm64"))])
+    universal = fat([("amd64", macho_header("amd64")), ("arm64", macho_header("arm64"))])
+    wrapped = tmp_path / "m" / "app-1.0.0-darwin-arm64"  # the whole of PyInstaller's dist/, bundle inside
+    app_bundle(wrapped / "app.app", universal)
+    with pytest.raises(
+        NotAnExecutableError, match=r"holds the app bundle app\.app, which no install takes from inside"
+    ):
+        publish(store, [wrapped], options)
+    # the bundle itself: by its .app name, or with --app/--version, or by its Contents/Info.plist
+    published = publish(store, [wrapped / "app.app"], options, naming=Naming("app", "1.0.0", "darwin-arm64"))
+    (done,) = published.artifacts
+    assert done.status == "uploaded" and done.key == "app/1.0.0/app-1.0.0-darwin-arm64.app.tar.gz"
+    signed = json.loads((tmp_path / "store" / "app" / "stable" / "latest.json").read_bytes())["signed"]
+    assert signed["platforms"]["darwin-arm64"]["type"] == "app" and signed["platforms"]["darwin-arm64"]["format"] == (
+        "tar.gz"
     )
-    assert publish(store, [bundle], options).artifacts[0].status == "uploaded"
-    intel = tmp_path / "i" / "app-1.0.0-darwin-amd64"
-    (intel / "Contents" / "MacOS").mkdir(parents=True)
-    (intel / "Contents" / "MacOS" / "app").write_bytes(macho_header("arm64") + bytes(64))
+    intel = app_bundle(tmp_path / "i" / "app-1.0.0-darwin-amd64", macho_header("arm64") + bytes(64))
     with pytest.raises(
         NotAnExecutableError,
-        match="has an entry point Contents/MacOS/app that is a Mach-O 64-bit executable for arm64, not for amd64",
+        match="has a program Contents/MacOS/app that is a Mach-O 64-bit executable for arm64, not for amd64",
     ):
         publish(store, [intel], options)
+    other = app_bundle(tmp_path / "o" / "app-1.0.0-darwin-arm64.app", universal, named="Other")
+    with pytest.raises(NotAnExecutableError, match="naming the program 'Other', and installs run Contents/MacOS/app"):
+        publish(store, [other], options)
+    on_windows = app_bundle(tmp_path / "x" / "app-1.0.0-windows-amd64.app", universal)
+    with pytest.raises(NotAnExecutableError, match="is a macOS app bundle, which Windows installs cannot take"):
+        publish(store, [on_windows], options)
+    no_plist = tmp_path / "n" / "app-1.0.0-darwin-arm64.app"
+    (no_plist / "Contents" / "MacOS").mkdir(parents=True)
+    (no_plist / "Contents" / "MacOS" / "app").write_bytes(universal)
+    with pytest.raises(NotAnExecutableError, match=r"named as an app bundle but has no Contents/Info\.plist"):
+        publish(store, [no_plist], options)

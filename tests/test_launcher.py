@@ -6,12 +6,15 @@ what Windows can run), so the same tests run on every OS with a C compiler.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -329,3 +332,239 @@ def test_the_updater_restarts_a_windows_folder_install_through_its_own_launcher_
     direct = layout.version_dir("2.0.0") / "app.exe"
     for other in (None, "", str(tmp_path / "elsewhere" / "app.exe"), str(layout.root / "other.exe")):
         assert layout.entry_point("windows", launcher=other) == direct  # inherited by an unrelated app: ignored
+
+
+# --- Windows: `current` a folder, the path the app runs from for every version (issue 21, item 3) ---
+
+HOLDER = """
+import sys
+sys.path[:0] = {paths!r}
+from pathlib import Path
+from gupper._lock import hold_in_use
+held = hold_in_use(Path(sys.argv[1]))
+print("held" if held is not None else "not held", flush=True)
+sys.stdin.read()  # until the test closes our stdin
+"""
+
+
+def folder_install(root: Path, binaries: Binaries, current: str = "1.0.0", *others: str) -> Path:
+    """The Windows one-folder layout: the launcher as <root>/app, the running version in <root>/current,
+    others in versions/. Each version's program is the echo target plus a file naming the version."""
+    for version, folder in [(current, root / "current"), *((v, root / "versions" / v) for v in others)]:
+        folder.mkdir(parents=True)
+        shutil.copy2(binaries.echo, folder / ("app" + EXE))
+        (folder / "version.txt").write_text(version)
+    shutil.copy2(binaries.launcher, root / ("app" + EXE))
+    return root / ("app" + EXE)
+
+
+def holds(root: Path) -> str:
+    return (root / "current" / "version.txt").read_text()
+
+
+def test_a_current_folder_is_run_from_its_own_path(tmp_path: Path, binaries: Binaries) -> None:
+    launcher = folder_install(tmp_path, binaries)
+    result = run(launcher, "x", env={"ECHO_ARGS_EXIT": "5"})
+    assert result.returncode == 5 and result.args == [b"x"], result
+    assert ran(result, tmp_path / "current" / ("app" + EXE))  # the one path firewall rules and pins name
+
+
+def test_a_pending_switch_is_made_before_the_app_starts(tmp_path: Path, binaries: Binaries) -> None:
+    launcher = folder_install(tmp_path, binaries, "1.0.0", "2.0.0")
+    (tmp_path / "next").write_bytes(b"versions\\2.0.0\r\nversions\\1.0.0\r\n")  # as the updater writes it
+    result = run(launcher)
+    assert result.returncode == 0 and ran(result, tmp_path / "current" / ("app" + EXE)), result
+    assert holds(tmp_path) == "2.0.0" and (tmp_path / "versions" / "1.0.0" / "version.txt").read_text() == "1.0.0"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["app" + EXE, "current", "versions"]  # `next` done
+    assert sorted(p.name for p in (tmp_path / "versions").iterdir()) == ["1.0.0"]
+
+
+def test_a_switch_killed_between_its_two_moves_is_finished(tmp_path: Path, binaries: Binaries) -> None:
+    launcher = folder_install(tmp_path, binaries, "1.0.0", "2.0.0")
+    (tmp_path / "next").write_bytes(b"versions\\2.0.0\r\nversions\\1.0.0\r\n")
+    (tmp_path / "current").rename(tmp_path / "versions" / "1.0.0")  # the first move, then a kill
+    result = run(launcher)
+    assert result.returncode == 0 and holds(tmp_path) == "2.0.0", result
+    assert not (tmp_path / "next").exists()
+
+
+def test_a_switch_waits_while_an_app_runs_from_current(tmp_path: Path, binaries: Binaries) -> None:
+    launcher = folder_install(tmp_path, binaries, "1.0.0", "2.0.0")
+    (tmp_path / "next").write_bytes(b"versions\\2.0.0\r\nversions\\1.0.0\r\n")
+    with holder(tmp_path / "current" / ("app" + EXE)):  # another instance of 1.0.0 runs
+        result = run(launcher)
+        assert result.returncode == 0 and holds(tmp_path) == "1.0.0", result  # it starts as it was
+        assert (tmp_path / "next").is_file() and (tmp_path / "versions" / "2.0.0").is_dir()
+    assert run(launcher).returncode == 0 and holds(tmp_path) == "2.0.0"  # once that one has quit
+
+
+@pytest.mark.parametrize(
+    "content",
+    [b"versions\\2.0.0\r\n", b"versions\\2.0.0\r\nversions\\..\r\n", b"versions\\..\\..\r\nversions\\1.0.0\r\n", b""],
+    ids=["one-line", "dotdot-from", "traversal-to", "empty"],
+)
+def test_a_malformed_switch_is_ignored_and_the_app_starts(tmp_path: Path, binaries: Binaries, content: bytes) -> None:
+    launcher = folder_install(tmp_path, binaries, "1.0.0", "2.0.0")
+    (tmp_path / "next").write_bytes(content)
+    result = run(launcher)
+    assert result.returncode == 0 and result.stderr == "" and holds(tmp_path) == "1.0.0", result
+    assert sorted(p.name for p in (tmp_path / "versions").iterdir()) == ["2.0.0"]
+
+
+@posix_only
+def test_a_launcher_started_by_a_restart_waits_for_the_old_app_before_the_switch(
+    tmp_path: Path, binaries: Binaries
+) -> None:
+    """restart_on_exit hands over: the launcher waits until the old app has ended (here: the end of a pipe
+    it held), so the switch finds `current` free. Without the wait it would start 1.0.0 again."""
+    launcher = folder_install(tmp_path, binaries, "1.0.0", "2.0.0")
+    (tmp_path / "next").write_bytes(b"versions\\2.0.0\r\nversions\\1.0.0\r\n")
+    read_end, write_end = os.pipe()
+    with holder(tmp_path / "current" / ("app" + EXE), pass_fds=(write_end,)) as old_app:
+        os.close(write_end)  # the old app holds the only write end
+        proc = subprocess.Popen(
+            [str(launcher)],
+            env={**os.environ, "_GUPPER_HANDOVER": f"fd:{read_end}"},
+            pass_fds=(read_end,),
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        os.close(read_end)
+        assert waiting_in_poll(proc.pid), "the launcher never waited for the old app"
+        assert old_app.stdin is not None
+        old_app.stdin.close()  # the old app quits
+        out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 0 and holds(tmp_path) == "2.0.0"
+    assert "launcher=" in out and "_GUPPER_HANDOVER" not in os.environ
+
+
+def waiting_in_poll(pid: int, timeout: float = 60.0) -> bool:
+    """Whether process ``pid`` reaches a wait in poll() within ``timeout`` (Linux: its wait channel; elsewhere
+    not observable: True)."""
+    import time
+
+    wchan = Path(f"/proc/{pid}/wchan")
+    if not wchan.exists():
+        return True
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError):
+            if "poll" in wchan.read_text():
+                return True
+        time.sleep(0.01)  # a bounded wait on a condition the kernel reports, not a guess at timing
+    return False
+
+
+@contextlib.contextmanager
+def holder(program: Path, pass_fds: tuple[int, ...] = ()) -> Iterator[subprocess.Popen[str]]:
+    """A process holding ``program``'s version as a running app does (gupper._lock.hold_in_use)."""
+    proc = subprocess.Popen(
+        [sys.executable, "-c", HOLDER.format(paths=sys.path), str(program)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        pass_fds=pass_fds,
+    )
+    try:
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "held"
+        yield proc
+    finally:
+        if proc.stdin is not None and not proc.stdin.closed:
+            proc.stdin.close()
+        proc.wait(timeout=60)
+
+
+@posix_only  # the app here is a script standing in for one; on Windows the launcher's half runs above
+def test_the_updater_writes_the_switch_the_launcher_makes_and_the_way_back(
+    tmp_path: Path, binaries: Binaries, sim: Any
+) -> None:
+    """The Windows layout's two halves together: the updater (Windows semantics) builds and checks
+    versions/2.0.0, records the trial and writes `next`; the launcher switches `current`; a 2.0.0 that
+    never confirms is switched back the same way."""
+    from gupper import Platform, Status
+    from gupper.state import StateFile
+
+    from .conftest import fake_app
+    from .test_packages import folder_updater, make_folder, serve_package
+
+    root = tmp_path / "root"
+    (root / "current").mkdir(parents=True)
+    (root / "current" / "app").write_bytes(fake_app("1.0.0"))
+    (root / "current" / "app").chmod(0o755)
+    shutil.copy2(binaries.launcher, root / "app")
+    serve_package(sim, make_folder(tmp_path / "dist", "2.0.0"), tmp_path, "2.0.0", platform="windows-amd64")
+    layout = FolderLayout(root, "app")
+
+    def updater(version: str) -> Any:
+        return folder_updater(
+            sim, layout, version, executable=str(root / "current" / "app"), platform=Platform("windows", "amd64")
+        )
+
+    first = updater("1.0.0")
+    assert type(first.layout).__name__ == "WindowsFolder" and first.layout.restart_after_exit
+    assert first.layout.entry_point(None) == root / "app"  # restarts go through the launcher
+    assert first.run(restart=False).status is Status.INSTALLED
+    assert (root / "next").read_bytes() == b"versions\\2.0.0\r\nversions\\1.0.0\r\n"
+    assert (root / "current" / "app").read_bytes() == fake_app("1.0.0")  # nothing that runs was touched
+    trial = StateFile(tmp_path / "state").load().trial
+    assert trial is not None and trial.version == "2.0.0" and trial.backup == str(root / "versions" / "1.0.0")
+    # another start of 1.0.0 before the switch (an instance held `current`): the trial waits, nothing again
+    again = updater("1.0.0")
+    assert (
+        again.run(restart=False).status is Status.INSTALLED and len([r for r in sim.requests if "tar.gz" in r[1]]) == 1
+    )
+    assert StateFile(tmp_path / "state").load().trial == trial
+    assert run(root / "app").lines == ["2.0.0"]  # the launcher switched: 2.0.0 runs from current/
+    assert sorted(p.name for p in root.iterdir()) == ["app", "current", "versions"]
+    for _ in range(2):
+        assert updater("2.0.0").run(restart=False).status is Status.UP_TO_DATE  # and never confirms
+    rolled = updater("2.0.0").run(restart=False)
+    assert rolled.status is Status.ROLLED_BACK and rolled.version == "1.0.0"
+    assert (root / "next").read_bytes() == b"versions\\1.0.0\r\nversions\\2.0.0\r\n"
+    assert run(root / "app").lines == ["1.0.0"]
+    assert "marked bad" in updater("1.0.0").run(restart=False).message
+
+
+RESTARTING_APP = """
+import sys
+sys.path[:0] = {paths!r}
+from pathlib import Path
+from gupper import Platform, Updater, UpdaterConfig
+from gupper._lock import hold_in_use
+root = Path(sys.argv[1])
+held = hold_in_use(root / "current" / "app")  # as the running app holds its version
+assert held is not None
+config = UpdaterConfig(
+    app="app", current_version="1.0.0", manifest_url="https://127.0.0.1:9/app/stable/latest.json",
+    public_keys=({key!r},), executable=str(root / "current" / "app"), platform=Platform("windows", "amd64"),
+    state_dir=str(root.parent / "state"),
+)
+Updater(config, environ={{}}, argv=["app", "--after"]).restart("2.0.0")
+"""
+
+
+@posix_only
+def test_a_restart_hands_over_to_the_launcher_which_switches_once_the_old_app_has_ended(
+    tmp_path: Path, binaries: Binaries
+) -> None:
+    """Updater.restart() on the Windows layout: the launcher is started, the app ends at once, the
+    launcher waits for it to be gone and only then switches `current` (the old app held it)."""
+    from gupper_publish.signing import keygen
+
+    from .conftest import fake_app
+
+    root = tmp_path / "root"
+    for version, folder in (("1.0.0", root / "current"), ("2.0.0", root / "versions" / "2.0.0")):
+        folder.mkdir(parents=True)
+        (folder / "app").write_bytes(fake_app(version))
+        (folder / "app").chmod(0o755)
+    shutil.copy2(binaries.launcher, root / "app")
+    (root / "next").write_bytes(b"versions\\2.0.0\r\nversions\\1.0.0\r\n")
+    public = keygen(tmp_path / "key")[2].to_text()
+    script = RESTARTING_APP.format(paths=sys.path, key=public)
+    proc = subprocess.run(
+        [sys.executable, "-c", script, str(root)], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert proc.returncode == 0, proc.stderr  # the old app ended by itself, at once
+    assert proc.stdout.splitlines() == ["2.0.0"], proc.stderr  # the new one, run by the launcher after the switch
+    assert (root / "current" / "app").read_bytes() == fake_app("2.0.0") and not (root / "next").exists()

@@ -25,6 +25,11 @@ ONLY_WHEN_UPDATING = [
     "gupper.folder_delta",  # one-folder deltas
     "gupper.package",  # one-folder archives
     "gupper.layouts.folder",  # the one-folder layout
+    "gupper.layouts.staging",  # building a version folder
+    "gupper.layouts.plain",  # a one-folder build copied as a plain folder
+    "gupper.layouts.bundle",  # a macOS app bundle
+    "gupper.layouts.windows",  # a Windows one-folder app run from its current folder
+    "plistlib",  # an app bundle's Info.plist
     "gupper.wire.files",  # one-folder file lists and patch indexes
     "gupper.periodic",  # check_periodically() only
     "tqdm",  # progress bars are the publisher's; the client reports progress through a callback

@@ -23,7 +23,8 @@ from .test_windows import publish_one
 BUNDLE_MESSAGE = (
     "cannot update {exe}: it is inside the macOS app bundle {bundle}, and replacing a "
     "file in a signed bundle breaks its code signature; "
-    "ship the app as a one-file or one-folder build outside a .app bundle, or update the bundle with Sparkle"
+    "publish the bundle itself (gupper-publish dist/<name>.app): an app bundle whose program is Contents/MacOS/<exe> "
+    "is updated as a whole"
 )
 
 
@@ -43,24 +44,35 @@ def test_app_bundles_are_recognised_by_their_layout(path: str, bundle: str | Non
     assert app_bundle_of(Path(path)) == (Path(bundle) if bundle else None)
 
 
-def test_an_executable_inside_an_app_bundle_is_refused_before_downloading(
+def test_an_app_bundle_offered_a_one_file_build_fails_before_downloading(
     tmp_path: Path, make_manifest: MakeManifest, keypair: tuple[Path, object, str]
 ) -> None:
+    """A bundle's program is updated with its whole bundle (an ``app`` release): a one-file build is
+    not what it can take, and nothing inside it is replaced."""
     bundle = tmp_path / "Demo.app"
     exe = bundle / "Contents" / "MacOS" / "demo"
     exe.parent.mkdir(parents=True)
     exe.write_bytes(fake_app("1.0.0"))
     with serve(tmp_path) as sim:
         publish_one(sim, make_manifest, "darwin-arm64")
-        result = make_updater(
+        updater = make_updater(
             sim, exe, keypair[2], platform=Platform("darwin", "arm64"), state_dir=str(tmp_path / "state")
-        ).run(restart=False)
-    real = Path(os.path.realpath(exe))
-    assert result.status is Status.FAILED and result.message == BUNDLE_MESSAGE.format(
-        exe=real, bundle=app_bundle_of(real)
+        )
+        assert updater.layout is not None and updater.layout.kind == "app"
+        result = updater.run(restart=False)
+    assert result.status is Status.FAILED and result.message == (
+        "release 2.0.0 for darwin-arm64 is a one-file build, which this install (a macOS app bundle (.app)) cannot "
+        "take: install 2.0.0 by hand once, or publish a macOS app bundle (.app) for darwin-arm64"
     )
     assert [r[1] for r in sim.requests] == ["/app/stable/latest.json"]
     assert exe.read_bytes() == fake_app("1.0.0") and sorted(p.name for p in exe.parent.iterdir()) == ["demo"]
+
+
+def test_a_program_elsewhere_in_an_app_bundle_is_refused(tmp_path: Path) -> None:
+    exe = tmp_path / "Demo.app" / "Contents" / "Resources" / "tool"
+    with pytest.raises(InstallError) as info:
+        check_writable(exe)
+    assert str(info.value) == BUNDLE_MESSAGE.format(exe=exe, bundle=tmp_path / "Demo.app")
 
 
 def test_a_folder_install_inside_an_app_bundle_is_refused(tmp_path: Path) -> None:

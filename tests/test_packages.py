@@ -7,10 +7,12 @@ import gzip
 import hashlib
 import io
 import json
+import logging
 import os
 import shutil
 import struct
 import subprocess
+import sys
 import tarfile
 import warnings
 import zipfile
@@ -24,8 +26,8 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from gupper import Platform, Status, Updater, UpdaterConfig
-from gupper.errors import InstallError, IntegrityError
-from gupper.folder import FolderLayout, detect, switch
+from gupper.errors import InstallError, IntegrityError, PreflightFailedError
+from gupper.folder import FolderLayout, detect, run_post_install, switch
 from gupper.install import FileOps
 from gupper.package import extract_package
 from gupper.state import StateFile
@@ -37,6 +39,7 @@ from gupper_publish.stores import LocalStore
 
 from .conftest import NOW, fake_app
 from .httpsim import Sim
+from .test_desktop_flows import ended
 
 pytestmark = pytest.mark.posix
 
@@ -361,34 +364,59 @@ MANIFEST = "/app/stable/latest.json"
 
 
 def serve_release(
-    sim: Sim, tmp_path: Path, version: str, *, exe: bytes | None = None, hook: bytes | None = None
+    sim: Sim,
+    tmp_path: Path,
+    version: str,
+    *,
+    exe: bytes | None = None,
+    hook: bytes | None = None,
+    platform: str = "linux-amd64",
+    serial: int = 1,
 ) -> None:
     folder = make_folder(tmp_path / f"dist-{version}", version, exe=exe)
     if hook is not None:
         (folder / "hooks").mkdir()
         (folder / "hooks" / "migrate").write_bytes(hook)
         (folder / "hooks" / "migrate").chmod(0o755)
-    archive = tmp_path / f"app-{version}.tar.gz"
-    files_sha256 = pack_folder(folder, archive, "hooks/migrate" if hook is not None else None)
+    serve_package(sim, folder, tmp_path, version, "hooks/migrate" if hook is not None else None, platform, serial)
+
+
+def serve_package(
+    sim: Sim,
+    folder: Path,
+    tmp_path: Path,
+    version: str,
+    hook: str | None = None,
+    platform: str = "linux-amd64",
+    serial: int = 1,
+    kind: str = "archive",
+) -> None:
+    """Publish ``folder`` as ``version``'s one release (``kind``: ``archive``, or ``app`` for a bundle), packed as the
+    publisher packs it, under a manifest signed with the test key."""
+    suffix = ".app.tar.gz" if kind == "app" else ".tar.gz"
+    archive = tmp_path / f"app-{version}{suffix}"
+    files_sha256 = pack_folder(folder, archive, hook)
     data = archive.read_bytes()
-    url = f"/app/{version}/app-{version}-linux-amd64.tar.gz"
-    sim.routes[url] = data
+    name = f"app-{version}-{platform}{suffix}"
+    sim.routes[f"/app/{version}/{name}"] = data
     entry = {
         "version": version,
-        "type": "archive",
+        "type": kind,
         "format": "tar.gz",
-        "url": f"../{version}/app-{version}-linux-amd64.tar.gz",
+        "url": f"../{version}/{name}",
         "size": len(data),
         "sha256": hashlib.sha256(data).hexdigest(),
         "files_sha256": files_sha256,
     }
     signed = build_signed(
-        app="app", channel="stable", serial=1, now=NOW, expires_in=timedelta(days=30), platforms={"linux-amd64": entry}
+        app="app", channel="stable", serial=serial, now=NOW, expires_in=timedelta(days=30), platforms={platform: entry}
     )
     sim.routes[MANIFEST] = sign_manifest(signed, [KEY])
 
 
-def folder_updater(sim: Sim, layout: FolderLayout, version: str = "1.0.0", **kw: Any) -> Updater:
+def folder_updater(
+    sim: Sim, layout: FolderLayout, version: str = "1.0.0", file_ops: FileOps | None = None, **kw: Any
+) -> Updater:
     cfg = UpdaterConfig(
         app="app",
         current_version=version,
@@ -403,7 +431,9 @@ def folder_updater(sim: Sim, layout: FolderLayout, version: str = "1.0.0", **kw:
         read_timeout=2,
         preflight_timeout=10,
     )
-    return Updater(replace(cfg, **kw), clock=lambda: NOW, environ={}, argv=["app"], restart_on_rollback=False)
+    return Updater(
+        replace(cfg, **kw), clock=lambda: NOW, environ={}, argv=["app"], restart_on_rollback=False, file_ops=file_ops
+    )
 
 
 def versions_of(layout: FolderLayout) -> list[str]:
@@ -454,7 +484,10 @@ def test_folder_release_failing_preflight_is_removed_and_current_untouched(sim: 
     assert sorted(p.name for p in layout.root.iterdir()) == ["current", "versions"]
 
 
-def test_folder_install_refuses_a_binary_release_and_a_binary_install_an_archive(sim: Sim, tmp_path: Path) -> None:
+def test_a_one_file_install_offered_a_one_folder_build_fails_in_one_warning_line(
+    sim: Sim, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Never "up to date": that install would never update again, silently (issue 21, item 1)."""
     layout = layout_with(tmp_path, "1.0.0", current="1.0.0")
     serve_release(sim, tmp_path, "2.0.0")
     exe = tmp_path / "single" / "app"
@@ -462,9 +495,142 @@ def test_folder_install_refuses_a_binary_release_and_a_binary_install_an_archive
     exe.write_bytes(fake_app("1.0.0"))
     single = folder_updater(sim, layout, executable=str(exe))
     assert single.folder is None
-    result = single.run(restart=False)
-    assert result.status is Status.UP_TO_DATE and "'archive' artifact, which this install cannot take" in result.message
-    assert exe.read_bytes() == fake_app("1.0.0")
+    with caplog.at_level(logging.INFO, logger="gupper"):
+        result = single.run(restart=False)
+    said = (
+        "release 2.0.0 for linux-amd64 is a one-folder build, which this install (a one-file build) cannot take: "
+        "install 2.0.0 by hand once, or publish a one-file build for linux-amd64"
+    )
+    assert result.status is Status.FAILED and result.message == said
+    assert [(r.levelname, r.getMessage()) for r in caplog.records] == [
+        ("WARNING", f"gupper: update failed, carrying on with 1.0.0: {said}")
+    ]
+    assert exe.read_bytes() == fake_app("1.0.0") and sorted(p.name for p in exe.parent.iterdir()) == ["app"]
+
+
+# --- a one-folder build copied as a plain folder (issue 21, item 1) --------------------------------
+
+
+def plain_copy(tmp_path: Path, version: str = "1.0.0") -> Path:
+    """``make_folder``'s build copied by hand to ``<tmp>/opt/app``: ``app``, ``_internal/``, a link."""
+    root = tmp_path / "opt" / "app"
+    shutil.copytree(make_folder(tmp_path / "dist", version), root, symlinks=True)
+    return root
+
+
+def plain_updater(sim: Sim, root: Path, version: str = "1.0.0", **kw: Any) -> Updater:
+    state = str(root.parent / "state")
+    return folder_updater(sim, FolderLayout(root, "app"), version, executable=str(root / "app"), state_dir=state, **kw)
+
+
+def test_a_plain_copy_of_a_folder_app_arranges_itself_and_updates_twice(sim: Sim, tmp_path: Path) -> None:
+    root = plain_copy(tmp_path)
+    internal = (root / "_internal" / "lib.so").stat().st_ino
+    serve_release(sim, tmp_path, "2.0.0")
+    up = plain_updater(sim, root)
+    assert up.layout is not None and up.layout.kind == "archive"  # was a one-file install, offered nothing
+    result = up.run(restart=False)
+    assert result.status is Status.INSTALLED, result.message
+    layout = FolderLayout(root, "app")
+    assert os.readlink(layout.current) == "versions/2.0.0"
+    assert versions_of(layout) == [".plain-copy.json", "1.0.0", "2.0.0"]
+    assert os.readlink(root / "app") == "current/app"  # the entry point the user knows still starts the app
+    assert subprocess.run([root / "app"], capture_output=True, text=True, check=True).stdout == "2.0.0\n"
+    # 1.0.0 is the copy itself, hard-linked: nothing the running 1.0.0 uses was moved or removed
+    assert (layout.version_dir("1.0.0") / "_internal" / "lib.so").stat().st_ino == internal
+    assert (root / "_internal" / "lib.so").stat().st_ino == internal
+    assert os.readlink(layout.version_dir("1.0.0") / "lib.so") == "_internal/lib.so"
+    trial = StateFile(root.parent / "state").load().trial
+    assert trial is not None and trial.backup == str(layout.version_dir("1.0.0"))
+    # 2.0.0 starts from the link: a one-folder install; what the plain copy left goes now that none of it runs
+    new = plain_updater(sim, root, "2.0.0")
+    assert new.folder == layout and new.run(restart=False).status is Status.UP_TO_DATE
+    new.confirm()
+    assert sorted(p.name for p in root.iterdir()) == ["app", "current", "versions"]
+    serve_release(sim, tmp_path, "3.0.0", serial=2)
+    assert plain_updater(sim, root, "2.0.0").run(restart=False).status is Status.INSTALLED
+    assert os.readlink(layout.current) == "versions/3.0.0" and versions_of(layout) == ["2.0.0", "3.0.0"]
+    assert subprocess.run([root / "app"], capture_output=True, text=True, check=True).stdout == "3.0.0\n"
+
+
+def test_a_plain_copy_still_running_keeps_what_it_left_at_the_root(sim: Sim, tmp_path: Path) -> None:
+    from gupper.folder import remove_plain_leftovers
+
+    root = plain_copy(tmp_path)
+    serve_release(sim, tmp_path, "2.0.0")
+    assert plain_updater(sim, root).run(restart=False).status is Status.INSTALLED
+    layout = FolderLayout(root, "app")
+    assert remove_plain_leftovers(layout, busy=lambda exe: exe == root / "app") == []  # a 1.0.0 still runs from root
+    assert (root / "_internal" / "lib.so").is_file() and (root / "lib.so").is_symlink()
+    assert remove_plain_leftovers(layout, busy=lambda exe: False) == ["_internal", "lib.so"]
+    assert sorted(p.name for p in root.iterdir()) == ["app", "current", "versions"]
+    assert sorted(p.name for p in layout.versions.iterdir()) == ["1.0.0", "2.0.0"]  # the record went with them
+
+
+KILL_ADOPT = """
+import os, signal, sys
+sys.path[:0] = {paths!r}
+from pathlib import Path
+from gupper.folder import FolderLayout, adopt_plain_copy
+from gupper.install import FileOps
+kill_at, calls = int(sys.argv[2]), [0]
+def killing(op):
+    def call(*args):
+        calls[0] += 1
+        if calls[0] == kill_at:
+            os.kill(os.getpid(), signal.SIGKILL)
+        return op(*args)
+    return call
+real = FileOps()
+ops = FileOps(**{{name: killing(getattr(real, name)) for name in FileOps.__dataclass_fields__ if name != "sleep"}})
+adopt_plain_copy(FolderLayout(Path(sys.argv[1]), "app"), "1.0.0", "linux", ops)
+print(calls[0])
+"""
+
+
+def test_a_kill_at_each_step_of_arranging_a_plain_copy_leaves_an_app_that_runs(tmp_path: Path) -> None:
+    """SIGKILL before every filesystem step of :func:`adopt_plain_copy` (real processes): the copy
+    always starts, and the next start's clean-up plus the next arranging finish the job."""
+    from gupper.folder import adopt_plain_copy, cleanup_leftovers
+
+    script = KILL_ADOPT.format(paths=sys.path)
+    kill_at, kills = 1, 0
+    while True:
+        root = plain_copy(tmp_path / str(kill_at))
+        command = [sys.executable, "-c", script, str(root), str(kill_at)]
+        proc = subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)
+        if proc.returncode == 0:
+            assert int(proc.stdout) == kill_at - 1  # every step had its kill
+            break
+        assert proc.returncode == -9, proc.stderr
+        kills += 1
+        run = subprocess.run([root / "app"], capture_output=True, text=True, timeout=60, check=False)
+        assert run.stdout == "1.0.0\n", (kill_at, run)
+        layout = FolderLayout(root, "app")
+        cleanup_leftovers(layout)
+        adopt_plain_copy(layout, "1.0.0", "linux")
+        assert os.readlink(root / "app") == "current/app" and os.readlink(layout.current) == "versions/1.0.0"
+        assert sorted(p.name for p in root.iterdir()) == ["_internal", "app", "current", "lib.so", "versions"]
+        assert versions_of(layout) == [".plain-copy.json", "1.0.0"], kill_at
+        assert subprocess.run([root / "app"], capture_output=True, text=True, check=True).stdout == "1.0.0\n"
+        kill_at += 1
+    # versions/1.0.0 put in place (rename, sync), current made (link, barrier, rename, sync), the entry point (link,
+    # rename, sync)
+    assert kills == 9
+
+
+def test_a_plain_copy_on_windows_is_refused_in_one_warning_line_never_up_to_date(
+    sim: Sim, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    root = plain_copy(tmp_path)
+    before = sorted(str(p.relative_to(root)) for p in root.rglob("*"))
+    serve_release(sim, tmp_path, "2.0.0", platform="windows-amd64")
+    with caplog.at_level(logging.INFO, logger="gupper"):
+        result = plain_updater(sim, root, platform=Platform("windows", "amd64")).run(restart=False)
+    assert result.status is Status.FAILED
+    assert "a one-folder app copied as a plain folder cannot switch" in result.message
+    assert [r.levelname for r in caplog.records] == ["WARNING"] and "launcher" in caplog.records[0].getMessage()
+    assert sorted(str(p.relative_to(root)) for p in root.rglob("*")) == before and sim.requests[-1][1] == MANIFEST
 
 
 def test_leftovers_of_a_killed_folder_update_are_cleaned_on_the_next_start(sim: Sim, tmp_path: Path) -> None:
@@ -517,6 +683,56 @@ def test_a_failing_post_install_hook_aborts_the_switch_and_marks_the_version_bad
     )
     assert layout.current_version("linux") == "1.0.0" and versions_of(layout) == ["1.0.0"]
     assert "marked bad" in folder_updater(sim, layout).run(restart=False).message
+
+
+def version_with_hook(tmp_path: Path, hook: bytes) -> FolderLayout:
+    """versions/2.0.0 of an install, holding a post-install hook ``hooks/migrate`` and its file list."""
+    layout = layout_with(tmp_path, "1.0.0", "2.0.0", current="1.0.0")
+    folder = layout.version_dir("2.0.0")
+    (folder / "hooks").mkdir()
+    (folder / "hooks" / "migrate").write_bytes(hook)
+    (folder / "hooks" / "migrate").chmod(0o755)
+    entries = [PackageEntry("hooks", "dir"), PackageEntry("hooks/migrate", "file", len(hook), "ab" * 32, 0o755)]
+    (folder / LIST_NAME).write_bytes(FileList.of(entries, "hooks/migrate").to_bytes())
+    return layout
+
+
+def test_a_post_install_hook_on_windows_opens_no_console_window(tmp_path: Path) -> None:
+    """A windowed app's update must not flash a console for its hook (issue 21, item 7)."""
+    layout = version_with_hook(tmp_path, b"#!/bin/sh\nexit 0\n")
+    started: list[dict[str, Any]] = []
+
+    class Done:
+        returncode, pid, _handle = 0, 4242, 7
+
+        def communicate(self, timeout: float | None = None) -> tuple[bytes, bytes]:
+            return b"", b""
+
+        def poll(self) -> int:
+            return 0
+
+        def kill(self) -> None:
+            pass
+
+    def popen(argv: list[str], **kw: Any) -> Done:
+        started.append({"argv": argv, **kw})
+        return Done()
+
+    run_post_install(layout, "2.0.0", "1.0.0", {}, 10, "windows", jobs=None, popen=popen)
+    (call,) = started
+    assert call["argv"] == [str(layout.version_dir("2.0.0") / "hooks" / "migrate")]
+    assert call["creationflags"] & 0x08000000  # CREATE_NO_WINDOW
+    assert call["cwd"] == layout.version_dir("2.0.0") and call["env"]["GUPPER_NEW_VERSION"] == "2.0.0"
+
+
+@pytest.mark.skipif(not hasattr(os, "pidfd_open"), reason="pidfd_open is Linux's")
+def test_a_hung_post_install_hook_is_killed_with_what_it_started(tmp_path: Path) -> None:
+    pids = tmp_path / "pids"
+    layout = version_with_hook(tmp_path, f"#!/bin/sh\nsleep 300 &\necho $! > {pids}\nexec sleep 300\n".encode())
+    with pytest.raises(PreflightFailedError, match=r"the post-install hook of 2.0.0 did not finish within 0.5 s"):
+        run_post_install(layout, "2.0.0", "1.0.0", dict(os.environ), 0.5)
+    child = int(pids.read_text())
+    assert ended(child, 30), "the hook's background child outlived the hook's timeout"
 
 
 def test_a_post_install_hook_must_be_a_listed_executable(tmp_path: Path) -> None:

@@ -39,26 +39,54 @@ def workflow() -> dict[Any, Any]:
     return doc
 
 
-def test_three_os_builds_then_one_publish_job_with_the_key_from_a_secret() -> None:
+def test_builds_for_every_os_and_cpu_then_one_publish_job_with_the_key_from_a_secret() -> None:
     doc = workflow()
     on = doc.get("on") or doc.get(True)  # YAML 1.1 reads a bare 'on' as true
     assert on == {"push": {"tags": ["v*"]}} and doc["permissions"] == {"contents": "read"}
     build, publish = doc["jobs"]["build"], doc["jobs"]["publish"]
-    assert (
-        build["strategy"]["matrix"]["os"] == ["ubuntu-latest", "windows-latest", "macos-latest"]
-        and build["runs-on"] == "${{ matrix.os }}"
-    )
+    # Intel Macs get builds too (issue 21, item 5): darwin-amd64 on GitHub's Intel image, darwin-arm64 on Apple silicon
+    assert build["strategy"]["matrix"]["include"] == [
+        {"os": "ubuntu-latest", "platform": "linux-amd64"},
+        {"os": "windows-latest", "platform": "windows-amd64"},
+        {"os": "macos-15-intel", "platform": "darwin-amd64"},
+        {"os": "macos-14", "platform": "darwin-arm64"},
+    ]
+    assert build["runs-on"] == "${{ matrix.os }}"
     runs = [s.get("run", "") for s in build["steps"]]
     assert any(r.startswith("gupper-publish build ") for r in runs)  # PYTHONHASHSEED=0, fixed work paths, named output
+    assert 'test "$(python -m gupper platform)" = "${{ matrix.platform }}"' in runs  # a build named for its own CPU
     assert publish["needs"] == "build" and publish["runs-on"] == "ubuntu-latest" and publish["environment"] == "release"
     (step,) = [s for s in publish["steps"] if "gupper-publish publish" in s.get("run", "")]
     assert step["env"]["GUPPER_SIGNING_KEY"] == "${{ secrets.GUPPER_SIGNING_KEY }}"
     assert (
         "--key" not in step["run"] and "GUPPER_SIGNING_KEY" not in step["run"]
     )  # never on a command line, never echoed
-    assert not [
-        s for job in doc["jobs"].values() for s in job["steps"] if "secrets." in json.dumps(s) and s is not step
+    with_secrets = [s for job in doc["jobs"].values() for s in job["steps"] if "secrets." in json.dumps(s)]
+    assert [s["name"] for s in with_secrets] == [
+        "signing identity (macOS, with MACOS_CERTIFICATE set)",
+        "notarise (macOS, with a signing identity and APPLE_ID set)",
+        step["name"],
     ]
+    for s in with_secrets:  # secrets reach a step through its environment only, never its command line
+        assert "secrets." not in s["run"] and all(
+            v.startswith("${{ secrets.") or "secrets." not in v for v in s["env"].values()
+        )
+
+
+def test_macos_builds_can_be_signed_with_a_developer_id_and_notarised() -> None:
+    """Documented steps the user's CI turns on with its secrets (issue 21, item 5); off, nothing runs."""
+    steps = {s.get("name"): s for s in workflow()["jobs"]["build"]["steps"]}
+    identity, notarise, build = (
+        steps["signing identity (macOS, with MACOS_CERTIFICATE set)"],
+        steps["notarise (macOS, with a signing identity and APPLE_ID set)"],
+        steps["build"],
+    )
+    assert identity["if"] == notarise["if"] == "runner.os == 'macOS'"
+    assert identity["run"].startswith('if [ -z "$MACOS_CERTIFICATE" ]; then')  # no secret: an ad-hoc build, said so
+    assert "security import" in identity["run"] and 'echo "CODESIGN_IDENTITY=' in identity["run"]
+    assert '${CODESIGN_IDENTITY:+-- --codesign-identity "$CODESIGN_IDENTITY"}' in build["run"]
+    assert "xcrun notarytool submit" in notarise["run"] and "xcrun stapler staple" in notarise["run"]
+    assert "privacy permissions" in WORKFLOW.read_text()  # why ad-hoc signatures cost users their grants
 
 
 EXPRESSION = re.compile(r"\$\{\{\s*(.*?)\s*\}\}")
@@ -82,6 +110,15 @@ def expand(text: str, context: Mapping[str, Mapping[str, str]]) -> str:
     return EXPRESSION.sub(one, text)
 
 
+def runs_here(condition: str | None, context: Mapping[str, Mapping[str, str]]) -> bool:
+    """A step's ``if``, as GitHub evaluates the one form the workflow uses: ``runner.os == 'X'``."""
+    if condition is None:
+        return True
+    match = re.fullmatch(r"runner\.os == '(\w+)'", condition.strip())
+    assert match is not None, f"a condition this test does not evaluate: {condition}"
+    return context["runner"]["os"] == match.group(1)
+
+
 def run_steps(
     job: str, workspace: Path, context: Mapping[str, Mapping[str, str]], github: Mapping[str, str]
 ) -> list[subprocess.CompletedProcess[str]]:
@@ -90,7 +127,7 @@ def run_steps(
     env_file.touch()
     done = []
     for step in workflow()["jobs"][job]["steps"]:
-        if "run" not in step or step.get("name") == "install":
+        if "run" not in step or step.get("name") == "install" or not runs_here(step.get("if"), context):
             continue
         added = dict(line.split("=", 1) for line in env_file.read_text().splitlines() if "=" in line)
         step_env = {k: expand(str(v), context) for k, v in (step.get("env") or {}).items()}
@@ -144,7 +181,8 @@ def test_the_workflows_steps_release_the_demo_app_and_an_install_updates(tmp_pat
             "AWS_ACCESS_KEY_ID": s3["AWS_ACCESS_KEY_ID"],
             "AWS_SECRET_ACCESS_KEY": s3["AWS_SECRET_ACCESS_KEY"],
         },
-        "matrix": {"os": "ubuntu-latest"},
+        "matrix": {"os": "ubuntu-latest", "platform": "linux-amd64"},
+        "runner": {"os": "Linux"},
     }
     transport = {
         "AWS_CA_BUNDLE": s3["AWS_CA_BUNDLE"],

@@ -227,7 +227,8 @@ def test_confirm_ends_the_trial_and_removes_the_backup(sim: Sim, exe: Path) -> N
 def test_a_second_instance_does_not_update_while_one_is(sim: Sim, exe: Path) -> None:
     publish(sim, NEW)
     u = updater(sim, exe)
-    with FileLock(str(u.state_file.directory / "update.lock")):
+    assert u.layout is not None and u.layout.lock_path == exe.with_name(".app.gupper-lock")  # beside the install
+    with FileLock(str(u.layout.lock_path)):
         result = u.run(restart=False)
     assert result.status is Status.BUSY and exe.read_bytes() == OLD and sim.requests == []
 

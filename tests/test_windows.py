@@ -23,8 +23,17 @@ from typing import Any
 import pytest
 
 from gupper import InstallError, Status
-from gupper.folder import FolderLayout, prune, publish_version, remove_tree, switch
-from gupper.install import RENAME_ATTEMPTS, FileOps, apply, check_writable, make_backup, temp_path_for
+from gupper.folder import FolderLayout, prune, publish_version, remove_tree, staging_dir, switch
+from gupper.install import (
+    RENAME_ATTEMPTS,
+    FileOps,
+    apply,
+    check_writable,
+    describe_write_error,
+    make_backup,
+    path_too_long,
+    temp_path_for,
+)
 from gupper.platforms import Platform
 from gupper.restart import (
     JOB_OBJECT_EXTENDED_LIMIT_INFORMATION,
@@ -728,3 +737,100 @@ def test_network_failures_read_the_same_on_every_os(text: str, reason: str) -> N
         f"NewConnectionError('Failed to establish a new connection: {text}'))"
     )
     assert _reason(error) == reason
+
+
+# --- long paths (issue 21, item 6) ---
+
+
+def test_a_path_past_max_path_says_so_in_one_line_not_free_some_disk_space(tmp_path: Path) -> None:
+    layout = folder_layout(tmp_path)
+    long_name = "C:\\Users\\someone\\AppData\\Local\\Programs\\app\\versions\\" + "x" * 230 + "\\lib.pyd"
+    exced_range = OSError(22, "The filename or extension is too long", "C:\\short")
+    exced_range.winerror = 206  # type: ignore[attr-defined]  # ERROR_FILENAME_EXCED_RANGE (set so on Windows only)
+    for error in (OSError(2, "The system cannot find the path specified", long_name), exced_range):
+        message = describe_write_error(error, layout.versions, "windows")
+        assert "past Windows' limit of 259 characters (MAX_PATH)" in message and "LongPathsEnabled" in message
+        assert "disk space" not in message and "\n" not in message
+    assert f"({len(long_name)} characters)" in describe_write_error(
+        OSError(2, "not found", long_name), layout.versions, "windows"
+    )
+    # the same name is no path problem on Linux, and a short one none on Windows
+    assert path_too_long(OSError(2, "not found", long_name), "linux") is None
+    assert path_too_long(OSError(2, "not found", "C:\\a\\b"), "windows") is None
+    linux = describe_write_error(OSError(errno.ENAMETOOLONG, "File name too long", "/a/b"), layout.versions, "linux")
+    assert linux.startswith("the path /a/b (4 characters) is too long for this system")
+
+
+def test_the_staging_folder_of_a_version_adds_few_characters_to_its_paths(tmp_path: Path) -> None:
+    layout = folder_layout(tmp_path)
+    staged = staging_dir(layout)
+    # was .<version>.gupper-<12 hex>.tmp: 26 characters more than the version's own name
+    assert staged.parent == layout.versions and len(staged.name) <= 11 and staged != staging_dir(layout)
+    assert staged.name.startswith(".") and staged.name.endswith(".tmp")  # what the next start's clean-up removes
+
+
+# --- the Windows one-folder layout: one path for every version (issue 21, item 3) ---
+
+
+@pytest.mark.posix  # the app is a script standing in for one
+def test_a_windows_folder_update_never_touches_what_runs_and_writes_the_switch_through_antivirus(
+    sim: Any, tmp_path: Path
+) -> None:
+    """Nothing under current\\ (the running app's folder: Windows refuses to move or replace it) is
+    renamed, replaced or removed by the update; the switch file is written whole, its rename retried
+    while antivirus holds it; the switch itself is the launcher's (tests/test_launcher.py)."""
+    from .test_packages import folder_updater, make_folder, serve_package
+
+    root = tmp_path / "root"
+    (root / "current").mkdir(parents=True)
+    (root / "current" / "app.exe").write_bytes(fake_app("1.0.0"))
+    (root / "current" / "app.exe").chmod(0o755)
+    (root / "app.exe").write_bytes(b"the launcher")
+    folder = make_folder(tmp_path / "dist", "2.0.0")
+    (folder / "app").rename(folder / "app.exe")
+    serve_package(sim, folder, tmp_path, "2.0.0", platform="windows-amd64")
+    fs = WinFS(running=root / "current" / "app.exe", replace=2)
+    touched: list[str] = []
+    ops = fs.ops()
+    for name in ("replace", "rename", "unlink", "rmtree", "write_file", "symlink", "link"):
+        real = getattr(ops, name)
+
+        def record(*args: str, _real: Callable[..., None] = real) -> None:
+            touched.extend(str(a) for a in args)
+            _real(*args)
+
+        setattr(ops, name, record)
+    updater = folder_updater(
+        sim,
+        FolderLayout(root, "app.exe"),
+        file_ops=ops,
+        executable=str(root / "current" / "app.exe"),
+        platform=Platform("windows", "amd64"),
+    )
+    result = updater.run(restart=False)
+    assert result.status is Status.INSTALLED, result.message
+    assert not [p for p in touched if Path(p).is_relative_to(root / "current")], touched
+    assert (root / "next").read_bytes() == b"versions\\2.0.0\r\nversions\\1.0.0\r\n"
+    assert fs.calls.count("replace refused") == 2 and len(fs.sleeps) == 2  # antivirus on the switch file: retried
+    assert (root / "versions" / "2.0.0" / "app.exe").read_bytes() == (folder / "app.exe").read_bytes()
+    assert sorted(p.name for p in root.iterdir()) == ["app.exe", "current", "next", "versions"]
+
+
+@pytest.mark.posix  # make_folder's build holds a symlink
+def test_a_windows_folder_install_without_its_launcher_fails_in_one_line(sim: Any, tmp_path: Path) -> None:
+    from .test_packages import folder_updater, make_folder, serve_package
+
+    root = tmp_path / "root"
+    (root / "current").mkdir(parents=True)
+    (root / "current" / "app.exe").write_bytes(b"1")
+    (root / "versions").mkdir()
+    serve_package(sim, make_folder(tmp_path / "dist", "2.0.0"), tmp_path, "2.0.0", platform="windows-amd64")
+    program = str(root / "current" / "app.exe")
+    updater = folder_updater(
+        sim, FolderLayout(root, "app.exe"), executable=program, platform=Platform("windows", "amd64")
+    )
+    result = updater.run(restart=False)
+    assert result.status is Status.FAILED and result.message == (
+        f"cannot update {root / 'current'}: the launcher {root / 'app.exe'} that switches versions is missing; "
+        "reinstall the app (docs/packages.md, 'First install')"
+    )

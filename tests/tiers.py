@@ -48,6 +48,7 @@ UNITS = {
     # The one-folder builds, likewise.
     "tests/test_e2e_folder.py": "demo-onedir",
     "tests/test_e2e_folder_delta.py": "demo-onedir",
+    "tests/test_e2e_bundles.py": "demo-onedir",
     # Minutes of waiting on deadlines (600 fuzzed responses), little computing: a unit of its own.
     "tests/test_fuzz_http.py::test_fuzzed_responses_soak": "fuzz-soak",
 }
@@ -59,8 +60,8 @@ COST = {
     "tests/test_e2e_desktop.py": 330,
     "tests/test_build_helper.py": 210,
     "fuzz-soak": 200,
+    "demo-onedir": 195,
     "tests/test_release_workflow.py": 120,
-    "demo-onedir": 110,
     "tests/test_readme_adoption.py": 105,
     "tests/test_rgw_e2e.py": 100,
     "tests/test_fleet.py": 100,

@@ -13,13 +13,13 @@ from gupper.platforms import Platform, normalize_arch, normalize_os, parse_platf
 from gupper.wire.canonical import valid_app_name
 
 from .errors import BadArtifactNameError
-from .layout import ARCHIVE_SUFFIX, artifact_key
+from .layout import ARCHIVE_SUFFIX, BUNDLE_SUFFIX, artifact_key, type_of_file
 
 PATTERN_HELP = (
     "<app>-<version>-<os>-<arch>[.exe], e.g. app-1.2.0-linux-amd64 or "
     "app-1.2.0-windows-amd64.exe, or a one-folder build "
-    "app-1.2.0-linux-amd64/ (or its .tar.gz or .zip) (os: linux, darwin/macos, "
-    "windows; arch: amd64/x86_64, arm64/aarch64)"
+    "app-1.2.0-linux-amd64/ (or its .tar.gz or .zip), or an app bundle app-1.2.0-darwin-arm64.app/ "
+    "(os: linux, darwin/macos, windows; arch: amd64/x86_64, arm64/aarch64)"
 )
 ZIP_SUFFIX = ".zip"
 PACKAGE_SUFFIXES = (ARCHIVE_SUFFIX, ZIP_SUFFIX)
@@ -42,8 +42,13 @@ class ArtifactName:
 
     @property
     def is_archive(self) -> bool:
-        """A multi-file package (``type: archive``) rather than one executable."""
+        """A multi-file package (``type: archive`` or ``app``) rather than one executable."""
         return self.filename.endswith(ARCHIVE_SUFFIX)
+
+    @property
+    def kind(self) -> str:
+        """The manifest entry type: ``binary``, ``archive`` (a one-folder build) or ``app`` (an app bundle)."""
+        return type_of_file(self.filename)
 
 
 def parse_artifact_name(filename: str) -> ArtifactName:
@@ -61,6 +66,8 @@ def parse_artifact_name(filename: str) -> ArtifactName:
         if filename.lower().endswith(".exe")
         else filename
     )
+    bundle = archive and stem.endswith(BUNDLE_SUFFIX)
+    stem = stem.removesuffix(BUNDLE_SUFFIX) if bundle else stem
     parts = stem.rsplit("-", 3)
     if len(parts) != 4:
         raise BadArtifactNameError(f"cannot parse artifact name {filename!r}; expected {PATTERN_HELP}")
@@ -80,7 +87,8 @@ def parse_artifact_name(filename: str) -> ArtifactName:
         ) from e
     platform = Platform(os_name, arch)
     if archive:
-        return ArtifactName(app, version, platform, f"{app}-{version}-{platform.key}{ARCHIVE_SUFFIX}")
+        suffix = (BUNDLE_SUFFIX if bundle else "") + ARCHIVE_SUFFIX
+        return ArtifactName(app, version, platform, f"{app}-{version}-{platform.key}{suffix}")
     if (os_name == "windows") != filename.lower().endswith(".exe"):
         raise BadArtifactNameError(f"{filename!r}: Windows builds, and only they, end in .exe; expected {PATTERN_HELP}")
     # Store the canonical spelling so aliases (x86_64, macos) never make two names for one build.
@@ -88,11 +96,13 @@ def parse_artifact_name(filename: str) -> ArtifactName:
     return ArtifactName(app, version, platform, canonical)
 
 
-def artifact_filename(app: str, version: str, platform: Platform | str, *, folder: bool) -> ArtifactName:
+def artifact_filename(
+    app: str, version: str, platform: Platform | str, *, folder: bool, bundle: bool = False
+) -> ArtifactName:
     """The name a build of ``app`` ``version`` for ``platform`` publishes as, whatever its own name:
-    ``<app>-<version>-<os>-<arch>``, plus ``.exe`` for a Windows one-file build and ``.tar.gz`` for
-    a one-folder build (``folder``). ``platform`` is a :class:`Platform` or a key such as
-    ``linux-amd64`` (aliases such as ``macos-aarch64`` too). Pure.
+    ``<app>-<version>-<os>-<arch>``, plus ``.exe`` for a Windows one-file build, ``.tar.gz`` for
+    a one-folder build (``folder``) and ``.app.tar.gz`` for an app bundle (``bundle``). ``platform``
+    is a :class:`Platform` or a key such as ``linux-amd64`` (aliases such as ``macos-aarch64`` too). Pure.
 
     Raises BadArtifactNameError naming the part that cannot be used.
     """
@@ -107,7 +117,7 @@ def artifact_filename(app: str, version: str, platform: Platform | str, *, folde
         raise BadArtifactNameError(
             f"unknown platform {platform!r}; give <os>-<arch> such as linux-amd64, windows-amd64 or darwin-arm64"
         )
-    suffix = ARCHIVE_SUFFIX if folder else parsed.exe_suffix
+    suffix = (BUNDLE_SUFFIX if bundle else "") + ARCHIVE_SUFFIX if folder or bundle else parsed.exe_suffix
     return parse_artifact_name(f"{app}-{canonical}-{parsed.key}{suffix}")
 
 

@@ -104,9 +104,33 @@ class BuildOptions:
     self_test_timeout: float = SELF_TEST_TIMEOUT
 
 
-def output_name(name: str, version: str, platform: Platform, onedir: bool) -> str:
-    """``<app>-<version>-<os>-<arch>`` (plus ``.exe`` for a one-file Windows build), checked as publish will. Pure."""
-    return artifact_filename(name, version, platform, folder=onedir).filename.removesuffix(ARCHIVE_SUFFIX)
+def output_name(name: str, version: str, platform: Platform, onedir: bool, bundle: bool = False) -> str:
+    """``<app>-<version>-<os>-<arch>`` (plus ``.exe`` for a one-file Windows build, ``.app`` for an app
+    bundle), checked as publish will. Pure."""
+    named = artifact_filename(name, version, platform, folder=onedir, bundle=bundle)
+    return named.filename.removesuffix(ARCHIVE_SUFFIX)
+
+
+WINDOWED_OPTIONS = frozenset({"-w", "--windowed", "--noconsole"})
+
+
+def makes_bundle(options: BuildOptions, platform: Platform) -> bool:
+    """Whether PyInstaller makes a macOS app bundle of this build (``--windowed`` on macOS), which is
+    then what is published. Pure.
+
+    Raises:
+        PublishError: a windowed one-file build for macOS: PyInstaller deprecates one-file bundles
+            (an error from PyInstaller 7), and a one-file program outside its bundle is no app.
+    """
+    windowed = any(arg in WINDOWED_OPTIONS for arg in options.pyinstaller_args)
+    if platform.os != "darwin" or not windowed:
+        return False
+    if not options.onedir:
+        raise PublishError(
+            "on macOS a windowed app is a .app bundle, which PyInstaller makes from a one-folder build only (one-file "
+            "bundles are deprecated, an error in PyInstaller 7): add --onedir"
+        )
+    return True
 
 
 def pyinstaller_command(options: BuildOptions, work: Path, cwd: Path) -> list[str]:
@@ -188,7 +212,8 @@ def build(options: BuildOptions, environ: Mapping[str, str]) -> Path:
     PyInstaller fails (with the log's path) or the built app fails its self-test (nothing is copied then).
     """
     platform = options.platform or current_platform()
-    final = output_name(options.name, options.version, platform, options.onedir)
+    bundle = makes_bundle(options, platform)
+    final = output_name(options.name, options.version, platform, options.onedir, bundle)
     script = options.script.resolve()
     if not script.is_file():
         raise PublishError(
@@ -215,6 +240,9 @@ def build(options: BuildOptions, environ: Mapping[str, str]) -> Path:
         )
     built = work / "dist" / (options.name if options.onedir else options.name + platform.exe_suffix)
     entry = built / (options.name + platform.exe_suffix) if options.onedir else built
+    if bundle:  # PyInstaller made <name>.app beside the plain folder: the bundle is the app
+        built = work / "dist" / f"{options.name}.app"
+        entry = built / "Contents" / "MacOS" / options.name
     problem = check_file(entry, platform.os, platform.arch)
     if problem is not None:  # e.g. a --target-arch that does not match this machine
         raise BuildFailedError(
@@ -225,6 +253,28 @@ def build(options: BuildOptions, environ: Mapping[str, str]) -> Path:
     dest = options.out_dir / final
     _replace(built, dest)
     return dest
+
+
+def shipping_note(name: str, built: str, platform: Platform) -> str:
+    """What to ship of a one-folder build and how its first install looks, for the line ``gupper-publish
+    build --onedir`` prints after the output's path (docs/packages.md, "First install"). Pure."""
+    if built.endswith(".app"):
+        return (
+            f"ship the bundle {built} (renamed as users should see it, e.g. {name}.app) for /Applications or "
+            "~/Applications, in a .dmg or a zip made with 'ditto -c -k --keepParent'; it updates as a whole "
+            "(docs/packages.md, 'App bundles')"
+        )
+    if platform.os == "windows":
+        return (
+            f"ship it as <folder>\\{name}.exe (the launcher: python launcher/build.py --name {name} --windowed) and "
+            f"this folder as <folder>\\current\\, per user under %LOCALAPPDATA%\\Programs\\{name}; a plain copy "
+            "of the folder cannot update itself on Windows (docs/packages.md, 'First install')"
+        )
+    return (
+        f"ship the folder {built} as it is: copy it anywhere the user can write (e.g. ~/opt/{name}) and start "
+        f"{name}/{name}; its first update arranges it into versions/ and current, and {name}/{name} stays the way to "
+        "start it (docs/packages.md, 'First install')"
+    )
 
 
 def _check_it_starts(entry: Path, options: BuildOptions, environ: Mapping[str, str]) -> None:

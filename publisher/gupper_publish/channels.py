@@ -22,9 +22,9 @@ from gupper.errors import ConfigError, MalformedError
 from gupper.platforms import parse_platform_key
 from gupper.wire.canonical import valid_app_name
 from gupper.wire.manifest import (
+    APP,
     ARCHIVE,
     ARCHIVE_FORMAT,
-    BINARY,
     FILES_PATCH_FORMAT,
     PATCH_FORMAT,
     Entry,
@@ -36,7 +36,7 @@ from gupper.wire.manifest import (
 
 from .artifacts import parse_artifact_name
 from .errors import BadArtifactNameError, ImmutableConflictError, NotFoundError, PublishError
-from .layout import ARCHIVE_SUFFIX, artifact_key, blob_key, list_key, patch_key, relative_url
+from .layout import artifact_key, blob_key, list_key, patch_key, relative_url, type_of_file
 from .plans import RolloutPlan
 
 STATE_TYPE = "gupper-channel-state"
@@ -82,8 +82,9 @@ class ArtifactRecord:
 
     @property
     def type(self) -> str:
-        """The manifest entry type: ``archive`` for a ``.tar.gz`` package, else ``binary``."""
-        return ARCHIVE if self.file.endswith(ARCHIVE_SUFFIX) else BINARY
+        """The manifest entry type: ``app`` for an app bundle's ``.app.tar.gz``, ``archive`` for another
+        ``.tar.gz`` package, else ``binary``."""
+        return type_of_file(self.file)
 
     def same_file(self, other: ArtifactRecord) -> bool:
         """The same bytes (patches are derived data and may be added later)."""
@@ -300,7 +301,7 @@ def sort_versions(versions: Iterable[str]) -> tuple[str, ...]:
 def entry_for(app: str, record: ReleaseRecord, platform: str, manifest_key: str) -> Entry:
     """The manifest entry for ``record``'s file on ``platform``."""
     art = record.artifacts[platform]
-    archive = art.type == ARCHIVE
+    archive = art.type in (ARCHIVE, APP)  # both are folders, packed and listed the same way
     lists = archive and art.files_sha256 is not None and art.blobs
     return Entry(
         platform=platform,

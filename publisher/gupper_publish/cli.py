@@ -25,6 +25,7 @@ from typing import Any, NoReturn, TextIO
 
 from gupper.errors import ConfigError
 from gupper.keys import PublicKey
+from gupper.platforms import current_platform
 
 from .accesslog import AUTO, FORMATS
 from .delta import DEFAULT_PATCHES
@@ -723,7 +724,7 @@ def _keygen(prefix: Path) -> int:
 
 
 def _build(args: argparse.Namespace, pyinstaller_args: Sequence[str]) -> int:
-    from .build import BuildOptions, build
+    from .build import BuildOptions, build, shipping_note
 
     out = build(
         BuildOptions(
@@ -737,6 +738,8 @@ def _build(args: argparse.Namespace, pyinstaller_args: Sequence[str]) -> int:
         ),
         os.environ,
     )
+    if args.onedir:  # stderr: stdout is the path alone, for scripts
+        print(shipping_note(args.name, str(out), current_platform()), file=sys.stderr)
     print(out)
     return EXIT_OK
 

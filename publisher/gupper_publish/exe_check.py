@@ -251,33 +251,89 @@ def check_file(path: Path, os_name: str, arch: str) -> str | None:
 
 
 def entry_points(app: str, os_name: str) -> tuple[str, ...]:
-    """Where a one-folder build's executable may be: named after the app, as ``pyinstaller --name APP`` writes it."""
-    if os_name == "windows":
-        return (f"{app}.exe",)
-    if os_name == "darwin":
-        return (app, f"{app}.app/Contents/MacOS/{app}", f"Contents/MacOS/{app}")
-    return (app,)
+    """Where a one-folder build's executable is: named after the app, as ``pyinstaller --name APP`` writes it."""
+    return (f"{app}.exe",) if os_name == "windows" else (app,)
 
 
-def check_archive_entry(archive: Path, app: str, os_name: str, arch: str) -> str | None:
-    """For a packed one-folder build (a ``.tar.gz``): None if its entry point is an executable for
-    ``os_name``/``arch``, else what is wrong, as a clause (``has no entry point app ...``)."""
-    candidates = entry_points(app, os_name)
+BUNDLE_PROGRAM = "Contents/MacOS/{app}"
+BUNDLE_PLIST = "Contents/Info.plist"
+
+
+def check_archive_entry(archive: Path, app: str, os_name: str, arch: str, kind: str = "archive") -> str | None:
+    """For a packed one-folder build or app bundle (a ``.tar.gz``; ``kind`` ``archive`` or ``app``):
+    None if it is what the client of ``os_name`` takes and its program is an executable for
+    ``os_name``/``arch``; else what is wrong, as a clause (``has no entry point app ...``).
+
+    Exactly what the client takes: a one-folder build has its executable at the top (a folder
+    holding a bundle, ``X.app/Contents/MacOS/...``, is refused: publish the bundle itself); an app
+    bundle has ``Contents/Info.plist`` naming the program ``Contents/MacOS/<app>``, for macOS or
+    Linux (where the bundle logic is tested), never Windows."""
     with tarfile.open(archive, "r:gz") as tar:
         members = {m.name: m for m in tar.getmembers()}
+        if kind == "app":
+            return _check_bundle(tar, members, app, os_name, arch)
+        candidates = entry_points(app, os_name)
+        if BUNDLE_PLIST in members:
+            return (
+                f"is a macOS app bundle ({BUNDLE_PLIST}) named as a one-folder build: name it "
+                f"{app}-<version>-{os_name}-{arch}.app (or publish it with --app {app} --version V)"
+            )
         for name in candidates:
-            member = members.get(name)
-            if member is not None and member.issym():  # one link inside the folder is followed, as the loader would
-                member = members.get(posixpath.normpath(posixpath.join(posixpath.dirname(name), member.linkname)))
-            if member is None or not member.isfile():
-                continue
-            f = tar.extractfile(member)
-            if f is None:
-                continue
-            with f:
-                problem = check(file_reader(f), os_name, arch)
-            return None if problem is None else f"has an entry point {name} that is {problem}"
+            found = _program(tar, members, name, os_name, arch)
+            if found is not None:
+                return None if found == "" else f"has an entry point {name} that is {found}"
+        wrapped = sorted({n.split("/", 1)[0] for n in members if n.endswith(f".app/{BUNDLE_PLIST}")})
+        if wrapped:
+            return (
+                f"holds the app bundle {wrapped[0]}, which no install takes from inside a folder: publish the bundle "
+                f"itself (gupper-publish {wrapped[0]} --app {app} --version V)"
+            )
     return (
         f"has no entry point {' or '.join(candidates)} (the executable is named after the "
         f"app, as 'pyinstaller --name {app}' does)"
     )
+
+
+def _check_bundle(
+    tar: tarfile.TarFile, members: dict[str, tarfile.TarInfo], app: str, os_name: str, arch: str
+) -> str | None:
+    import plistlib
+
+    if os_name == "windows":
+        return "is a macOS app bundle, which Windows installs cannot take: publish the one-folder build for Windows"
+    plist = members.get(BUNDLE_PLIST)
+    f = tar.extractfile(plist) if plist is not None and plist.isfile() else None
+    if f is None:
+        return f"is named as an app bundle but has no {BUNDLE_PLIST}: publish the .app PyInstaller wrote"
+    try:
+        with f:
+            info = plistlib.loads(f.read(1 << 20))
+    except (ValueError, plistlib.InvalidFileException) as e:
+        return f"has a {BUNDLE_PLIST} that does not parse ({e})"
+    named = info.get("CFBundleExecutable") if isinstance(info, dict) else None
+    program = BUNDLE_PROGRAM.format(app=app)
+    if named != app:
+        return (
+            f"has a {BUNDLE_PLIST} naming the program {named!r}, and installs run {program}: build it with --name {app}"
+        )
+    found = _program(tar, members, program, os_name, arch)
+    if found is None:
+        return f"has no program {program} (the executable is named after the app, as 'pyinstaller --name {app}' does)"
+    return None if found == "" else f"has a program {program} that is {found}"
+
+
+def _program(
+    tar: tarfile.TarFile, members: dict[str, tarfile.TarInfo], name: str, os_name: str, arch: str
+) -> str | None:
+    """None when ``name`` is no file in the archive; "" when it is an executable for ``os_name``/``arch``;
+    else what it is instead. One link inside the folder is followed, as the loader would."""
+    member = members.get(name)
+    if member is not None and member.issym():
+        member = members.get(posixpath.normpath(posixpath.join(posixpath.dirname(name), member.linkname)))
+    if member is None or not member.isfile():
+        return None
+    f = tar.extractfile(member)
+    if f is None:
+        return None
+    with f:
+        return check(file_reader(f), os_name, arch) or ""

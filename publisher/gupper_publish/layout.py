@@ -2,7 +2,7 @@
 
 Keys are relative to the store prefix (``s3://bucket/prefix``, a folder)::
 
-    <app>/<version>/<app>-<version>-<os>-<arch>[.exe|.tar.gz]     a release's file per platform (immutable)
+    <app>/<version>/<app>-<version>-<os>-<arch>[.exe|.tar.gz|.app.tar.gz]   a release's file per platform (immutable)
     <app>/<version>/patches/<file>.from-<old>.bsdiff4             a binary patch from an earlier release's file
     <app>/<version>/patches/<stem>.from-<old>.files.json          a one-folder patch index from an earlier release
     <app>/<version>/patches/files/<old sha256>-<new sha256>.bsdiff4   a per-file patch it names
@@ -24,10 +24,24 @@ from urllib.parse import quote
 
 from packaging.version import Version
 
+from gupper.wire.manifest import APP, ARCHIVE, BINARY
+
 MANIFEST_NAME = "latest.json"
 STATE_NAME = "channel.json"
 CHANNEL_FILES = (MANIFEST_NAME, STATE_NAME)
 ARCHIVE_SUFFIX = ".tar.gz"
+BUNDLE_SUFFIX = ".app"
+"""A macOS app bundle's folder name ends so; its archive is ``<app>-<version>-<os>-<arch>.app.tar.gz``."""
+
+
+def type_of_file(file: str) -> str:
+    """The manifest entry type of a release file, from its name: ``app`` (an app bundle's archive),
+    ``archive`` (a one-folder build's) or ``binary``. Pure."""
+    if file.endswith(BUNDLE_SUFFIX + ARCHIVE_SUFFIX):
+        return APP
+    return ARCHIVE if file.endswith(ARCHIVE_SUFFIX) else BINARY
+
+
 PATCHES = "patches"
 FILES = "files"
 

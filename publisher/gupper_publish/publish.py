@@ -29,11 +29,11 @@ from gupper.errors import MalformedError
 from gupper.manifest import load_envelope
 from gupper.platforms import current_platform
 from gupper.wire.canonical import format_time, valid_app_name
-from gupper.wire.manifest import Manifest
+from gupper.wire.manifest import APP, Manifest
 
 from . import folder_delta
 from .archive import archive_name_for, make_archive
-from .artifacts import PACKAGE_SUFFIXES, ArtifactName, artifact_filename, hash_file, parse_artifact_name
+from .artifacts import PACKAGE_SUFFIXES, ZIP_SUFFIX, ArtifactName, artifact_filename, hash_file, parse_artifact_name
 from .channels import (
     DEFAULT_CHANNEL,
     ArtifactRecord,
@@ -66,7 +66,7 @@ from .errors import (
 )
 from .exe_check import check_archive_entry, check_file
 from .extras import require
-from .layout import manifest_key, patch_key, state_key
+from .layout import ARCHIVE_SUFFIX, BUNDLE_SUFFIX, manifest_key, patch_key, state_key
 from .locks import work_folder
 from .signing import public_key_of, sign_manifest
 from .stores import (
@@ -179,14 +179,25 @@ class Naming:
     platform: str | None = None  # <os>-<arch>; None: this machine's
 
 
+def is_bundle(given: Path) -> bool:
+    """Whether a build folder (or a user's ``.tar.gz``/``.zip`` of one) is a macOS app bundle: named
+    ``*.app`` (``*.app.tar.gz``, ``*.app.zip``), or a folder holding ``Contents/Info.plist``."""
+    name = given.name.removesuffix(ARCHIVE_SUFFIX).removesuffix(ZIP_SUFFIX)
+    return name.endswith(BUNDLE_SUFFIX) or (given.is_dir() and (given / "Contents" / "Info.plist").is_file())
+
+
 def _name_of(given: Path, folder: bool, naming: Naming | None) -> ArtifactName:
     """The artifact name ``given`` publishes as: ``naming``'s, else its own, which must then say app, version and
     platform."""
+    bundle = folder and is_bundle(given)
     if naming is not None:
         platform = naming.platform or current_platform().key
-        return artifact_filename(naming.app, naming.version, platform, folder=folder)
+        return artifact_filename(naming.app, naming.version, platform, folder=folder, bundle=bundle)
     try:
-        return parse_artifact_name(archive_name_for(given) if folder else given.name)
+        name = parse_artifact_name(archive_name_for(given) if folder else given.name)
+        if bundle and name.kind != APP:  # a bundle's folder named as a plain build: its content says what it is
+            return artifact_filename(name.app, str(name.version), name.platform, folder=True, bundle=True)
+        return name
     except BadArtifactNameError as e:
         what = "one-folder build" if folder else "build"
         raise BadArtifactNameError(
@@ -217,10 +228,17 @@ def _prepare(
                     f"{given} does not exist; pass a one-folder build such as dist/app-1.2.0-linux-amd64/"
                 )
             name = _name_of(given, True, naming)
+            if name.kind == APP and post_install is not None:
+                raise PublishError(
+                    f"{given.name} is an app bundle, and a bundle runs no post-install hook (nothing inside a signed "
+                    "bundle may change); drop --post-install"
+                )
             with (progress or _no_progress)(f"packing {given.name}", 0):
                 path, files_sha256 = make_archive(given, workdir, post_install, name.filename)
             # The clause brings its own verb ("has no entry point ...").
-            problem = None if force else check_archive_entry(path, name.app, name.platform.os, name.platform.arch)
+            problem = (
+                None if force else check_archive_entry(path, name.app, name.platform.os, name.platform.arch, name.kind)
+            )
         elif not path.is_file():
             raise PublishError(f"{path} is not a file; pass built artifacts such as dist/app-1.2.0-linux-amd64")
         else:
@@ -527,7 +545,7 @@ def _with_patches(
     out = []
     for p in prepared:
         state = load_channel(store, p.name.app, channel).state
-        kind = "archive" if p.name.is_archive else "binary"
+        kind = p.name.kind
         previous = [(v, a) for v, a in previous_files(state, p.name.platform.key, p.name.version, k) if a.type == kind]
         if previous:
             require("publisher", "making patches")

@@ -145,3 +145,71 @@ def atomic_write(path: Path, data: bytes) -> None:
         with contextlib.suppress(FileNotFoundError):
             temp.unlink()
     fsync_dir(str(path.parent))
+
+
+RENAME_SWAP = 0x2
+"""``renamex_np`` flag (macOS ``<stdio.h>``): swap the two names atomically (APFS, HFS+)."""
+RENAME_EXCHANGE = 0x2
+"""``renameat2`` flag (Linux ``<linux/fs.h>``): the same, on ext4, xfs, btrfs, tmpfs and others."""
+AT_FDCWD = -100
+EXCHANGE_UNSUPPORTED = frozenset(
+    {errno.EINVAL, errno.ENOSYS, getattr(errno, "ENOTSUP", errno.EINVAL), getattr(errno, "EOPNOTSUPP", errno.EINVAL)}
+)
+"""What an exchange says on a filesystem or kernel without it (FAT, some network volumes)."""
+
+
+def exchange_paths(a: str, b: str, platform: str | None = None, libc: Any = None) -> None:
+    """Swap what ``a`` and ``b`` name, in one atomic step: ``renamex_np(RENAME_SWAP)`` on macOS,
+    ``renameat2(RENAME_EXCHANGE)`` on Linux. ``libc`` is for tests (the C library by default).
+
+    Raises:
+        OSError: the swap failed; an errno in :data:`EXCHANGE_UNSUPPORTED` when this system or
+            filesystem cannot exchange at all.
+    """
+    import ctypes
+
+    platform = sys.platform if platform is None else platform
+    lib = libc if libc is not None else ctypes.CDLL(None, use_errno=True)
+    encoded = (os.fsencode(a), os.fsencode(b))
+    if platform == "darwin":
+        call = getattr(lib, "renamex_np", None)
+        args: tuple[Any, ...] = (*encoded, RENAME_SWAP)
+        types: list[Any] = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_uint]
+    elif platform.startswith("linux"):
+        call = getattr(lib, "renameat2", None)  # glibc 2.28 and later
+        args = (AT_FDCWD, encoded[0], AT_FDCWD, encoded[1], RENAME_EXCHANGE)
+        types = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    else:
+        call = None
+    if call is None:
+        raise OSError(errno.ENOSYS, f"no atomic exchange of two paths on {platform}", a, None, b)
+    call.argtypes, call.restype = types, ctypes.c_int
+    if call(*args) != 0:
+        code = ctypes.get_errno()
+        raise OSError(code, os.strerror(code), a, None, b)
+
+
+XATTR_NOFOLLOW = 0x0001
+ENOATTR = 93
+"""macOS's "no such attribute"."""
+
+
+def remove_xattr(path: str, name: str, platform: str | None = None, libc: Any = None) -> None:
+    """Remove the extended attribute ``name`` from ``path`` itself (never through a link); nothing
+    when it has none. macOS only (``removexattr``); nothing to do elsewhere, where the attributes
+    Gupper removes (``com.apple.quarantine``) do not exist.
+
+    Raises:
+        OSError: the attribute is there and cannot be removed.
+    """
+    if (sys.platform if platform is None else platform) != "darwin":
+        return
+    import ctypes
+
+    lib = libc if libc is not None else ctypes.CDLL(None, use_errno=True)
+    lib.removexattr.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_int]
+    lib.removexattr.restype = ctypes.c_int
+    if lib.removexattr(os.fsencode(path), name.encode(), XATTR_NOFOLLOW) != 0:
+        code = ctypes.get_errno()
+        if code != ENOATTR:
+            raise OSError(code, os.strerror(code), path)

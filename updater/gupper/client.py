@@ -140,10 +140,19 @@ class Updater:
         self.target: Path | None = _install.resolve_target(exe) if exe and self.disabled_reason is None else None
         self.downloads = Downloads(cfg, self.fetch_config, self.state_file, self._save_state, self._checkpoint)
         context = Context(
-            cfg, self.platform.os, self.downloads, self.environ, self._checkpoint, self._mark_bad, lambda: self.file_ops
+            cfg,
+            self.platform.os,
+            self.downloads,
+            self.environ,
+            self._checkpoint,
+            self._mark_bad,
+            lambda: self.file_ops,
+            getattr(sys, "_MEIPASS", None) if getattr(sys, "frozen", False) else None,
         )
         self.layout: InstallLayout | None = open_layout(self.target, context) if self.target is not None else None
         self.folder = self.layout.folder if self.layout is not None else None
+        # Held while this process runs: another process's prune leaves this version's folder alone.
+        self._in_use = self.layout.hold_in_use() if self.layout is not None and getattr(sys, "frozen", False) else None
         restarted_as = self.environ.pop(_restart.RESTARTED_ENV, None)
         self.started: Result | None = self._begin(self.layout) if self.layout is not None else None
         """What this process start did: ``ROLLED_BACK`` when this version's trial had failed,
@@ -161,7 +170,8 @@ class Updater:
 
         Raises:
             UpdateError: the manifest could not be fetched (DownloadError) or trusted
-                (ManifestError), or the config cannot work (ConfigError).
+                (ManifestError), the config cannot work (ConfigError), or the release is of a kind
+                this install cannot take, a one-folder build for a one-file install say (InstallError).
         """
         with _boundary():
             return self._check()[0]
@@ -214,10 +224,13 @@ class Updater:
                     "restart() replaces the whole process and runs on the main thread only; from a GUI app call "
                     "restart_on_exit() and close the app's windows"
                 )
-            target = self._require_layout().entry_point(self.environ.get("GUPPER_LAUNCHER"))
+            layout = self._require_layout()
+            target = layout.entry_point(self.environ.get("GUPPER_LAUNCHER"))
             env = _restart.child_environment(self.environ, version)
             self._checkpoint(Checkpoint.RESTARTING)
             outcomes.settle()  # a trial outcome still being reported (a rollback's) goes out before exec
+            if layout.restart_after_exit:  # the switch happens once nothing runs from the old version
+                _restart.hand_over(str(target), list(self.argv[1:]), env)
             try:
                 _restart.restart(str(target), list(self.argv[1:]), env, self.platform.os)
             except OSError as e:
@@ -442,6 +455,8 @@ class Updater:
             manifest, pick_key(manifest.entries, self.platforms), self.current, state.install_id, (kind,)
         )  # gupper#16
         log.debug("gupper: %s", decision.reason)
+        if decision.refused:  # this install never updates until someone reinstalls it: say so, as a failure
+            raise InstallError(decision.reason)
         if decision.entry is None:
             return None, decision.reason
         bad = state.bad_versions.get(str(decision.entry.version))
@@ -578,6 +593,10 @@ class Updater:
     def _just_updated(self, restarted_as: str) -> Result:
         """This process was started by an update (exec, or ``restart_on_exit``): say so, once."""
         current = self.config.current_version
+        if restarted_as != current and self.layout is not None and self.layout.switch_pending(restarted_as):
+            msg = f"{restarted_as} is installed; it runs once no instance of {current} runs any more"
+            log.info("gupper: %s", msg)
+            return Result(Status.INSTALLED, msg, version=restarted_as)  # no restart again: another instance holds it
         if restarted_as != current:
             msg = (
                 f"the release installed as {restarted_as} reports version {current}; republish it with a "
@@ -618,6 +637,8 @@ class Updater:
             return None
         layout.drop_backups(Path(trial.backup))  # earlier ones a running image kept (Windows)
         if trial.version != self.config.current_version:
+            if layout.switch_pending(trial.version):
+                return None  # installed, not switched in yet (another instance ran): its trial starts when it runs
             state.trial = None  # the trial version is not what runs (swap never happened, or undone by hand)
             self._save_state(state)
             layout.drop_backups(None)
@@ -668,7 +689,10 @@ class Updater:
 
     @contextlib.contextmanager
     def _lock(self) -> Iterator[bool]:
-        """One updater per app and user at a time; the others carry on without waiting.
+        """One updater per install at a time, whichever user runs it (the lock file sits beside the
+        install: a terminal server, fast user switching); the others carry on without waiting. An
+        install folder where no file can be made (read-only: it cannot be updated either) falls
+        back to a lock in this user's state folder.
 
         Re-entrant for the thread that holds it (``run`` calls ``download`` and ``install``);
         another thread of this process sees it busy, like another process does.
@@ -677,15 +701,24 @@ class Updater:
         if self._lock_owner == me:
             yield True
             return
-        lock = ExclusiveLock(self.state_file.directory / "update.lock")
-        try:
-            self.state_file.directory.mkdir(parents=True, exist_ok=True)
-            locked = lock.acquire()
-        except OSError as e:
-            raise InstallError(
-                f"cannot use the updater's state folder {self.state_file.directory} "
-                f"({e.strerror or e}); make it writable or set UpdaterConfig.state_dir"
-            ) from e
+        lock, locked = None, False
+        if self.layout is not None:
+            lock = ExclusiveLock(self.layout.lock_path)
+            try:
+                locked = lock.acquire()
+            except OSError as e:
+                log.debug("gupper: no update lock beside the install (%s); using the state folder's", e)
+                lock = None
+        if lock is None:
+            lock = ExclusiveLock(self.state_file.directory / "update.lock")
+            try:
+                self.state_file.directory.mkdir(parents=True, exist_ok=True)
+                locked = lock.acquire()
+            except OSError as e:
+                raise InstallError(
+                    f"cannot use the updater's state folder {self.state_file.directory} "
+                    f"({e.strerror or e}); make it writable or set UpdaterConfig.state_dir"
+                ) from e
         if not locked:
             yield False
             return

@@ -24,6 +24,9 @@ class UpdaterConfig:
     ``<root>/current`` entry point, docs/packages.md); it is also recognised without the setting
     when the executable runs from ``<root>/versions/<version>/``. That layout installs ``archive``
     releases, the single-file one ``binary`` releases.
+    An app bundle (``<name>.app/Contents/MacOS/<exe>``) installs ``app`` releases, swapped as a
+    whole; with ``check_team_id`` (Sparkle's rule) a bundle signed with a Team ID takes only new
+    bundles validly signed by the same team.
     ``channel`` is named by the manifest URL (``.../<app>/<channel>/latest.json``, where
     ``gupper-publish`` puts it) and need not be set: :func:`channel_of`. Set it only for a URL
     laid out otherwise (default then ``stable``).
@@ -55,6 +58,7 @@ class UpdaterConfig:
     state_dir: str | None = None
     install_root: str | None = None
     report_outcomes: bool = True
+    check_team_id: bool = True
 
 
 DEFAULT_CHANNEL = "stable"

@@ -20,11 +20,11 @@ import shutil
 import stat
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from ._fsutil import drive_barrier, durable_file, fsync_dir, full_fsync
+from ._fsutil import drive_barrier, durable_file, exchange_paths, fsync_dir, full_fsync, remove_xattr
 from .errors import InstallError
 
 log = logging.getLogger("gupper")
@@ -59,9 +59,24 @@ def remove_tree(path: str) -> None:
     shutil.rmtree(path)
 
 
+def run_codesign(args: Sequence[str]) -> tuple[int, str]:
+    """macOS's ``codesign`` with ``args``: its exit code and what it printed (it reports on stderr);
+    127 and a line saying so where there is none (not macOS)."""
+    tool = "/usr/bin/codesign"
+    if not os.path.exists(tool):
+        return 127, f"{tool} is not here: code signatures are macOS's"
+    import subprocess
+
+    proc = subprocess.run([tool, *args], capture_output=True, text=True, timeout=120, check=False)
+    return proc.returncode, proc.stderr + proc.stdout
+
+
 @dataclass
 class FileOps:
-    """The filesystem primitives the installer uses; tests swap in other semantics."""
+    """The filesystem primitives the installer uses; tests swap in other semantics.
+
+    ``exchange`` swaps two paths atomically (an app bundle's update), ``remove_xattr`` removes an
+    extended attribute (macOS's quarantine), ``codesign`` runs macOS's ``codesign``."""
 
     replace: Callable[[str, str], None] = os.replace
     rename: Callable[[str, str], None] = os.rename
@@ -75,6 +90,9 @@ class FileOps:
     link: Callable[[str, str], None] = os.link
     rmtree: Callable[[str], None] = remove_tree
     barrier: Callable[[str], None] = drive_barrier
+    exchange: Callable[[str, str], None] = exchange_paths
+    remove_xattr: Callable[[str, str], None] = remove_xattr
+    codesign: Callable[[Sequence[str]], tuple[int, str]] = run_codesign
 
 
 def resolve_target(executable: str) -> Path:
@@ -94,6 +112,11 @@ def temp_path_for(target: Path, os_name: str = "linux") -> Path:
 def partial_path_for(target: Path, os_name: str = "linux") -> Path:
     """Where a download in progress lives; kept across runs so it can be resumed."""
     return target.with_name(f".{target.name}{TEMP_TAG}partial" + (".exe" if os_name == "windows" else ""))
+
+
+def lock_path_for(target: Path) -> Path:
+    """The update lock's file for the install whose executable (or bundle) is ``target``: beside it."""
+    return target.with_name(f".{target.name}{TEMP_TAG}lock")
 
 
 def patch_path_for(target: Path) -> Path:
@@ -156,8 +179,36 @@ def retry(op: Callable[[], None], ops: FileOps, what: str, attempts: int = RENAM
             delay = min(delay * 2, 1.0)
 
 
-def describe_write_error(e: OSError, directory: Path) -> str:
-    """Why a file could not be written in ``directory``, and what to do: permissions, space or a read-only volume."""
+MAX_PATH = 260
+"""Windows' path limit, the terminating NUL included: a path of 260 characters or more cannot be
+created unless long paths are on (LongPathsEnabled, Windows 10 1607 and later; PyInstaller's
+bootloader declares itself longPathAware)."""
+ERROR_FILENAME_EXCED_RANGE = 206
+
+
+def path_too_long(e: OSError, os_name: str | None = None) -> str | None:
+    """What to say when ``e`` failed because a path is too long (Windows' MAX_PATH, or the OS's
+    ``ENAMETOOLONG``); None for any other failure. ``os_name`` defaults to this OS. Pure."""
+    os_name = os_name or ("windows" if sys.platform == "win32" else sys.platform)
+    name = str(e.filename) if e.filename is not None else ""
+    shown = f"{name[:40]}...{name[-40:]}" if len(name) > 90 else name
+    path = f"the path {shown} ({len(name)} characters)" if name else "a path of the update"
+    if os_name == "windows" and (getattr(e, "winerror", None) == ERROR_FILENAME_EXCED_RANGE or len(name) >= MAX_PATH):
+        return (
+            f"{path} is past Windows' limit of {MAX_PATH - 1} characters (MAX_PATH); install the app in a folder "
+            r"with a shorter path (per user: %LOCALAPPDATA%\Programs\<app>) or turn on long paths (LongPathsEnabled)"
+        )
+    if e.errno == errno.ENAMETOOLONG:
+        return f"{path} is too long for this system; install the app in a folder with a shorter path"
+    return None
+
+
+def describe_write_error(e: OSError, directory: Path, os_name: str | None = None) -> str:
+    """Why a file could not be written in ``directory``, and what to do: a path too long (Windows'
+    MAX_PATH), permissions, space or a read-only volume. ``os_name`` defaults to this OS."""
+    too_long = path_too_long(e, os_name)
+    if too_long is not None:
+        return too_long
     if isinstance(e, PermissionError):
         return f"no write permission on {directory} ({e.strerror or e}); check the folder's permissions"
     if e.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)):
@@ -203,7 +254,8 @@ def check_writable(target: Path, os_name: str | None = None, ops: FileOps | None
     """Fail early, before any download, if ``target`` cannot be replaced where it is.
 
     Refused: a file inside a macOS ``.app`` bundle (its code signature seals every file in it,
-    so Gupper does not swap one), and a folder this process cannot create a file in. The folder
+    so Gupper does not swap one; a bundle's own program is updated with its whole bundle,
+    :mod:`gupper.layouts.bundle`), and a folder this process cannot create a file in. The folder
     is probed by creating and removing an empty file: on Windows ``os.access`` ignores ACLs and
     reports Program Files writable, and elsewhere it answers for the real, not the effective,
     user. ``os_name`` (default: this OS) only picks the advice in the message.
@@ -213,8 +265,8 @@ def check_writable(target: Path, os_name: str | None = None, ops: FileOps | None
         raise InstallError(
             f"cannot update {target}: it is inside the macOS app bundle {bundle}, and "
             "replacing a file in a signed bundle breaks its "
-            "code signature; ship the app as a one-file or one-folder build outside a .app "
-            "bundle, or update the bundle with Sparkle"
+            "code signature; publish the bundle itself (gupper-publish dist/<name>.app): an app bundle "
+            "whose program is Contents/MacOS/<exe> is updated as a whole"
         )
     ops = ops or FileOps()
     os_name = os_name or ("windows" if sys.platform == "win32" else sys.platform)

@@ -7,17 +7,31 @@ from dataclasses import dataclass
 
 from packaging.version import Version
 
-from .wire.manifest import BINARY, Entry, Manifest
+from .wire.manifest import APP, ARCHIVE, BINARY, Entry, Manifest
 
 INSTALLABLE_TYPES = (BINARY,)
 
 
 @dataclass(frozen=True)
 class Decision:
-    """The outcome of comparing a manifest with the running version."""
+    """The outcome of comparing a manifest with the running version.
+
+    ``refused``: the release is newer but of a kind this install cannot take (a one-folder build
+    for a one-file install, ...): no update, and not "up to date" either. The install never
+    updates until someone reinstalls it, so the client reports it as a failure."""
 
     entry: Entry | None
     reason: str
+    refused: bool = False
+
+
+KINDS = {BINARY: "a one-file build", ARCHIVE: "a one-folder build", APP: "a macOS app bundle (.app)"}
+"""What each manifest entry type is, for people."""
+
+
+def kind_name(kind: str) -> str:
+    """``a one-folder build`` for ``archive``; an unknown type by its name. Pure."""
+    return KINDS.get(kind, f"a {kind!r} artifact")
 
 
 ROLLOUT_BUCKETS = 10000
@@ -74,9 +88,12 @@ def choose_update(
     if entry.version == current or (entry.version < current and not yanked):
         return Decision(None, f"up to date ({current}; latest for {platform_key} is {entry.version}{note})")
     if entry.type not in types:
+        have = " or ".join(kind_name(t) for t in types)
         return Decision(
             None,
-            f"release {entry.version} is a {entry.type!r} artifact, which this install cannot take; update by hand",
+            f"release {entry.version} for {platform_key} is {kind_name(entry.type)}, which this install "
+            f"({have}) cannot take: install {entry.version} by hand once, or publish {have} for {platform_key}",
+            refused=True,
         )
     if entry.version < current:
         return Decision(entry, f"{current} was withdrawn by the publisher; going back to {entry.version}")

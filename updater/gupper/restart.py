@@ -261,6 +261,25 @@ def launch_after_exit(
             os.close(read_fd)
 
 
+def hand_over(
+    executable: str,
+    argv: Sequence[str],
+    env: Mapping[str, str],
+    popen: Callable[..., Any] | None = None,
+    exit_: Callable[[int], NoReturn] = os._exit,
+) -> NoReturn:
+    """Start ``executable`` as :func:`launch_after_exit` does (with this OS's calls), then end this
+    process at once (exit code 0): for a restart whose new version can run only once this process has
+    ended (a Windows folder install's launcher switches ``current`` then).
+
+    Raises:
+        InstallError: the new version cannot be started (this process carries on).
+    """
+    launch_after_exit(executable, argv, env, "windows" if sys.platform == "win32" else sys.platform, popen)
+    flush_std_streams()
+    exit_(0)
+
+
 _HANDOVER_FDS: list[int] = []
 
 

@@ -24,6 +24,8 @@ from .errors import PreflightFailedError, PreflightInterruptedError
 log = logging.getLogger("gupper")
 
 SELF_TEST_ENV = "GUPPER_SELF_TEST"
+SUPPRESS_SPLASH_ENV = "PYINSTALLER_SUPPRESS_SPLASH_SCREEN"
+"""Set for a self-test: PyInstaller (5.13 and later) then does not show a ``--splash`` build's splash screen."""
 _ANSWER = "gupper-self-test"
 # Signals that come from outside (the OOM killer, a user, a logout), not from the program's own
 # crash: death by one of these says nothing about the release. SIGSEGV, SIGILL, SIGABRT, SIGBUS and
@@ -127,27 +129,50 @@ def run_self_test(
     Raises:
         OSError: ``path`` cannot be started here (not executable, another CPU's binary, ...).
     """
-    import subprocess  # here, not at import: a start that installs nothing never loads it
-
     os_name = os_name or ("windows" if sys.platform == "win32" else sys.platform)
     nonce = secrets.token_hex(8)
     run_env = dict(env)
     run_env[SELF_TEST_ENV] = nonce
+    run_env[SUPPRESS_SPLASH_ENV] = "1"  # a --splash build shows its splash screen at start: not in a self-test
+    code, out, err = run_tree([str(path)], run_env, timeout, os_name=os_name, jobs=jobs, popen=popen)
+    prefix = f"{_ANSWER} {nonce} "
+    stdout = _text(out)
+    answer = next((line for line in stdout.splitlines() if line.startswith(prefix)), None)
+    answered = answer[len(prefix) :].strip() if answer is not None else None
+    return SelfTestRun(code, answered, _text(err) + stdout, err, os_name)
+
+
+def run_tree(
+    argv: list[str],
+    env: Mapping[str, str],
+    timeout: float,
+    *,
+    cwd: Path | None = None,
+    os_name: str | None = None,
+    jobs: JobApi | None = None,
+    popen: Callable[..., Any] | None = None,
+) -> tuple[int | None, bytes, bytes]:
+    """Run ``argv`` as a process tree of its own (see :func:`run_self_test`), without a console window
+    on Windows; return its exit code (None: it was still running at ``timeout`` and was killed with
+    every process it started), its stdout and its stderr. Whatever it left running is killed too.
+
+    Raises:
+        OSError: ``argv[0]`` cannot be started.
+    """
+    import subprocess  # here, not at import: a start that installs nothing never loads it
+
+    os_name = os_name or ("windows" if sys.platform == "win32" else sys.platform)
     tree = _ProcessTree(os_name, jobs, popen or subprocess.Popen)
-    proc = tree.start([str(path)], run_env)
+    proc = tree.start(argv, dict(env), cwd)
     try:
         out, err = _communicate(proc, tree, timeout)
         code: int | None = proc.returncode
     except subprocess.TimeoutExpired as e:
         out, err, code = _bytes(e.stdout), _bytes(e.stderr), None
     finally:
-        tree.kill()  # what the self-test left running, if anything
+        tree.kill()  # what it left running, if anything
         tree.close()
-    prefix = f"{_ANSWER} {nonce} "
-    stdout = _text(out)
-    answer = next((line for line in stdout.splitlines() if line.startswith(prefix)), None)
-    answered = answer[len(prefix) :].strip() if answer is not None else None
-    return SelfTestRun(code, answered, _text(err) + stdout, err, os_name)
+    return code, out, err
 
 
 def _bytes(data: bytes | str | None) -> bytes:
@@ -259,7 +284,7 @@ class JobApi(Protocol):
 
 CREATE_SUSPENDED = 0x00000004
 CREATE_NO_WINDOW = 0x08000000
-"""A console self-test opens no console window (a windowed app updating itself would flash one)."""
+"""A console self-test or post-install hook opens no console window (a windowed app updating itself would flash one)."""
 
 
 class _ProcessTree:
@@ -271,11 +296,12 @@ class _ProcessTree:
         self.job: object | None = None
         self.proc: Any = None
 
-    def start(self, argv: list[str], env: dict[str, str]) -> Any:
+    def start(self, argv: list[str], env: dict[str, str], cwd: Path | None = None) -> Any:
         import subprocess
 
         kw: dict[str, Any] = {
             "env": env,
+            "cwd": cwd,
             "stdin": subprocess.DEVNULL,
             "stdout": subprocess.PIPE,
             "stderr": subprocess.PIPE,

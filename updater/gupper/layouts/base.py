@@ -26,8 +26,9 @@ if TYPE_CHECKING:
 class Context:
     """What a layout needs of the updater: its config, the OS whose semantics apply, the
     downloads, the environment for child processes, the updater's checkpoint and mark-bad hooks,
-    and the filesystem primitives (:class:`~gupper.install.FileOps`; read at each use, as
-    ``Updater.file_ops`` may be set after the updater is made)."""
+    where the running app's bundled files are, and the filesystem primitives
+    (:class:`~gupper.install.FileOps`; read at each use, as ``Updater.file_ops`` may be set after
+    the updater is made)."""
 
     config: UpdaterConfig
     os_name: str
@@ -36,6 +37,8 @@ class Context:
     checkpoint: CheckpointHook
     mark_bad: Callable[[str, str], None]
     file_ops: Callable[[], FileOps | None]
+    bundle_dir: str | None = None
+    """PyInstaller's ``sys._MEIPASS`` of this process when frozen: where its bundled files are."""
 
 
 class InstallLayout(Protocol):
@@ -52,6 +55,12 @@ class InstallLayout(Protocol):
         ...
 
     @property
+    def restart_after_exit(self) -> bool:
+        """Whether the new version can start only once this process has ended (a Windows folder
+        install switches versions in its launcher, while nothing runs from ``current``)."""
+        ...
+
+    @property
     def trial_key(self) -> str:
         """What a trial is recorded against: the executable, or a folder install's ``current``."""
         ...
@@ -64,6 +73,17 @@ class InstallLayout(Protocol):
     @property
     def space_dir(self) -> Path:
         """Where the update is written (its free space is checked before downloading)."""
+        ...
+
+    @property
+    def lock_path(self) -> Path:
+        """The update lock's file: beside the install, so that every user of a shared install takes the same one."""
+        ...
+
+    def hold_in_use(self) -> object | None:
+        """Mark the version this process runs as in use for as long as it runs, so that no other
+        process removes its files (``prune``, an old backup); the hold, or None where nothing can be
+        removed under a running version (a one-file install) or it cannot be held."""
         ...
 
     def cleanup(self) -> None:
@@ -135,6 +155,10 @@ class InstallLayout(Protocol):
         """Remove every backup but ``keep`` (None: all of them; confirmed, rolled back to, or
         never recorded by a trial). One that cannot be removed yet (a running image on Windows)
         is left for a later start. A one-folder install keeps the previous folder."""
+        ...
+
+    def switch_pending(self, version: str) -> bool:
+        """Whether ``version`` is installed but not switched in yet (it runs from a later start)."""
         ...
 
     def entry_point(self, launcher: str | None) -> Path:

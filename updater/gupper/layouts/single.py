@@ -33,6 +33,8 @@ class SingleFile:
     kind = BINARY
     folder = None
 
+    restart_after_exit = False
+
     def __init__(self, target: Path, ctx: Context) -> None:
         self.target, self.ctx = target, ctx
         self._hash_cache: tuple[tuple[int, int, int], str] | None = None
@@ -51,6 +53,15 @@ class SingleFile:
     def space_dir(self) -> Path:
         """The executable's folder."""
         return self.target.parent
+
+    @property
+    def lock_path(self) -> Path:
+        """``.<exe>.gupper-lock`` beside the executable."""
+        return _install.lock_path_for(self.target)
+
+    def hold_in_use(self) -> object | None:
+        """Nothing to hold: an update renames a new file over the executable, the running one keeps its own."""
+        return None
 
     def cleanup(self) -> None:
         """Temp files and ``.old`` executables beside the executable."""
@@ -172,6 +183,10 @@ class SingleFile:
     def drop_backups(self, keep: Path | None) -> None:
         """Remove the backup files beside the executable but ``keep``."""
         _install.remove_backups(self.target, keep, self.ctx.file_ops())
+
+    def switch_pending(self, version: str) -> bool:
+        """Never: the swap is made by the install itself."""
+        return False
 
     def entry_point(self, launcher: str | None) -> Path:
         """The executable itself."""

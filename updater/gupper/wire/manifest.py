@@ -32,7 +32,9 @@ MANIFEST_TYPE = "gupper-manifest"
 SCHEMA_VERSION = 1
 BINARY = "binary"
 ARCHIVE = "archive"
-ARTIFACT_TYPES = (BINARY, ARCHIVE)
+APP = "app"
+"""A macOS app bundle (``<name>.app``): an archive of the bundle's ``Contents/``, swapped as a whole."""
+ARTIFACT_TYPES = (BINARY, ARCHIVE, APP)
 ARCHIVE_FORMAT = "tar.gz"
 PATCH_FORMAT = "bsdiff4"
 """A binary patch of a one-file release (``binary`` entries)."""
