@@ -995,3 +995,19 @@ def test_the_wait_for_an_old_process_that_never_ends_is_bounded() -> None:
 def test_a_version_started_without_a_handover_does_not_wait() -> None:
     environ = {"B": "2"}
     assert _restart.wait_for_handover(environ, 30) and environ == {"B": "2"}
+
+
+@pytest.mark.skipif(not hasattr(os, "getuid"), reason="backups name their user on POSIX")
+def test_a_start_by_another_user_of_a_shared_install_keeps_the_backup_of_someone_elses_trial(tmp_path: Path) -> None:
+    """User A installed 2.0.0 into a shared one-file install (A's trial, A's backup); user B, with no
+    trial in B's own state, starts the app: B's start must not remove the backup A's rollback needs."""
+    target = tmp_path / "app"
+    target.write_bytes(b"v2")
+    own = backup_path_for(target)
+    assert own.name.startswith(f".app.gupper-previous-u{os.getuid()}-")
+    others = tmp_path / f".app.gupper-previous-u{os.getuid() + 1}-abcdef012345"
+    legacy = tmp_path / ".app.gupper-previous-abcdef012345"  # named before backups named their user
+    for p in (own, others, legacy):
+        p.write_bytes(b"v1")
+    assert sorted(p.name for p in remove_backups(target, None)) == sorted([own.name, legacy.name])
+    assert others.exists()

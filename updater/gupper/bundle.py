@@ -175,17 +175,12 @@ def bundle_version(bundle: Path) -> str | None:
     return version if isinstance(version, str) else None
 
 
-BACKUP_INFIX = _install.TEMP_TAG + _install.BACKUP_TAG
-
-
 def backups_of(bundle: Path) -> list[Path]:
-    """The backups beside ``bundle`` (``.<name>.app.gupper-previous-<hex>``)."""
-    prefix = f".{bundle.name}{BACKUP_INFIX}"
+    """This user's backups beside ``bundle`` (``.<name>.app.gupper-previous-[u<uid>-]<hex>``)."""
     try:
-        names = [p for p in bundle.parent.iterdir() if p.name.startswith(prefix)]
+        return sorted(p for p in bundle.parent.iterdir() if _install.is_backup_name(p.name, bundle.name))
     except OSError:
         return []
-    return sorted(p for p in names if "." not in p.name[len(prefix) :])
 
 
 def remove_backups(

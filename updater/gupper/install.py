@@ -132,18 +132,33 @@ def backup_path_for(target: Path) -> Path:
 
     Fresh each time: on Windows an earlier backup may still be the image of a running process
     (the waiting parent of a restart, another instance), which can be neither replaced nor deleted.
+    On POSIX the name carries the uid of the user whose trial it backs (``u<uid>-``): in an
+    install several users share, one user's start never removes another's backup.
     """
-    return target.with_name(f".{target.name}{TEMP_TAG}{BACKUP_TAG}{secrets.token_hex(6)}")
+    return target.with_name(f".{target.name}{TEMP_TAG}{BACKUP_TAG}{_owner_tag()}{secrets.token_hex(6)}")
+
+
+def _owner_tag() -> str:
+    return f"u{os.getuid()}-" if hasattr(os, "getuid") else ""
+
+
+def is_backup_name(name: str, target_name: str) -> bool:
+    """Whether ``name`` is a backup of ``target_name`` this user may remove (its own, or one from
+    before backups named their user), not a temp file of one."""
+    prefix = f".{target_name}{TEMP_TAG}{BACKUP_TAG}"
+    if not name.startswith(prefix) or "." in name[len(prefix) :]:
+        return False
+    rest, tag = name[len(prefix) :], _owner_tag()
+    return not (tag and rest.startswith("u") and "-" in rest and not rest.startswith(tag))
 
 
 def remove_backups(target: Path, keep: Path | None, ops: FileOps | None = None) -> list[Path]:
-    """Remove the backups beside ``target`` but ``keep``; one still in use (a running image on
-    Windows) stays until a later start."""
+    """Remove this user's backups beside ``target`` but ``keep``; one still in use (a running image
+    on Windows) stays until a later start."""
     ops = ops or FileOps()
-    prefix = f".{target.name}{TEMP_TAG}{BACKUP_TAG}"
     removed: list[Path] = []
     try:
-        backups = [p for p in target.parent.iterdir() if p.name.startswith(prefix) and "." not in p.name[len(prefix) :]]
+        backups = [p for p in target.parent.iterdir() if is_backup_name(p.name, target.name)]
     except OSError:
         return removed
     for path in backups:
