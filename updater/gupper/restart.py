@@ -21,6 +21,7 @@ import logging
 import os
 import sys
 import threading
+import time
 from collections.abc import Callable, Mapping, MutableMapping, Sequence
 from typing import IO, Any, NoReturn, Protocol, cast
 
@@ -243,7 +244,7 @@ def launch_after_exit(
     else:
         read_fd, write_fd = os.pipe()  # both close-on-exec: only the new process gets the read end
         _HANDOVER_FDS.append(write_fd)  # held until this process ends
-        child_env[HANDOVER_ENV] = f"fd:{read_fd}"
+        child_env[HANDOVER_ENV] = f"fd:{read_fd}:{os.getpid()}"
         kwargs.update(pass_fds=(read_fd,), start_new_session=True)
     flush_std_streams()
     try:
@@ -293,12 +294,18 @@ def wait_for_handover(
     if not spec:
         return True
     kind, _, value = spec.partition(":")
+    number_text, _, pid_text = value.partition(":")
     try:
-        number = int(value)
+        number = int(number_text)
+        pid = int(pid_text) if pid_text else None
     except ValueError:
         return True
     if kind == "fd" and os.name == "posix":
-        return _wait_for_eof(number, timeout)
+        deadline = time.monotonic() + timeout
+        ended = _wait_for_eof(number, timeout)
+        if ended and pid is not None:
+            _wait_for_exit(pid, max(deadline - time.monotonic(), 0.0))
+        return ended
     if kind == "handle":
         win = api if api is not None else windows_handover_api()
         return win.wait(number, timeout) if win is not None else True
@@ -311,13 +318,34 @@ def _wait_for_eof(fd: int, timeout: float) -> bool:
     try:
         ready, _, _ = select.select([fd], [], [], timeout)
         if ready:
-            os.read(fd, 1)  # b"": the writer, the old process, has ended
+            os.read(fd, 1)  # b"": the writer, the old process, has closed its files
         return bool(ready)
     except (OSError, ValueError):
         return True  # not our pipe (closed, or never inherited): nothing to wait for
     finally:
         with contextlib.suppress(OSError):
             os.close(fd)
+
+
+def _wait_for_exit(pid: int, timeout: float) -> None:
+    """After the pipe's end of file, the old process is in its exit (it closes its files first):
+    on Linux wait, within ``timeout``, until it has ended (a pidfd turns readable); elsewhere the
+    closed pipe is the signal."""
+    opener = getattr(os, "pidfd_open", None)
+    if opener is None:
+        return
+    import select
+
+    try:
+        fd = opener(pid)
+    except OSError:
+        return  # already gone (and reaped)
+    try:
+        select.select([fd], [], [], timeout)
+    except (OSError, ValueError):
+        pass
+    finally:
+        os.close(fd)
 
 
 class HandoverApi(Protocol):
