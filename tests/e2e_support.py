@@ -89,7 +89,7 @@ class E2E:
         return [self.builds[v, fault] for v in versions]
 
     def publish(
-        self, *files: Path, key: Path | None = None, patches: int = 0, extra: Sequence[str] = ()
+        self, *files: Path, key: Path | None = None, patches: int = 0, extra: Sequence[str] = (), timeout: float = 120
     ) -> subprocess.CompletedProcess[str]:
         """``gupper-publish`` through its CLI; no delta patches unless asked (making one takes ~14 s)."""
         cmd = [
@@ -103,7 +103,12 @@ class E2E:
         ]
         cmd += ["--patches", str(patches), *extra, *map(str, files)]
         proc = subprocess.run(
-            cmd, env=dict(os.environ, **self.store.s3_env()), text=True, capture_output=True, timeout=120, check=False
+            cmd,
+            env=dict(os.environ, **self.store.s3_env()),
+            text=True,
+            capture_output=True,
+            timeout=timeout,
+            check=False,
         )
         assert proc.returncode == 0, proc.stderr
         return proc

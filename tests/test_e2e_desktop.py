@@ -247,8 +247,9 @@ def test_a_release_that_crashes_building_its_window_is_rolled_back_in_the_gui_fl
 def test_the_qt_app_asks_takes_a_folder_delta_and_restarts(apps: Apps, install: Install, screen: Screen) -> None:
     pytest.importorskip("PySide6", reason="PySide6 is in the test extra: pip install -e '.[test]'")
     v1, v2 = apps.viewer("1.0.0"), apps.viewer("2.0.0")
-    apps.e2e.publish(v1, patches=1)  # with its files stored one by one: later releases make deltas from them
-    apps.e2e.publish(v2, patches=1)
+    # A 170 MB bundle stored file by file (so later releases make deltas from it): minutes on a busy machine.
+    apps.e2e.publish(v1, patches=1, timeout=900)
+    apps.e2e.publish(v2, patches=1, timeout=900)
     root = install.home / "viewer"
     (root / "versions").mkdir(parents=True)
     shutil.copytree(v1, root / "versions" / "1.0.0", symlinks=True)
