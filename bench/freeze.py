@@ -13,6 +13,11 @@ Build venvs (under ``.gupper/bench/``):
   any app that imports requests (requests names it for its SNI fallback).
 - ``freeze-gupper``: the same plus Gupper from this source tree (editable, so it is always the
   current code, and its ``pyinstaller40`` hook is registered as for an installed Gupper).
+- ``freeze-gupper-readme-editable`` and ``freeze-gupper-readme-wheel``: the venv README "Use it in
+  your app" sets up, ``pip install "gupper[publisher]" "pyinstaller>=6.9"``, with Gupper from this
+  tree installed editable (``pip install -e``) or as a wheel built from it (remade, with the venv,
+  when the tree changes); PyInstaller pinned to the project's version, like the others. Their apps
+  are built without ``--paths``: PyInstaller finds Gupper as a user's build does.
 - ``freeze-tufup``: PyInstaller and tufup 0.10 (bench/requirements-tufup.txt).
 
 Nothing here touches the network except pip installing those venvs once.
@@ -57,6 +62,44 @@ def gupper_venv() -> Path:
     return ensure_venv(
         CACHE / "freeze-gupper", ROOT / "bench" / "requirements-freeze.txt", extra=[_pyinstaller_pin(), "-e", str(ROOT)]
     )
+
+
+README_KINDS = ("editable", "wheel")
+
+
+def readme_venv(kind: str) -> Path:
+    """The README's build venv (``gupper[publisher]`` beside PyInstaller) with Gupper installed ``kind``
+    (``editable`` or ``wheel``); its python."""
+    requirements = ROOT / "bench" / "requirements-readme.txt"
+    path = CACHE / f"freeze-gupper-readme-{kind}"
+    if kind == "editable":
+        return ensure_venv(path, requirements, extra=["-e", f"{ROOT}[publisher]", _pyinstaller_pin()])
+    wheel = _wheel()
+    stamp = path / ".bench-wheel"
+    if path.exists() and (not stamp.is_file() or stamp.read_text() != str(wheel)):
+        shutil.rmtree(path)  # the same version from another tree: a fresh venv, not pip's "already satisfied"
+    python = ensure_venv(path, requirements, extra=[f"{wheel}[publisher]", _pyinstaller_pin()])
+    stamp.write_text(str(wheel))
+    return python
+
+
+def _wheel() -> Path:
+    """A wheel of this tree (``pip wheel --no-deps``), kept per digest of what goes into it."""
+    h = hashlib.sha256()
+    sources = [ROOT / "pyproject.toml", *(p for d in ("updater", "publisher", "infra") for p in (ROOT / d).rglob("*"))]
+    for path in sorted(p for p in sources if p.is_file() and "__pycache__" not in p.parts):
+        h.update(path.relative_to(ROOT).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
+    out = CACHE / "wheels" / h.hexdigest()[:24]
+    found = sorted(out.glob("gupper-*.whl"))
+    if found:
+        return found[0]
+    shutil.rmtree(CACHE / "wheels", ignore_errors=True)  # older trees' wheels
+    cmd = [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "--disable-pip-version-check", "-w", str(out)]
+    cmd.append(str(ROOT))
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False, timeout=600)
+    if proc.returncode != 0:
+        raise RuntimeError(f"pip wheel failed:\n{proc.stderr[-4000:]}")
+    return next(out.glob("gupper-*.whl"))
 
 
 def tufup_venv() -> Path:

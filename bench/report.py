@@ -58,7 +58,8 @@ def write_results(b: Bench, out: Path, started: float, command: str) -> None:
         "hello world, hello + requests, hello + Gupper's start-up "
         "hook, hello + tufup's client) built alike by bench/freeze.py in build venvs of "
         "their own that have cryptography installed, as a "
-        "user's often has; item 9 starts them in turn round after round; item 10 updates "
+        "user's often has, and README's start-up call built from README's venv (Gupper installed editable, "
+        "and as a wheel); item 9 starts them in turn round after round; item 10 updates "
         "the Gupper and the tufup hello app v1 -> v2, each "
         "printing a mark at every step; items 11 and 12 use nginx (Debian's nginx-light, "
         "started by the bench on 127.0.0.1 with the store's "
@@ -217,6 +218,19 @@ def targets_issue14(m: dict[str, float]) -> list[tuple[str, bool, str]]:
                 f"Gupper carried but not run: +{m['embed_ms_gupper --no-update'] - m['embed_ms_hello']:.0f} ms)",
             )
         )
+    for kind in ("editable", "wheel"):
+        if f"embed_mb_readme-{kind}" in m:
+            mb = m[f"embed_mb_readme-{kind}"] - m["embed_mb_hello"]
+            ms = m[f"embed_ms_readme-{kind}"] - m["embed_ms_hello"]
+            rows.append((f"README set-up, {kind} install: <= +4 MB over hello world", mb <= 4, f"+{mb:.2f} MB"))
+            rows.append(
+                (
+                    f"README set-up, {kind} install, warm no-update check (304): <= +150 ms start to exit over "
+                    "hello world",
+                    ms <= 150,
+                    f"+{ms:.0f} ms",
+                )
+            )
     if "import_g" in m:
         r = m["import_g"] / m["import_r"]
         rows.append(

@@ -12,6 +12,7 @@ import logging
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import threading
@@ -196,6 +197,35 @@ def test_a_trickled_tls_handshake_is_cut_off_at_the_deadline(tmp_path: Path, exe
             f.get_small(f"https://127.0.0.1:{port}{MANIFEST}", max_bytes=1 << 20, timeout=1.0)
         assert type(err.value).__name__ == "TransferTimeoutError"
         assert time.monotonic() - start < 1.0 + SLACK
+
+
+def test_one_tls_context_per_ca_bundle_serves_every_connection(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Loading a CA bundle is the dear part of a TLS context (certifi's: about 20 ms): the check, each download and
+    # an outcome report each made a new connection, and each loaded the bundle again.
+    loaded: list[str] = []
+    load = ssl.SSLContext.load_verify_locations
+
+    def counted(self: ssl.SSLContext, cafile: Any = None, *args: Any, **kwargs: Any) -> None:
+        loaded.append(str(cafile))
+        load(self, cafile, *args, **kwargs)
+
+    monkeypatch.setattr(ssl.SSLContext, "load_verify_locations", counted)
+    with httpsim.serve(tmp_path) as sim:
+        sim.routes[MANIFEST] = manifest()
+        config = FetchConfig(ca_bundle=sim.ca_path, retries=0)
+        for _ in range(3):  # a fetcher per step, a connection per fetcher, as the client does
+            with Fetcher(config) as f:
+                assert f.get_small(sim.url(MANIFEST), max_bytes=1 << 20, timeout=10) is not None
+        assert len(sim.requests) == 3 and loaded == [sim.ca_path]
+        ca = Path(sim.ca_path)
+        ca.write_bytes(ca.read_bytes() + b"\n")  # a changed bundle is loaded again, once
+        for _ in range(2):
+            with Fetcher(config) as f:
+                assert f.get_small(sim.url(MANIFEST), max_bytes=1 << 20, timeout=10) is not None
+        assert loaded == [sim.ca_path, sim.ca_path]
+        with Fetcher(replace(config, ca_bundle=str(tmp_path / "missing.pem"))) as f, pytest.raises(Exception) as err:
+            f.get_small(sim.url(MANIFEST), max_bytes=1 << 20, timeout=10)  # the failure it always was
+        assert type(err.value).__name__ == "DownloadError"
 
 
 def test_a_resolver_that_hangs_cannot_hold_the_app(monkeypatch: pytest.MonkeyPatch, exe: Path) -> None:

@@ -32,6 +32,9 @@ ONLY_WHEN_UPDATING = [
     "plistlib",  # an app bundle's Info.plist
     "gupper.wire.files",  # one-folder file lists and patch indexes
     "gupper.periodic",  # check_periodically() only
+    "gupper.desktop",  # BackgroundUpdates, UiQueue: bundled (gupper/__init__.py names them), loaded when used
+    "gupper.logfile",  # log_to_file() only
+    "logging.handlers",  # its rotating file handler (and smtplib behind it)
     "tqdm",  # progress bars are the publisher's; the client reports progress through a callback
     "tarfile",
     "gzip",
@@ -114,3 +117,5 @@ def test_a_start_without_update_never_loads_patching_archives_or_cryptography(
     loaded = set(out["after_check"])
     assert {"gupper.client", "gupper.fetch", "nacl.signing"} <= loaded  # the check did run
     assert not {m for m in loaded for heavy in ONLY_WHEN_UPDATING if m == heavy or m.startswith(heavy + ".")}
+    # Reading the manifest's timestamps: datetime.strptime's first call imports _strptime and builds its tables.
+    assert "_strptime" not in loaded

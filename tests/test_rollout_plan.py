@@ -231,17 +231,21 @@ def test_a_rollout_set_by_hand_ends_the_plan(env: Env, tmp_path: Path) -> None:
 def test_two_advances_at_once_move_the_plan_once(env: Env) -> None:
     plan_rollout(env.store, "app", "2.0.0", PLAN, env.opts)
     env.log(NOW + timedelta(hours=1), "confirmed", 60)
-    start, results = threading.Barrier(4), []
+    start, results, errors = threading.Barrier(4), [], []
 
     def one() -> None:
-        start.wait(10)
-        results.extend(env.advance(NOW + DAY))
+        try:
+            start.wait(60)  # bounded; generous for a loaded machine
+            results.extend(env.advance(NOW + DAY))
+        except BaseException as e:  # shown below rather than lost with the thread
+            errors.append(e)
 
     threads = [threading.Thread(target=one) for _ in range(4)]
     for t in threads:
         t.start()
     for t in threads:
-        t.join(60)
+        t.join(120)
+    assert not errors, errors
     assert sorted(r.applied for r in results) == [False, False, False, True]
     assert all(r.decision.action == "advance" for r in results)
     state = env.state()

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +22,7 @@ from gupper.errors import MalformedError
 from gupper.keys import TrustedKeys
 from gupper.manifest import canonical_bytes, load_envelope, verify_manifest
 from gupper.policy import choose_update
+from gupper.wire import canonical
 from gupper.wire.files import FileList, PatchIndex, list_from_wire
 from gupper.wire.manifest import FILES_PATCH_FORMAT, PATCH_FORMAT, Entry, Manifest
 from gupper_publish import channels as ch
@@ -166,3 +167,32 @@ def test_the_publisher_builds_entries_that_parse_back_to_themselves() -> None:
         assert Entry.from_json(platform, json.loads(json.dumps(built.to_json()))) == built
     signed = Manifest("app", "stable", 1, NOW, NOW + timedelta(days=1), {}).to_json()
     assert Manifest.from_json(signed).to_json() == signed
+
+
+def test_timestamps_are_read_as_format_time_writes_them() -> None:
+    when = datetime(2026, 2, 28, 23, 59, 7, tzinfo=UTC)
+    assert canonical.parse_time(canonical.format_time(when), "expires") == when
+    assert canonical.parse_time("2028-02-29T00:00:00Z", "created") == datetime(2028, 2, 29, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "2026-02-30T00:00:00Z",  # no such day
+        "2026-13-01T00:00:00Z",
+        "2026-01-31T24:00:00Z",
+        "2026-01-31T12:00:60Z",
+        "2026-1-31T12:00:00Z",  # format_time pads every field
+        "2026-01-31 12:00:00Z",
+        "2026-01-31T12:00:00",
+        "2026-01-31T12:00:00+00:00",
+        "2026-01-31T12:00:00Zjunk",
+        "\u0662\u0660\u0662\u0666-01-31T12:00:00Z",  # digits, but not ASCII ones
+        "",
+        20260131,
+        None,
+    ],
+)
+def test_anything_else_is_a_malformed_timestamp_naming_the_field(text: object) -> None:
+    with pytest.raises(MalformedError, match=r"'expires'.*2026-01-31T12:00:00Z"):
+        canonical.parse_time(text, "expires")

@@ -70,6 +70,7 @@ COST = {
     "tests/test_packaging.py": 35,
     "tests/test_signing_keys.py": 25,
     "tests/test_field_round_two.py": 25,
+    "tests/test_pyinstaller_hooks.py": 45,
 }
 """Rough wall seconds per unit of work in a full run on four workers (``--durations``). The longest
 start first, and no worker queues a long unit behind another, so the short ones fill the gaps.

@@ -31,6 +31,7 @@ import hashlib
 import http.client
 import ipaddress
 import logging
+import os
 import socket
 import ssl
 import threading
@@ -47,6 +48,7 @@ from requests.adapters import HTTPAdapter
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.util.retry import Retry
+from urllib3.util.ssl_ import create_urllib3_context
 
 from .errors import ConfigError, DownloadError, HTTPStatusError, IntegrityError, TooLargeError, TransferTimeoutError
 
@@ -351,7 +353,14 @@ class _HTTPConnection(_WatchedMixin, HTTPConnection):
 
 
 class _HTTPSConnection(_WatchedMixin, HTTPSConnection):
-    pass
+    def connect(self) -> None:
+        # The CA bundle requests hands over (certifi's, REQUESTS_CA_BUNDLE, UpdaterConfig.ca_bundle) becomes
+        # the process's one context for that file, instead of a context urllib3 would build and load here.
+        if self.ssl_context is None and self.ca_certs and not self.ca_cert_dir and not self.ca_cert_data:
+            context = tls_context(self.ca_certs)
+            if context is not None:
+                self.ssl_context, self.ca_certs = context, None
+        super().connect()
 
 
 class _HTTPConnectionPool(HTTPConnectionPool):
@@ -360,6 +369,34 @@ class _HTTPConnectionPool(HTTPConnectionPool):
 
 class _HTTPSConnectionPool(HTTPSConnectionPool):
     ConnectionCls = _HTTPSConnection
+
+
+_TLS_CONTEXTS: dict[str, tuple[tuple[int, int], ssl.SSLContext]] = {}
+_TLS_LOCK = threading.Lock()
+
+
+def tls_context(ca_file: str) -> ssl.SSLContext | None:
+    """The verifying TLS context for the CA bundle ``ca_file``, built once per process (and again only
+    if the file changes): loading certifi's bundle of about 120 certificates costs about 20 ms, and
+    every connection (the check, each download, an outcome report) loaded it afresh. None when the
+    file cannot be read or loaded: the connection then loads it itself and fails as it always did.
+    """
+    try:
+        st = os.stat(ca_file)
+    except (OSError, ValueError):
+        return None
+    version = (st.st_mtime_ns, st.st_size)
+    with _TLS_LOCK:  # held while loading: threads that connect at once build it once
+        known = _TLS_CONTEXTS.get(ca_file)
+        if known is not None and known[0] == version:
+            return known[1]
+        try:
+            context = create_urllib3_context(cert_reqs=ssl.CERT_REQUIRED)
+            context.load_verify_locations(cafile=ca_file)
+        except (OSError, ValueError):
+            return None
+        _TLS_CONTEXTS[ca_file] = (version, context)
+        return context
 
 
 _POOLS: dict[str, type[HTTPConnectionPool]] = {"http": _HTTPConnectionPool, "https": _HTTPSConnectionPool}

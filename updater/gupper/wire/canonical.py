@@ -18,6 +18,9 @@ MAX_DEPTH = 16
 _SHA256_RE = re.compile(r"[0-9a-f]{64}")
 _NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 _TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
+# What format_time writes, read without datetime.strptime: its first call in a process imports _strptime and
+# builds its locale tables and patterns, about 3 ms of every start-up check.
+_TIME_RE = re.compile(r"([0-9]{4})-([0-9]{2})-([0-9]{2})T([0-9]{2}):([0-9]{2}):([0-9]{2})Z")
 
 
 def canonical_bytes(obj: Any) -> bytes:
@@ -73,9 +76,13 @@ def parse_time(text: Any, what: str) -> datetime:
     """
     if not isinstance(text, str):
         raise MalformedError(f"manifest field {what!r} must be a timestamp string like 2026-01-31T12:00:00Z")
+    found = _TIME_RE.fullmatch(text)
     try:
-        return datetime.strptime(text, _TIME_FORMAT).replace(tzinfo=UTC)
-    except ValueError as e:
+        if found is None:
+            raise ValueError(text)
+        year, month, day, hour, minute, second = map(int, found.groups())
+        return datetime(year, month, day, hour, minute, second, tzinfo=UTC)
+    except ValueError as e:  # no timestamp, or fields out of range (month 13, 25 o'clock, February 30)
         raise MalformedError(
             f"manifest field {what!r} is {text[:40]!r}, not a timestamp like 2026-01-31T12:00:00Z"
         ) from e

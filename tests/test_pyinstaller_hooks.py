@@ -1,0 +1,174 @@
+"""Gupper's PyInstaller hooks (gupper/_pyinstaller): what they keep out of a frozen app, and that they
+never take from the app what the app imports itself.
+
+The builds are real one-file PyInstaller builds made in the project's venv, where Gupper is an
+editable install (found through the pre-find-module-path hook, with no ``--paths``) and
+``typing_extensions`` is installed, as in most venvs; the rule that reads sources is tested on
+packages written here.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from gupper._pyinstaller import hooked_module, type_checking_only
+
+from .test_e2e_bundle import bundled_names
+
+TIMEOUT = 600
+
+# Through typing_extensions (requests, urllib3 and packaging import it for type checkers only) PyInstaller
+# bundled asyncio, which brings concurrent.futures, multiprocessing, xmlrpc, xml and pyexpat; Gupper's
+# Windows and macOS code brought ctypes, its Windows code platform and sysconfig.
+KEPT_OUT = {
+    "typing_extensions",
+    "asyncio",
+    "_asyncio",
+    "multiprocessing",
+    "_multiprocessing",
+    "concurrent",
+    "xmlrpc",
+    "xml",
+    "pyexpat",
+    "ctypes",
+    "_ctypes",
+    "platform",
+    "sysconfig",
+}
+
+GUPPER_APP = """
+from gupper import Updater, UpdaterConfig
+import gupper.client, gupper.desktop, gupper.logfile, gupper.outcomes
+
+print("ok", Updater.__name__, UpdaterConfig.__name__)
+"""
+
+# Imports each module Gupper's hooks keep out of Gupper's own imports, and uses it.
+APP_THAT_IMPORTS_THEM = """
+import asyncio, ctypes, platform, sysconfig, typing_extensions
+from concurrent.futures import ThreadPoolExecutor
+from xml.etree import ElementTree
+
+from gupper import Updater
+
+async def answer() -> int:
+    return ctypes.sizeof(ctypes.c_int32)
+
+with ThreadPoolExecutor(1) as pool:
+    threads = pool.submit(lambda: 1).result()
+print("ok", asyncio.run(answer()), threads, ElementTree.fromstring("<a/>").tag, bool(platform.machine()),
+      bool(sysconfig.get_platform()), typing_extensions.__name__, Updater.__name__)
+"""
+
+
+def freeze(tmp_path: Path, name: str, source: str) -> Path:
+    """A one-file build of ``source`` with the project venv's PyInstaller, as the README builds (no --paths)."""
+    src = tmp_path / f"{name}.py"
+    src.write_text(textwrap.dedent(source))
+    env = dict(os.environ, PYTHONHASHSEED="0", PYINSTALLER_CONFIG_DIR=str(tmp_path / "pyinstaller-config"))
+    cmd = [sys.executable, "-m", "PyInstaller", "--onefile", "--noconfirm", "--clean", "--log-level", "WARN"]
+    cmd += ["--name", name, "--distpath", str(tmp_path / "dist"), "--workpath", str(tmp_path / "build")]
+    cmd += ["--specpath", str(tmp_path), str(src)]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=TIMEOUT, check=False, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return tmp_path / "dist" / name
+
+
+def run(exe: Path) -> str:
+    proc = subprocess.run([str(exe)], capture_output=True, text=True, timeout=60, check=False)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc.stdout
+
+
+@pytest.mark.e2e
+@pytest.mark.skipif(sys.platform != "linux", reason="the modules kept out differ per system; Linux builds here")
+def test_an_app_embedding_gupper_carries_none_of_what_only_type_checkers_or_other_systems_use(tmp_path: Path) -> None:
+    import typing_extensions  # noqa: F401  # installed in the venv: without the hooks it would be bundled
+
+    exe = freeze(tmp_path, "embeds-gupper", GUPPER_APP)
+    assert run(exe).startswith("ok Updater UpdaterConfig")  # found without --paths: the venv's install is editable
+    names = bundled_names(str(exe))
+    assert {"gupper", "requests", "urllib3", "nacl", "packaging", "platformdirs"} <= names
+    assert not KEPT_OUT & names
+
+
+@pytest.mark.e2e
+def test_an_app_that_imports_those_modules_itself_still_gets_them(tmp_path: Path) -> None:
+    exe = freeze(tmp_path, "imports-them", APP_THAT_IMPORTS_THEM)
+    assert run(exe).split() == ["ok", "4", "1", "a", "True", "True", "typing_extensions", "Updater"]
+    assert {"asyncio", "ctypes", "platform", "sysconfig", "typing_extensions", "concurrent", "xml"} <= bundled_names(
+        str(exe)
+    )
+
+
+def package(tmp_path: Path, files: dict[str, str]) -> str:
+    """Write a package ``pkg_<n>`` under ``tmp_path`` (put on sys.path); its name."""
+    name = f"pkg_{len(list(tmp_path.iterdir()))}"
+    for rel, text in files.items():
+        path = tmp_path / name / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(textwrap.dedent(text))
+    return name
+
+
+@pytest.fixture
+def on_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.syspath_prepend(str(tmp_path))
+    return tmp_path
+
+
+GUARDED = """
+import sys
+import typing
+from typing import TYPE_CHECKING
+if TYPE_CHECKING:
+    from typing_extensions import Self
+if sys.version_info >= (3, 13):
+    from warnings import deprecated
+elif typing.TYPE_CHECKING:
+    import typing_extensions as te
+else:
+    pass
+"""
+
+
+def test_type_checkers_only_imports_are_excluded_for_a_module_and_for_every_module_of_a_package(on_path: Path) -> None:
+    name = package(on_path, {"__init__.py": GUARDED, "sub/__init__.py": "", "sub/mod.py": GUARDED})
+    assert type_checking_only(name) == ["typing_extensions"]
+    assert type_checking_only(f"{name}.sub.mod") == ["typing_extensions"]
+    assert type_checking_only(f"{name}.sub") == ["typing_extensions"]
+
+
+@pytest.mark.parametrize(
+    "runtime_import",
+    [
+        "import typing_extensions",
+        "from typing_extensions import Self",
+        "try:\n    import typing_extensions\nexcept ImportError:\n    pass",
+        "if TYPE_CHECKING:\n    pass\nelse:\n    from typing_extensions import Self",
+        "def f():\n    import typing_extensions.more",
+    ],
+)
+def test_an_import_that_runs_keeps_it_bundled(on_path: Path, runtime_import: str) -> None:
+    name = package(on_path, {"__init__.py": GUARDED, "runs.py": runtime_import + "\n"})
+    assert type_checking_only(name) == []  # one module of the package imports it at run time
+    assert type_checking_only(f"{name}.runs") == []
+
+
+def test_what_cannot_be_read_keeps_the_default(on_path: Path) -> None:
+    name = package(on_path, {"__init__.py": "def broken(:\n"})
+    assert type_checking_only(name) == []
+    assert type_checking_only("no_such_module_anywhere") == []
+    assert type_checking_only(f"{name}.missing") == []
+
+
+def test_each_hook_names_the_module_it_is_for() -> None:
+    hooks = Path(__file__).resolve().parent.parent / "updater" / "gupper" / "_pyinstaller"
+    names = {hooked_module(str(p)) for p in hooks.glob("hook-*.py")}
+    assert {"requests", "packaging.version", "urllib3.util", "urllib3.contrib", "gupper", "gupper.keys"} <= names
