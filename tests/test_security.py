@@ -562,3 +562,21 @@ def test_a_new_build_with_other_builtin_keys_overrides_an_adopted_set(lab: Lab) 
     assert lab.run().status is Status.UP_TO_DATE
     lab.serve(lab.manifest(serial=3, platforms={"linux-amd64": lab.release("1.0.0")}, signers=[k9]))
     assert lab.run(public_keys=(public_key_of(k9).to_text(),)).status is Status.UP_TO_DATE
+
+
+def test_no_request_carries_the_users_netrc_credentials(
+    sim: Sim, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """requests adds ~/.netrc credentials for a matching host unless the session has an auth of its
+    own: a user's netrc entry for the download host must never reach it with an update check."""
+    from gupper.fetch import FetchConfig, Fetcher
+
+    netrc = tmp_path / "netrc"
+    netrc.write_text("machine 127.0.0.1 login someone password secret-password\n")
+    netrc.chmod(0o600)
+    monkeypatch.setenv("NETRC", str(netrc))
+    sim.routes["/app/stable/latest.json"] = b"{}"
+    with Fetcher(FetchConfig(ca_bundle=sim.ca_path, retries=0)) as fetcher:
+        fetcher.get_small(sim.url("/app/stable/latest.json"), max_bytes=1000, timeout=10)
+    ((_method, _path, headers),) = sim.requests
+    assert "Authorization" not in headers and "authorization" not in {k.lower() for k in headers}

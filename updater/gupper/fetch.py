@@ -526,13 +526,21 @@ class _Sink:
                 self._error = e
 
 
+def _no_credentials(request: requests.PreparedRequest) -> requests.PreparedRequest:
+    """Requests' auth hook that adds nothing: every request Gupper sends carries no credentials."""
+    return request
+
+
 class Fetcher:
     """A requests session wrapped with Gupper's limits; one per check or download."""
 
     def __init__(self, config: FetchConfig) -> None:
         self.config = config
         self.session = requests.Session()
-        # trust_env stays on: HTTPS_PROXY/NO_PROXY and REQUESTS_CA_BUNDLE work as users expect.
+        # trust_env stays on: HTTPS_PROXY/NO_PROXY and REQUESTS_CA_BUNDLE work as users expect. An
+        # auth of our own (one that adds nothing) keeps requests from reading ~/.netrc: a matching
+        # entry there would otherwise send the user's credentials to the update host.
+        self.session.auth = _no_credentials
         retry = Retry(
             total=config.retries,
             connect=config.retries,
