@@ -580,3 +580,16 @@ def test_no_request_carries_the_users_netrc_credentials(
         fetcher.get_small(sim.url("/app/stable/latest.json"), max_bytes=1000, timeout=10)
     ((_method, _path, headers),) = sim.requests
     assert "Authorization" not in headers and "authorization" not in {k.lower() for k in headers}
+
+
+def test_a_ca_bundle_that_does_not_exist_is_one_line_naming_the_file(tmp_path: Path) -> None:
+    from gupper import ConfigError
+    from gupper.fetch import FetchConfig, Fetcher
+
+    missing = tmp_path / "no-such-ca.pem"
+    with pytest.raises(ConfigError) as caught, Fetcher(FetchConfig(ca_bundle=str(missing), retries=0)) as fetcher:
+        fetcher.get_small("https://127.0.0.1:9/app/stable/latest.json", max_bytes=100, timeout=5)
+    assert str(caught.value) == (
+        f"the CA bundle {missing} does not exist; fix UpdaterConfig.ca_bundle (or REQUESTS_CA_BUNDLE, "
+        "CURL_CA_BUNDLE in the environment)"
+    )

@@ -609,7 +609,7 @@ class Fetcher:
         except Exception as e:
             raise self._send_failure(request, url, e) from e
 
-    def _send_failure(self, request: _Request, url: str, e: Exception) -> DownloadError:
+    def _send_failure(self, request: _Request, url: str, e: Exception) -> DownloadError | ConfigError:
         """The one error for a request that got no usable response head, saying which step failed."""
         host = urlsplit(url).netloc or url
         if request.watch.fired:
@@ -635,6 +635,13 @@ class Fetcher:
             )
         if isinstance(e, requests.exceptions.SSLError) or _found(e, ssl.SSLError) is not None:
             return _tls_failure(url, e)
+        missing = next((x for x in _chain(e) if type(x) is OSError and "CA certificate bundle" in str(x)), None)
+        if missing is not None:  # requests: "Could not find a suitable TLS CA certificate bundle, invalid path: P"
+            path = str(missing).rsplit("invalid path: ", 1)[-1]
+            return ConfigError(
+                f"the CA bundle {path} does not exist; fix UpdaterConfig.ca_bundle (or REQUESTS_CA_BUNDLE, "
+                "CURL_CA_BUNDLE in the environment)"
+            )
         return DownloadError(
             f"cannot fetch {shown(url)}: {_reason(e)}; check the network or that the update server is up"
         )
