@@ -25,8 +25,10 @@ TIMEOUT = 600
 
 # Through typing_extensions (requests, urllib3 and packaging import it for type checkers only) PyInstaller
 # bundled asyncio, which brings concurrent.futures, multiprocessing, xmlrpc, xml and pyexpat; Gupper's
-# Windows and macOS code brought ctypes, its Windows code platform and sysconfig.
+# Windows and macOS code brought ctypes, its Windows code platform and sysconfig, its macOS bundle code
+# plistlib (and through it xml and pyexpat).
 KEPT_OUT = {
+    "plistlib",
     "typing_extensions",
     "asyncio",
     "_asyncio",
@@ -51,7 +53,7 @@ print("ok", Updater.__name__, UpdaterConfig.__name__)
 
 # Imports each module Gupper's hooks keep out of Gupper's own imports, and uses it.
 APP_THAT_IMPORTS_THEM = """
-import asyncio, ctypes, platform, sysconfig, typing_extensions
+import asyncio, ctypes, platform, plistlib, sysconfig, typing_extensions
 from concurrent.futures import ThreadPoolExecutor
 from xml.etree import ElementTree
 
@@ -63,7 +65,7 @@ async def answer() -> int:
 with ThreadPoolExecutor(1) as pool:
     threads = pool.submit(lambda: 1).result()
 print("ok", asyncio.run(answer()), threads, ElementTree.fromstring("<a/>").tag, bool(platform.machine()),
-      bool(sysconfig.get_platform()), typing_extensions.__name__, Updater.__name__)
+      bool(sysconfig.get_platform()) and bool(plistlib.dumps({})), typing_extensions.__name__, Updater.__name__)
 """
 
 
@@ -102,7 +104,7 @@ def test_an_app_embedding_gupper_carries_none_of_what_only_type_checkers_or_othe
 def test_an_app_that_imports_those_modules_itself_still_gets_them(tmp_path: Path) -> None:
     exe = freeze(tmp_path, "imports-them", APP_THAT_IMPORTS_THEM)
     assert run(exe).split() == ["ok", "4", "1", "a", "True", "True", "typing_extensions", "Updater"]
-    assert {"asyncio", "ctypes", "platform", "sysconfig", "typing_extensions", "concurrent", "xml"} <= bundled_names(
+    assert {"asyncio", "ctypes", "platform", "plistlib", "sysconfig", "typing_extensions", "concurrent", "xml"} <= bundled_names(
         str(exe)
     )
 
