@@ -2,7 +2,8 @@
 
 Two builds of the same source are byte-identical, two versions differing in one constant give a
 patch of a few hundred bytes, the output is named for publishing and runs, and a one-folder
-build's entry point is what the publisher looks for.
+build's entry point is what the publisher looks for. On Linux the bundled libraries are stripped
+(``--no-strip`` keeps them as installed).
 """
 
 from __future__ import annotations
@@ -12,11 +13,14 @@ import os
 import subprocess
 import sys
 import sysconfig
+from dataclasses import replace
 from importlib import metadata
 from pathlib import Path
 
 import bsdiff4
+import nacl
 import pytest
+from PyInstaller.archive.readers import CArchiveReader
 
 import gupper
 from gupper.platforms import Platform, current_platform
@@ -27,6 +31,7 @@ from gupper_publish.build import (
     ModuleRoot,
     absolute_paths,
     build,
+    build_environment,
     error_line,
     hidden_source_roots,
     makes_bundle,
@@ -36,6 +41,7 @@ from gupper_publish.build import (
     pyinstaller_command,
     self_test_failure,
     shipping_note,
+    strips,
 )
 from gupper_publish.errors import PublishError
 
@@ -75,6 +81,12 @@ def cli(*args: str, cwd: Path, **extra_env: str) -> subprocess.CompletedProcess[
     )
 
 
+def installed_libsodium() -> Path:
+    """PyNaCl's libsodium as pip installed it (with its symbols and debug info)."""
+    (found,) = (Path(nacl.__file__).parent).glob("_sodium*")
+    return found
+
+
 def write_app(project: Path, version: str) -> Path:
     (project / "src").mkdir(parents=True, exist_ok=True)
     script = project / "src" / "tiny.py"
@@ -91,6 +103,13 @@ def test_two_builds_are_identical_and_two_versions_differ_by_a_tiny_patch(tmp_pa
     out = project / "dist" / f"tiny-1.0.0-{PLATFORM.key}{PLATFORM.exe_suffix}"
     assert first.stdout == f"{Path('dist') / out.name}\n" and first.stderr == ""
     one = out.read_bytes()
+    archive = CArchiveReader(str(out))
+    (sodium,) = [name for name in archive.toc if name.replace("\\", "/").startswith("nacl/_sodium")]
+    bundled, installed = archive.extract(sodium), installed_libsodium().read_bytes()
+    if PLATFORM.os == "linux":  # --strip: libsodium's symbols and debug info (most of its 3.7 MB) are not shipped
+        assert len(bundled) < len(installed) / 2, (len(bundled), len(installed))
+    else:  # Windows and macOS builds are not stripped
+        assert bundled == installed
     run = subprocess.run([str(out), "hello"], capture_output=True, text=True, timeout=TIMEOUT, check=False)
     assert run.returncode == 0 and run.stdout.strip() == '{"app": "tiny", "version": "1.0.0", "args": ["hello"]}'
     again = cli("build", "src/tiny.py", "--name", "tiny", "--version", "1.0.0", cwd=project)
@@ -132,6 +151,7 @@ def test_a_one_folder_build_is_named_and_its_entry_point_publishes(tmp_path: Pat
         "--onedir",
         "--out",
         "out",
+        "--no-strip",
         "--",
         "--add-data",
         data,
@@ -139,6 +159,8 @@ def test_a_one_folder_build_is_named_and_its_entry_point_publishes(tmp_path: Pat
     )
     assert proc.returncode == 0, proc.stderr
     folder = project / "out" / f"tiny-2.0.0-{PLATFORM.key}"
+    (sodium,) = (folder / "_internal" / "nacl").glob("_sodium*")
+    assert sodium.read_bytes() == installed_libsodium().read_bytes()  # --no-strip: the library as installed
     assert proc.stdout == f"{Path('out') / folder.name}\n"
     assert proc.stderr == shipping_note("tiny", str(Path("out") / folder.name), PLATFORM) + "\n"  # what to ship
     exe = folder / f"tiny{PLATFORM.exe_suffix}"
@@ -219,6 +241,28 @@ def test_the_command_line_and_name_are_the_documented_ones() -> None:
 
     assert output_name("tiny", "1.0", Platform("windows", "arm64"), onedir=False) == "tiny-1.0-windows-arm64.exe"
     assert output_name("tiny", "01.2", Platform("darwin", "arm64"), onedir=True) == "tiny-1.2-darwin-arm64"
+
+
+def test_builds_are_stripped_on_linux_only_and_never_twice() -> None:
+    linux, windows, mac = Platform("linux", "arm64"), Platform("windows", "amd64"), Platform("darwin", "arm64")
+    options = BuildOptions(script=Path("tiny.py"), name="tiny", version="1.0", python="py")
+    assert "--strip" in pyinstaller_command(options, Path("/w"), Path("/p"), linux)
+    assert strips(options, linux) and not strips(options, windows) and not strips(options, mac)
+    for kept in (replace(options, strip=False), replace(options, pyinstaller_args=("-s",))):
+        assert not strips(kept, linux)
+    assert "--strip" not in pyinstaller_command(replace(options, strip=False), Path("/w"), Path("/p"), linux)
+    asked = pyinstaller_command(replace(options, pyinstaller_args=("--strip",)), Path("/w"), Path("/p"), linux)
+    assert asked.count("--strip") == 1
+    assert "--strip" not in pyinstaller_command(replace(options, platform=mac), Path("/w"), Path("/p"))
+
+
+def test_pyinstallers_cache_is_the_builds_own_unless_the_environment_names_one() -> None:
+    # --clean empties PyInstaller's cache, where --strip keeps its stripped copies: a cache shared with
+    # another build running at the same time would lose them from under it.
+    work = Path("/w/build/gupper/tiny")
+    env = build_environment({"PATH": "/bin", "PYTHONHASHSEED": "random"}, work)
+    assert env == {"PATH": "/bin", "PYINSTALLER_CONFIG_DIR": str(work / "pyinstaller"), **REPRODUCIBLE_ENV}
+    assert build_environment({"PYINSTALLER_CONFIG_DIR": "/mine"}, work)["PYINSTALLER_CONFIG_DIR"] == "/mine"
 
 
 def test_relative_paths_for_pyinstaller_are_taken_from_the_current_folder() -> None:

@@ -284,6 +284,13 @@ def _parser() -> argparse.ArgumentParser:
         default=None,
         help="PyInstaller's work folder (default: build/gupper/<app>); keep it fixed between builds",
     )
+    b.add_argument(
+        "--no-strip",
+        dest="strip",
+        action="store_false",
+        help="keep the bundled libraries' symbols (by default PyInstaller strips them on Linux: a smaller app "
+        "that starts faster; never on Windows or macOS)",
+    )
     return parser
 
 
@@ -735,6 +742,7 @@ def _build(args: argparse.Namespace, pyinstaller_args: Sequence[str]) -> int:
             out_dir=args.out,
             work_dir=args.work,
             pyinstaller_args=tuple(pyinstaller_args),
+            strip=args.strip,
         ),
         os.environ,
     )
