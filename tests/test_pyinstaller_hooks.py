@@ -104,9 +104,16 @@ def test_an_app_embedding_gupper_carries_none_of_what_only_type_checkers_or_othe
 def test_an_app_that_imports_those_modules_itself_still_gets_them(tmp_path: Path) -> None:
     exe = freeze(tmp_path, "imports-them", APP_THAT_IMPORTS_THEM)
     assert run(exe).split() == ["ok", "4", "1", "a", "True", "True", "typing_extensions", "Updater"]
-    assert {"asyncio", "ctypes", "platform", "plistlib", "sysconfig", "typing_extensions", "concurrent", "xml"} <= bundled_names(
-        str(exe)
-    )
+    assert {
+        "asyncio",
+        "ctypes",
+        "platform",
+        "plistlib",
+        "sysconfig",
+        "typing_extensions",
+        "concurrent",
+        "xml",
+    } <= bundled_names(str(exe))
 
 
 def package(tmp_path: Path, files: dict[str, str]) -> str:
