@@ -168,6 +168,10 @@ def _pyinstaller(
         "--specpath",
         str(work),
         *(["--windowed"] if windowed else []),
+        # Elsewhere a windowed one-folder build stands in for macOS's .app (tests/test_e2e_bundles.py lays it out
+        # as one), so it carries what a macOS build carries: Gupper's hook keeps plistlib, which reads a bundle's
+        # Info.plist, out of Linux and Windows builds.
+        *(["--hidden-import", "plistlib"] if windowed and sys.platform != "darwin" else []),
         str(work / "src" / "main.py"),
     ]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
