@@ -228,14 +228,30 @@ def test_a_rollout_set_by_hand_ends_the_plan(env: Env, tmp_path: Path) -> None:
         plan_rollout(env.store, "app", "2.0.0", PLAN, env.opts)
 
 
+class GatedStore(LocalStore):
+    """A folder store whose first write from each thread waits until ``parties`` threads are there: every one of
+    them has read the channel state and decided before any writes, which is "at once" on a machine of any speed."""
+
+    def __init__(self, root: Path, parties: int) -> None:
+        super().__init__(root)
+        self.gate = threading.Barrier(parties)
+        self.passed: set[int] = set()
+
+    def swap(self, key: str, data: bytes, **kw: Any) -> str:
+        if threading.get_ident() not in self.passed:
+            self.passed.add(threading.get_ident())
+            self.gate.wait(60)  # bounded; a thread that never comes breaks the barrier and fails the test
+        return super().swap(key, data, **kw)
+
+
 def test_two_advances_at_once_move_the_plan_once(env: Env) -> None:
     plan_rollout(env.store, "app", "2.0.0", PLAN, env.opts)
     env.log(NOW + timedelta(hours=1), "confirmed", 60)
-    start, results, errors = threading.Barrier(4), [], []
+    env.store = GatedStore(env.root, 4)
+    results, errors = [], []
 
     def one() -> None:
         try:
-            start.wait(60)  # bounded; generous for a loaded machine
             results.extend(env.advance(NOW + DAY))
         except BaseException as e:  # shown below rather than lost with the thread
             errors.append(e)
@@ -251,6 +267,20 @@ def test_two_advances_at_once_move_the_plan_once(env: Env) -> None:
     state = env.state()
     assert state.find(Version("2.0.0")).rollout == 10  # type: ignore[union-attr]
     assert [line.split(" ", 2)[1] for line in state.history] == ["plan", "advance"]
+
+
+def test_an_advance_after_another_moved_the_plan_waits_for_the_next_step(env: Env) -> None:
+    # What a second cron line that reads the state just after the first one wrote it does.
+    plan_rollout(env.store, "app", "2.0.0", PLAN, env.opts)
+    env.log(NOW + timedelta(hours=1), "confirmed", 60)
+    (first,) = env.advance(NOW + DAY)
+    assert first.applied and first.decision.action == "advance"
+    for _ in range(2):
+        (later,) = env.advance(NOW + DAY)
+        assert later.decision.action == "wait"
+    state = env.state()
+    assert state.find(Version("2.0.0")).rollout == 10  # type: ignore[union-attr]
+    assert [line.split(" ", 2)[1] for line in state.history] == ["plan", "advance", "wait"]  # one line per step
 
 
 def test_the_commands(env: Env, capsys: pytest.CaptureFixture[str]) -> None:
