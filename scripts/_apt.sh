@@ -2,6 +2,7 @@
 # run without asking.
 #
 #   apt_install WHAT PACKAGE...   # as root, or through passwordless sudo; otherwise say what to run (return 1)
+#   missing_commands CMD...       # prints those of CMD... not on PATH, space-separated (nothing if all are)
 SUDO=()
 
 apt_install() {
@@ -21,4 +22,10 @@ apt_install() {
   fi
   "${SUDO[@]}" apt-get update -q >&2
   DEBIAN_FRONTEND=noninteractive "${SUDO[@]}" apt-get install -y -q --no-install-recommends "$@" >&2
+}
+
+missing_commands() {
+  local out=() c
+  for c in "$@"; do command -v "$c" >/dev/null 2>&1 || out+=("$c"); done
+  echo "${out[*]-}"
 }

@@ -12,11 +12,7 @@ source "$ROOT/scripts/_apt.sh"
 PACKAGES=(radosgw ceph-mon ceph-osd ceph-common)
 BINARIES=(ceph-mon ceph-osd radosgw radosgw-admin ceph monmaptool setpriv)
 
-missing() {
-  local out=() b
-  for b in "${BINARIES[@]}"; do command -v "$b" >/dev/null 2>&1 || out+=("$b"); done
-  echo "${out[*]-}"
-}
+missing() { missing_commands "${BINARIES[@]}"; }
 
 install() {
   if [ -z "$(missing)" ]; then

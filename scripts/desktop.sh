@@ -13,8 +13,8 @@ PACKAGES=(xvfb xdotool imagemagick x11-utils
 BINARIES=(Xvfb xdotool import)
 
 missing() {
-  local out=() b
-  for b in "${BINARIES[@]}"; do command -v "$b" >/dev/null 2>&1 || out+=("$b"); done
+  local out
+  read -ra out <<<"$(missing_commands "${BINARIES[@]}")"
   if command -v ldconfig >/dev/null 2>&1 && ! ldconfig -p 2>/dev/null | grep -q libxcb-cursor.so.0; then
     out+=(libxcb-cursor0)
   fi
