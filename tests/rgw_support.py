@@ -207,6 +207,20 @@ class _Starter:
     def ceph(self, *args: str) -> str:
         return self.run("ceph", "-c", str(self.conf), "--connect-timeout", str(int(STEP_TIMEOUT)), *args)
 
+    def first_ceph(self, *args: str) -> str:
+        """The first command to a monitor just started. ``--connect-timeout`` waits for it to answer,
+        but a monitor that answers before it has finished starting refuses the command table the
+        client asks for first ("EPERM: problem getting command descriptions from mon"): ask again,
+        until the step's deadline."""
+        deadline = time.monotonic() + STEP_TIMEOUT
+        while True:
+            try:
+                return self.ceph(*args)
+            except CephError as e:
+                if "problem getting command descriptions" not in str(e) or time.monotonic() > deadline:
+                    raise
+            time.sleep(0.25)  # the monitor gives no sign when it is ready: poll, bounded by the deadline
+
     def daemon(self, name: str, cmd: Sequence[str]) -> subprocess.Popen[bytes]:
         """Start a daemon in the foreground under setpriv: it gets SIGKILL when this process dies."""
         log = (self.base / "log" / f"{name}.out").open("ab")
@@ -264,7 +278,7 @@ def start_ceph_rgw(base: Path, *, bucket: str = "gupper", ops_log: bool = False)
         s.run("ceph-mon", "-c", str(s.conf), "--mkfs", "-i", "a", "--monmap", str(base / "monmap"))
         rgw.processes["mon"] = s.daemon("mon", ["ceph-mon", "-c", str(s.conf), "-i", "a", "-f"])
         osd_uuid = str(uuid.uuid4())
-        osd_id = s.ceph("osd", "create", osd_uuid).strip()  # waits for the monitor to form a quorum
+        osd_id = s.first_ceph("osd", "create", osd_uuid).strip()  # waits for the monitor to form a quorum
         (base / "osd" / f"osd.{osd_id}").mkdir(exist_ok=True)
         s.run("ceph-osd", "-c", str(s.conf), "-i", osd_id, "--mkfs", "--osd-uuid", osd_uuid)
         s.ceph("osd", "crush", "add", f"osd.{osd_id}", "1.0", "root=default")
