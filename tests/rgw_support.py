@@ -205,17 +205,14 @@ class _Starter:
         return proc.stdout
 
     def ceph(self, *args: str) -> str:
-        return self.run("ceph", "-c", str(self.conf), "--connect-timeout", str(int(STEP_TIMEOUT)), *args)
-
-    def first_ceph(self, *args: str) -> str:
-        """The first command to a monitor just started. ``--connect-timeout`` waits for it to answer,
-        but a monitor that answers before it has finished starting refuses the command table the
-        client asks for first ("EPERM: problem getting command descriptions from mon"): ask again,
-        until the step's deadline."""
+        """A command to the monitor. ``--connect-timeout`` waits for it to answer, but a monitor that
+        answers before it has settled refuses the command table the client asks for first ("EPERM:
+        problem getting command descriptions from mon"), at the first command or a later one: nothing
+        was sent, so ask again, until the step's deadline."""
         deadline = time.monotonic() + STEP_TIMEOUT
         while True:
             try:
-                return self.ceph(*args)
+                return self.run("ceph", "-c", str(self.conf), "--connect-timeout", str(int(STEP_TIMEOUT)), *args)
             except CephError as e:
                 if "problem getting command descriptions" not in str(e) or time.monotonic() > deadline:
                     raise
@@ -278,7 +275,7 @@ def start_ceph_rgw(base: Path, *, bucket: str = "gupper", ops_log: bool = False)
         s.run("ceph-mon", "-c", str(s.conf), "--mkfs", "-i", "a", "--monmap", str(base / "monmap"))
         rgw.processes["mon"] = s.daemon("mon", ["ceph-mon", "-c", str(s.conf), "-i", "a", "-f"])
         osd_uuid = str(uuid.uuid4())
-        osd_id = s.first_ceph("osd", "create", osd_uuid).strip()  # waits for the monitor to form a quorum
+        osd_id = s.ceph("osd", "create", osd_uuid).strip()  # waits for the monitor to form a quorum
         (base / "osd" / f"osd.{osd_id}").mkdir(exist_ok=True)
         s.run("ceph-osd", "-c", str(s.conf), "-i", osd_id, "--mkfs", "--osd-uuid", osd_uuid)
         s.ceph("osd", "crush", "add", f"osd.{osd_id}", "1.0", "root=default")
