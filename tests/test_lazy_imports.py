@@ -43,6 +43,8 @@ ONLY_WHEN_UPDATING = [
     "filelock",  # not a client dependency: gupper._lock (2.4 MB of sqlite3/asyncio in a bundle)
     "sqlite3",
     "asyncio",
+    "dataclasses",  # Gupper's classes are gupper.records: nothing compiled at import (bench item 13)
+    "inspect",
 ]
 
 SCRIPT = textwrap.dedent(

@@ -17,7 +17,6 @@ import os
 import sys
 import threading
 from collections.abc import Callable, Iterator, MutableMapping, Sequence
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
@@ -45,6 +44,7 @@ from .keys import TrustedKeys
 from .layouts import Context, InstallLayout, open_layout, refuse_early
 from .platforms import Platform, pick_key, platform_candidates
 from .policy import choose_update, move_line
+from .records import field, record
 from .results import Result, Status, Update
 from .selftest import answer_self_test, preflight, remove_scratch_dir, scratch_dir
 from .state import ClientState, ManifestCache, StateFile, Trial, cacheable_etag, default_state_dir
@@ -64,7 +64,7 @@ def _utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-@dataclass
+@record
 class Updater:
     """Checks for, downloads and installs updates for one app.
 

@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from urllib.parse import unquote, urlsplit
 
 from .errors import ConfigError
 from .platforms import Platform
+from .records import record
 from .wire.canonical import valid_app_name
 from .wire.manifest import MAX_MANIFEST_BYTES
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class UpdaterConfig:
     """Everything the updater needs, fixed when the app is built.
 

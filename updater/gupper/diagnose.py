@@ -9,7 +9,6 @@ reads the state; nothing is installed, saved or cached.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
@@ -19,13 +18,14 @@ from .errors import ManifestError
 from .keys import TrustedKeys
 from .platforms import Platform, pick_key
 from .policy import ROLLOUT_BUCKETS, Decision, choose_update, move_line, rollout_bucket
+from .records import record
 from .state import ClientState
 from .trust import ChannelRecord, accept_manifest
 from .wire.canonical import format_time
 from .wire.manifest import Entry, Manifest
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Machine:
     """What one install brings to a check: its app and channel, its version, its keys and state, its platforms."""
 
@@ -42,7 +42,7 @@ class Machine:
     now: datetime
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Diagnosis:
     """What the client's core says about one manifest on one machine (see :func:`diagnose`)."""
 

@@ -17,7 +17,6 @@ import logging
 import random
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 from urllib.parse import urljoin
@@ -27,6 +26,7 @@ from .checkpoints import Checkpoint, CheckpointHook
 from .config import UpdaterConfig
 from .errors import ConfigError, DownloadError, HTTPStatusError, InstallError, IntegrityError, TooLargeError
 from .fetch import FetchConfig, Fetcher, Progress, Resume, check_url
+from .records import record
 from .state import ClientState, PartialDownload, StateFile
 from .wire.manifest import PATCH_FORMAT, Entry
 
@@ -36,7 +36,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("gupper")
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Blob:
     """Something to fetch and verify: a full artifact or a patch."""
 

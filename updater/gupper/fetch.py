@@ -38,7 +38,6 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from typing import Any, BinaryIO, TypeVar
 from urllib.parse import urljoin, urlsplit
 
@@ -51,6 +50,7 @@ from urllib3.util.retry import Retry
 from urllib3.util.ssl_ import create_urllib3_context
 
 from .errors import ConfigError, DownloadError, HTTPStatusError, IntegrityError, TooLargeError, TransferTimeoutError
+from .records import field, record
 
 CHUNK = 64 * 1024
 PIECE = 1 << 20  # what the writer thread writes and hashes at once
@@ -66,7 +66,7 @@ OnStart = Callable[[str | None], None]
 response's strong validator (its ETag) or None when it has none (the bytes cannot be resumed)."""
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class FetchConfig:
     """Limits and trust settings for one fetcher."""
 
@@ -78,7 +78,7 @@ class FetchConfig:
     user_agent: str = "gupper-updater"
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Fetched:
     """A small response body read whole (the manifest)."""
 
@@ -87,7 +87,7 @@ class Fetched:
     url: str
 
 
-@dataclass
+@record
 class Resume:
     """Where an interrupted download stands: bytes kept, their running hash, the server's ETag."""
 

@@ -24,12 +24,12 @@ import logging
 import os
 import secrets
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from . import install as _install
 from .errors import InstallError, PreflightFailedError
+from .records import record
 
 if TYPE_CHECKING:
     from .selftest import JobApi
@@ -41,7 +41,7 @@ CURRENT = "current"
 KEEP = 2
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class FolderLayout:
     """A one-folder app installed under ``root``; ``exe`` is the executable's name in each version folder."""
 

@@ -19,20 +19,20 @@ from __future__ import annotations
 import hashlib
 import os
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
 from ._fsutil import CHUNK, durable_file, file_sha256, fsync_dir
 from .bspatch import apply_patch
 from .errors import IntegrityError, PatchError
+from .records import record
 from .wire.files import LIST_NAME, FilePatch, PackageEntry
 
 Fetch = Callable[[str, int, str, BinaryIO], None]
 """``fetch(relative_url, size, sha256, out)``: write exactly that content to ``out`` or raise."""
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Step:
     """How one listed file of the new version is made: ``reuse`` a local file, ``patch`` one, or ``fetch`` it."""
 
@@ -42,7 +42,7 @@ class Step:
     patch: FilePatch | None = None
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Plan:
     """Every file of the new version and how to make it; ``download`` is what it costs in bytes."""
 
@@ -83,7 +83,7 @@ def plan(installed: Sequence[PackageEntry], new: Sequence[PackageEntry], patches
     return Plan(tuple(steps))
 
 
-@dataclass
+@record
 class Built:
     """What :func:`build` did, for the log line and the tests."""
 
@@ -135,7 +135,7 @@ def build(
     return done
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class _Where:
     """Where :func:`build` takes files from and puts them."""
 

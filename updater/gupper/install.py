@@ -21,11 +21,11 @@ import stat
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 from ._fsutil import drive_barrier, durable_file, exchange_paths, fsync_dir, full_fsync, remove_xattr
 from .errors import InstallError
+from .records import record
 
 log = logging.getLogger("gupper")
 
@@ -71,7 +71,7 @@ def run_codesign(args: Sequence[str]) -> tuple[int, str]:
     return proc.returncode, proc.stderr + proc.stdout
 
 
-@dataclass
+@record
 class FileOps:
     """The filesystem primitives the installer uses; tests swap in other semantics.
 

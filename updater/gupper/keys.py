@@ -15,12 +15,12 @@ import base64
 import binascii
 import hashlib
 from collections.abc import Iterable
-from dataclasses import dataclass
 
 from nacl.exceptions import BadSignatureError
 from nacl.signing import VerifyKey
 
 from .errors import ConfigError
+from .records import record
 
 KEY_PREFIX = "ed25519:"
 
@@ -30,7 +30,7 @@ def keyid_for(raw_public: bytes) -> str:
     return hashlib.sha256(raw_public).hexdigest()
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class PublicKey:
     """One trusted Ed25519 public key."""
 
@@ -71,7 +71,7 @@ class PublicKey:
         return True
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class TrustedKeys:
     """The keys an app trusts and how many distinct ones must sign (k of n)."""
 

@@ -14,12 +14,12 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
 from .errors import BadSignatureError, ExpiredError, MalformedError, WrongTargetError
 from .keys import TrustedKeys
+from .records import replace
 from .wire.canonical import canonical_bytes, format_time
 from .wire.manifest import MAX_MANIFEST_BYTES, Manifest
 

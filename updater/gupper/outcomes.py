@@ -21,12 +21,12 @@ import enum
 import logging
 import threading
 import time
-from dataclasses import replace
 from urllib.parse import quote, urljoin
 
 from .config import UpdaterConfig
 from .fetch import FetchConfig, Fetcher, check_url
 from .platforms import Platform
+from .records import replace
 
 log = logging.getLogger("gupper")
 

@@ -17,7 +17,8 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Callable, Collection, Sequence
-from dataclasses import dataclass
+
+from .records import record
 
 OS_ALIASES: dict[str, str] = {
     "linux": "linux",
@@ -43,7 +44,7 @@ IMAGE_FILE_MACHINES: dict[int, str] = {0x8664: "amd64", 0xAA64: "arm64", 0x014C:
 """``IMAGE_FILE_MACHINE_*`` values that ``IsWow64Process2`` reports as the native machine."""
 
 
-@dataclass(frozen=True, order=True)
+@record(frozen=True, order=True)
 class Platform:
     """A normalised os/arch pair, e.g. ``Platform("linux", "amd64")``."""
 

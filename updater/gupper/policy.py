@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
 
 from packaging.version import Version
 
+from .records import record
 from .wire.manifest import APP, ARCHIVE, BINARY, Entry, Manifest
 
 INSTALLABLE_TYPES = (BINARY,)
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Decision:
     """The outcome of comparing a manifest with the running version.
 

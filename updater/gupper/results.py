@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
 
 from packaging.version import Version
 
 from .errors import UpdateError
+from .records import record
 from .wire.manifest import Entry, Manifest
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Update:
     """A verified, applicable release for this install: what an app shows when it asks the user."""
 
@@ -65,7 +65,7 @@ class Status(enum.Enum):
     FAILED = "failed"
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Result:
     """Outcome of :meth:`Updater.run` when it returns (a restart does not return)."""
 

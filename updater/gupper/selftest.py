@@ -15,11 +15,11 @@ import os
 import secrets
 import sys
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
 from .errors import PreflightFailedError, PreflightInterruptedError
+from .records import record
 
 log = logging.getLogger("gupper")
 
@@ -86,7 +86,7 @@ class Verdict(enum.Enum):
     FAILED = "failed"  # it exited with an error (a traceback in its output) or died of its own signal
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class SelfTestRun:
     """What a binary did when started in self-test mode: how it ended, the version it answered, what it printed."""
 

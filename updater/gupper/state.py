@@ -14,12 +14,12 @@ import logging
 import os
 import secrets
 import time
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ._fsutil import atomic_write
 from .keys import TrustedKeys
+from .records import asdict, field, record
 from .trust import ChannelRecord, fingerprint
 
 log = logging.getLogger("gupper")
@@ -27,7 +27,7 @@ log = logging.getLogger("gupper")
 STATE_VERSION = 1
 
 
-@dataclass
+@record
 class Trial:
     """A freshly installed version on probation until it confirms it runs."""
 
@@ -38,7 +38,7 @@ class Trial:
     starts: int = 0
 
 
-@dataclass
+@record
 class PartialDownload:
     """What a kept partial download is, so the next attempt can resume it with Range/If-Range."""
 
@@ -49,7 +49,7 @@ class PartialDownload:
     path: str
 
 
-@dataclass
+@record
 class ClientState:
     """Everything the updater remembers between runs."""
 

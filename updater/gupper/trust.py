@@ -9,16 +9,16 @@ calls it and does what its :class:`Acceptance` says.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
 from datetime import datetime
 
 from .errors import BadSignatureError, RollbackError
 from .keys import TrustedKeys
 from .manifest import count_valid_signatures, verify_manifest
+from .records import record
 from .wire.manifest import Manifest
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class ChannelRecord:
     """The newest manifest this install has accepted for one app channel."""
 
@@ -77,7 +77,7 @@ def fingerprint(trusted: TrustedKeys) -> str:
     return hashlib.sha256(f"{trusted.threshold}:{ids}".encode()).hexdigest()[:32]
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Acceptance:
     """A manifest accepted by :func:`accept_manifest`, and what the caller must remember of it.
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import shutil
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 from ..errors import InstallError
+from ..records import record
 
 if TYPE_CHECKING:
     from ..checkpoints import CheckpointHook
@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from ..wire.manifest import Entry
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Context:
     """What a layout needs of the updater: its config, the OS whose semantics apply, the
     downloads, the environment for child processes, the updater's checkpoint and mark-bad hooks,

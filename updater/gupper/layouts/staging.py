@@ -14,7 +14,6 @@ import hashlib
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urljoin
 
@@ -24,6 +23,7 @@ from ..checkpoints import Checkpoint
 from ..download import Blob
 from ..errors import InstallError, IntegrityError, UpdateError
 from ..fetch import Fetcher, Progress
+from ..records import record
 from ..results import Update
 from ..wire.files import LIST_NAME, MAX_INDEX_BYTES, MAX_LIST_BYTES, FileList, PatchIndex, list_from_wire
 from ..wire.manifest import FILES_PATCH_FORMAT, Entry
@@ -32,7 +32,7 @@ from .base import Context
 log = logging.getLogger("gupper")
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Source:
     """Where a folder update comes from and goes to.
 

@@ -21,10 +21,10 @@ import posixpath
 import re
 import zlib
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import IntegrityError
+from ..records import field, record
 from .canonical import canonical_bytes, is_sha256
 
 LIST_NAME = ".gupper-files.json"
@@ -40,7 +40,7 @@ _PATCH_FILE_RE = re.compile(r"[0-9a-f]{64}-[0-9a-f]{64}\.bsdiff4")
 Json = dict[str, Any]
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class PackageEntry:
     """One member of a package: ``kind`` is ``dir``, ``file`` or ``link``."""
 
@@ -147,7 +147,7 @@ def check_link_target(path: str, target: str) -> None:
         raise IntegrityError(f"link {path[:80]!r} points to {target[:80]!r}, outside the package; refused")
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class FileList:
     """A package's file list: its entries (sorted by path) and its post-install hook, if any."""
 
@@ -250,7 +250,7 @@ def list_from_wire(data: bytes) -> bytes:
     return out
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class FilePatch:
     """A bsdiff4 patch turning the installed file ``from_sha256`` into a listed file; ``file`` is
     its name under the release's ``patches/files/``."""
@@ -292,7 +292,7 @@ class FilePatch:
         return {"from_sha256": self.from_sha256, "file": self.file, "size": self.size, "sha256": self.sha256}
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class ListDelta:
     """How an earlier release's file list becomes this one's: ``remove`` paths, ``put`` entries
     (new or changed), and the new list's ``post_install``."""
@@ -337,7 +337,7 @@ class ListDelta:
         return FileList(tuple(files[p] for p in sorted(files)), self.post_install)
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class PatchIndex:
     """A patch index from one earlier release (its sha256 is signed in the manifest): per-file
     patches by path, and the list delta, so an install holding the earlier list exactly need not

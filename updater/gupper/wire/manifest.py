@@ -17,7 +17,6 @@ received (:func:`gupper.manifest.verify_manifest`), not over a re-serialisation.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 from urllib.parse import urljoin, urlsplit
@@ -26,6 +25,7 @@ from packaging.version import InvalidVersion, Version
 
 from ..errors import ConfigError, MalformedError
 from ..keys import TrustedKeys
+from ..records import field, record
 from .canonical import MAX_INT, format_time, is_sha256, parse_time
 
 MANIFEST_TYPE = "gupper-manifest"
@@ -127,7 +127,7 @@ def _put(out: Json, key: str, value: Any) -> None:
         out[key] = value
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Patch:
     """A delta to an entry's file from an earlier release: one ``bsdiff4`` patch of a one-file
     release from the installed file ``from_sha256``, or a ``files-bsdiff4`` patch index of a
@@ -176,7 +176,7 @@ class Patch:
         return out
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Rollout:
     """A staged rollout: the entry is offered to ``percent`` % of installs, sampled by ``id``."""
 
@@ -212,7 +212,7 @@ class Rollout:
         return {**self.unknown, "percent": self.percent, "id": self.id}
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Entry:
     """One platform's release in a manifest (or the ``fallback`` of a staged one).
 
@@ -307,7 +307,7 @@ class Entry:
         return tuple(p for p in self.patches if p.format == fmt)
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class KeySet:
     """A trusted key set a manifest announces (key rotation): ``ed25519:...`` lines and a threshold."""
 
@@ -351,7 +351,7 @@ class KeySet:
         return {**self.unknown, "keys": list(self.keys), "threshold": self.threshold}
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Manifest:
     """The ``signed`` payload of a manifest: what one app channel offers each platform.
 
