@@ -180,4 +180,4 @@ def test_what_cannot_be_read_keeps_the_default(on_path: Path) -> None:
 def test_each_hook_names_the_module_it_is_for() -> None:
     hooks = Path(__file__).resolve().parent.parent / "updater" / "gupper" / "_pyinstaller"
     names = {hooked_module(str(p)) for p in hooks.glob("hook-*.py")}
-    assert {"requests", "packaging.version", "urllib3.util", "urllib3.contrib", "gupper", "gupper.keys"} <= names
+    assert {"requests", "packaging.version", "urllib3.util", "urllib3.contrib", "gupper", "gupper.ed25519"} <= names

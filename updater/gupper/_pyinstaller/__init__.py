@@ -6,7 +6,7 @@ made by the hooked module (``excludedimports`` is scoped to the importing module
 submodules): an app that imports any of these modules itself still gets it, and so does any
 other package that imports it.
 
-- ``hook-gupper.keys.py`` bundles cffi's ``_cffi_backend``, which PyNaCl needs and PyInstaller
+- ``hook-gupper.ed25519.py`` bundles cffi's ``_cffi_backend``, which PyNaCl needs and PyInstaller
   cannot see (its import is made from C).
 - ``hook-requests.py`` keeps ``cryptography`` and pyOpenSSL out of a frozen app that gets them only
   through requests' fallback for an ``ssl`` module without SNI (never the case with a Python that

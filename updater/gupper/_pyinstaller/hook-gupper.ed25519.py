@@ -1,4 +1,4 @@
-"""PyInstaller hook for gupper.keys, shipped by Gupper (see ``gupper._pyinstaller``).
+"""PyInstaller hook for gupper.ed25519, shipped by Gupper (see ``gupper._pyinstaller``).
 
 PyNaCl's compiled ``nacl._sodium`` imports cffi's ``_cffi_backend`` from C, where PyInstaller
 cannot see it, and the contributed hook for ``nacl`` does not name it (pyinstaller/pyinstaller#3525):
