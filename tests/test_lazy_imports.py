@@ -43,8 +43,8 @@ ONLY_WHEN_UPDATING = [
     "filelock",  # not a client dependency: gupper._lock (2.4 MB of sqlite3/asyncio in a bundle)
     "sqlite3",
     "asyncio",
-    "dataclasses",  # Gupper's classes are gupper.records: nothing compiled at import (bench item 13)
-    "inspect",
+    "dataclasses",  # Gupper's classes are gupper.records: nothing compiled at import (bench item 13); not
+    # "inspect" behind it: from Python 3.13 requests loads it (urllib3.http2 -> importlib.metadata)
     "nacl.signing",  # gupper.ed25519 calls libsodium's one check through PyNaCl's compiled module
     "nacl.bindings",  # (every binding PyNaCl has: about 12 ms a start)
 ]

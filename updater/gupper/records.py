@@ -17,8 +17,9 @@ annotations``), as in every Gupper module, and ``ClassVar`` ones are not fields.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
-from typing import Any, TypeVar, dataclass_transform, overload
+from typing import Any, ClassVar, TypeVar, dataclass_transform, overload
 
 __all__ = ["asdict", "field", "record", "replace"]
 
@@ -54,14 +55,18 @@ def field(
 
 
 def _is_classvar(annotation: object) -> bool:
-    return isinstance(annotation, str) and annotation.startswith(("ClassVar", "typing.ClassVar"))
+    if isinstance(annotation, str):
+        return annotation.startswith(("ClassVar", "typing.ClassVar"))
+    return getattr(annotation, "__origin__", annotation) is ClassVar
 
 
 def _table(cls: type) -> tuple[_Field, ...]:
     table: list[_Field] = []
     seen_default = False
-    # Not inspect.get_annotations: importing inspect is part of what records save.
-    for name, annotation in cls.__dict__.get("__annotations__", {}).items():  # noqa: RUF063
+    # Not inspect.get_annotations: importing inspect is part of what records save. The class's own
+    # dict holds them under ``from __future__ import annotations``; the attribute is the fallback.
+    own = cls.__dict__.get("__annotations__")  # noqa: RUF063
+    for name, annotation in (own if own is not None else getattr(cls, "__annotations__", {})).items():
         if _is_classvar(annotation):
             continue
         value = cls.__dict__.get(name, _MISSING)
@@ -214,7 +219,9 @@ class _DataclassFields:
                 if f.factory is not _MISSING:
                     options["default_factory"] = f.factory
                 specs.append((f.name, f.annotation, dataclasses.field(**options)))
-            twin = dataclasses.make_dataclass(owner.__name__, specs, frozen=self.frozen, order=self.order)
+            # The twin lives in the record's module, where dataclasses (3.12+) reads string annotations.
+            where: dict[str, Any] = {"module": owner.__module__} if sys.version_info >= (3, 12) else {}
+            twin = dataclasses.make_dataclass(owner.__name__, specs, frozen=self.frozen, order=self.order, **where)
             self.fields = getattr(twin, "__dataclass_fields__")  # noqa: B009 - typeshed does not declare it on type
         return self.fields
 
