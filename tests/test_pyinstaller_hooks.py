@@ -9,16 +9,22 @@ packages written here.
 
 from __future__ import annotations
 
+import importlib.util
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
+import types
 from pathlib import Path
+from typing import Any
 
 import pytest
+from PyInstaller.archive.readers import CArchiveReader
 
 from gupper._pyinstaller import hooked_module, type_checking_only
 
+from .test_build_helper import installed_libsodium
 from .test_e2e_bundle import bundled_names
 
 TIMEOUT = 600
@@ -47,8 +53,15 @@ KEPT_OUT = {
 GUPPER_APP = """
 from gupper import Updater, UpdaterConfig
 import gupper.client, gupper.desktop, gupper.logfile, gupper.outcomes
+from gupper.ed25519 import verify
 
-print("ok", Updater.__name__, UpdaterConfig.__name__)
+# RFC 8032, section 7.1, test 1 (the empty message): the bundled libsodium checks signatures.
+KEY = bytes.fromhex("d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a")
+SIG = bytes.fromhex(
+    "e5564300c360ac729086e2cc806e828a84877f1eb8e5d974d873e065"
+    "224901555fb8821590a33bacc61e39701cf9b46bd25bf5f0595bbe24655141438e7a100b"
+)
+print("ok", Updater.__name__, UpdaterConfig.__name__, verify(KEY, SIG, b""), verify(KEY, SIG, b"x"))
 """
 
 # Imports each module Gupper's hooks keep out of Gupper's own imports, and uses it.
@@ -94,10 +107,17 @@ def test_an_app_embedding_gupper_carries_none_of_what_only_type_checkers_or_othe
     import typing_extensions  # noqa: F401  # installed in the venv: without the hooks it would be bundled
 
     exe = freeze(tmp_path, "embeds-gupper", GUPPER_APP)
-    assert run(exe).startswith("ok Updater UpdaterConfig")  # found without --paths: the venv's install is editable
+    # Found without --paths (the venv's install is editable); the signature checks run on the stripped copy.
+    assert run(exe).split() == ["ok", "Updater", "UpdaterConfig", "True", "False"]
     names = bundled_names(str(exe))
     assert {"gupper", "requests", "urllib3", "nacl", "packaging", "platformdirs"} <= names
     assert not KEPT_OUT & names
+    # libsodium without its debug sections (most of its 3.7 MB), in a build made without --strip.
+    archive = CArchiveReader(str(exe))
+    (sodium,) = [name for name in archive.toc if name.startswith("nacl/_sodium")]
+    bundled, installed = archive.extract(sodium), installed_libsodium().read_bytes()
+    assert b".debug_info" in installed and b".debug_info" not in bundled
+    assert b"crypto_sign_open" in bundled and len(bundled) < len(installed) / 2, (len(bundled), len(installed))
 
 
 @pytest.mark.e2e
@@ -181,3 +201,63 @@ def test_each_hook_names_the_module_it_is_for() -> None:
     hooks = Path(__file__).resolve().parent.parent / "updater" / "gupper" / "_pyinstaller"
     names = {hooked_module(str(p)) for p in hooks.glob("hook-*.py")}
     assert {"requests", "packaging.version", "urllib3.util", "urllib3.contrib", "gupper", "gupper.ed25519"} <= names
+
+
+def load_hook(name: str) -> Any:
+    """One of Gupper's hook files as a module (their names are not importable)."""
+    path = Path(__file__).resolve().parent.parent / "updater" / "gupper" / "_pyinstaller" / f"hook-{name}.py"
+    spec = importlib.util.spec_from_file_location(f"gupper_hook_{name.replace('.', '_')}", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.skipif(sys.platform != "linux" or shutil.which("strip") is None, reason="ELF and binutils' strip")
+def test_the_stripped_libsodium_keeps_its_code_and_the_original_is_untouched(tmp_path: Path) -> None:
+    hook = load_hook("gupper.ed25519")
+    original = installed_libsodium()
+    before = original.read_bytes()
+    copy = hook.stripped_copy(str(original), str(tmp_path / "out"))
+    assert copy == str(tmp_path / "out" / original.name)
+    stripped = Path(copy).read_bytes()
+    assert original.read_bytes() == before and b".debug_info" in before
+    assert b".debug_info" not in stripped and b"crypto_sign_open" in stripped and len(stripped) < len(before) / 2
+    assert not list((tmp_path / "out").glob("*.partial"))
+
+
+def test_what_cannot_be_stripped_is_bundled_as_it_is(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    hook = load_hook("gupper.ed25519")
+    not_elf = tmp_path / "_sodium.pyd"
+    not_elf.write_bytes(b"MZ\x90\x00 a Windows module")
+    assert hook.stripped_copy(str(not_elf), str(tmp_path / "out")) is None
+    assert hook.stripped_copy(str(tmp_path / "missing.so"), str(tmp_path / "out")) is None
+    monkeypatch.setattr(hook.shutil, "which", lambda name: None)
+    assert hook.stripped_copy(str(installed_libsodium()), str(tmp_path / "out")) is None
+    assert not (tmp_path / "out").exists()
+
+
+class _Graph:
+    def __init__(self, filename: str) -> None:
+        self.node = types.SimpleNamespace(filename=filename)
+
+    def find_node(self, name: str) -> object:
+        return self.node if name == "nacl._sodium" else None
+
+
+@pytest.mark.skipif(sys.platform != "linux" or shutil.which("strip") is None, reason="Linux builds strip it")
+@pytest.mark.parametrize(("hooksconfig", "stripped"), [({}, True), ({"gupper": {"strip_libsodium": False}}, False)])
+def test_the_hook_bundles_the_copy_unless_the_spec_says_not_to(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, hooksconfig: dict[str, Any], stripped: bool
+) -> None:
+    hook = load_hook("gupper.ed25519")
+    monkeypatch.setitem(hook.CONF, "workpath", str(tmp_path))
+    added: list[tuple[str, str]] = []
+    api = types.SimpleNamespace(
+        module_graph=_Graph(str(installed_libsodium())),
+        analysis=types.SimpleNamespace(hooksconfig=hooksconfig),
+        add_binaries=added.extend,
+    )
+    hook.hook(api)
+    expected = [(str(tmp_path / "gupper-stripped" / "nacl" / installed_libsodium().name), "nacl")]
+    assert added == (expected if stripped else [])
