@@ -75,6 +75,10 @@ def test_wrong_arguments_are_the_type_errors_a_dataclass_raises() -> None:
         record(bad)
     with pytest.raises(ValueError, match="both a default and a default_factory"):
         field(default=1, default_factory=int)
+    # A dataclass would take Point's fields too; a record would lose them, so it is refused.
+    extended: Any = type("Extended", (Point,), {"__annotations__": {"z": "int"}, "z": 0})
+    with pytest.raises(TypeError, match="cannot extend the record Point; repeat its fields"):
+        record(extended)
 
 
 def test_frozen_records_refuse_changes_and_mutable_ones_are_unhashable() -> None:

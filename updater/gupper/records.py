@@ -11,8 +11,9 @@ What a record supports is what Gupper uses: ``frozen``, ``order``, ``field(defau
 default_factory=..., compare=..., repr=...)``, ``__post_init__``, and :func:`replace` /
 :func:`asdict`, which Gupper's own code uses; ``dataclasses.replace``, ``fields``, ``asdict`` and
 ``is_dataclass`` take records too, importing ``dataclasses`` only then.
-Fields are the class's own annotations; annotations must be strings (``from __future__ import
-annotations``), as in every Gupper module, and ``ClassVar`` ones are not fields.
+Fields are the class's own annotations (a record does not extend another record); annotations
+must be strings (``from __future__ import annotations``), as in every Gupper module, and
+``ClassVar`` ones are not fields.
 """
 
 from __future__ import annotations
@@ -131,6 +132,11 @@ def _install(cls: type, name: str, function: Callable[..., Any]) -> None:
 
 
 def _decorate(cls: type[_T], frozen: bool, order: bool) -> type[_T]:
+    # A dataclass collects its bases' fields; a record has only its own, so a record built on
+    # another would silently lose the base's fields: refused instead.
+    base = next((b for b in cls.__mro__[1:] if _FIELDS in b.__dict__), None)
+    if base is not None:
+        raise TypeError(f"{cls.__qualname__}: a record cannot extend the record {base.__qualname__}; repeat its fields")
     table = _table(cls)
     made = {
         _FIELDS: table,

@@ -10,7 +10,7 @@ it at each start (about 14 ms, and 1.07 MB of the file, bench item 9), so the bu
 with the debug sections removed (``strip --strip-debug``: code and symbols stay as they were),
 made in the build's work folder. A copy given by a hook comes before the one PyInstaller finds for
 the extension, so the copy is what is bundled. Without ``strip`` (binutils) the original is bundled
-and the build says so; ``hooksconfig={"gupper": {"strip_libsodium": False}}`` in the spec's
+(an INFO line in PyInstaller's log says why); ``hooksconfig={"gupper": {"strip_libsodium": False}}`` in the spec's
 Analysis keeps the original too.
 """
 
