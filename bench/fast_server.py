@@ -227,7 +227,8 @@ def pipelined_download(
 def item12_throughput(b: Bench) -> None:
     import requests
 
-    from gupper.fetch import FetchConfig, Fetcher
+    from gupper.fetch import Fetcher
+    from gupper.transfer import FetchConfig
 
     state = Path(b.store.state_dir)
     size = 256 * MIB

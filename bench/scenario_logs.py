@@ -184,8 +184,8 @@ def report_cost(samples: int = 200) -> tuple[float, float]:
     import trustme
 
     from gupper import Platform, UpdaterConfig
-    from gupper.fetch import FetchConfig
     from gupper.outcomes import Outcome, report
+    from gupper.transfer import FetchConfig
 
     ca = trustme.CA()
     ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)

@@ -26,8 +26,9 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from gupper import Platform, Status, Updater, UpdaterConfig
-from gupper.fetch import FetchConfig, Fetcher
+from gupper.fetch import Fetcher
 from gupper.state import ClientState, ManifestCache, PartialDownload, StateFile
+from gupper.transfer import FetchConfig
 from gupper_publish.signing import build_signed, public_key_of, sign_manifest
 
 from . import httpsim, rawhttp

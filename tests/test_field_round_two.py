@@ -26,8 +26,9 @@ import trustme
 
 from gupper import Status
 from gupper.errors import HTTPStatusError, TooLargeError, TransferTimeoutError
-from gupper.fetch import MAX_INTERIM, FetchConfig, Fetcher, Resume
+from gupper.fetch import MAX_INTERIM, Fetcher
 from gupper.state import ClientState, PartialDownload, StateFile
+from gupper.transfer import FetchConfig, Resume
 
 from . import httpsim, rawhttp
 from .rawhttp import RawServer, Request, Script, Step, response

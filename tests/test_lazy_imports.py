@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -123,3 +124,63 @@ def test_a_start_without_update_never_loads_patching_archives_or_cryptography(
     assert not {m for m in loaded for heavy in ONLY_WHEN_UPDATING if m == heavy or m.startswith(heavy + ".")}
     # Reading the manifest's timestamps: datetime.strptime's first call imports _strptime and builds its tables.
     assert "_strptime" not in loaded
+
+
+JUST_UPDATED_SCRIPT = textwrap.dedent(
+    """
+    import json, sys
+    from gupper import Platform, Updater, UpdaterConfig
+    cfg = UpdaterConfig(
+        app="app", current_version="2.0.0", manifest_url=sys.argv[1], public_keys=(sys.argv[2],), ca_bundle=sys.argv[3],
+        executable=sys.argv[4], state_dir=sys.argv[5], platform=Platform("linux", "amd64"),
+        report_outcomes=sys.argv[6] == "report",
+    )
+    updater = Updater(cfg, argv=["app"])  # the environment names the version the update restarted into
+    status = updater.run().status.value
+    updater.confirm()
+    print(json.dumps({"status": status, "loaded": sorted(sys.modules)}))
+    """
+)
+TRANSPORT = {"requests", "urllib3", "ssl", "http.client", "nacl", "nacl._sodium", "_cffi_backend", "gupper.fetch"}
+
+
+def test_the_start_an_update_restarted_into_confirms_without_loading_the_transport_or_libsodium(
+    sim: Sim, tmp_path: Path, make_manifest: MakeManifest, keypair: tuple[Path, object, str]
+) -> None:
+    """It does not check again (the version that installed it just did) and confirms its trial: a
+    local write. Neither needs requests, urllib3, ssl or libsodium: this start does not pay for them."""
+    from gupper import Platform, Status, Updater, UpdaterConfig
+    from gupper.restart import RESTARTED_ENV
+    from gupper.state import StateFile
+
+    from .conftest import fake_app
+
+    new = fake_app("2.0.0")
+    sim.routes["/app/2.0.0/app-2.0.0-linux-amd64"] = new
+    sim.routes[MANIFEST] = make_manifest(
+        platforms={"linux-amd64": entry("2.0.0", size=len(new), sha=hashlib.sha256(new).hexdigest())}
+    )
+    exe = tmp_path / "install" / "app"
+    exe.parent.mkdir()
+    exe.write_bytes(b"#!/bin/sh\necho old\n")
+    exe.chmod(0o755)
+    cfg = UpdaterConfig(
+        app="app", current_version="1.0.0", manifest_url=sim.url(MANIFEST), public_keys=(keypair[2],),
+        ca_bundle=sim.ca_path, executable=str(exe), state_dir=str(tmp_path / "state"),
+        platform=Platform("linux", "amd64"), report_outcomes=False,
+    )  # fmt: skip
+    assert Updater(cfg, environ={}, argv=["app"]).run(restart=False).status is Status.INSTALLED
+    state = StateFile(tmp_path / "state")
+    assert state.load().trial is not None
+    args = [sim.url(MANIFEST), keypair[2], sim.ca_path, str(exe), str(tmp_path / "state"), "no-report"]
+    proc = subprocess.run(
+        [sys.executable, "-c", JUST_UPDATED_SCRIPT, *args],
+        capture_output=True, text=True, timeout=60, check=False, cwd=ROOT,
+        env={**os.environ, RESTARTED_ENV: "2.0.0"},
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    assert out["status"] == "just-updated"
+    assert state.load().trial is None, "the trial must be confirmed"
+    assert len(sim.requests) == 2, "no request after the update: no check, no report"
+    assert not TRANSPORT & set(out["loaded"])

@@ -569,7 +569,8 @@ def test_no_request_carries_the_users_netrc_credentials(
 ) -> None:
     """requests adds ~/.netrc credentials for a matching host unless the session has an auth of its
     own: a user's netrc entry for the download host must never reach it with an update check."""
-    from gupper.fetch import FetchConfig, Fetcher
+    from gupper.fetch import Fetcher
+    from gupper.transfer import FetchConfig
 
     netrc = tmp_path / "netrc"
     netrc.write_text("machine 127.0.0.1 login someone password secret-password\n")
@@ -584,7 +585,8 @@ def test_no_request_carries_the_users_netrc_credentials(
 
 def test_a_ca_bundle_that_does_not_exist_is_one_line_naming_the_file(tmp_path: Path) -> None:
     from gupper import ConfigError
-    from gupper.fetch import FetchConfig, Fetcher
+    from gupper.fetch import Fetcher
+    from gupper.transfer import FetchConfig
 
     missing = tmp_path / "no-such-ca.pem"
     with pytest.raises(ConfigError) as caught, Fetcher(FetchConfig(ca_bundle=str(missing), retries=0)) as fetcher:

@@ -41,7 +41,6 @@ if TYPE_CHECKING:
         UpdateError,
         WrongTargetError,
     )
-    from .fetch import Progress
     from .keys import PublicKey, TrustedKeys
     from .logfile import log_to_file
     from .manifest import verify_manifest
@@ -49,6 +48,7 @@ if TYPE_CHECKING:
     from .platforms import Platform, current_platform
     from .results import Result, Status, Update
     from .selftest import answer_self_test
+    from .transfer import Progress
     from .wire.manifest import Entry, Manifest
 
 __version__ = "0.1.0"
@@ -65,7 +65,7 @@ _WHERE = {
         "InstallError IntegrityError MalformedError ManifestError PatchError"
         " PreflightFailedError PreflightInterruptedError RollbackError TooLargeError "
         "TransferTimeoutError UpdateError WrongTargetError",
-        "fetch": "Progress",
+        "transfer": "Progress",
         "keys": "PublicKey TrustedKeys",
         "logfile": "log_to_file",
         "manifest": "verify_manifest",

@@ -15,10 +15,11 @@ from packaging.version import InvalidVersion, Version
 from .config import channel_in_url, layout_of, resolve_channel
 from .diagnose import Machine, diagnose, render
 from .errors import ConfigError, UpdateError
-from .fetch import FetchConfig, Fetcher, check_url
+from .fetch import Fetcher
 from .keys import TrustedKeys
 from .platforms import Platform, parse_platform_key, platform_candidates
 from .state import StateFile, default_state_dir
+from .transfer import FetchConfig, check_url
 from .wire.manifest import ARCHIVE, BINARY, MAX_MANIFEST_BYTES
 
 EXIT_OK, EXIT_REFUSED, EXIT_USAGE = 0, 1, 2

@@ -39,7 +39,6 @@ from .errors import (
     PreflightInterruptedError,
     UpdateError,
 )
-from .fetch import FetchConfig, Fetcher, Progress, check_url
 from .keys import TrustedKeys
 from .layouts import Context, InstallLayout, open_layout, refuse_early
 from .platforms import Platform, pick_key, platform_candidates
@@ -48,6 +47,7 @@ from .records import field, record
 from .results import Result, Status, Update
 from .selftest import answer_self_test, preflight, remove_scratch_dir, scratch_dir
 from .state import ClientState, ManifestCache, StateFile, Trial, cacheable_etag, default_state_dir
+from .transfer import FetchConfig, Progress, check_url
 from .trust import ChannelRecord, accept_manifest
 from .wire.manifest import BINARY
 
@@ -103,7 +103,7 @@ class Updater:
         self.channel = channel_of(cfg)  # named once: by the manifest URL, or by the setting
         # The pre-flight of a new version ends here, before the app goes on to its UI, however it
         # drives the updater later (run, the steps, a menu item): see README "Use it in your app".
-        answer_self_test(cfg.current_version, self.environ)
+        answer_self_test(cfg.current_version, self.environ, cfg)
         try:
             if getattr(sys, "frozen", False):
                 # An update may replace this app's file while it runs (in the background, or from another
@@ -473,6 +473,8 @@ class Updater:
         """The manifest's bytes, its ETag and whether they are the cached copy (a ``304`` to the
         ``If-None-Match`` sent with the cached copy's ETag)."""
         cached = cache.load(self.config.max_manifest_bytes)
+        from .fetch import Fetcher  # the transport loads with the first request (gupper.transfer)
+
         with Fetcher(self.fetch_config) as fetcher:
             fetched = fetcher.get_small(
                 self.config.manifest_url,

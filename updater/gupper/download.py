@@ -25,12 +25,13 @@ from ._fsutil import durable_file, hash_file
 from .checkpoints import Checkpoint, CheckpointHook
 from .config import UpdaterConfig
 from .errors import ConfigError, DownloadError, HTTPStatusError, InstallError, IntegrityError, TooLargeError
-from .fetch import FetchConfig, Fetcher, Progress, Resume, check_url
 from .records import record
 from .state import ClientState, PartialDownload, StateFile
+from .transfer import FetchConfig, Progress, Resume, check_url
 from .wire.manifest import PATCH_FORMAT, Entry
 
 if TYPE_CHECKING:
+    from .fetch import Fetcher
     from .folder_delta import Fetch  # patching: loaded only when an update is applied (tests/test_lazy_imports.py)
 
 log = logging.getLogger("gupper")
@@ -218,6 +219,8 @@ class Downloads:
             self._checkpoint(Checkpoint.DOWNLOAD_STARTED)
 
         # Synced however the fetch ends: what arrived is kept for a resume.
+        from .fetch import Fetcher  # the transport loads with the first request (gupper.transfer)
+
         with durable_file(partial, exclusive=False, keep=resume.offset) as out, Fetcher(self.fetch_config) as fetcher:
             fetcher.download(
                 blob.url,

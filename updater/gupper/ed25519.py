@@ -10,9 +10,10 @@ call, only slower to import.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 
-__all__ = ["SIGNATURE_BYTES", "KEY_BYTES", "verify"]
+__all__ = ["SIGNATURE_BYTES", "KEY_BYTES", "self_check", "verify"]
 
 KEY_BYTES = 32
 SIGNATURE_BYTES = 64
@@ -54,7 +55,11 @@ def _through_pynacl(public: bytes, signature: bytes, data: bytes) -> bool:
     return True
 
 
-_VERIFY: Verifier = _direct() or _through_pynacl
+@functools.cache
+def _loaded() -> Verifier:
+    """The check, libsodium loaded on first use: creating an updater, or a start that only confirms
+    a trial, does not pay for it."""
+    return _direct() or _through_pynacl
 
 
 def verify(public: bytes, signature: bytes, data: bytes) -> bool:
@@ -65,4 +70,23 @@ def verify(public: bytes, signature: bytes, data: bytes) -> bool:
     """
     if len(public) != KEY_BYTES or len(signature) != SIGNATURE_BYTES:
         return False
-    return _VERIFY(bytes(public), bytes(signature), bytes(data))
+    return _loaded()(bytes(public), bytes(signature), bytes(data))
+
+
+# RFC 8032, section 7.1, TEST 1: the empty message.
+_KNOWN_KEY = bytes.fromhex("d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a")
+_KNOWN_SIGNATURE = bytes.fromhex(
+    "e5564300c360ac729086e2cc806e828a84877f1eb8e5d974d873e065224901555fb8821590a33bacc61e39701cf9b46bd25bf5f0595bbe24655141438e7a100b"
+)
+
+
+def self_check() -> None:
+    """Load the check and run it on a known answer: a valid signature passes, an altered one fails.
+
+    Raises:
+        ImportError: PyNaCl or libsodium cannot be loaded in this process (a build without them).
+        RuntimeError: the check gave a wrong answer.
+    """
+    altered = bytes([_KNOWN_SIGNATURE[0] ^ 1]) + _KNOWN_SIGNATURE[1:]
+    if not verify(_KNOWN_KEY, _KNOWN_SIGNATURE, b"") or verify(_KNOWN_KEY, altered, b""):
+        raise RuntimeError("the Ed25519 check gives a wrong answer on RFC 8032's test 1")

@@ -29,7 +29,6 @@ import contextlib
 import contextvars
 import hashlib
 import http.client
-import ipaddress
 import logging
 import os
 import socket
@@ -50,7 +49,7 @@ from urllib3.util.retry import Retry
 from urllib3.util.ssl_ import create_urllib3_context
 
 from .errors import ConfigError, DownloadError, HTTPStatusError, IntegrityError, TooLargeError, TransferTimeoutError
-from .records import field, record
+from .transfer import FetchConfig, Fetched, OnStart, Progress, Resume, check_url, shown, strong_etag
 
 CHUNK = 64 * 1024
 PIECE = 1 << 20  # what the writer thread writes and hashes at once
@@ -58,88 +57,6 @@ QUEUED = 4  # pieces waiting for it at most
 MAX_REDIRECTS = 5
 MAX_INTERIM = 20  # 1xx responses before the final one: Early Hints come once or twice, 100 once
 MAX_INTERIM_BYTES = 64 * 1024  # their status lines and headers together
-SHOWN_URL = 200  # characters of a URL shown in a message
-Progress = Callable[[int, int], None]
-"""Called with (bytes done, bytes total) as a download proceeds."""
-OnStart = Callable[[str | None], None]
-"""Called once a download's response is accepted, before its first byte is written, with the
-response's strong validator (its ETag) or None when it has none (the bytes cannot be resumed)."""
-
-
-@record(frozen=True)
-class FetchConfig:
-    """Limits and trust settings for one fetcher."""
-
-    connect_timeout: float = 5.0
-    read_timeout: float = 15.0
-    ca_bundle: str | None = None
-    allow_insecure_loopback: bool = False
-    retries: int = 2
-    user_agent: str = "gupper-updater"
-
-
-@record(frozen=True)
-class Fetched:
-    """A small response body read whole (the manifest)."""
-
-    body: bytes
-    etag: str | None
-    url: str
-
-
-@record
-class Resume:
-    """Where an interrupted download stands: bytes kept, their running hash, the server's ETag."""
-
-    offset: int = 0
-    etag: str | None = None
-    digest: Any = field(default_factory=hashlib.sha256)
-
-
-def _is_loopback(host: str | None) -> bool:
-    if host is None:
-        return False
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-def shown(url: str) -> str:
-    """``url`` as a message shows it: whole up to :data:`SHOWN_URL` characters, else its start and its length
-    (a redirect to a 60 kB URL must not become a 60 kB log line)."""
-    if len(url) <= SHOWN_URL:
-        return url
-    return f"{url[: SHOWN_URL - 40]}... ({len(url)} characters)"
-
-
-def check_url(url: str, allow_insecure_loopback: bool) -> None:
-    """Refuse anything but a well-formed https URL (and loopback http when explicitly allowed).
-
-    Raises:
-        ConfigError: the URL does not parse or is not https.
-    """
-    try:
-        parts = urlsplit(url)
-        host, _port = parts.hostname, parts.port  # .port raises ValueError for a bad port
-    except ValueError as e:
-        raise ConfigError(f"refusing URL {url[:100]!r}: it does not parse ({e})") from e
-    if parts.scheme == "https" and host:
-        return
-    if parts.scheme == "http" and allow_insecure_loopback and _is_loopback(host):
-        return
-    raise ConfigError(f"refusing {parts.scheme or 'schemeless'} URL {url[:100]!r}: updates are fetched over https only")
-
-
-def strong_etag(value: str | None) -> str | None:
-    """The ETag if it can validate a resumed range (``If-Range`` needs a strong one), else None."""
-    if not value or value.startswith("W/") or len(value) > 1024 or not value.isprintable():
-        return None
-    return value
-
-
 _REASONS = (
     ("connection refused", "connection refused"),
     ("actively refused", "connection refused"),  # gupper#16: Windows, [WinError 10061]
@@ -391,12 +308,17 @@ def tls_context(ca_file: str) -> ssl.SSLContext | None:
         if known is not None and known[0] == version:
             return known[1]
         try:
-            context = create_urllib3_context(cert_reqs=ssl.CERT_REQUIRED)
-            context.load_verify_locations(cafile=ca_file)
+            context = _load_context(ca_file)
         except (OSError, ValueError):
             return None
         _TLS_CONTEXTS[ca_file] = (version, context)
         return context
+
+
+def _load_context(ca_file: str) -> ssl.SSLContext:
+    context = create_urllib3_context(cert_reqs=ssl.CERT_REQUIRED)
+    context.load_verify_locations(cafile=ca_file)
+    return context
 
 
 _POOLS: dict[str, type[HTTPConnectionPool]] = {"http": _HTTPConnectionPool, "https": _HTTPSConnectionPool}
@@ -570,6 +492,32 @@ class Fetcher:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    def load_trust(self, url: str | None = None) -> None:
+        """Load the CA bundle a request to ``url`` checks the server's certificate against
+        (``FetchConfig.ca_bundle``, else ``REQUESTS_CA_BUNDLE``, else certifi's), as its first
+        connection would; a folder of certificates is read per connection and left to it. Nothing
+        is sent.
+
+        Raises:
+            ConfigError: the bundle cannot be read or holds no certificate.
+        """
+        verify: bool | str = self.config.ca_bundle if self.config.ca_bundle else True
+        # The URL only decides which proxy settings apply; the CA bundle is the same for every https URL.
+        prepared = self.session.prepare_request(requests.Request("GET", url or "https://localhost/"))
+        merged = self.session.merge_environment_settings(prepared.url, {}, True, verify, None)["verify"]
+        if merged is False:
+            return
+        path = requests.utils.DEFAULT_CA_BUNDLE_PATH if merged in (True, None) else str(merged)
+        if os.path.isdir(path):
+            return
+        try:
+            _load_context(path)
+        except (OSError, ValueError) as e:
+            raise ConfigError(
+                f"cannot load the CA bundle {path} ({e}); an app frozen without certifi's cacert.pem, or "
+                "UpdaterConfig.ca_bundle naming a missing file, cannot check the store's certificate"
+            ) from e
 
     def _sender(self, url: str, headers: dict[str, str] | None) -> Callable[[], requests.Response]:
         """A call that sends one GET through the adapter, with the session's headers, proxies and CA

@@ -24,9 +24,9 @@ import time
 from urllib.parse import quote, urljoin
 
 from .config import UpdaterConfig
-from .fetch import FetchConfig, Fetcher, check_url
 from .platforms import Platform
 from .records import replace
+from .transfer import FetchConfig, check_url
 
 log = logging.getLogger("gupper")
 
@@ -84,6 +84,8 @@ def report(
 def _send(url: str, fetch_config: FetchConfig) -> None:
     time.sleep(0)  # hand the interpreter back at once: the caller goes on with its start-up first
     try:
+        from .fetch import Fetcher  # in the sending thread: the app's start does not wait for the transport's import
+
         with Fetcher(fetch_config) as fetcher:
             fetcher.get_small(url, max_bytes=MAX_BYTES, timeout=DEADLINE)
     except Exception as e:  # 403/404 included: the store's access log has the line either way

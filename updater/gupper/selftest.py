@@ -16,10 +16,13 @@ import secrets
 import sys
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from .errors import PreflightFailedError, PreflightInterruptedError
 from .records import record
+
+if TYPE_CHECKING:
+    from .config import UpdaterConfig
 
 log = logging.getLogger("gupper")
 
@@ -27,6 +30,9 @@ SELF_TEST_ENV = "GUPPER_SELF_TEST"
 SUPPRESS_SPLASH_ENV = "PYINSTALLER_SUPPRESS_SPLASH_SCREEN"
 """Set for a self-test: PyInstaller (5.13 and later) then does not show a ``--splash`` build's splash screen."""
 _ANSWER = "gupper-self-test"
+_NOT_READY = "gupper-self-test-failed:"
+NOT_READY_EXIT = 3
+"""The exit code of a self-test whose version could not update itself later (:func:`answer_self_test`)."""
 # Signals that come from outside (the OOM killer, a user, a logout), not from the program's own
 # crash: death by one of these says nothing about the release. SIGSEGV, SIGILL, SIGABRT, SIGBUS and
 # SIGFPE do: a binary that dies of them is refused.
@@ -54,9 +60,16 @@ def ended_from_outside(returncode: int, stderr: bytes, os_name: str) -> bool:
     }
 
 
-def answer_self_test(version: str, environ: Mapping[str, str] | None = None) -> None:
+def answer_self_test(
+    version: str, environ: Mapping[str, str] | None = None, config: UpdaterConfig | None = None
+) -> None:
     """If this process was started as Gupper's pre-flight self-test, answer with ``version`` and
     exit at once; otherwise return at once.
+
+    Before it answers it checks that this version could update itself later
+    (:func:`update_path_loads`, with ``config``'s CA bundle and manifest URL when given): if not, the
+    self-test fails with the reason on one line of its stderr and exit code :data:`NOT_READY_EXIT`,
+    and the release is not installed.
 
     :class:`~gupper.Updater` calls it when it is created. An app that creates its updater only
     later (in a GUI's event loop, from a menu item) calls it first thing in ``main()``, before its
@@ -65,14 +78,45 @@ def answer_self_test(version: str, environ: Mapping[str, str] | None = None) -> 
     nonce = (os.environ if environ is None else environ).get(SELF_TEST_ENV)
     if not nonce:
         return
-    answer = f"{_ANSWER} {nonce} {version}\n"
-    if sys.stdout is not None:
-        sys.stdout.write(answer)
-        sys.stdout.flush()
-    else:  # gupper#16: a windowed (--noconsole) app has sys.stdout None; fd 1 is the pre-flight's pipe
-        with contextlib.suppress(OSError):
-            os.write(1, answer.encode())
+    try:
+        update_path_loads(config)
+    except Exception as e:
+        reason = " ".join(f"{type(e).__name__}: {e}".split())
+        _say(2, sys.stderr, f"{_NOT_READY} {version} cannot update itself later: {reason}\n")
+        os._exit(NOT_READY_EXIT)
+    _say(1, sys.stdout, f"{_ANSWER} {nonce} {version}\n")
     os._exit(0)  # a self-test must not run the app, touch state, or update anything
+
+
+def update_path_loads(config: UpdaterConfig | None = None) -> None:
+    """Raise unless what a later update needs loads in this process: the transport (requests,
+    urllib3, ssl), the CA bundle the store's certificate is checked against (``config.ca_bundle``,
+    else ``REQUESTS_CA_BUNDLE``, else certifi's) and libsodium's signature check, on a known answer.
+    Nothing is sent over the network.
+
+    A start that only confirms a trial loads none of it (:mod:`gupper.transfer`); the pre-flight
+    loads it all, so that a release that starts but could never update itself again (frozen without
+    libsodium, or without certifi's ``cacert.pem``) is not installed.
+    """
+    from . import ed25519
+    from .fetch import Fetcher
+    from .transfer import FetchConfig
+
+    with Fetcher(FetchConfig(ca_bundle=config.ca_bundle if config else None)) as fetcher:
+        fetcher.load_trust(config.manifest_url if config else None)
+    ed25519.self_check()
+
+
+def _say(fd: int, stream: Any, line: str) -> None:
+    if stream is not None:
+        with contextlib.suppress(OSError, ValueError):
+            stream.write(line)
+            stream.flush()
+            return
+    # gupper#16: a windowed (--noconsole) app has sys.stdout and sys.stderr None; fds 1 and 2 are the
+    # pre-flight's pipes
+    with contextlib.suppress(OSError):
+        os.write(fd, line.encode())
 
 
 class Verdict(enum.Enum):
@@ -227,6 +271,12 @@ def preflight(
     if verdict is Verdict.WRONG_VERSION:
         raise PreflightFailedError(
             f"the release published as {expected_version} reports version {run.answered}; not installed"
+        )
+    reason = next((line for line in run.output.splitlines() if line.startswith(_NOT_READY)), None)
+    if reason is not None:
+        raise PreflightFailedError(
+            f"the new version {reason[len(_NOT_READY) :].strip()[:300]}; not installed (fix the build: "
+            "`gupper-publish build` runs the same self-test)"
         )
     raise PreflightFailedError(
         f"the new version {expected_version} failed its self-test (exit code {run.returncode}); not installed"

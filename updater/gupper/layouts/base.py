@@ -15,10 +15,10 @@ if TYPE_CHECKING:
     from ..checkpoints import CheckpointHook
     from ..config import UpdaterConfig
     from ..download import Downloads
-    from ..fetch import Progress
     from ..folder import FolderLayout
     from ..install import FileOps
     from ..results import Update
+    from ..transfer import Progress
     from ..wire.manifest import Entry
 
 

@@ -23,8 +23,8 @@ from .. import folder as _folder
 from .. import install as _install
 from ..checkpoints import Checkpoint
 from ..errors import InstallError, PreflightFailedError
-from ..fetch import Progress
 from ..results import Update
+from ..transfer import Progress
 from ..wire.files import LIST_NAME
 from ..wire.manifest import APP, Entry
 from . import staging

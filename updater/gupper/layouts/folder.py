@@ -19,8 +19,8 @@ from .. import install as _install
 from .. import restart as _restart
 from ..checkpoints import Checkpoint
 from ..errors import PreflightFailedError, PreflightInterruptedError
-from ..fetch import Progress
 from ..results import Update
+from ..transfer import Progress
 from ..wire.manifest import ARCHIVE, Entry
 from . import staging
 from .base import Context

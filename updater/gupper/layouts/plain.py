@@ -19,8 +19,8 @@ from pathlib import Path
 from .. import folder as _folder
 from .. import install as _install
 from ..errors import InstallError
-from ..fetch import Progress
 from ..results import Update
+from ..transfer import Progress
 from .folder import OneFolder
 
 log = logging.getLogger("gupper")

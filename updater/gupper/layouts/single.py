@@ -19,8 +19,8 @@ from .._fsutil import file_sha256
 from ..checkpoints import Checkpoint
 from ..download import Blob, unlink_quietly
 from ..errors import InstallError, UpdateError
-from ..fetch import Progress
 from ..results import Update
+from ..transfer import Progress
 from ..wire.manifest import BINARY, Entry
 from .base import Context
 

@@ -22,9 +22,10 @@ from .. import install as _install
 from ..checkpoints import Checkpoint
 from ..download import Blob
 from ..errors import InstallError, IntegrityError, UpdateError
-from ..fetch import Fetcher, Progress
+from ..fetch import Fetcher
 from ..records import record
 from ..results import Update
+from ..transfer import Progress
 from ..wire.files import LIST_NAME, MAX_INDEX_BYTES, MAX_LIST_BYTES, FileList, PatchIndex, list_from_wire
 from ..wire.manifest import FILES_PATCH_FORMAT, Entry
 from .base import Context

@@ -30,8 +30,8 @@ from .. import folder as _folder
 from .. import install as _install
 from ..checkpoints import Checkpoint
 from ..errors import InstallError, PreflightFailedError, PreflightInterruptedError
-from ..fetch import Progress
 from ..results import Update
+from ..transfer import Progress
 from ..wire.manifest import Entry
 from . import staging
 from .folder import OneFolder
