@@ -35,10 +35,10 @@ from bench.harness import RUN, Bench, Row, app_env, install_copy, publish, run_t
 
 GUPPER_STEPS = [  # (label, from mark, to mark); "spawn" is when the bench started v1
     ("v1 start", "spawn", "main"),
-    ("import gupper", "main", "imported"),
-    ("check", "imported", "checked"),
+    ("import gupper (its transport loads with the check)", "main", "imported"),
+    ("check (loads requests, urllib3, ssl)", "imported", "checked"),
     ("download + verify (delta: + patch)", "checked", "downloaded"),
-    ("pre-flight (a start of v2 in self-test mode)", "downloaded", "preflight-passed"),
+    ("pre-flight (v2 in self-test mode: loads its update path, answers)", "downloaded", "preflight-passed"),
     ("swap (backup, rename, trial)", "preflight-passed", "restarting"),
     ("v2 start to exit", "restarting", "end"),
 ]

@@ -16,6 +16,7 @@ import subprocess
 import sys
 import textwrap
 import types
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,8 @@ import pytest
 from PyInstaller.archive.readers import CArchiveReader
 
 from gupper._pyinstaller import hooked_module, type_checking_only
+from gupper.errors import PreflightFailedError
+from gupper.selftest import preflight
 
 from .test_build_helper import installed_libsodium
 from .test_e2e_bundle import bundled_names
@@ -64,6 +67,24 @@ SIG = bytes.fromhex(
 print("ok", Updater.__name__, UpdaterConfig.__name__, verify(KEY, SIG, b""), verify(KEY, SIG, b"x"))
 """
 
+# Creates its updater first thing, as README says (a pre-flight answers there); no CA bundle set, so
+# a later update checks the store against certifi's, which the self-test loads from the bundle.
+UPDATER_APP = """
+import tempfile
+from gupper import Updater, UpdaterConfig
+
+Updater(
+    UpdaterConfig(
+        app="proof",
+        current_version="1.0.0",
+        manifest_url="https://updates.invalid/proof/stable/latest.json",
+        public_keys=("ed25519:11qYAYKxCrfVS/7TyWQHOg7hcvPapiMlrwIaaPcHURo=",),
+        state_dir=tempfile.mkdtemp(),
+    )
+)
+print("started")
+"""
+
 # Imports each module Gupper's hooks keep out of Gupper's own imports, and uses it.
 APP_THAT_IMPORTS_THEM = """
 import asyncio, ctypes, platform, plistlib, sysconfig, typing_extensions
@@ -82,14 +103,15 @@ print("ok", asyncio.run(answer()), threads, ElementTree.fromstring("<a/>").tag, 
 """
 
 
-def freeze(tmp_path: Path, name: str, source: str) -> Path:
+def freeze(tmp_path: Path, name: str, source: str, extra: Sequence[str] = ()) -> Path:
     """A one-file build of ``source`` with the project venv's PyInstaller, as the README builds (no --paths)."""
+    tmp_path.mkdir(parents=True, exist_ok=True)
     src = tmp_path / f"{name}.py"
     src.write_text(textwrap.dedent(source))
     env = dict(os.environ, PYTHONHASHSEED="0", PYINSTALLER_CONFIG_DIR=str(tmp_path / "pyinstaller-config"))
     cmd = [sys.executable, "-m", "PyInstaller", "--onefile", "--noconfirm", "--clean", "--log-level", "WARN"]
     cmd += ["--name", name, "--distpath", str(tmp_path / "dist"), "--workpath", str(tmp_path / "build")]
-    cmd += ["--specpath", str(tmp_path), str(src)]
+    cmd += ["--specpath", str(tmp_path), *extra, str(src)]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=TIMEOUT, check=False, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return tmp_path / "dist" / name
@@ -118,6 +140,30 @@ def test_an_app_embedding_gupper_carries_none_of_what_only_type_checkers_or_othe
     bundled, installed = archive.extract(sodium), installed_libsodium().read_bytes()
     assert b".debug_info" in installed and b".debug_info" not in bundled
     assert b"crypto_sign_open" in bundled and len(bundled) < len(installed) / 2, (len(bundled), len(installed))
+
+
+def self_test_env() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if k not in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE")}
+
+
+@pytest.mark.e2e
+def test_the_self_test_of_a_frozen_app_loads_its_update_path_and_one_frozen_without_pynacl_fails_it(
+    tmp_path: Path,
+) -> None:
+    """A real build passes: its transport, certifi's bundle and the stripped libsodium load. One made
+    with ``--exclude-module nacl`` starts and runs (nothing at start needs PyNaCl any more), so only
+    the self-test's proof keeps it from being installed: it could never check a signature again."""
+    good = freeze(tmp_path / "good", "updater-app", UPDATER_APP)
+    assert run(good) == "started\n"
+    preflight(good, "1.0.0", self_test_env(), 120)
+    broken = freeze(tmp_path / "broken", "updater-app", UPDATER_APP, ["--exclude-module", "nacl"])
+    assert "nacl" not in bundled_names(str(broken))
+    assert run(broken) == "started\n"
+    with pytest.raises(PreflightFailedError) as e:
+        preflight(broken, "1.0.0", self_test_env(), 120)
+    message = str(e.value)
+    assert message.startswith("the new version 1.0.0 cannot update itself later: ModuleNotFoundError: "), message
+    assert "nacl" in message and message.endswith("runs the same self-test)")
 
 
 @pytest.mark.e2e
