@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import bz2
 import hashlib
 import io
 import random
+import threading
 from pathlib import Path
 
 import bsdiff4
@@ -71,3 +73,38 @@ def test_any_corruption_gives_a_patch_error_or_bytes_of_the_signed_size(
     except PatchError:
         return
     assert len(out.getvalue()) == len(new)  # the caller's sha256 check decides the rest
+
+
+def _bspatch_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name == "gupper-bspatch"]
+
+
+def test_the_diff_block_decompressed_ahead_leaves_no_thread_and_its_failure_is_raised(tmp_path: Path) -> None:
+    """The diff block is decompressed in a thread of its own, a few pieces ahead of the writes: each
+    way a patch can end (applied, a corrupt diff block met by that thread, a corrupt control block
+    met by the caller while the thread is still ahead) ends that thread too."""
+    old, new = _pair(6, 3 << 20)
+    (tmp_path / "old").write_bytes(old)
+    patch = bsdiff4.diff(old, new)
+    (tmp_path / "patch").write_bytes(patch)
+    out = io.BytesIO()
+    assert apply_patch(tmp_path / "old", tmp_path / "patch", out, len(new)) == hashlib.sha256(new).hexdigest()
+    assert out.getvalue() == new and not _bspatch_threads()
+
+    len_ctrl = int.from_bytes(patch[8:16], "little")
+    diff_at = 32 + len_ctrl
+    broken_diff = patch[: diff_at + 40] + bytes(64) + patch[diff_at + 104 :]
+    (tmp_path / "patch").write_bytes(broken_diff)
+    with pytest.raises(PatchError, match="a compressed block of the patch is corrupt"):
+        apply_patch(tmp_path / "old", tmp_path / "patch", io.BytesIO(), len(new))
+    assert not _bspatch_threads()
+
+    # A control block that asks for more than the new file: refused by the caller, the thread stopped.
+    ctrl = bytearray(bz2.decompress(patch[32:diff_at]))
+    ctrl[0:8] = (len(new) + 1).to_bytes(8, "little")
+    packed = bz2.compress(bytes(ctrl))
+    header = patch[:8] + len(packed).to_bytes(8, "little") + patch[16:32]
+    (tmp_path / "patch").write_bytes(header + packed + patch[diff_at:])
+    with pytest.raises(PatchError, match="control block is corrupt"):
+        apply_patch(tmp_path / "old", tmp_path / "patch", io.BytesIO(), len(new))
+    assert not _bspatch_threads()
