@@ -417,6 +417,11 @@ def test_a_build_that_cannot_start_is_refused_in_one_line_naming_the_missing_mod
     assert ran.returncode == 0 and ran.stdout == "tiny 1.0.0 with hookedlib\n", ran.stderr
 
 
+def not_ready(reason: str) -> str:
+    """What a self-test prints when its version could not update itself later (gupper.selftest)."""
+    return f"gupper-self-test-failed: 1.2.0 cannot update itself later: {reason}\n"
+
+
 def test_the_self_test_verdicts_and_the_lines_they_give() -> None:
     options = BuildOptions(script=Path("app.py"), name="tiny", version="1.2.0", python="/venv/bin/python")
     exe = Path("/w/dist/tiny")
@@ -436,6 +441,22 @@ def test_the_self_test_verdicts_and_the_lines_they_give() -> None:
         "no answer": self_test_failure(exe, "1.2.0", SelfTestRun(0, None, "hello\n"), options, None, None),
         "wrong version": self_test_failure(exe, "1.2.0", SelfTestRun(0, "1.1.0", ""), options, None, None),
         "timeout": self_test_failure(exe, "1.2.0", SelfTestRun(None, None, ""), options, None, None),
+        "no libsodium": self_test_failure(
+            exe,
+            "1.2.0",
+            SelfTestRun(3, None, not_ready("ModuleNotFoundError: No module named 'nacl'")),
+            options,
+            "nacl",
+            ModuleRoot("/venv/site-packages", on_path=True),
+        ),
+        "no CA bundle": self_test_failure(
+            exe,
+            "1.2.0",
+            SelfTestRun(3, None, not_ready("ConfigError: cannot load the CA bundle /x/cacert.pem")),
+            options,
+            None,
+            None,
+        ),
     }
     assert lines == {
         "not installed": "the built app /w/dist/tiny cannot start: No module named 'hookedlib.sub'; hookedlib is not "
@@ -449,6 +470,10 @@ def test_the_self_test_verdicts_and_the_lines_they_give() -> None:
         "UpdaterConfig.current_version the version you build (or build with --version 1.1.0)",
         "timeout": "the built app /w/dist/tiny did not answer its self-test within 60 s: create the Updater (or call "
         "gupper.answer_self_test(version)) first thing in main(), before any window or input",
+        "no libsodium": "the built app /w/dist/tiny starts but could not update itself later: No module named 'nacl'; "
+        "PyInstaller did not see it imported: pass -- --hidden-import nacl",
+        "no CA bundle": "the built app /w/dist/tiny starts, but its version 1.2.0 cannot update itself later: "
+        "ConfigError: cannot load the CA bundle /x/cacert.pem: rebuild it with what it leaves out",
     }
     assert all("\n" not in line for line in lines.values())
     assert (

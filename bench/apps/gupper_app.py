@@ -1,10 +1,11 @@
 """Bench app: hello world that embeds Gupper and runs its start-up hook, as an app would.
 
 ``_bench_config`` (written by bench/freeze.py) bakes the version, manifest URL and key in. With
-``--no-update`` it greets without checking. Otherwise each step boundary is printed to stderr as a
-JSON line with its epoch time (``{"mark": step, "t": ...}``), so the bench can split an update's
-wall time into v1 start, check, download, pre-flight, swap and v2 start. ``GUPPER_BENCH_CA`` names
-the local store's CA (a real app trusts its CDN's public chain).
+``--no-update`` it greets without checking; with ``--check-later`` it creates its updater and
+confirms, as a windowed app does before its window, and leaves the check for later. Each step
+boundary is printed to stderr as a JSON line with its epoch time (``{"mark": step, "t": ...}``),
+so the bench can split an update's wall time into v1 start, check, download, pre-flight, swap and
+v2 start. ``GUPPER_BENCH_CA`` names the local store's CA (a real app trusts its CDN's public chain).
 """
 
 import time
@@ -43,7 +44,8 @@ def main() -> int:
             ca_bundle=os.environ.get("GUPPER_BENCH_CA"),
         )
         updater = Updater(config, checkpoint=mark)
-        updater.run()
+        if "--check-later" not in sys.argv:  # a windowed app creates it and checks later, from a thread
+            updater.run()
         mark("run-returned")
     print(f"hello from version {build.VERSION}", flush=True)
     if "--no-update" not in sys.argv:

@@ -51,7 +51,7 @@ from pathlib import Path
 from packaging.version import Version
 
 from gupper.platforms import Platform, current_platform
-from gupper.selftest import SelfTestRun, Verdict, run_self_test
+from gupper.selftest import SelfTestRun, Verdict, not_ready_reason, run_self_test
 
 from .artifacts import artifact_filename
 from .errors import BuildFailedError, PublishError
@@ -340,6 +340,9 @@ def self_test_failure(
             f"{app} ran and exited without answering Gupper's self-test, so no install could ever update to it: "
             "create the Updater (or call gupper.answer_self_test(version)) first thing in main()"
         )
+    reason = not_ready_reason(run.output)
+    if missing is None and reason is not None:
+        return f"{app} starts, but its version {reason}: rebuild it with what it leaves out"
     if missing is None:
         return f"{app} cannot start (its self-test exited with code {run.returncode}): {error_line(run.output)}"
     if root is None:
@@ -354,7 +357,8 @@ def self_test_failure(
         )
     else:
         what = f"PyInstaller did not see it imported: pass -- --hidden-import {missing}"
-    return f"{app} cannot start: No module named {missing!r}; {what}"
+    fails = "starts but could not update itself later" if not_ready_reason(run.output) else "cannot start"
+    return f"{app} {fails}: No module named {missing!r}; {what}"
 
 
 _MISSING = re.compile(r"No module named '([\w.]+)'")

@@ -107,6 +107,13 @@ def update_path_loads(config: UpdaterConfig | None = None) -> None:
     ed25519.self_check()
 
 
+def not_ready_reason(output: str) -> str | None:
+    """``"<version> cannot update itself later: <why>"`` from a self-test's output, if that is how it
+    failed (:func:`answer_self_test`); None otherwise. Pure."""
+    line = next((line for line in output.splitlines() if line.startswith(_NOT_READY)), None)
+    return None if line is None else line[len(_NOT_READY) :].strip()[:300]
+
+
 def _say(fd: int, stream: Any, line: str) -> None:
     if stream is not None:
         with contextlib.suppress(OSError, ValueError):
@@ -272,11 +279,10 @@ def preflight(
         raise PreflightFailedError(
             f"the release published as {expected_version} reports version {run.answered}; not installed"
         )
-    reason = next((line for line in run.output.splitlines() if line.startswith(_NOT_READY)), None)
+    reason = not_ready_reason(run.output)
     if reason is not None:
         raise PreflightFailedError(
-            f"the new version {reason[len(_NOT_READY) :].strip()[:300]}; not installed (fix the build: "
-            "`gupper-publish build` runs the same self-test)"
+            f"the new version {reason}; not installed (fix the build: `gupper-publish build` runs the same self-test)"
         )
     raise PreflightFailedError(
         f"the new version {expected_version} failed its self-test (exit code {run.returncode}); not installed"
