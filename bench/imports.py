@@ -3,7 +3,7 @@
 Four commands with the project's interpreter, alternated round after round: ``python -c pass``,
 ``import requests``, what a start that finds no update imports (``from gupper import Updater,
 UpdaterConfig`` plus what ``run()`` loads on the way: the one-file layout, the transport, the
-verifier's module and libsodium, platformdirs for the default state dir), and what creating the
+verifier's module and libsodium, the default state folder's module), and what creating the
 ``Updater`` alone loads (a start that only confirms a trial, or checks later from a thread).
 tests/test_lazy_imports.py proves that a no-update ``run()`` loads nothing more of weight (no
 patching, archives, folder deltas, periodic checks or cryptography). Figures: whole-process medians
@@ -19,10 +19,10 @@ import sys
 from bench.common import ROOT, median, run_exact
 from bench.harness import Bench, Row
 
-CREATE = "from gupper import Updater, UpdaterConfig; import gupper.layouts.single, platformdirs"
+CREATE = "from gupper import Updater, UpdaterConfig; import gupper.layouts.single, gupper.folders"
 STARTUP = (
     "from gupper import Updater, UpdaterConfig; import gupper.layouts.single, gupper.manifest, gupper.fetch, "
-    "platformdirs; import gupper.ed25519 as e; e.self_check()"
+    "gupper.folders; import gupper.ed25519 as e; e.self_check()"
 )
 COMMANDS = {"pass": "pass", "requests": "import requests", "gupper": STARTUP, "create": CREATE}
 

@@ -153,7 +153,7 @@ class E2E:
             TEMP=str(tmpdir),
             GUPPER_DEMO_STATE_DIR=str(
                 tmp / "state"
-            ),  # the updater's state per test (platformdirs ignores XDG_* on macOS and Windows)
+            ),  # the updater's state per test (gupper.folders ignores XDG_* on macOS and Windows)
             XDG_STATE_HOME=str(tmp / "state"),
             GUPPER_DEMO_DEBUG="1",
             NO_PROXY="127.0.0.1,localhost",

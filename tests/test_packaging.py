@@ -34,7 +34,6 @@ CLIENT_DISTRIBUTIONS = {
     "pynacl",
     "cffi",
     "pycparser",
-    "platformdirs",
 }
 
 pytestmark = pytest.mark.e2e

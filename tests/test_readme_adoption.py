@@ -47,7 +47,7 @@ def readme_blocks() -> list[tuple[str, str, str]]:
 
 # Blocks of the section run by another test (its own app name, its own store): first line -> test.
 COVERED_ELSEWHERE = {
-    "pip install gupper                 # the client your app embeds: requests, packaging, pynacl, platformdirs": "tests/test_packaging.py",  # noqa: E501 (the README's line, verbatim)
+    "pip install gupper                 # the client your app embeds: requests, packaging, pynacl": "tests/test_packaging.py",  # noqa: E501 (the README's line, verbatim)
     "gupper-publish build notely.py --name notely --version 1.0.0             # prints dist/notely-1.0.0-linux-amd64": "tests/test_build_helper.py",  # noqa: E501 (the README's line, verbatim)
     "python -m gupper_infra.localstore --state-dir ~/.gupper-store   # leave it running; it prints export lines": "tests/test_infra_localstore.py",  # noqa: E501 (the README's line, verbatim)
 }

@@ -146,7 +146,7 @@ def test_a_start_builds_no_class_from_text() -> None:
     modules import (module code itself arrives as code objects)."""
     code = (
         "import builtins, sys\n"
-        "import requests, nacl.signing, packaging.version, platformdirs\n"
+        "import requests, nacl.signing, packaging.version\n"
         "calls = []\n"
         "def counting(real):\n"
         "    return lambda code, *a, **k: (isinstance(code, str) and calls.append(code), real(code, *a, **k))[1]\n"

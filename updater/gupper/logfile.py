@@ -15,10 +15,10 @@ FORMAT = "%(asctime)s %(levelname)s %(message)s"
 
 def default_log_dir(app: str) -> Path:
     """The per-user log folder for ``app``: ``~/.local/state/<app>/log`` on Linux,
-    ``~/Library/Logs/<app>`` on macOS, ``%LOCALAPPDATA%\\<app>\\Logs`` on Windows."""
-    import platformdirs
+    ``~/Library/Logs/<app>`` on macOS, ``%LOCALAPPDATA%\\<app>\\Logs`` on Windows (:mod:`gupper.folders`)."""
+    from .folders import user_log_dir
 
-    return Path(platformdirs.user_log_dir(app, appauthor=False))
+    return user_log_dir(app)
 
 
 def log_to_file(

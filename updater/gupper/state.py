@@ -114,10 +114,10 @@ class ClientState:
 
 
 def default_state_dir(app: str) -> Path:
-    """``~/.local/state/gupper/<app>`` on Linux, the platform's equivalent elsewhere."""
-    import platformdirs
+    """``~/.local/state/gupper/<app>`` on Linux, the system's equivalent elsewhere (:mod:`gupper.folders`)."""
+    from .folders import user_state_dir
 
-    return Path(platformdirs.user_state_dir("gupper", appauthor=False)) / app
+    return user_state_dir(app)
 
 
 class StateFile:

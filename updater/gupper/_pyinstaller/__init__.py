@@ -19,9 +19,9 @@ other package that imports it.
   multiprocessing and pkgutil at every start. :func:`type_checking_only` reads each module's
   source at build time and excludes it only where every import of it is for type checkers, so a
   release of those packages that imports it at run time keeps it.
-- ``hook-gupper.py`` and ``hook-platformdirs.windows.py`` keep ``ctypes`` (with libffi, about
-  0.3 MB), ``platform`` and ``sysconfig`` out of builds for systems where the code that uses them
-  never runs: Gupper calls Windows' and macOS's APIs through ctypes, platformdirs Windows' only.
+- ``hook-gupper.py`` keeps ``ctypes`` (with libffi, about 0.3 MB), ``platform`` and ``sysconfig``
+  out of builds for systems where the code that uses them never runs: Gupper calls Windows' and
+  macOS's APIs through ctypes.
 - ``pre_find_module_path/hook-gupper.py`` lets PyInstaller find Gupper in an editable install.
 """
 
