@@ -4,7 +4,6 @@ platformdirs gave on each system before its 4.x releases began to read ``XDG_*``
 from __future__ import annotations
 
 import os
-import pwd
 from pathlib import PurePosixPath, PureWindowsPath
 
 import pytest
@@ -21,6 +20,7 @@ HOME = "/home/ada"
 @pytest.mark.parametrize(
     "xdg", [None, "/srv/state", "relative/state", ""], ids=["unset", "absolute", "relative", "empty"]
 )
+@pytest.mark.posix  # platformdirs' Unix and MacOS classes expand "~" from USERPROFILE on Windows
 def test_on_linux_the_folders_are_the_xdg_ones_platformdirs_gives(
     monkeypatch: pytest.MonkeyPatch, xdg: str | None
 ) -> None:
@@ -38,6 +38,7 @@ def test_on_linux_the_folders_are_the_xdg_ones_platformdirs_gives(
     assert str(state_dir_for("notes", "linux", env)) == f"{expected}/gupper/notes"
 
 
+@pytest.mark.posix
 def test_on_macos_the_folders_do_not_move_with_xdg_variables(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HOME", HOME)
     monkeypatch.delenv("XDG_STATE_HOME", raising=False)
@@ -64,12 +65,16 @@ def test_on_windows_the_folders_are_under_local_app_data() -> None:
     assert state_dir_for("notes", "windows", env) == PureWindowsPath("C:/Users/ada/AppData/Local/gupper/notes")
 
 
+@pytest.mark.posix  # the user database (pwd)
 @pytest.mark.parametrize("home", ["", "relative"])
 def test_a_home_that_is_no_absolute_path_is_taken_from_the_user_database(home: str) -> None:
+    import pwd
+
     real = pwd.getpwuid(os.getuid()).pw_dir
     assert state_dir_for("notes", "linux", {"HOME": home}) == PurePosixPath(real, ".local", "state", "gupper", "notes")
 
 
+@pytest.mark.posix
 def test_the_updater_and_the_log_file_use_them(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HOME", HOME)
     monkeypatch.setenv("XDG_STATE_HOME", "/srv/state")
