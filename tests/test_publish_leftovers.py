@@ -189,5 +189,11 @@ def test_sweep_removes_the_folders_of_dead_publishes_only(tmp_path: Path) -> Non
     unrelated.mkdir()
     recent = tmpdir / f"{WORK_PREFIX}recent"  # likewise, but younger than a day: it may be running
     recent.mkdir()
-    assert sorted(sweep(tmpdir)) == sorted([alive, legacy])
+    (recent / "archive.tar.gz").write_bytes(b"x")
+    # Made by a publish killed before it made its owner file (or by one about to make it, which
+    # then takes another folder): empty, so it goes at once.
+    ownerless = tmpdir / f"{WORK_PREFIX}killed-before-its-owner-file"
+    ownerless.mkdir()
+    assert sorted(sweep(tmpdir)) == sorted([alive, legacy, ownerless])
     assert recent.is_dir() and unrelated.is_dir() and not alive.exists() and not legacy.exists()
+    assert not ownerless.exists()

@@ -149,6 +149,12 @@ def work_folder(tmp: Path | None = None) -> Iterator[Path]:
     try:
         yield folder
     finally:
+        # Emptied while the owner file is held, then the file, then the folder: a kill at any point
+        # leaves a folder whose owner nobody holds, or an empty one, and the next sweep removes both.
+        with contextlib.suppress(OSError):
+            for entry in folder.iterdir():
+                if entry.name != OWNER:
+                    _remove(entry)
         owner.release()
         shutil.rmtree(folder, ignore_errors=True)
 
@@ -158,9 +164,11 @@ def sweep(base: Path, now: float | None = None) -> list[Path]:
 
     A folder whose owner file nobody holds is a killed publish's: it is emptied while its lock is
     held, so a publish that just made it finds it gone and takes another. One with no owner file
-    at all was left by a release before owner files (or by a kill between making the folder and
-    the file): it goes once it is :data:`STALE`. Errors are ignored: another publish may be
-    sweeping too, and what stays is tried again next time.
+    that is empty was made by a publish killed before it made the file, or by one about to make
+    it, which then takes another folder: it goes at once (``rmdir`` removes only an empty folder).
+    One with no owner file but with files in it was left by a release before owner files: it goes
+    once it is :data:`STALE`. Errors are ignored: another publish may be sweeping too, and what
+    stays is tried again next time.
     """
     now = time.time() if now is None else now
     removed = []
@@ -179,8 +187,15 @@ def sweep(base: Path, now: float | None = None) -> list[Path]:
                         if entry.name != OWNER:
                             _remove(entry)
                 owner.release()
-            elif owner.path.exists() or now - folder.stat().st_mtime < STALE:
-                continue  # alive, or too new to tell
+            elif owner.path.exists():
+                continue  # alive
+            elif now - folder.stat().st_mtime < STALE:
+                try:
+                    folder.rmdir()
+                except OSError:
+                    continue  # not empty: an earlier release's, too new to tell
+                removed.append(folder)
+                continue
             shutil.rmtree(folder, ignore_errors=True)
         except OSError:
             owner.release(remove=False)
