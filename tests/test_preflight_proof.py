@@ -35,18 +35,19 @@ for name in filter(None, sys.argv[1].split(",")):
     sys.modules[name] = None  # a build that left it out
 from gupper import Updater, UpdaterConfig, answer_self_test
 
+config = UpdaterConfig(
+    app="proof",
+    current_version="2.0.0",
+    manifest_url="https://127.0.0.1:9/proof/stable/latest.json",
+    public_keys=(sys.argv[5],),
+    ca_bundle=sys.argv[2] or None,
+    state_dir=sys.argv[3],
+)
 if sys.argv[4] == "answer-first":  # an app that creates its updater later answers first thing in main()
     answer_self_test("2.0.0")
-Updater(
-    UpdaterConfig(
-        app="proof",
-        current_version="2.0.0",
-        manifest_url="https://127.0.0.1:9/proof/stable/latest.json",
-        public_keys=(sys.argv[5],),
-        ca_bundle=sys.argv[2] or None,
-        state_dir=sys.argv[3],
-    )
-)
+elif sys.argv[4] == "answer-first-with-config":
+    answer_self_test("2.0.0", config=config)
+Updater(config)
 print("the app ran; loaded:", ",".join(m for m in ("requests", "urllib3", "nacl._sodium") if sys.modules.get(m)))
 """
 
@@ -107,6 +108,16 @@ def test_a_ca_bundle_that_does_not_load_fails_the_self_test_naming_the_file(tmp_
     garbage.write_text("not a certificate\n")
     with pytest.raises(PreflightFailedError, match=f"cannot load the CA bundle {garbage}"):
         preflight(binary(tmp_path, ca=str(garbage)), "2.0.0", clean_env(), 60)
+
+
+def test_answer_self_test_given_the_config_proves_the_app_s_own_ca_bundle(tmp_path: Path) -> None:
+    """README: an app that answers through answer_self_test passes its UpdaterConfig to have its
+    own CA bundle checked; without it the default one (certifi's here) is the one proved."""
+    missing = tmp_path / "missing.pem"
+    exe = binary(tmp_path, ca=str(missing), mode="answer-first-with-config")
+    with pytest.raises(PreflightFailedError, match=f"cannot load the CA bundle {missing}"):
+        preflight(exe, "2.0.0", clean_env(), 60)
+    preflight(binary(tmp_path, ca=str(missing), mode="answer-first"), "2.0.0", clean_env(), 60)
 
 
 def test_the_ca_bundle_of_the_environment_is_the_one_proved_when_the_app_sets_none(tmp_path: Path) -> None:
