@@ -4,13 +4,14 @@ platformdirs gave on each system before its 4.x releases began to read ``XDG_*``
 from __future__ import annotations
 
 import os
-from pathlib import PurePosixPath, PureWindowsPath
+import sys
+from pathlib import Path, PurePosixPath, PureWindowsPath
 
 import pytest
 from platformdirs.macos import MacOS
 from platformdirs.unix import Unix
 
-from gupper.folders import log_dir_for, state_dir_for
+from gupper.folders import log_dir_for, state_dir_for, user_log_dir, user_state_dir
 from gupper.logfile import default_log_dir
 from gupper.state import default_state_dir
 
@@ -80,3 +81,9 @@ def test_the_updater_and_the_log_file_use_them(monkeypatch: pytest.MonkeyPatch) 
     monkeypatch.setenv("XDG_STATE_HOME", "/srv/state")
     assert str(default_state_dir("notes")) == "/srv/state/gupper/notes"
     assert str(default_log_dir("notes")) == "/srv/state/notes/log"
+
+
+@pytest.mark.skipif(sys.platform != "win32", reason="the running system's own folders: Windows (the CI workflow's job)")
+def test_on_a_windows_machine_the_folders_are_under_its_local_app_data() -> None:
+    assert user_state_dir("notes") == Path(os.environ["LOCALAPPDATA"], "gupper", "notes")
+    assert user_log_dir("notes") == Path(os.environ["LOCALAPPDATA"], "notes", "Logs")
