@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import bz2
 import hashlib
+import queue
+import threading
 from pathlib import Path
 from typing import BinaryIO
 
@@ -88,9 +90,6 @@ class _Ahead:
     """
 
     def __init__(self, stream: _Bz2Stream, total: int) -> None:
-        import queue
-        import threading
-
         self.pieces: queue.Queue[object] = queue.Queue(AHEAD)
         self.stop = threading.Event()
         self.buf = b""
@@ -113,8 +112,6 @@ class _Ahead:
         self._put(item)
 
     def _put(self, item: object) -> bool:
-        import queue
-
         while not self.stop.is_set():
             try:
                 self.pieces.put(item, timeout=0.1)
@@ -124,8 +121,6 @@ class _Ahead:
         return False
 
     def read(self, n: int) -> bytes:
-        import queue
-
         while len(self.buf) < n:
             try:
                 item = self.pieces.get(timeout=_WAIT)

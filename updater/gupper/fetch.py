@@ -502,13 +502,12 @@ class Fetcher:
         Raises:
             ConfigError: the bundle cannot be read or holds no certificate.
         """
-        verify: bool | str = self.config.ca_bundle if self.config.ca_bundle else True
         # The URL only decides which proxy settings apply; the CA bundle is the same for every https URL.
         prepared = self.session.prepare_request(requests.Request("GET", url or "https://localhost/"))
-        merged = self.session.merge_environment_settings(prepared.url, {}, True, verify, None)["verify"]
+        merged, _proxies = self._settings(prepared)
         if merged is False:
             return
-        path = requests.utils.DEFAULT_CA_BUNDLE_PATH if merged in (True, None) else str(merged)
+        path = requests.utils.DEFAULT_CA_BUNDLE_PATH if merged is True else merged
         if os.path.isdir(path):
             return
         try:
@@ -522,18 +521,22 @@ class Fetcher:
     def _sender(self, url: str, headers: dict[str, str] | None) -> Callable[[], requests.Response]:
         """A call that sends one GET through the adapter, with the session's headers, proxies and CA
         settings (``Session.send`` is bypassed: it reads every redirect body whole into memory)."""
-        verify: bool | str = self.config.ca_bundle if self.config.ca_bundle else True
         prepared = self.session.prepare_request(requests.Request("GET", url, headers=headers))
-        settings = self.session.merge_environment_settings(prepared.url, {}, True, verify, None)
+        merged_verify, proxies = self._settings(prepared)
         timeout = (self.config.connect_timeout, self.config.read_timeout)
-        merged_verify: bool | str = settings["verify"] if settings["verify"] is not None else True
 
         def send() -> requests.Response:
-            return self.adapter.send(
-                prepared, stream=True, timeout=timeout, verify=merged_verify, proxies=settings["proxies"]
-            )
+            return self.adapter.send(prepared, stream=True, timeout=timeout, verify=merged_verify, proxies=proxies)
 
         return send
+
+    def _settings(self, prepared: requests.PreparedRequest) -> tuple[bool | str, Any]:
+        """The CA setting (``FetchConfig.ca_bundle``, else ``REQUESTS_CA_BUNDLE``, else True: certifi's)
+        and the proxies a request to ``prepared.url`` uses, as requests merges them from the environment."""
+        verify: bool | str = self.config.ca_bundle if self.config.ca_bundle else True
+        settings = self.session.merge_environment_settings(prepared.url, {}, True, verify, None)
+        merged: bool | str = settings["verify"] if settings["verify"] is not None else True
+        return merged, settings["proxies"]
 
     def _start(self, url: str, headers: dict[str, str] | None, deadline: float) -> tuple[_Request, requests.Response]:
         """Send one GET (no redirects); the request and its response, headers read."""
