@@ -94,6 +94,7 @@ class RawServer:
     routes: dict[str, Route] = field(default_factory=dict)
     requests: list[Request] = field(default_factory=list)
     stop: threading.Event = field(default_factory=threading.Event)
+    context: ssl.SSLContext | None = None  # the server's: another leaf configured on it serves the next connections
 
     def url(self, path: str) -> str:
         return self.base + path
@@ -198,7 +199,7 @@ def serve(tmp: Path, ca: trustme.CA | None = None, leaf: trustme.LeafCert | None
     ca.cert_pem.write_to_path(str(ca_path))
     listener = socket.create_server(("127.0.0.1", 0))
     listener.settimeout(0.05)
-    server = RawServer(f"https://127.0.0.1:{listener.getsockname()[1]}", str(ca_path))
+    server = RawServer(f"https://127.0.0.1:{listener.getsockname()[1]}", str(ca_path), context=ctx)
     threads: list[threading.Thread] = []
 
     def accept() -> None:

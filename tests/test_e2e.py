@@ -6,9 +6,13 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from urllib.parse import urlsplit
 
+import certifi
 import pytest
 
+from gupper import anchors
+from gupper.transfer import ANCHOR_MEMO_NAME
 from gupper_publish.signing import build_signed, keygen, sign_manifest
 
 from .e2e_support import E2E, PLATFORM, artifact, gupper_lines, meipass_dirs, no_leftovers, sha256
@@ -32,6 +36,29 @@ def test_up_to_date_app_runs_without_downloading(env: E2E, tmp_path: Path) -> No
     assert gupper_lines(proc.stderr) == []
     assert [r["path"] for r in env.served()] == ["/gupper/app/stable/latest.json"]
     no_leftovers(exe.parent, tmp_path)
+
+
+def test_a_frozen_app_remembers_its_stores_root_in_a_public_bundle_and_checks_on_it_next(
+    env: E2E, tmp_path: Path
+) -> None:
+    """The user's world: certifi's public roots plus a private CA in one bundle. The first start
+    verifies against the whole bundle and remembers where the store's root is in it (the state
+    folder's tls-anchors.json, gupper.anchors); the next start checks with that one root."""
+    (v1,) = env.build("1.0.0")
+    env.publish(v1)
+    exe = env.install(tmp_path, "1.0.0")
+    bundle = tmp_path / "bundle.pem"
+    bundle.write_bytes(Path(certifi.where()).read_bytes() + Path(env.store.ca).read_bytes())
+    for _ in range(2):
+        proc = env.run_app(exe, tmp_path, env={"REQUESTS_CA_BUNDLE": str(bundle)})
+        assert proc.returncode == 0, proc.stderr
+        assert proc.stdout.splitlines() == ["Hello from the Gupper demo app, version 1.0.0"]
+        assert gupper_lines(proc.stderr) == []
+    (memo,) = (tmp_path / "state").rglob(ANCHOR_MEMO_NAME)
+    host = urlsplit(env.store.public_base).netloc
+    data = bundle.read_bytes()
+    assert anchors.recall(memo, data, anchors.digest(data), host) == Path(env.store.ca).read_bytes().strip()
+    assert [r["status"] for r in env.served() if r["path"].endswith("latest.json")] == [200, 304]
 
 
 def test_v1_updates_itself_to_v2_and_runs_it(env: E2E, tmp_path: Path) -> None:

@@ -47,7 +47,7 @@ from .records import field, record
 from .results import Result, Status, Update
 from .selftest import answer_self_test, preflight, remove_scratch_dir, scratch_dir
 from .state import ClientState, ManifestCache, StateFile, Trial, cacheable_etag, default_state_dir
-from .transfer import FetchConfig, Progress, check_url
+from .transfer import ANCHOR_MEMO_NAME, FetchConfig, Progress, check_url
 from .trust import ChannelRecord, accept_manifest
 from .wire.manifest import BINARY
 
@@ -134,6 +134,7 @@ class Updater:
             allow_insecure_loopback=cfg.allow_insecure_loopback,
             retries=cfg.retries,
             user_agent=f"gupper-updater ({cfg.app}/{cfg.current_version}; {self.platform.key})",
+            anchor_memo=str(self.state_file.directory / ANCHOR_MEMO_NAME),
         )
         # Resolved once: after a Windows rename-aside, sys.executable must not lead us to the .old file.
         exe = cfg.executable or (sys.executable if getattr(sys, "frozen", False) else None)

@@ -37,6 +37,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any, BinaryIO, TypeVar
 from urllib.parse import urljoin, urlsplit
 
@@ -239,6 +240,7 @@ class _QuietInOurThreads(logging.Filter):
 
 
 _THREAD_NAME = "gupper-fetch"
+log = logging.getLogger("gupper")
 logging.getLogger("urllib3.connectionpool").addFilter(_QuietInOurThreads())
 
 _WATCH: contextvars.ContextVar[_Watch | None] = contextvars.ContextVar("gupper_watch", default=None)
@@ -270,14 +272,42 @@ class _HTTPConnection(_WatchedMixin, HTTPConnection):
 
 
 class _HTTPSConnection(_WatchedMixin, HTTPSConnection):
+    _bundle_file: str | None = None
+    _bundle_seen = False
+
     def connect(self) -> None:
         # The CA bundle requests hands over (certifi's, REQUESTS_CA_BUNDLE, UpdaterConfig.ca_bundle) becomes
-        # the process's one context for that file, instead of a context urllib3 would build and load here.
-        if self.ssl_context is None and self.ca_certs and not self.ca_cert_dir and not self.ca_cert_data:
-            context = tls_context(self.ca_certs)
-            if context is not None:
-                self.ssl_context, self.ca_certs = context, None
+        # the process's one context for that file, instead of a context urllib3 would build and load here;
+        # with a memo (gupper.anchors), only the root that verified this host last, when it did.
+        if not self._bundle_seen:  # what requests asked for, before this method set a context of its own
+            self._bundle_seen = True
+            if self.ssl_context is None and self.ca_certs and not self.ca_cert_dir and not self.ca_cert_data:
+                self._bundle_file = self.ca_certs
+        ca_file = self._bundle_file
+        if ca_file is None:
+            super().connect()
+            return
+        memo = _ANCHOR_MEMO.get() if self.proxy is None else None  # through a proxy: the whole bundle, as before
+        host = f"{self.host}:{self.port or 443}"
+        narrowed = _remembered_context(ca_file, memo, host) if memo is not None else None
+        if narrowed is not None:
+            self.ssl_context, self.ca_certs = narrowed, None
+            try:
+                super().connect()
+                return
+            except ssl.SSLCertVerificationError:
+                self._drop_socket()  # another root now (or a refusal the whole bundle repeats): ask it
+        context = tls_context(ca_file)
+        self.ssl_context, self.ca_certs = (context, None) if context is not None else (None, ca_file)
         super().connect()
+        if memo is not None and context is not None:
+            _remember_anchor(ca_file, memo, host, self.sock)
+
+    def _drop_socket(self) -> None:
+        sock, self.sock = self.sock, None
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.close()
 
 
 class _HTTPConnectionPool(HTTPConnectionPool):
@@ -319,6 +349,83 @@ def _load_context(ca_file: str) -> ssl.SSLContext:
     context = create_urllib3_context(cert_reqs=ssl.CERT_REQUIRED)
     context.load_verify_locations(cafile=ca_file)
     return context
+
+
+_ANCHOR_MEMO: contextvars.ContextVar[str | None] = contextvars.ContextVar("gupper_anchor_memo", default=None)
+_BUNDLES: dict[str, tuple[tuple[int, int], bytes, str]] = {}
+_NARROWED: dict[tuple[str, bytes], ssl.SSLContext] = {}
+
+
+def _bundle(ca_file: str) -> tuple[bytes, str] | None:
+    """The CA bundle's bytes and digest, read once per process (again if the file changes)."""
+    try:
+        st = os.stat(ca_file)
+        version = (st.st_mtime_ns, st.st_size)
+        with _TLS_LOCK:
+            known = _BUNDLES.get(ca_file)
+            if known is not None and known[0] == version:
+                return known[1], known[2]
+        with open(ca_file, "rb") as f:
+            data = f.read()
+    except (OSError, ValueError):
+        return None
+    from . import anchors
+
+    entry = (version, data, anchors.digest(data))
+    with _TLS_LOCK:
+        _BUNDLES[ca_file] = entry
+    return entry[1], entry[2]
+
+
+def _remembered_context(ca_file: str, memo: str, host: str) -> ssl.SSLContext | None:
+    """A context that trusts only the root of ``ca_file`` that verified ``host`` last, if one is
+    remembered in ``memo`` for this very bundle; None otherwise (or on any trouble: the whole bundle then)."""
+    try:
+        from . import anchors
+
+        bundle = _bundle(ca_file)
+        if bundle is None:
+            return None
+        data, bundle_digest = bundle
+        pem = anchors.recall(Path(memo), data, bundle_digest, host)
+        if pem is None:
+            return None
+        key = (bundle_digest, pem)
+        with _TLS_LOCK:
+            context = _NARROWED.get(key)
+            if context is None:
+                context = create_urllib3_context(cert_reqs=ssl.CERT_REQUIRED)
+                context.load_verify_locations(cadata=pem.decode("ascii"))
+                _NARROWED[key] = context
+        return context
+    except Exception as e:  # a shortcut only: whatever goes wrong here, the whole bundle decides
+        log.debug("gupper: remembered TLS root not used (%s: %s)", type(e).__name__, e)
+        return None
+
+
+def _verified_root(sock: Any) -> bytes | None:
+    """The DER bytes of the root a verified TLS socket's chain ended at (None where Python cannot say)."""
+    chain_of = getattr(sock, "get_verified_chain", None)  # Python 3.13+: DER bytes
+    if chain_of is not None:
+        chain = chain_of()
+        return bytes(chain[-1]) if chain else None
+    chain_of = getattr(getattr(sock, "_sslobj", None), "get_verified_chain", None)  # 3.10-3.12: _ssl.Certificate
+    if chain_of is None:
+        return None
+    chain = chain_of()
+    return bytes(chain[-1].public_bytes(ssl._ssl.ENCODING_DER)) if chain else None  # type: ignore[attr-defined]
+
+
+def _remember_anchor(ca_file: str, memo: str, host: str, sock: Any) -> None:
+    try:
+        from . import anchors
+
+        bundle = _bundle(ca_file)
+        root = _verified_root(sock)
+        if bundle is not None and root is not None:
+            anchors.remember(Path(memo), bundle[0], bundle[1], host, root)
+    except Exception as e:  # a shortcut not taken next time; the connection itself is fine
+        log.debug("gupper: TLS root not remembered (%s: %s)", type(e).__name__, e)
 
 
 _POOLS: dict[str, type[HTTPConnectionPool]] = {"http": _HTTPConnectionPool, "https": _HTTPSConnectionPool}
@@ -525,7 +632,10 @@ class Fetcher:
         merged_verify, proxies = self._settings(prepared)
         timeout = (self.config.connect_timeout, self.config.read_timeout)
 
+        memo = self.config.anchor_memo
+
         def send() -> requests.Response:
+            _ANCHOR_MEMO.set(memo)  # this worker thread's connections (gupper.anchors)
             return self.adapter.send(prepared, stream=True, timeout=timeout, verify=merged_verify, proxies=proxies)
 
         return send

@@ -18,6 +18,7 @@ from .errors import ConfigError
 from .records import field, record
 
 SHOWN_URL = 200  # characters of a URL shown in a message
+ANCHOR_MEMO_NAME = "tls-anchors.json"  # in the state folder: gupper.anchors
 Progress = Callable[[int, int], None]
 """Called with (bytes done, bytes total) as a download proceeds."""
 OnStart = Callable[[str | None], None]
@@ -35,6 +36,9 @@ class FetchConfig:
     allow_insecure_loopback: bool = False
     retries: int = 2
     user_agent: str = "gupper-updater"
+    anchor_memo: str | None = None
+    """A file where the CA bundle's root that verified each host is remembered, so later processes
+    load that one certificate instead of the whole bundle (:mod:`gupper.anchors`); None: not remembered."""
 
 
 @record(frozen=True)
