@@ -147,6 +147,25 @@ def atomic_write(path: Path, data: bytes) -> None:
     fsync_dir(str(path.parent))
 
 
+def _no_sync(fd: int) -> None:
+    """No fsync: see :func:`replace_cached`."""
+
+
+def replace_cached(path: Path, data: bytes) -> None:
+    """Replace ``path`` with ``data`` atomically but without syncing: a crash leaves the old content
+    or the new, perhaps neither on disk. For caches a later run rebuilds at a small cost (an fsync
+    can cost an app's start tens of ms on a busy disk)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
+    try:
+        with durable_file(temp, mode=0o666, sync=_no_sync) as f:
+            f.write(data)
+        os.replace(temp, path)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            temp.unlink()
+
+
 RENAME_SWAP = 0x2
 """``renamex_np`` flag (macOS ``<stdio.h>``): swap the two names atomically (APFS, HFS+)."""
 RENAME_EXCHANGE = 0x2

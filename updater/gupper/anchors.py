@@ -27,7 +27,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from ._fsutil import atomic_write
+from ._fsutil import replace_cached
 
 BEGIN = b"-----BEGIN CERTIFICATE-----"
 END = b"-----END CERTIFICATE-----"
@@ -140,5 +140,5 @@ def remember(memo_path: Path, bundle: bytes, bundle_digest: str, host: str, anch
     old = _read(memo_path)
     if old is not None and parse(old, bundle_digest, host) == span:
         return True
-    atomic_write(memo_path, updated(old, bundle_digest, host, span))
+    replace_cached(memo_path, updated(old, bundle_digest, host, span))  # a lost memo costs one bundle load
     return True
