@@ -111,11 +111,14 @@ def test_a_certificate_is_found_as_one_block_of_the_bundle_and_only_whole_blocks
         b"",
         b"not json",
         b"[]",
-        b'{"bundle": "other", "hosts": {"h:443": [0, 10]}}',
-        b'{"bundle": "D", "hosts": {"elsewhere:443": [0, 10]}}',
-        b'{"bundle": "D", "hosts": {"h:443": ["0", 10]}}',
-        b'{"bundle": "D", "hosts": {"h:443": [0.0, 10]}}',
-        b'{"bundle": "D", "hosts": {"h:443": [0, 10, 20]}}',
+        b'{"bundle": "other", "hosts": {"h:443": [[0, 10]]}}',
+        b'{"bundle": "D", "hosts": {"elsewhere:443": [[0, 10]]}}',
+        b'{"bundle": "D", "hosts": {"h:443": [["0", 10]]}}',
+        b'{"bundle": "D", "hosts": {"h:443": [[0.0, 10]]}}',
+        b'{"bundle": "D", "hosts": {"h:443": [[0, 10, 20]]}}',
+        b'{"bundle": "D", "hosts": {"h:443": [0, 10]}}',
+        b'{"bundle": "D", "hosts": {"h:443": []}}',
+        json.dumps({"bundle": "D", "hosts": {"h:443": [[0, 10]] * (anchors.MAX_CHAIN + 1)}}).encode(),
         b'{"bundle": "D", "hosts": []}',
     ],
 )
@@ -124,17 +127,17 @@ def test_a_memo_for_another_bundle_or_host_or_not_written_by_gupper_is_not_used(
 
 
 def test_a_memo_keeps_other_hosts_of_the_same_bundle_at_most_max_hosts_and_drops_another_bundles() -> None:
-    memo = anchors.updated(None, "D", "a:443", (1, 2))
-    memo = anchors.updated(memo, "D", "b:443", (3, 4))
-    assert anchors.parse(memo, "D", "a:443") == (1, 2)
-    assert anchors.parse(memo, "D", "b:443") == (3, 4)
+    memo = anchors.updated(None, "D", "a:443", [(1, 2)])
+    memo = anchors.updated(memo, "D", "b:443", [(3, 4), (5, 6)])
+    assert anchors.parse(memo, "D", "a:443") == ((1, 2),)
+    assert anchors.parse(memo, "D", "b:443") == ((3, 4), (5, 6))
     for i in range(anchors.MAX_HOSTS + 5):
-        memo = anchors.updated(memo, "D", f"h{i}:443", (i, i + 1))
+        memo = anchors.updated(memo, "D", f"h{i}:443", [(i, i + 1)])
     assert len(json.loads(memo)["hosts"]) == anchors.MAX_HOSTS
     last = f"h{anchors.MAX_HOSTS + 4}:443"
-    assert anchors.parse(memo, "D", last) == (anchors.MAX_HOSTS + 4, anchors.MAX_HOSTS + 5)
-    memo = anchors.updated(memo, "E", "a:443", (7, 8))
-    assert json.loads(memo)["hosts"] == {"a:443": [7, 8]}
+    assert anchors.parse(memo, "D", last) == ((anchors.MAX_HOSTS + 4, anchors.MAX_HOSTS + 5),)
+    memo = anchors.updated(memo, "E", "a:443", [(7, 8)])
+    assert json.loads(memo)["hosts"] == {"a:443": [[7, 8]]}
     assert anchors.parse(memo, "D", last) is None
 
 
@@ -200,8 +203,8 @@ def tamper(kind: str, memo: Path, data: bytes, host: str) -> None:
     writes = {
         "untouched": None,
         "no-host": {"bundle": digest, "hosts": {}},
-        "other-bundle": {"bundle": "0" * 64, "hosts": {host: [0, len(data)]}},
-        "not-a-block": {"bundle": digest, "hosts": {host: [0, len(data)]}},  # every certificate of the bundle
+        "other-bundle": {"bundle": "0" * 64, "hosts": {host: [[0, len(data)]]}},
+        "not-a-block": {"bundle": digest, "hosts": {host: [[0, len(data)]]}},  # every certificate of the bundle
         "torn": b"{",
         "huge": b" " * (anchors.MAX_MEMO_BYTES + 1),
     }
@@ -234,3 +237,28 @@ def test_a_memo_that_cannot_be_written_costs_nothing_but_the_shortcut(
     for _ in range(2):
         assert new_process_get(srv.url("/latest.json"), bundle, memo) == BODY
     assert len(full_loads) == 2
+
+
+def test_an_intermediate_the_server_leaves_out_is_remembered_with_the_root(
+    tmp_path: Path, full_loads: list[str]
+) -> None:
+    """A server that sends only its leaf: the whole bundle supplies the intermediate; remembering
+    only the root would fail every later start and load the whole bundle again."""
+    root = trustme.CA()
+    intermediate = root.create_child_ca()
+    leaf = intermediate.issue_cert("127.0.0.1")
+    (tmp_path / "leaf.pem").write_bytes(leaf.cert_chain_pems[0].bytes())  # the leaf alone, no intermediate
+    (tmp_path / "leaf.key").write_bytes(leaf.private_key_pem.bytes())
+    with rawhttp.serve(tmp_path, root) as srv:
+        srv.routes["/latest.json"] = Script.of(response(200, body=BODY))
+        assert srv.context is not None
+        srv.context.load_cert_chain(str(tmp_path / "leaf.pem"), str(tmp_path / "leaf.key"))
+        bundle = bundle_of(tmp_path / "bundle.pem", root, intermediate)
+        memo = tmp_path / "memo.json"
+        for _ in range(3):
+            assert new_process_get(srv.url("/latest.json"), bundle, memo) == BODY
+        host = srv.base.removeprefix("https://")
+        kept = remembered(memo, bundle, host)
+        assert kept is not None
+        assert intermediate.cert_pem.bytes().strip() in kept and root.cert_pem.bytes().strip() in kept
+        assert full_loads == [str(bundle)]

@@ -23,7 +23,7 @@ import base64
 import binascii
 import hashlib
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +33,7 @@ BEGIN = b"-----BEGIN CERTIFICATE-----"
 END = b"-----END CERTIFICATE-----"
 MAX_HOSTS = 16  # a store, a CDN, a mirror or two: more means something else writes here
 MAX_MEMO_BYTES = 16 * 1024
+MAX_CHAIN = 8  # certificates of one verified chain looked up in the bundle
 Span = tuple[int, int]
 
 
@@ -79,24 +80,26 @@ def certificate_at(bundle: bytes, span: Span) -> bytes | None:
     return block if _der(block) else None
 
 
-def parse(memo: bytes, bundle_digest: str, host: str) -> Span | None:
-    """The place remembered for ``host`` in the bundle with ``bundle_digest``, from a memo's bytes;
+def parse(memo: bytes, bundle_digest: str, host: str) -> tuple[Span, ...] | None:
+    """The places remembered for ``host`` in the bundle with ``bundle_digest``, from a memo's bytes;
     None for another bundle, an unknown host, or a memo that is not one this module wrote."""
     try:
         data = json.loads(memo)
         if data.get("bundle") != bundle_digest:
             return None
-        span = data["hosts"][host]
-        start, end = span
+        spans = data["hosts"][host]
+        if not isinstance(spans, list) or not 0 < len(spans) <= MAX_CHAIN:
+            return None
+        pairs = tuple((start, end) for start, end in spans)
     except (ValueError, TypeError, KeyError, AttributeError, RecursionError):
         return None
-    if type(start) is not int or type(end) is not int:
+    if any(type(n) is not int for pair in pairs for n in pair):
         return None
-    return start, end
+    return pairs
 
 
-def updated(memo: bytes | None, bundle_digest: str, host: str, span: Span) -> bytes:
-    """A memo's bytes with ``host`` at ``span`` in the bundle ``bundle_digest``: the other hosts of
+def updated(memo: bytes | None, bundle_digest: str, host: str, spans: Sequence[Span]) -> bytes:
+    """A memo's bytes with ``host`` at ``spans`` in the bundle ``bundle_digest``: the other hosts of
     the same bundle are kept (at most :data:`MAX_HOSTS`), those of another bundle dropped."""
     hosts: dict[str, Any] = {}
     if memo is not None:
@@ -107,7 +110,7 @@ def updated(memo: bytes | None, bundle_digest: str, host: str, span: Span) -> by
         except (ValueError, TypeError, AttributeError, RecursionError):
             hosts = {}
     kept = dict(list(hosts.items())[-(MAX_HOSTS - 1) :]) if MAX_HOSTS > 1 else {}
-    kept[host] = list(span)
+    kept[host] = [list(span) for span in spans]
     return (json.dumps({"bundle": bundle_digest, "hosts": kept}, sort_keys=True) + "\n").encode()
 
 
@@ -121,24 +124,35 @@ def _read(path: Path) -> bytes | None:
 
 
 def recall(memo_path: Path, bundle: bytes, bundle_digest: str, host: str) -> bytes | None:
-    """The PEM certificate of ``bundle`` remembered as ``host``'s root, or None (nothing usable remembered)."""
+    """The PEM certificates of ``bundle`` that verified ``host`` last (its root, and any intermediate
+    the bundle supplied), or None when nothing usable is remembered."""
     memo = _read(memo_path)
-    span = parse(memo, bundle_digest, host) if memo is not None else None
-    return certificate_at(bundle, span) if span is not None else None
+    spans = parse(memo, bundle_digest, host) if memo is not None else None
+    if spans is None:
+        return None
+    blocks = [certificate_at(bundle, span) for span in spans]
+    if any(block is None for block in blocks):
+        return None
+    return b"\n".join(block for block in blocks if block is not None)
 
 
-def remember(memo_path: Path, bundle: bytes, bundle_digest: str, host: str, anchor_der: bytes) -> bool:
-    """Remember ``anchor_der`` (the root ``host``'s verified chain ended at) as its place in
-    ``bundle``; False when it is not one of the bundle's certificates (nothing written).
+def remember(memo_path: Path, bundle: bytes, bundle_digest: str, host: str, chain: Sequence[bytes]) -> bool:
+    """Remember the certificates of ``host``'s verified ``chain`` (DER, leaf first) that ``bundle``
+    holds, as their places in it: its root, and an intermediate the server left out. False when the
+    bundle holds none of them (nothing written).
 
     Raises:
         OSError: the memo cannot be written.
     """
-    span = find(bundle, anchor_der)
-    if span is None:
+    spans: list[Span] = []
+    for der in chain[-MAX_CHAIN:]:
+        span = find(bundle, der)
+        if span is not None and span not in spans:
+            spans.append(span)
+    if not spans:
         return False
     old = _read(memo_path)
-    if old is not None and parse(old, bundle_digest, host) == span:
+    if old is not None and parse(old, bundle_digest, host) == tuple(spans):
         return True
-    replace_cached(memo_path, updated(old, bundle_digest, host, span))  # a lost memo costs one bundle load
+    replace_cached(memo_path, updated(old, bundle_digest, host, spans))  # a lost memo costs one bundle load
     return True

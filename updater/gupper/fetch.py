@@ -378,8 +378,9 @@ def _bundle(ca_file: str) -> tuple[bytes, str] | None:
 
 
 def _remembered_context(ca_file: str, memo: str, host: str) -> ssl.SSLContext | None:
-    """A context that trusts only the root of ``ca_file`` that verified ``host`` last, if one is
-    remembered in ``memo`` for this very bundle; None otherwise (or on any trouble: the whole bundle then)."""
+    """A context that trusts only the certificates of ``ca_file`` that verified ``host`` last (its root,
+    and an intermediate the bundle supplied), if ``memo`` remembers them for this very bundle; None
+    otherwise (or on any trouble: the whole bundle then)."""
     try:
         from . import anchors
 
@@ -403,17 +404,16 @@ def _remembered_context(ca_file: str, memo: str, host: str) -> ssl.SSLContext | 
         return None
 
 
-def _verified_root(sock: Any) -> bytes | None:
-    """The DER bytes of the root a verified TLS socket's chain ended at (None where Python cannot say)."""
+def _verified_chain(sock: Any) -> list[bytes]:
+    """The DER certificates of a verified TLS socket's chain, leaf first and its root last (empty
+    where Python cannot say)."""
     chain_of = getattr(sock, "get_verified_chain", None)  # Python 3.13+: DER bytes
     if chain_of is not None:
-        chain = chain_of()
-        return bytes(chain[-1]) if chain else None
+        return [bytes(c) for c in chain_of()]
     chain_of = getattr(getattr(sock, "_sslobj", None), "get_verified_chain", None)  # 3.10-3.12: _ssl.Certificate
     if chain_of is None:
-        return None
-    chain = chain_of()
-    return bytes(chain[-1].public_bytes(ssl._ssl.ENCODING_DER)) if chain else None  # type: ignore[attr-defined]
+        return []
+    return [bytes(c.public_bytes(ssl._ssl.ENCODING_DER)) for c in chain_of()]  # type: ignore[attr-defined]
 
 
 def _remember_anchor(ca_file: str, memo: str, host: str, sock: Any) -> None:
@@ -421,9 +421,9 @@ def _remember_anchor(ca_file: str, memo: str, host: str, sock: Any) -> None:
         from . import anchors
 
         bundle = _bundle(ca_file)
-        root = _verified_root(sock)
-        if bundle is not None and root is not None:
-            anchors.remember(Path(memo), bundle[0], bundle[1], host, root)
+        chain = _verified_chain(sock)
+        if bundle is not None and chain:
+            anchors.remember(Path(memo), bundle[0], bundle[1], host, chain)
     except Exception as e:  # a shortcut not taken next time; the connection itself is fine
         log.debug("gupper: TLS root not remembered (%s: %s)", type(e).__name__, e)
 
