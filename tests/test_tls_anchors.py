@@ -21,7 +21,7 @@ from gupper import anchors, fetch
 from gupper.errors import DownloadError
 from gupper.fetch import Fetcher
 from gupper.transfer import FetchConfig
-from tests import rawhttp
+from tests import httpsim, rawhttp
 from tests.rawhttp import Script, response
 
 BODY = b'{"ok": true}'
@@ -262,3 +262,28 @@ def test_an_intermediate_the_server_leaves_out_is_remembered_with_the_root(
         assert kept is not None
         assert intermediate.cert_pem.bytes().strip() in kept and root.cert_pem.bytes().strip() in kept
         assert full_loads == [str(bundle)]
+
+
+def test_through_a_connect_proxy_the_origins_root_is_remembered_and_a_moved_store_still_reached(
+    tmp_path: Path,
+    server: tuple[rawhttp.RawServer, trustme.CA, str],
+    full_loads: list[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    srv, ca, host = server
+    other = trustme.CA()
+    bundle, memo = bundle_of(tmp_path / "bundle.pem", ca, other), tmp_path / "memo.json"
+    with httpsim.connect_proxy() as (proxy, seen):
+        monkeypatch.setenv("HTTPS_PROXY", proxy)
+        for name in ("NO_PROXY", "no_proxy", "https_proxy", "ALL_PROXY", "all_proxy"):
+            monkeypatch.delenv(name, raising=False)
+        for _ in range(2):
+            assert new_process_get(srv.url("/latest.json"), bundle, memo) == BODY
+        assert seen == [host, host]  # both through the tunnel
+        assert full_loads == [str(bundle)]  # the second loaded only the origin's root
+        assert remembered(memo, bundle, host) == ca.cert_pem.bytes().strip()
+        assert srv.context is not None
+        other.issue_cert("127.0.0.1").configure_cert(srv.context)
+        assert new_process_get(srv.url("/latest.json"), bundle, memo) == BODY
+        assert seen == [host] * 4  # the refused handshake, then a new tunnel for the whole bundle
+    assert remembered(memo, bundle, host) == other.cert_pem.bytes().strip()

@@ -278,7 +278,7 @@ class _HTTPSConnection(_WatchedMixin, HTTPSConnection):
     def connect(self) -> None:
         # The CA bundle requests hands over (certifi's, REQUESTS_CA_BUNDLE, UpdaterConfig.ca_bundle) becomes
         # the process's one context for that file, instead of a context urllib3 would build and load here;
-        # with a memo (gupper.anchors), only the root that verified this host last, when it did.
+        # with a memo (gupper.anchors), only the bundle's certificates that verified this host last.
         if not self._bundle_seen:  # what requests asked for, before this method set a context of its own
             self._bundle_seen = True
             if self.ssl_context is None and self.ca_certs and not self.ca_cert_dir and not self.ca_cert_data:
@@ -287,9 +287,9 @@ class _HTTPSConnection(_WatchedMixin, HTTPSConnection):
         if ca_file is None:
             super().connect()
             return
-        memo = _ANCHOR_MEMO.get() if self.proxy is None else None  # through a proxy: the whole bundle, as before
-        host = f"{self.host}:{self.port or 443}"
-        narrowed = _remembered_context(ca_file, memo, host) if memo is not None else None
+        host = self._origin()  # None through an https proxy (TLS in TLS): the whole bundle, as before
+        memo = _ANCHOR_MEMO.get() if host is not None else None
+        narrowed = _remembered_context(ca_file, memo, host) if memo is not None and host is not None else None
         if narrowed is not None:
             self.ssl_context, self.ca_certs = narrowed, None
             try:
@@ -300,8 +300,17 @@ class _HTTPSConnection(_WatchedMixin, HTTPSConnection):
         context = tls_context(ca_file)
         self.ssl_context, self.ca_certs = (context, None) if context is not None else (None, ca_file)
         super().connect()
-        if memo is not None and context is not None:
+        if memo is not None and host is not None and context is not None:
             _remember_anchor(ca_file, memo, host, self.sock)
+
+    def _origin(self) -> str | None:
+        """The ``host:port`` this connection's TLS is with (through a CONNECT tunnel: the origin's),
+        or None through an https proxy, whose TLS-in-TLS socket cannot say what verified it."""
+        if self.proxy is None:
+            return f"{self.host}:{self.port or 443}"
+        if self.proxy_is_tunneling and getattr(self, "_tunnel_scheme", "http") == "http":
+            return f"{self._tunnel_host}:{self._tunnel_port or 443}"
+        return None
 
     def _drop_socket(self) -> None:
         sock, self.sock = self.sock, None
