@@ -2,8 +2,8 @@
 
 Four commands with the project's interpreter, alternated round after round: ``python -c pass``,
 ``import requests``, what a start that finds no update imports (``from gupper import Updater,
-UpdaterConfig`` plus what ``run()`` loads on the way: the one-file layout, the transport, the
-verifier's module and libsodium, the default state folder's module), and what creating the
+UpdaterConfig`` plus what ``run()`` loads on the way: the one-file layout, the transport and its
+remembered TLS trust, the verifier's module and libsodium, the default state folder's module), and what creating the
 ``Updater`` alone loads (a start that only confirms a trial, or checks later from a thread).
 tests/test_lazy_imports.py proves that a no-update ``run()`` loads nothing more of weight (no
 patching, archives, folder deltas, periodic checks or cryptography). Figures: whole-process medians
@@ -22,7 +22,7 @@ from bench.harness import Bench, Row
 CREATE = "from gupper import Updater, UpdaterConfig; import gupper.layouts.single, gupper.folders"
 STARTUP = (
     "from gupper import Updater, UpdaterConfig; import gupper.layouts.single, gupper.manifest, gupper.fetch, "
-    "gupper.folders; import gupper.ed25519 as e; e.self_check()"
+    "gupper.anchors, gupper.folders; import gupper.ed25519 as e; e.self_check()"
 )
 COMMANDS = {"pass": "pass", "requests": "import requests", "gupper": STARTUP, "create": CREATE}
 

@@ -14,6 +14,8 @@ import textwrap
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
+from bench.imports import STARTUP
+
 from .conftest import MakeManifest, entry
 from .httpsim import Handler, Sim
 
@@ -121,6 +123,15 @@ def test_a_start_without_update_never_loads_patching_archives_or_cryptography(
     assert sim.requests[1][2].get("If-None-Match"), "the second start must revalidate the kept manifest (304)"
     loaded = set(out["after_check"])
     assert {"gupper.client", "gupper.fetch", "gupper.ed25519", "nacl._sodium"} <= loaded  # the check did run
+    # Bench item 13 times what such a start imports: its statement loads every module the start did.
+    timed = subprocess.run(
+        [sys.executable, "-c", STARTUP + "; import sys; print(' '.join(sys.modules))"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    ).stdout.split()
+    assert {m for m in loaded if m.startswith(("gupper", "nacl", "requests", "urllib3"))} <= set(timed)
     assert not {m for m in loaded for heavy in ONLY_WHEN_UPDATING if m == heavy or m.startswith(heavy + ".")}
     # Reading the manifest's timestamps: datetime.strptime's first call imports _strptime and builds its tables.
     assert "_strptime" not in loaded
