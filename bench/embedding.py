@@ -19,7 +19,7 @@ settings), started in turn, round after round (so drift on a shared machine hits
   ``REQUESTS_CA_BUNDLE``. Both against the same hello world.
 
 Every app trusts one CA bundle: certifi's public roots with the local store's CA added, as an app
-on a public CDN (or with a private CA added to the public roots) loads about 140 certificates. The
+on a public CDN (or with a private CA added to the public roots) loads about 120 certificates. The
 Gupper app is also started with its state folder unable to remember the store's root
 (``tls-anchors.json`` a folder: gupper.anchors), so every start loads the whole bundle, as before
 that memory.

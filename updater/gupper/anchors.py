@@ -1,6 +1,6 @@
 """Which certificate of the CA bundle last verified each host, remembered between starts.
 
-Parsing the CA bundle is most of what an app's first TLS connection costs it: certifi's 140 or so
+Parsing the CA bundle is most of what an app's first TLS connection costs it: certifi's 117
 roots take about 20 ms to load, the one root a store's chain ends at well under 1 ms. The first
 connection to a host is verified against the whole bundle; the root its verified chain ended at is
 then remembered as a place in that bundle (byte offsets beside the bundle's SHA-256), and later
