@@ -152,9 +152,9 @@ def _no_sync(fd: int) -> None:
 
 
 def replace_cached(path: Path, data: bytes) -> None:
-    """Replace ``path`` with ``data`` atomically but without syncing: a crash leaves the old content
-    or the new, perhaps neither on disk. For caches a later run rebuilds at a small cost (an fsync
-    can cost an app's start tens of ms on a busy disk)."""
+    """Replace ``path`` with ``data`` atomically but without syncing: a crash of the process leaves
+    the old content or the new; a power loss may leave nothing usable. For caches a later run
+    rebuilds at a small cost (an fsync can cost an app's start tens of ms on a busy disk)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     temp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
     try:

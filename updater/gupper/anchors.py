@@ -1,13 +1,14 @@
-"""Which certificate of the CA bundle last verified each host, remembered between starts.
+"""Which certificates of the CA bundle last verified each host, remembered between starts.
 
 Parsing the CA bundle is most of what an app's first TLS connection costs it: certifi's 117
 roots take about 20 ms to load, the one root a store's chain ends at well under 1 ms. The first
-connection to a host is verified against the whole bundle; the root its verified chain ended at is
-then remembered as a place in that bundle (byte offsets beside the bundle's SHA-256), and later
-starts trust only those bytes of that same bundle (:mod:`gupper.fetch`).
+connection to a host is verified against the whole bundle; the certificates of its verified chain
+that the bundle holds (its root, and an intermediate the server left out) are then remembered as
+places in that bundle (byte offsets beside the bundle's SHA-256), and later starts trust only
+those bytes of that same bundle (:mod:`gupper.fetch`).
 
 Why this never trusts more than the bundle does: the memory holds offsets, never certificates, and
-is used only while the bundle's digest is unchanged; what it points at must be exactly one
+is used only while the bundle's digest is unchanged; each place it names must be exactly one
 certificate block of that bundle. A trust set cut from the bundle can refuse what the bundle would
 accept (the store moved to another root), never accept what it refuses; a refusal is retried once
 with the whole bundle, which records the new root. A bundle that changed (a certifi update that

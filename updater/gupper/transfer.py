@@ -37,8 +37,8 @@ class FetchConfig:
     retries: int = 2
     user_agent: str = "gupper-updater"
     anchor_memo: str | None = None
-    """A file where the CA bundle's root that verified each host is remembered, so later processes
-    load that one certificate instead of the whole bundle (:mod:`gupper.anchors`); None: not remembered."""
+    """A file where the CA bundle's certificates that verified each host are remembered, so later
+    processes load those instead of the whole bundle (:mod:`gupper.anchors`); None: not remembered."""
 
 
 @record(frozen=True)
