@@ -287,3 +287,18 @@ def test_through_a_connect_proxy_the_origins_root_is_remembered_and_a_moved_stor
         assert new_process_get(srv.url("/latest.json"), bundle, memo) == BODY
         assert seen == [host] * 4  # the refused handshake, then a new tunnel for the whole bundle
     assert remembered(memo, bundle, host) == other.cert_pem.bytes().strip()
+
+
+def test_through_an_https_proxy_nothing_is_remembered_or_narrowed() -> None:
+    """TLS inside TLS: the wrapped socket cannot say what verified the origin, so such a connection
+    always loads the whole bundle (README, "Dependencies the client ships")."""
+    from urllib3.util.url import parse_url
+
+    direct = fetch._HTTPSConnection("store.example", 8443)
+    assert direct._origin() == "store.example:8443"
+    tunnelled = fetch._HTTPSConnection("proxy.example", 3128, proxy=parse_url("http://proxy.example:3128"))
+    tunnelled.set_tunnel("store.example", 443, scheme="http")
+    assert tunnelled._origin() == "store.example:443"
+    tls_in_tls = fetch._HTTPSConnection("proxy.example", 3129, proxy=parse_url("https://proxy.example:3129"))
+    tls_in_tls.set_tunnel("store.example", 443, scheme="https")
+    assert tls_in_tls._origin() is None
