@@ -133,37 +133,28 @@ def file_sha256(path: Path) -> str:
     return str(hash_file(path)[0].hexdigest())
 
 
-def atomic_write(path: Path, data: bytes) -> None:
-    """Replace ``path`` with ``data`` so that a crash leaves either the old or the new content."""
+def atomic_write(path: Path, data: bytes, *, durable: bool = True) -> None:
+    """Replace ``path`` with ``data`` so that a crash leaves either the old or the new content.
+
+    ``durable=False`` skips the syncs, for caches a later run rebuilds at a small cost (an fsync can
+    cost an app's start tens of ms on a busy disk): a crash of the process still leaves the old
+    content or the new, a power loss may leave nothing usable.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     temp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
     try:
-        with durable_file(temp, mode=0o666, sync=full_fsync) as f:
+        with durable_file(temp, mode=0o666, sync=full_fsync if durable else _no_sync) as f:
             f.write(data)
         os.replace(temp, path)
     finally:
         with contextlib.suppress(FileNotFoundError):
             temp.unlink()
-    fsync_dir(str(path.parent))
+    if durable:
+        fsync_dir(str(path.parent))
 
 
 def _no_sync(fd: int) -> None:
-    """No fsync: see :func:`replace_cached`."""
-
-
-def replace_cached(path: Path, data: bytes) -> None:
-    """Replace ``path`` with ``data`` atomically but without syncing: a crash of the process leaves
-    the old content or the new; a power loss may leave nothing usable. For caches a later run
-    rebuilds at a small cost (an fsync can cost an app's start tens of ms on a busy disk)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
-    try:
-        with durable_file(temp, mode=0o666, sync=_no_sync) as f:
-            f.write(data)
-        os.replace(temp, path)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            temp.unlink()
+    """The sync of a write that need not survive a power loss: none."""
 
 
 RENAME_SWAP = 0x2

@@ -28,7 +28,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from ._fsutil import replace_cached
+from ._fsutil import atomic_write
 
 BEGIN = b"-----BEGIN CERTIFICATE-----"
 END = b"-----END CERTIFICATE-----"
@@ -155,5 +155,5 @@ def remember(memo_path: Path, bundle: bytes, bundle_digest: str, host: str, chai
     old = _read(memo_path)
     if old is not None and parse(old, bundle_digest, host) == tuple(spans):
         return True
-    replace_cached(memo_path, updated(old, bundle_digest, host, spans))  # a lost memo costs one bundle load
+    atomic_write(memo_path, updated(old, bundle_digest, host, spans), durable=False)  # lost: one bundle load
     return True
