@@ -73,6 +73,19 @@ def new_process_get(url: str, bundle: Path, memo: Path) -> bytes:
     return got.body
 
 
+def first_start(tmp_path: Path, srv: rawhttp.RawServer, *cas: trustme.CA) -> tuple[Path, Path]:
+    """A first start that trusts certifi's bundle plus ``cas``: it checks and remembers; the bundle and the memo."""
+    bundle, memo = bundle_of(tmp_path / "bundle.pem", *cas), tmp_path / "memo.json"
+    assert new_process_get(srv.url("/latest.json"), bundle, memo) == BODY
+    return bundle, memo
+
+
+def move_store(srv: rawhttp.RawServer, ca: trustme.CA) -> None:
+    """The store's next connections show a certificate from ``ca``."""
+    assert srv.context is not None
+    ca.issue_cert("127.0.0.1").configure_cert(srv.context)
+
+
 def remembered(memo: Path, bundle: Path, host: str) -> bytes | None:
     data = bundle.read_bytes()
     return anchors.recall(memo, data, anchors.digest(data), host)
@@ -162,10 +175,8 @@ def test_a_store_that_moved_to_another_root_of_the_bundle_is_reached_and_its_new
 ) -> None:
     srv, ca, host = server
     other = trustme.CA()
-    bundle, memo = bundle_of(tmp_path / "bundle.pem", ca, other), tmp_path / "memo.json"
-    new_process_get(srv.url("/latest.json"), bundle, memo)
-    assert srv.context is not None
-    other.issue_cert("127.0.0.1").configure_cert(srv.context)  # the store's new certificate, from the other root
+    bundle, memo = first_start(tmp_path, srv, ca, other)
+    move_store(srv, other)  # the store's new certificate, from the other root
     assert new_process_get(srv.url("/latest.json"), bundle, memo) == BODY
     assert remembered(memo, bundle, host) == other.cert_pem.bytes().strip()
     assert len(full_loads) == 2  # the remembered root refused it; the whole bundle decided
@@ -177,11 +188,9 @@ def test_a_root_the_bundle_does_not_hold_is_refused_as_before_and_the_memo_kept(
     tmp_path: Path, server: tuple[rawhttp.RawServer, trustme.CA, str]
 ) -> None:
     srv, ca, _host = server
-    bundle, memo = bundle_of(tmp_path / "bundle.pem", ca), tmp_path / "memo.json"
-    new_process_get(srv.url("/latest.json"), bundle, memo)
+    bundle, memo = first_start(tmp_path, srv, ca)
     kept = memo.read_bytes()
-    assert srv.context is not None
-    trustme.CA().issue_cert("127.0.0.1").configure_cert(srv.context)
+    move_store(srv, trustme.CA())
     with pytest.raises(DownloadError, match="not trusted"):
         new_process_get(srv.url("/latest.json"), bundle, memo)
     assert memo.read_bytes() == kept
@@ -191,8 +200,7 @@ def test_a_root_dropped_from_the_bundle_is_not_trusted_even_though_the_memo_name
     tmp_path: Path, server: tuple[rawhttp.RawServer, trustme.CA, str]
 ) -> None:
     srv, ca, _host = server
-    bundle, memo = bundle_of(tmp_path / "bundle.pem", ca), tmp_path / "memo.json"
-    new_process_get(srv.url("/latest.json"), bundle, memo)
+    bundle, memo = first_start(tmp_path, srv, ca)
     bundle_of(bundle, trustme.CA())  # a certifi update that dropped the root: same file, other bytes
     with pytest.raises(DownloadError, match="not trusted"):
         new_process_get(srv.url("/latest.json"), bundle, memo)
@@ -220,8 +228,7 @@ def test_a_memo_that_says_nothing_usable_leaves_the_whole_bundle_to_decide(
     tmp_path: Path, server: tuple[rawhttp.RawServer, trustme.CA, str], full_loads: list[str], kind: str
 ) -> None:
     srv, ca, host = server
-    bundle, memo = bundle_of(tmp_path / "bundle.pem", ca), tmp_path / "memo.json"
-    new_process_get(srv.url("/latest.json"), bundle, memo)
+    bundle, memo = first_start(tmp_path, srv, ca)
     tamper(kind, memo, bundle.read_bytes(), host)
     assert new_process_get(srv.url("/latest.json"), bundle, memo) == BODY
     assert len(full_loads) == (1 if kind == "untouched" else 2)
@@ -282,8 +289,7 @@ def test_through_a_connect_proxy_the_origins_root_is_remembered_and_a_moved_stor
         assert seen == [host, host]  # both through the tunnel
         assert full_loads == [str(bundle)]  # the second loaded only the origin's root
         assert remembered(memo, bundle, host) == ca.cert_pem.bytes().strip()
-        assert srv.context is not None
-        other.issue_cert("127.0.0.1").configure_cert(srv.context)
+        move_store(srv, other)
         assert new_process_get(srv.url("/latest.json"), bundle, memo) == BODY
         assert seen == [host] * 4  # the refused handshake, then a new tunnel for the whole bundle
     assert remembered(memo, bundle, host) == other.cert_pem.bytes().strip()
