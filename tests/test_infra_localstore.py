@@ -398,3 +398,36 @@ def test_fixed_default_ports_and_a_busy_one_is_one_line(store: LocalStore, tmp_p
     ) as err:
         start_local_store(tmp_path / "second", extra_args=["--s3-port", s3_port, "--public-port", public_port])
     assert str(err.value).split("---\n")[-1].count("\n") == 1, str(err.value)  # its stderr: one line
+
+
+@pytest.mark.parametrize("handler_name", ["_PublicHandler", "_S3Handler"])
+def test_both_servers_answer_without_nagle_as_production_servers_do(tmp_path: Path, handler_name: str) -> None:
+    """Each accepted connection has TCP_NODELAY set (read from the server's own socket), so a response
+    written in pieces never waits for the client's delayed ACK: the bench times the client, not that."""
+    import trustme
+
+    from gupper_infra import localstore
+
+    ca = trustme.CA()
+    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1").configure_cert(server_ctx)
+    ca_file = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(str(ca_file))
+
+    def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        conn = environ["werkzeug.socket"]  # the accepted connection, as the handler set it up
+        body = str(conn.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)).encode()
+        start_response("200 OK", [("Content-Length", str(len(body)))])
+        return [body]
+
+    handler = getattr(localstore, handler_name)
+    server = localstore._TLSServer("127.0.0.1", 0, app, handler, server_ctx, verbose=False)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    try:
+        answer = requests.get(f"https://127.0.0.1:{server.port}/x", verify=str(ca_file), timeout=HTTP_TIMEOUT)
+    finally:
+        server.shutdown()
+        thread.join(timeout=5.0)
+    assert answer.status_code == 200
+    assert int(answer.text) != 0
