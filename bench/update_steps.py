@@ -5,7 +5,8 @@ one-file by bench/freeze.py as v1 and v2; each prints a JSON mark with its epoch
 boundary (Gupper's ``checkpoint`` hook; tufup's around its calls), so an update's wall time splits
 into: v1 start (bootloader extraction + Python + the app's first line), import of the updater,
 check, download + verify (+ patch), pre-flight (Gupper starts the new binary once in self-test
-mode), swap (backup, rename, trial record), and v2 start to exit.
+mode), swap (backup, rename, trial record), v2 start to its last line, and v2's exit (which, for
+Gupper, waits for the outcome report that confirming the trial sends: ``gupper.outcomes``).
 
 The floor is what no updater can avoid: three starts of the app (v1, the pre-flight, v2: the
 median start-to-exit of the same binary with ``--no-update``) plus the transfer of the bytes
@@ -40,7 +41,8 @@ GUPPER_STEPS = [  # (label, from mark, to mark); "spawn" is when the bench start
     ("download + verify (delta: + patch)", "checked", "downloaded"),
     ("pre-flight (v2 in self-test mode: loads its update path, answers)", "downloaded", "preflight-passed"),
     ("swap (backup, rename, trial)", "preflight-passed", "restarting"),
-    ("v2 start to exit", "restarting", "end"),
+    ("v2 start to its last line (confirm() sends the trial's outcome report from a thread)", "restarting", "done2"),
+    ("v2 exit (waits for that report, at most 3 s; both bootloaders clean up)", "done2", "end"),
 ]
 TUFUP_STEPS = [
     ("v1 start", "spawn", "main"),
@@ -48,7 +50,8 @@ TUFUP_STEPS = [
     ("check", "imported", "checked"),
     ("download + verify + extract (patch: + rebuild the archive)", "checked", "downloaded"),
     ("swap (rename)", "downloaded", "swapped"),
-    ("v2 start to exit", "swapped", "end"),
+    ("v2 start to its last line", "swapped", "done2"),
+    ("v2 exit (its bootloader cleans up)", "done2", "end"),
 ]
 
 
